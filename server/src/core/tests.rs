@@ -1,0 +1,790 @@
+//! Unit tests of the core with a clock passed in: no sockets, no sleeping.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use pairlab_shared::*;
+
+use super::research::{ProbeFailure, ResearchEvent};
+use super::*;
+use crate::config::{Config, MatchmakerKind, SceneConfig};
+
+struct H {
+    core: Core,
+    t0: Instant,
+    now: Instant,
+    records: Vec<ResearchEvent>,
+}
+
+fn sid(s: &str) -> SubjectId {
+    SubjectId::parse(s).unwrap()
+}
+
+fn latency_scene(max_p2p: Option<f64>) -> SceneConfig {
+    let mut s = SceneConfig::with_defaults("s", 2, MatchmakerKind::LatencyFifo);
+    s.max_server_rtt_ms = Some(200.0);
+    s.max_p2p_rtt_ms = max_p2p;
+    s.waitroom_timeout_ms = 60_000;
+    s.probe_timeout_ms = 5_000;
+    s.reconnect_grace_ms = 3_000;
+    s
+}
+
+impl H {
+    fn new(scene: SceneConfig) -> Self {
+        Self::with_scenes(vec![scene])
+    }
+    fn with_scenes(scenes: Vec<SceneConfig>) -> Self {
+        let t0 = Instant::now();
+        H {
+            core: Core::new(Arc::new(Config {
+                scenes,
+                ice_servers: vec![],
+            })),
+            t0,
+            now: t0,
+            records: vec![],
+        }
+    }
+    fn at(&mut self, ms: u64) {
+        self.now = self.t0 + Duration::from_millis(ms);
+    }
+    fn ev(&mut self, e: Event) -> Vec<Action> {
+        let mut out = vec![];
+        self.core.handle(self.now, e, &mut out);
+        if let Err(e) = self.core.check_invariants() {
+            panic!("invariant broken: {e}");
+        }
+        for a in &out {
+            if let Action::Record { event, .. } = a {
+                self.records.push(event.clone());
+            }
+        }
+        out
+    }
+    fn msg(&mut self, conn: ConnId, msg: ClientMessage) -> Vec<Action> {
+        self.ev(Event::Message { conn, msg })
+    }
+    fn tick_at(&mut self, ms: u64) -> Vec<Action> {
+        self.at(ms);
+        self.ev(Event::Tick)
+    }
+    /// Connects, says hello, and delivers three RTT samples of `rtt` ms. Returns everything sent.
+    fn join(&mut self, conn: ConnId, subject: &str, rtt: f64) -> Vec<Action> {
+        let mut all = self.ev(Event::Connected { conn });
+        all.extend(self.hello(conn, subject, None));
+        for _ in 0..3 {
+            all.extend(self.ev(Event::RttSample { conn, rtt_ms: rtt }));
+        }
+        all.extend(self.ev(Event::Tick));
+        all
+    }
+    fn hello(&mut self, conn: ConnId, subject: &str, token: Option<String>) -> Vec<Action> {
+        self.msg(
+            conn,
+            ClientMessage::Hello(Hello {
+                subject_id: sid(subject),
+                scene_id: None,
+                resume_token: token,
+            }),
+        )
+    }
+    fn count(&self, name: &str) -> usize {
+        self.records
+            .iter()
+            .filter(|r| serde_json::to_value(r).unwrap()["event"] == name)
+            .count()
+    }
+}
+
+fn sent(actions: &[Action], to: ConnId) -> Vec<ServerMessage> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Send { conn, msg } if *conn == to => Some(msg.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn closed(actions: &[Action], c: ConnId) -> bool {
+    actions
+        .iter()
+        .any(|a| matches!(a, Action::Close { conn } if *conn == c))
+}
+
+fn error_code(actions: &[Action], to: ConnId) -> Option<ErrorCode> {
+    sent(actions, to).into_iter().find_map(|m| match m {
+        ServerMessage::Error(e) => Some(e.code),
+        _ => None,
+    })
+}
+
+fn prepare(actions: &[Action], to: ConnId) -> Option<ProbePrepare> {
+    sent(actions, to).into_iter().find_map(|m| match m {
+        ServerMessage::ProbePrepare(p) => Some(p),
+        _ => None,
+    })
+}
+
+fn game(actions: &[Action], to: ConnId) -> Option<GameStart> {
+    sent(actions, to).into_iter().find_map(|m| match m {
+        ServerMessage::GameStart(g) => Some(g),
+        _ => None,
+    })
+}
+
+fn waitroom(actions: &[Action], to: ConnId) -> Option<Waitroom> {
+    sent(actions, to).into_iter().find_map(|m| match m {
+        ServerMessage::Waitroom(w) => Some(w),
+        _ => None,
+    })
+}
+
+fn token(actions: &[Action], to: ConnId) -> String {
+    sent(actions, to)
+        .into_iter()
+        .find_map(|m| match m {
+            ServerMessage::Welcome(w) => Some(w.resume_token),
+            _ => None,
+        })
+        .expect("welcome")
+}
+
+fn ready(id: &ProbeSessionId) -> ClientMessage {
+    ClientMessage::ProbeReady(ProbeReady {
+        probe_session_id: id.clone(),
+    })
+}
+
+fn result(id: &ProbeSessionId, rtt: Option<f64>) -> ClientMessage {
+    ClientMessage::ProbeResult(ProbeResult {
+        probe_session_id: id.clone(),
+        success: rtt.is_some(),
+        rtt_ms: rtt,
+        samples_ms: rtt.into_iter().collect(),
+        stats_rtt_ms: rtt,
+    })
+}
+
+/// A and B join and get a probe; returns its id.
+fn probe_pair(h: &mut H) -> ProbeSessionId {
+    h.join(1, "A", 10.0);
+    let a = h.join(2, "B", 10.0);
+    let p1 = prepare(&a, 1).expect("prepare to A");
+    let p2 = prepare(&a, 2).expect("prepare to B");
+    assert_eq!(p1.probe_session_id, p2.probe_session_id);
+    assert_eq!(p1.peer_subject_id, sid("B"));
+    assert_eq!(p2.peer_subject_id, sid("A"));
+    assert_eq!(p1.timeout_ms, 5_000);
+    p1.probe_session_id
+}
+
+#[test]
+fn fifo_without_probe_starts_game_at_once() {
+    let mut h = H::new(SceneConfig::with_defaults("s", 2, MatchmakerKind::Fifo));
+    let a = h.join(1, "A", 500.0);
+    assert!(matches!(sent(&a, 1)[0], ServerMessage::Welcome(_)));
+    assert_eq!(waitroom(&a, 1).map(|w| w.waiting), Some(Some(1)));
+    let b = h.join(2, "B", 500.0);
+    let (ga, gb) = (game(&b, 1).unwrap(), game(&b, 2).unwrap());
+    assert_eq!(ga.game_id, gb.game_id);
+    assert_eq!(ga.players, vec![sid("A"), sid("B")], "arrival order");
+    assert_eq!((ga.player_index, gb.player_index), (0, 1));
+    assert!(prepare(&b, 1).is_none());
+    assert_eq!(h.count("game_created"), 1);
+    assert_eq!(h.count("match_proposed"), 1);
+}
+
+#[test]
+fn waits_for_entry_samples_or_time() {
+    let mut h = H::new(SceneConfig::with_defaults("s", 2, MatchmakerKind::Fifo));
+    h.ev(Event::Connected { conn: 1 });
+    h.hello(1, "A", None);
+    let a = h.ev(Event::RttSample {
+        conn: 1,
+        rtt_ms: 5.0,
+    });
+    assert!(
+        waitroom(&a, 1).is_none(),
+        "one sample is not yet an estimate"
+    );
+    h.at(400);
+    let a = h.ev(Event::RttSample {
+        conn: 1,
+        rtt_ms: 5.0,
+    });
+    assert!(
+        waitroom(&a, 1).is_some(),
+        "after ENTRY_MAX_WAIT a sample is enough"
+    );
+}
+
+#[test]
+fn latency_prefilter_sums_server_rtts() {
+    let mut h = H::new(latency_scene(None));
+    h.join(1, "A", 150.0);
+    let b = h.join(2, "B", 100.0);
+    assert!(game(&b, 2).is_none(), "150 + 100 > 200");
+    let c = h.join(3, "C", 50.0);
+    let g = game(&c, 3).expect("150 + 50 <= 200: A and C");
+    assert_eq!(g.players, vec![sid("A"), sid("C")]);
+    assert!(game(&c, 2).is_none());
+}
+
+#[test]
+fn probe_accept_full_life_cycle() {
+    let mut h = H::new(latency_scene(Some(150.0)));
+    let id = probe_pair(&mut h);
+    assert_eq!(h.count("probe_started"), 1);
+    // Ready counts once per member.
+    assert!(sent(&h.msg(1, ready(&id)), 1).is_empty());
+    assert!(sent(&h.msg(1, ready(&id)), 1).is_empty(), "duplicate ready");
+    h.at(30);
+    let a = h.msg(2, ready(&id));
+    let starts: Vec<_> = [1, 2]
+        .iter()
+        .map(|&c| match &sent(&a, c)[..] {
+            [ServerMessage::ProbeStart(s)] => s.initiator,
+            other => panic!("expected one probe_start, got {other:?}"),
+        })
+        .collect();
+    assert_eq!(starts, vec![true, false], "A < B: A initiates");
+    assert!(sent(&h.msg(1, ready(&id)), 1).is_empty(), "no second start");
+    // Signals go to the other member only.
+    let offer = ProbeSignalOut {
+        probe_session_id: id.clone(),
+        target_subject_id: sid("B"),
+        signal_type: SignalType::Offer,
+        payload: Some(SignalPayload::Description { sdp: "v=0".into() }),
+    };
+    let a = h.msg(1, ClientMessage::ProbeSignal(offer.clone()));
+    match &sent(&a, 2)[..] {
+        [ServerMessage::ProbeSignal(s)] => {
+            assert_eq!(s.from_subject_id, sid("A"));
+            assert_eq!(s.payload, offer.payload);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(sent(&a, 1).is_empty());
+    // Results: accepted when max(rtt) <= 150.
+    h.at(80);
+    assert!(game(&h.msg(1, result(&id, Some(40.0))), 1).is_none());
+    let a = h.msg(2, result(&id, Some(150.0)));
+    let (ga, gb) = (game(&a, 1).unwrap(), game(&a, 2).unwrap());
+    assert_eq!(ga.game_id, gb.game_id);
+    let rec = h.records.iter().find_map(|r| match r {
+        ResearchEvent::ProbeResult {
+            accepted,
+            rtt_ms,
+            reports,
+            duration_ms,
+            ready_ms,
+            ..
+        } => Some((*accepted, *rtt_ms, reports.clone(), *duration_ms, *ready_ms)),
+        _ => None,
+    });
+    let (accepted, rtt, reports, duration, ready_ms) = rec.unwrap();
+    assert!(accepted);
+    assert_eq!(rtt, Some(150.0));
+    assert_eq!(reports[0].as_ref().unwrap().rtt_ms, Some(40.0));
+    assert_eq!(reports[1].as_ref().unwrap().rtt_ms, Some(150.0));
+    assert_eq!(duration, 80.0);
+    assert_eq!(ready_ms, Some(30.0));
+    // Late messages from members of the ended probe are ignored, not errors.
+    assert!(h.msg(1, ClientMessage::ProbeSignal(offer)).is_empty());
+    assert!(h.msg(2, result(&id, Some(1.0))).is_empty());
+}
+
+#[test]
+fn non_members_are_refused_and_nothing_is_relayed() {
+    let mut h = H::new(latency_scene(Some(150.0)));
+    let id = probe_pair(&mut h);
+    h.join(3, "C", 10.0);
+    let signal = |target: &str| {
+        ClientMessage::ProbeSignal(ProbeSignalOut {
+            probe_session_id: id.clone(),
+            target_subject_id: sid(target),
+            signal_type: SignalType::IceCandidate,
+            payload: None,
+        })
+    };
+    let a = h.msg(3, signal("A"));
+    assert_eq!(error_code(&a, 3), Some(ErrorCode::NotAMember));
+    assert!(!closed(&a, 3), "not_a_member keeps the connection");
+    assert!(sent(&a, 1).is_empty() && sent(&a, 2).is_empty());
+    let a = h.msg(1, signal("C"));
+    assert_eq!(
+        error_code(&a, 1),
+        Some(ErrorCode::NotAMember),
+        "target outside the probe"
+    );
+    assert!(sent(&a, 3).is_empty());
+    let a = h.msg(1, signal("A"));
+    assert_eq!(
+        error_code(&a, 1),
+        Some(ErrorCode::NotAMember),
+        "target is the sender"
+    );
+    let other = ProbeSessionId::from_string("no-such-probe");
+    assert_eq!(
+        error_code(&h.msg(1, ready(&other)), 1),
+        Some(ErrorCode::NotAMember)
+    );
+    assert_eq!(
+        error_code(&h.msg(3, ready(&id)), 3),
+        Some(ErrorCode::NotAMember)
+    );
+    assert_eq!(
+        error_code(&h.msg(3, result(&id, Some(1.0))), 3),
+        Some(ErrorCode::NotAMember)
+    );
+}
+
+#[test]
+fn rejected_pair_returns_and_next_candidate_is_probed_never_the_same_pair() {
+    let mut h = H::new(latency_scene(Some(50.0)));
+    let id = probe_pair(&mut h);
+    h.at(1_000);
+    h.msg(1, result(&id, Some(80.0)));
+    let a = h.msg(2, result(&id, Some(80.0)));
+    let (wa, wb) = (waitroom(&a, 1).unwrap(), waitroom(&a, 2).unwrap());
+    assert_eq!(wa.waiting, Some(2));
+    assert_eq!(wa.remaining_ms, 59_000, "the deadline is not reset");
+    assert_eq!(wb.remaining_ms, 59_000);
+    assert!(
+        prepare(&a, 1).is_none(),
+        "the failed pair is not probed again"
+    );
+    assert_eq!(h.count("match_rejected"), 1);
+    let c = h.join(3, "C", 10.0);
+    let p = prepare(&c, 3).expect("C is probed");
+    assert_eq!(p.peer_subject_id, sid("A"), "FIFO: A waited longest");
+    assert!(prepare(&c, 2).is_none());
+    assert_eq!(h.core.stats().waiting, 1, "B waits");
+}
+
+#[test]
+fn probe_deadline_is_enforced() {
+    let mut h = H::new(latency_scene(Some(150.0)));
+    let id = probe_pair(&mut h);
+    h.msg(1, result(&id, Some(10.0)));
+    assert!(h.core.next_deadline().unwrap() <= h.t0 + Duration::from_millis(5_000));
+    assert!(waitroom(&h.tick_at(4_999), 1).is_none());
+    let a = h.tick_at(5_000);
+    assert!(waitroom(&a, 1).is_some() && waitroom(&a, 2).is_some());
+    assert!(h.records.iter().any(|r| matches!(
+        r,
+        ResearchEvent::ProbeResult {
+            reason: Some(ProbeFailure::Timeout),
+            accepted: false,
+            ..
+        }
+    )));
+    assert_eq!(h.core.stats().probes, 0);
+}
+
+#[test]
+fn failed_measurement_and_null_rtt_reject() {
+    let mut h = H::new(latency_scene(Some(150.0)));
+    let id = probe_pair(&mut h);
+    h.msg(1, result(&id, Some(10.0)));
+    h.msg(2, result(&id, None));
+    assert!(h.records.iter().any(|r| matches!(
+        r,
+        ResearchEvent::ProbeResult {
+            reason: Some(ProbeFailure::MeasurementFailed),
+            ..
+        }
+    )));
+}
+
+#[test]
+fn duplicate_result_keeps_the_first() {
+    let mut h = H::new(latency_scene(Some(150.0)));
+    let id = probe_pair(&mut h);
+    h.msg(1, result(&id, Some(500.0)));
+    h.msg(1, result(&id, Some(1.0)));
+    let a = h.msg(2, result(&id, Some(1.0)));
+    assert!(game(&a, 1).is_none(), "the first report (500 ms) stands");
+}
+
+#[test]
+fn disconnect_during_probe_fails_it_at_once_without_blaming_the_pair() {
+    let mut h = H::new(latency_scene(Some(150.0)));
+    h.join(1, "A", 10.0);
+    let b = h.join(2, "B", 10.0);
+    let tok_b = token(&b, 2);
+    assert!(prepare(&b, 1).is_some());
+    let a = h.ev(Event::Disconnected { conn: 2 });
+    assert!(waitroom(&a, 1).is_some(), "A returns at once");
+    assert_eq!(h.core.stats().probes, 0);
+    assert!(h.records.iter().any(|r| matches!(
+        r,
+        ResearchEvent::MatchRejected {
+            reason: ProbeFailure::Disconnected,
+            ..
+        }
+    )));
+    // B reloads and resumes: the pair may be probed again (a disconnect is not a verdict).
+    h.ev(Event::Connected { conn: 3 });
+    let r = h.hello(3, "B", Some(tok_b));
+    assert!(prepare(&r, 1).is_some() && prepare(&r, 3).is_some());
+}
+
+#[test]
+fn resume_keeps_place_and_duplicate_is_refused() {
+    let mut h = H::new(latency_scene(Some(150.0)));
+    let a = h.join(1, "A", 10.0);
+    let tok = token(&a, 1);
+    h.ev(Event::Connected { conn: 5 });
+    let dup = h.hello(5, "A", None);
+    assert_eq!(error_code(&dup, 5), Some(ErrorCode::DuplicateSession));
+    assert!(closed(&dup, 5));
+    // Drop, then resume within the grace with the token.
+    h.at(1_000);
+    h.ev(Event::Disconnected { conn: 1 });
+    assert_eq!(
+        h.core.stats().waiting,
+        0,
+        "a dropped participant is not matchable"
+    );
+    h.ev(Event::Connected { conn: 6 });
+    assert_eq!(
+        error_code(&h.hello(6, "A", None), 6),
+        Some(ErrorCode::DuplicateSession),
+        "during the grace a hello without the token is refused"
+    );
+    h.at(2_000);
+    h.ev(Event::Connected { conn: 7 });
+    let r = h.hello(7, "A", Some(tok.clone()));
+    let new_tok = token(&r, 7);
+    assert_ne!(new_tok, tok, "the token changes at each welcome");
+    assert_eq!(
+        waitroom(&r, 7).unwrap().remaining_ms,
+        58_000,
+        "deadline kept"
+    );
+    // B arrives: matched with A on the new connection.
+    let b = h.join(2, "B", 10.0);
+    assert!(prepare(&b, 7).is_some());
+}
+
+#[test]
+fn takeover_of_a_live_session_closes_the_old_socket() {
+    let mut h = H::new(latency_scene(None));
+    let a = h.join(1, "A", 10.0);
+    let tok = token(&a, 1);
+    h.ev(Event::Connected { conn: 2 });
+    let r = h.hello(2, "A", Some(tok));
+    assert!(closed(&r, 1));
+    assert!(waitroom(&r, 2).is_some());
+    let b = h.join(3, "B", 10.0);
+    assert!(game(&b, 2).is_some() && game(&b, 1).is_none());
+}
+
+#[test]
+fn session_is_gone_after_the_grace() {
+    let mut h = H::new(latency_scene(None));
+    let a = h.join(1, "A", 10.0);
+    let tok = token(&a, 1);
+    h.ev(Event::Disconnected { conn: 1 });
+    h.tick_at(3_000);
+    assert_eq!(h.count("participant_left"), 1);
+    h.ev(Event::Connected { conn: 2 });
+    let r = h.hello(2, "A", Some(tok));
+    assert!(
+        error_code(&r, 2).is_none(),
+        "a new session, not already_done"
+    );
+    assert!(sent(&r, 2)
+        .iter()
+        .any(|m| matches!(m, ServerMessage::Welcome(_))));
+}
+
+#[test]
+fn waitroom_timeout_is_enforced_and_final() {
+    let mut s = latency_scene(None);
+    s.waitroom_timeout_ms = 2_000;
+    s.timeout_redirect_url = Some("https://example.org/done".into());
+    let mut h = H::new(s);
+    h.join(1, "A", 10.0);
+    assert!(sent(&h.tick_at(1_999), 1).is_empty());
+    let a = h.tick_at(2_000);
+    match &sent(&a, 1)[..] {
+        [ServerMessage::WaitroomTimeout(t)] => {
+            assert_eq!(t.redirect_url.as_deref(), Some("https://example.org/done"));
+            assert!(t.message.contains("partner"));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(closed(&a, 1));
+    assert_eq!(h.count("waitroom_timeout"), 1);
+    h.ev(Event::Connected { conn: 2 });
+    let r = h.hello(2, "A", None);
+    assert_eq!(error_code(&r, 2), Some(ErrorCode::AlreadyDone));
+    assert!(closed(&r, 2));
+}
+
+#[test]
+fn member_past_deadline_times_out_when_the_probe_fails() {
+    let mut s = latency_scene(Some(10.0));
+    s.waitroom_timeout_ms = 1_000;
+    let mut h = H::new(s);
+    let id = probe_pair(&mut h);
+    h.tick_at(1_500);
+    h.msg(1, result(&id, Some(50.0)));
+    let a = h.msg(2, result(&id, Some(50.0)));
+    assert!(sent(&a, 1)
+        .iter()
+        .any(|m| matches!(m, ServerMessage::WaitroomTimeout(_))));
+    assert!(closed(&a, 1) && closed(&a, 2));
+}
+
+#[test]
+fn leave_is_final_and_frees_the_partner() {
+    let mut h = H::new(latency_scene(Some(150.0)));
+    probe_pair(&mut h);
+    let a = h.msg(2, ClientMessage::Leave);
+    assert!(closed(&a, 2));
+    assert!(waitroom(&a, 1).is_some());
+    h.ev(Event::Connected { conn: 3 });
+    assert_eq!(
+        error_code(&h.hello(3, "B", None), 3),
+        Some(ErrorCode::AlreadyDone)
+    );
+}
+
+#[test]
+fn groups_of_three_probe_every_pair_in_parallel() {
+    let mut s = latency_scene(Some(100.0));
+    s.group_size = 3;
+    let mut h = H::new(s);
+    h.join(1, "A", 10.0);
+    h.join(2, "B", 10.0);
+    let a = h.join(3, "C", 10.0);
+    let ids: Vec<ProbeSessionId> = [1, 2, 3]
+        .iter()
+        .flat_map(|&c| {
+            sent(&a, c).into_iter().filter_map(|m| match m {
+                ServerMessage::ProbePrepare(p) => Some(p.probe_session_id),
+                _ => None,
+            })
+        })
+        .collect();
+    assert_eq!(ids.len(), 6, "three probes, two prepares each");
+    assert_eq!(h.core.stats().probes, 3);
+    // Every member reports for each of their probes.
+    let mut last = vec![];
+    for (conn, _) in [(1, "A"), (2, "B"), (3, "C")] {
+        for m in sent(&a, conn) {
+            if let ServerMessage::ProbePrepare(p) = m {
+                last = h.msg(conn, result(&p.probe_session_id, Some(20.0)));
+            }
+        }
+    }
+    let g = game(&last, 1).expect("all three pairs passed");
+    assert_eq!(g.players.len(), 3);
+    assert!(game(&last, 3).is_some());
+}
+
+#[test]
+fn group_of_three_with_one_bad_pair_returns_everyone() {
+    let mut s = latency_scene(Some(100.0));
+    s.group_size = 3;
+    let mut h = H::new(s);
+    h.join(1, "A", 10.0);
+    h.join(2, "B", 10.0);
+    let a = h.join(3, "C", 10.0);
+    let mut last = vec![];
+    for conn in [1, 2, 3] {
+        for m in sent(&a, conn) {
+            if let ServerMessage::ProbePrepare(p) = m {
+                let bad = p.peer_subject_id == sid("C") && conn == 2
+                    || p.peer_subject_id == sid("B") && conn == 3;
+                let rtt = if bad { 300.0 } else { 20.0 };
+                last.extend(h.msg(conn, result(&p.probe_session_id, Some(rtt))));
+            }
+        }
+    }
+    assert!(game(&last, 1).is_none());
+    assert!([1, 2, 3].iter().all(|&c| waitroom(&last, c).is_some()));
+    let rejected = h.records.iter().find_map(|r| match r {
+        ResearchEvent::MatchRejected { failed_pairs, .. } => Some(failed_pairs.clone()),
+        _ => None,
+    });
+    assert_eq!(rejected, Some(vec![[sid("B"), sid("C")]]));
+    // With D, B and C cannot be together: A, B, D or A, C, D.
+    let d = h.join(4, "D", 10.0);
+    let probed: Vec<ConnId> = [1, 2, 3, 4]
+        .into_iter()
+        .filter(|&c| prepare(&d, c).is_some())
+        .collect();
+    assert_eq!(probed, vec![1, 2, 4], "A, B (earliest compatible), D");
+}
+
+#[test]
+fn hello_rules() {
+    let mut h = H::with_scenes(vec![latency_scene(None)]);
+    h.ev(Event::Connected { conn: 1 });
+    let a = h.msg(1, ClientMessage::Leave);
+    assert_eq!(error_code(&a, 1), Some(ErrorCode::HelloRequired));
+    assert!(closed(&a, 1));
+    h.ev(Event::Connected { conn: 2 });
+    let a = h.ev(Event::Malformed {
+        conn: 2,
+        error: ClientMessage::decode("nonsense").unwrap_err(),
+    });
+    assert_eq!(error_code(&a, 2), Some(ErrorCode::HelloRequired));
+    h.ev(Event::Connected { conn: 3 });
+    let a = h.ev(Event::Malformed {
+        conn: 3,
+        error: ClientMessage::decode(r#"{"type":"hello","subject_id":"a b"}"#).unwrap_err(),
+    });
+    assert_eq!(error_code(&a, 3), Some(ErrorCode::InvalidSubjectId));
+    assert!(closed(&a, 3));
+    h.ev(Event::Connected { conn: 4 });
+    let a = h.msg(
+        4,
+        ClientMessage::Hello(Hello {
+            subject_id: sid("A"),
+            scene_id: Some("nope".into()),
+            resume_token: None,
+        }),
+    );
+    assert_eq!(error_code(&a, 4), Some(ErrorCode::UnknownScene));
+    h.join(5, "A", 10.0);
+    let a = h.hello(5, "A", None);
+    assert_eq!(
+        error_code(&a, 5),
+        Some(ErrorCode::HelloRequired),
+        "hello twice"
+    );
+    assert!(closed(&a, 5));
+    h.join(6, "B", 10.0);
+    let a = h.ev(Event::Malformed {
+        conn: 6,
+        error: ClientMessage::decode(r#"{"type":"dance"}"#).unwrap_err(),
+    });
+    assert_eq!(error_code(&a, 6), Some(ErrorCode::UnknownType));
+    assert!(!closed(&a, 6));
+}
+
+#[test]
+fn waitroom_counts_are_coalesced_to_one_a_second() {
+    let mut s = latency_scene(None);
+    s.group_size = 10;
+    let mut h = H::new(s);
+    h.join(1, "A", 10.0);
+    h.at(100);
+    let a = h.join(2, "B", 10.0);
+    assert_eq!(waitroom(&a, 2).unwrap().waiting, Some(2));
+    assert!(
+        waitroom(&a, 1).is_none(),
+        "A was told less than a second ago (on entry)"
+    );
+    h.at(200);
+    let a = h.join(3, "C", 10.0);
+    assert!(waitroom(&a, 1).is_none());
+    assert!(waitroom(&h.tick_at(999), 1).is_none());
+    let a = h.tick_at(1_000);
+    assert_eq!(
+        waitroom(&a, 1).unwrap().waiting,
+        Some(3),
+        "A: a second after entry"
+    );
+    assert!(waitroom(&a, 2).is_none(), "B was told at 100 ms");
+    assert!(waitroom(&a, 3).is_none(), "C already knows 3");
+    assert!(waitroom(&h.tick_at(1_999), 2).is_none());
+    let a = h.tick_at(2_000);
+    assert_eq!(waitroom(&a, 2).unwrap().waiting, Some(3));
+    assert!(waitroom(&a, 1).is_none() && waitroom(&a, 3).is_none());
+}
+
+#[test]
+fn hidden_lobby_count_is_null_and_not_broadcast() {
+    let mut s = latency_scene(None);
+    s.group_size = 10;
+    s.hide_lobby_count = true;
+    let mut h = H::new(s);
+    let a = h.join(1, "A", 10.0);
+    assert_eq!(waitroom(&a, 1).unwrap().waiting, None);
+    let a = h.join(2, "B", 10.0);
+    assert!(waitroom(&a, 1).is_none());
+    assert!(
+        h.core.next_deadline().is_some_and(|t| t > h.now),
+        "only the deadlines remain"
+    );
+}
+
+#[test]
+fn malformed_after_hello_keeps_connection() {
+    let mut h = H::new(latency_scene(None));
+    h.join(1, "A", 10.0);
+    let a = h.ev(Event::Malformed {
+        conn: 1,
+        error: ClientMessage::decode(r#"{"type":"probe_ready"}"#).unwrap_err(),
+    });
+    assert_eq!(error_code(&a, 1), Some(ErrorCode::BadMessage));
+    assert!(!closed(&a, 1));
+}
+
+/// Random event sequences (a small deterministic generator, so failures reproduce): the
+/// invariants hold after every event, and nothing panics.
+#[test]
+fn random_event_sequences_keep_invariants() {
+    for seed in 1..=20u64 {
+        let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let mut rnd = move |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        let mut s = latency_scene(Some(100.0));
+        s.group_size = 2 + (seed % 3) as u32;
+        s.waitroom_timeout_ms = 20_000;
+        let mut h = H::new(s);
+        let mut t = 0;
+        let mut probes: Vec<ProbeSessionId> = vec![];
+        for _ in 0..600 {
+            t += rnd(400);
+            h.at(t);
+            let conn = 1 + rnd(12);
+            let subject = format!("S{}", rnd(15));
+            let out = match rnd(10) {
+                0 => h.ev(Event::Connected { conn }),
+                1 => h.hello(conn, &subject, None),
+                2 => h.ev(Event::RttSample {
+                    conn,
+                    rtt_ms: rnd(150) as f64,
+                }),
+                3 => h.ev(Event::Disconnected { conn }),
+                4 if !probes.is_empty() => {
+                    let id = probes[rnd(probes.len() as u64) as usize].clone();
+                    h.msg(conn, ready(&id))
+                }
+                5 if !probes.is_empty() => {
+                    let id = probes[rnd(probes.len() as u64) as usize].clone();
+                    let rtt = (rnd(3) > 0).then(|| rnd(200) as f64);
+                    h.msg(conn, result(&id, rtt))
+                }
+                6 => h.msg(conn, ClientMessage::Leave),
+                _ => h.ev(Event::Tick),
+            };
+            for a in &out {
+                if let Action::Send {
+                    msg: ServerMessage::ProbePrepare(p),
+                    ..
+                } = a
+                {
+                    probes.push(p.probe_session_id.clone());
+                }
+            }
+        }
+        h.at(t + 120_000);
+        h.ev(Event::Tick);
+        assert_eq!(h.core.stats().probes, 0, "every probe ends by its deadline");
+        assert_eq!(h.core.stats().waiting, 0, "every wait ends by its deadline");
+    }
+}

@@ -1,0 +1,168 @@
+//! Decoding untrusted client frames into [`ClientMessage`], with failures sorted into the
+//! protocol's error codes.
+
+use serde::Deserialize;
+
+use crate::ids::SubjectId;
+use crate::messages::{check_signal, ClientMessage, ErrorCode};
+
+/// The `type` names a client may send (PROTOCOL.md).
+pub const CLIENT_MESSAGE_TYPES: &[&str] = &[
+    "hello",
+    "pong",
+    "leave",
+    "probe_ready",
+    "probe_signal",
+    "probe_result",
+];
+
+/// Largest accepted `samples_ms` array in a `probe_result`.
+pub const MAX_PROBE_SAMPLES: usize = 1000;
+
+/// Why a frame is not a valid client message. Each maps to one [`ErrorCode`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    /// The frame is not JSON.
+    #[error("the frame is not JSON: {0}")]
+    NotJson(String),
+    /// The frame is JSON but not an object.
+    #[error("the frame is not a JSON object")]
+    NotObject,
+    /// The object has no string `type` field.
+    #[error("the message has no string \"type\" field")]
+    MissingType,
+    /// The `type` is not one this server knows.
+    #[error("unknown message type {0:?}")]
+    UnknownType(String),
+    /// A known `type` with a missing, mistyped or out-of-range field.
+    #[error("bad {message_type} message: {detail}")]
+    BadField {
+        /// The message's `type`.
+        message_type: String,
+        /// What is wrong, from the decoder.
+        detail: String,
+    },
+    /// A `hello` whose `subject_id` is missing, not a string, or against the rule.
+    #[error("{0}")]
+    InvalidSubjectId(String),
+}
+
+impl DecodeError {
+    /// The protocol error code this failure is answered with, once the connection has said
+    /// `hello`. (Before `hello`, every failure is `hello_required`, except a `hello` with a bad
+    /// `subject_id`, which is `invalid_subject_id`.)
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            DecodeError::UnknownType(_) => ErrorCode::UnknownType,
+            DecodeError::InvalidSubjectId(_) => ErrorCode::InvalidSubjectId,
+            _ => ErrorCode::BadMessage,
+        }
+    }
+
+    /// Whether the frame claimed to be a `hello`.
+    pub fn is_hello(&self) -> bool {
+        match self {
+            DecodeError::InvalidSubjectId(_) => true,
+            DecodeError::BadField { message_type, .. } => message_type == "hello",
+            _ => false,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct TypeOnly {
+    #[serde(rename = "type")]
+    message_type: Option<serde_json::Value>,
+    subject_id: Option<serde_json::Value>,
+}
+
+impl ClientMessage {
+    /// Decodes one text frame from a client and checks what serde alone cannot: numbers that
+    /// must be finite and non-negative, the `samples_ms` length, and that a signal's payload
+    /// fits its `signal_type`.
+    ///
+    /// # Errors
+    /// A [`DecodeError`] saying what is wrong; [`DecodeError::code`] gives the error code.
+    pub fn decode(text: &str) -> Result<ClientMessage, DecodeError> {
+        match serde_json::from_str::<ClientMessage>(text) {
+            Ok(msg) => {
+                msg.check().map_err(|detail| DecodeError::BadField {
+                    message_type: msg.type_name().to_owned(),
+                    detail: detail.to_owned(),
+                })?;
+                Ok(msg)
+            }
+            Err(err) => Err(classify(text, err)),
+        }
+    }
+
+    /// The message's `type` on the wire.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            ClientMessage::Hello(_) => "hello",
+            ClientMessage::Pong(_) => "pong",
+            ClientMessage::Leave => "leave",
+            ClientMessage::ProbeReady(_) => "probe_ready",
+            ClientMessage::ProbeSignal(_) => "probe_signal",
+            ClientMessage::ProbeResult(_) => "probe_result",
+        }
+    }
+
+    fn check(&self) -> Result<(), &'static str> {
+        match self {
+            ClientMessage::ProbeSignal(s) => check_signal(s.signal_type, s.payload.as_ref()),
+            ClientMessage::ProbeResult(r) => {
+                let ok = |v: f64| v.is_finite() && v >= 0.0;
+                if r.rtt_ms.is_some_and(|v| !ok(v)) || r.stats_rtt_ms.is_some_and(|v| !ok(v)) {
+                    return Err(
+                        "rtt_ms and stats_rtt_ms must be finite, non-negative numbers or null",
+                    );
+                }
+                if r.samples_ms.len() > MAX_PROBE_SAMPLES {
+                    return Err("samples_ms has more than 1000 entries");
+                }
+                if r.samples_ms.iter().any(|&v| !ok(v)) {
+                    return Err("samples_ms must hold finite, non-negative numbers");
+                }
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+fn classify(text: &str, err: serde_json::Error) -> DecodeError {
+    let value: serde_json::Value = match serde_json::from_str(text) {
+        Ok(v) => v,
+        Err(e) => return DecodeError::NotJson(e.to_string()),
+    };
+    if !value.is_object() {
+        return DecodeError::NotObject;
+    }
+    let Ok(probe) = serde_json::from_value::<TypeOnly>(value) else {
+        return DecodeError::NotObject;
+    };
+    let Some(serde_json::Value::String(message_type)) = probe.message_type else {
+        return DecodeError::MissingType;
+    };
+    if !CLIENT_MESSAGE_TYPES.contains(&message_type.as_str()) {
+        return DecodeError::UnknownType(message_type);
+    }
+    if message_type == "hello" {
+        match probe.subject_id {
+            None => return DecodeError::InvalidSubjectId("hello needs a subject_id".into()),
+            Some(serde_json::Value::String(s)) => {
+                if let Err(e) = SubjectId::parse(s) {
+                    return DecodeError::InvalidSubjectId(e.to_string());
+                }
+            }
+            Some(_) => {
+                return DecodeError::InvalidSubjectId("subject_id must be a string".into());
+            }
+        }
+    }
+    DecodeError::BadField {
+        message_type,
+        detail: err.to_string(),
+    }
+}

@@ -1,0 +1,159 @@
+//! Identifiers that travel on the wire: participant ids, and the ids the server mints for probe
+//! sessions and games.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// Longest accepted `subject_id`, in characters (PROTOCOL.md, Transport).
+pub const SUBJECT_ID_MAX_LEN: usize = 128;
+
+/// A participant's id as the recruiting platform gives it (Prolific's `PROLIFIC_PID`, MTurk's
+/// `workerId`, or one the page makes up).
+///
+/// Rule (PROTOCOL.md, Transport): 1 to 128 characters from `[A-Za-z0-9._:@-]`. The rule keeps ids
+/// safe to use in file names, logs and CSV columns. Ordering is byte order, which is also how the
+/// server picks a probe's initiator (the smaller id sends the offer).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct SubjectId(String);
+
+/// Why a string is not a valid [`SubjectId`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidSubjectId {
+    /// The string is empty.
+    #[error("subject_id is empty; it needs 1 to 128 characters from A-Z a-z 0-9 . _ : @ -")]
+    Empty,
+    /// The string is longer than [`SUBJECT_ID_MAX_LEN`] characters.
+    #[error("subject_id has {0} characters; at most 128 are allowed")]
+    TooLong(usize),
+    /// The string holds a character outside `[A-Za-z0-9._:@-]`.
+    #[error("subject_id contains {0:?}; only A-Z a-z 0-9 . _ : @ - are allowed")]
+    BadChar(char),
+}
+
+impl SubjectId {
+    /// Checks `s` against the rule and wraps it.
+    ///
+    /// # Errors
+    /// [`InvalidSubjectId`] naming what is wrong.
+    pub fn parse(s: impl Into<String>) -> Result<Self, InvalidSubjectId> {
+        let s = s.into();
+        if s.is_empty() {
+            return Err(InvalidSubjectId::Empty);
+        }
+        if let Some(c) = s
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '@' | '-')))
+        {
+            return Err(InvalidSubjectId::BadChar(c));
+        }
+        // Only ASCII is left, so bytes are characters.
+        if s.len() > SUBJECT_ID_MAX_LEN {
+            return Err(InvalidSubjectId::TooLong(s.len()));
+        }
+        Ok(Self(s))
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for SubjectId {
+    type Error = InvalidSubjectId;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        Self::parse(s)
+    }
+}
+
+impl From<SubjectId> for String {
+    fn from(id: SubjectId) -> Self {
+        id.0
+    }
+}
+
+impl fmt::Display for SubjectId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+macro_rules! minted_id {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        ///
+        /// The server mints these as UUID v4 strings. Clients echo them back as any string, so
+        /// this type accepts any string on the way in: an id the server never minted is simply
+        /// not found, which the server answers with `not_a_member` (PROTOCOL.md, Errors).
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(String);
+
+        impl $name {
+            /// A fresh random UUID v4.
+            #[cfg(feature = "mint")]
+            pub fn new_v4() -> Self {
+                Self(uuid::Uuid::new_v4().to_string())
+            }
+
+            /// Wraps any string (tests, clients echoing an id).
+            pub fn from_string(s: impl Into<String>) -> Self {
+                Self(s.into())
+            }
+
+            /// The id as text.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+
+minted_id!(
+    /// Identifies one probe: the temporary WebRTC connection between two participants that
+    /// measures their peer-to-peer RTT before a game exists.
+    ProbeSessionId
+);
+minted_id!(
+    /// Identifies one game: an accepted group.
+    GameId
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subject_id_rule() {
+        assert!(SubjectId::parse("5f1a-b.c_d:e@f").is_ok());
+        assert_eq!(SubjectId::parse(""), Err(InvalidSubjectId::Empty));
+        assert_eq!(SubjectId::parse("a b"), Err(InvalidSubjectId::BadChar(' ')));
+        assert_eq!(SubjectId::parse("é"), Err(InvalidSubjectId::BadChar('é')));
+        assert!(SubjectId::parse("x".repeat(128)).is_ok());
+        assert_eq!(
+            SubjectId::parse("x".repeat(129)),
+            Err(InvalidSubjectId::TooLong(129))
+        );
+    }
+
+    #[test]
+    fn subject_id_deserialize_checks_rule() {
+        assert!(serde_json::from_str::<SubjectId>(r#""ok""#).is_ok());
+        assert!(serde_json::from_str::<SubjectId>(r#""not ok""#).is_err());
+    }
+
+    #[test]
+    fn byte_order_picks_initiator() {
+        let a = SubjectId::parse("B").unwrap();
+        let b = SubjectId::parse("a").unwrap();
+        assert!(a < b, "uppercase sorts before lowercase in byte order");
+    }
+}

@@ -1,0 +1,376 @@
+//! Every message of the wire protocol (PROTOCOL.md), as serde types.
+//!
+//! A frame is one JSON object whose `"type"` field names the message in snake_case; the other
+//! fields are the message's own. [`ClientMessage`] is everything a browser sends (C→S),
+//! [`ServerMessage`] everything the server sends (S→C). Each message with fields has its own
+//! struct, so code can pass one message around by type.
+//!
+//! Durations and RTTs are milliseconds (`_ms`) as JSON numbers; measured values may have
+//! fractions, configured ones are whole numbers.
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{GameId, ProbeSessionId, SubjectId};
+
+/// One STUN or TURN server for the browser, in the shape of WebRTC's `RTCIceServer` dictionary
+/// (W3C WebRTC 1.0, §4.2.4): `{ "urls": [string], "username"?: string, "credential"?: string }`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IceServer {
+    /// `stun:`, `turn:` or `turns:` URLs (RFC 7064, RFC 7065).
+    pub urls: Vec<String>,
+    /// TURN username; absent for STUN.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// TURN credential (password); absent for STUN.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential: Option<String>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Client → server
+// ---------------------------------------------------------------------------------------------
+
+/// Everything a client may send. Decode untrusted text with [`ClientMessage::decode`], which
+/// classifies failures into the protocol's error codes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ClientMessage {
+    /// The first frame of every connection.
+    Hello(Hello),
+    /// The answer to a [`ServerMessage::Ping`], sent at once.
+    Pong(Pong),
+    /// The participant quits: a final disconnect, the subject is done in the scene.
+    Leave,
+    /// This side built its probe `RTCPeerConnection` and can start.
+    ProbeReady(ProbeReady),
+    /// An SDP offer/answer or ICE candidate for the probe peer, relayed by the server.
+    ProbeSignal(ProbeSignalOut),
+    /// This side's measurement of the probe.
+    ProbeResult(ProbeResult),
+}
+
+/// `hello`: who this is, which scene, and the token that resumes an earlier session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    /// The participant's id; see [`SubjectId`] for the rule.
+    pub subject_id: SubjectId,
+    /// The scene to join; absent means the first scene of the server's config.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scene_id: Option<String>,
+    /// The `resume_token` of the latest `welcome`, to take an existing session over.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resume_token: Option<String>,
+}
+
+/// `pong`: echoes a ping's sequence number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pong {
+    /// The `seq` of the ping being answered.
+    pub seq: u64,
+}
+
+/// `probe_ready`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProbeReady {
+    /// The probe from `probe_prepare`.
+    pub probe_session_id: ProbeSessionId,
+}
+
+/// What a WebRTC signalling message carries (PROTOCOL.md, Probe).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SignalType {
+    /// An SDP offer (RFC 8829, JSEP): payload `{ "sdp": … }`.
+    Offer,
+    /// An SDP answer: payload `{ "sdp": … }`.
+    Answer,
+    /// A trickled ICE candidate (RFC 8838): payload a [`SignalPayload::Candidate`], or `null`
+    /// for the end of candidates.
+    IceCandidate,
+}
+
+/// The body of a signalling message. `null` on the wire (`None` around it) is the end of
+/// candidates.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum SignalPayload {
+    /// An SDP offer or answer.
+    Description {
+        /// The session description, as `RTCSessionDescription.sdp`.
+        sdp: String,
+    },
+    /// One ICE candidate, as the fields of `RTCIceCandidate`.
+    Candidate {
+        /// The `candidate-attribute` line (RFC 8839), e.g. `candidate:1 1 udp 2122260223 …`.
+        candidate: String,
+        /// The media stream id the candidate belongs to.
+        sdp_mid: Option<String>,
+        /// The m-line index the candidate belongs to.
+        sdp_m_line_index: Option<u16>,
+    },
+}
+
+/// Checks that a payload fits its signal type: a description for an offer or an answer, a
+/// candidate or `null` for an ICE candidate.
+///
+/// # Errors
+/// A sentence for a person saying what does not fit.
+pub fn check_signal(
+    signal_type: SignalType,
+    payload: Option<&SignalPayload>,
+) -> Result<(), &'static str> {
+    match (signal_type, payload) {
+        (SignalType::Offer | SignalType::Answer, Some(SignalPayload::Description { .. })) => Ok(()),
+        (SignalType::Offer | SignalType::Answer, _) => {
+            Err("an offer or an answer needs a payload of the form {\"sdp\": string}")
+        }
+        (SignalType::IceCandidate, Some(SignalPayload::Candidate { .. }) | None) => Ok(()),
+        (SignalType::IceCandidate, _) => Err(
+            "an ice_candidate needs a payload of the form {\"candidate\", \"sdp_mid\", \"sdp_m_line_index\"} or null",
+        ),
+    }
+}
+
+/// `probe_signal` from a client: aimed at the other member of the probe.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProbeSignalOut {
+    /// The probe this signal belongs to.
+    pub probe_session_id: ProbeSessionId,
+    /// The peer it is for; must be the other member of the probe.
+    pub target_subject_id: SubjectId,
+    /// What `payload` is.
+    pub signal_type: SignalType,
+    /// The SDP or candidate; `null` ends the candidates.
+    pub payload: Option<SignalPayload>,
+}
+
+/// `probe_result`: one side's measurement.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProbeResult {
+    /// The probe measured.
+    pub probe_session_id: ProbeSessionId,
+    /// Whether the DataChannel opened and RTT samples came back.
+    pub success: bool,
+    /// Median RTT over the probe's DataChannel, ms; `null` when nothing was measured.
+    pub rtt_ms: Option<f64>,
+    /// The individual DataChannel ping/pong RTTs, ms.
+    #[serde(default)]
+    pub samples_ms: Vec<f64>,
+    /// `currentRoundTripTime` of the selected ICE candidate pair from `getStats()`
+    /// (W3C webrtc-stats, `RTCIceCandidatePairStats`), converted to ms; `null` when absent.
+    pub stats_rtt_ms: Option<f64>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Server → client
+// ---------------------------------------------------------------------------------------------
+
+/// Everything the server may send.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerMessage {
+    /// The answer to `hello`.
+    Welcome(Welcome),
+    /// Server RTT measurement; the client answers with `pong` at once.
+    Ping(Ping),
+    /// The participant is in the waitroom.
+    Waitroom(Waitroom),
+    /// The waitroom deadline passed; the server closes the socket after this.
+    WaitroomTimeout(WaitroomTimeout),
+    /// Build a probe connection to `peer_subject_id` and answer `probe_ready`.
+    ProbePrepare(ProbePrepare),
+    /// Both sides are ready; the initiator sends the offer.
+    ProbeStart(ProbeStart),
+    /// A signalling message from the probe peer.
+    ProbeSignal(ProbeSignalIn),
+    /// The group was accepted: the game begins.
+    GameStart(GameStart),
+    /// Something the client sent was refused.
+    Error(ErrorMessage),
+}
+
+/// `welcome`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Welcome {
+    /// The participant's id, as accepted.
+    pub subject_id: SubjectId,
+    /// The scene joined.
+    pub scene_id: String,
+    /// Presents this in a later `hello` to resume the session; keep the latest.
+    pub resume_token: String,
+    /// Participants per game in this scene (≥ 2).
+    pub group_size: u32,
+    /// Whether `waitroom.waiting` is hidden (`null`).
+    pub hide_lobby_count: bool,
+    /// The scene's waitroom timeout, ms.
+    pub waitroom_timeout_ms: u64,
+}
+
+/// `ping`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ping {
+    /// Sequence number to echo in `pong`.
+    pub seq: u64,
+}
+
+/// `waitroom`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Waitroom {
+    /// Everyone waiting in the scene, the recipient included; `null` when the scene hides it.
+    pub waiting: Option<u32>,
+    /// Participants per game.
+    pub group_size: u32,
+    /// What is left of this participant's own waitroom deadline, ms.
+    pub remaining_ms: u64,
+}
+
+/// `waitroom_timeout`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WaitroomTimeout {
+    /// The scene's `timeout_message`, for the participant.
+    pub message: String,
+    /// Where the page sends the participant next (e.g. the platform's completion URL).
+    pub redirect_url: Option<String>,
+}
+
+/// `probe_prepare`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProbePrepare {
+    /// The probe's id.
+    pub probe_session_id: ProbeSessionId,
+    /// The other member.
+    pub peer_subject_id: SubjectId,
+    /// STUN/TURN servers for the probe connection.
+    pub ice_servers: Vec<IceServer>,
+    /// The server's deadline, ms from this message.
+    pub timeout_ms: u64,
+}
+
+/// `probe_start`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProbeStart {
+    /// The probe.
+    pub probe_session_id: ProbeSessionId,
+    /// Whether this side creates the DataChannel and sends the offer.
+    pub initiator: bool,
+}
+
+/// `probe_signal` to a client: relayed from the other member.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProbeSignalIn {
+    /// The probe.
+    pub probe_session_id: ProbeSessionId,
+    /// Who sent it.
+    pub from_subject_id: SubjectId,
+    /// What `payload` is.
+    pub signal_type: SignalType,
+    /// Unchanged from the sender.
+    pub payload: Option<SignalPayload>,
+}
+
+/// `game_start`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GameStart {
+    /// The game's id.
+    pub game_id: GameId,
+    /// This participant's 0-based index in `players`.
+    pub player_index: u32,
+    /// Every member's subject_id, in player order.
+    pub players: Vec<SubjectId>,
+    /// STUN/TURN servers for the game connection.
+    pub ice_servers: Vec<IceServer>,
+    /// Whether the game connection must use TURN relay only (`iceTransportPolicy: "relay"`).
+    pub force_relay: bool,
+}
+
+/// `error`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorMessage {
+    /// What went wrong, as a code a program can act on.
+    pub code: ErrorCode,
+    /// One sentence for a person.
+    pub message: String,
+}
+
+/// The protocol's error codes (PROTOCOL.md, Errors).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// Not JSON, not an object, a missing or mistyped field. Connection stays open.
+    BadMessage,
+    /// A `type` the server does not know. Connection stays open.
+    UnknownType,
+    /// The first frame is not a `hello`, or `hello` came twice. Connection closed.
+    HelloRequired,
+    /// `subject_id` missing, not a string, or against the rule. Connection closed.
+    InvalidSubjectId,
+    /// `scene_id` names no scene. Connection closed.
+    UnknownScene,
+    /// The subject is connected already (and no valid resume token was given). Closed.
+    DuplicateSession,
+    /// The subject finished or timed out in this scene already. Closed.
+    AlreadyDone,
+    /// A probe or game message for something this subject is not in. Stays open.
+    NotAMember,
+    /// Too many frames. Closed.
+    RateLimited,
+}
+
+impl ErrorCode {
+    /// Whether the server closes the connection after this error (PROTOCOL.md's table).
+    pub fn closes_connection(self) -> bool {
+        !matches!(
+            self,
+            ErrorCode::BadMessage | ErrorCode::UnknownType | ErrorCode::NotAMember
+        )
+    }
+
+    /// The code as it appears on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::BadMessage => "bad_message",
+            ErrorCode::UnknownType => "unknown_type",
+            ErrorCode::HelloRequired => "hello_required",
+            ErrorCode::InvalidSubjectId => "invalid_subject_id",
+            ErrorCode::UnknownScene => "unknown_scene",
+            ErrorCode::DuplicateSession => "duplicate_session",
+            ErrorCode::AlreadyDone => "already_done",
+            ErrorCode::NotAMember => "not_a_member",
+            ErrorCode::RateLimited => "rate_limited",
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl ServerMessage {
+    /// An `error` message.
+    pub fn error(code: ErrorCode, message: impl Into<String>) -> Self {
+        ServerMessage::Error(ErrorMessage {
+            code,
+            message: message.into(),
+        })
+    }
+
+    /// The message as one JSON text frame.
+    pub fn to_json(&self) -> String {
+        to_json(self)
+    }
+}
+
+impl ClientMessage {
+    /// The message as one JSON text frame.
+    pub fn to_json(&self) -> String {
+        to_json(self)
+    }
+}
+
+fn to_json<T: Serialize>(msg: &T) -> String {
+    // Cannot fail: these are plain derived types with string keys, and serde_json writes
+    // non-finite floats as null instead of failing.
+    serde_json::to_string(msg).expect("protocol messages always serialize")
+}

@@ -1,0 +1,45 @@
+//! # pairlab-client: the participant's browser client
+//!
+//! pairlab matches participants of real-time browser experiments by measured latency. This
+//! crate is everything that runs in the participant's browser, compiled to WebAssembly and
+//! loaded by `www/index.html`. It speaks the wire protocol of `pairlab-shared`
+//! (PROTOCOL.md) over one WebSocket, and opens WebRTC DataChannels to other participants to
+//! measure peer-to-peer round-trip times before a game is created.
+//!
+//! How the parts fit, from the bottom up:
+//! - [`signaling`]: the WebSocket to the server (`/ws` on the page's origin). Typed send of
+//!   `ClientMessage`, receive of `ServerMessage` as a stream of events; answers every server
+//!   `ping` with `pong` synchronously inside `onmessage`, so the server's RTT measurement is
+//!   not inflated by this page's scheduling.
+//! - [`peer`]: an `RTCPeerConnection` with one DataChannel, trickle ICE with buffering of early
+//!   remote candidates, and every browser callback owned by the Rust struct and fed into async
+//!   Rust through `futures::channel::mpsc`. Dropping it closes everything.
+//! - [`stats`]: `getStats()` → the selected candidate pair, its candidate types and its
+//!   `currentRoundTripTime` in ms.
+//! - [`probe`]: [`probe::ProbeManager`] runs one [`probe::ProbeConnection`] per
+//!   `probe_session_id` (several at once for groups larger than two): `probe_prepare` →
+//!   `probe_ready`, `probe_start` → offer/answer/candidates as `probe_signal`, DataChannel
+//!   ping/pong timed with `performance.now()` → `probe_result`, then close. The pure parts
+//!   (message format, median, client deadline) are in [`probe::wire`].
+//! - [`app`]: the page itself: [`app::start`] (exported to JavaScript) reads the subject id,
+//!   connects, says `hello` (resuming with the stored `resume_token`), and shows the waitroom,
+//!   the probe, the game, the timeout and every error, per the page's DOM contract.
+//!
+//! Nothing here uses `Closure::forget`: probes are built and torn down again and again, so
+//! every closure has an owner that frees it.
+//!
+//! Build the page's module with (from the workspace root)
+//! `wasm-pack build --target web --release --mode no-install client-wasm --out-dir ../www/pkg --no-typescript`;
+//! test the browser parts with `wasm-pack test --headless --chrome client-wasm --test probe`,
+//! and the pure parts natively with `cargo test -p pairlab-client`.
+
+#![warn(missing_docs)]
+
+pub mod app;
+pub mod peer;
+pub mod probe;
+pub mod signaling;
+pub mod stats;
+pub mod util;
+
+pub use app::start;

@@ -1,0 +1,550 @@
+//! A WebRTC peer connection with one DataChannel, wrapped so that Rust owns everything the
+//! browser calls back into.
+//!
+//! [`Peer`] wraps an `RTCPeerConnection` (W3C WebRTC 1.0):
+//! - ICE servers come from the server's message (`urls`, `username`, `credential`: the shape
+//!   of `RTCIceServer`); `relay_only` sets `iceTransportPolicy: "relay"` (TURN only).
+//! - Trickle ICE (RFC 8838): every local candidate is reported as a
+//!   [`PeerEvent::LocalCandidate`] as soon as the browser gathers it, to be sent to the other
+//!   side at once; nobody waits for gathering to complete (that costs ~125 ms on loopback).
+//!   `None` is the end of candidates.
+//! - Remote candidates that arrive before the remote description is set are buffered and
+//!   added right after it is set (`addIceCandidate` needs a remote description).
+//! - One DataChannel: created by the offerer ([`Peer::create_data_channel`]) or announced by
+//!   the browser on the answerer's side (`ondatachannel`). An optional [`AutoReply`] answers
+//!   incoming DataChannel messages synchronously inside `onmessage` (the probe echoes pings
+//!   there, so the peer's RTT samples do not include this page's task scheduling).
+//!
+//! Every callback flows into async Rust through one `futures::channel::mpsc` receiver of
+//! [`PeerEvent`]s. The [`Peer`] owns every `Closure` it hands to the browser (nothing is
+//! leaked with `Closure::forget`: probes are built and torn down again and again), and
+//! [`Peer::close`] — or dropping the `Peer` — detaches the handlers, closes the DataChannel and
+//! the connection, and frees the closures.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use futures::channel::mpsc;
+use js_sys::{Array, Reflect};
+use pairlab_shared::{IceServer, SignalPayload};
+use wasm_bindgen::closure::Closure;
+use wasm_bindgen::{JsCast, JsValue};
+use wasm_bindgen_futures::JsFuture;
+use web_sys::{
+    Event, MessageEvent, RtcConfiguration, RtcDataChannel, RtcDataChannelEvent,
+    RtcDataChannelState, RtcIceCandidateInit, RtcIceServer, RtcIceTransportPolicy,
+    RtcPeerConnection, RtcPeerConnectionIceEvent, RtcPeerConnectionState, RtcSdpType,
+    RtcSessionDescriptionInit,
+};
+
+use crate::stats::{self, SelectedPair, StatsError};
+use crate::util::{js_error_text, now_ms, warn};
+
+/// How a [`Peer`] connects.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PeerConfig {
+    /// STUN/TURN servers, as the server sent them. Empty: host candidates only.
+    pub ice_servers: Vec<IceServer>,
+    /// Only relayed (TURN) candidates: `iceTransportPolicy: "relay"` (W3C WebRTC 1.0 §4.2.1).
+    pub relay_only: bool,
+}
+
+/// Answers a DataChannel text message synchronously, inside `onmessage`: return the reply to
+/// send at once, or `None` to pass the message on as a [`PeerEvent::ChannelMessage`].
+pub type AutoReply = Rc<dyn Fn(&str) -> Option<String>>;
+
+/// What the connection and its DataChannel report, in order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PeerEvent {
+    /// A local ICE candidate to send to the other side now, in the wire shape of
+    /// PROTOCOL.md's `ice_candidate` payload; `None` is the end of candidates.
+    LocalCandidate(Option<SignalPayload>),
+    /// `connectionState` changed (`new`, `connecting`, `connected`, `disconnected`, `failed`,
+    /// `closed`).
+    ConnectionState(RtcPeerConnectionState),
+    /// The DataChannel is open.
+    ChannelOpen,
+    /// A text message arrived on the DataChannel (one the [`AutoReply`] did not answer).
+    ChannelMessage {
+        /// The message.
+        text: String,
+        /// `performance.now()` in the `onmessage` handler, ms.
+        received_at_ms: f64,
+    },
+    /// The DataChannel closed (the other side closed it, or the connection went away).
+    ChannelClosed,
+    /// The DataChannel reported an error (e.g. an SCTP abort).
+    ChannelError(String),
+}
+
+/// Why a [`Peer`] operation failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PeerError {
+    /// `new RTCPeerConnection(config)` threw (e.g. a malformed ICE server URL).
+    #[error("could not create the RTCPeerConnection: {0}")]
+    Create(String),
+    /// A WebRTC call threw or its promise was rejected.
+    #[error("{op} failed: {detail}")]
+    Js {
+        /// The call, e.g. `createOffer`.
+        op: &'static str,
+        /// The browser's message.
+        detail: String,
+    },
+    /// The browser returned something without the expected field.
+    #[error("{op} returned no {field}")]
+    Missing {
+        /// The call.
+        op: &'static str,
+        /// The missing field.
+        field: &'static str,
+    },
+    /// The peer was closed.
+    #[error("the peer connection is closed")]
+    Closed,
+    /// There is no open DataChannel to send on.
+    #[error("the DataChannel is not open")]
+    ChannelNotOpen,
+}
+
+fn js_err(op: &'static str) -> impl Fn(JsValue) -> PeerError {
+    move |e| PeerError::Js {
+        op,
+        detail: js_error_text(&e),
+    }
+}
+
+/// The browser `RTCConfiguration` for `config`.
+fn rtc_configuration(config: &PeerConfig) -> RtcConfiguration {
+    let servers = Array::new();
+    for s in &config.ice_servers {
+        let server = RtcIceServer::new();
+        let urls: Array = s.urls.iter().map(|u| JsValue::from_str(u)).collect();
+        server.set_urls(&urls);
+        if let Some(user) = &s.username {
+            server.set_username(user);
+        }
+        if let Some(cred) = &s.credential {
+            server.set_credential(cred);
+        }
+        servers.push(&server);
+    }
+    let rtc = RtcConfiguration::new();
+    rtc.set_ice_servers(&servers);
+    if config.relay_only {
+        rtc.set_ice_transport_policy(RtcIceTransportPolicy::Relay);
+    }
+    rtc
+}
+
+/// A DataChannel with the handlers attached to it.
+struct Channel {
+    dc: RtcDataChannel,
+    _on_open: Closure<dyn FnMut(Event)>,
+    _on_message: Closure<dyn FnMut(MessageEvent)>,
+    _on_close: Closure<dyn FnMut(Event)>,
+    _on_error: Closure<dyn FnMut(Event)>,
+}
+
+impl Channel {
+    fn attach(
+        dc: RtcDataChannel,
+        tx: &mpsc::UnboundedSender<PeerEvent>,
+        auto_reply: Option<AutoReply>,
+    ) -> Self {
+        let on_open = {
+            let tx = tx.clone();
+            Closure::<dyn FnMut(Event)>::new(move |_: Event| {
+                let _ = tx.unbounded_send(PeerEvent::ChannelOpen);
+            })
+        };
+        let on_message = {
+            let tx = tx.clone();
+            let dc = dc.clone();
+            Closure::<dyn FnMut(MessageEvent)>::new(move |ev: MessageEvent| {
+                let received_at_ms = now_ms();
+                let Some(text) = ev.data().as_string() else {
+                    return; // binary messages are not part of any pairlab exchange
+                };
+                if let Some(reply) = auto_reply.as_ref().and_then(|f| f(&text)) {
+                    if let Err(e) = dc.send_with_str(&reply) {
+                        warn(&format!("DataChannel reply failed: {}", js_error_text(&e)));
+                    }
+                    return;
+                }
+                let _ = tx.unbounded_send(PeerEvent::ChannelMessage {
+                    text,
+                    received_at_ms,
+                });
+            })
+        };
+        let on_close = {
+            let tx = tx.clone();
+            Closure::<dyn FnMut(Event)>::new(move |_: Event| {
+                let _ = tx.unbounded_send(PeerEvent::ChannelClosed);
+            })
+        };
+        let on_error = {
+            let tx = tx.clone();
+            Closure::<dyn FnMut(Event)>::new(move |ev: Event| {
+                // RTCErrorEvent.error.message when present.
+                let detail = Reflect::get(&ev, &JsValue::from_str("error"))
+                    .ok()
+                    .filter(|e| !e.is_undefined() && !e.is_null())
+                    .map(|e| js_error_text(&e))
+                    .unwrap_or_else(|| "DataChannel error".to_owned());
+                let _ = tx.unbounded_send(PeerEvent::ChannelError(detail));
+            })
+        };
+        dc.set_onopen(Some(on_open.as_ref().unchecked_ref()));
+        dc.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+        dc.set_onclose(Some(on_close.as_ref().unchecked_ref()));
+        dc.set_onerror(Some(on_error.as_ref().unchecked_ref()));
+        // A channel announced through `ondatachannel` may be open already, and then its
+        // `open` event has fired before we could listen.
+        if dc.ready_state() == RtcDataChannelState::Open {
+            let _ = tx.unbounded_send(PeerEvent::ChannelOpen);
+        }
+        Self {
+            dc,
+            _on_open: on_open,
+            _on_message: on_message,
+            _on_close: on_close,
+            _on_error: on_error,
+        }
+    }
+}
+
+impl Drop for Channel {
+    fn drop(&mut self) {
+        self.dc.set_onopen(None);
+        self.dc.set_onmessage(None);
+        self.dc.set_onclose(None);
+        self.dc.set_onerror(None);
+        self.dc.close();
+    }
+}
+
+/// The connection-level handlers; dropped on close.
+struct Handlers {
+    _on_ice_candidate: Closure<dyn FnMut(RtcPeerConnectionIceEvent)>,
+    _on_connection_state: Closure<dyn FnMut(Event)>,
+    _on_data_channel: Closure<dyn FnMut(RtcDataChannelEvent)>,
+}
+
+/// A buffered remote candidate (`None`: end of candidates).
+type RemoteCandidate = Option<RtcIceCandidateInit>;
+
+/// One `RTCPeerConnection` with at most one DataChannel. See the module docs.
+pub struct Peer {
+    pc: RtcPeerConnection,
+    channel: Rc<RefCell<Option<Channel>>>,
+    handlers: Option<Handlers>,
+    events_tx: mpsc::UnboundedSender<PeerEvent>,
+    auto_reply: Option<AutoReply>,
+    remote_description_set: bool,
+    pending: Vec<RemoteCandidate>,
+    closed: bool,
+}
+
+impl Peer {
+    /// Creates the connection (no network activity yet) and returns it with the receiver of
+    /// its events. `auto_reply`, when given, answers DataChannel messages inside `onmessage`.
+    ///
+    /// # Errors
+    /// [`PeerError::Create`] when the browser refuses the configuration.
+    pub fn new(
+        config: &PeerConfig,
+        auto_reply: Option<AutoReply>,
+    ) -> Result<(Self, mpsc::UnboundedReceiver<PeerEvent>), PeerError> {
+        let pc = RtcPeerConnection::new_with_configuration(&rtc_configuration(config))
+            .map_err(|e| PeerError::Create(js_error_text(&e)))?;
+        let (tx, rx) = mpsc::unbounded();
+        let channel: Rc<RefCell<Option<Channel>>> = Rc::new(RefCell::new(None));
+
+        let on_ice_candidate = {
+            let tx = tx.clone();
+            Closure::<dyn FnMut(RtcPeerConnectionIceEvent)>::new(
+                move |ev: RtcPeerConnectionIceEvent| {
+                    let payload = match ev.candidate() {
+                        None => None,
+                        // Some browsers mark the end of a generation with an empty candidate;
+                        // the `null` event that follows is the end we report.
+                        Some(c) if c.candidate().is_empty() => return,
+                        Some(c) => Some(SignalPayload::Candidate {
+                            candidate: c.candidate(),
+                            sdp_mid: c.sdp_mid(),
+                            sdp_m_line_index: c.sdp_m_line_index(),
+                        }),
+                    };
+                    let _ = tx.unbounded_send(PeerEvent::LocalCandidate(payload));
+                },
+            )
+        };
+        let on_connection_state = {
+            let tx = tx.clone();
+            let pc = pc.clone();
+            Closure::<dyn FnMut(Event)>::new(move |_: Event| {
+                let _ = tx.unbounded_send(PeerEvent::ConnectionState(pc.connection_state()));
+            })
+        };
+        let on_data_channel = {
+            let tx = tx.clone();
+            let slot = Rc::clone(&channel);
+            let auto_reply = auto_reply.clone();
+            Closure::<dyn FnMut(RtcDataChannelEvent)>::new(move |ev: RtcDataChannelEvent| {
+                let dc = ev.channel();
+                let Ok(mut slot) = slot.try_borrow_mut() else {
+                    dc.close();
+                    return;
+                };
+                if slot.is_some() {
+                    // One channel per peer: a second one is not part of any pairlab exchange.
+                    dc.close();
+                    return;
+                }
+                *slot = Some(Channel::attach(dc, &tx, auto_reply.clone()));
+            })
+        };
+        pc.set_onicecandidate(Some(on_ice_candidate.as_ref().unchecked_ref()));
+        pc.set_onconnectionstatechange(Some(on_connection_state.as_ref().unchecked_ref()));
+        pc.set_ondatachannel(Some(on_data_channel.as_ref().unchecked_ref()));
+
+        Ok((
+            Self {
+                pc,
+                channel,
+                handlers: Some(Handlers {
+                    _on_ice_candidate: on_ice_candidate,
+                    _on_connection_state: on_connection_state,
+                    _on_data_channel: on_data_channel,
+                }),
+                events_tx: tx,
+                auto_reply,
+                remote_description_set: false,
+                pending: Vec::new(),
+                closed: false,
+            },
+            rx,
+        ))
+    }
+
+    fn check_open(&self) -> Result<(), PeerError> {
+        if self.closed {
+            Err(PeerError::Closed)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Creates the DataChannel (offerer side; before [`Peer::create_offer`], so the offer
+    /// carries the SCTP m-line). Reliable and ordered, the default.
+    ///
+    /// # Errors
+    /// [`PeerError::Closed`] after close.
+    pub fn create_data_channel(&mut self, label: &str) -> Result<(), PeerError> {
+        self.check_open()?;
+        let dc = self.pc.create_data_channel(label);
+        let old = self.channel.borrow_mut().replace(Channel::attach(
+            dc,
+            &self.events_tx,
+            self.auto_reply.clone(),
+        ));
+        drop(old);
+        Ok(())
+    }
+
+    /// `createOffer` + `setLocalDescription`; returns the offer's SDP to send. ICE gathering
+    /// starts here, and candidates trickle out as [`PeerEvent::LocalCandidate`].
+    ///
+    /// # Errors
+    /// [`PeerError::Js`] when the browser rejects a step; [`PeerError::Closed`] after close.
+    pub async fn create_offer(&mut self) -> Result<String, PeerError> {
+        self.check_open()?;
+        let offer = JsFuture::from(self.pc.create_offer())
+            .await
+            .map_err(js_err("createOffer"))?;
+        let sdp = sdp_of(&offer, "createOffer")?;
+        self.set_local(RtcSdpType::Offer, &sdp).await?;
+        Ok(sdp)
+    }
+
+    /// Takes the other side's offer (`setRemoteDescription`, then the buffered candidates),
+    /// and answers it (`createAnswer` + `setLocalDescription`); returns the answer's SDP.
+    ///
+    /// # Errors
+    /// [`PeerError::Js`] when the browser rejects a step; [`PeerError::Closed`] after close.
+    pub async fn accept_offer(&mut self, sdp: &str) -> Result<String, PeerError> {
+        self.check_open()?;
+        self.set_remote(RtcSdpType::Offer, sdp).await?;
+        let answer = JsFuture::from(self.pc.create_answer())
+            .await
+            .map_err(js_err("createAnswer"))?;
+        let answer_sdp = sdp_of(&answer, "createAnswer")?;
+        self.set_local(RtcSdpType::Answer, &answer_sdp).await?;
+        Ok(answer_sdp)
+    }
+
+    /// Takes the other side's answer (`setRemoteDescription`, then the buffered candidates).
+    ///
+    /// # Errors
+    /// [`PeerError::Js`] when the browser rejects it; [`PeerError::Closed`] after close.
+    pub async fn accept_answer(&mut self, sdp: &str) -> Result<(), PeerError> {
+        self.check_open()?;
+        self.set_remote(RtcSdpType::Answer, sdp).await
+    }
+
+    /// Adds a remote ICE candidate, or buffers it until the remote description is set.
+    /// `None` (or a payload that is not a candidate) is the end of candidates.
+    ///
+    /// # Errors
+    /// [`PeerError::Js`] when the browser rejects the candidate (the connection may still
+    /// succeed through others); [`PeerError::Closed`] after close.
+    pub async fn add_remote_candidate(
+        &mut self,
+        payload: Option<&SignalPayload>,
+    ) -> Result<(), PeerError> {
+        self.check_open()?;
+        let init = match payload {
+            Some(SignalPayload::Candidate {
+                candidate,
+                sdp_mid,
+                sdp_m_line_index,
+            }) => {
+                let init = RtcIceCandidateInit::new(candidate);
+                init.set_sdp_mid(sdp_mid.as_deref());
+                init.set_sdp_m_line_index(*sdp_m_line_index);
+                Some(init)
+            }
+            _ => None,
+        };
+        if !self.remote_description_set {
+            self.pending.push(init);
+            return Ok(());
+        }
+        self.add_candidate_now(init).await
+    }
+
+    /// How many remote candidates wait for the remote description.
+    pub fn pending_candidates(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Whether the remote description has been set.
+    pub fn has_remote_description(&self) -> bool {
+        self.remote_description_set
+    }
+
+    async fn add_candidate_now(&self, init: RemoteCandidate) -> Result<(), PeerError> {
+        let promise = self
+            .pc
+            .add_ice_candidate_with_opt_rtc_ice_candidate_init(init.as_ref());
+        match JsFuture::from(promise).await {
+            Ok(_) => Ok(()),
+            // End of candidates is a hint; browsers differ in how they take it, so a refusal
+            // does not matter.
+            Err(_) if init.is_none() => Ok(()),
+            Err(e) => Err(js_err("addIceCandidate")(e)),
+        }
+    }
+
+    async fn set_local(&self, kind: RtcSdpType, sdp: &str) -> Result<(), PeerError> {
+        let desc = RtcSessionDescriptionInit::new(kind);
+        desc.set_sdp(sdp);
+        JsFuture::from(self.pc.set_local_description(&desc))
+            .await
+            .map_err(js_err("setLocalDescription"))?;
+        Ok(())
+    }
+
+    async fn set_remote(&mut self, kind: RtcSdpType, sdp: &str) -> Result<(), PeerError> {
+        let desc = RtcSessionDescriptionInit::new(kind);
+        desc.set_sdp(sdp);
+        JsFuture::from(self.pc.set_remote_description(&desc))
+            .await
+            .map_err(js_err("setRemoteDescription"))?;
+        self.remote_description_set = true;
+        for init in std::mem::take(&mut self.pending) {
+            if self.closed {
+                break;
+            }
+            if let Err(e) = self.add_candidate_now(init).await {
+                warn(&format!("a buffered remote candidate was refused: {e}"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the DataChannel is open now.
+    pub fn is_channel_open(&self) -> bool {
+        self.channel
+            .borrow()
+            .as_ref()
+            .is_some_and(|c| c.dc.ready_state() == RtcDataChannelState::Open)
+    }
+
+    /// Sends a text message on the DataChannel.
+    ///
+    /// # Errors
+    /// [`PeerError::ChannelNotOpen`] without an open channel; [`PeerError::Js`] when `send`
+    /// throws.
+    pub fn send(&self, text: &str) -> Result<(), PeerError> {
+        self.check_open()?;
+        let slot = self.channel.borrow();
+        let dc = match slot.as_ref() {
+            Some(c) if c.dc.ready_state() == RtcDataChannelState::Open => &c.dc,
+            _ => return Err(PeerError::ChannelNotOpen),
+        };
+        dc.send_with_str(text)
+            .map_err(js_err("RTCDataChannel.send"))
+    }
+
+    /// The selected candidate pair from `getStats()`; see [`stats::selected_pair`].
+    ///
+    /// # Errors
+    /// [`StatsError`] when `getStats` fails.
+    pub async fn selected_pair(&self) -> Result<Option<SelectedPair>, StatsError> {
+        stats::selected_pair(&self.pc).await
+    }
+
+    /// The browser object (tests check its `connectionState` after close).
+    pub fn raw(&self) -> &RtcPeerConnection {
+        &self.pc
+    }
+
+    /// Whether [`Peer::close`] ran.
+    pub fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    /// Detaches every handler, closes the DataChannel and the connection, and frees the
+    /// closures. Idempotent; also run by `Drop`.
+    pub fn close(&mut self) {
+        if self.closed {
+            return;
+        }
+        self.closed = true;
+        self.pending.clear();
+        let channel = self.channel.borrow_mut().take();
+        drop(channel);
+        self.pc.set_onicecandidate(None);
+        self.pc.set_onconnectionstatechange(None);
+        self.pc.set_ondatachannel(None);
+        self.pc.close();
+        self.handlers = None;
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+/// The `sdp` field of what `createOffer`/`createAnswer` resolved to.
+fn sdp_of(desc: &JsValue, op: &'static str) -> Result<String, PeerError> {
+    Reflect::get(desc, &JsValue::from_str("sdp"))
+        .ok()
+        .and_then(|v| v.as_string())
+        .ok_or(PeerError::Missing { op, field: "sdp" })
+}

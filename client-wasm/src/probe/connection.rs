@@ -1,0 +1,407 @@
+//! One probe: a temporary WebRTC connection to one peer that measures the peer-to-peer RTT and
+//! reports it (PROTOCOL.md, Probe).
+
+use std::rc::Rc;
+
+use futures::channel::mpsc;
+use futures::future::{self, Either};
+use futures::{pin_mut, StreamExt};
+use gloo_timers::future::TimeoutFuture;
+use pairlab_shared::{
+    ClientMessage, IceServer, ProbeResult, ProbeSessionId, ProbeSignalOut, SignalPayload,
+    SignalType, SubjectId,
+};
+use web_sys::{RtcPeerConnection, RtcPeerConnectionState};
+
+use super::wire::{client_deadline_ms, echo, median, ProbeWire, SAMPLE_COUNT};
+use crate::peer::{AutoReply, Peer, PeerConfig, PeerError, PeerEvent};
+use crate::util::{now_ms, warn};
+
+/// Label of the probe's DataChannel.
+pub const PROBE_CHANNEL_LABEL: &str = "pairlab-probe";
+
+/// How often, and how far apart, `getStats` is read again when the selected pair has no
+/// `currentRoundTripTime` yet.
+const STATS_ATTEMPTS: u32 = 5;
+const STATS_RETRY_MS: u32 = 10;
+
+/// What a probe is, from `probe_prepare`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProbeSpec {
+    /// The probe's id.
+    pub probe_session_id: ProbeSessionId,
+    /// The other member.
+    pub peer_subject_id: SubjectId,
+    /// STUN/TURN servers.
+    pub ice_servers: Vec<IceServer>,
+    /// The server's deadline, ms after `probe_prepare`; the client stops a little earlier
+    /// ([`client_deadline_ms`]).
+    pub timeout_ms: u64,
+    /// TURN relay only. Probes measure the best path, so `false` unless a test needs relay.
+    pub relay_only: bool,
+}
+
+/// What the server tells a running probe.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ProbeCommand {
+    /// `probe_start`: both sides are ready; the initiator creates the DataChannel and offers.
+    Start {
+        /// Whether this side sends the offer.
+        initiator: bool,
+    },
+    /// A `probe_signal` from the peer.
+    Signal {
+        /// What the payload is.
+        signal_type: SignalType,
+        /// The SDP or candidate; `None` ends the candidates.
+        payload: Option<SignalPayload>,
+    },
+}
+
+/// Why the event loop stopped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Stop {
+    /// Reported, and both sides are done (or the channel closed after our report).
+    Done,
+    /// Failed before a report, for this reason.
+    Failed(String),
+    /// The manager dropped the probe (the server ended it): close without a result.
+    Cancelled,
+}
+
+/// How a probe ended, for logs and tests.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProbeOutcome {
+    /// The `probe_result` sent to the server.
+    pub result: ProbeResult,
+    /// Why it failed, when `result.success` is false.
+    pub failure: Option<String>,
+    /// Whether `result` was sent (not when the server ended the probe first).
+    pub reported: bool,
+    /// From the probe's creation (`probe_prepare`) to sending `probe_result`, ms.
+    pub reported_after_ms: f64,
+    /// From the probe's creation to closing the connection, ms.
+    pub closed_after_ms: f64,
+}
+
+/// Sends one client message (to the server, or to a test's in-memory loop).
+pub type Outbox = Rc<dyn Fn(ClientMessage)>;
+
+/// One probe connection. Built at `probe_prepare`; [`ProbeConnection::run`] then drives it
+/// to a `probe_result` and closes it.
+///
+/// The measurement (both sides alike, once the DataChannel is open): [`SAMPLE_COUNT`] pings
+/// back to back, timed with `performance.now()`; `rtt_ms` is their median; `stats_rtt_ms` the
+/// selected pair's `currentRoundTripTime`. Then `probe_result` goes out and a
+/// [`ProbeWire::Done`] goes to the peer; the connection closes once the peer's `done` arrived
+/// too (so neither side cuts the other's measurement short), or the channel closed, or the
+/// client deadline passed. A deadline or failure before the result sends `success: false`
+/// with whatever samples were taken.
+pub struct ProbeConnection {
+    spec: ProbeSpec,
+    peer: Peer,
+    events: Option<mpsc::UnboundedReceiver<PeerEvent>>,
+    created_at_ms: f64,
+    samples: Vec<f64>,
+    stats_rtt_ms: Option<f64>,
+    outstanding: Option<u32>,
+    next_seq: u32,
+    opened: bool,
+    reported: bool,
+    reported_at_ms: f64,
+    peer_done: bool,
+}
+
+impl ProbeConnection {
+    /// Builds the `RTCPeerConnection` for `spec` (pings from the peer are echoed from here on).
+    ///
+    /// # Errors
+    /// [`PeerError::Create`] when the browser refuses the ICE configuration.
+    pub fn new(spec: ProbeSpec) -> Result<Self, PeerError> {
+        let config = PeerConfig {
+            ice_servers: spec.ice_servers.clone(),
+            relay_only: spec.relay_only,
+        };
+        let auto_reply: AutoReply = Rc::new(echo);
+        let (peer, events) = Peer::new(&config, Some(auto_reply))?;
+        Ok(Self {
+            spec,
+            peer,
+            events: Some(events),
+            created_at_ms: now_ms(),
+            samples: Vec::with_capacity(SAMPLE_COUNT),
+            stats_rtt_ms: None,
+            outstanding: None,
+            next_seq: 0,
+            opened: false,
+            reported: false,
+            reported_at_ms: 0.0,
+            peer_done: false,
+        })
+    }
+
+    /// The probe's id.
+    pub fn id(&self) -> &ProbeSessionId {
+        &self.spec.probe_session_id
+    }
+
+    /// The browser connection (a clone of the handle: tests check it is closed afterwards).
+    pub fn raw(&self) -> RtcPeerConnection {
+        self.peer.raw().clone()
+    }
+
+    /// Runs the probe: obeys `commands`, sends signals and exactly one `probe_result`
+    /// through `out`, and closes the connection before returning. Dropping the future
+    /// instead (the server ended the probe) closes the connection too, without a result.
+    pub async fn run(
+        mut self,
+        mut commands: mpsc::UnboundedReceiver<ProbeCommand>,
+        out: Outbox,
+    ) -> ProbeOutcome {
+        let deadline_ms = client_deadline_ms(self.spec.timeout_ms);
+        let left_ms = (deadline_ms as f64 - (now_ms() - self.created_at_ms)).max(0.0);
+        let Some(mut events) = self.events.take() else {
+            // `run` consumes self, so the receiver is always there.
+            return self.finish(Stop::Failed("the probe ran twice".into()), &out);
+        };
+        let timeout_ms = self.spec.timeout_ms;
+        let stop = {
+            let drive = self.drive(&mut commands, &mut events, &out);
+            let timer = TimeoutFuture::new(left_ms.min(u32::MAX as f64) as u32);
+            pin_mut!(drive);
+            match future::select(drive, timer).await {
+                Either::Left((stop, _)) => stop,
+                Either::Right(((), _)) => Stop::Failed(format!(
+                    "no measurement within the client deadline of {deadline_ms} ms \
+                     (server timeout {timeout_ms} ms)"
+                )),
+            }
+        };
+        self.finish(stop, &out)
+    }
+
+    /// Sends the failure result if none was sent (unless the probe was cancelled), closes,
+    /// and describes the outcome.
+    fn finish(mut self, stop: Stop, out: &Outbox) -> ProbeOutcome {
+        let cancelled = stop == Stop::Cancelled;
+        let failure = match stop {
+            Stop::Done => None,
+            Stop::Failed(why) => Some(why),
+            Stop::Cancelled => Some("cancelled: the server ended the probe".to_owned()),
+        };
+        let result = self.result(!self.reported && failure.is_some());
+        if !self.reported && !cancelled {
+            self.reported = true;
+            self.reported_at_ms = now_ms();
+            out(ClientMessage::ProbeResult(result.clone()));
+        }
+        self.peer.close();
+        let end = now_ms();
+        ProbeOutcome {
+            failure: if result.success { None } else { failure },
+            reported: self.reported,
+            result,
+            reported_after_ms: self.reported_at_ms - self.created_at_ms,
+            closed_after_ms: end - self.created_at_ms,
+        }
+    }
+
+    /// The `probe_result` for what was measured so far.
+    fn result(&self, failed: bool) -> ProbeResult {
+        let success = !failed && self.samples.len() >= SAMPLE_COUNT;
+        ProbeResult {
+            probe_session_id: self.spec.probe_session_id.clone(),
+            success,
+            rtt_ms: if success { median(&self.samples) } else { None },
+            samples_ms: self.samples.clone(),
+            stats_rtt_ms: self.stats_rtt_ms,
+        }
+    }
+
+    fn signal(&self, signal_type: SignalType, payload: Option<SignalPayload>) -> ClientMessage {
+        ClientMessage::ProbeSignal(ProbeSignalOut {
+            probe_session_id: self.spec.probe_session_id.clone(),
+            target_subject_id: self.spec.peer_subject_id.clone(),
+            signal_type,
+            payload,
+        })
+    }
+
+    fn send_ping(&mut self) -> Result<(), String> {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let ping = ProbeWire::Ping {
+            seq,
+            sent_at_ms: now_ms(),
+        };
+        self.peer
+            .send(&ping.encode())
+            .map_err(|e| format!("could not send a ping: {e}"))?;
+        self.outstanding = Some(seq);
+        Ok(())
+    }
+
+    /// Reads the selected pair's RTT, retrying briefly while it is not there yet.
+    async fn read_stats_rtt(&self) -> Option<f64> {
+        for attempt in 0..STATS_ATTEMPTS {
+            if attempt > 0 {
+                TimeoutFuture::new(STATS_RETRY_MS).await;
+            }
+            match self.peer.selected_pair().await {
+                Ok(Some(pair)) if pair.current_round_trip_time_ms.is_some() => {
+                    return pair.current_round_trip_time_ms;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    warn(&format!("probe {}: {e}", self.spec.probe_session_id));
+                    return None;
+                }
+            }
+        }
+        None
+    }
+
+    /// The event loop: runs until the probe is over, and says how.
+    async fn drive(
+        &mut self,
+        commands: &mut mpsc::UnboundedReceiver<ProbeCommand>,
+        events: &mut mpsc::UnboundedReceiver<PeerEvent>,
+        out: &Outbox,
+    ) -> Stop {
+        loop {
+            let input = futures::select! {
+                c = commands.next() => Either::Left(c),
+                e = events.next() => Either::Right(e),
+            };
+            let step = match input {
+                // The manager dropped the probe: the server ended it, no result is wanted.
+                Either::Left(None) => return Stop::Cancelled,
+                Either::Left(Some(cmd)) => self.on_command(cmd, out).await.map(|()| false),
+                Either::Right(None) => Err("the connection's events ended".into()),
+                Either::Right(Some(ev)) => self.on_peer_event(ev, out).await,
+            };
+            match step {
+                Ok(false) => {}
+                Ok(true) => return Stop::Done,
+                Err(why) => return Stop::Failed(why),
+            }
+        }
+    }
+
+    async fn on_command(&mut self, cmd: ProbeCommand, out: &Outbox) -> Result<(), String> {
+        match cmd {
+            ProbeCommand::Start { initiator: false } => Ok(()),
+            ProbeCommand::Start { initiator: true } => {
+                self.peer
+                    .create_data_channel(PROBE_CHANNEL_LABEL)
+                    .map_err(|e| e.to_string())?;
+                let sdp = self.peer.create_offer().await.map_err(|e| e.to_string())?;
+                out(self.signal(SignalType::Offer, Some(SignalPayload::Description { sdp })));
+                Ok(())
+            }
+            ProbeCommand::Signal {
+                signal_type: SignalType::Offer,
+                payload: Some(SignalPayload::Description { sdp }),
+            } => {
+                let answer = self
+                    .peer
+                    .accept_offer(&sdp)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                out(self.signal(
+                    SignalType::Answer,
+                    Some(SignalPayload::Description { sdp: answer }),
+                ));
+                Ok(())
+            }
+            ProbeCommand::Signal {
+                signal_type: SignalType::Answer,
+                payload: Some(SignalPayload::Description { sdp }),
+            } => self
+                .peer
+                .accept_answer(&sdp)
+                .await
+                .map_err(|e| e.to_string()),
+            ProbeCommand::Signal {
+                signal_type: SignalType::IceCandidate,
+                payload,
+            } => {
+                if let Err(e) = self.peer.add_remote_candidate(payload.as_ref()).await {
+                    // Other candidates may still connect; the deadline catches the rest.
+                    warn(&format!("probe {}: {e}", self.spec.probe_session_id));
+                }
+                Ok(())
+            }
+            ProbeCommand::Signal { signal_type, .. } => {
+                warn(&format!(
+                    "probe {}: ignored a {signal_type:?} signal without an SDP",
+                    self.spec.probe_session_id
+                ));
+                Ok(())
+            }
+        }
+    }
+
+    /// Handles one connection event; `Ok(true)` when the probe is over.
+    async fn on_peer_event(&mut self, ev: PeerEvent, out: &Outbox) -> Result<bool, String> {
+        match ev {
+            PeerEvent::LocalCandidate(payload) => {
+                out(self.signal(SignalType::IceCandidate, payload));
+                Ok(false)
+            }
+            PeerEvent::ConnectionState(state) => match state {
+                RtcPeerConnectionState::Failed | RtcPeerConnectionState::Closed
+                    if self.reported =>
+                {
+                    Ok(true)
+                }
+                RtcPeerConnectionState::Failed => Err("the WebRTC connection failed".into()),
+                RtcPeerConnectionState::Closed => Err("the WebRTC connection closed".into()),
+                _ => Ok(false),
+            },
+            PeerEvent::ChannelOpen => {
+                if !self.opened {
+                    self.opened = true;
+                    self.send_ping()?;
+                }
+                Ok(false)
+            }
+            PeerEvent::ChannelClosed if self.reported => Ok(true),
+            PeerEvent::ChannelClosed => {
+                Err("the DataChannel closed before the measurement finished".into())
+            }
+            PeerEvent::ChannelError(_) if self.reported => Ok(true),
+            PeerEvent::ChannelError(e) => Err(format!("DataChannel error: {e}")),
+            PeerEvent::ChannelMessage {
+                text,
+                received_at_ms,
+            } => match ProbeWire::decode(&text) {
+                Some(ProbeWire::Pong { seq, sent_at_ms }) if self.outstanding == Some(seq) => {
+                    self.outstanding = None;
+                    self.samples.push((received_at_ms - sent_at_ms).max(0.0));
+                    if self.samples.len() < SAMPLE_COUNT {
+                        self.send_ping()?;
+                        return Ok(false);
+                    }
+                    self.stats_rtt_ms = self.read_stats_rtt().await;
+                    let result = self.result(false);
+                    self.reported = true;
+                    self.reported_at_ms = now_ms();
+                    out(ClientMessage::ProbeResult(result));
+                    if let Err(e) = self.peer.send(&ProbeWire::Done.encode()) {
+                        // The peer will see the channel close instead.
+                        warn(&format!("probe {}: {e}", self.spec.probe_session_id));
+                        return Ok(true);
+                    }
+                    Ok(self.peer_done)
+                }
+                Some(ProbeWire::Done) => {
+                    self.peer_done = true;
+                    Ok(self.reported)
+                }
+                // A stale pong, or a ping that the echo handler answered already.
+                _ => Ok(false),
+            },
+        }
+    }
+}

@@ -25,7 +25,7 @@
 //!   connects, says `hello` (resuming with the stored `resume_token`), and shows the waitroom,
 //!   the probe, the game, the timeout and every error, per the page's DOM contract.
 //!
-//! Nothing here uses `Closure::forget`: probes are built and torn down again and again, so
+//! No closure is ever forgotten (leaked): probes are built and torn down again and again, so
 //! every closure has an owner that frees it.
 //!
 //! Build the page's module with (from the workspace root)

@@ -17,7 +17,7 @@
 //!
 //! Every callback flows into async Rust through one `futures::channel::mpsc` receiver of
 //! [`PeerEvent`]s. The [`Peer`] owns every `Closure` it hands to the browser (nothing is
-//! leaked with `Closure::forget`: probes are built and torn down again and again), and
+//! leaked by forgetting a closure: probes are built and torn down again and again), and
 //! [`Peer::close`] — or dropping the `Peer` — detaches the handlers, closes the DataChannel and
 //! the connection, and frees the closures.
 

@@ -988,7 +988,14 @@ impl Core {
         }
         // Everyone is back before anyone is told the count.
         for &pid in &returned {
-            self.send_waitroom(now, pid, out);
+            // (A timeout above may already have regrouped someone in a larger scene.)
+            if self
+                .participants
+                .get(&pid)
+                .is_some_and(|p| p.state == PState::Waiting)
+            {
+                self.send_waitroom(now, pid, out);
+            }
         }
         for pid in returned {
             self.try_match(now, pid, out);

@@ -1,0 +1,748 @@
+//! End to end: the built `pairlab` binary and two separate headless Chromium processes (two
+//! WebDriver sessions of one chromedriver) opening its page, as two participants would.
+//!
+//! - [`accepted_probe_starts_one_game_on_both_pages`]: scene `latency_fifo`,
+//!   `max_server_rtt_ms = 200`, `max_p2p_rtt_ms = 150`: both pages reach `data-state=game` with
+//!   the same game id and different player indexes; the research record holds the accepted
+//!   probe with both reports' RTTs and the game.
+//! - [`rejected_probe_leaves_both_to_time_out`]: `max_p2p_rtt_ms = 0`: the probe is rejected,
+//!   the pair is never probed again, no game starts, and both pages end in `data-state=timeout`
+//!   with the scene's `timeout_message`.
+//! - [`embedded_default_matches_two_tabs_of_one_browser`]: `pairlab serve` without `--config`
+//!   and two tabs of one browser opening `/` with no id: matched, probed, one game.
+//! - [`harness_drives_two_separate_chromium_processes`]: the harness itself, without pairlab.
+//!
+//! Needs `target/{debug,release}/pairlab` (or `PAIRLAB_BIN`) built after `www/pkg`, chromedriver
+//! and Chromium: `./run.sh test` does all of it. Each test leaves its scene, record, logs and
+//! Chromium profiles in `target/e2e/<test>/` and screenshots in `target/e2e-screens/`. The
+//! tests run one at a time (a lock), so the machine's two cores are not shared by four
+//! Chromiums and the measured RTTs are those of one pair.
+
+use std::error::Error;
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use pairlab_tests::{
+    event_names, events_named, has_event_for, read_events, screens_dir, wait_for_events, Browser,
+    ChromeDriver, PageView, Server, WorkDir, POLL, WAIT,
+};
+use serde_json::Value;
+
+type R<T> = Result<T, Box<dyn Error>>;
+
+/// One end-to-end test at a time.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+const A: &str = "e2e-A";
+const B: &str = "e2e-B";
+
+macro_rules! check {
+    ($cond:expr, $($arg:tt)+) => {
+        let holds: bool = $cond;
+        if !holds {
+            return Err(format!($($arg)+).into());
+        }
+    };
+}
+
+/// Unwraps a setup step or fails the test with the harness's message.
+#[track_caller]
+fn must<T>(r: pairlab_tests::Result<T>) -> T {
+    r.unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn num(v: &Value, key: &str) -> Option<f64> {
+    v.get(key).and_then(Value::as_f64)
+}
+
+fn s<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
+    v.get(key).and_then(Value::as_str)
+}
+
+fn strs(v: &Value, key: &str) -> Vec<String> {
+    v.get(key)
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn fmt_ms(v: Option<f64>) -> String {
+    v.map_or_else(|| "null".into(), |x| format!("{x:.2}"))
+}
+
+/// Every line of the record has `ts` (RFC 3339 UTC), `event` and this `scene_id`.
+fn check_envelope(events: &[Value], scene_id: &str) -> R<()> {
+    for (i, e) in events.iter().enumerate() {
+        let ts = s(e, "ts").unwrap_or("");
+        check!(
+            ts.len() >= 20 && ts.ends_with('Z') && ts.as_bytes().get(10) == Some(&b'T'),
+            "record line {}: `ts` is not an RFC 3339 UTC time: {e}",
+            i + 1
+        );
+        check!(
+            s(e, "event").is_some(),
+            "record line {}: no `event`: {e}",
+            i + 1
+        );
+        check!(
+            s(e, "scene_id") == Some(scene_id),
+            "record line {}: `scene_id` is not {scene_id:?}: {e}",
+            i + 1
+        );
+    }
+    Ok(())
+}
+
+/// A one-line account of a probe_result, for people to quote.
+fn probe_summary(probe: &Value) -> String {
+    let mut out = format!(
+        "accepted={} reason={} decided rtt_ms={} max_p2p_rtt_ms={} ready_ms={} duration_ms={}",
+        probe.get("accepted").unwrap_or(&Value::Null),
+        probe.get("reason").unwrap_or(&Value::Null),
+        fmt_ms(num(probe, "rtt_ms")),
+        fmt_ms(num(probe, "max_p2p_rtt_ms")),
+        fmt_ms(num(probe, "ready_ms")),
+        fmt_ms(num(probe, "duration_ms")),
+    );
+    let members = strs(probe, "members");
+    if let Some(reports) = probe.get("reports").and_then(Value::as_array) {
+        for (i, r) in reports.iter().enumerate() {
+            let who = members.get(i).map_or("?", String::as_str);
+            if r.is_null() {
+                let _ = write!(out, "\n    report {who}: none");
+                continue;
+            }
+            let samples: Vec<String> = r
+                .get("samples_ms")
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(Value::as_f64)
+                        .map(|x| format!("{x:.2}"))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let _ = write!(
+                out,
+                "\n    report {who}: success={} rtt_ms={} stats_rtt_ms={} received_ms={} samples_ms=[{}]",
+                r.get("success").unwrap_or(&Value::Null),
+                fmt_ms(num(r, "rtt_ms")),
+                fmt_ms(num(r, "stats_rtt_ms")),
+                fmt_ms(num(r, "received_ms")),
+                samples.join(", ")
+            );
+        }
+    }
+    out
+}
+
+/// Prints a summary (visible with `--nocapture`; `./run.sh test` shows it) and keeps it in
+/// `<work>/summary.txt`.
+fn publish(work: &WorkDir, text: &str) {
+    println!("{text}");
+    let path = work.join("summary.txt");
+    if let Err(e) = std::fs::write(&path, format!("{text}\n")) {
+        println!("[e2e] (could not write {}: {e})", path.display());
+    }
+}
+
+/// What to show when a scenario fails: both pages, the record, the server's log.
+async fn diagnostics(server: &Server, scene_id: &str, browsers: [&Browser; 2]) -> String {
+    let mut out = String::new();
+    for b in browsers {
+        let view = b
+            .view()
+            .await
+            .map_or_else(|e| format!("(unreadable: {e})"), |v| format!("{v:?}"));
+        let _ = writeln!(
+            out,
+            "page {}: {view}\n  states seen: {}",
+            b.name(),
+            b.states_seen()
+        );
+    }
+    let path = server.events_path(scene_id);
+    match read_events(&path) {
+        Ok(events) => {
+            let _ = writeln!(out, "record {}:", path.display());
+            for e in &events {
+                let _ = writeln!(out, "  {e}");
+            }
+        }
+        Err(e) => {
+            let _ = writeln!(out, "record: {e}");
+        }
+    }
+    let _ = writeln!(
+        out,
+        "server log ({}), last lines:\n{}",
+        server.log_path().display(),
+        server.log_tail(40)
+    );
+    out
+}
+
+/// Screenshots both pages into `target/e2e-screens/<test>-<name>.png`, then ends both sessions.
+async fn finish(test: &str, a: Browser, b: Browser) {
+    for browser in [&a, &b] {
+        let path = screens_dir().join(format!("{test}-{}.png", browser.name()));
+        match browser.screenshot(&path).await {
+            Ok(()) => println!("[e2e] screenshot {}", path.display()),
+            Err(e) => println!("[e2e] screenshot of {} failed: {e}", browser.name()),
+        }
+    }
+    for browser in [a, b] {
+        let name = browser.name().to_owned();
+        if let Err(e) = browser.close().await {
+            println!("[e2e] closing {name}: {e} (its processes are killed anyway)");
+        }
+    }
+}
+
+/// Starts the server with `scene_toml`, chromedriver and two browsers, runs `scenario`, takes
+/// screenshots, stops everything, and fails the test with diagnostics if the scenario failed.
+async fn run_e2e<F, Fut>(test: &str, scene_id: &str, scene_toml: &str, scenario: F)
+where
+    F: FnOnce(WorkDir, Server, [Browser; 2]) -> Fut,
+    Fut: std::future::Future<Output = (Server, [Browser; 2], R<()>)>,
+{
+    let _serial = SERIAL.lock().await;
+    let work = must(WorkDir::fresh(test));
+    let server = must(Server::start(&work, scene_toml).await);
+    println!(
+        "[e2e] {test}: {} on {} (pid {}), work dir {}",
+        server.bin().display(),
+        server.url("/"),
+        server.pid(),
+        work.path().display()
+    );
+    let driver = must(ChromeDriver::start(&work).await);
+    let (a, b) = tokio::join!(
+        Browser::open(&driver, &work, A),
+        Browser::open(&driver, &work, B)
+    );
+    let (a, b) = (must(a), must(b));
+    let (server, [a, b], outcome) = scenario(work, server, [a, b]).await;
+    let failure = match outcome {
+        Ok(()) => None,
+        Err(e) => Some(format!(
+            "{e}\n\n{}",
+            diagnostics(&server, scene_id, [&a, &b]).await
+        )),
+    };
+    finish(test, a, b).await;
+    drop(driver);
+    drop(server);
+    if let Some(failure) = failure {
+        panic!("{test} failed: {failure}");
+    }
+}
+
+/// Opens `/?subject_id=<name>` in each browser at once.
+async fn open_pages(server: &Server, a: &Browser, b: &Browser) -> R<()> {
+    let url_a = server.url(&format!("/?subject_id={}", a.name()));
+    let url_b = server.url(&format!("/?subject_id={}", b.name()));
+    let (ra, rb) = tokio::join!(a.goto(&url_a), b.goto(&url_b));
+    ra?;
+    rb?;
+    Ok(())
+}
+
+const ACCEPT_SCENE: &str = "e2e_accept";
+const ACCEPT_TOML: &str = r#"
+[[scene]]
+id = "e2e_accept"
+group_size = 2
+matchmaker = "latency_fifo"
+max_server_rtt_ms = 200
+max_p2p_rtt_ms = 150
+waitroom_timeout_ms = 60000
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accepted_probe_starts_one_game_on_both_pages() {
+    run_e2e(
+        "accept",
+        ACCEPT_SCENE,
+        ACCEPT_TOML,
+        |work, server, [a, b]| async move {
+            let outcome = accept_scenario(&work, &server, &a, &b).await;
+            (server, [a, b], outcome)
+        },
+    )
+    .await;
+}
+
+async fn accept_scenario(work: &WorkDir, server: &Server, a: &Browser, b: &Browser) -> R<()> {
+    open_pages(server, a, b).await?;
+    let (va, vb) = tokio::join!(
+        a.wait_for_state("game", WAIT),
+        b.wait_for_state("game", WAIT)
+    );
+    let (va, vb) = (va?, vb?);
+    check_game_page(A, &va, A)?;
+    check_game_page(B, &vb, B)?;
+    let game_id = va.game_id.clone().unwrap_or_default();
+    check!(
+        va.game_id == vb.game_id,
+        "the pages show different game ids: {A}: {:?}, {B}: {:?}",
+        va.game_id,
+        vb.game_id
+    );
+    let index_a: usize = va.player_index.as_deref().unwrap_or("").parse()?;
+    let index_b: usize = vb.player_index.as_deref().unwrap_or("").parse()?;
+    check!(
+        index_a != index_b && index_a < 2 && index_b < 2,
+        "player indexes must be 0 and 1 in some order, got {A}: {index_a}, {B}: {index_b}"
+    );
+
+    let path = server.events_path(ACCEPT_SCENE);
+    let events = wait_for_events(&path, "probe_result and game_created", WAIT, |ev| {
+        !events_named(ev, "probe_result").is_empty() && !events_named(ev, "game_created").is_empty()
+    })
+    .await?;
+    check_envelope(&events, ACCEPT_SCENE)?;
+    for who in [A, B] {
+        check!(
+            has_event_for(&events, "participant_joined", who),
+            "no participant_joined for {who}; events: {:?}",
+            event_names(&events)
+        );
+        let rtt = events_named(&events, "server_rtt")
+            .into_iter()
+            .find(|e| s(e, "subject_id") == Some(who));
+        check!(
+            rtt.and_then(|e| num(e, "median_ms")).is_some(),
+            "no server_rtt with a numeric median_ms for {who}: {rtt:?}"
+        );
+    }
+    let proposed = events_named(&events, "match_proposed");
+    check!(
+        proposed.len() == 1,
+        "expected one match_proposed, got {}: {proposed:?}",
+        proposed.len()
+    );
+    let mut members = strs(proposed[0], "members");
+    members.sort();
+    check!(members == [A, B], "match_proposed members: {members:?}");
+    check!(
+        proposed[0].get("probe") == Some(&Value::Bool(true)),
+        "match_proposed must say probe: true: {}",
+        proposed[0]
+    );
+    let started = events_named(&events, "probe_started");
+    check!(
+        started.len() == 1,
+        "expected one probe_started, got {started:?}"
+    );
+
+    let probes = events_named(&events, "probe_result");
+    check!(
+        probes.len() == 1,
+        "expected one probe_result, got {probes:?}"
+    );
+    let probe = probes[0];
+    publish(
+        work,
+        &format!(
+            "[e2e] accept: probe {}\n  {}\n  game {game_id}: {A} is player {index_a}, {B} is player {index_b}\n  page states seen: {A}: {}; {B}: {}",
+            s(probe, "probe_session_id").unwrap_or("?"),
+            probe_summary(probe),
+            a.states_seen(),
+            b.states_seen()
+        ),
+    );
+    check!(
+        probe.get("accepted") == Some(&Value::Bool(true)),
+        "the probe was not accepted: {probe}"
+    );
+    let reports = probe
+        .get("reports")
+        .and_then(Value::as_array)
+        .ok_or_else(|| format!("probe_result without a reports array: {probe}"))?;
+    check!(
+        reports.len() == 2,
+        "probe_result needs two reports: {probe}"
+    );
+    for r in reports {
+        let rtt = num(r, "rtt_ms");
+        check!(
+            r.get("success") == Some(&Value::Bool(true))
+                && rtt.is_some_and(|x| (0.0..=150.0).contains(&x)),
+            "each report must succeed with a numeric rtt_ms within max_p2p_rtt_ms (150): {r}"
+        );
+    }
+    let decided =
+        num(probe, "rtt_ms").ok_or_else(|| format!("probe_result without rtt_ms: {probe}"))?;
+    let largest = reports
+        .iter()
+        .filter_map(|r| num(r, "rtt_ms"))
+        .fold(f64::NEG_INFINITY, f64::max);
+    check!(
+        (decided - largest).abs() < 1e-9,
+        "the decided rtt_ms {decided} is not the largest reported rtt_ms {largest}"
+    );
+    let duration = num(probe, "duration_ms")
+        .ok_or_else(|| format!("probe_result without duration_ms: {probe}"))?;
+    check!(
+        duration > 0.0 && duration < 10_000.0,
+        "duration_ms {duration} is not within the probe timeout (10000 ms)"
+    );
+
+    let games = events_named(&events, "game_created");
+    check!(games.len() == 1, "expected one game_created, got {games:?}");
+    let game = games[0];
+    check!(
+        s(game, "game_id") == Some(game_id.as_str()),
+        "game_created's game_id differs from the pages' {game_id}: {game}"
+    );
+    let players = strs(game, "players");
+    check!(
+        players.get(index_a).map(String::as_str) == Some(A)
+            && players.get(index_b).map(String::as_str) == Some(B),
+        "game_created's players {players:?} disagree with the pages' player indexes ({A}: {index_a}, {B}: {index_b})"
+    );
+    let order = event_names(&events);
+    let probe_at = order.iter().position(|e| *e == "probe_result");
+    let game_at = order.iter().position(|e| *e == "game_created");
+    check!(
+        probe_at < game_at,
+        "game_created must come after probe_result: {order:?}"
+    );
+    check!(
+        events_named(&events, "match_rejected").is_empty(),
+        "an accepted probe must not be followed by match_rejected: {order:?}"
+    );
+    Ok(())
+}
+
+fn check_game_page(who: &str, v: &PageView, subject: &str) -> R<()> {
+    check!(
+        v.game_id.as_deref().is_some_and(|g| !g.is_empty()),
+        "{who}: #game-id is empty in state game: {v:?}"
+    );
+    check!(
+        v.player_index
+            .as_deref()
+            .is_some_and(|i| i.parse::<u32>().is_ok()),
+        "{who}: #player-index has no numeric data-player-index: {v:?}"
+    );
+    check!(
+        !subject.is_empty() && v.subject_id.as_deref() == Some(subject),
+        "{who}: #subject-id does not show the subject id {subject:?}: {v:?}"
+    );
+    Ok(())
+}
+
+const REJECT_SCENE: &str = "e2e_reject";
+const REJECT_MESSAGE: &str = "No partner with a fast enough connection was found. Thank you!";
+const REJECT_TOML: &str = r#"
+[[scene]]
+id = "e2e_reject"
+group_size = 2
+matchmaker = "latency_fifo"
+max_server_rtt_ms = 200
+max_p2p_rtt_ms = 0
+waitroom_timeout_ms = 5000
+timeout_message = "No partner with a fast enough connection was found. Thank you!"
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rejected_probe_leaves_both_to_time_out() {
+    run_e2e(
+        "reject",
+        REJECT_SCENE,
+        REJECT_TOML,
+        |work, server, [a, b]| async move {
+            let outcome = reject_scenario(&work, &server, &a, &b).await;
+            (server, [a, b], outcome)
+        },
+    )
+    .await;
+}
+
+async fn reject_scenario(work: &WorkDir, server: &Server, a: &Browser, b: &Browser) -> R<()> {
+    open_pages(server, a, b).await?;
+    let (va, vb) = tokio::join!(
+        a.wait_for_state("timeout", WAIT),
+        b.wait_for_state("timeout", WAIT)
+    );
+    let (va, vb) = (va?, vb?);
+    for (who, v, browser) in [(A, &va, a), (B, &vb, b)] {
+        check!(
+            v.message.as_deref() == Some(REJECT_MESSAGE),
+            "{who}: #message should show the scene's timeout_message {REJECT_MESSAGE:?}: {v:?}"
+        );
+        check!(
+            v.game_id.as_deref().unwrap_or("").is_empty(),
+            "{who}: a game id is shown although no game may start: {v:?}"
+        );
+        check!(
+            !browser.states_seen().contains("game"),
+            "{who}: the page was in state game: {}",
+            browser.states_seen()
+        );
+    }
+
+    let path = server.events_path(REJECT_SCENE);
+    let events = wait_for_events(&path, "waitroom_timeout for both", WAIT, |ev| {
+        has_event_for(ev, "waitroom_timeout", A) && has_event_for(ev, "waitroom_timeout", B)
+    })
+    .await?;
+    check_envelope(&events, REJECT_SCENE)?;
+    let order = event_names(&events);
+    let probes = events_named(&events, "probe_result");
+    check!(
+        probes.len() == 1,
+        "the pair must be probed exactly once (never twice), got {} probe_result: {order:?}",
+        probes.len()
+    );
+    check!(
+        events_named(&events, "probe_started").len() == 1,
+        "expected exactly one probe_started: {order:?}"
+    );
+    let probe = probes[0];
+    publish(
+        work,
+        &format!(
+            "[e2e] reject: probe {}\n  {}\n  page states seen: {A}: {}; {B}: {}",
+            s(probe, "probe_session_id").unwrap_or("?"),
+            probe_summary(probe),
+            a.states_seen(),
+            b.states_seen()
+        ),
+    );
+    check!(
+        probe.get("accepted") == Some(&Value::Bool(false)),
+        "with max_p2p_rtt_ms = 0 the probe must be rejected: {probe}"
+    );
+    check!(
+        s(probe, "reason") == Some("rtt_too_high") && num(probe, "rtt_ms").is_some_and(|x| x > 0.0),
+        "the probe should have measured an RTT above 0 and been rejected as rtt_too_high: {probe}"
+    );
+    let rejected = events_named(&events, "match_rejected");
+    check!(
+        rejected.len() == 1,
+        "expected one match_rejected: {order:?}"
+    );
+    let mut members = strs(rejected[0], "members");
+    members.sort();
+    check!(
+        members == [A, B] && s(rejected[0], "reason") == Some("rtt_too_high"),
+        "match_rejected should name both members and rtt_too_high: {}",
+        rejected[0]
+    );
+    check!(
+        events_named(&events, "game_created").is_empty(),
+        "no game may be created: {order:?}"
+    );
+    for who in [A, B] {
+        let t = events_named(&events, "waitroom_timeout")
+            .into_iter()
+            .find(|e| s(e, "subject_id") == Some(who))
+            .ok_or_else(|| format!("no waitroom_timeout for {who}"))?;
+        check!(
+            num(t, "waited_ms").is_some_and(|w| w >= 4_900.0),
+            "{who} timed out before the scene's 5000 ms: {t}"
+        );
+    }
+    let probe_at = order.iter().position(|e| *e == "probe_result");
+    let rejected_at = order.iter().position(|e| *e == "match_rejected");
+    let timeout_at = order.iter().position(|e| *e == "waitroom_timeout");
+    check!(
+        probe_at < rejected_at && rejected_at < timeout_at,
+        "expected probe_result → match_rejected → waitroom_timeout: {order:?}"
+    );
+    Ok(())
+}
+
+/// The README's first command in miniature: `pairlab serve` without `--config` (the embedded
+/// default scene) and two tabs of ONE browser opening `/` without any id: each tab makes its own
+/// random subject id, and the two are matched, probed and started in one game.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_default_matches_two_tabs_of_one_browser() {
+    let _serial = SERIAL.lock().await;
+    let work = must(WorkDir::fresh("default-tabs"));
+    let server = must(Server::start_default(&work).await);
+    println!(
+        "[e2e] default-tabs: {} on {} (pid {}), no --config",
+        server.bin().display(),
+        server.url("/"),
+        server.pid()
+    );
+    let driver = must(ChromeDriver::start(&work).await);
+    let browser = must(Browser::open(&driver, &work, "tabs").await);
+    let mut tabs = Vec::new();
+    let outcome = tabs_scenario(&work, &server, &browser, &mut tabs).await;
+    let failure = match outcome {
+        Ok(()) => None,
+        Err(e) => {
+            let mut out = format!("{e}\n");
+            for (i, tab) in tabs.iter().enumerate() {
+                let view = match browser.switch_to(tab).await {
+                    Ok(()) => browser
+                        .view()
+                        .await
+                        .map_or_else(|e| e.to_string(), |v| format!("{v:?}")),
+                    Err(e) => e.to_string(),
+                };
+                let _ = writeln!(out, "tab {}: {view}", i + 1);
+            }
+            let _ = writeln!(out, "server log:\n{}", server.log_tail(40));
+            Some(out)
+        }
+    };
+    for (i, tab) in tabs.iter().enumerate() {
+        let path = screens_dir().join(format!("default-tab{}.png", i + 1));
+        let shot = match browser.switch_to(tab).await {
+            Ok(()) => browser.screenshot(&path).await,
+            Err(e) => Err(e),
+        };
+        match shot {
+            Ok(()) => println!("[e2e] screenshot {}", path.display()),
+            Err(e) => println!("[e2e] screenshot of tab {} failed: {e}", i + 1),
+        }
+    }
+    if let Err(e) = browser.close().await {
+        println!("[e2e] closing the browser: {e} (its processes are killed anyway)");
+    }
+    drop(driver);
+    drop(server);
+    if let Some(failure) = failure {
+        panic!("default-tabs failed: {failure}");
+    }
+}
+
+async fn tabs_scenario(
+    work: &WorkDir,
+    server: &Server,
+    browser: &Browser,
+    tabs: &mut Vec<pairlab_tests::Tab>,
+) -> R<()> {
+    browser.goto(&server.url("/")).await?;
+    tabs.push(browser.current_tab().await?);
+    tabs.push(browser.open_tab(&server.url("/")).await?);
+    let start = std::time::Instant::now();
+    let views = loop {
+        let mut views = Vec::new();
+        for tab in tabs.iter() {
+            browser.switch_to(tab).await?;
+            views.push(browser.view().await?);
+        }
+        if views.iter().all(|v| v.is("game")) {
+            break views;
+        }
+        check!(
+            start.elapsed() < WAIT,
+            "gave up after {} ms waiting for both tabs to reach state game: {views:?}",
+            start.elapsed().as_millis()
+        );
+        tokio::time::sleep(POLL).await;
+    };
+    let (one, two) = (&views[0], &views[1]);
+    check_game_page("tab 1", one, one.subject_id.as_deref().unwrap_or(""))?;
+    check_game_page("tab 2", two, two.subject_id.as_deref().unwrap_or(""))?;
+    check!(
+        one.game_id == two.game_id && one.player_index != two.player_index,
+        "the tabs must show one game with two different players: {one:?} {two:?}"
+    );
+    let (id_one, id_two) = (
+        one.subject_id.clone().unwrap_or_default(),
+        two.subject_id.clone().unwrap_or_default(),
+    );
+    check!(
+        !id_one.is_empty() && id_one != id_two,
+        "each tab must make its own subject id: {id_one:?} {id_two:?}"
+    );
+    let path = server.events_path("default");
+    let events = wait_for_events(&path, "game_created", WAIT, |ev| {
+        !events_named(ev, "game_created").is_empty()
+    })
+    .await?;
+    check_envelope(&events, "default")?;
+    let game = events_named(&events, "game_created")[0];
+    let mut players = strs(game, "players");
+    players.sort();
+    let mut ids = vec![id_one, id_two];
+    ids.sort();
+    check!(
+        players == ids && s(game, "game_id") == one.game_id.as_deref(),
+        "game_created {game} does not match the tabs ({ids:?}, {:?})",
+        one.game_id
+    );
+    let probe = events_named(&events, "probe_result")
+        .into_iter()
+        .next()
+        .ok_or("the default scene has max_p2p_rtt_ms = 150: a probe_result must be recorded")?;
+    publish(
+        work,
+        &format!(
+            "[e2e] default-tabs: probe {}\n  {}",
+            s(probe, "probe_session_id").unwrap_or("?"),
+            probe_summary(probe)
+        ),
+    );
+    check!(
+        probe.get("accepted") == Some(&Value::Bool(true)),
+        "the probe between two tabs on one machine must be accepted: {probe}"
+    );
+    Ok(())
+}
+
+/// The harness alone (no pairlab): two WebDriver sessions are two separate Chromium processes,
+/// the page view reads the DOM contract, and nothing of them is left after they close.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn harness_drives_two_separate_chromium_processes() {
+    let _serial = SERIAL.lock().await;
+    let work = must(WorkDir::fresh("harness"));
+    let driver = must(ChromeDriver::start(&work).await);
+    let (a, b) = tokio::join!(
+        Browser::open(&driver, &work, A),
+        Browser::open(&driver, &work, B)
+    );
+    let (a, b) = (must(a), must(b));
+    let page = "data:text/html,<body data-state=game><p id=status>Your game has started.</p>\
+                <span id=game-id> g-1 </span><span id=player-index data-player-index=1>2</span>\
+                <p id=message></p></body>";
+    must(a.goto(page).await);
+    let view = must(a.wait_for_state("game", WAIT).await);
+    assert_eq!(view.game_id.as_deref(), Some("g-1"));
+    assert_eq!(view.player_index.as_deref(), Some("1"));
+    assert_eq!(view.player_number.as_deref(), Some("2"));
+    assert_eq!(view.message.as_deref(), Some(""));
+    assert_eq!(view.error, None);
+    assert_eq!(view.status.as_deref(), Some("Your game has started."));
+
+    let (pids_a, pids_b) = (a.chromium_pids(), b.chromium_pids());
+    assert!(
+        !pids_a.is_empty() && !pids_b.is_empty(),
+        "no Chromium found: {pids_a:?} {pids_b:?}"
+    );
+    assert!(
+        pids_a.iter().all(|p| !pids_b.contains(p)),
+        "the two sessions share a process: {pids_a:?} {pids_b:?}"
+    );
+    let args = [a.profile_arg(), b.profile_arg()];
+    must(a.close().await);
+    drop(b); // without close: the guard must kill it
+    drop(driver);
+    let start = std::time::Instant::now();
+    loop {
+        let left: Vec<u32> = args
+            .iter()
+            .flat_map(|arg| pairlab_tests::pids_with_arg(arg))
+            .collect();
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "Chromium processes left after the test: {left:?}"
+        );
+        tokio::time::sleep(POLL).await;
+    }
+}

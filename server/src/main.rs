@@ -1,0 +1,246 @@
+//! `pairlab`: the server binary.
+//!
+//! - `pairlab serve [--config FILE] [--bind ADDR] [--data-dir DIR]`: serves the page, the wasm
+//!   client, `/ws` and `/healthz`; without `--config`, the embedded default scene. Ctrl-C or
+//!   SIGTERM shut it down cleanly (the research record is flushed).
+//! - `pairlab check FILE`: validates a config; prints each problem as `FILE:LINE:COL: message`
+//!   and exits 1, or a summary of the scenes and exits 0.
+//!
+//! Logs go to stderr through `tracing`; `RUST_LOG` filters them (default `info`).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use pairlab_server::config::{Config, MatchmakerKind};
+use pairlab_server::net::Server;
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(
+    name = "pairlab",
+    version,
+    about = "Latency-aware matchmaking for real-time multiplayer browser experiments."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the participants' page, the WebSocket (/ws) and /healthz.
+    Serve {
+        /// Scene configuration (TOML); without it, the embedded default: one scene "default",
+        /// pairs, latency_fifo, max_server_rtt_ms = 200, max_p2p_rtt_ms = 150.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Address and port to listen on. Use 0.0.0.0:PORT to accept other machines.
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+        bind: SocketAddr,
+        /// Where the research record goes: DIR/<scene_id>/events.jsonl.
+        #[arg(long, value_name = "DIR", default_value = "./data")]
+        data_dir: PathBuf,
+    },
+    /// Check a scene configuration; print every problem as FILE:LINE:COL: message.
+    Check {
+        /// The TOML file to check.
+        file: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check { file } => check(&file),
+        Command::Serve {
+            config,
+            bind,
+            data_dir,
+        } => {
+            init_logging();
+            let config = match config {
+                None => Config::embedded_default(),
+                Some(path) => match load(&path) {
+                    Ok(c) => c,
+                    Err(code) => return code,
+                },
+            };
+            let runtime = match tokio::runtime::Runtime::new() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("pairlab: cannot start the async runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            runtime.block_on(serve(config, bind, data_dir))
+        }
+    }
+}
+
+fn init_logging() {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+/// Reads and validates a config file; on failure prints why and gives the exit code.
+fn load(path: &Path) -> Result<Config, ExitCode> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("{}: cannot read: {e}", path.display());
+            return Err(ExitCode::FAILURE);
+        }
+    };
+    Config::from_toml_str(&text).map_err(|errors| {
+        for e in &errors.errors {
+            eprintln!("{}:{e}", path.display());
+        }
+        eprintln!(
+            "{}: {} problem(s); nothing was started",
+            path.display(),
+            errors.errors.len()
+        );
+        ExitCode::FAILURE
+    })
+}
+
+fn check(path: &Path) -> ExitCode {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => {
+            println!("{}: cannot read: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    match Config::from_toml_str(&text) {
+        Err(errors) => {
+            for e in &errors.errors {
+                println!("{}:{e}", path.display());
+            }
+            ExitCode::FAILURE
+        }
+        Ok(config) => {
+            println!("{}: ok, {} scene(s)", path.display(), config.scenes.len());
+            for (i, s) in config.scenes.iter().enumerate() {
+                let rtt = match (s.matchmaker, s.max_server_rtt_ms) {
+                    (MatchmakerKind::LatencyFifo, Some(ms)) => {
+                        format!(", server RTT sum <= {ms} ms")
+                    }
+                    _ => String::new(),
+                };
+                let probe = match s.max_p2p_rtt_ms {
+                    Some(ms) => format!(
+                        "probe: P2P RTT <= {ms} ms (timeout {} ms)",
+                        s.probe_timeout_ms
+                    ),
+                    None => "no probe".to_owned(),
+                };
+                println!(
+                    "  scene {:?}{}: groups of {}, {}{rtt}, {probe}, waitroom timeout {} ms{}, \
+                     reconnect grace {} ms{}",
+                    s.id,
+                    if i == 0 { " (default)" } else { "" },
+                    s.group_size,
+                    s.matchmaker.as_str(),
+                    s.waitroom_timeout_ms,
+                    match &s.timeout_redirect_url {
+                        Some(url) => format!(" then {url}"),
+                        None => String::new(),
+                    },
+                    s.reconnect_grace_ms,
+                    if s.hide_lobby_count {
+                        ", lobby count hidden"
+                    } else {
+                        ""
+                    },
+                );
+            }
+            if config.ice_servers.is_empty() {
+                println!("  no ICE servers (browsers use their own addresses only)");
+            }
+            for ice in &config.ice_servers {
+                println!(
+                    "  ICE server {}{}",
+                    ice.urls.join(", "),
+                    if ice.username.is_some() {
+                        " (with credentials)"
+                    } else {
+                        ""
+                    }
+                );
+            }
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+async fn serve(config: Config, bind: SocketAddr, data_dir: PathBuf) -> ExitCode {
+    let server = match Server::bind(config.clone(), bind, data_dir.clone()).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("pairlab: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let addr = server.local_addr();
+    if !pairlab_server::assets::client_built() {
+        tracing::warn!(
+            "the wasm client was not built into this binary; `/` explains how: {}",
+            pairlab_server::assets::BUILD_CLIENT_COMMAND
+        );
+    }
+    tracing::info!(
+        scenes = ?config.scenes.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(),
+        data_dir = %data_dir.display(),
+        "listening on {addr}"
+    );
+    let host = if addr.ip().is_unspecified() {
+        "localhost".to_owned()
+    } else {
+        addr.ip().to_string()
+    };
+    let host = if addr.is_ipv6() && host != "localhost" {
+        format!("[{host}]")
+    } else {
+        host
+    };
+    println!(
+        "pairlab is serving; open http://{host}:{}/ in a browser",
+        addr.port()
+    );
+    server.run(shutdown_signal()).await;
+    ExitCode::SUCCESS
+}
+
+/// Completes on Ctrl-C (SIGINT) or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!("cannot listen for Ctrl-C: {e}");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!("cannot listen for SIGTERM: {e}");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => tracing::info!("Ctrl-C: shutting down"),
+        _ = term => tracing::info!("SIGTERM: shutting down"),
+    }
+}

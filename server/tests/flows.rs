@@ -1,0 +1,502 @@
+//! The matchmaking flows of PROTOCOL.md over real WebSockets against the real server:
+//! match → probe → game; rejection → next candidate; no probe; waitroom timeout; resume.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use pairlab_shared::{ServerMessage, SignalPayload, SignalType};
+use serde_json::Value;
+
+fn names(events: &[Value]) -> Vec<String> {
+    events
+        .iter()
+        .map(|e| e["event"].as_str().unwrap_or("?").to_owned())
+        .collect()
+}
+
+fn only<'a>(events: &'a [Value], name: &str) -> Vec<&'a Value> {
+    events.iter().filter(|e| e["event"] == name).collect()
+}
+
+#[tokio::test]
+async fn match_probe_accept_game_start() {
+    let mut server = TestServer::start().await;
+    let (mut a, wa) = server.join("alice", "probe").await;
+    assert_eq!(wa.group_size, 2);
+    assert_eq!(wa.waiting, Some(1));
+    assert!(
+        wa.remaining_ms > 59_000 && wa.remaining_ms <= 60_000,
+        "{wa:?}"
+    );
+    let (mut b, _) = server.join("bob", "probe").await;
+
+    // Both are asked to prepare the same probe, each naming the other.
+    let pa = a.expect_probe_prepare().await;
+    let pb = b.expect_probe_prepare().await;
+    assert_eq!(pa.probe_session_id, pb.probe_session_id);
+    assert_eq!(pa.peer_subject_id.as_str(), "bob");
+    assert_eq!(pb.peer_subject_id.as_str(), "alice");
+    assert_eq!(pa.timeout_ms, 3000);
+    assert_eq!(pa.ice_servers, server.config.ice_servers);
+    let id = pa.probe_session_id.clone();
+
+    // probe_start only once both are ready.
+    a.send(&ready(&id)).await;
+    a.expect_quiet(Duration::from_millis(200)).await;
+    b.send(&ready(&id)).await;
+    let sa = a.expect_probe_start().await;
+    let sb = b.expect_probe_start().await;
+    assert_eq!(sa.probe_session_id, id);
+    assert!(
+        sa.initiator,
+        "alice < bob in byte order: alice sends the offer"
+    );
+    assert!(!sb.initiator);
+
+    // Signals are relayed unchanged to the other member only.
+    let offer = SignalPayload::Description {
+        sdp: "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\n".into(),
+    };
+    a.send(&signal(&id, "bob", SignalType::Offer, Some(offer.clone())))
+        .await;
+    let got = b
+        .until("probe_signal", |m| match m {
+            ServerMessage::ProbeSignal(s) => Some(s.clone()),
+            _ => None,
+        })
+        .await;
+    assert_eq!(got.probe_session_id, id);
+    assert_eq!(got.from_subject_id.as_str(), "alice");
+    assert_eq!(got.signal_type, SignalType::Offer);
+    assert_eq!(got.payload, Some(offer));
+    let cand = SignalPayload::Candidate {
+        candidate: "candidate:1 1 udp 2122260223 10.0.0.2 50000 typ host".into(),
+        sdp_mid: Some("0".into()),
+        sdp_m_line_index: Some(0),
+    };
+    b.send(&signal(
+        &id,
+        "alice",
+        SignalType::IceCandidate,
+        Some(cand.clone()),
+    ))
+    .await;
+    b.send(&signal(&id, "alice", SignalType::IceCandidate, None))
+        .await;
+    let got = a
+        .until("probe_signal", |m| match m {
+            ServerMessage::ProbeSignal(s) => Some(s.clone()),
+            _ => None,
+        })
+        .await;
+    assert_eq!(got.from_subject_id.as_str(), "bob");
+    assert_eq!(got.payload, Some(cand));
+    let got = a
+        .until("probe_signal", |m| match m {
+            ServerMessage::ProbeSignal(s) => Some(s.clone()),
+            _ => None,
+        })
+        .await;
+    assert_eq!(got.signal_type, SignalType::IceCandidate);
+    assert_eq!(got.payload, None, "end of candidates is relayed as null");
+
+    // Both report an RTT under the threshold (50): the group becomes a game.
+    a.send(&result(&id, true, Some(12.5))).await;
+    b.send(&result(&id, true, Some(14.0))).await;
+    let ga = a.expect_game_start().await;
+    let gb = b.expect_game_start().await;
+    assert_eq!(ga.game_id, gb.game_id);
+    assert_eq!(ga.players, vec![sid("alice"), sid("bob")]);
+    assert_eq!(gb.players, ga.players);
+    assert_eq!((ga.player_index, gb.player_index), (0, 1));
+    assert_eq!(ga.ice_servers, server.config.ice_servers);
+    assert!(!ga.force_relay);
+
+    // The research record, in order.
+    let events = server.wait_for_event("probe", "game_created").await;
+    drop((a, b)); // clients that do not read would hold up the close handshake
+    server.stop().await;
+    let events = {
+        let after = server.events("probe");
+        assert!(after.len() >= events.len());
+        after
+    };
+    for e in &events {
+        assert_eq!(e["scene_id"], "probe");
+        let ts = e["ts"].as_str().expect("ts");
+        assert!(ts.ends_with('Z') && ts.contains('.'), "{ts}");
+    }
+    let n = names(&events);
+    let pos = |name: &str| {
+        n.iter()
+            .position(|x| x == name)
+            .unwrap_or_else(|| panic!("no {name} in {n:?}"))
+    };
+    assert_eq!(only(&events, "participant_joined").len(), 2, "{n:?}");
+    assert_eq!(only(&events, "server_rtt").len(), 2, "{n:?}");
+    assert!(pos("participant_joined") < pos("server_rtt"));
+    assert!(pos("server_rtt") < pos("match_proposed"));
+    assert!(pos("match_proposed") < pos("probe_started"));
+    assert!(pos("probe_started") < pos("probe_result"));
+    assert!(pos("probe_result") < pos("game_created"));
+
+    let rtt = only(&events, "server_rtt")[0];
+    let median = rtt["median_ms"].as_f64().expect("median_ms");
+    assert!((0.0..1000.0).contains(&median), "{rtt}");
+    assert!(!rtt["samples_ms"].as_array().expect("samples").is_empty());
+
+    let mp = only(&events, "match_proposed")[0];
+    assert_eq!(mp["members"], serde_json::json!(["alice", "bob"]));
+    assert_eq!(mp["matchmaker"], "latency_fifo");
+    assert_eq!(mp["probe"], true);
+    assert_eq!(mp["server_rtts_ms"].as_array().map(Vec::len), Some(2));
+
+    let ps = only(&events, "probe_started")[0];
+    assert_eq!(ps["probe_session_id"], id.as_str());
+    assert_eq!(ps["members"], serde_json::json!(["alice", "bob"]));
+
+    let pr = only(&events, "probe_result")[0];
+    assert_eq!(pr["probe_session_id"], id.as_str());
+    assert_eq!(pr["accepted"], true);
+    assert_eq!(pr["rtt_ms"], 14.0, "the largest reported rtt decides");
+    assert_eq!(pr["max_p2p_rtt_ms"], 50.0);
+    let reports = pr["reports"].as_array().expect("reports");
+    assert_eq!(reports.len(), 2);
+    assert_eq!(
+        reports[0]["rtt_ms"], 12.5,
+        "alice's report first (initiator)"
+    );
+    assert_eq!(reports[1]["rtt_ms"], 14.0);
+    assert_eq!(
+        reports[0]["samples_ms"],
+        serde_json::json!([12.5, 13.5, 12.0])
+    );
+    assert_eq!(reports[0]["stats_rtt_ms"], 11.5);
+    let duration = pr["duration_ms"].as_f64().expect("duration_ms");
+    assert!(duration > 0.0 && duration < 3000.0, "{pr}");
+
+    let gc = only(&events, "game_created")[0];
+    assert_eq!(gc["game_id"], ga.game_id.as_str());
+    assert_eq!(gc["players"], serde_json::json!(["alice", "bob"]));
+}
+
+/// Runs a probe between two clients to its result: prepare → ready → start → results.
+async fn run_probe(x: &mut Client, y: &mut Client, rtt_x: Option<f64>, rtt_y: Option<f64>) {
+    let px = x.expect_probe_prepare().await;
+    let py = y.expect_probe_prepare().await;
+    assert_eq!(px.probe_session_id, py.probe_session_id);
+    assert_eq!(px.peer_subject_id.as_str(), y.name);
+    let id = px.probe_session_id;
+    x.send(&ready(&id)).await;
+    y.send(&ready(&id)).await;
+    x.expect_probe_start().await;
+    y.expect_probe_start().await;
+    x.send(&result(&id, rtt_x.is_some(), rtt_x)).await;
+    y.send(&result(&id, rtt_y.is_some(), rtt_y)).await;
+}
+
+#[tokio::test]
+async fn rejection_returns_both_and_the_next_candidate_is_probed() {
+    let mut server = TestServer::start().await;
+    let (mut a, _) = server.join("alice", "probe").await;
+    let (mut b, _) = server.join("bob", "probe").await;
+
+    // 80 ms > max_p2p_rtt_ms = 50: rejected.
+    run_probe(&mut a, &mut b, Some(80.0), Some(79.0)).await;
+    let wa = a.expect_waitroom().await;
+    let wb = b.expect_waitroom().await;
+    assert_eq!(wa.group_size, 2);
+    assert!(wa.remaining_ms < 60_000 && wb.remaining_ms < 60_000);
+    // The failed pair is not probed again, although both wait.
+    a.expect_quiet(QUIET).await;
+    b.expect_quiet(Duration::from_millis(50)).await;
+
+    // A third participant: the first in line (alice) is probed with carol; bob waits.
+    let (mut c, _) = server.join("carol", "probe").await;
+    run_probe(&mut a, &mut c, Some(10.0), Some(11.0)).await;
+    let ga = a.expect_game_start().await;
+    let gc = c.expect_game_start().await;
+    assert_eq!(ga.game_id, gc.game_id);
+    assert_eq!(ga.players, vec![sid("alice"), sid("carol")]);
+    b.expect_quiet(Duration::from_millis(100)).await;
+
+    // A fourth: bob's untried partner.
+    let (mut d, _) = server.join("dave", "probe").await;
+    run_probe(&mut b, &mut d, Some(5.0), Some(6.0)).await;
+    let gb = b.expect_game_start().await;
+    d.expect_game_start().await;
+    assert_eq!(gb.players, vec![sid("bob"), sid("dave")]);
+
+    server.wait_for_event("probe", "game_created").await;
+    drop((a, b, c, d));
+    server.stop().await;
+    let events = server.events("probe");
+    let rejected = only(&events, "match_rejected");
+    assert_eq!(rejected.len(), 1, "{:?}", names(&events));
+    assert_eq!(rejected[0]["reason"], "rtt_too_high");
+    assert_eq!(
+        rejected[0]["failed_pairs"],
+        serde_json::json!([["alice", "bob"]])
+    );
+    let results = only(&events, "probe_result");
+    assert_eq!(results.len(), 3);
+    assert_eq!(results[0]["accepted"], false);
+    assert_eq!(results[0]["reason"], "rtt_too_high");
+    assert_eq!(results[0]["rtt_ms"], 80.0);
+    // Never the same pair twice.
+    let mut pairs: Vec<String> = only(&events, "probe_started")
+        .iter()
+        .map(|e| e["members"].to_string())
+        .collect();
+    let total = pairs.len();
+    pairs.sort();
+    pairs.dedup();
+    assert_eq!(pairs.len(), total, "a pair was probed twice: {pairs:?}");
+    assert_eq!(only(&events, "game_created").len(), 2);
+}
+
+#[tokio::test]
+async fn failed_measurement_is_a_rejection() {
+    let server = TestServer::start().await;
+    let (mut a, _) = server.join("alice", "probe").await;
+    let (mut b, _) = server.join("bob", "probe").await;
+    // success: false with a null RTT from one side.
+    run_probe(&mut a, &mut b, Some(3.0), None).await;
+    a.expect_waitroom().await;
+    b.expect_waitroom().await;
+    let events = server.wait_for_event("probe", "match_rejected").await;
+    let r = only(&events, "match_rejected")[0];
+    assert_eq!(r["reason"], "measurement_failed");
+}
+
+#[tokio::test]
+async fn without_max_p2p_rtt_the_game_starts_at_once() {
+    let mut server = TestServer::start().await;
+    let (mut a, _) = server.join("alice", "noprobe").await;
+    let (mut b, _) = server.join("bob", "noprobe").await;
+    let ga = a.expect_game_start().await;
+    let gb = b.expect_game_start().await;
+    assert_eq!(ga.game_id, gb.game_id);
+    assert_eq!(ga.players, vec![sid("alice"), sid("bob")]);
+    assert_eq!((ga.player_index, gb.player_index), (0, 1));
+    server.wait_for_event("noprobe", "game_created").await;
+    drop((a, b));
+    server.stop().await;
+    let events = server.events("noprobe");
+    let mp = only(&events, "match_proposed");
+    assert_eq!(mp.len(), 1);
+    assert_eq!(mp[0]["probe"], false);
+    assert_eq!(mp[0]["matchmaker"], "fifo");
+    assert!(only(&events, "probe_started").is_empty());
+}
+
+#[tokio::test]
+async fn waitroom_timeout_sends_message_and_redirect_then_closes() {
+    let server = TestServer::start().await;
+    let (mut a, w) = server.join("alice", "short").await;
+    assert!(w.remaining_ms <= 400, "{w:?}");
+    let (closed, seen) = a.expect_closed().await;
+    let timeout = seen
+        .iter()
+        .find_map(|m| match m {
+            ServerMessage::WaitroomTimeout(t) => Some(t.clone()),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no waitroom_timeout before the close: {seen:?}"));
+    assert_eq!(timeout.message, "No partner this time. Thank you!");
+    assert_eq!(
+        timeout.redirect_url.as_deref(),
+        Some("https://example.org/done?cc=1")
+    );
+    assert!(
+        matches!(seen.last(), Some(ServerMessage::WaitroomTimeout(_))),
+        "waitroom_timeout is the last message: {seen:?}"
+    );
+    assert_eq!(closed, NORMAL_CLOSE);
+
+    let events = server.wait_for_event("short", "waitroom_timeout").await;
+    let t = only(&events, "waitroom_timeout")[0];
+    assert_eq!(t["subject_id"], "alice");
+    let waited = t["waited_ms"].as_f64().expect("waited_ms");
+    assert!((350.0..5000.0).contains(&waited), "{t}");
+
+    // Done in that scene: coming back is refused.
+    let mut again = server.connect().await;
+    again.send(&hello("alice", Some("short"), None)).await;
+    again
+        .expect_error(pairlab_shared::ErrorCode::AlreadyDone)
+        .await;
+    assert_eq!(again.expect_closed().await.0, NORMAL_CLOSE);
+}
+
+#[tokio::test]
+async fn hidden_lobby_count_is_null() {
+    let server = TestServer::start().await;
+    let mut a = server.connect().await;
+    let w = a.hello("alice", Some("hidden"), None).await;
+    assert!(w.hide_lobby_count);
+    let wr = a.expect_waitroom().await;
+    assert_eq!(wr.waiting, None);
+}
+
+#[tokio::test]
+async fn hello_without_scene_joins_the_first_scene() {
+    let server = TestServer::start().await;
+    let mut a = server.connect().await;
+    let w = a.hello("alice", None, None).await;
+    assert_eq!(w.scene_id, "probe");
+    assert_eq!(w.group_size, 2);
+    assert_eq!(w.waitroom_timeout_ms, 60_000);
+    assert!(!w.hide_lobby_count);
+    assert!(!w.resume_token.is_empty());
+}
+
+#[tokio::test]
+async fn waitroom_count_reaches_everyone_waiting() {
+    let server = TestServer::start().await;
+    let (mut a, w1) = server.join("alice", "trio").await;
+    assert_eq!(w1.waiting, Some(1));
+    let (_b, w2) = server.join("bob", "trio").await;
+    assert_eq!(w2.waiting, Some(2), "the count includes the recipient");
+    let w = a
+        .until("waitroom with 2", |m| match m {
+            ServerMessage::Waitroom(w) if w.waiting == Some(2) => Some(*w),
+            _ => None,
+        })
+        .await;
+    assert_eq!(w.group_size, 3);
+}
+
+#[tokio::test]
+async fn reconnect_with_resume_token_keeps_place_and_deadline() {
+    let mut server = TestServer::start().await;
+    let (a, wa) = server.join("alice", "trio").await;
+    let token = a.resume_token();
+    let (b, _) = server.join("bob", "trio").await;
+
+    // alice drops (no leave) and comes back within the grace with her token.
+    a.close().await;
+    server.wait_for_event("trio", "participant_dropped").await;
+
+    // Without the token, during the grace: refused.
+    let mut thief = server.connect().await;
+    thief.send(&hello("alice", Some("trio"), None)).await;
+    thief
+        .expect_error(pairlab_shared::ErrorCode::DuplicateSession)
+        .await;
+    assert_eq!(thief.expect_closed().await.0, NORMAL_CLOSE);
+    // With a wrong token: refused too.
+    let mut thief = server.connect().await;
+    thief
+        .send(&hello("alice", Some("trio"), Some("not-the-token")))
+        .await;
+    thief
+        .expect_error(pairlab_shared::ErrorCode::DuplicateSession)
+        .await;
+
+    let mut a2 = server.connect().await;
+    let w = a2.hello("alice", Some("trio"), Some(&token)).await;
+    assert_eq!(w.subject_id.as_str(), "alice");
+    let wr = a2.expect_waitroom().await;
+    assert!(
+        wr.remaining_ms <= wa.remaining_ms,
+        "the deadline is kept, not reset: {wr:?} after {wa:?}"
+    );
+
+    // carol arrives: alice is still first in line, before bob.
+    let (mut c, _) = server.join("carol", "trio").await;
+    let g = a2.expect_game_start().await;
+    assert_eq!(g.players, vec![sid("alice"), sid("bob"), sid("carol")]);
+    assert_eq!(g.player_index, 0);
+    assert_eq!(c.expect_game_start().await.player_index, 2);
+
+    drop((a2, b, c, thief));
+    server.stop().await;
+    let events = server.events("trio");
+    let joined = only(&events, "participant_joined");
+    assert!(
+        joined
+            .iter()
+            .any(|e| e["subject_id"] == "alice" && e["resumed"] == true),
+        "{joined:?}"
+    );
+}
+
+#[tokio::test]
+async fn resume_token_takes_over_a_live_connection() {
+    let server = TestServer::start().await;
+    let (mut a, _) = server.join("alice", "trio").await;
+    let token = a.resume_token();
+    let mut a2 = server.connect().await;
+    let w = a2.hello("alice", Some("trio"), Some(&token)).await;
+    assert_eq!(w.subject_id.as_str(), "alice");
+    a2.expect_waitroom().await;
+    // The old socket is closed.
+    let (closed, _) = a.expect_closed().await;
+    assert_eq!(closed, NORMAL_CLOSE);
+    a2.expect_open().await;
+}
+
+#[tokio::test]
+async fn disconnect_during_probe_returns_the_other_member() {
+    let server = TestServer::start().await;
+    let (mut a, _) = server.join("alice", "probe").await;
+    let (mut b, _) = server.join("bob", "probe").await;
+    let pa = a.expect_probe_prepare().await;
+    b.expect_probe_prepare().await;
+    a.send(&ready(&pa.probe_session_id)).await;
+    b.close().await;
+    // alice goes back to the waitroom at once, not at the probe deadline (3 s).
+    let t0 = std::time::Instant::now();
+    a.expect_waitroom().await;
+    assert!(
+        t0.elapsed() < Duration::from_millis(1500),
+        "{:?}",
+        t0.elapsed()
+    );
+    let events = server.wait_for_event("probe", "match_rejected").await;
+    assert_eq!(only(&events, "match_rejected")[0]["reason"], "disconnected");
+}
+
+#[tokio::test]
+async fn leave_is_final() {
+    let server = TestServer::start().await;
+    let (mut a, _) = server.join("alice", "noprobe").await;
+    a.send(&pairlab_shared::ClientMessage::Leave).await;
+    assert_eq!(a.expect_closed().await.0, NORMAL_CLOSE);
+    let events = server.wait_for_event("noprobe", "participant_left").await;
+    assert_eq!(only(&events, "participant_left")[0]["reason"], "leave");
+    // bob does not get matched with the departed alice.
+    let (mut b, _) = server.join("bob", "noprobe").await;
+    b.expect_quiet(QUIET).await;
+}
+
+/// The first `ping` goes out right after `welcome`. With Nagle's algorithm on, it would wait
+/// for the client's delayed ACK of the welcome (40 ms on Linux) and inflate the first server-RTT
+/// sample; on loopback every sample is well under a millisecond.
+#[tokio::test]
+async fn first_server_rtt_sample_is_not_delayed_by_nagle() {
+    let server = TestServer::start().await;
+    let mut clients = Vec::new();
+    for name in ["n1", "n2", "n3"] {
+        clients.push(server.join(name, "trio").await.0);
+    }
+    let events = server.wait_for_event("trio", "server_rtt").await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let mut events = events;
+    while only(&events, "server_rtt").len() < 3 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        events = server.events("trio");
+    }
+    let rtts = only(&events, "server_rtt");
+    assert_eq!(rtts.len(), 3);
+    for e in rtts {
+        let first = e["samples_ms"][0].as_f64().expect("a first sample");
+        assert!(
+            first < 35.0,
+            "first sample {first} ms: TCP_NODELAY missing? {e}"
+        );
+    }
+}

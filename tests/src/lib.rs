@@ -23,6 +23,9 @@
 //! `PAIRLAB_CHROMIUM` (default `/usr/bin/chromium`), `CARGO_TARGET_DIR`, `RUST_LOG` (passed to
 //! the server; default `info`).
 
+pub mod delay_proxy;
+pub mod turn;
+
 use std::fs::{self, File};
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -1142,10 +1145,13 @@ mod tests {
     fn pids_with_arg_finds_this_process_children_only_by_exact_argument() {
         let marker = format!("--pairlab-test-marker={}", std::process::id());
         // `sh -c CMD NAME`: NAME becomes `$0`, an argument on the command line of the shell.
+        // CMD is the builtin `read` on a pipe, so the shell itself stays (dash would replace
+        // itself with an external command such as `sleep`, and the marker would vanish).
         let mut child = Command::new("sh")
             .arg("-c")
-            .arg("sleep 30")
+            .arg("read x")
             .arg(&marker)
+            .stdin(std::process::Stdio::piped())
             .spawn()
             .expect("spawn sh");
         let found = pids_with_arg(&marker);

@@ -1,0 +1,501 @@
+//! A coturn (`turnserver`) harness: a TURN server on 127.0.0.1 for the tests, started as in
+//! `/work/shared/TOOLCHAIN.md` ("TURN on loopback"), with either static long-term credentials
+//! (`--lt-cred-mech --user=USER:PASS`) or coturn's short-lived REST credentials
+//! (`--use-auth-secret --static-auth-secret=SECRET`, see [`rest_credentials`]).
+//!
+//! Each server gets a free listening port (UDP and TCP), a free relay port range of
+//! [`RELAY_PORTS`] ports below the kernel's ephemeral range, and its own temp dir
+//! (`turndb`, `turn.pid`, `turn.log` — coturn's `--log-file=stdout`). [`Coturn`] waits until
+//! the server answers a STUN Binding Request (RFC 5389 §6) and stops it by its PID when dropped
+//! (SIGTERM, then SIGKILL after [`STOP_GRACE`]; the child is reaped). The temp dir is removed
+//! then, unless the thread is panicking (a failing test): then it stays for whoever debugs it.
+
+use std::fs::{self, File};
+use std::net::{SocketAddr, TcpListener, UdpSocket as StdUdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use hmac::{Hmac, Mac};
+use pairlab_shared::IceServer;
+use sha1::Sha1;
+use tokio::net::UdpSocket;
+
+use crate::{tail, HarnessError, Result, POLL, WAIT};
+
+/// How many relay ports each server gets (`--min-port`..=`--max-port`).
+pub const RELAY_PORTS: u16 = 32;
+
+/// How long [`Coturn`]'s drop waits after SIGTERM before it sends SIGKILL.
+pub const STOP_GRACE: Duration = Duration::from_secs(2);
+
+/// The realm every harness server uses (`--realm`).
+pub const REALM: &str = "pairlab";
+
+/// The subject id [`Coturn::ice_server`] puts into REST credentials in secret mode.
+pub const DEFAULT_REST_SUBJECT: &str = "pairlab-test";
+
+/// The lifetime of the REST credentials [`Coturn::ice_server`] makes in secret mode, seconds.
+pub const DEFAULT_REST_TTL_S: u64 = 3600;
+
+/// STUN's magic cookie (RFC 5389 §6).
+const MAGIC_COOKIE: u32 = 0x2112_A442;
+/// STUN message types (RFC 5389 §6, §18.1): Binding Request and Binding Success Response.
+const BINDING_REQUEST: u16 = 0x0001;
+const BINDING_SUCCESS: u16 = 0x0101;
+
+/// How the server authenticates TURN clients.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TurnAuth {
+    /// Long-term credentials (RFC 5389 §10.2): `--lt-cred-mech --user=USER:PASS`.
+    Static {
+        /// The TURN username.
+        user: String,
+        /// The TURN password.
+        pass: String,
+    },
+    /// coturn's REST API credentials: `--use-auth-secret --static-auth-secret=SECRET`; clients
+    /// use [`rest_credentials`].
+    Secret {
+        /// The shared secret.
+        secret: String,
+    },
+}
+
+/// A running `turnserver` on 127.0.0.1. Stopped by its PID when dropped.
+#[derive(Debug)]
+pub struct Coturn {
+    child: Option<Child>,
+    pid: u32,
+    port: u16,
+    relay_ports: (u16, u16),
+    auth: TurnAuth,
+    dir: PathBuf,
+    log_path: PathBuf,
+}
+
+/// coturn's REST credentials (the "TURN REST API" draft, draft-uberti-behave-turn-rest-00 §2.2,
+/// as coturn implements it with `--use-auth-secret`): `username = "<expiry>:<subject_id>"` with
+/// `expiry = now_unix + ttl_s` (Unix seconds), `credential = base64(HMAC-SHA1(secret, username))`
+/// (standard base64 with padding).
+pub fn rest_credentials(
+    secret: &str,
+    subject_id: &str,
+    ttl_s: u64,
+    now_unix: u64,
+) -> (String, String) {
+    let username = format!("{}:{subject_id}", now_unix.saturating_add(ttl_s));
+    // HMAC accepts keys of any length (RFC 2104 §3), so `new_from_slice` cannot fail here.
+    let credential = match Hmac::<Sha1>::new_from_slice(secret.as_bytes()) {
+        Ok(mut mac) => {
+            mac.update(username.as_bytes());
+            base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+        }
+        Err(_) => String::new(),
+    };
+    (username, credential)
+}
+
+/// Seconds since the Unix epoch (0 if the clock is before it).
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+impl Coturn {
+    /// Starts a server with static long-term credentials `user`/`pass` and waits until it
+    /// answers STUN (at most [`WAIT`]).
+    ///
+    /// # Errors
+    /// [`HarnessError::Io`] (temp dir, ports, spawn: `turnserver` missing — install `coturn`
+    /// with scripts/setup.sh), [`HarnessError::Exited`] with the log tail when it stops before
+    /// answering, [`HarnessError::Timeout`] with the log tail.
+    pub async fn start_static(user: &str, pass: &str) -> Result<Coturn> {
+        Self::start(TurnAuth::Static {
+            user: user.to_owned(),
+            pass: pass.to_owned(),
+        })
+        .await
+    }
+
+    /// Starts a server with coturn's REST credentials for `secret` (see [`rest_credentials`])
+    /// and waits until it answers STUN.
+    ///
+    /// # Errors
+    /// As [`Coturn::start_static`].
+    pub async fn start_secret(secret: &str) -> Result<Coturn> {
+        Self::start(TurnAuth::Secret {
+            secret: secret.to_owned(),
+        })
+        .await
+    }
+
+    /// Starts a server with `auth` and waits until it answers STUN.
+    ///
+    /// # Errors
+    /// As [`Coturn::start_static`].
+    pub async fn start(auth: TurnAuth) -> Result<Coturn> {
+        let dir = fresh_temp_dir()?;
+        let log_path = dir.join("turn.log");
+        let out = File::create(&log_path).map_err(io(format!("create {}", log_path.display())))?;
+        let err = out
+            .try_clone()
+            .map_err(io(format!("clone handle of {}", log_path.display())))?;
+        let port = free_udp_tcp_port()?;
+        let relay_ports = free_relay_range(port)?;
+        let mut command = Command::new("turnserver");
+        command
+            .arg("-n")
+            .arg("--listening-ip=127.0.0.1")
+            .arg("--relay-ip=127.0.0.1")
+            .arg(format!("--listening-port={port}"))
+            .arg(format!("--min-port={}", relay_ports.0))
+            .arg(format!("--max-port={}", relay_ports.1))
+            .arg(format!("--realm={REALM}"))
+            .arg("--fingerprint")
+            .arg("--no-tls")
+            .arg("--no-dtls")
+            .arg("--no-cli")
+            .arg("--allow-loopback-peers")
+            .arg(format!("--userdb={}", dir.join("turndb").display()))
+            .arg(format!("--pidfile={}", dir.join("turn.pid").display()))
+            .arg("--log-file=stdout")
+            .arg("--simple-log");
+        match &auth {
+            TurnAuth::Static { user, pass } => {
+                command
+                    .arg("--lt-cred-mech")
+                    .arg(format!("--user={user}:{pass}"));
+            }
+            TurnAuth::Secret { secret } => {
+                command
+                    .arg("--use-auth-secret")
+                    .arg(format!("--static-auth-secret={secret}"));
+            }
+        }
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(out))
+            .stderr(Stdio::from(err))
+            .spawn()
+            .map_err(io(
+                "start turnserver (install coturn: scripts/setup.sh)".to_owned()
+            ))?;
+        let mut turn = Coturn {
+            pid: child.id(),
+            child: Some(child),
+            port,
+            relay_ports,
+            auth,
+            dir,
+            log_path,
+        };
+        turn.wait_ready(WAIT).await?;
+        Ok(turn)
+    }
+
+    async fn wait_ready(&mut self, timeout: Duration) -> Result<()> {
+        let start = Instant::now();
+        let server = SocketAddr::from(([127, 0, 0, 1], self.port));
+        let socket = UdpSocket::bind(("127.0.0.1", 0))
+            .await
+            .map_err(io("bind 127.0.0.1:0 for the STUN probe".to_owned()))?;
+        loop {
+            if let Some(status) = self.exited() {
+                return Err(HarnessError::Exited {
+                    name: "turnserver",
+                    status,
+                    log_path: self.log_path.display().to_string(),
+                    log: self.log_tail(40),
+                });
+            }
+            let last = match stun_binding(&socket, server, POLL).await {
+                Ok(true) => return Ok(()),
+                Ok(false) => String::from("no STUN Binding Success within the poll"),
+                Err(e) => {
+                    tokio::time::sleep(POLL).await;
+                    format!("STUN probe: {e}")
+                }
+            };
+            if start.elapsed() > timeout {
+                return Err(HarnessError::Timeout {
+                    what: format!("turnserver on 127.0.0.1:{} to answer STUN", self.port),
+                    waited_ms: start.elapsed().as_millis(),
+                    last: format!(
+                        "{last}; its log ({}):\n{}",
+                        self.log_path.display(),
+                        self.log_tail(40)
+                    ),
+                });
+            }
+        }
+    }
+
+    fn exited(&mut self) -> Option<ExitStatus> {
+        self.child.as_mut()?.try_wait().ok().flatten()
+    }
+
+    /// Sends one STUN Binding Request to the server and waits up to `timeout` for its Binding
+    /// Success response: whether it came.
+    ///
+    /// # Errors
+    /// [`HarnessError::Io`] when the probe socket fails.
+    pub async fn stun_ping(&self, timeout: Duration) -> Result<bool> {
+        let socket = UdpSocket::bind(("127.0.0.1", 0))
+            .await
+            .map_err(io("bind 127.0.0.1:0 for the STUN probe".to_owned()))?;
+        stun_binding(&socket, self.addr(), timeout).await
+    }
+
+    /// The server's PID.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// The listening port (UDP and TCP) on 127.0.0.1.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `127.0.0.1:<port>`.
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    /// The relay port range `(min, max)`, inclusive.
+    pub fn relay_ports(&self) -> (u16, u16) {
+        self.relay_ports
+    }
+
+    /// How the server authenticates.
+    pub fn auth(&self) -> &TurnAuth {
+        &self.auth
+    }
+
+    /// The server's temp dir (`turndb`, `turn.pid`, `turn.log`).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The server's log file.
+    pub fn log_path(&self) -> &Path {
+        &self.log_path
+    }
+
+    /// The last `n` lines of the server's log.
+    pub fn log_tail(&self, n: usize) -> String {
+        tail(&self.log_path, n)
+    }
+
+    /// The `RTCIceServer` for this server over UDP: `turn:127.0.0.1:<port>?transport=udp`
+    /// (RFC 7065) with the static credentials, or in secret mode with [`rest_credentials`] for
+    /// [`DEFAULT_REST_SUBJECT`], valid [`DEFAULT_REST_TTL_S`] from now.
+    pub fn ice_server(&self) -> IceServer {
+        self.ice_server_for(DEFAULT_REST_SUBJECT, DEFAULT_REST_TTL_S)
+    }
+
+    /// Like [`Coturn::ice_server`], with REST credentials for `subject_id` valid `ttl_s` seconds
+    /// from now in secret mode (static mode ignores both).
+    pub fn ice_server_for(&self, subject_id: &str, ttl_s: u64) -> IceServer {
+        self.ice_server_via(self.addr(), subject_id, ttl_s)
+    }
+
+    /// The `RTCIceServer` with `addr` in its URL instead of the server's own address: for a
+    /// [`crate::delay_proxy::DelayProxy`] in front of it (`turn:<proxy>?transport=udp`).
+    pub fn ice_server_via(&self, addr: SocketAddr, subject_id: &str, ttl_s: u64) -> IceServer {
+        let (username, credential) = match &self.auth {
+            TurnAuth::Static { user, pass } => (user.clone(), pass.clone()),
+            TurnAuth::Secret { secret } => rest_credentials(secret, subject_id, ttl_s, unix_now()),
+        };
+        IceServer {
+            urls: vec![format!("turn:{addr}?transport=udp")],
+            username: Some(username),
+            credential: Some(credential),
+        }
+    }
+
+    /// Stops the server now (SIGTERM, SIGKILL after [`STOP_GRACE`]) and reaps it: its exit
+    /// status, `None` if it could not be reaped.
+    pub fn stop(mut self) -> Option<ExitStatus> {
+        self.terminate()
+    }
+
+    fn terminate(&mut self) -> Option<ExitStatus> {
+        let mut child = self.child.take()?;
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        signal(self.pid, libc::SIGTERM);
+        let start = Instant::now();
+        while start.elapsed() < STOP_GRACE {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // Child::kill sends SIGKILL to this child's PID only.
+        let _ = child.kill();
+        child.wait().ok()
+    }
+}
+
+impl Drop for Coturn {
+    fn drop(&mut self) {
+        self.terminate();
+        if std::thread::panicking() {
+            eprintln!(
+                "turnserver's files are kept for debugging in {}",
+                self.dir.display()
+            );
+        } else {
+            let _ = fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+fn io(what: String) -> impl FnOnce(std::io::Error) -> HarnessError {
+    move |source| HarnessError::Io { what, source }
+}
+
+/// Sends a signal to one process by its PID (never a group: the PID must be positive).
+fn signal(pid: u32, sig: libc::c_int) {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return;
+    };
+    if pid <= 0 {
+        return;
+    }
+    // SAFETY: kill(2) with a positive PID and a valid signal number touches no memory of ours.
+    unsafe {
+        libc::kill(pid, sig);
+    }
+}
+
+/// A fresh `<tmp>/pairlab-coturn-<pid>-<n>/`.
+fn fresh_temp_dir() -> Result<PathBuf> {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("pairlab-coturn-{}-{n}", std::process::id()));
+    if dir.exists() {
+        fs::remove_dir_all(&dir).map_err(io(format!("remove {}", dir.display())))?;
+    }
+    fs::create_dir_all(&dir).map_err(io(format!("create {}", dir.display())))?;
+    Ok(dir)
+}
+
+/// A port of 127.0.0.1 free for both UDP and TCP (coturn listens on both).
+fn free_udp_tcp_port() -> Result<u16> {
+    for _ in 0..50 {
+        let udp =
+            StdUdpSocket::bind(("127.0.0.1", 0)).map_err(io("bind udp 127.0.0.1:0".into()))?;
+        let port = udp
+            .local_addr()
+            .map_err(io("local address of udp 127.0.0.1:0".into()))?
+            .port();
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    Err(HarnessError::Io {
+        what: "find a port of 127.0.0.1 free for UDP and TCP".into(),
+        source: std::io::Error::from(std::io::ErrorKind::AddrInUse),
+    })
+}
+
+/// [`RELAY_PORTS`] consecutive UDP ports of 127.0.0.1 free now, in 20000..32000 (below Linux's
+/// default ephemeral range 32768–60999, so the kernel does not hand them to other sockets).
+/// The start depends on `seed` (the listening port) so parallel servers try different ranges.
+fn free_relay_range(seed: u16) -> Result<(u16, u16)> {
+    const LOW: u32 = 20_000;
+    const SLOTS: u32 = (32_000 - LOW) / RELAY_PORTS as u32;
+    let first = (u32::from(seed) ^ std::process::id()).wrapping_mul(2_654_435_761) % SLOTS;
+    for i in 0..SLOTS {
+        let min = LOW + ((first + i) % SLOTS) * u32::from(RELAY_PORTS);
+        let (Ok(min16), Ok(max16)) = (
+            u16::try_from(min),
+            u16::try_from(min + u32::from(RELAY_PORTS) - 1),
+        ) else {
+            continue;
+        };
+        let all_free = (min16..=max16).all(|p| StdUdpSocket::bind(("127.0.0.1", p)).is_ok());
+        if all_free {
+            return Ok((min16, max16));
+        }
+    }
+    Err(HarnessError::Io {
+        what: "find a free relay port range on 127.0.0.1".into(),
+        source: std::io::Error::from(std::io::ErrorKind::AddrInUse),
+    })
+}
+
+/// A STUN Binding Request (RFC 5389 §6): type 0x0001, length 0, the magic cookie and a
+/// 12-byte transaction id.
+pub fn binding_request(transaction_id: [u8; 12]) -> [u8; 20] {
+    let mut msg = [0u8; 20];
+    msg[0..2].copy_from_slice(&BINDING_REQUEST.to_be_bytes());
+    // msg[2..4]: length 0 (no attributes).
+    msg[4..8].copy_from_slice(&MAGIC_COOKIE.to_be_bytes());
+    msg[8..20].copy_from_slice(&transaction_id);
+    msg
+}
+
+/// Whether `msg` is a STUN Binding Success Response (type 0x0101, RFC 5389 §6) to
+/// `transaction_id`.
+pub fn is_binding_success(msg: &[u8], transaction_id: &[u8; 12]) -> bool {
+    msg.len() >= 20
+        && msg[0..2] == BINDING_SUCCESS.to_be_bytes()
+        && msg[4..8] == MAGIC_COOKIE.to_be_bytes()
+        && msg[8..20] == transaction_id[..]
+}
+
+/// 12 transaction-id bytes that differ per call (time, PID and a counter through splitmix64;
+/// STUN needs uniqueness here, not secrecy).
+fn transaction_id() -> [u8; 12] {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    let mut state = nanos
+        ^ (u64::from(std::process::id()) << 32)
+        ^ u64::from(COUNTER.fetch_add(1, Ordering::Relaxed));
+    let mut next = || {
+        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    };
+    let mut id = [0u8; 12];
+    id[0..8].copy_from_slice(&next().to_be_bytes());
+    id[8..12].copy_from_slice(&next().to_be_bytes()[0..4]);
+    id
+}
+
+/// One Binding transaction on `socket` to `server`: whether a matching Binding Success came
+/// within `timeout` (other datagrams are ignored).
+async fn stun_binding(socket: &UdpSocket, server: SocketAddr, timeout: Duration) -> Result<bool> {
+    let id = transaction_id();
+    socket
+        .send_to(&binding_request(id), server)
+        .await
+        .map_err(io(format!("send a STUN Binding Request to {server}")))?;
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut buf = [0u8; 1500];
+    loop {
+        match tokio::time::timeout_at(deadline, socket.recv_from(&mut buf)).await {
+            Err(_) => return Ok(false),
+            // An ICMP "port unreachable" (server not listening yet) or a stray datagram.
+            Ok(Err(_)) => continue,
+            Ok(Ok((n, from))) => {
+                if from == server && is_binding_success(&buf[..n], &id) {
+                    return Ok(true);
+                }
+            }
+        }
+    }
+}

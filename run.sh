@@ -107,6 +107,7 @@ cmd_test() {
   # Everything but the end-to-end crate, which runs last, against a freshly built binary.
   phase "unit + integration tests (shared, server, client's pure parts)" \
     cargo test "$JOBS" --workspace --exclude pairlab-tests
+  phase "bench smoke (criterion, test mode)" cargo test "$JOBS" -p pairlab-server --benches
   phase "browser tests (wasm-pack test --headless --chrome client-wasm)" \
     wasm-pack test --headless --chrome --mode no-install client-wasm
   if [ "$CLIENT_BUILT" = 1 ]; then

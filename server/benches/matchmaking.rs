@@ -1,0 +1,234 @@
+//! Micro-benchmarks of matchmaking (issue 4, section 3): the matchmakers' `find_match` alone,
+//! and one arrival through the whole sans-IO [`Core`], with 10, 1,000 and 10,000 waiting.
+//!
+//! Run: `cargo bench -p pairlab-server --bench matchmaking` (numbers), or
+//! `cargo test -p pairlab-server --benches` (criterion's test mode: every case once, with tiny
+//! sizes, as a smoke test; see [`sizes`]).
+//!
+//! Every case first asserts that it is the case it claims to be (where the match is, or that
+//! there is none), outside the timed loop, so a change in the matchmaker's rules cannot quietly
+//! turn a worst case into a cheap one.
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use pairlab_server::config::{Config, MatchmakerKind, SceneConfig};
+use pairlab_server::core::matchmaker::{
+    Candidate, FifoMatchmaker, LatencyFifoMatchmaker, Matchmaker,
+};
+use pairlab_server::core::{Action, ConnId, Core, Event};
+use pairlab_shared::{ClientMessage, Hello, SubjectId};
+
+/// Waitroom sizes measured by `cargo bench`.
+const BENCH_SIZES: [usize; 3] = [10, 1_000, 10_000];
+/// Waitroom sizes of the smoke run (`cargo test --benches`): tiny, so the smoke stays fast.
+const SMOKE_SIZES: [usize; 2] = [10, 100];
+
+/// Whether criterion runs in test mode (each bench once, unmeasured). Same rule as criterion's
+/// own argument parsing (0.7, `Criterion::configure_from_args`): `cargo bench` passes `--bench`,
+/// `cargo test --benches` does not; `--test` forces test mode.
+fn smoke() -> bool {
+    let args: Vec<String> = std::env::args().collect();
+    !args.iter().any(|a| a == "--bench") || args.iter().any(|a| a == "--test")
+}
+
+/// The waitroom sizes for this run.
+fn sizes() -> &'static [usize] {
+    if smoke() {
+        &SMOKE_SIZES
+    } else {
+        &BENCH_SIZES
+    }
+}
+
+/// `latency_fifo`'s pre-filter threshold in these benches, ms (sum of two server RTTs).
+const MAX_SERVER_RTT_MS: f64 = 200.0;
+/// A server RTT that passes with [`NEAR_MS`] (50 + 50 ≤ 200), ms.
+const NEAR_MS: f64 = 50.0;
+/// A server RTT that fails with anyone here (50 + 500 > 200), ms.
+const FAR_MS: f64 = 500.0;
+
+fn always(_: u64, _: u64) -> bool {
+    true
+}
+
+/// `n` waiting candidates, ids `1..=n` in arrival order, every one with `rtt_ms`.
+fn waiting(n: usize, rtt_ms: f64) -> Vec<Candidate> {
+    (1..=n as u64)
+        .map(|id| Candidate {
+            id,
+            rtt_ms: Some(rtt_ms),
+        })
+        .collect()
+}
+
+fn find(mm: &dyn Matchmaker, arriving: &Candidate, waiting: &[Candidate]) -> Option<Vec<u64>> {
+    mm.find_match(arriving, &mut waiting.iter().copied(), 2, &always)
+}
+
+fn bench_find_match(c: &mut Criterion) {
+    let fifo = FifoMatchmaker::default();
+    let latency = LatencyFifoMatchmaker {
+        max_server_rtt_ms: MAX_SERVER_RTT_MS,
+        max_p2p_rtt_ms: None,
+    };
+    let mut g = c.benchmark_group("find_match");
+    for &n in sizes() {
+        let arriving = Candidate {
+            id: n as u64 + 1,
+            rtt_ms: Some(NEAR_MS),
+        };
+        // Throughput in elements: the waiting candidates the matchmaker examines, 1 when the
+        // match is at the front, `n` for a full scan.
+        g.throughput(Throughput::Elements(1));
+
+        // FIFO: the match is the first waiting one, whatever the waitroom's size.
+        let all_near = waiting(n, NEAR_MS);
+        assert_eq!(
+            find(&fifo, &arriving, &all_near),
+            Some(vec![n as u64 + 1, 1])
+        );
+        g.bench_with_input(BenchmarkId::new("fifo/front", n), &all_near, |b, w| {
+            b.iter(|| find(&fifo, black_box(&arriving), black_box(w)))
+        });
+
+        // Latency FIFO, best case: the first waiting one passes the pre-filter.
+        assert_eq!(
+            find(&latency, &arriving, &all_near),
+            Some(vec![n as u64 + 1, 1])
+        );
+        g.bench_with_input(
+            BenchmarkId::new("latency_fifo/front", n),
+            &all_near,
+            |b, w| b.iter(|| find(&latency, black_box(&arriving), black_box(w))),
+        );
+
+        // Latency FIFO, worst case with a match: all but the last fail the pre-filter.
+        g.throughput(Throughput::Elements(n as u64));
+        let mut last_passes = waiting(n, FAR_MS);
+        if let Some(last) = last_passes.last_mut() {
+            last.rtt_ms = Some(NEAR_MS);
+        }
+        assert_eq!(
+            find(&latency, &arriving, &last_passes),
+            Some(vec![n as u64 + 1, n as u64])
+        );
+        g.bench_with_input(
+            BenchmarkId::new("latency_fifo/match_at_end", n),
+            &last_passes,
+            |b, w| b.iter(|| find(&latency, black_box(&arriving), black_box(w))),
+        );
+
+        // Latency FIFO, no match: everyone fails, a full scan for nothing.
+        let all_far = waiting(n, FAR_MS);
+        assert_eq!(find(&latency, &arriving, &all_far), None);
+        g.bench_with_input(
+            BenchmarkId::new("latency_fifo/no_match", n),
+            &all_far,
+            |b, w| b.iter(|| find(&latency, black_box(&arriving), black_box(w))),
+        );
+    }
+    g.finish();
+}
+
+// ---- the whole core ------------------------------------------------------------------------
+
+/// A `latency_fifo` scene of pairs where nobody ever passes the pre-filter: every arrival scans
+/// the whole waitroom and stays, so the waitroom keeps its size.
+fn unmatchable_core() -> Core {
+    let mut scene = SceneConfig::with_defaults("bench", 2, MatchmakerKind::LatencyFifo);
+    scene.max_server_rtt_ms = Some(MAX_SERVER_RTT_MS);
+    // Far beyond the bench's run, and the virtual clock never moves anyway.
+    scene.waitroom_timeout_ms = 24 * 3_600_000;
+    Core::new(Arc::new(Config {
+        scenes: vec![scene],
+        ice_servers: vec![],
+    }))
+}
+
+/// An arrival as the shell delivers it: the socket opens, `hello`, then three server-RTT
+/// samples of [`FAR_MS`] (the core's entry measurement), after which the core puts the
+/// participant in the waitroom and runs the matchmaker.
+fn arrival(conn: ConnId) -> [Event; 5] {
+    let subject = SubjectId::parse(format!("bench-{conn}")).expect("ids of this form are valid");
+    let rtt = Event::RttSample {
+        conn,
+        rtt_ms: FAR_MS,
+    };
+    [
+        Event::Connected { conn },
+        Event::Message {
+            conn,
+            msg: ClientMessage::Hello(Hello {
+                subject_id: subject,
+                scene_id: None,
+                resume_token: None,
+            }),
+        },
+        rtt.clone(),
+        rtt.clone(),
+        rtt,
+    ]
+}
+
+fn bench_core_arrival(c: &mut Criterion) {
+    let mut g = c.benchmark_group("core_arrival");
+    for &n in sizes() {
+        let now = Instant::now();
+        let mut core = unmatchable_core();
+        let mut out: Vec<Action> = Vec::new();
+        let mut next_conn: ConnId = 0;
+        for _ in 0..n {
+            next_conn += 1;
+            for e in arrival(next_conn) {
+                core.handle(now, e, &mut out);
+            }
+            out.clear();
+        }
+        assert_eq!(core.stats().waiting, n, "setup: {n} waiting");
+
+        // One measured arrival = the five events above. The arriving participant then leaves
+        // (`leave`, untimed) so every iteration sees exactly `n` waiting; criterion's
+        // `iter_batched` cannot leave the clean-up out of the timing, hence `iter_custom`.
+        // Throughput in elements: the `n` waiting the arrival's matchmaker run scans.
+        g.throughput(Throughput::Elements(n as u64));
+        g.bench_function(BenchmarkId::new("latency_fifo/no_match", n), |b| {
+            b.iter_custom(|iters| {
+                let mut timed = Duration::ZERO;
+                for _ in 0..iters {
+                    next_conn += 1;
+                    let conn = next_conn;
+                    let events = arrival(conn);
+                    let start = Instant::now();
+                    for e in events {
+                        core.handle(now, e, &mut out);
+                    }
+                    timed += start.elapsed();
+                    black_box(&out);
+                    let stats = core.stats();
+                    assert!(
+                        stats.waiting == n + 1 && stats.groups == 0,
+                        "the arrival must wait unmatched: {stats:?}"
+                    );
+                    core.handle(
+                        now,
+                        Event::Message {
+                            conn,
+                            msg: ClientMessage::Leave,
+                        },
+                        &mut out,
+                    );
+                    out.clear();
+                }
+                timed
+            })
+        });
+        assert_eq!(core.stats().waiting, n, "every measured arrival left");
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench_find_match, bench_core_arrival);
+criterion_main!(benches);

@@ -145,6 +145,7 @@ fn unmatchable_core() -> Core {
     Core::new(Arc::new(Config {
         scenes: vec![scene],
         ice_servers: vec![],
+        turn: None,
     }))
 }
 

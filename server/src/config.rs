@@ -82,7 +82,42 @@ pub struct SceneConfig {
     pub hide_lobby_count: bool,
     /// How long a dropped participant keeps their place, ms.
     pub reconnect_grace_ms: u64,
+    /// Whether the game connection must go through a TURN relay (`iceTransportPolicy:
+    /// "relay"`); probes always look for the best path.
+    pub force_relay: bool,
 }
+
+/// How browsers authenticate to the TURN server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TurnAuth {
+    /// The same username and credential for everyone.
+    Static {
+        /// TURN username.
+        username: String,
+        /// TURN credential.
+        credential: String,
+    },
+    /// coturn's REST API scheme (`--use-auth-secret --static-auth-secret=…`): the server mints
+    /// short-lived credentials per participant, so no long-term credential reaches a browser.
+    Secret {
+        /// The secret shared with the TURN server.
+        static_auth_secret: String,
+        /// How long minted credentials stay valid, seconds.
+        credential_ttl_s: u64,
+    },
+}
+
+/// The server-wide `[turn]` table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TurnConfig {
+    /// `turn:`/`turns:` URLs (UDP, TCP, TLS), all on the same TURN server or cluster.
+    pub urls: Vec<String>,
+    /// The credentials.
+    pub auth: TurnAuth,
+}
+
+/// Default lifetime of minted TURN credentials, seconds (a day: longer than any session).
+pub const DEFAULT_CREDENTIAL_TTL_S: u64 = 86_400;
 
 /// The whole validated configuration.
 #[derive(Debug, Clone, PartialEq)]
@@ -91,6 +126,9 @@ pub struct Config {
     pub scenes: Vec<SceneConfig>,
     /// STUN/TURN servers handed to browsers for probes and games.
     pub ice_servers: Vec<IceServer>,
+    /// The TURN server whose credentials the server hands out (static or minted per
+    /// participant), in addition to `ice_servers`.
+    pub turn: Option<TurnConfig>,
 }
 
 impl SceneConfig {
@@ -111,6 +149,7 @@ impl SceneConfig {
             timeout_redirect_url: None,
             hide_lobby_count: false,
             reconnect_grace_ms: 10_000,
+            force_relay: false,
         }
     }
 }
@@ -180,9 +219,17 @@ const SCENE_KEYS: &[&str] = &[
     "timeout_redirect_url",
     "hide_lobby_count",
     "reconnect_grace_ms",
+    "force_relay",
 ];
 const ICE_KEYS: &[&str] = &["urls", "username", "credential"];
-const TOP_KEYS: &[&str] = &["scene", "ice_servers"];
+const TURN_KEYS: &[&str] = &[
+    "urls",
+    "username",
+    "credential",
+    "static_auth_secret",
+    "credential_ttl_s",
+];
+const TOP_KEYS: &[&str] = &["scene", "ice_servers", "turn"];
 
 impl Config {
     /// Parses and validates a config file's text.
@@ -342,9 +389,27 @@ impl<'t> Cx<'t> {
             self.err(span, msg);
         }
 
+        let turn = match get(doc, "turn") {
+            None => Some(None),
+            Some(v) => match v.get_ref() {
+                DeValue::Table(t) => self.turn(t, v.span()).map(Some),
+                other => {
+                    self.err(
+                        v.span(),
+                        format!(
+                            "`turn` must be a table ([turn]), found {}",
+                            type_name(other)
+                        ),
+                    );
+                    None
+                }
+            },
+        };
+
         Some(Config {
             scenes: scenes?,
             ice_servers: ice_servers?,
+            turn: turn?,
         })
     }
 
@@ -516,6 +581,13 @@ impl<'t> Cx<'t> {
         let reconnect_grace_ms = self.optional(t, "reconnect_grace_ms", |cx, v| {
             cx.positive_ms(v, "reconnect_grace_ms", 0)
         });
+        let force_relay = self.optional(t, "force_relay", |cx, v| match v.get_ref().as_bool() {
+            Some(b) => Some(b),
+            None => {
+                cx.mistyped(v, "force_relay", "true or false");
+                None
+            }
+        });
 
         if self.errors.len() != ok_before {
             return None;
@@ -539,57 +611,16 @@ impl<'t> Cx<'t> {
         if let Some(v) = reconnect_grace_ms {
             scene.reconnect_grace_ms = v;
         }
+        if let Some(v) = force_relay {
+            scene.force_relay = v;
+        }
         Some(scene)
     }
 
     fn ice_server(&mut self, t: &Table<'_>, span: Range<usize>) -> Option<IceServer> {
         self.unknown_keys(t, ICE_KEYS, "[[ice_servers]]");
         let ok_before = self.errors.len();
-        let urls = self.required(t, &span, "urls", "[[ice_servers]]", |cx, v| {
-            let list: Vec<(&str, Range<usize>)> = match v.get_ref() {
-                DeValue::String(s) => vec![(s.as_ref(), v.span())],
-                DeValue::Array(items) => {
-                    let mut list = Vec::new();
-                    for item in items.iter() {
-                        match item.get_ref().as_str() {
-                            Some(s) => list.push((s, item.span())),
-                            None => cx.err(
-                                item.span(),
-                                format!(
-                                    "each entry of urls must be a string, found {}",
-                                    type_name(item.get_ref())
-                                ),
-                            ),
-                        }
-                    }
-                    if items.is_empty() {
-                        cx.err(
-                            v.span(),
-                            "urls is empty: give at least one stun:, turn: or turns: URL",
-                        );
-                    }
-                    list
-                }
-                other => {
-                    cx.err(
-                        v.span(),
-                        format!(
-                            "urls must be a string or an array of strings, found {}",
-                            type_name(other)
-                        ),
-                    );
-                    return None;
-                }
-            };
-            let mut out = Vec::new();
-            for (url, at) in list {
-                match check_ice_url(url) {
-                    Ok(()) => out.push(url.to_owned()),
-                    Err(why) => cx.err(at, format!("ICE server URL `{url}` {why}")),
-                }
-            }
-            Some(out)
-        });
+        let urls = self.required(t, &span, "urls", "[[ice_servers]]", |cx, v| cx.ice_urls(v));
         let username = self.optional(t, "username", |cx, v| {
             cx.string(v, "username").map(str::to_owned)
         });
@@ -622,6 +653,120 @@ impl<'t> Cx<'t> {
             urls: urls?,
             username,
             credential,
+        })
+    }
+
+    /// `urls`: a string or an array of strings, each a valid `stun:`/`turn:`/`turns:` URL.
+    fn ice_urls(&mut self, v: &Value<'_>) -> Option<Vec<String>> {
+        let cx = self;
+        let list: Vec<(&str, Range<usize>)> = match v.get_ref() {
+            DeValue::String(s) => vec![(s.as_ref(), v.span())],
+            DeValue::Array(items) => {
+                let mut list = Vec::new();
+                for item in items.iter() {
+                    match item.get_ref().as_str() {
+                        Some(s) => list.push((s, item.span())),
+                        None => cx.err(
+                            item.span(),
+                            format!(
+                                "each entry of urls must be a string, found {}",
+                                type_name(item.get_ref())
+                            ),
+                        ),
+                    }
+                }
+                if items.is_empty() {
+                    cx.err(
+                        v.span(),
+                        "urls is empty: give at least one stun:, turn: or turns: URL",
+                    );
+                }
+                list
+            }
+            other => {
+                cx.err(
+                    v.span(),
+                    format!(
+                        "urls must be a string or an array of strings, found {}",
+                        type_name(other)
+                    ),
+                );
+                return None;
+            }
+        };
+        let mut out = Vec::new();
+        for (url, at) in list {
+            match check_ice_url(url) {
+                Ok(()) => out.push(url.to_owned()),
+                Err(why) => cx.err(at, format!("ICE server URL `{url}` {why}")),
+            }
+        }
+        Some(out)
+    }
+
+    /// The `[turn]` table.
+    fn turn(&mut self, t: &Table<'_>, span: Range<usize>) -> Option<TurnConfig> {
+        self.unknown_keys(t, TURN_KEYS, "[turn]");
+        let ok_before = self.errors.len();
+        let urls = self.required(t, &span, "urls", "[turn]", |cx, v| {
+            let urls = cx.ice_urls(v)?;
+            if let Some(u) = urls.iter().find(|u| !is_turn(u)) {
+                cx.err(
+                    v.span(),
+                    format!("[turn] urls must be turn: or turns: URLs; `{u}` is not (put STUN servers in [[ice_servers]])"),
+                );
+                return None;
+            }
+            Some(urls)
+        });
+        let text = |cx: &mut Self, key: &str| {
+            cx.optional(t, key, |cx, v| cx.string(v, key).map(str::to_owned))
+        };
+        let username = text(self, "username");
+        let credential = text(self, "credential");
+        let secret = text(self, "static_auth_secret");
+        let ttl = self.optional(t, "credential_ttl_s", |cx, v| {
+            cx.positive_ms(v, "credential_ttl_s", 60)
+        });
+        let auth = match (username, credential, secret) {
+            (Some(username), Some(credential), None) => {
+                if ttl.is_some() {
+                    self.err(
+                        span.clone(),
+                        "credential_ttl_s applies to static_auth_secret only; static credentials do not expire",
+                    );
+                }
+                Some(TurnAuth::Static {
+                    username,
+                    credential,
+                })
+            }
+            (None, None, Some(static_auth_secret)) if !static_auth_secret.is_empty() => {
+                Some(TurnAuth::Secret {
+                    static_auth_secret,
+                    credential_ttl_s: ttl.unwrap_or(DEFAULT_CREDENTIAL_TTL_S),
+                })
+            }
+            (None, None, Some(_)) => {
+                self.err(span.clone(), "static_auth_secret is empty");
+                None
+            }
+            _ => {
+                self.err(
+                    span.clone(),
+                    "[turn] needs either `username` and `credential` (static credentials) or \
+                     `static_auth_secret` (coturn's --static-auth-secret; the server then mints \
+                     short-lived credentials per participant), not both",
+                );
+                None
+            }
+        };
+        if self.errors.len() != ok_before {
+            return None;
+        }
+        Some(TurnConfig {
+            urls: urls?,
+            auth: auth?,
         })
     }
 
@@ -909,6 +1054,47 @@ matchmaker = "fifo"
     }
 
     #[test]
+    fn turn_static_and_secret() {
+        let base =
+            "[[scene]]\nid = \"s\"\ngroup_size = 2\nmatchmaker = \"fifo\"\nforce_relay = true\n";
+        let c = Config::from_toml_str(&format!(
+            "{base}[turn]\nurls = \"turn:127.0.0.1:3478\"\nusername = \"u\"\ncredential = \"p\"\n"
+        ))
+        .unwrap();
+        assert!(c.scenes[0].force_relay);
+        let t = c.turn.unwrap();
+        assert_eq!(t.urls, vec!["turn:127.0.0.1:3478".to_owned()]);
+        assert_eq!(
+            t.auth,
+            TurnAuth::Static {
+                username: "u".into(),
+                credential: "p".into()
+            }
+        );
+        let c = Config::from_toml_str(&format!(
+            "{base}[turn]\nurls = [\"turn:127.0.0.1:3478\", \"turns:t.example.org:5349\"]\nstatic_auth_secret = \"s3\"\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            c.turn.unwrap().auth,
+            TurnAuth::Secret {
+                static_auth_secret: "s3".into(),
+                credential_ttl_s: DEFAULT_CREDENTIAL_TTL_S
+            }
+        );
+        for bad in [
+            "[turn]\nurls = \"turn:x:1\"\n",
+            "[turn]\nurls = \"turn:x:1\"\nusername = \"u\"\ncredential = \"p\"\nstatic_auth_secret = \"s\"\n",
+            "[turn]\nurls = \"stun:x:1\"\nstatic_auth_secret = \"s\"\n",
+            "[turn]\nurls = \"turn:x:1\"\nstatic_auth_secret = \"s\"\ncredential_ttl_s = 5\n",
+            "[turn]\nurls = \"turn:x:1\"\nstatic_auth_secret = \"s\"\nrealm = \"r\"\n",
+            "turn = 3\n",
+        ] {
+            assert!(Config::from_toml_str(&format!("{base}{bad}")).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn example_parses_and_documents_every_option() {
         let text = include_str!("../../scenes/example.toml");
         let c = match Config::from_toml_str(text) {
@@ -917,7 +1103,7 @@ matchmaker = "fifo"
         };
         assert!(c.scenes.len() >= 2);
         assert!(!c.ice_servers.is_empty());
-        for key in SCENE_KEYS.iter().chain(ICE_KEYS) {
+        for key in SCENE_KEYS.iter().chain(ICE_KEYS).chain(TURN_KEYS) {
             assert!(
                 text.contains(&format!("{key} =")),
                 "example.toml does not show `{key}`"

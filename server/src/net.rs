@@ -729,6 +729,7 @@ mod tests {
         Arc::new(Config {
             scenes: vec![SceneConfig::with_defaults("s", 2, MatchmakerKind::Fifo)],
             ice_servers: vec![],
+            turn: None,
         })
     }
 

@@ -14,7 +14,20 @@ pub const CLIENT_MESSAGE_TYPES: &[&str] = &[
     "probe_ready",
     "probe_signal",
     "probe_result",
+    "webrtc_signal",
+    "p2p_connection_type",
+    "p2p_quality",
+    "p2p_ice_restart",
+    "p2p_connection_failed",
+    "episode_summary",
 ];
+
+/// Most quality changes accepted per peer in one `episode_summary`.
+pub const MAX_QUALITY_CHANGES: usize = 1000;
+/// Most peers accepted in one `episode_summary`.
+pub const MAX_PEERS: usize = 64;
+/// Most ICE restart attempts a client may report.
+pub const MAX_ICE_RESTART_ATTEMPTS: u32 = 100;
 
 /// Largest accepted `samples_ms` array in a `probe_result`.
 pub const MAX_PROBE_SAMPLES: usize = 1000;
@@ -105,14 +118,67 @@ impl ClientMessage {
             ClientMessage::ProbeReady(_) => "probe_ready",
             ClientMessage::ProbeSignal(_) => "probe_signal",
             ClientMessage::ProbeResult(_) => "probe_result",
+            ClientMessage::WebrtcSignal(_) => "webrtc_signal",
+            ClientMessage::P2pConnectionType(_) => "p2p_connection_type",
+            ClientMessage::P2pQuality(_) => "p2p_quality",
+            ClientMessage::P2pIceRestart(_) => "p2p_ice_restart",
+            ClientMessage::P2pConnectionFailed(_) => "p2p_connection_failed",
+            ClientMessage::EpisodeSummary(_) => "episode_summary",
         }
     }
 
     fn check(&self) -> Result<(), &'static str> {
+        let ok = |v: f64| v.is_finite() && v >= 0.0;
+        let ok_opt = |v: Option<f64>| v.is_none_or(ok);
         match self {
             ClientMessage::ProbeSignal(s) => check_signal(s.signal_type, s.payload.as_ref()),
+            ClientMessage::WebrtcSignal(s) => check_signal(s.signal_type, s.payload.as_ref()),
+            ClientMessage::P2pConnectionType(c) if !ok_opt(c.connect_ms) => {
+                Err("connect_ms must be a finite, non-negative number or null")
+            }
+            ClientMessage::P2pQuality(q) if !ok_opt(q.rtt_ms) => {
+                Err("rtt_ms must be a finite, non-negative number or null")
+            }
+            ClientMessage::P2pIceRestart(r) => {
+                if r.attempt == 0 || r.attempt > MAX_ICE_RESTART_ATTEMPTS {
+                    return Err("attempt must be between 1 and 100");
+                }
+                if !ok_opt(r.duration_ms) {
+                    return Err("duration_ms must be a finite, non-negative number or null");
+                }
+                Ok(())
+            }
+            ClientMessage::P2pConnectionFailed(f) if f.attempts > MAX_ICE_RESTART_ATTEMPTS => {
+                Err("attempts must be at most 100")
+            }
+            ClientMessage::EpisodeSummary(e) => {
+                if e.episode == 0 {
+                    return Err("episode numbers start at 1");
+                }
+                if e.peers.len() > MAX_PEERS {
+                    return Err("peers has more than 64 entries");
+                }
+                for p in &e.peers {
+                    if p.quality_changes.len() > MAX_QUALITY_CHANGES {
+                        return Err("quality_changes has more than 1000 entries");
+                    }
+                    if p.quality_changes.iter().any(|c| !ok(c.at_ms)) {
+                        return Err("quality_changes[].at_ms must be finite and non-negative");
+                    }
+                    if let Some(r) = p.rtt_ms {
+                        if !(ok(r.min)
+                            && ok(r.median)
+                            && ok(r.max)
+                            && r.min <= r.median
+                            && r.median <= r.max)
+                        {
+                            return Err("rtt_ms must hold finite min <= median <= max");
+                        }
+                    }
+                }
+                Ok(())
+            }
             ClientMessage::ProbeResult(r) => {
-                let ok = |v: f64| v.is_finite() && v >= 0.0;
                 if r.rtt_ms.is_some_and(|v| !ok(v)) || r.stats_rtt_ms.is_some_and(|v| !ok(v)) {
                     return Err(
                         "rtt_ms and stats_rtt_ms must be finite, non-negative numbers or null",

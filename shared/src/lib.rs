@@ -18,7 +18,10 @@ pub mod decode;
 pub mod ids;
 pub mod messages;
 
-pub use decode::{DecodeError, CLIENT_MESSAGE_TYPES, MAX_PROBE_SAMPLES};
+pub use decode::{
+    DecodeError, CLIENT_MESSAGE_TYPES, MAX_ICE_RESTART_ATTEMPTS, MAX_PEERS, MAX_PROBE_SAMPLES,
+    MAX_QUALITY_CHANGES,
+};
 pub use ids::{GameId, InvalidSubjectId, ProbeSessionId, SubjectId, SUBJECT_ID_MAX_LEN};
 pub use messages::*;
 

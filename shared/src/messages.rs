@@ -47,6 +47,18 @@ pub enum ClientMessage {
     ProbeSignal(ProbeSignalOut),
     /// This side's measurement of the probe.
     ProbeResult(ProbeResult),
+    /// An SDP offer/answer or ICE candidate for a game peer, relayed by the server.
+    WebrtcSignal(WebrtcSignalOut),
+    /// How the game connection to a peer was made (from `getStats`).
+    P2pConnectionType(P2pConnectionType),
+    /// The game connection's quality level changed.
+    P2pQuality(P2pQuality),
+    /// An ICE restart attempt began or ended.
+    P2pIceRestart(P2pIceRestart),
+    /// The game connection to a peer is lost for good (every ICE restart failed).
+    P2pConnectionFailed(P2pConnectionFailed),
+    /// One episode of the game is over: frames and connection metrics.
+    EpisodeSummary(EpisodeSummary),
 }
 
 /// `hello`: who this is, which scene, and the token that resumes an earlier session.
@@ -185,6 +197,10 @@ pub enum ServerMessage {
     ProbeSignal(ProbeSignalIn),
     /// The group was accepted: the game begins.
     GameStart(GameStart),
+    /// A signalling message from a game peer.
+    WebrtcSignal(WebrtcSignalIn),
+    /// The game is over for everyone (e.g. a member's connection failed for good).
+    GameEnded(GameEnded),
     /// Something the client sent was refused.
     Error(ErrorMessage),
 }
@@ -281,6 +297,263 @@ pub struct GameStart {
     pub ice_servers: Vec<IceServer>,
     /// Whether the game connection must use TURN relay only (`iceTransportPolicy: "relay"`).
     pub force_relay: bool,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Game connection (after `game_start`)
+// ---------------------------------------------------------------------------------------------
+
+/// `webrtc_signal` from a client: for another member of the game.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebrtcSignalOut {
+    /// The game.
+    pub game_id: GameId,
+    /// The member it is for; must be another member of the game.
+    pub target_subject_id: SubjectId,
+    /// What `payload` is.
+    pub signal_type: SignalType,
+    /// The SDP or candidate; `null` ends the candidates.
+    pub payload: Option<SignalPayload>,
+}
+
+/// `webrtc_signal` to a client: relayed from another member.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebrtcSignalIn {
+    /// The game.
+    pub game_id: GameId,
+    /// Who sent it.
+    pub from_subject_id: SubjectId,
+    /// What `payload` is.
+    pub signal_type: SignalType,
+    /// Unchanged from the sender.
+    pub payload: Option<SignalPayload>,
+}
+
+/// Whether the selected ICE candidate pair goes through a TURN relay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConnectionKind {
+    /// Neither candidate is a relay candidate (host, srflx or prflx on both sides).
+    Direct,
+    /// The local or the remote candidate is a TURN relay candidate.
+    Relay,
+}
+
+/// An ICE candidate's type (RFC 8445 §5.1.1; `RTCIceCandidateType`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CandidateType {
+    /// The host's own address.
+    Host,
+    /// Server reflexive: the address a STUN server saw (behind NAT).
+    Srflx,
+    /// Peer reflexive: learned from the peer's connectivity checks.
+    Prflx,
+    /// Allocated on a TURN server.
+    Relay,
+}
+
+/// Transport protocol of a candidate (`RTCIceProtocol`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IceProtocol {
+    /// UDP.
+    Udp,
+    /// TCP.
+    Tcp,
+}
+
+/// Protocol between the browser and its TURN server (`RTCIceServerTransportProtocol`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RelayProtocol {
+    /// TURN over UDP.
+    Udp,
+    /// TURN over TCP.
+    Tcp,
+    /// TURN over TLS (`turns:`).
+    Tls,
+}
+
+/// How a game connection is made: the selected candidate pair from `getStats()`
+/// (`transport.selectedCandidatePairId` → `candidate-pair` → local and remote candidates).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectionInfo {
+    /// `relay` when either candidate is a relay candidate.
+    pub connection_type: ConnectionKind,
+    /// The local candidate's type.
+    pub local_candidate_type: CandidateType,
+    /// The remote candidate's type.
+    pub remote_candidate_type: CandidateType,
+    /// The local candidate's transport.
+    pub protocol: IceProtocol,
+    /// For a local relay candidate, how the browser reaches its TURN server; else `null`.
+    pub relay_protocol: Option<RelayProtocol>,
+}
+
+/// `p2p_connection_type`: sent once a game connection to a peer is up (and again after an ICE
+/// restart changes it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct P2pConnectionType {
+    /// The game.
+    pub game_id: GameId,
+    /// The peer this connection goes to.
+    pub peer_subject_id: SubjectId,
+    /// The selected candidate pair.
+    #[serde(flatten)]
+    pub info: ConnectionInfo,
+    /// From `game_start` to the connection being up (DataChannels open), ms.
+    pub connect_ms: Option<f64>,
+}
+
+/// Quality of a game connection, from the selected pair's `currentRoundTripTime`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QualityLevel {
+    /// RTT at or below the warning threshold.
+    Ok,
+    /// RTT above the warning threshold (default 150 ms).
+    Warning,
+    /// RTT above the critical threshold (default 300 ms).
+    Critical,
+}
+
+/// `p2p_quality`: the level changed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct P2pQuality {
+    /// The game.
+    pub game_id: GameId,
+    /// The peer.
+    pub peer_subject_id: SubjectId,
+    /// The new level.
+    pub level: QualityLevel,
+    /// The RTT that changed it, ms.
+    pub rtt_ms: Option<f64>,
+}
+
+/// What started an ICE restart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IceRestartTrigger {
+    /// `iceConnectionState` became `failed` (restart at once).
+    Failed,
+    /// `iceConnectionState` stayed `disconnected` past the grace (default 5 s).
+    Disconnected,
+}
+
+/// Where an ICE restart attempt stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IceRestartOutcome {
+    /// The attempt began (the initiator sent an offer with `iceRestart: true`).
+    Started,
+    /// The connection came back.
+    Succeeded,
+    /// The attempt timed out or failed.
+    Failed,
+}
+
+/// `p2p_ice_restart`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct P2pIceRestart {
+    /// The game.
+    pub game_id: GameId,
+    /// The peer.
+    pub peer_subject_id: SubjectId,
+    /// 1-based attempt number (at most 3 by default).
+    pub attempt: u32,
+    /// What started it.
+    pub trigger: IceRestartTrigger,
+    /// Where it stands.
+    pub outcome: IceRestartOutcome,
+    /// From the attempt's start to this outcome, ms (`null` for `started`).
+    pub duration_ms: Option<f64>,
+}
+
+/// `p2p_connection_failed`: every ICE restart failed; the server ends the game.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct P2pConnectionFailed {
+    /// The game.
+    pub game_id: GameId,
+    /// The peer that cannot be reached.
+    pub peer_subject_id: SubjectId,
+    /// ICE restarts tried.
+    pub attempts: u32,
+}
+
+/// Min / median / max of RTT samples, ms.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct RttSummary {
+    /// Smallest sample, ms.
+    pub min: f64,
+    /// Median sample, ms.
+    pub median: f64,
+    /// Largest sample, ms.
+    pub max: f64,
+    /// Number of samples.
+    pub samples: u32,
+}
+
+/// One quality level change, for the episode summary.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct QualityChange {
+    /// The new level.
+    pub level: QualityLevel,
+    /// When, ms after the episode began.
+    pub at_ms: f64,
+}
+
+/// Connection metrics toward one peer over one episode.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PeerMetrics {
+    /// The peer.
+    pub peer_subject_id: SubjectId,
+    /// Inputs received from this peer (after de-duplication of the redundant copies).
+    pub inputs_received: u64,
+    /// How the connection is made, if known.
+    pub connection: Option<ConnectionInfo>,
+    /// The selected pair's `currentRoundTripTime` samples, ms.
+    pub rtt_ms: Option<RttSummary>,
+    /// Quality level changes.
+    pub quality_changes: Vec<QualityChange>,
+    /// ICE restarts attempted.
+    pub ice_restarts: u32,
+}
+
+/// `episode_summary`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpisodeSummary {
+    /// The game.
+    pub game_id: GameId,
+    /// 1-based episode number.
+    pub episode: u32,
+    /// Frames (ticks) played in the episode.
+    pub frames: u32,
+    /// Local inputs sent (each once, not counting redundant copies).
+    pub inputs_sent: u64,
+    /// Per peer.
+    pub peers: Vec<PeerMetrics>,
+}
+
+/// Why a game ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GameEndReason {
+    /// A member's connection to a peer failed for good.
+    ConnectionFailed,
+    /// A member left.
+    PeerLeft,
+}
+
+/// `game_ended`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GameEnded {
+    /// The game.
+    pub game_id: GameId,
+    /// Why.
+    pub reason: GameEndReason,
+    /// One sentence for the participant.
+    pub message: String,
 }
 
 /// `error`.

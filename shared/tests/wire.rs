@@ -301,3 +301,126 @@ fn closing_codes_follow_the_table() {
         assert!(c.closes_connection(), "{c}");
     }
 }
+
+fn game_id() -> GameId {
+    GameId::from_string("5d6c1a9e-2b3f-4c8d-8e7f-6a5b4c3d2e1f")
+}
+
+#[test]
+fn game_connection_messages() {
+    pin_client(
+        r#"{"type":"webrtc_signal","game_id":"5d6c1a9e-2b3f-4c8d-8e7f-6a5b4c3d2e1f","target_subject_id":"P2","signal_type":"offer","payload":{"sdp":"v=0"}}"#,
+        ClientMessage::WebrtcSignal(WebrtcSignalOut {
+            game_id: game_id(),
+            target_subject_id: sid("P2"),
+            signal_type: SignalType::Offer,
+            payload: Some(SignalPayload::Description { sdp: "v=0".into() }),
+        }),
+    );
+    pin_server(
+        r#"{"type":"webrtc_signal","game_id":"5d6c1a9e-2b3f-4c8d-8e7f-6a5b4c3d2e1f","from_subject_id":"P1","signal_type":"ice_candidate","payload":null}"#,
+        ServerMessage::WebrtcSignal(WebrtcSignalIn {
+            game_id: game_id(),
+            from_subject_id: sid("P1"),
+            signal_type: SignalType::IceCandidate,
+            payload: None,
+        }),
+    );
+    let info = ConnectionInfo {
+        connection_type: ConnectionKind::Relay,
+        local_candidate_type: CandidateType::Relay,
+        remote_candidate_type: CandidateType::Srflx,
+        protocol: IceProtocol::Udp,
+        relay_protocol: Some(RelayProtocol::Udp),
+    };
+    pin_client(
+        r#"{"type":"p2p_connection_type","game_id":"5d6c1a9e-2b3f-4c8d-8e7f-6a5b4c3d2e1f","peer_subject_id":"P2","connection_type":"relay","local_candidate_type":"relay","remote_candidate_type":"srflx","protocol":"udp","relay_protocol":"udp","connect_ms":152.5}"#,
+        ClientMessage::P2pConnectionType(P2pConnectionType {
+            game_id: game_id(),
+            peer_subject_id: sid("P2"),
+            info,
+            connect_ms: Some(152.5),
+        }),
+    );
+    pin_client(
+        r#"{"type":"p2p_quality","game_id":"5d6c1a9e-2b3f-4c8d-8e7f-6a5b4c3d2e1f","peer_subject_id":"P2","level":"warning","rtt_ms":182.0}"#,
+        ClientMessage::P2pQuality(P2pQuality {
+            game_id: game_id(),
+            peer_subject_id: sid("P2"),
+            level: QualityLevel::Warning,
+            rtt_ms: Some(182.0),
+        }),
+    );
+    pin_client(
+        r#"{"type":"p2p_ice_restart","game_id":"5d6c1a9e-2b3f-4c8d-8e7f-6a5b4c3d2e1f","peer_subject_id":"P2","attempt":1,"trigger":"disconnected","outcome":"succeeded","duration_ms":840.0}"#,
+        ClientMessage::P2pIceRestart(P2pIceRestart {
+            game_id: game_id(),
+            peer_subject_id: sid("P2"),
+            attempt: 1,
+            trigger: IceRestartTrigger::Disconnected,
+            outcome: IceRestartOutcome::Succeeded,
+            duration_ms: Some(840.0),
+        }),
+    );
+    pin_client(
+        r#"{"type":"p2p_connection_failed","game_id":"5d6c1a9e-2b3f-4c8d-8e7f-6a5b4c3d2e1f","peer_subject_id":"P2","attempts":3}"#,
+        ClientMessage::P2pConnectionFailed(P2pConnectionFailed {
+            game_id: game_id(),
+            peer_subject_id: sid("P2"),
+            attempts: 3,
+        }),
+    );
+    pin_client(
+        r#"{"type":"episode_summary","game_id":"5d6c1a9e-2b3f-4c8d-8e7f-6a5b4c3d2e1f","episode":1,"frames":600,"inputs_sent":600,"peers":[{"peer_subject_id":"P2","inputs_received":598,"connection":{"connection_type":"relay","local_candidate_type":"relay","remote_candidate_type":"srflx","protocol":"udp","relay_protocol":"udp"},"rtt_ms":{"min":1.0,"median":2.0,"max":9.0,"samples":5},"quality_changes":[{"level":"warning","at_ms":1200.0}],"ice_restarts":0}]}"#,
+        ClientMessage::EpisodeSummary(EpisodeSummary {
+            game_id: game_id(),
+            episode: 1,
+            frames: 600,
+            inputs_sent: 600,
+            peers: vec![PeerMetrics {
+                peer_subject_id: sid("P2"),
+                inputs_received: 598,
+                connection: Some(info),
+                rtt_ms: Some(RttSummary {
+                    min: 1.0,
+                    median: 2.0,
+                    max: 9.0,
+                    samples: 5,
+                }),
+                quality_changes: vec![QualityChange {
+                    level: QualityLevel::Warning,
+                    at_ms: 1200.0,
+                }],
+                ice_restarts: 0,
+            }],
+        }),
+    );
+    pin_server(
+        r#"{"type":"game_ended","game_id":"5d6c1a9e-2b3f-4c8d-8e7f-6a5b4c3d2e1f","reason":"connection_failed","message":"The connection to your partner was lost."}"#,
+        ServerMessage::GameEnded(GameEnded {
+            game_id: game_id(),
+            reason: GameEndReason::ConnectionFailed,
+            message: "The connection to your partner was lost.".into(),
+        }),
+    );
+    // Sanity checks on what clients report.
+    let bad = |s: &str| ClientMessage::decode(s).unwrap_err().code();
+    assert_eq!(
+        bad(
+            r#"{"type":"p2p_ice_restart","game_id":"g","peer_subject_id":"P2","attempt":0,"trigger":"failed","outcome":"started","duration_ms":null}"#
+        ),
+        ErrorCode::BadMessage
+    );
+    assert_eq!(
+        bad(
+            r#"{"type":"p2p_quality","game_id":"g","peer_subject_id":"P2","level":"dire","rtt_ms":1}"#
+        ),
+        ErrorCode::BadMessage
+    );
+    assert_eq!(
+        bad(
+            r#"{"type":"episode_summary","game_id":"g","episode":1,"frames":1,"inputs_sent":1,"peers":[{"peer_subject_id":"P2","inputs_received":1,"connection":null,"rtt_ms":{"min":5,"median":2,"max":9,"samples":3},"quality_changes":[],"ice_restarts":0}]}"#
+        ),
+        ErrorCode::BadMessage
+    );
+}

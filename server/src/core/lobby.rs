@@ -28,8 +28,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pairlab_shared::{
-    ClientMessage, DecodeError, ErrorCode, GameId, GameStart, Hello, IceServer, ServerMessage,
-    SubjectId, Waitroom, WaitroomTimeout, Welcome,
+    ClientMessage, DecodeError, ErrorCode, GameEndReason, GameEnded, GameId, GameStart, Hello,
+    IceServer, ServerMessage, SubjectId, Waitroom, WaitroomTimeout, WebrtcSignalIn, Welcome,
 };
 
 use super::matchmaker::{self, Candidate, Matchmaker};
@@ -37,7 +37,7 @@ use super::probe::{Handled, ProbeCoordinator, ProbeMember, ProbeOutcome};
 use super::research::{LeaveReason, PairRtt, ProbeFailure, ResearchEvent};
 use super::rtt::{RttEstimator, ENTRY_PINGS};
 use super::{Action, ConnId, Event};
-use crate::config::{Config, SceneConfig};
+use crate::config::{Config, SceneConfig, TurnAuth, TurnConfig};
 
 /// A participant enters matchmaking after [`ENTRY_PINGS`] server-RTT samples, or after the first
 /// sample that arrives this long after `welcome` (a slow or lossy link should not wait for
@@ -117,6 +117,15 @@ struct Group {
     probe_ids: Vec<pairlab_shared::ProbeSessionId>,
 }
 
+/// A started game: who is in it, and whether the server has ended it.
+#[derive(Debug)]
+struct GameRoom {
+    scene: usize,
+    /// In player order.
+    members: Vec<(Pid, SubjectId)>,
+    ended: bool,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Timer {
     Waitroom(Pid),
@@ -143,6 +152,11 @@ pub struct CoreStats {
 /// games. Driven by [`Core::handle`]; see the module docs of [`crate::core`].
 pub struct Core {
     ice_servers: Vec<IceServer>,
+    turn: Option<TurnConfig>,
+    /// The clock's origin: an `Instant` and the Unix time (s) it stands for, so that TURN
+    /// credentials can carry a wall-clock expiry while the core only sees `Instant`s.
+    clock_origin: (Instant, u64),
+    games: HashMap<GameId, GameRoom>,
     conns: HashMap<ConnId, ConnState>,
     participants: HashMap<Pid, Participant>,
     scenes: Vec<SceneState>,
@@ -163,8 +177,17 @@ fn new_token() -> String {
 }
 
 impl Core {
-    /// A core for `config`, with nobody connected.
+    /// A core for `config`, with nobody connected, whose clock starts now.
     pub fn new(config: Arc<Config>) -> Self {
+        let unix_s = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        Self::with_clock(config, Instant::now(), unix_s)
+    }
+
+    /// A core whose monotonic `origin` stands for Unix time `origin_unix_s` (seconds). The
+    /// core reads no clock itself; this only dates the expiry of minted TURN credentials.
+    pub fn with_clock(config: Arc<Config>, origin: Instant, origin_unix_s: u64) -> Self {
         let scenes = config
             .scenes
             .iter()
@@ -182,6 +205,9 @@ impl Core {
             .collect();
         Core {
             ice_servers: config.ice_servers.clone(),
+            turn: config.turn.clone(),
+            clock_origin: (origin, origin_unix_s),
+            games: HashMap::new(),
             conns: HashMap::new(),
             participants: HashMap::new(),
             scenes,
@@ -244,6 +270,38 @@ impl Core {
     // -----------------------------------------------------------------------------------------
     // Plumbing
     // -----------------------------------------------------------------------------------------
+
+    /// The ICE servers for one participant: the configured `[[ice_servers]]`, plus the `[turn]`
+    /// server with its static credentials or credentials minted for this participant.
+    fn ice_servers_for(&self, subject: &SubjectId, now: Instant) -> Vec<IceServer> {
+        let mut list = self.ice_servers.clone();
+        if let Some(turn) = &self.turn {
+            let (username, credential) = match &turn.auth {
+                TurnAuth::Static {
+                    username,
+                    credential,
+                } => (username.clone(), credential.clone()),
+                TurnAuth::Secret {
+                    static_auth_secret,
+                    credential_ttl_s,
+                } => {
+                    let (origin, origin_unix) = self.clock_origin;
+                    let unix_now = origin_unix + now.saturating_duration_since(origin).as_secs();
+                    turn_rest_credentials(
+                        static_auth_secret,
+                        subject.as_str(),
+                        unix_now + credential_ttl_s,
+                    )
+                }
+            };
+            list.push(IceServer {
+                urls: turn.urls.clone(),
+                username: Some(username),
+                credential: Some(credential),
+            });
+        }
+        list
+    }
 
     fn schedule(&mut self, at: Instant, timer: Timer) {
         self.next_timer += 1;
@@ -373,6 +431,12 @@ impl Core {
                 Ok(_) => {}
                 Err(e) => self.refuse(now, conn, ErrorCode::NotAMember, e.to_string(), out),
             },
+            game @ (ClientMessage::WebrtcSignal(_)
+            | ClientMessage::P2pConnectionType(_)
+            | ClientMessage::P2pQuality(_)
+            | ClientMessage::P2pIceRestart(_)
+            | ClientMessage::P2pConnectionFailed(_)
+            | ClientMessage::EpisodeSummary(_)) => self.on_game_message(now, conn, pid, game, out),
         }
     }
 
@@ -487,7 +551,19 @@ impl Core {
                 self.join_waiting(now, pid, out);
                 self.try_match(now, pid, out);
             }
-            PState::InGame(start) => self.send(pid, ServerMessage::GameStart(*start), out),
+            PState::InGame(start) => {
+                let ended = self.games.get(&start.game_id).is_some_and(|g| g.ended);
+                let game_id = start.game_id.clone();
+                self.send(pid, ServerMessage::GameStart(*start), out);
+                if ended {
+                    let msg = ServerMessage::GameEnded(GameEnded {
+                        game_id,
+                        reason: GameEndReason::PeerLeft,
+                        message: "This game has ended.".to_owned(),
+                    });
+                    self.send(pid, msg, out);
+                }
+            }
             // Measuring: the new connection's pings bring the first estimate.
             // InGroup cannot happen: a drop takes the participant out of their group.
             PState::Measuring | PState::InGroup(_) => {}
@@ -688,6 +764,7 @@ impl Core {
             return;
         };
         self.scenes[p.scene].done.insert(p.subject_id.clone());
+        self.member_gone(&p.state, &p.subject_id, out);
         let event = ResearchEvent::ParticipantLeft {
             subject_id: p.subject_id,
             reason: LeaveReason::Leave,
@@ -740,6 +817,7 @@ impl Core {
             // Matched into a game: their part in this scene is done.
             self.scenes[p.scene].done.insert(p.subject_id.clone());
         }
+        self.member_gone(&p.state, &p.subject_id, out);
         let event = ResearchEvent::ParticipantLeft {
             subject_id: p.subject_id,
             reason: LeaveReason::GraceExpired,
@@ -861,9 +939,19 @@ impl Core {
                 let (Some(a), Some(b)) = (member(members[i]), member(members[j])) else {
                     continue;
                 };
-                let (id, pair, msgs) =
-                    self.probes
-                        .create_probe(now, gid, a, b, &self.ice_servers, timeout_ms);
+                let (ice_a, ice_b) = (
+                    self.ice_servers_for(&a.subject_id, now),
+                    self.ice_servers_for(&b.subject_id, now),
+                );
+                let a_pid = a.pid;
+                let ice = |m: &ProbeMember| {
+                    if m.pid == a_pid {
+                        ice_a.clone()
+                    } else {
+                        ice_b.clone()
+                    }
+                };
+                let (id, pair, msgs) = self.probes.create_probe(now, gid, a, b, &ice, timeout_ms);
                 for (to, m) in msgs {
                     self.send(to, m, out);
                 }
@@ -1002,33 +1090,249 @@ impl Core {
         }
     }
 
-    fn start_game(&mut self, _now: Instant, group: Group, out: &mut Vec<Action>) {
+    fn start_game(&mut self, now: Instant, group: Group, out: &mut Vec<Action>) {
         let game_id = GameId::new_v4();
-        let players: Vec<SubjectId> = group
+        let members: Vec<(Pid, SubjectId)> = group
             .members
             .iter()
-            .filter_map(|pid| self.participants.get(pid).map(|p| p.subject_id.clone()))
+            .filter_map(|&pid| {
+                self.participants
+                    .get(&pid)
+                    .map(|p| (pid, p.subject_id.clone()))
+            })
             .collect();
-        let force_relay = false;
-        for (i, &pid) in group.members.iter().enumerate() {
+        let players: Vec<SubjectId> = members.iter().map(|(_, s)| s.clone()).collect();
+        let force_relay = self.scenes[group.scene].cfg.force_relay;
+        for (i, (pid, subject)) in members.iter().enumerate() {
             let start = GameStart {
                 game_id: game_id.clone(),
                 player_index: i as u32,
                 players: players.clone(),
-                ice_servers: self.ice_servers.clone(),
+                ice_servers: self.ice_servers_for(subject, now),
                 force_relay,
             };
-            self.send(pid, ServerMessage::GameStart(start.clone()), out);
-            if let Some(p) = self.participants.get_mut(&pid) {
+            self.send(*pid, ServerMessage::GameStart(start.clone()), out);
+            if let Some(p) = self.participants.get_mut(pid) {
                 p.state = PState::InGame(Box::new(start));
             }
         }
+        self.games.insert(
+            game_id.clone(),
+            GameRoom {
+                scene: group.scene,
+                members,
+                ended: false,
+            },
+        );
         let event = ResearchEvent::GameCreated {
             game_id,
             players,
             p2p_rtts_ms: group.pair_rtts,
         };
         self.record(group.scene, event, out);
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Games
+    // -----------------------------------------------------------------------------------------
+
+    /// Checks that `pid` is a member of `game_id` and `peer` another member. Returns the room's
+    /// scene, whether it has ended, the sender's subject id and the peer's handle.
+    fn game_peer(
+        &self,
+        game_id: &GameId,
+        pid: Pid,
+        peer: &SubjectId,
+    ) -> Option<(usize, bool, SubjectId, Pid)> {
+        let room = self.games.get(game_id)?;
+        let (_, me) = room.members.iter().find(|(p, _)| *p == pid)?;
+        let (to, _) = room.members.iter().find(|(p, s)| s == peer && *p != pid)?;
+        Some((room.scene, room.ended, me.clone(), *to))
+    }
+
+    /// Who may report on a game: a member, about other members. Returns the game's scene and
+    /// the reporter's subject id; `None` when the reporter or a named peer is not in the game.
+    fn check_report(
+        &self,
+        game_id: &GameId,
+        pid: Pid,
+        peers: &[&SubjectId],
+    ) -> Option<(usize, SubjectId)> {
+        let room = self.games.get(game_id)?;
+        let (_, me) = room.members.iter().find(|(p, _)| *p == pid)?;
+        let all_peers = peers
+            .iter()
+            .all(|peer| room.members.iter().any(|(p, s)| s == *peer && *p != pid));
+        all_peers.then(|| (room.scene, me.clone()))
+    }
+
+    /// Answers `not_a_member` for a refused report; passes an accepted one on.
+    fn accept_report(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        checked: Option<(usize, SubjectId)>,
+        out: &mut Vec<Action>,
+    ) -> Option<(usize, SubjectId)> {
+        if checked.is_none() {
+            let m = "You are not in that game, or that participant is not your partner.";
+            self.refuse(now, conn, ErrorCode::NotAMember, m, out);
+        }
+        checked
+    }
+
+    /// Ends a game for everyone in it (once): `game_ended` to every connected member.
+    fn end_game(
+        &mut self,
+        game_id: &GameId,
+        reason: GameEndReason,
+        by: SubjectId,
+        out: &mut Vec<Action>,
+    ) {
+        let Some(room) = self.games.get_mut(game_id) else {
+            return;
+        };
+        if room.ended {
+            return;
+        }
+        room.ended = true;
+        let (scene, pids): (usize, Vec<Pid>) =
+            (room.scene, room.members.iter().map(|(p, _)| *p).collect());
+        let message = match reason {
+            GameEndReason::ConnectionFailed => {
+                "The connection between you and your partner was lost and could not be restored, so the game has ended."
+            }
+            GameEndReason::PeerLeft => "Your partner has left, so the game has ended.",
+        };
+        for pid in pids {
+            let msg = ServerMessage::GameEnded(GameEnded {
+                game_id: game_id.clone(),
+                reason,
+                message: message.to_owned(),
+            });
+            self.send(pid, msg, out);
+        }
+        let event = ResearchEvent::GameEnded {
+            game_id: game_id.clone(),
+            reason,
+            subject_id: by,
+        };
+        self.record(scene, event, out);
+    }
+
+    fn on_game_message(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        pid: Pid,
+        msg: ClientMessage,
+        out: &mut Vec<Action>,
+    ) {
+        match msg {
+            ClientMessage::WebrtcSignal(s) => {
+                match self.game_peer(&s.game_id, pid, &s.target_subject_id) {
+                    // Late signals of an ended game go nowhere, quietly.
+                    Some((_, true, _, _)) => {}
+                    Some((_, false, from, to)) => {
+                        let msg = ServerMessage::WebrtcSignal(WebrtcSignalIn {
+                            game_id: s.game_id,
+                            from_subject_id: from,
+                            signal_type: s.signal_type,
+                            payload: s.payload,
+                        });
+                        self.send(to, msg, out);
+                    }
+                    None => {
+                        let m =
+                            "You are not in that game, or that participant is not your partner.";
+                        self.refuse(now, conn, ErrorCode::NotAMember, m, out);
+                    }
+                }
+            }
+            ClientMessage::P2pConnectionType(m) => {
+                let checked = self.check_report(&m.game_id, pid, &[&m.peer_subject_id]);
+                if let Some((scene, subject_id)) = self.accept_report(now, conn, checked, out) {
+                    let event = ResearchEvent::P2pConnectionType {
+                        game_id: m.game_id,
+                        subject_id,
+                        peer_subject_id: m.peer_subject_id,
+                        connection: m.info,
+                        connect_ms: m.connect_ms,
+                    };
+                    self.record(scene, event, out);
+                }
+            }
+            ClientMessage::P2pQuality(m) => {
+                let checked = self.check_report(&m.game_id, pid, &[&m.peer_subject_id]);
+                if let Some((scene, subject_id)) = self.accept_report(now, conn, checked, out) {
+                    let event = ResearchEvent::P2pQuality {
+                        game_id: m.game_id,
+                        subject_id,
+                        peer_subject_id: m.peer_subject_id,
+                        level: m.level,
+                        rtt_ms: m.rtt_ms,
+                    };
+                    self.record(scene, event, out);
+                }
+            }
+            ClientMessage::P2pIceRestart(m) => {
+                let checked = self.check_report(&m.game_id, pid, &[&m.peer_subject_id]);
+                if let Some((scene, subject_id)) = self.accept_report(now, conn, checked, out) {
+                    let event = ResearchEvent::P2pIceRestart {
+                        game_id: m.game_id,
+                        subject_id,
+                        peer_subject_id: m.peer_subject_id,
+                        attempt: m.attempt,
+                        trigger: m.trigger,
+                        outcome: m.outcome,
+                        duration_ms: m.duration_ms,
+                    };
+                    self.record(scene, event, out);
+                }
+            }
+            ClientMessage::P2pConnectionFailed(m) => {
+                let checked = self.check_report(&m.game_id, pid, &[&m.peer_subject_id]);
+                if let Some((scene, subject_id)) = self.accept_report(now, conn, checked, out) {
+                    let game_id = m.game_id.clone();
+                    let event = ResearchEvent::P2pConnectionFailed {
+                        game_id: m.game_id,
+                        subject_id: subject_id.clone(),
+                        peer_subject_id: m.peer_subject_id,
+                        attempts: m.attempts,
+                    };
+                    self.record(scene, event, out);
+                    self.end_game(&game_id, GameEndReason::ConnectionFailed, subject_id, out);
+                }
+            }
+            ClientMessage::EpisodeSummary(e) => {
+                let peers: Vec<&SubjectId> = e.peers.iter().map(|p| &p.peer_subject_id).collect();
+                let checked = self.check_report(&e.game_id, pid, &peers);
+                if let Some((scene, subject_id)) = self.accept_report(now, conn, checked, out) {
+                    let event = ResearchEvent::EpisodeSummary {
+                        game_id: e.game_id,
+                        subject_id,
+                        episode: e.episode,
+                        frames: e.frames,
+                        inputs_sent: e.inputs_sent,
+                        peers: e.peers,
+                    };
+                    self.record(scene, event, out);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// A member of a game is gone for good: the game ends for the others.
+    fn member_gone(&mut self, state: &PState, subject: &SubjectId, out: &mut Vec<Action>) {
+        if let PState::InGame(start) = state {
+            self.end_game(
+                &start.game_id,
+                GameEndReason::PeerLeft,
+                subject.clone(),
+                out,
+            );
+        }
     }
 
     // -----------------------------------------------------------------------------------------
@@ -1117,4 +1421,20 @@ impl Core {
         }
         Ok(())
     }
+}
+
+/// coturn's REST API credentials (draft-uberti-behave-turn-rest-00, coturn's
+/// `--use-auth-secret`): username `"<unix-expiry>:<id>"`, credential
+/// `base64(HMAC-SHA1(secret, username))`. The TURN server recomputes the credential from its
+/// copy of the secret and refuses it after the expiry.
+pub fn turn_rest_credentials(secret: &str, id: &str, expiry_unix_s: u64) -> (String, String) {
+    use base64::Engine as _;
+    use hmac::Mac as _;
+    let username = format!("{expiry_unix_s}:{id}");
+    // HMAC accepts keys of any length, so this cannot fail.
+    let mut mac = hmac::Hmac::<sha1::Sha1>::new_from_slice(secret.as_bytes())
+        .expect("HMAC takes keys of any length");
+    mac.update(username.as_bytes());
+    let credential = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
+    (username, credential)
 }

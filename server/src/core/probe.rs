@@ -119,15 +119,16 @@ impl ProbeCoordinator {
 
     /// Starts a probe between `a` and `b` (order irrelevant: the member with the smaller
     /// `subject_id` in byte order becomes the initiator and is listed first). Returns the new
-    /// id, the members in that order, and a `probe_prepare` for each. The deadline is
-    /// `now + timeout_ms`.
+    /// id, the members in that order, and a `probe_prepare` for each, carrying the ICE servers
+    /// `ice_servers_for` gives that member (TURN credentials may be minted per participant).
+    /// The deadline is `now + timeout_ms`.
     pub fn create_probe(
         &mut self,
         now: Instant,
         group: u64,
         a: ProbeMember,
         b: ProbeMember,
-        ice_servers: &[IceServer],
+        ice_servers_for: &dyn Fn(&ProbeMember) -> Vec<IceServer>,
         timeout_ms: u64,
     ) -> (ProbeSessionId, [ProbeMember; 2], [Outgoing; 2]) {
         let members = if a.subject_id <= b.subject_id {
@@ -136,17 +137,17 @@ impl ProbeCoordinator {
             [b, a]
         };
         let id = ProbeSessionId::new_v4();
-        let prepare = |peer: &ProbeMember| {
+        let prepare = |me: &ProbeMember, peer: &ProbeMember| {
             ServerMessage::ProbePrepare(ProbePrepare {
                 probe_session_id: id.clone(),
                 peer_subject_id: peer.subject_id.clone(),
-                ice_servers: ice_servers.to_vec(),
+                ice_servers: ice_servers_for(me),
                 timeout_ms,
             })
         };
         let out = [
-            (members[0].pid, prepare(&members[1])),
-            (members[1].pid, prepare(&members[0])),
+            (members[0].pid, prepare(&members[0], &members[1])),
+            (members[1].pid, prepare(&members[1], &members[0])),
         ];
         for m in &members {
             self.by_member.entry(m.pid).or_default().push(id.clone());

@@ -5,7 +5,10 @@
 //! milliseconds) and `scene_id`, so a line reads
 //! `{"ts":"2026-11-22T01:16:43.123Z","event":"probe_result","scene_id":"s1",…}`.
 
-use pairlab_shared::{GameId, ProbeSessionId, SubjectId};
+use pairlab_shared::{
+    ConnectionInfo, GameEndReason, GameId, IceRestartOutcome, IceRestartTrigger, PeerMetrics,
+    ProbeSessionId, QualityLevel, SubjectId,
+};
 use serde::Serialize;
 
 /// One line of the research record, before `ts` and `scene_id` are added.
@@ -100,6 +103,85 @@ pub enum ResearchEvent {
         subject_id: SubjectId,
         /// The grace, ms.
         reconnect_grace_ms: u64,
+    },
+    /// A member's game connection to a peer is up: how it was made (`p2p_connection_type`).
+    P2pConnectionType {
+        /// The game.
+        game_id: GameId,
+        /// Who reported it.
+        subject_id: SubjectId,
+        /// The peer the connection goes to.
+        peer_subject_id: SubjectId,
+        /// The selected candidate pair.
+        #[serde(flatten)]
+        connection: ConnectionInfo,
+        /// From `game_start` to the connection being up, ms.
+        connect_ms: Option<f64>,
+    },
+    /// A game connection's quality level changed (`p2p_quality`).
+    P2pQuality {
+        /// The game.
+        game_id: GameId,
+        /// Who reported it.
+        subject_id: SubjectId,
+        /// The peer.
+        peer_subject_id: SubjectId,
+        /// The new level.
+        level: QualityLevel,
+        /// The RTT that changed it, ms.
+        rtt_ms: Option<f64>,
+    },
+    /// An ICE restart attempt began or ended (`p2p_ice_restart`).
+    P2pIceRestart {
+        /// The game.
+        game_id: GameId,
+        /// Who reported it.
+        subject_id: SubjectId,
+        /// The peer.
+        peer_subject_id: SubjectId,
+        /// 1-based attempt.
+        attempt: u32,
+        /// What started it.
+        trigger: IceRestartTrigger,
+        /// Where it stands.
+        outcome: IceRestartOutcome,
+        /// From the attempt's start to this outcome, ms.
+        duration_ms: Option<f64>,
+    },
+    /// A member's connection to a peer failed for good (`p2p_connection_failed`).
+    P2pConnectionFailed {
+        /// The game.
+        game_id: GameId,
+        /// Who reported it.
+        subject_id: SubjectId,
+        /// The unreachable peer.
+        peer_subject_id: SubjectId,
+        /// ICE restarts tried.
+        attempts: u32,
+    },
+    /// A member's summary of one episode (`episode_summary`).
+    EpisodeSummary {
+        /// The game.
+        game_id: GameId,
+        /// Who reported it.
+        subject_id: SubjectId,
+        /// 1-based episode number.
+        episode: u32,
+        /// Frames played.
+        frames: u32,
+        /// Inputs sent.
+        inputs_sent: u64,
+        /// Per-peer connection metrics.
+        peers: Vec<PeerMetrics>,
+    },
+    /// The server ended a game and told every member (`game_ended`).
+    GameEnded {
+        /// The game.
+        game_id: GameId,
+        /// Why.
+        reason: GameEndReason,
+        /// The member whose connection failed or who left.
+        subject_id: SubjectId,
     },
     /// A participant is gone from the scene for good.
     ParticipantLeft {

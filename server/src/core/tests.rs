@@ -40,6 +40,7 @@ impl H {
             core: Core::new(Arc::new(Config {
                 scenes,
                 ice_servers: vec![],
+                turn: None,
             })),
             t0,
             now: t0,
@@ -787,4 +788,202 @@ fn random_event_sequences_keep_invariants() {
         assert_eq!(h.core.stats().probes, 0, "every probe ends by its deadline");
         assert_eq!(h.core.stats().waiting, 0, "every wait ends by its deadline");
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Games: signalling, reports, endings, TURN credentials
+// ---------------------------------------------------------------------------------------------
+
+/// A and B (conns 1, 2) in a game of a FIFO scene without probe; C (conn 3) waits elsewhere.
+fn game_pair(h: &mut H) -> GameId {
+    h.join(1, "A", 10.0);
+    let b = h.join(2, "B", 10.0);
+    game(&b, 1).expect("game").game_id
+}
+
+#[test]
+fn webrtc_signals_go_to_game_members_only() {
+    let mut s = SceneConfig::with_defaults("s", 2, MatchmakerKind::Fifo);
+    s.force_relay = true;
+    let mut h = H::new(s);
+    h.join(1, "A", 10.0);
+    let b = h.join(2, "B", 10.0);
+    let g = game(&b, 1).unwrap();
+    assert!(g.force_relay, "the scene's force_relay reaches game_start");
+    h.join(3, "C", 10.0);
+    h.join(4, "D", 10.0);
+    let signal = |game_id: &GameId, to: &str| {
+        ClientMessage::WebrtcSignal(WebrtcSignalOut {
+            game_id: game_id.clone(),
+            target_subject_id: sid(to),
+            signal_type: SignalType::Answer,
+            payload: Some(SignalPayload::Description { sdp: "v=0".into() }),
+        })
+    };
+    let a = h.msg(1, signal(&g.game_id, "B"));
+    match &sent(&a, 2)[..] {
+        [ServerMessage::WebrtcSignal(s)] => assert_eq!(s.from_subject_id, sid("A")),
+        other => panic!("{other:?}"),
+    }
+    let a = h.msg(3, signal(&g.game_id, "B"));
+    assert_eq!(error_code(&a, 3), Some(ErrorCode::NotAMember));
+    assert!(sent(&a, 2).is_empty(), "nothing relayed for an outsider");
+    let a = h.msg(1, signal(&g.game_id, "C"));
+    assert_eq!(
+        error_code(&a, 1),
+        Some(ErrorCode::NotAMember),
+        "target outside the game"
+    );
+    assert!(sent(&a, 3).is_empty());
+    let a = h.msg(1, signal(&GameId::from_string("nope"), "B"));
+    assert_eq!(error_code(&a, 1), Some(ErrorCode::NotAMember));
+}
+
+#[test]
+fn game_reports_are_recorded_and_connection_failure_ends_the_game_for_all() {
+    let mut h = H::new(SceneConfig::with_defaults("s", 2, MatchmakerKind::Fifo));
+    let game_id = game_pair(&mut h);
+    let info = ConnectionInfo {
+        connection_type: ConnectionKind::Direct,
+        local_candidate_type: CandidateType::Host,
+        remote_candidate_type: CandidateType::Host,
+        protocol: IceProtocol::Udp,
+        relay_protocol: None,
+    };
+    h.msg(
+        1,
+        ClientMessage::P2pConnectionType(P2pConnectionType {
+            game_id: game_id.clone(),
+            peer_subject_id: sid("B"),
+            info,
+            connect_ms: Some(80.0),
+        }),
+    );
+    h.msg(
+        2,
+        ClientMessage::P2pQuality(P2pQuality {
+            game_id: game_id.clone(),
+            peer_subject_id: sid("A"),
+            level: QualityLevel::Warning,
+            rtt_ms: Some(170.0),
+        }),
+    );
+    assert_eq!(h.count("p2p_connection_type"), 1);
+    assert_eq!(h.count("p2p_quality"), 1);
+    let line = serde_json::to_value(
+        h.records
+            .iter()
+            .find(|r| matches!(r, ResearchEvent::P2pConnectionType { .. }))
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(line["subject_id"], "A");
+    assert_eq!(
+        line["connection_type"], "direct",
+        "connection info is flattened into the line"
+    );
+    // A report naming a peer outside the game is refused and not recorded.
+    h.join(3, "C", 10.0);
+    let a = h.msg(
+        1,
+        ClientMessage::P2pQuality(P2pQuality {
+            game_id: game_id.clone(),
+            peer_subject_id: sid("C"),
+            level: QualityLevel::Critical,
+            rtt_ms: None,
+        }),
+    );
+    assert_eq!(error_code(&a, 1), Some(ErrorCode::NotAMember));
+    assert_eq!(h.count("p2p_quality"), 1);
+    let fail = ClientMessage::P2pConnectionFailed(P2pConnectionFailed {
+        game_id: game_id.clone(),
+        peer_subject_id: sid("B"),
+        attempts: 3,
+    });
+    let a = h.msg(1, fail.clone());
+    for c in [1, 2] {
+        match &sent(&a, c)[..] {
+            [ServerMessage::GameEnded(e)] => {
+                assert_eq!(e.reason, GameEndReason::ConnectionFailed);
+                assert!(!e.message.is_empty());
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(h.count("game_ended"), 1);
+    let fail_b = ClientMessage::P2pConnectionFailed(P2pConnectionFailed {
+        game_id: game_id.clone(),
+        peer_subject_id: sid("A"),
+        attempts: 3,
+    });
+    let a = h.msg(2, fail_b);
+    assert!(
+        sent(&a, 1).is_empty() && sent(&a, 2).is_empty(),
+        "ended once"
+    );
+    assert_eq!(
+        error_code(&h.msg(2, fail), 2),
+        Some(ErrorCode::NotAMember),
+        "peer is self"
+    );
+    assert_eq!(h.count("game_ended"), 1);
+    assert_eq!(h.count("p2p_connection_failed"), 2, "both reports are kept");
+}
+
+#[test]
+fn a_member_leaving_ends_the_game_for_the_others() {
+    let mut h = H::new(SceneConfig::with_defaults("s", 2, MatchmakerKind::Fifo));
+    game_pair(&mut h);
+    let a = h.msg(2, ClientMessage::Leave);
+    match &sent(&a, 1)[..] {
+        [ServerMessage::GameEnded(e)] => assert_eq!(e.reason, GameEndReason::PeerLeft),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn turn_credentials_are_minted_per_participant() {
+    // Vector computed independently: python3 -c "import hmac,hashlib,base64;
+    // print(base64.b64encode(hmac.new(b'pairlab-secret', b'1700003600:subject-42', hashlib.sha1).digest()))"
+    assert_eq!(
+        super::lobby::turn_rest_credentials("pairlab-secret", "subject-42", 1_700_003_600),
+        (
+            "1700003600:subject-42".to_owned(),
+            "DoLkkL4OreOEcQRubrM6U6gkLU4=".to_owned()
+        )
+    );
+    let scene = SceneConfig::with_defaults("s", 2, MatchmakerKind::Fifo);
+    let t0 = Instant::now();
+    let config = Config {
+        scenes: vec![scene],
+        ice_servers: vec![],
+        turn: Some(crate::config::TurnConfig {
+            urls: vec!["turn:127.0.0.1:3478".into()],
+            auth: crate::config::TurnAuth::Secret {
+                static_auth_secret: "pairlab-secret".into(),
+                credential_ttl_s: 600,
+            },
+        }),
+    };
+    let mut h = H::new(SceneConfig::with_defaults(
+        "unused",
+        2,
+        MatchmakerKind::Fifo,
+    ));
+    h.core = Core::with_clock(Arc::new(config), t0, 1_700_000_000);
+    h.t0 = t0;
+    h.at(3_000);
+    h.join(1, "A", 10.0);
+    let b = h.join(2, "B", 10.0);
+    let ice = |c| game(&b, c).unwrap().ice_servers;
+    let (a, bb) = (ice(1), ice(2));
+    assert_eq!(a[0].urls, vec!["turn:127.0.0.1:3478".to_owned()]);
+    assert_eq!(
+        a[0].username.as_deref(),
+        Some("1700000603:A"),
+        "expiry = now + ttl"
+    );
+    assert_eq!(bb[0].username.as_deref(), Some("1700000603:B"));
+    let expect = super::lobby::turn_rest_credentials("pairlab-secret", "A", 1_700_000_603).1;
+    assert_eq!(a[0].credential.as_deref(), Some(expect.as_str()));
 }

@@ -58,6 +58,18 @@ PHASES=()
 FAILED=0
 CLIENT_BUILT=0
 
+# The client's browser tests, with a coturn on 127.0.0.1 for the relay test. Its address and
+# credentials are read when the tests are compiled (PAIRLAB_TEST_TURN_*), so they are exported
+# before wasm-pack builds; coturn is stopped by PID whatever the outcome.
+browser_tests() {
+  local exports status=0
+  exports="$("$ROOT/scripts/coturn-test.sh" start)" || return 1
+  eval "$exports"
+  wasm-pack test --headless --chrome --mode no-install client-wasm || status=$?
+  "$ROOT/scripts/coturn-test.sh" stop
+  return "$status"
+}
+
 # phase NAME COMMAND…: runs one layer, times it, and records the outcome for the summary.
 phase() {
   local name="$1"
@@ -108,8 +120,8 @@ cmd_test() {
   phase "unit + integration tests (shared, server, client's pure parts)" \
     cargo test "$JOBS" --workspace --exclude pairlab-tests
   phase "bench smoke (criterion, test mode)" cargo test "$JOBS" -p pairlab-server --benches
-  phase "browser tests (wasm-pack test --headless --chrome client-wasm)" \
-    wasm-pack test --headless --chrome --mode no-install client-wasm
+  phase "browser tests (wasm-pack test --headless --chrome client-wasm, coturn on 127.0.0.1)" \
+    browser_tests
   if [ "$CLIENT_BUILT" = 1 ]; then
     phase "end to end (pairlab + 2 headless Chromium)" e2e
   else

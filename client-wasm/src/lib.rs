@@ -21,6 +21,13 @@
 //!   `probe_ready`, `probe_start` → offer/answer/candidates as `probe_signal`, DataChannel
 //!   ping/pong timed with `performance.now()` → `probe_result`, then close. The pure parts
 //!   (message format, median, client deadline) are in [`probe::wire`].
+//! - [`game`]: after `game_start`, the game itself. [`game::WebRtcManager`] is the game
+//!   connection to one peer (ICE servers and `force_relay` from `game_start`, an unordered
+//!   `inputs` and a reliable `control` DataChannel, `p2p_connection_type`, the quality monitor
+//!   with `p2p_quality`, ICE restarts with `p2p_ice_restart` / `p2p_connection_failed`);
+//!   [`game::Game`] runs the frame loop, the redundant inputs with an input delay, and the
+//!   episodes with their `episode_summary`, for a researcher's [`game::GameLogic`] (the demo
+//!   is [`game::demo`]). The pure parts are in [`game::logic`].
 //! - [`app`]: the page itself: [`app::start`] (exported to JavaScript) reads the subject id,
 //!   connects, says `hello` (resuming with the stored `resume_token`), and shows the waitroom,
 //!   the probe, the game, the timeout and every error, per the page's DOM contract.
@@ -30,12 +37,15 @@
 //!
 //! Build the page's module with (from the workspace root)
 //! `wasm-pack build --target web --release --mode no-install client-wasm --out-dir ../www/pkg --no-typescript`;
-//! test the browser parts with `wasm-pack test --headless --chrome client-wasm --test probe`,
+//! test the browser parts with `wasm-pack test --headless --chrome client-wasm --test probe`
+//! (and `--test game`, which needs `eval "$(scripts/coturn-test.sh start)"` first for its
+//! relay test),
 //! and the pure parts natively with `cargo test -p pairlab-client`.
 
 #![warn(missing_docs)]
 
 pub mod app;
+pub mod game;
 pub mod peer;
 pub mod probe;
 pub mod signaling;

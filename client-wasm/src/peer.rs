@@ -17,7 +17,7 @@
 //!
 //! Every callback flows into async Rust through one `futures::channel::mpsc` receiver of
 //! [`PeerEvent`]s. The [`Peer`] owns every `Closure` it hands to the browser (nothing is
-//! leaked by forgetting a closure: probes are built and torn down again and again), and
+//! leaked: probes are built and torn down again and again), and
 //! [`Peer::close`] — or dropping the `Peer` — detaches the handlers, closes the DataChannel and
 //! the connection, and frees the closures.
 
@@ -107,7 +107,7 @@ pub enum PeerError {
     ChannelNotOpen,
 }
 
-fn js_err(op: &'static str) -> impl Fn(JsValue) -> PeerError {
+pub(crate) fn js_err(op: &'static str) -> impl Fn(JsValue) -> PeerError {
     move |e| PeerError::Js {
         op,
         detail: js_error_text(&e),
@@ -115,7 +115,7 @@ fn js_err(op: &'static str) -> impl Fn(JsValue) -> PeerError {
 }
 
 /// The browser `RTCConfiguration` for `config`.
-fn rtc_configuration(config: &PeerConfig) -> RtcConfiguration {
+pub(crate) fn rtc_configuration(config: &PeerConfig) -> RtcConfiguration {
     let servers = Array::new();
     for s in &config.ice_servers {
         let server = RtcIceServer::new();
@@ -542,7 +542,7 @@ impl Drop for Peer {
 }
 
 /// The `sdp` field of what `createOffer`/`createAnswer` resolved to.
-fn sdp_of(desc: &JsValue, op: &'static str) -> Result<String, PeerError> {
+pub(crate) fn sdp_of(desc: &JsValue, op: &'static str) -> Result<String, PeerError> {
     Reflect::get(desc, &JsValue::from_str("sdp"))
         .ok()
         .and_then(|v| v.as_string())

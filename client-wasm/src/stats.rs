@@ -13,6 +13,7 @@
 
 use std::collections::HashMap;
 
+use pairlab_shared::{CandidateType, ConnectionInfo, ConnectionKind, IceProtocol, RelayProtocol};
 use serde_json::Value;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
@@ -44,6 +45,9 @@ pub struct SelectedPair {
     pub remote_candidate_type: Option<String>,
     /// Transport protocol of the local candidate (`udp` or `tcp`).
     pub protocol: Option<String>,
+    /// `relayProtocol` of a local relay candidate: how the browser reaches its TURN server
+    /// (`udp`, `tcp` or `tls`); `None` for other candidates.
+    pub relay_protocol: Option<String>,
     /// `currentRoundTripTime` of the pair, converted from seconds to ms; `None` before the
     /// first STUN check came back.
     pub current_round_trip_time_ms: Option<f64>,
@@ -115,12 +119,61 @@ pub fn select_pair(entries: &[Value]) -> Option<SelectedPair> {
         local_candidate_type: local.and_then(|c| str_field(c, "candidateType")),
         remote_candidate_type: remote.and_then(|c| str_field(c, "candidateType")),
         protocol: local.and_then(|c| str_field(c, "protocol")),
+        relay_protocol: local.and_then(|c| str_field(c, "relayProtocol")),
         current_round_trip_time_ms: pair
             .get("currentRoundTripTime")
             .and_then(Value::as_f64)
             .filter(|s| s.is_finite() && *s >= 0.0)
             .map(|s| s * 1000.0),
     })
+}
+
+impl SelectedPair {
+    /// The pair as the protocol's [`ConnectionInfo`] (PROTOCOL.md, `p2p_connection_type`):
+    /// `relay` when either candidate is a relay candidate, else `direct`. `None` while a
+    /// candidate type or the protocol is unknown (e.g. right after the pair was selected).
+    pub fn connection_info(&self) -> Option<ConnectionInfo> {
+        let local = candidate_type(self.local_candidate_type.as_deref()?)?;
+        let remote = candidate_type(self.remote_candidate_type.as_deref()?)?;
+        let protocol = match self.protocol.as_deref()? {
+            "udp" => IceProtocol::Udp,
+            "tcp" => IceProtocol::Tcp,
+            _ => return None,
+        };
+        let relay_protocol = if local == CandidateType::Relay {
+            match self.relay_protocol.as_deref() {
+                Some("udp") => Some(RelayProtocol::Udp),
+                Some("tcp") => Some(RelayProtocol::Tcp),
+                Some("tls") => Some(RelayProtocol::Tls),
+                _ => None,
+            }
+        } else {
+            None
+        };
+        let connection_type = if local == CandidateType::Relay || remote == CandidateType::Relay {
+            ConnectionKind::Relay
+        } else {
+            ConnectionKind::Direct
+        };
+        Some(ConnectionInfo {
+            connection_type,
+            local_candidate_type: local,
+            remote_candidate_type: remote,
+            protocol,
+            relay_protocol,
+        })
+    }
+}
+
+/// `RTCIceCandidateType` (RFC 8445 §5.1.1) from its stats string.
+fn candidate_type(s: &str) -> Option<CandidateType> {
+    match s {
+        "host" => Some(CandidateType::Host),
+        "srflx" => Some(CandidateType::Srflx),
+        "prflx" => Some(CandidateType::Prflx),
+        "relay" => Some(CandidateType::Relay),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -183,5 +236,38 @@ mod tests {
         assert_eq!(p.pair_id, "p2");
         assert_eq!(p.local_candidate_type.as_deref(), Some("relay"));
         assert_eq!(p.current_round_trip_time_ms, Some(50.0));
+    }
+
+    #[test]
+    fn connection_info_direct_and_relay() {
+        let p = select_pair(&chrome_like(Some(0.001))).expect("a selected pair");
+        let info = p.connection_info().expect("info");
+        assert_eq!(info.connection_type, ConnectionKind::Direct);
+        assert_eq!(info.local_candidate_type, CandidateType::Host);
+        assert_eq!(info.remote_candidate_type, CandidateType::Prflx);
+        assert_eq!(info.protocol, IceProtocol::Udp);
+        assert_eq!(info.relay_protocol, None);
+
+        let entries = vec![
+            json!({"id": "T", "type": "transport", "selectedCandidatePairId": "P"}),
+            json!({"id": "P", "type": "candidate-pair", "localCandidateId": "L", "remoteCandidateId": "R"}),
+            json!({"id": "L", "type": "local-candidate", "candidateType": "relay", "protocol": "udp", "relayProtocol": "tcp"}),
+            json!({"id": "R", "type": "remote-candidate", "candidateType": "host", "protocol": "udp"}),
+        ];
+        let info = select_pair(&entries)
+            .and_then(|p| p.connection_info())
+            .expect("info");
+        assert_eq!(info.connection_type, ConnectionKind::Relay);
+        assert_eq!(info.relay_protocol, Some(RelayProtocol::Tcp));
+    }
+
+    #[test]
+    fn connection_info_unknown_while_candidates_missing() {
+        let entries = vec![
+            json!({"id": "T", "type": "transport", "selectedCandidatePairId": "P"}),
+            json!({"id": "P", "type": "candidate-pair", "localCandidateId": "L", "remoteCandidateId": "R"}),
+        ];
+        let p = select_pair(&entries).expect("pair");
+        assert_eq!(p.connection_info(), None);
     }
 }

@@ -18,9 +18,9 @@ use std::rc::Rc;
 
 use futures::StreamExt;
 use gloo_timers::future::TimeoutFuture;
-use pairlab_shared::{ClientMessage, Hello, ServerMessage, SubjectId};
+use pairlab_shared::{ClientMessage, GameStart, Hello, ServerMessage, SubjectId};
 use wasm_bindgen::prelude::*;
-use web_sys::{Storage, Window};
+use web_sys::{HtmlCanvasElement, Storage, Window};
 
 use self::text::{
     describe_error, error_status, is_followable_redirect, lost_text, probing_status,
@@ -28,7 +28,9 @@ use self::text::{
     waiting_status, PageState, MAX_RECONNECTS, REDIRECT_DELAY_MS, SUBJECT_ID_STORAGE_KEY,
 };
 use self::ui::Ui;
-use crate::probe::ProbeManager;
+use crate::game::demo::Dots;
+use crate::game::{config_from_params, Game, GameLogic, GameUpdate};
+use crate::probe::{Outbox, ProbeManager};
 use crate::signaling::{ws_url, Signaling, SignalingEvent};
 use crate::util::{js_error_text, log, warn};
 
@@ -107,7 +109,7 @@ enum SessionEnd {
 }
 
 struct App {
-    ui: Ui,
+    ui: Rc<Ui>,
     identity: Identity,
     storage: Option<Storage>,
     url: String,
@@ -138,7 +140,7 @@ async fn run() {
         &location.host().unwrap_or_default(),
     );
     let app = App {
-        ui,
+        ui: Rc::new(ui),
         identity,
         storage,
         url,
@@ -187,9 +189,9 @@ async fn session(app: &App) -> SessionEnd {
         }
     };
     let sig = Rc::new(sig);
-    let probes = {
+    let out: Outbox = {
         let sig = Rc::downgrade(&sig);
-        ProbeManager::new(move |msg| {
+        Rc::new(move |msg: ClientMessage| {
             if let Some(sig) = sig.upgrade() {
                 if let Err(e) = sig.send(&msg) {
                     warn(&format!("could not send {}: {e}", msg.type_name()));
@@ -197,6 +199,12 @@ async fn session(app: &App) -> SessionEnd {
             }
         })
     };
+    let probes = {
+        let out = Rc::clone(&out);
+        ProbeManager::new(move |msg| out(msg))
+    };
+    // The running game; dropping it (the session ends) closes its connections.
+    let mut game: Option<Game> = None;
     let mut welcomed = false;
     let mut in_game = false;
 
@@ -221,6 +229,9 @@ async fn session(app: &App) -> SessionEnd {
             }
             SignalingEvent::Message(msg) => {
                 probes.handle(&msg);
+                if let Some(g) = &game {
+                    g.handle(&msg);
+                }
                 match msg {
                     ServerMessage::Welcome(w) => {
                         welcomed = true;
@@ -251,6 +262,10 @@ async fn session(app: &App) -> SessionEnd {
                         in_game = true;
                         app.ui.show_game(&g);
                         app.ui.set_state(PageState::Game, "Your game has started.");
+                        if let Some(old) = game.take() {
+                            old.close();
+                        }
+                        game = Some(start_game(app, &g, Rc::clone(&out)));
                     }
                     ServerMessage::WaitroomTimeout(t) => {
                         app.ui.set_message(&t.message);
@@ -270,7 +285,9 @@ async fn session(app: &App) -> SessionEnd {
                     }
                     ServerMessage::Ping(_)
                     | ServerMessage::ProbeStart(_)
-                    | ServerMessage::ProbeSignal(_) => {}
+                    | ServerMessage::ProbeSignal(_)
+                    | ServerMessage::WebrtcSignal(_)
+                    | ServerMessage::GameEnded(_) => {}
                 }
             }
             SignalingEvent::Undecodable { error, frame_start } => {
@@ -308,6 +325,49 @@ async fn session(app: &App) -> SessionEnd {
         detail: "the connection's events ended".into(),
         welcomed,
     }
+}
+
+/// Starts the demo game of `g` (see [`crate::game::demo`]) with the settings of the page's
+/// URL parameters ([`config_from_params`]).
+fn start_game(app: &App, g: &GameStart, out: Outbox) -> Game {
+    let window = web_sys::window();
+    let search = window
+        .as_ref()
+        .and_then(|w| w.location().search().ok())
+        .unwrap_or_default();
+    let params = web_sys::UrlSearchParams::new_with_str(&search).ok();
+    let config = config_from_params(|k| params.as_ref().and_then(|p| p.get(k)));
+    log(&format!("game {}: {config:?}", g.game_id));
+    let canvas = window
+        .as_ref()
+        .and_then(|w| w.document())
+        .and_then(|d| d.get_element_by_id("game-canvas"))
+        .and_then(|e| e.dyn_into::<HtmlCanvasElement>().ok());
+    let me = g.player_index as usize;
+    let logic: Box<dyn GameLogic> = match window {
+        Some(w) => Box::new(Dots::new(w, canvas, me, g.players.len())),
+        None => Box::new(NoInput),
+    };
+    let ui = Rc::clone(&app.ui);
+    Game::start(
+        g,
+        &app.identity.subject_id,
+        config,
+        out,
+        logic,
+        Rc::new(move |u: GameUpdate| ui.show_game_update(&u)),
+    )
+}
+
+/// A game without a window: no input, nothing drawn.
+struct NoInput;
+
+impl GameLogic for NoInput {
+    fn episode_start(&mut self, _episode: u32) {}
+    fn read_input(&mut self) -> u32 {
+        0
+    }
+    fn step(&mut self, _frame: u32, _inputs: &[u32]) {}
 }
 
 /// Follows `url` after [`REDIRECT_DELAY_MS`], so the timeout message is seen first.

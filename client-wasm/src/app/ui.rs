@@ -4,10 +4,11 @@
 use std::cell::RefCell;
 
 use gloo_timers::callback::Interval;
-use pairlab_shared::{GameStart, Waitroom};
+use pairlab_shared::{ConnectionKind, GameStart, QualityLevel, Waitroom};
 use web_sys::{Document, Element};
 
 use super::text::{format_countdown, PageState};
+use crate::game::{GamePhase, GameUpdate};
 use crate::util::now_ms;
 
 /// How often the countdown is redrawn, ms.
@@ -26,6 +27,11 @@ pub struct Ui {
     message: Option<Element>,
     error: Option<Element>,
     subject_id: Option<Element>,
+    connection_type: Option<Element>,
+    quality: Option<Element>,
+    quality_warning: Option<Element>,
+    episode: Option<Element>,
+    frames: Option<Element>,
     /// Redraws `#countdown`; dropping it stops the browser interval.
     countdown_timer: RefCell<Option<Interval>>,
 }
@@ -62,6 +68,11 @@ impl Ui {
             message: by_id("message"),
             error: by_id("error"),
             subject_id: by_id("subject-id"),
+            connection_type: by_id("connection-type"),
+            quality: by_id("quality"),
+            quality_warning: by_id("quality-warning"),
+            episode: by_id("episode"),
+            frames: by_id("frames"),
             countdown_timer: RefCell::new(None),
         }
     }
@@ -140,6 +151,62 @@ impl Ui {
             let _ = el.set_attribute("data-player-index", &g.player_index.to_string());
         }
         set_text(&self.player_count, &g.players.len().to_string());
+    }
+
+    /// Shows one [`GameUpdate`]: `body[data-game-phase]`, `#connection-type`, `#quality`
+    /// (and the participant's warning while it is not `ok`), `#episode`, `#frames`, and the
+    /// `game_ended` message in `#message`.
+    pub fn show_game_update(&self, update: &GameUpdate) {
+        match update {
+            GameUpdate::Phase(phase) => {
+                if let Some(body) = &self.body {
+                    let _ = body.set_attribute("data-game-phase", phase.as_str());
+                }
+                let status = match phase {
+                    GamePhase::Connecting => "Connecting to your partner…",
+                    GamePhase::Playing => "Your game is running.",
+                    GamePhase::Restarting => "Reconnecting to your partner…",
+                    GamePhase::Finished => "The game is finished. Thank you!",
+                    GamePhase::Ended => "The game has ended.",
+                };
+                set_text(&self.status, status);
+            }
+            GameUpdate::ConnectionType(kind) => set_text(
+                &self.connection_type,
+                match kind {
+                    ConnectionKind::Direct => "direct",
+                    ConnectionKind::Relay => "relay",
+                },
+            ),
+            GameUpdate::Quality(level) => {
+                let text = match level {
+                    QualityLevel::Ok => "ok",
+                    QualityLevel::Warning => "warning",
+                    QualityLevel::Critical => "critical",
+                };
+                set_text(&self.quality, text);
+                if let Some(el) = &self.quality {
+                    let _ = el.set_attribute("data-level", text);
+                }
+                let warning = match level {
+                    QualityLevel::Ok => "",
+                    QualityLevel::Warning => {
+                        "Your connection to your partner is slow. Please close other programs \
+                         or downloads if you can."
+                    }
+                    QualityLevel::Critical => {
+                        "Your connection to your partner is very slow; the game may not work \
+                         well."
+                    }
+                };
+                set_text(&self.quality_warning, warning);
+                set_hidden(&self.quality_warning, warning.is_empty());
+            }
+            GameUpdate::Episode(n) => set_text(&self.episode, &n.to_string()),
+            GameUpdate::Frames(n) => set_text(&self.frames, &n.to_string()),
+            GameUpdate::Message(m) => set_text(&self.message, m),
+            GameUpdate::Summary(_) => {}
+        }
     }
 
     /// The `#message` text (the timeout message).

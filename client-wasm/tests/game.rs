@@ -1,0 +1,602 @@
+//! Browser tests of the game connection and the game loop: real `RTCPeerConnection`s in one
+//! headless Chromium page, joined by an in-memory signalling loop that plays the server's part.
+//!
+//! Run from the workspace root: `wasm-pack test --headless --chrome --mode no-install
+//! client-wasm --test game`. The relay test needs a TURN server, given at COMPILE time:
+//! `eval "$(scripts/coturn-test.sh start)"` exports `PAIRLAB_TEST_TURN_URL`,
+//! `PAIRLAB_TEST_TURN_USER` and `PAIRLAB_TEST_TURN_PASS`; `scripts/coturn-test.sh stop` stops it.
+
+#![cfg(target_arch = "wasm32")]
+
+use std::cell::RefCell;
+use std::future::Future;
+use std::rc::Rc;
+
+use futures::channel::mpsc;
+use futures::future::{self, Either};
+use futures::stream::{self, SelectAll, StreamExt};
+use gloo_timers::future::TimeoutFuture;
+use pairlab_client::game::connection::{ConnectionEvent, ConnectionSpec, ConnectionTuning};
+use pairlab_client::game::{Game, GameConfig, GameLogic, GamePhase, GameUpdate, WebRtcManager};
+use pairlab_client::probe::Outbox;
+use pairlab_client::util::now_ms;
+use pairlab_shared::{
+    CandidateType, ClientMessage, ConnectionKind, GameEndReason, GameEnded, GameId, GameStart,
+    IceRestartOutcome, IceRestartTrigger, IceServer, RelayProtocol, ServerMessage, SubjectId,
+    WebrtcSignalIn,
+};
+use wasm_bindgen_test::{console_log, wasm_bindgen_test, wasm_bindgen_test_configure};
+use web_sys::{RtcPeerConnection, RtcPeerConnectionState};
+
+wasm_bindgen_test_configure!(run_in_browser);
+
+fn subject(s: &str) -> SubjectId {
+    SubjectId::parse(s).expect("valid test subject id")
+}
+
+async fn within<F: Future>(ms: u32, what: &str, f: F) -> F::Output {
+    let f = Box::pin(f);
+    match future::select(f, TimeoutFuture::new(ms)).await {
+        Either::Left((out, _)) => out,
+        Either::Right(_) => panic!("{what} did not finish within {ms} ms"),
+    }
+}
+
+fn assert_closed(pc: &RtcPeerConnection, who: &str) {
+    assert_eq!(
+        pc.connection_state(),
+        RtcPeerConnectionState::Closed,
+        "{who}: connectionState after close"
+    );
+}
+
+#[wasm_bindgen_test]
+async fn unanswered_restarts_time_out_and_end_in_connection_failed() {
+    let mut pair = Pair::with_tuning(
+        vec![],
+        false,
+        ConnectionTuning {
+            restart_timeout_ms: 300,
+            max_restarts: 3,
+            ..tuning()
+        },
+    );
+    pair.connect(10_000).await;
+    // The signalling path breaks: restart offers never reach the peer.
+    pair.route_signals = false;
+    let t0 = now_ms();
+    pair.managers[0].restart(IceRestartTrigger::Failed);
+    pair.pump_until(5000, "p2p_connection_failed", |p| {
+        p.sent[0]
+            .iter()
+            .any(|m| matches!(m, ClientMessage::P2pConnectionFailed(_)))
+    })
+    .await;
+    let took = now_ms() - t0;
+    let mut expected = Vec::new();
+    for attempt in 1..=3 {
+        expected.push(format!("restart {attempt} Started"));
+        expected.push(format!("restart {attempt} Failed"));
+    }
+    expected.push("connection_failed 3".to_owned());
+    let got: Vec<String> = pair.sent[0]
+        .iter()
+        .filter_map(|m| match m {
+            ClientMessage::P2pIceRestart(r) => {
+                assert_eq!(r.trigger, IceRestartTrigger::Failed);
+                if r.outcome == IceRestartOutcome::Failed {
+                    let d = r.duration_ms.expect("duration of a failed attempt");
+                    assert!((290.0..2000.0).contains(&d), "attempt took {d} ms");
+                }
+                Some(format!("restart {} {:?}", r.attempt, r.outcome))
+            }
+            ClientMessage::P2pConnectionFailed(f) => {
+                assert_eq!(f.peer_subject_id, pair.names[1]);
+                Some(format!("connection_failed {}", f.attempts))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(got, expected);
+    assert!(took >= 900.0, "three attempts of 300 ms took {took} ms");
+    pair.pump_until(1000, "the Failed event", |p| {
+        p.seen[0].contains(&ConnectionEvent::Failed { attempts: 3 })
+    })
+    .await;
+    pair.close_and_check();
+}
+
+/// The `a=ice-ufrag` of the local description.
+fn ice_ufrag(pc: &RtcPeerConnection) -> Option<String> {
+    let sdp = pc.local_description()?.sdp();
+    sdp.lines()
+        .find_map(|l| l.strip_prefix("a=ice-ufrag:"))
+        .map(str::to_owned)
+}
+
+type Inbox = SelectAll<stream::LocalBoxStream<'static, (usize, ClientMessage)>>;
+
+fn outbox(i: usize, inbox: &mut Inbox) -> Outbox {
+    let (tx, rx) = mpsc::unbounded();
+    inbox.push(rx.map(move |m| (i, m)).boxed_local());
+    Rc::new(move |m| {
+        let _ = tx.unbounded_send(m);
+    })
+}
+
+/// Two managers ("alice" initiates: the smaller id) and the server's part in memory.
+struct Pair {
+    names: [SubjectId; 2],
+    managers: [WebRtcManager; 2],
+    events: [mpsc::UnboundedReceiver<ConnectionEvent>; 2],
+    inbox: Inbox,
+    /// Everything but signals, per side, in order.
+    sent: [Vec<ClientMessage>; 2],
+    seen: [Vec<ConnectionEvent>; 2],
+    started_at_ms: f64,
+    /// Whether signals are relayed (false: the server part drops them).
+    route_signals: bool,
+}
+
+fn tuning() -> ConnectionTuning {
+    ConnectionTuning {
+        quality_interval_ms: 200,
+        ..ConnectionTuning::default()
+    }
+}
+
+impl Pair {
+    fn new(ice_servers: Vec<IceServer>, force_relay: bool) -> Self {
+        Self::with_tuning(ice_servers, force_relay, tuning())
+    }
+
+    fn with_tuning(
+        ice_servers: Vec<IceServer>,
+        force_relay: bool,
+        tuning: ConnectionTuning,
+    ) -> Self {
+        let names = [subject("alice"), subject("bob")];
+        let game_id = GameId::from_string("g-test");
+        let mut inbox = SelectAll::new();
+        let started_at_ms = now_ms();
+        let mut make = |i: usize| {
+            let spec = ConnectionSpec {
+                game_id: game_id.clone(),
+                local_subject_id: names[i].clone(),
+                peer_subject_id: names[1 - i].clone(),
+                ice_servers: ice_servers.clone(),
+                force_relay,
+                started_at_ms,
+                tuning,
+            };
+            WebRtcManager::start(spec, outbox(i, &mut inbox)).expect("manager")
+        };
+        let (a, ea) = make(0);
+        let (b, eb) = make(1);
+        Self {
+            names,
+            managers: [a, b],
+            events: [ea, eb],
+            inbox,
+            sent: [Vec::new(), Vec::new()],
+            seen: [Vec::new(), Vec::new()],
+            started_at_ms,
+            route_signals: true,
+        }
+    }
+
+    /// Routes messages and collects events until `done` holds (checked after each one).
+    async fn pump_until(&mut self, ms: u32, what: &str, done: impl Fn(&Self) -> bool) {
+        assert!(self.pump(ms, done).await, "{what}: not within {ms} ms");
+    }
+
+    /// Routes messages and collects events for `ms`, or until `done` holds; says whether
+    /// it held.
+    async fn pump(&mut self, ms: u32, done: impl Fn(&Self) -> bool) -> bool {
+        let deadline = now_ms() + f64::from(ms);
+        loop {
+            if done(self) {
+                return true;
+            }
+            if now_ms() >= deadline {
+                return false;
+            }
+            let [ea, eb] = &mut self.events;
+            let step = futures::select! {
+                m = self.inbox.next() => Some(Either::Left(m)),
+                e = ea.next() => Some(Either::Right((0, e))),
+                e = eb.next() => Some(Either::Right((1, e))),
+                () = futures::FutureExt::fuse(TimeoutFuture::new(50)) => None,
+            };
+            match step {
+                Some(Either::Left(Some((_, ClientMessage::WebrtcSignal(_)))))
+                    if !self.route_signals => {}
+                Some(Either::Left(Some((from, ClientMessage::WebrtcSignal(s))))) => {
+                    assert_eq!(s.target_subject_id, self.names[1 - from], "signal target");
+                    self.managers[1 - from].handle_signal(s.signal_type, s.payload);
+                }
+                Some(Either::Left(Some((from, m)))) => self.sent[from].push(m),
+                Some(Either::Right((i, Some(e)))) => self.seen[i].push(e),
+                _ => {}
+            }
+        }
+    }
+
+    fn opened(&self, i: usize) -> Option<f64> {
+        self.seen[i].iter().find_map(|e| match e {
+            ConnectionEvent::Open { connect_ms } => Some(*connect_ms),
+            _ => None,
+        })
+    }
+
+    fn connection_type(&self, i: usize) -> Option<pairlab_shared::P2pConnectionType> {
+        self.sent[i].iter().find_map(|m| match m {
+            ClientMessage::P2pConnectionType(t) => Some(t.clone()),
+            _ => None,
+        })
+    }
+
+    fn inputs(&self, i: usize) -> Vec<String> {
+        self.seen[i]
+            .iter()
+            .filter_map(|e| match e {
+                ConnectionEvent::Input(t) => Some(t.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    async fn connect(&mut self, ms: u32) -> [f64; 2] {
+        self.pump_until(ms, "both sides open and typed", |p| {
+            (0..2).all(|i| p.opened(i).is_some() && p.connection_type(i).is_some())
+        })
+        .await;
+        [0, 1].map(|i| self.opened(i).unwrap_or(f64::NAN))
+    }
+
+    async fn exchange_inputs(&mut self) {
+        for round in 0..20 {
+            for i in 0..2 {
+                let _ = self.managers[i].send_input(&format!("in-{i}-{round}"));
+            }
+            self.pump(100, |_| false).await;
+            if (0..2).all(|i| !self.inputs(i).is_empty()) {
+                break;
+            }
+        }
+        for i in 0..2 {
+            let got = self.inputs(i);
+            assert!(
+                got.iter().any(|t| t.starts_with(&format!("in-{}-", 1 - i))),
+                "side {i} got the peer's inputs: {got:?}"
+            );
+        }
+    }
+
+    fn close_and_check(&mut self) {
+        for m in &mut self.managers {
+            m.close();
+        }
+        for (i, m) in self.managers.iter().enumerate() {
+            assert_closed(m.raw(), &format!("side {i}"));
+            assert!(!m.is_open(), "side {i}: channels after close");
+        }
+    }
+}
+
+#[wasm_bindgen_test]
+async fn direct_connection_channels_inputs_and_close() {
+    let mut pair = Pair::new(vec![], false);
+    let connect = pair.connect(10_000).await;
+    console_log!(
+        "direct: both channels open {:.1} / {:.1} ms after game_start",
+        connect[0],
+        connect[1]
+    );
+    for i in 0..2 {
+        assert!(pair.managers[i].is_open(), "side {i}: channels open");
+        let t = pair.connection_type(i).expect("p2p_connection_type");
+        assert_eq!(t.peer_subject_id, pair.names[1 - i]);
+        assert_eq!(t.info.connection_type, ConnectionKind::Direct, "side {i}");
+        assert_eq!(t.info.local_candidate_type, CandidateType::Host, "side {i}");
+        assert_eq!(t.info.relay_protocol, None);
+        let ms = t.connect_ms.expect("connect_ms");
+        assert!(ms > 0.0 && ms < 10_000.0, "connect_ms {ms}");
+    }
+    pair.exchange_inputs().await;
+    // Control channel: reliable, both ways.
+    pair.managers[0].send_control("hello").expect("control a");
+    pair.managers[1].send_control("hi").expect("control b");
+    pair.pump_until(3000, "control messages", |p| {
+        (0..2).all(|i| {
+            p.seen[i]
+                .iter()
+                .any(|e| matches!(e, ConnectionEvent::Control(_)))
+        })
+    })
+    .await;
+    // The quality monitor samples at 200 ms here, and nothing is slow on loopback.
+    pair.pump_until(3000, "rtt samples", |p| {
+        p.managers
+            .iter()
+            .all(|m| m.observations().rtt_samples.len() >= 2)
+    })
+    .await;
+    assert!(pair
+        .sent
+        .iter()
+        .flatten()
+        .all(|m| !matches!(m, ClientMessage::P2pQuality(_))));
+    let _ = pair.started_at_ms;
+    pair.close_and_check();
+}
+
+#[wasm_bindgen_test]
+async fn relay_connection_through_coturn() {
+    let (Some(url), Some(user), Some(pass)) = (
+        option_env!("PAIRLAB_TEST_TURN_URL"),
+        option_env!("PAIRLAB_TEST_TURN_USER"),
+        option_env!("PAIRLAB_TEST_TURN_PASS"),
+    ) else {
+        panic!(
+            "the relay test needs a TURN server at compile time: run \
+             `eval \"$(scripts/coturn-test.sh start)\"` from the workspace root, then \
+             `wasm-pack test --headless --chrome --mode no-install client-wasm --test game`, \
+             then `scripts/coturn-test.sh stop`"
+        );
+    };
+    let servers = vec![IceServer {
+        urls: vec![url.to_owned()],
+        username: Some(user.to_owned()),
+        credential: Some(pass.to_owned()),
+    }];
+    let mut pair = Pair::new(servers, true);
+    let connect = pair.connect(15_000).await;
+    console_log!(
+        "relay: both channels open {:.1} / {:.1} ms after game_start",
+        connect[0],
+        connect[1]
+    );
+    for i in 0..2 {
+        let t = pair.connection_type(i).expect("p2p_connection_type");
+        assert_eq!(t.info.connection_type, ConnectionKind::Relay, "side {i}");
+        assert_eq!(
+            t.info.local_candidate_type,
+            CandidateType::Relay,
+            "side {i}"
+        );
+        assert_eq!(t.info.relay_protocol, Some(RelayProtocol::Udp), "side {i}");
+    }
+    pair.exchange_inputs().await;
+    pair.close_and_check();
+}
+
+#[wasm_bindgen_test]
+async fn ice_restart_of_a_connected_pair_succeeds() {
+    let mut pair = Pair::new(vec![], false);
+    pair.connect(10_000).await;
+    let ufrags_before = [0, 1].map(|i| ice_ufrag(pair.managers[i].raw()));
+    let t0 = now_ms();
+    pair.managers[0].restart(IceRestartTrigger::Disconnected);
+    let restarts = |p: &Pair| -> Vec<(u32, IceRestartOutcome, Option<f64>)> {
+        p.sent[0]
+            .iter()
+            .filter_map(|m| match m {
+                ClientMessage::P2pIceRestart(r) => Some((r.attempt, r.outcome, r.duration_ms)),
+                _ => None,
+            })
+            .collect()
+    };
+    pair.pump_until(10_000, "the restart's outcome", |p| restarts(p).len() >= 2)
+        .await;
+    let r = restarts(&pair);
+    assert_eq!(r[0].0, 1);
+    assert_eq!(r[0].1, IceRestartOutcome::Started);
+    assert_eq!(r[0].2, None);
+    assert_eq!(r[1].1, IceRestartOutcome::Succeeded, "{r:?}");
+    let took = r[1].2.expect("duration");
+    console_log!(
+        "ICE restart succeeded in {took:.1} ms ({:.1} ms wall)",
+        now_ms() - t0
+    );
+    assert!(pair.managers[0].observations().restarts.len() == 1);
+    // A real restart: both sides use new ICE credentials (RFC 8445 §9).
+    for (i, before) in ufrags_before.iter().enumerate() {
+        let after = ice_ufrag(pair.managers[i].raw());
+        assert!(after.is_some(), "side {i}: an ice-ufrag after the restart");
+        assert_ne!(&after, before, "side {i}: ice-ufrag changed");
+    }
+    // Still usable afterwards.
+    pair.exchange_inputs().await;
+    pair.close_and_check();
+}
+
+/// `(frame, inputs by player)` of every step.
+type StepLog = Rc<RefCell<Vec<(u32, Vec<u32>)>>>;
+
+/// A tiny game: counts frames and the peer's inputs.
+struct Counter {
+    me: usize,
+    log: StepLog,
+}
+
+impl GameLogic for Counter {
+    fn episode_start(&mut self, _episode: u32) {}
+    fn read_input(&mut self) -> u32 {
+        10 + self.me as u32
+    }
+    fn step(&mut self, frame: u32, inputs: &[u32]) {
+        self.log.borrow_mut().push((frame, inputs.to_vec()));
+    }
+}
+
+#[wasm_bindgen_test]
+async fn game_plays_episodes_sends_summaries_and_closes() {
+    let names = [subject("alice"), subject("bob")];
+    let start = GameStart {
+        game_id: GameId::from_string("g-loop"),
+        player_index: 0,
+        players: names.to_vec(),
+        ice_servers: vec![],
+        force_relay: false,
+    };
+    let config = GameConfig {
+        tick_ms: 20,
+        episode_ms: 600,
+        episodes: 2,
+        input_delay_frames: 2,
+        redundancy: 3,
+        tuning: tuning(),
+    };
+    let mut inbox: Inbox = SelectAll::new();
+    let updates: [Rc<RefCell<Vec<GameUpdate>>>; 2] = Default::default();
+    let logs: [StepLog; 2] = Default::default();
+    let games: Vec<Game> = (0..2)
+        .map(|i| {
+            let u = Rc::clone(&updates[i]);
+            Game::start(
+                &start,
+                &names[i],
+                config,
+                outbox(i, &mut inbox),
+                Box::new(Counter {
+                    me: i,
+                    log: Rc::clone(&logs[i]),
+                }),
+                Rc::new(move |x| u.borrow_mut().push(x)),
+            )
+        })
+        .collect();
+    let pcs: Vec<RtcPeerConnection> = games.iter().flat_map(|g| g.peer_connections()).collect();
+    assert_eq!(pcs.len(), 2);
+    let mut summaries: [Vec<pairlab_shared::EpisodeSummary>; 2] = Default::default();
+    within(15_000, "two episodes on both sides", async {
+        while summaries.iter().any(|s| s.len() < 2) {
+            let Some((from, m)) = inbox.next().await else {
+                break;
+            };
+            match m {
+                ClientMessage::WebrtcSignal(s) => {
+                    let msg = ServerMessage::WebrtcSignal(WebrtcSignalIn {
+                        game_id: s.game_id,
+                        from_subject_id: names[from].clone(),
+                        signal_type: s.signal_type,
+                        payload: s.payload,
+                    });
+                    assert!(games[1 - from].handle(&msg));
+                }
+                ClientMessage::EpisodeSummary(s) => summaries[from].push(s),
+                _ => {}
+            }
+        }
+    })
+    .await;
+    let frames = config.frames_per_episode();
+    for (i, s) in summaries.iter().enumerate() {
+        for (n, e) in s.iter().enumerate() {
+            assert_eq!(e.episode, n as u32 + 1);
+            assert_eq!(e.frames, frames);
+            assert_eq!(e.inputs_sent, u64::from(frames));
+            assert_eq!(e.peers.len(), 1);
+            let p = &e.peers[0];
+            assert_eq!(p.peer_subject_id, names[1 - i]);
+            assert!(
+                p.inputs_received > u64::from(frames) / 2,
+                "side {i} ep {n}: {p:?}"
+            );
+            assert!(
+                p.inputs_received <= u64::from(frames),
+                "de-duplicated: {p:?}"
+            );
+            assert_eq!(
+                p.connection.map(|c| c.connection_type),
+                Some(ConnectionKind::Direct)
+            );
+            assert!(p.rtt_ms.is_some(), "rtt samples in episode {n}: {p:?}");
+        }
+        let log = logs[i].borrow();
+        // Late in each episode both players' inputs are the real ones (delay 2 frames).
+        let last = log.last().expect("frames were stepped");
+        assert_eq!(last.1, vec![10, 11], "side {i}: inputs by player index");
+    }
+    // Finished: every connection closed.
+    within(2000, "finished phase", async {
+        while !updates
+            .iter()
+            .all(|u| u.borrow().contains(&GameUpdate::Phase(GamePhase::Finished)))
+        {
+            TimeoutFuture::new(20).await;
+        }
+    })
+    .await;
+    for (i, pc) in pcs.iter().enumerate() {
+        assert_closed(pc, &format!("game side {i}"));
+    }
+    // game_ended after the fact only closes (again) and shows the message.
+    let ended = ServerMessage::GameEnded(GameEnded {
+        game_id: start.game_id.clone(),
+        reason: GameEndReason::PeerLeft,
+        message: "Your partner left.".into(),
+    });
+    assert!(games[0].handle(&ended));
+    assert!(updates[0]
+        .borrow()
+        .contains(&GameUpdate::Message("Your partner left.".into())));
+}
+
+#[wasm_bindgen_test]
+async fn game_ended_closes_every_connection() {
+    let names = [subject("alice"), subject("bob")];
+    let start = GameStart {
+        game_id: GameId::from_string("g-end"),
+        player_index: 0,
+        players: names.to_vec(),
+        ice_servers: vec![],
+        force_relay: false,
+    };
+    let mut inbox: Inbox = SelectAll::new();
+    let games: Vec<Game> = (0..2)
+        .map(|i| {
+            Game::start(
+                &start,
+                &names[i],
+                GameConfig::default(),
+                outbox(i, &mut inbox),
+                Box::new(Counter {
+                    me: i,
+                    log: Rc::default(),
+                }),
+                Rc::new(|_| {}),
+            )
+        })
+        .collect();
+    let pcs: Vec<RtcPeerConnection> = games.iter().flat_map(|g| g.peer_connections()).collect();
+    within(10_000, "connected", async {
+        while pcs
+            .iter()
+            .any(|pc| pc.connection_state() != RtcPeerConnectionState::Connected)
+        {
+            let step = future::select(inbox.next(), TimeoutFuture::new(20)).await;
+            if let Either::Left((Some((from, ClientMessage::WebrtcSignal(s))), _)) = step {
+                games[1 - from].handle(&ServerMessage::WebrtcSignal(WebrtcSignalIn {
+                    game_id: s.game_id,
+                    from_subject_id: names[from].clone(),
+                    signal_type: s.signal_type,
+                    payload: s.payload,
+                }));
+            }
+        }
+    })
+    .await;
+    let ended = ServerMessage::GameEnded(GameEnded {
+        game_id: start.game_id.clone(),
+        reason: GameEndReason::ConnectionFailed,
+        message: "The connection failed.".into(),
+    });
+    assert!(games[0].handle(&ended));
+    assert_closed(&pcs[0], "ended side");
+    drop(games);
+    for pc in &pcs {
+        assert_closed(pc, "after the games are dropped");
+    }
+}

@@ -6,7 +6,14 @@
 //!   ([`crate::assets`]), with `ETag`s.
 //! - `GET /healthz`: `{"status":"ok","connections":N,"participants":N,"waiting":N,"probes":N,
 //!   "groups":N,"scenes":[…]}` (`connections`: open WebSockets; the rest from the core).
-//! - `GET /ws`: the WebSocket of PROTOCOL.md.
+//! - `GET /ws`: the WebSocket of PROTOCOL.md. The upgrade (RFC 6455 §4.2) is done here
+//!   ([`websocket_accept_key`], then hyper's `OnUpgrade`), not by `warp::ws()`, for one
+//!   reason: memory. warp 0.4's `Ws` builder sets tungstenite's message and frame limits but
+//!   not its buffers, and tungstenite's default read buffer is 128 KiB, allocated and
+//!   zero-filled for every connection (so resident, and zero-filled again on every read).
+//!   Measured with `loadgen hold` (tests/src/bin/loadgen.rs) at 10,000 held connections:
+//!   1.40 GB, ~140 KB each, with warp's socket; 131 MB, ~12.5 KB each, with [`ws_config`]
+//!   (a [`WS_READ_BUFFER`] of 4 KiB).
 //!
 //! Shape (no rule of the protocol lives here; they are all in [`crate::core`]):
 //! - **The core task** owns the [`Core`]. It takes [`Event`]s from a bounded channel, calls
@@ -44,8 +51,13 @@ use pairlab_shared::{ClientMessage, DecodeError, ErrorCode, Ping, ServerMessage,
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
-use warp::http::{header, Response, StatusCode};
-use warp::ws::{Message, WebSocket, Ws};
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_tungstenite::WebSocketStream;
+use warp::http::{header, HeaderMap, HeaderValue, Response, StatusCode};
+use warp::hyper::upgrade::{OnUpgrade, Upgraded};
 use warp::{Filter, Reply};
 
 use crate::assets;
@@ -72,6 +84,14 @@ pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 /// once, so silence this long means the network or the browser is gone. The close is a drop:
 /// the participant's reconnect grace applies.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// tungstenite's read buffer per connection, bytes (its default is 128 KiB). Frames arrive
+/// a few hundred bytes at a time; a larger frame (up to [`MAX_FRAME_BYTES`]) grows the buffer
+/// as needed, so this only sets the resting size, which is what 10,000 held connections pay.
+pub const WS_READ_BUFFER: usize = 4 * 1024;
+/// The most a connection's unwritten output may grow to, bytes, before a write fails
+/// (tungstenite's default is unbounded); far above any one message the server sends.
+pub const WS_MAX_WRITE_BUFFER: usize = 1024 * 1024;
+
 /// How long shutdown waits for HTTP requests to finish, and then for WebSockets to close,
 /// before going on without them.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -308,16 +328,18 @@ fn routes(
         let shared = shared.clone();
         warp::any().map(move || shared.clone())
     };
+    // Anything at /ws that is not a valid upgrade falls through to the files (404), as it did
+    // with `warp::ws()`.
     let ws = warp::path("ws")
         .and(warp::path::end())
-        .and(warp::ws())
+        .and(warp::get())
+        .and(warp::header::headers_cloned())
+        .and_then(|headers: HeaderMap| async move {
+            websocket_accept_key(&headers).ok_or_else(warp::reject::not_found)
+        })
+        .and(warp::ext::optional::<OnUpgrade>())
         .and(with_shared.clone())
-        .map(|ws: Ws, shared: Arc<Shared>| {
-            ws.max_message_size(MAX_FRAME_BYTES)
-                .max_frame_size(MAX_FRAME_BYTES)
-                .on_upgrade(move |socket| connection(socket, shared))
-                .into_response()
-        });
+        .map(upgrade);
     let health = warp::path("healthz")
         .and(warp::path::end())
         .and(warp::get())
@@ -340,6 +362,88 @@ fn routes(
         .and(warp::header::optional::<String>("if-none-match"))
         .map(|path: warp::path::FullPath, inm: Option<String>| asset_response(path.as_str(), inm));
     ws.or(health).unify().or(files).unify()
+}
+
+/// The socket of one participant: tungstenite over the connection hyper handed over.
+type Socket = WebSocketStream<hyper_util::rt::TokioIo<Upgraded>>;
+
+/// The WebSocket settings of every connection: [`WS_READ_BUFFER`], each message written
+/// through at once (every send is flushed anyway), output bounded by [`WS_MAX_WRITE_BUFFER`],
+/// and messages and frames limited to [`MAX_FRAME_BYTES`] (PROTOCOL.md: larger closes with
+/// 1009).
+pub fn ws_config() -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(WS_READ_BUFFER)
+        .write_buffer_size(0)
+        .max_write_buffer_size(WS_MAX_WRITE_BUFFER)
+        .max_message_size(Some(MAX_FRAME_BYTES))
+        .max_frame_size(Some(MAX_FRAME_BYTES))
+}
+
+/// Whether `headers` ask for a WebSocket upgrade (RFC 6455 §4.2.1: `Connection` lists
+/// `upgrade`, `Upgrade` lists `websocket`, `Sec-WebSocket-Version: 13`, a
+/// `Sec-WebSocket-Key` of 16 bytes in base64), and if so the `Sec-WebSocket-Accept` value
+/// that answers the key (§4.2.2). The method (GET) is checked by the route.
+pub fn websocket_accept_key(headers: &HeaderMap) -> Option<String> {
+    let lists = |name: header::HeaderName, token: &str| {
+        headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case(token))
+    };
+    if !lists(header::CONNECTION, "upgrade") || !lists(header::UPGRADE, "websocket") {
+        return None;
+    }
+    if headers.get(header::SEC_WEBSOCKET_VERSION)?.as_bytes() != b"13" {
+        return None;
+    }
+    let key = headers
+        .get(header::SEC_WEBSOCKET_KEY)?
+        .as_bytes()
+        .trim_ascii();
+    // base64 of 16 bytes: 22 characters and "==".
+    if key.len() != 24 || !key.ends_with(b"==") {
+        return None;
+    }
+    Some(derive_accept_key(key))
+}
+
+/// Answers a valid upgrade request with `101 Switching Protocols` and, once hyper hands the
+/// connection over, runs [`connection`] on it with [`ws_config`].
+fn upgrade(
+    accept: String,
+    on_upgrade: Option<OnUpgrade>,
+    shared: Arc<Shared>,
+) -> warp::reply::Response {
+    let Some(on_upgrade) = on_upgrade else {
+        // Not an HTTP/1.1 connection that can be taken over (hyper adds `OnUpgrade` to every
+        // request of one).
+        return warp::reply::with_status("not an upgradable connection\n", StatusCode::BAD_REQUEST)
+            .into_response();
+    };
+    let Ok(accept) = HeaderValue::from_str(&accept) else {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    };
+    tokio::spawn(async move {
+        match on_upgrade.await {
+            Ok(upgraded) => {
+                let io = hyper_util::rt::TokioIo::new(upgraded);
+                let socket =
+                    WebSocketStream::from_raw_socket(io, Role::Server, Some(ws_config())).await;
+                connection(socket, shared).await;
+            }
+            Err(e) => tracing::debug!("websocket upgrade failed: {e}"),
+        }
+    });
+    let mut res = warp::reply::Response::default();
+    *res.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = res.headers_mut();
+    h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    h.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
+    res
 }
 
 fn asset_response(path: &str, if_none_match: Option<String>) -> warp::reply::Response {
@@ -508,7 +612,7 @@ impl Drop for OpenGuard {
     }
 }
 
-async fn connection(socket: WebSocket, shared: Arc<Shared>) {
+async fn connection(socket: Socket, shared: Arc<Shared>) {
     shared.open.fetch_add(1, Ordering::SeqCst);
     let _guard = OpenGuard(shared.clone());
     let conn: ConnId = shared.next_conn.fetch_add(1, Ordering::Relaxed);
@@ -598,7 +702,7 @@ async fn connection(socket: WebSocket, shared: Arc<Shared>) {
                         break End::Close(close_code::PROTOCOL_ERROR, "websocket protocol error");
                     }
                 };
-                if msg.is_close() {
+                if let Message::Close(_) = msg {
                     break End::ByPeer;
                 }
                 let now = Instant::now();
@@ -614,8 +718,8 @@ async fn connection(socket: WebSocket, shared: Arc<Shared>) {
                     }
                     break End::Close(close_code::POLICY, "rate limited");
                 }
-                let event = if msg.is_text() {
-                    let text = msg.to_str().unwrap_or_default();
+                let event = if let Message::Text(text) = &msg {
+                    let text = text.as_str();
                     if text.len() > MAX_FRAME_BYTES {
                         break End::Close(close_code::TOO_BIG, "frame larger than 65536 bytes");
                     }
@@ -630,7 +734,7 @@ async fn connection(socket: WebSocket, shared: Arc<Shared>) {
                         Ok(msg) => Some(Event::Message { conn, msg }),
                         Err(error) => Some(Event::Malformed { conn, error }),
                     }
-                } else if msg.is_binary() {
+                } else if let Message::Binary(_) = msg {
                     Some(Event::Malformed {
                         conn,
                         error: DecodeError::NotJson(
@@ -658,8 +762,8 @@ async fn connection(socket: WebSocket, shared: Arc<Shared>) {
     close(&mut sink, &mut stream, end).await;
 }
 
-type Sink = futures_util::stream::SplitSink<WebSocket, Message>;
-type Stream = futures_util::stream::SplitStream<WebSocket>;
+type Sink = futures_util::stream::SplitSink<Socket, Message>;
+type Stream = futures_util::stream::SplitStream<Socket>;
 
 /// Writes one message; `false` when the socket is broken or the client did not take it within
 /// [`WRITE_TIMEOUT`].
@@ -687,7 +791,11 @@ async fn close(sink: &mut Sink, stream: &mut Stream, end: End) {
                 let _ = sink.close().await;
             }
             End::Close(code, reason) => {
-                if sink.send(Message::close_with(code, reason)).await.is_ok() {
+                let frame = CloseFrame {
+                    code: CloseCode::from(code),
+                    reason: reason.into(),
+                };
+                if sink.send(Message::Close(Some(frame))).await.is_ok() {
                     // Read (and drop) until the client answers the close, so the socket is
                     // not reset under data the client already sent.
                     while let Some(Ok(msg)) = stream.next().await {
@@ -705,18 +813,8 @@ async fn close(sink: &mut Sink, stream: &mut Stream, end: End) {
 
 /// Whether a read error is tungstenite's "message too long" (over `max_message_size` or
 /// `max_frame_size`).
-fn is_too_big(e: &warp::Error) -> bool {
-    use std::error::Error as _;
-    let mut source = e.source();
-    while let Some(s) = source {
-        if let Some(tokio_tungstenite::tungstenite::Error::Capacity(_)) =
-            s.downcast_ref::<tokio_tungstenite::tungstenite::Error>()
-        {
-            return true;
-        }
-        source = s.source();
-    }
-    false
+fn is_too_big(e: &WsError) -> bool {
+    matches!(e, WsError::Capacity(_))
 }
 
 #[cfg(test)]
@@ -742,6 +840,67 @@ mod tests {
                 resume_token: None,
             }),
         })
+    }
+
+    fn upgrade_headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(*k, HeaderValue::from_static(v));
+        }
+        h
+    }
+
+    /// RFC 6455 §1.3's worked example: key `dGhlIHNhbXBsZSBub25jZQ==` is answered with
+    /// `s3pPLMBiTxaQ9kYGzzhZRbK+xOo=`; header tokens are matched in lists and without case.
+    #[test]
+    fn accept_key_follows_rfc_6455() {
+        let ok = [
+            ("connection", "keep-alive, Upgrade"),
+            ("upgrade", "WebSocket"),
+            ("sec-websocket-version", "13"),
+            ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
+        ];
+        assert_eq!(
+            websocket_accept_key(&upgrade_headers(&ok)).as_deref(),
+            Some("s3pPLMBiTxaQ9kYGzzhZRbK+xOo=")
+        );
+        // Each requirement, missing or wrong, refuses the upgrade.
+        for (i, bad) in [
+            ("connection", "keep-alive"),
+            ("upgrade", "h2c"),
+            ("sec-websocket-version", "8"),
+            ("sec-websocket-key", "short"),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let mut headers = ok;
+            headers[i] = bad;
+            assert_eq!(
+                websocket_accept_key(&upgrade_headers(&headers)),
+                None,
+                "{bad:?}"
+            );
+            let without: Vec<_> = ok.iter().copied().filter(|(k, _)| *k != bad.0).collect();
+            assert_eq!(
+                websocket_accept_key(&upgrade_headers(&without)),
+                None,
+                "no {}",
+                bad.0
+            );
+        }
+    }
+
+    /// The settings every connection gets: the small read buffer this module exists for, and
+    /// PROTOCOL.md's 64 KiB limit on messages and frames.
+    #[test]
+    fn socket_config_has_small_buffers_and_the_protocol_limits() {
+        let c = ws_config();
+        assert_eq!(c.read_buffer_size, WS_READ_BUFFER);
+        assert!(c.read_buffer_size < WebSocketConfig::default().read_buffer_size);
+        assert!(c.max_write_buffer_size > c.write_buffer_size);
+        assert_eq!(c.max_message_size, Some(MAX_FRAME_BYTES));
+        assert_eq!(c.max_frame_size, Some(MAX_FRAME_BYTES));
     }
 
     /// A client whose outbound queue is full is closed (its kill signal fires) instead of

@@ -86,8 +86,9 @@ struct Participant {
 struct SceneState {
     cfg: SceneConfig,
     mm: Box<dyn Matchmaker>,
-    /// Connected participants in `Waiting`, by arrival sequence.
-    waiting: BTreeMap<u64, Pid>,
+    /// Connected participants in `Waiting`, by arrival sequence, with their current server-RTT
+    /// median: the matchmaker scans this alone, without a lookup per candidate.
+    waiting: BTreeMap<u64, Waiter>,
     next_seq: u64,
     by_subject: HashMap<SubjectId, Pid>,
     done: HashSet<SubjectId>,
@@ -103,6 +104,13 @@ impl SceneState {
     fn count(&self) -> Option<u32> {
         (!self.cfg.hide_lobby_count).then(|| self.waiting.len().min(u32::MAX as usize) as u32)
     }
+}
+
+/// An entry of a scene's waiting set.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Waiter {
+    pid: Pid,
+    rtt_ms: Option<f64>,
 }
 
 #[derive(Debug)]
@@ -578,6 +586,11 @@ impl Core {
             return;
         };
         p.rtt.push(rtt_ms);
+        if let (PState::Waiting, Some(seq)) = (&p.state, p.arrival_seq) {
+            if let Some(w) = self.scenes[p.scene].waiting.get_mut(&seq) {
+                w.rtt_ms = p.rtt.median_ms();
+            }
+        }
         let ready = p.rtt.len() >= ENTRY_PINGS as usize
             || now.saturating_duration_since(p.welcomed_at) >= ENTRY_MAX_WAIT;
         if p.state == PState::Measuring && ready && !p.rtt.is_empty() {
@@ -632,7 +645,10 @@ impl Core {
             return false;
         };
         let scene = p.scene;
-        self.scenes[scene].waiting.insert(seq, pid);
+        let rtt_ms = p.rtt.median_ms();
+        self.scenes[scene]
+            .waiting
+            .insert(seq, Waiter { pid, rtt_ms });
         self.count_changed(now, scene);
         true
     }
@@ -692,7 +708,7 @@ impl Core {
         s.last_broadcast = Some(now);
         let count = s.count();
         let mut deferred = false;
-        let pids: Vec<Pid> = s.waiting.values().copied().collect();
+        let pids: Vec<Pid> = s.waiting.values().map(|w| w.pid).collect();
         for pid in pids {
             let Some(p) = self.participants.get(&pid) else {
                 continue;
@@ -838,7 +854,7 @@ impl Core {
     }
 
     fn retry_all(&mut self, now: Instant, scene: usize, out: &mut Vec<Action>) {
-        let pids: Vec<Pid> = self.scenes[scene].waiting.values().copied().collect();
+        let pids: Vec<Pid> = self.scenes[scene].waiting.values().map(|w| w.pid).collect();
         for pid in pids {
             self.try_match(now, pid, out);
         }
@@ -860,11 +876,9 @@ impl Core {
             id: anchor,
             rtt_ms: p.rtt.median_ms(),
         };
-        let mut waiting = scene.waiting.values().filter_map(|&q| {
-            participants.get(&q).map(|c| Candidate {
-                id: q,
-                rtt_ms: c.rtt.median_ms(),
-            })
+        let mut waiting = scene.waiting.values().map(|w| Candidate {
+            id: w.pid,
+            rtt_ms: w.rtt_ms,
         });
         let allowed = |a: u64, b: u64| match (participants.get(&a), participants.get(&b)) {
             (Some(x), Some(y)) => !scene.pair_failed(&x.subject_id, &y.subject_id),
@@ -1361,7 +1375,7 @@ impl Core {
     /// deadline, every bound connection belongs to its participant.
     pub fn check_invariants(&self) -> Result<(), String> {
         for (i, s) in self.scenes.iter().enumerate() {
-            for (&seq, pid) in &s.waiting {
+            for (&seq, Waiter { pid, .. }) in &s.waiting {
                 let p = self
                     .participants
                     .get(pid)
@@ -1401,7 +1415,8 @@ impl Core {
             if p.state == PState::Waiting && p.conn.is_some() {
                 let in_set = p
                     .arrival_seq
-                    .is_some_and(|s| self.scenes[p.scene].waiting.get(&s) == Some(pid));
+                    .and_then(|s| self.scenes[p.scene].waiting.get(&s))
+                    .is_some_and(|w| w.pid == *pid && w.rtt_ms == p.rtt.median_ms());
                 if !in_set {
                     return Err(format!(
                         "connected Waiting participant {pid} is not in the waiting set"

@@ -961,7 +961,11 @@ impl Conn {
             number: self.attempts,
             trigger,
             started_at_ms: now,
-            negotiated: false,
+            // Only the initiator sends a restart offer. The answering side cannot negotiate by
+            // itself, and it may well have answered the initiator's restart offer before its
+            // own grace ran out; its attempt succeeds as soon as ICE is connected again (which,
+            // after `failed`, only an ICE restart can bring about).
+            negotiated: !self.initiator,
         };
         self.restart = Some(attempt);
         self.shared.borrow_mut().obs.restarts.push(now);
@@ -971,6 +975,7 @@ impl Conn {
             attempt.number
         ));
         self.report_restart(attempt, IceRestartOutcome::Started, None);
+        self.check_restart_success();
         if self.initiator {
             match self.offer(true).await {
                 Ok(sdp) => self.signal(SignalType::Offer, Some(SignalPayload::Description { sdp })),

@@ -153,15 +153,32 @@ fn check(path: &Path) -> ExitCode {
                         None => String::new(),
                     },
                     s.reconnect_grace_ms,
-                    if s.hide_lobby_count {
-                        ", lobby count hidden"
-                    } else {
-                        ""
+                    match (s.hide_lobby_count, s.force_relay) {
+                        (true, true) => ", lobby count hidden, game forced through TURN relay",
+                        (true, false) => ", lobby count hidden",
+                        (false, true) => ", game forced through TURN relay",
+                        (false, false) => "",
                     },
                 );
+                if s.force_relay && config.turn.is_none() {
+                    println!(
+                        "  warning: scene {:?} has force_relay = true but there is no [turn]: \
+                         its games cannot connect",
+                        s.id
+                    );
+                }
             }
-            if config.ice_servers.is_empty() {
+            if config.ice_servers.is_empty() && config.turn.is_none() {
                 println!("  no ICE servers (browsers use their own addresses only)");
+            }
+            if let Some(turn) = &config.turn {
+                let auth = match &turn.auth {
+                    pairlab_server::config::TurnAuth::Static { .. } => "static credentials".to_owned(),
+                    pairlab_server::config::TurnAuth::Secret { credential_ttl_s, .. } => format!(
+                        "credentials minted per participant from the shared secret, valid {credential_ttl_s} s"
+                    ),
+                };
+                println!("  TURN {} ({auth})", turn.urls.join(", "));
             }
             for ice in &config.ice_servers {
                 println!(

@@ -96,7 +96,7 @@ e2e() {
 
 e2e_summary() {
   local f
-  for f in "$TARGET_DIR"/e2e/{accept,reject,default-tabs}/summary.txt; do
+  for f in "$TARGET_DIR"/e2e/{accept,reject,default-tabs,direct,relay,cut}/summary.txt; do
     if [ -f "$f" ]; then cat "$f"; fi
   done
 }
@@ -135,7 +135,7 @@ cmd_test() {
   local probes
   probes="$(e2e_summary)"
   if [ -n "$probes" ]; then
-    printf '\nprobes seen by the end-to-end tests:\n%s\n' "$probes"
+    printf '\nprobes and game connections seen by the end-to-end tests:\n%s\n' "$probes"
   fi
   if [ "$FAILED" != 0 ]; then
     printf '\nRESULT: FAILED (see the phases marked FAILED above; end-to-end logs and screenshots in target/e2e/ and target/e2e-screens/)\n'

@@ -24,6 +24,7 @@
 //! the server; default `info`).
 
 pub mod delay_proxy;
+pub mod game;
 pub mod turn;
 
 use std::fs::{self, File};

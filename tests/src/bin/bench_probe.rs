@@ -1,0 +1,1240 @@
+//! `bench-probe`: how fast and how accurate pairlab's peer-to-peer probe is (issue 4 §1), and how
+//! heavy the page is (issue 4 §4). It prints tables; it is a benchmark, not a test.
+//!
+//! ```text
+//! cargo run -p pairlab-tests --release --bin bench-probe -- --probes 20 --delays 0,5,10,25,50,75 --direct
+//! cargo run -p pairlab-tests --release --bin bench-probe -- --weight --loads 10
+//! ```
+//!
+//! # The probe benchmark
+//! It starts coturn (static credentials, 4,000 relay ports: [`BenchTurn`]), a [`DelayProxy`] in front of it, the real `pairlab`
+//! (`--server release|debug`) with one scene per round (`group_size = 2`, `fifo`, a huge
+//! `max_p2p_rtt_ms` so every probe is accepted, `reconnect_grace_ms = 0`) whose only ICE server
+//! is `turn:<proxy>` (static credentials), chromedriver and two headless Chromium processes.
+//! Each round, both pages load the page with two fresh subject ids in the round's own scene
+//! (`r0001`, `r0002`, …: a participant left over from an earlier round can never be matched
+//! with a later one); the server matches them, probes them, and writes `probe_started` and
+//! `probe_result` to that scene's research record. Then both pages go to `about:blank`.
+//!
+//! Forcing the relay: probes look for the best path, and the server's `force_relay` only affects
+//! games. Without changing server or client, the harness adds a script to every document
+//! before the page's own (Chrome DevTools `Page.addScriptToEvaluateOnNewDocument`, through
+//! chromedriver's `goog/cdp/execute`) that wraps `window.RTCPeerConnection` and, when the URL
+//! carries `bench_relay=1`, sets `iceTransportPolicy: "relay"` in the configuration (WebRTC 1.0
+//! §4.2.1, `RTCIceTransportPolicy`): the browser then gathers and pairs relay candidates only,
+//! so every packet goes A → proxy → coturn → coturn → proxy → B and crosses the proxy twice per
+//! direction (true RTT ≈ 4·D + base). Chromium's `--force-webrtc-ip-handling-policy` cannot do
+//! this: its only restrictive value, `disable_non_proxied_udp`, disables UDP TURN too.
+//! The same script timestamps the connection's milestones (`createOffer`, ICE `checking` /
+//! `connected`, `connectionState` `connected` = DTLS done, DataChannel `open`, DataChannel
+//! messages) and the WebSocket's first `hello`, in `performance.now()` of the page, exposed as
+//! `window.__pairlabBench`. `performance.timeOrigin + t` is wall-clock time on the same machine
+//! as the server's record `ts`, so page times are placed on the probe's timeline
+//! (ms after `probe_prepare` = the `probe_started` line's `ts`, 1 ms resolution).
+//!
+//! The true RTT of a relayed setting D: `base + 2·(stun(D) − stun(0))`, where `base` is the
+//! median DataChannel `rtt_ms` of the relayed D = 0 probes, and `stun(D)` the median RTT of STUN
+//! Binding requests (RFC 5389) sent to coturn through the same proxy (one crossing each way:
+//! 2·D plus the proxy's timer overhead, measured, not assumed). For the direct setting the true
+//! RTT is the median STUN RTT to coturn on loopback, without the proxy.
+//!
+//! # The weight benchmark (`--weight`)
+//! The bytes the page loads (`/`, `style.css`, the wasm-bindgen loader, the wasm), as served by
+//! the binary, raw and gzip -9; and, in one headless Chromium, the time from navigation start
+//! (`performance.timeOrigin`) to the page sending `hello` on its WebSocket, with the HTTP cache
+//! disabled (CDP `Network.setCacheDisabled`, a first visit) and enabled (a reload).
+//!
+//! Everything started is stopped by its PID at the end, also on an error (guards), and the run
+//! is bounded (`--time-limit-s`): what was measured until then is printed.
+
+use std::collections::HashMap;
+use std::error::Error;
+use std::fs;
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use clap::{Parser, ValueEnum};
+use pairlab_tests::delay_proxy::DelayProxy;
+use pairlab_tests::turn::{binding_request, is_binding_success};
+use pairlab_tests::{
+    events_named, http_get, pids_with_arg, read_events, ChromeDriver, Server, WorkDir,
+    CHROMIUM_ARGS, WASM_ASSET,
+};
+use serde_json::{json, Value};
+use tokio::net::UdpSocket;
+
+type R<T> = Result<T, Box<dyn Error>>;
+
+/// The scene of the weight benchmark.
+const SCENE: &str = "bench";
+
+/// How often the record and the pages are polled during a round.
+const POLL: Duration = Duration::from_millis(25);
+
+/// The static TURN credentials of the bench's coturn.
+const TURN_USER: &str = "bench";
+const TURN_PASS: &str = "bench-pass";
+
+/// STUN Binding requests per setting for the independent RTT measurement.
+const STUN_PINGS: usize = 30;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Build {
+    /// `target/release/pairlab`.
+    Release,
+    /// `target/debug/pairlab`.
+    Debug,
+}
+
+/// Probe accuracy and speed, and client weight, of pairlab (issue 4 §1 and §4).
+#[derive(Debug, Parser)]
+#[command(name = "bench-probe")]
+struct Args {
+    /// Probes measured per setting (after one warm-up probe that is not counted).
+    #[arg(long, default_value_t = 20)]
+    probes: usize,
+    /// Per-hop proxy delays D, ms, comma-separated, each a relayed setting; `none` for none.
+    /// Put 0 first: its median is the base RTT of the others.
+    #[arg(long, default_value = "0,5,10,25,50,75")]
+    delays: String,
+    /// Also measure direct (non-relayed, host candidates) probes, first.
+    #[arg(long)]
+    direct: bool,
+    /// Which `pairlab` binary to run (overridden by `PAIRLAB_BIN`).
+    #[arg(long, value_enum, default_value_t = Build::Release)]
+    server: Build,
+    /// Measure the client's weight (bytes, navigation → hello) instead of probes.
+    #[arg(long)]
+    weight: bool,
+    /// Page loads per cache mode for `--weight`.
+    #[arg(long, default_value_t = 10)]
+    loads: usize,
+    /// Stop measuring after this many seconds and print what was measured.
+    #[arg(long, default_value_t = 900)]
+    time_limit_s: u64,
+}
+
+fn main() -> R<()> {
+    let args = Args::parse();
+    if std::env::var_os("PAIRLAB_BIN").is_none() {
+        let profile = match args.server {
+            Build::Release => "release",
+            Build::Debug => "debug",
+        };
+        let bin = pairlab_tests::target_dir().join(profile).join("pairlab");
+        if !bin.is_file() {
+            return Err(format!(
+                "{} is missing: build it with `cargo build -j2 --{profile} -p pairlab-server --bin pairlab` \
+                 (after www/pkg exists), or pass --server / PAIRLAB_BIN",
+                bin.display()
+            )
+            .replace("--debug ", "")
+            .into());
+        }
+        // Before the runtime starts: no other thread reads the environment yet.
+        std::env::set_var("PAIRLAB_BIN", &bin);
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let load_before = loadavg();
+    let outcome = runtime.block_on(async {
+        if args.weight {
+            weight(&args).await
+        } else {
+            probes(&args).await
+        }
+    });
+    runtime.shutdown_timeout(Duration::from_secs(2));
+    println!(
+        "\nMachine load (/proc/loadavg 1/5/15 min) before: {load_before}; after: {}",
+        loadavg()
+    );
+    outcome
+}
+
+/// The first three fields of `/proc/loadavg`: other work on the machine during the run.
+fn loadavg() -> String {
+    fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unavailable".into())
+}
+
+// ------------------------------------------------------------------------------------------
+// Chromium with the bench's injected script
+// ------------------------------------------------------------------------------------------
+
+/// Wraps `RTCPeerConnection` (relay policy on `bench_relay=1`, milestone timestamps) and
+/// `WebSocket` (the first `hello` sent, the first `welcome` received). Runs before the page's
+/// own scripts in every document (CDP `Page.addScriptToEvaluateOnNewDocument`).
+const INJECT_JS: &str = r#"
+(() => {
+  const B = window.__pairlabBench = { origin: performance.timeOrigin, ev: [], hello: null, welcome: null };
+  const relay = new URLSearchParams(location.search).get('bench_relay') === '1';
+  const mark = (what, id) => B.ev.push({ what, id, t: performance.now() });
+  const OrigPC = window.RTCPeerConnection;
+  if (OrigPC) {
+    let next = 0;
+    const watchChannel = (ch, id) => {
+      ch.addEventListener('open', () => mark('dc_open', id));
+      ch.addEventListener('message', () => mark('dc_msg', id));
+    };
+    function PC(config, ...rest) {
+      const c = Object.assign({}, config || {});
+      const id = ++next;
+      // Only the page's first connection, the probe's (each round is a fresh page); the game's
+      // keeps the best path, so it holds no TURN allocation.
+      if (relay && id === 1) c.iceTransportPolicy = 'relay';
+      const pc = new OrigPC(c, ...rest);
+      mark('pc_created', id);
+      pc.addEventListener('iceconnectionstatechange', () => mark('ice_' + pc.iceConnectionState, id));
+      pc.addEventListener('connectionstatechange', () => mark('conn_' + pc.connectionState, id));
+      pc.addEventListener('datachannel', (e) => watchChannel(e.channel, id));
+      pc.addEventListener('icecandidate', (e) => { if (e.candidate) mark('cand_' + e.candidate.type, id); });
+      const cdc = pc.createDataChannel.bind(pc);
+      pc.createDataChannel = (...a) => { const ch = cdc(...a); watchChannel(ch, id); return ch; };
+      const co = pc.createOffer.bind(pc);
+      pc.createOffer = (...a) => { mark('create_offer', id); return co(...a); };
+      const sld = pc.setLocalDescription.bind(pc);
+      pc.setLocalDescription = (...a) => { mark('set_local', id); return sld(...a); };
+      const srd = pc.setRemoteDescription.bind(pc);
+      pc.setRemoteDescription = (...a) => { mark('set_remote', id); return srd(...a); };
+      return pc;
+    }
+    PC.prototype = OrigPC.prototype;
+    Object.setPrototypeOf(PC, OrigPC);
+    window.RTCPeerConnection = PC;
+  }
+  const OrigWS = window.WebSocket;
+  const send = OrigWS.prototype.send;
+  OrigWS.prototype.send = function (d) {
+    if (B.hello === null && typeof d === 'string' && d.includes('"hello"')) B.hello = performance.now();
+    return send.call(this, d);
+  };
+  function WS(...a) {
+    const ws = new OrigWS(...a);
+    ws.addEventListener('message', (e) => {
+      if (B.welcome === null && typeof e.data === 'string' && e.data.includes('"welcome"')) B.welcome = performance.now();
+    });
+    return ws;
+  }
+  WS.prototype = OrigWS.prototype;
+  Object.setPrototypeOf(WS, OrigWS);
+  window.WebSocket = WS;
+})();
+"#;
+
+/// Reads the injected script's record and the page's resource timings.
+const READ_JS: &str = r#"
+const b = window.__pairlabBench || null;
+const res = performance.getEntriesByType('resource').map(r => ({
+  name: r.name, transfer: r.transferSize, encoded: r.encodedBodySize, decoded: r.decodedBodySize,
+  start: r.startTime, end: r.responseEnd }));
+const nav = performance.getEntriesByType('navigation')[0];
+return { bench: b, resources: res,
+  nav: nav ? { response_end: nav.responseEnd, dcl: nav.domContentLoadedEventEnd, load: nav.loadEventEnd,
+               transfer: nav.transferSize } : null };
+"#;
+
+/// A chromedriver command fantoccini has no method for: Chrome DevTools through
+/// `POST /session/{id}/goog/cdp/execute` (chromedriver's extension), body `{cmd, params}`.
+#[derive(Debug)]
+struct Cdp {
+    cmd: &'static str,
+    params: Value,
+}
+
+impl fantoccini::wd::WebDriverCompatibleCommand for Cdp {
+    fn endpoint(
+        &self,
+        base_url: &url::Url,
+        session_id: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
+        let session = session_id.ok_or(url::ParseError::EmptyHost)?;
+        base_url.join(&format!("session/{session}/goog/cdp/execute"))
+    }
+
+    fn method_and_body(&self, _request_url: &url::Url) -> (http::Method, Option<String>) {
+        let body = json!({ "cmd": self.cmd, "params": self.params });
+        (http::Method::POST, Some(body.to_string()))
+    }
+}
+
+/// One headless Chromium in its own WebDriver session, with [`INJECT_JS`] in every document.
+/// Its processes (found by the unique `--user-data-dir`) are killed by PID on drop.
+struct BenchBrowser {
+    client: Option<fantoccini::Client>,
+    profile_arg: String,
+}
+
+impl BenchBrowser {
+    async fn open(driver: &ChromeDriver, work: &WorkDir, name: &str) -> R<BenchBrowser> {
+        let profile = work.join(&format!("profile-{name}"));
+        fs::create_dir_all(&profile)?;
+        let profile_arg = format!("--user-data-dir={}", profile.display());
+        // Chromium honours only the last `--disable-features`: the harness's list plus
+        // `BackForwardCache`, so a page left for `about:blank` is torn down at once (its
+        // WebSocket and RTCPeerConnections closed, its TURN allocations released) instead of
+        // being kept alive in the back/forward cache.
+        let mut args: Vec<String> = CHROMIUM_ARGS
+            .iter()
+            .map(|a| match a.strip_prefix("--disable-features=") {
+                Some(list) => format!("--disable-features={list},BackForwardCache"),
+                None => a.to_string(),
+            })
+            .collect();
+        args.push(profile_arg.clone());
+        let chromium =
+            std::env::var("PAIRLAB_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+        let mut caps = serde_json::Map::new();
+        caps.insert(
+            "goog:chromeOptions".into(),
+            json!({ "binary": chromium, "args": args }),
+        );
+        let mut browser = BenchBrowser {
+            client: None,
+            profile_arg,
+        };
+        let client = fantoccini::ClientBuilder::native()
+            .capabilities(caps)
+            .connect(&driver.url())
+            .await?;
+        browser.client = Some(client);
+        browser
+            .cdp(
+                "Page.addScriptToEvaluateOnNewDocument",
+                json!({ "source": INJECT_JS }),
+            )
+            .await?;
+        Ok(browser)
+    }
+
+    fn client(&self) -> R<&fantoccini::Client> {
+        self.client
+            .as_ref()
+            .ok_or_else(|| "the WebDriver session is closed".into())
+    }
+
+    async fn cdp(&self, cmd: &'static str, params: Value) -> R<Value> {
+        Ok(self.client()?.issue_cmd(Cdp { cmd, params }).await?)
+    }
+
+    async fn goto(&self, url: &str) -> R<()> {
+        Ok(self.client()?.goto(url).await?)
+    }
+
+    async fn read(&self) -> R<Value> {
+        Ok(self.client()?.execute(READ_JS, Vec::new()).await?)
+    }
+
+    async fn close(mut self) {
+        if let Some(client) = self.client.take() {
+            let _ = client.close().await;
+        }
+    }
+}
+
+impl Drop for BenchBrowser {
+    fn drop(&mut self) {
+        drop(self.client.take());
+        for pid in pids_with_arg(&self.profile_arg) {
+            kill_pid(pid);
+        }
+    }
+}
+
+/// SIGKILL to one positive PID (never a group).
+fn kill_pid(pid: u32) {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return;
+    };
+    if pid > 0 {
+        // SAFETY: kill(2) with a positive PID and a valid signal touches no memory of ours.
+        unsafe {
+            libc::kill(pid, libc::SIGKILL);
+        }
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// Statistics
+// ------------------------------------------------------------------------------------------
+
+/// The `q` quantile (0..=1) of `xs` by the nearest-rank method; `None` when empty.
+fn quantile(xs: &[f64], q: f64) -> Option<f64> {
+    let mut v: Vec<f64> = xs.iter().copied().filter(|x| x.is_finite()).collect();
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let rank = ((q * v.len() as f64).ceil() as usize).clamp(1, v.len());
+    Some(v[rank - 1])
+}
+
+/// The median (the mean of the two middle values for an even count).
+fn median(xs: &[f64]) -> Option<f64> {
+    let mut v: Vec<f64> = xs.iter().copied().filter(|x| x.is_finite()).collect();
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    Some(if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    })
+}
+
+fn f1(v: Option<f64>) -> String {
+    v.map_or_else(|| "–".into(), |x| format!("{x:.1}"))
+}
+
+/// Milliseconds since the Unix epoch of an RFC 3339 UTC time as the record writes it
+/// (`2026-11-22T01:16:43.123Z`); `None` for any other shape.
+fn rfc3339_ms(ts: &str) -> Option<f64> {
+    let ts = ts.strip_suffix('Z')?;
+    let (date, time) = ts.split_once('T')?;
+    let mut d = date.split('-').map(|p| p.parse::<i64>().ok());
+    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
+    let mut t = time.split(':');
+    let (h, min) = (
+        t.next()?.parse::<i64>().ok()?,
+        t.next()?.parse::<i64>().ok()?,
+    );
+    let sec: f64 = t.next()?.parse().ok()?;
+    // Days from civil (Howard Hinnant's algorithm), proleptic Gregorian.
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(((days * 86_400 + h * 3600 + min * 60) as f64 + sec) * 1000.0)
+}
+
+// ------------------------------------------------------------------------------------------
+// The independent RTT: STUN Binding requests to coturn
+// ------------------------------------------------------------------------------------------
+
+/// The median RTT (ms) of [`STUN_PINGS`] STUN Binding requests to `to`, one at a time.
+async fn stun_rtt_ms(to: SocketAddr) -> R<Option<f64>> {
+    let socket = UdpSocket::bind("127.0.0.1:0").await?;
+    let mut samples = Vec::new();
+    let mut buf = [0u8; 1500];
+    for i in 0..STUN_PINGS {
+        let mut id = [0u8; 12];
+        id[..8].copy_from_slice(&(i as u64 ^ 0xB3_4C_u64).to_be_bytes());
+        id[8..].copy_from_slice(&std::process::id().to_be_bytes());
+        let start = Instant::now();
+        socket.send_to(&binding_request(id), to).await?;
+        let got = tokio::time::timeout(Duration::from_secs(2), async {
+            loop {
+                let (n, _) = socket.recv_from(&mut buf).await?;
+                if is_binding_success(&buf[..n], &id) {
+                    return Ok::<_, std::io::Error>(());
+                }
+            }
+        })
+        .await;
+        if let Ok(Ok(())) = got {
+            samples.push(start.elapsed().as_secs_f64() * 1000.0);
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    Ok(median(&samples))
+}
+
+// ------------------------------------------------------------------------------------------
+// coturn with room for every round's allocations
+// ------------------------------------------------------------------------------------------
+
+/// coturn's relay ports for the bench: far more than the harness's 32 (`turn::RELAY_PORTS`),
+/// which a full run exhausts (coturn logs `create_relay_ioa_sockets: no available ports`, the
+/// browsers get no relay candidate and the probe times out): closed connections' allocations
+/// are not all released at once. Below the kernel's ephemeral range.
+const RELAY_MIN_PORT: u16 = 20_000;
+const RELAY_MAX_PORT: u16 = 23_999;
+
+/// `turnserver` as in TOOLCHAIN.md ("TURN on loopback"), static credentials, relay ports
+/// [`RELAY_MIN_PORT`]..=[`RELAY_MAX_PORT`], log in `<work>/turn.log`. Killed by PID on drop.
+struct BenchTurn {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl BenchTurn {
+    async fn start(work: &WorkDir) -> R<BenchTurn> {
+        let port = pairlab_tests::free_port()?;
+        let log = fs::File::create(work.join("turn.log"))?;
+        let child = Command::new("turnserver")
+            .arg("-n")
+            .arg("--listening-ip=127.0.0.1")
+            .arg("--relay-ip=127.0.0.1")
+            .arg(format!("--listening-port={port}"))
+            .arg(format!("--min-port={RELAY_MIN_PORT}"))
+            .arg(format!("--max-port={RELAY_MAX_PORT}"))
+            .arg("--lt-cred-mech")
+            .arg(format!("--user={TURN_USER}:{TURN_PASS}"))
+            .arg("--realm=pairlab")
+            .arg("--fingerprint")
+            .arg("--no-tls")
+            .arg("--no-dtls")
+            .arg("--no-cli")
+            .arg("--allow-loopback-peers")
+            .arg(format!("--userdb={}", work.join("turndb").display()))
+            .arg(format!("--pidfile={}", work.join("turn.pid").display()))
+            .arg("--log-file=stdout")
+            .arg("--simple-log")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .map_err(|e| format!("start turnserver (install coturn: scripts/setup.sh): {e}"))?;
+        let mut turn = BenchTurn { child, port };
+        let start = Instant::now();
+        while stun_once(turn.addr(), Duration::from_millis(200))
+            .await?
+            .is_none()
+        {
+            if let Ok(Some(status)) = turn.child.try_wait() {
+                return Err(format!(
+                    "turnserver exited ({status}); see {}",
+                    work.join("turn.log").display()
+                )
+                .into());
+            }
+            if start.elapsed() > Duration::from_secs(20) {
+                return Err("turnserver did not answer STUN within 20 s".into());
+            }
+        }
+        Ok(turn)
+    }
+
+    fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for BenchTurn {
+    fn drop(&mut self) {
+        // Child::kill: SIGKILL to this child's PID only; then reap it.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One STUN Binding request to `to`: its RTT in ms, `None` without an answer within `timeout`.
+async fn stun_once(to: SocketAddr, timeout: Duration) -> R<Option<f64>> {
+    let socket = UdpSocket::bind("127.0.0.1:0").await?;
+    let mut id = [0u8; 12];
+    id[..4].copy_from_slice(&std::process::id().to_be_bytes());
+    let start = Instant::now();
+    socket.send_to(&binding_request(id), to).await?;
+    let mut buf = [0u8; 1500];
+    let got = tokio::time::timeout(timeout, async {
+        loop {
+            let (n, _) = socket.recv_from(&mut buf).await?;
+            if is_binding_success(&buf[..n], &id) {
+                return Ok::<_, std::io::Error>(());
+            }
+        }
+    })
+    .await;
+    Ok(match got {
+        Ok(Ok(())) => Some(start.elapsed().as_secs_f64() * 1000.0),
+        _ => None,
+    })
+}
+
+// ------------------------------------------------------------------------------------------
+// The probe benchmark
+// ------------------------------------------------------------------------------------------
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Setting {
+    Direct,
+    Relay { delay_ms: u64 },
+}
+
+impl Setting {
+    fn label(&self) -> String {
+        match self {
+            Setting::Direct => "direct".into(),
+            Setting::Relay { delay_ms } => format!("relay D={delay_ms}"),
+        }
+    }
+}
+
+/// One measured probe.
+#[derive(Debug, Clone, Default)]
+struct ProbeRun {
+    /// Both reports' DataChannel median RTT, ms.
+    rtt_ms: Vec<f64>,
+    /// Both reports' `currentRoundTripTime`, ms.
+    stats_rtt_ms: Vec<f64>,
+    /// `probe_prepare` → both `probe_ready`, ms.
+    ready_ms: Option<f64>,
+    /// `probe_prepare` → decision, ms.
+    duration_ms: f64,
+    /// `probe_prepare` → the later report's arrival, ms.
+    last_report_ms: Option<f64>,
+    /// Initiator milestones, ms after `probe_prepare` (page clock placed on the record's).
+    offer_ms: Option<f64>,
+    /// The initiator's first local ICE candidate (relay: its TURN allocation is done).
+    first_candidate_ms: Option<f64>,
+    ice_connected_ms: Option<f64>,
+    dtls_connected_ms: Option<f64>,
+    dc_open_ms: Option<f64>,
+    /// The candidate pair kind, if the relay was asked for.
+    relay: bool,
+    accepted: bool,
+}
+
+#[derive(Debug, Clone)]
+struct SettingResult {
+    setting: Setting,
+    stun_ms: Option<f64>,
+    runs: Vec<ProbeRun>,
+    failures: Vec<String>,
+}
+
+/// The scene of round `round`: each round has its own waitroom, so a participant left over
+/// from an earlier round (a failed probe puts both back in the waitroom; a closed page may be
+/// noticed late) can never be matched with a later round's.
+fn round_scene(round: usize) -> String {
+    format!("r{round:04}")
+}
+
+/// The config: scenes `r0001..=r{rounds}` and coturn behind the proxy as the only ICE server.
+fn scene_toml(proxy: SocketAddr, rounds: usize) -> String {
+    let mut toml = String::new();
+    for round in 1..=rounds {
+        toml.push_str(&format!(
+            r#"[[scene]]
+id = "{}"
+group_size = 2
+matchmaker = "fifo"
+max_p2p_rtt_ms = 100000
+probe_timeout_ms = 15000
+waitroom_timeout_ms = 60000
+reconnect_grace_ms = 0
+
+"#,
+            round_scene(round)
+        ));
+    }
+    toml.push_str(&format!(
+        r#"[[ice_servers]]
+urls = ["turn:{proxy}?transport=udp"]
+username = "{TURN_USER}"
+credential = "{TURN_PASS}"
+"#
+    ));
+    toml
+}
+
+async fn probes(args: &Args) -> R<()> {
+    let mut settings = Vec::new();
+    if args.direct {
+        settings.push(Setting::Direct);
+    }
+    let delays = args.delays.trim();
+    if !delays.is_empty() && delays != "none" {
+        for d in delays.split(',') {
+            let delay_ms: u64 = d
+                .trim()
+                .parse()
+                .map_err(|e| format!("--delays: {d:?}: {e}"))?;
+            settings.push(Setting::Relay { delay_ms });
+        }
+    }
+    if settings.is_empty() {
+        return Err("nothing to measure: give --delays and/or --direct".into());
+    }
+    let deadline = Instant::now() + Duration::from_secs(args.time_limit_s);
+    let work = WorkDir::fresh("bench-probe")?;
+    let coturn = BenchTurn::start(&work).await?;
+    let proxy = DelayProxy::start("127.0.0.1:0".parse()?, coturn.addr()).await?;
+    let rounds = settings.len() * (args.probes + 1);
+    let server = Server::start(&work, &scene_toml(proxy.local_addr(), rounds)).await?;
+    let driver = ChromeDriver::start(&work).await?;
+    let a = BenchBrowser::open(&driver, &work, "a").await?;
+    let b = BenchBrowser::open(&driver, &work, "b").await?;
+    println!("pairlab binary: {}", describe_bin(server.bin()));
+    eprintln!(
+        "bench-probe: server {} (pid {}), coturn pid {}, proxy {} → {}, work dir {}",
+        server.bin().display(),
+        server.pid(),
+        coturn.pid(),
+        proxy.local_addr(),
+        coturn.addr(),
+        work.path().display()
+    );
+    let raw_path = work.join("probes.jsonl");
+    let mut raw = fs::File::create(&raw_path)?;
+    let mut results: Vec<SettingResult> = Vec::new();
+    let mut round = 0usize;
+    'settings: for setting in &settings {
+        let (relay, stun_to) = match *setting {
+            Setting::Direct => {
+                proxy.set_delay_ms(0, 0);
+                (false, coturn.addr())
+            }
+            Setting::Relay { delay_ms } => {
+                proxy.set_delay_ms(delay_ms, delay_ms);
+                (true, proxy.local_addr())
+            }
+        };
+        let stun_ms = stun_rtt_ms(stun_to).await?;
+        let mut result = SettingResult {
+            setting: *setting,
+            stun_ms,
+            runs: Vec::new(),
+            failures: Vec::new(),
+        };
+        // One warm-up probe per setting, not counted (the first TURN allocation of a new
+        // delay, the first page of a browser).
+        for i in 0..=args.probes {
+            if Instant::now() > deadline {
+                eprintln!("bench-probe: time limit reached; printing what was measured");
+                results.push(result);
+                break 'settings;
+            }
+            round += 1;
+            let outcome = one_round(&server, &a, &b, round, relay).await;
+            // Leave the page: its game connection stops using the CPU.
+            let (ra, rb) = tokio::join!(a.goto("about:blank"), b.goto("about:blank"));
+            if let Err(e) = ra.and(rb) {
+                eprintln!("bench-probe: {} round {round}: {e}", setting.label());
+                result.failures.push(e.to_string());
+            }
+            match outcome {
+                Ok((run, line)) => {
+                    writeln!(
+                        raw,
+                        "{}",
+                        json!({"setting": setting.label(), "warmup": i == 0, "probe": line})
+                    )?;
+                    if i > 0 {
+                        result.runs.push(run);
+                    }
+                }
+                Err(e) => {
+                    eprintln!("bench-probe: {} round {round}: {e}", setting.label());
+                    result.failures.push(e.to_string());
+                }
+            }
+            if result.failures.len() > 3 {
+                eprintln!("bench-probe: too many failures; next setting");
+                break;
+            }
+        }
+        eprintln!(
+            "bench-probe: {} done: {} probes",
+            setting.label(),
+            result.runs.len()
+        );
+        results.push(result);
+    }
+    a.close().await;
+    b.close().await;
+    drop(driver);
+    drop(server);
+    proxy.stop();
+    drop(coturn);
+    print_probe_tables(&results, args);
+    println!("\nraw per-probe lines: {}", raw_path.display());
+    Ok(())
+}
+
+/// The subject ids of a round.
+fn round_ids(round: usize) -> [String; 2] {
+    [format!("r{round:04}-a"), format!("r{round:04}-b")]
+}
+
+/// One probe: both pages load with fresh ids; returns the measurement and the record line.
+async fn one_round(
+    server: &Server,
+    a: &BenchBrowser,
+    b: &BenchBrowser,
+    round: usize,
+    relay: bool,
+) -> R<(ProbeRun, Value)> {
+    let ids = round_ids(round);
+    let scene = round_scene(round);
+    let record = server.events_path(&scene);
+    let url = |id: &str| {
+        server.url(&format!(
+            "/?subject_id={id}&scene_id={scene}{}",
+            if relay { "&bench_relay=1" } else { "" }
+        ))
+    };
+    let (url_a, url_b) = (url(&ids[0]), url(&ids[1]));
+    let (ra, rb) = tokio::join!(a.goto(&url_a), b.goto(&url_b));
+    ra?;
+    rb?;
+    let start = Instant::now();
+    let (started, result) = loop {
+        let events = read_events(&record)?;
+        let ours = |e: &&Value| {
+            e.get("members")
+                .and_then(Value::as_array)
+                .is_some_and(|m| m.iter().any(|s| s.as_str() == Some(ids[0].as_str())))
+        };
+        let started = events_named(&events, "probe_started")
+            .into_iter()
+            .find(ours)
+            .cloned();
+        let result = events_named(&events, "probe_result")
+            .into_iter()
+            .find(ours)
+            .cloned();
+        if let (Some(s), Some(r)) = (started, result) {
+            break (s, r);
+        }
+        if start.elapsed() > Duration::from_secs(25) {
+            return Err(format!(
+                "no probe_result for {} within 25 s (server log: {})",
+                ids[0],
+                server.log_tail(5)
+            )
+            .into());
+        }
+        tokio::time::sleep(POLL).await;
+    };
+    let members: Vec<String> = result
+        .get("members")
+        .and_then(Value::as_array)
+        .map(|m| {
+            m.iter()
+                .filter_map(|s| s.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    if members.len() != 2 || !members.contains(&ids[1]) {
+        return Err(format!("probe members {members:?}, expected {ids:?}").into());
+    }
+    // The pages may record their last DataChannel messages just after the result: a moment.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let (pa, pb) = tokio::join!(a.read(), b.read());
+    let pages: HashMap<&str, Value> = [(ids[0].as_str(), pa?), (ids[1].as_str(), pb?)].into();
+    let prepare_abs = started
+        .get("ts")
+        .and_then(Value::as_str)
+        .and_then(rfc3339_ms)
+        .ok_or("probe_started without a ts")?;
+    let mut run = ProbeRun {
+        relay,
+        accepted: result.get("accepted").and_then(Value::as_bool) == Some(true),
+        ready_ms: result.get("ready_ms").and_then(Value::as_f64),
+        duration_ms: result
+            .get("duration_ms")
+            .and_then(Value::as_f64)
+            .ok_or("probe_result without duration_ms")?,
+        ..ProbeRun::default()
+    };
+    let reports = result
+        .get("reports")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let mut received = Vec::new();
+    for r in &reports {
+        if let Some(v) = r.get("rtt_ms").and_then(Value::as_f64) {
+            run.rtt_ms.push(v);
+        }
+        if let Some(v) = r.get("stats_rtt_ms").and_then(Value::as_f64) {
+            run.stats_rtt_ms.push(v);
+        }
+        if let Some(v) = r.get("received_ms").and_then(Value::as_f64) {
+            received.push(v);
+        }
+    }
+    run.last_report_ms = received.iter().copied().reduce(f64::max);
+    // The initiator (members[0]) page's milestones of its last RTCPeerConnection.
+    if let Some(page) = pages.get(members[0].as_str()) {
+        let bench = &page["bench"];
+        let origin = bench["origin"].as_f64().unwrap_or(f64::NAN);
+        let evs = bench["ev"].as_array().cloned().unwrap_or_default();
+        // The probe's connection: the first one created from `probe_prepare` on (the game's
+        // comes after the decision). 2 ms of slack for the record's 1 ms resolution.
+        let probe_pc = evs
+            .iter()
+            .filter(|e| e["what"] == "pc_created")
+            .find(|e| {
+                e["t"]
+                    .as_f64()
+                    .is_some_and(|t| origin + t >= prepare_abs - 2.0)
+            })
+            .and_then(|e| e["id"].as_u64());
+        let at = |what: &dyn Fn(&str) -> bool| {
+            evs.iter()
+                .find(|e| e["what"].as_str().is_some_and(what) && e["id"].as_u64() == probe_pc)
+                .and_then(|e| e["t"].as_f64())
+                .map(|t| origin + t - prepare_abs)
+        };
+        run.offer_ms = at(&|w| w == "create_offer");
+        run.first_candidate_ms = at(&|w| w.starts_with("cand_"));
+        run.ice_connected_ms = at(&|w| w == "ice_connected");
+        run.dtls_connected_ms = at(&|w| w == "conn_connected");
+        run.dc_open_ms = at(&|w| w == "dc_open");
+    }
+    let line = json!({ "probe_started": started, "probe_result": result, "pages": pages });
+    Ok((run, line))
+}
+
+/// The true RTT of each setting, ms (see the module doc).
+fn true_rtts(results: &[SettingResult]) -> HashMap<String, (f64, &'static str)> {
+    let mut out = HashMap::new();
+    let base = results
+        .iter()
+        .find(|r| r.setting == Setting::Relay { delay_ms: 0 })
+        .and_then(|r| {
+            let all: Vec<f64> = r.runs.iter().flat_map(|p| p.rtt_ms.clone()).collect();
+            Some((median(&all)?, r.stun_ms?))
+        });
+    for r in results {
+        let t = match (r.setting, base) {
+            (Setting::Direct, _) => r.stun_ms.map(|s| (s, "STUN RTT on loopback")),
+            (Setting::Relay { .. }, Some((base, stun0))) => r
+                .stun_ms
+                .map(|s| (base + 2.0 * (s - stun0), "base + 2·(stun(D) − stun(0))")),
+            (Setting::Relay { delay_ms }, None) => {
+                Some((4.0 * delay_ms as f64, "4·D (no D=0 base)"))
+            }
+        };
+        if let Some(t) = t {
+            out.insert(r.setting.label(), t);
+        }
+    }
+    out
+}
+
+fn print_probe_tables(results: &[SettingResult], args: &Args) {
+    let truth = true_rtts(results);
+    println!(
+        "\n## Probe accuracy ({} probes per setting after 1 warm-up; errors over both members' reports)\n",
+        args.probes
+    );
+    println!("| setting | probes | STUN RTT via path | true RTT | rtt_ms median | rtt_ms err median | rtt_ms worst abs err | stats_rtt_ms median | stats err median | stats worst abs err | within 2 ms + 3 % (rtt / stats) |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
+    for r in results {
+        let Some(&(t, _)) = truth.get(&r.setting.label()) else {
+            continue;
+        };
+        let rtt: Vec<f64> = r.runs.iter().flat_map(|p| p.rtt_ms.clone()).collect();
+        let stats: Vec<f64> = r.runs.iter().flat_map(|p| p.stats_rtt_ms.clone()).collect();
+        let errs = |xs: &[f64]| xs.iter().map(|x| x - t).collect::<Vec<f64>>();
+        let worst = |xs: &[f64]| xs.iter().map(|e| e.abs()).reduce(f64::max);
+        let within = |xs: &[f64]| {
+            let tol = 2.0 + 0.03 * t;
+            let ok = xs.iter().filter(|e| e.abs() <= tol).count();
+            format!("{ok}/{}", xs.len())
+        };
+        let (er, es) = (errs(&rtt), errs(&stats));
+        println!(
+            "| {} | {} | {} | {:.1} | {} | {} | {} | {} | {} | {} | {} / {} |",
+            r.setting.label(),
+            r.runs.len(),
+            f1(r.stun_ms),
+            t,
+            f1(median(&rtt)),
+            f1(median(&er)),
+            f1(worst(&er)),
+            f1(median(&stats)),
+            f1(median(&es)),
+            f1(worst(&es)),
+            within(&er),
+            within(&es),
+        );
+    }
+    println!("\n## Probe duration (probe_prepare → decision, ms) and its split (medians)\n");
+    println!("`failed`: probes the server did not accept (with max_p2p_rtt_ms = 100000 only a failed measurement or a timeout); their durations are included.\n");
+    println!("| setting | probes | failed | median | p95 | target | met | prepare→both ready | ready→offer | offer→1st local candidate | candidate→ICE connected | ICE→DTLS connected | DTLS→DataChannel open | open→last report (sampling) | last report→decision |");
+    println!("|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for r in results {
+        let durs: Vec<f64> = r.runs.iter().map(|p| p.duration_ms).collect();
+        let t = truth.get(&r.setting.label()).map(|x| x.0);
+        let target = match r.setting {
+            Setting::Direct => Some(100.0),
+            Setting::Relay { .. } => t.map(|t| 150.0 + 8.0 * t),
+        };
+        let med = median(&durs);
+        let met = match (med, target) {
+            (Some(m), Some(tg)) => {
+                if m < tg {
+                    "yes"
+                } else {
+                    "**no**"
+                }
+            }
+            _ => "–",
+        };
+        let split = |f: &dyn Fn(&ProbeRun) -> Option<f64>| {
+            median(&r.runs.iter().filter_map(f).collect::<Vec<f64>>())
+        };
+        println!(
+            "| {} | {} | {} | {} | {} | < {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            r.setting.label(),
+            r.runs.len(),
+            r.runs.iter().filter(|p| !p.accepted).count(),
+            f1(med),
+            f1(quantile(&durs, 0.95)),
+            f1(target),
+            met,
+            f1(split(&|p| p.ready_ms)),
+            f1(split(&|p| Some(p.offer_ms? - p.ready_ms?))),
+            f1(split(&|p| Some(p.first_candidate_ms? - p.offer_ms?))),
+            f1(split(&|p| Some(
+                p.ice_connected_ms? - p.first_candidate_ms?
+            ))),
+            f1(split(&|p| Some(p.dtls_connected_ms? - p.ice_connected_ms?))),
+            f1(split(&|p| Some(p.dc_open_ms? - p.dtls_connected_ms?))),
+            f1(split(&|p| Some(p.last_report_ms? - p.dc_open_ms?))),
+            f1(split(&|p| Some(p.duration_ms - p.last_report_ms?))),
+        );
+    }
+    println!("\nTrue RTT: direct = median STUN Binding RTT to coturn on loopback; relayed = base + 2·(stun(D) − stun(0)) with base = median rtt_ms of the relayed D=0 probes (so D=0's rtt_ms error is ~0 by construction).");
+    println!("Split columns use the initiator page's clock placed on the server's (record ts, 1 ms resolution).");
+    let rejected: usize = results
+        .iter()
+        .map(|r| r.runs.iter().filter(|p| !p.accepted).count())
+        .sum();
+    let failures: usize = results.iter().map(|r| r.failures.len()).sum();
+    println!(
+        "Rejected probes: {rejected}; failed rounds: {failures}; relayed settings asked for iceTransportPolicy=relay: {}.",
+        results.iter().any(|r| r.runs.iter().any(|p| p.relay))
+    );
+    for r in results {
+        for f in &r.failures {
+            println!("- {}: {f}", r.setting.label());
+        }
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// Client weight
+// ------------------------------------------------------------------------------------------
+
+/// The gzip -9 size of `bytes`, through the system's `gzip`.
+fn gzip_len(bytes: &[u8]) -> R<usize> {
+    let mut child = Command::new("gzip")
+        .arg("-9")
+        .arg("-c")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()?;
+    let mut stdin = child.stdin.take().ok_or("gzip: no stdin")?;
+    let input = bytes.to_vec();
+    let writer = std::thread::spawn(move || stdin.write_all(&input));
+    let out = child.wait_with_output()?;
+    writer.join().map_err(|_| "gzip writer panicked")??;
+    if !out.status.success() {
+        return Err(format!("gzip exited with {}", out.status).into());
+    }
+    Ok(out.stdout.len())
+}
+
+async fn weight(args: &Args) -> R<()> {
+    let deadline = Instant::now() + Duration::from_secs(args.time_limit_s);
+    let work = WorkDir::fresh("bench-weight")?;
+    let server = Server::start(
+        &work,
+        &format!(
+            "[[scene]]\nid = \"{SCENE}\"\ngroup_size = 2\nmatchmaker = \"fifo\"\nreconnect_grace_ms = 0\n"
+        ),
+    )
+    .await?;
+    println!(
+        "\n## Client weight: what the page loads, as served by {}\n",
+        describe_bin(server.bin())
+    );
+    println!("| resource | raw bytes | gzip -9 bytes |");
+    println!("|---|---:|---:|");
+    let mut total = (0usize, 0usize);
+    for path in ["/", "/style.css", "/pkg/pairlab_client.js", WASM_ASSET] {
+        let (status, body) = http_get(server.port(), path).await?;
+        if status != 200 {
+            return Err(format!("GET {path}: HTTP {status}").into());
+        }
+        let gz = gzip_len(&body)?;
+        total.0 += body.len();
+        total.1 += gz;
+        println!("| `{path}` | {} | {gz} |", body.len());
+    }
+    println!("| **total** | {} | {} |", total.0, total.1);
+    let pkg = pairlab_tests::workspace_root().join("www").join("pkg");
+    let files: Vec<PathBuf> = fs::read_dir(&pkg)
+        .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
+        .unwrap_or_default();
+    for f in files
+        .iter()
+        .filter(|f| f.extension().is_some_and(|e| e == "wasm"))
+    {
+        let meta = fs::metadata(f)?;
+        println!(
+            "\n(www/pkg on disk: {} is {} bytes, modified {}; a release binary embeds www/ as it was when built)",
+            f.display(),
+            meta.len(),
+            meta.modified().map(unix_secs).unwrap_or_default()
+        );
+    }
+
+    let driver = ChromeDriver::start(&work).await?;
+    let browser = BenchBrowser::open(&driver, &work, "w").await?;
+    browser.cdp("Network.enable", json!({})).await?;
+    let mut rows = Vec::new();
+    let mut resources_seen = Value::Null;
+    'modes: for (mode, disabled) in [
+        ("cold (cache disabled)", true),
+        ("warm (HTTP cache)", false),
+    ] {
+        browser
+            .cdp(
+                "Network.setCacheDisabled",
+                json!({ "cacheDisabled": disabled }),
+            )
+            .await?;
+        let mut hello = Vec::new();
+        let mut welcome = Vec::new();
+        let mut wasm_end = Vec::new();
+        let mut joined = Vec::new();
+        // One load first to fill the cache (warm) or warm up Chromium (cold), not counted.
+        for i in 0..=args.loads {
+            if Instant::now() > deadline {
+                eprintln!("bench-probe: time limit reached");
+                rows.push((mode, hello, welcome, wasm_end, joined));
+                break 'modes;
+            }
+            let id = format!("w{}-{i:03}", if disabled { "c" } else { "w" });
+            browser
+                .goto(&server.url(&format!("/?subject_id={id}&scene_id={SCENE}")))
+                .await?;
+            let start = Instant::now();
+            let page = loop {
+                let page = browser.read().await?;
+                if page["bench"]["welcome"].is_number() {
+                    break page;
+                }
+                if start.elapsed() > Duration::from_secs(15) {
+                    return Err(format!("{id}: no welcome within 15 s: {page}").into());
+                }
+                tokio::time::sleep(POLL).await;
+            };
+            if i == 0 {
+                continue;
+            }
+            let origin = page["bench"]["origin"].as_f64().unwrap_or(f64::NAN);
+            hello.push(page["bench"]["hello"].as_f64().unwrap_or(f64::NAN));
+            welcome.push(page["bench"]["welcome"].as_f64().unwrap_or(f64::NAN));
+            if let Some(w) = page["resources"].as_array().and_then(|rs| {
+                rs.iter()
+                    .find(|r| r["name"].as_str().is_some_and(|n| n.ends_with(".wasm")))
+            }) {
+                wasm_end.push(w["end"].as_f64().unwrap_or(f64::NAN));
+            }
+            let events = read_events(&server.events_path(SCENE))?;
+            if let Some(ts) = events_named(&events, "participant_joined")
+                .into_iter()
+                .find(|e| e["subject_id"] == id.as_str())
+                .and_then(|e| e["ts"].as_str())
+                .and_then(rfc3339_ms)
+            {
+                joined.push(ts - origin);
+            }
+            if disabled && resources_seen.is_null() {
+                resources_seen = page["resources"].clone();
+            }
+        }
+        rows.push((mode, hello, welcome, wasm_end, joined));
+    }
+    browser.close().await;
+    drop(driver);
+    drop(server);
+    println!(
+        "\n## Client weight: navigation start → hello ({} loads per mode after 1 uncounted, ms, headless Chromium, one page at a time)\n",
+        args.loads
+    );
+    println!("| mode | loads | wasm responseEnd median | hello sent median | hello p95 | welcome received median | server participant_joined median |");
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    for (mode, hello, welcome, wasm_end, joined) in &rows {
+        println!(
+            "| {mode} | {} | {} | {} | {} | {} | {} |",
+            hello.len(),
+            f1(median(wasm_end)),
+            f1(median(hello)),
+            f1(quantile(hello, 0.95)),
+            f1(median(welcome)),
+            f1(median(joined)),
+        );
+    }
+    if let Some(rs) = resources_seen.as_array() {
+        println!("\nResources of a cold load (transferSize / decodedBodySize, bytes):");
+        for r in rs {
+            println!(
+                "- {}: {} / {}",
+                r["name"].as_str().unwrap_or("?"),
+                r["transfer"],
+                r["decoded"]
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `PATH (N bytes, modified unix S)`: which build was measured.
+fn describe_bin(bin: &Path) -> String {
+    match fs::metadata(bin) {
+        Ok(m) => format!(
+            "{} ({} bytes, modified {})",
+            bin.display(),
+            m.len(),
+            m.modified().map(unix_secs).unwrap_or_default()
+        ),
+        Err(e) => format!("{}: {e}", bin.display()),
+    }
+}
+
+/// Seconds since the epoch of a file time, for the report.
+fn unix_secs(t: std::time::SystemTime) -> String {
+    match t.duration_since(std::time::UNIX_EPOCH) {
+        Ok(d) => format!("unix {}", d.as_secs()),
+        Err(_) => "before 1970".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_parses_the_record_format() {
+        // `date -d 2026-11-22T01:16:43.123Z +%s%3N` prints 1795310203123.
+        assert_eq!(
+            rfc3339_ms("2026-11-22T01:16:43.123Z"),
+            Some(1_795_310_203_123.0)
+        );
+        assert_eq!(rfc3339_ms("1970-01-01T00:00:00.000Z"), Some(0.0));
+        assert_eq!(rfc3339_ms("2026-11-22 01:16:43Z"), None);
+    }
+
+    #[test]
+    fn quantiles_and_medians() {
+        let xs = [5.0, 1.0, 3.0, 2.0, 4.0];
+        assert_eq!(median(&xs), Some(3.0));
+        assert_eq!(median(&[1.0, 2.0]), Some(1.5));
+        assert_eq!(quantile(&xs, 0.95), Some(5.0));
+        assert_eq!(quantile(&xs, 0.2), Some(1.0));
+        assert_eq!(median(&[]), None);
+    }
+}

@@ -375,33 +375,55 @@ impl ProbeConnection {
             PeerEvent::ChannelMessage {
                 text,
                 received_at_ms,
-            } => match ProbeWire::decode(&text) {
-                Some(ProbeWire::Pong { seq, sent_at_ms }) if self.outstanding == Some(seq) => {
-                    self.outstanding = None;
-                    self.samples.push((received_at_ms - sent_at_ms).max(0.0));
-                    if self.samples.len() < SAMPLE_COUNT {
-                        self.send_ping()?;
-                        return Ok(false);
-                    }
-                    self.stats_rtt_ms = self.read_stats_rtt().await;
-                    let result = self.result(false);
-                    self.reported = true;
-                    self.reported_at_ms = now_ms();
-                    out(ClientMessage::ProbeResult(result));
-                    if let Err(e) = self.peer.send(&ProbeWire::Done.encode()) {
-                        // The peer will see the channel close instead.
-                        warn(&format!("probe {}: {e}", self.spec.probe_session_id));
-                        return Ok(true);
-                    }
-                    Ok(self.peer_done)
+            } => {
+                // A message proves the channel is open. Should its `open` never have reached
+                // us (seen rarely on the answering side under load: it echoed every ping but
+                // never sent its own), start measuring now rather than at the deadline.
+                if !self.opened {
+                    self.opened = true;
+                    warn(&format!(
+                        "probe {}: DataChannel open inferred from a message",
+                        self.spec.probe_session_id
+                    ));
+                    self.send_ping()?;
                 }
-                Some(ProbeWire::Done) => {
-                    self.peer_done = true;
-                    Ok(self.reported)
+                self.on_channel_message(&text, received_at_ms, out).await
+            }
+        }
+    }
+
+    async fn on_channel_message(
+        &mut self,
+        text: &str,
+        received_at_ms: f64,
+        out: &Outbox,
+    ) -> Result<bool, String> {
+        match ProbeWire::decode(text) {
+            Some(ProbeWire::Pong { seq, sent_at_ms }) if self.outstanding == Some(seq) => {
+                self.outstanding = None;
+                self.samples.push((received_at_ms - sent_at_ms).max(0.0));
+                if self.samples.len() < SAMPLE_COUNT {
+                    self.send_ping()?;
+                    return Ok(false);
                 }
-                // A stale pong, or a ping that the echo handler answered already.
-                _ => Ok(false),
-            },
+                self.stats_rtt_ms = self.read_stats_rtt().await;
+                let result = self.result(false);
+                self.reported = true;
+                self.reported_at_ms = now_ms();
+                out(ClientMessage::ProbeResult(result));
+                if let Err(e) = self.peer.send(&ProbeWire::Done.encode()) {
+                    // The peer will see the channel close instead.
+                    warn(&format!("probe {}: {e}", self.spec.probe_session_id));
+                    return Ok(true);
+                }
+                Ok(self.peer_done)
+            }
+            Some(ProbeWire::Done) => {
+                self.peer_done = true;
+                Ok(self.reported)
+            }
+            // A stale pong, or a ping that the echo handler answered already.
+            _ => Ok(false),
         }
     }
 }

@@ -124,6 +124,11 @@ cmd_test() {
     browser_tests
   if [ "$CLIENT_BUILT" = 1 ]; then
     phase "end to end (pairlab + 2 headless Chromium)" e2e
+    # bench-probe once, tiny: the benchmark's whole pipeline (server, coturn, delay proxy, two
+    # Chromiums, forced relay, record parsing) still works; its numbers are not judged here.
+    phase "bench smoke (bench-probe: 1 direct + 1 relayed probe)" \
+      cargo run "$JOBS" -p pairlab-tests --bin bench-probe -- \
+      --server debug --probes 1 --delays 0 --direct --time-limit-s 180
   else
     skip "end to end (pairlab + 2 headless Chromium)" "the client build failed"
   fi

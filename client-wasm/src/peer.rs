@@ -266,18 +266,9 @@ impl Peer {
             let tx = tx.clone();
             Closure::<dyn FnMut(RtcPeerConnectionIceEvent)>::new(
                 move |ev: RtcPeerConnectionIceEvent| {
-                    let payload = match ev.candidate() {
-                        None => None,
-                        // Some browsers mark the end of a generation with an empty candidate;
-                        // the `null` event that follows is the end we report.
-                        Some(c) if c.candidate().is_empty() => return,
-                        Some(c) => Some(SignalPayload::Candidate {
-                            candidate: c.candidate(),
-                            sdp_mid: c.sdp_mid(),
-                            sdp_m_line_index: c.sdp_m_line_index(),
-                        }),
-                    };
-                    let _ = tx.unbounded_send(PeerEvent::LocalCandidate(payload));
+                    if let Some(payload) = candidate_signal(&ev) {
+                        let _ = tx.unbounded_send(PeerEvent::LocalCandidate(payload));
+                    }
                 },
             )
         };
@@ -547,4 +538,20 @@ pub(crate) fn sdp_of(desc: &JsValue, op: &'static str) -> Result<String, PeerErr
         .ok()
         .and_then(|v| v.as_string())
         .ok_or(PeerError::Missing { op, field: "sdp" })
+}
+
+/// What to signal for an `icecandidate` event: `Some(Some(candidate))` for a candidate,
+/// `Some(None)` for the end of candidates (the `null` candidate), `None` for nothing (some
+/// browsers mark the end of a generation with an empty candidate; the `null` event that follows
+/// is the end we report).
+pub(crate) fn candidate_signal(ev: &RtcPeerConnectionIceEvent) -> Option<Option<SignalPayload>> {
+    match ev.candidate() {
+        None => Some(None),
+        Some(c) if c.candidate().is_empty() => None,
+        Some(c) => Some(Some(SignalPayload::Candidate {
+            candidate: c.candidate(),
+            sdp_mid: c.sdp_mid(),
+            sdp_m_line_index: c.sdp_m_line_index(),
+        })),
+    }
 }

@@ -458,16 +458,9 @@ impl Conn {
             let tx = raw_tx.clone();
             Closure::<dyn FnMut(RtcPeerConnectionIceEvent)>::new(
                 move |ev: RtcPeerConnectionIceEvent| {
-                    let payload = match ev.candidate() {
-                        None => None,
-                        Some(c) if c.candidate().is_empty() => return,
-                        Some(c) => Some(SignalPayload::Candidate {
-                            candidate: c.candidate(),
-                            sdp_mid: c.sdp_mid(),
-                            sdp_m_line_index: c.sdp_m_line_index(),
-                        }),
-                    };
-                    let _ = tx.unbounded_send(Raw::Candidate(payload));
+                    if let Some(payload) = crate::peer::candidate_signal(&ev) {
+                        let _ = tx.unbounded_send(Raw::Candidate(payload));
+                    }
                 },
             )
         };

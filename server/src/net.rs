@@ -618,28 +618,18 @@ async fn connection(socket: Socket, shared: Arc<Shared>) {
     let conn: ConnId = shared.next_conn.fetch_add(1, Ordering::Relaxed);
     let (mut sink, mut stream) = socket.split();
     let mut stop = shared.stop.clone();
-    if *stop.borrow() {
-        close(
-            &mut sink,
-            &mut stream,
-            End::Close(close_code::GOING_AWAY, "server shutting down"),
-        )
-        .await;
-        return;
-    }
-
     let (out_tx, mut out_rx) = mpsc::channel::<ServerMessage>(OUTBOUND_QUEUE);
     let (kill_tx, mut kill_rx) = oneshot::channel::<()>();
     let core = shared.core_tx.clone();
-    if core
-        .send(CoreInput::Open {
-            conn,
-            out: out_tx,
-            kill: kill_tx,
-        })
-        .await
-        .is_err()
-    {
+    // A socket that arrives while the server shuts down, or after the core has stopped, is
+    // turned away with 1001.
+    let open = CoreInput::Open {
+        conn,
+        out: out_tx,
+        kill: kill_tx,
+    };
+    let shutting_down = *stop.borrow();
+    if shutting_down || core.send(open).await.is_err() {
         close(
             &mut sink,
             &mut stream,

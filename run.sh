@@ -91,7 +91,7 @@ skip() {
 e2e() {
   cargo build "$JOBS" -p pairlab-server --bin pairlab &&
     PAIRLAB_BIN="$TARGET_DIR/debug/pairlab" \
-      cargo test "$JOBS" -p pairlab-tests -- --nocapture --test-threads=1
+      cargo test "$JOBS" --no-fail-fast -p pairlab-tests -- --nocapture --test-threads=1
 }
 
 e2e_summary() {
@@ -118,7 +118,7 @@ cmd_test() {
     cargo clippy "$JOBS" -p pairlab-client --target wasm32-unknown-unknown --all-targets -- -D warnings
   # Everything but the end-to-end crate, which runs last, against a freshly built binary.
   phase "unit + integration tests (shared, server, client's pure parts)" \
-    cargo test "$JOBS" --workspace --exclude pairlab-tests
+    cargo test "$JOBS" --no-fail-fast --workspace --exclude pairlab-tests
   phase "bench smoke (criterion, test mode)" cargo test "$JOBS" -p pairlab-server --benches
   phase "browser tests (wasm-pack test --headless --chrome client-wasm, coturn on 127.0.0.1)" \
     browser_tests

@@ -1155,7 +1155,14 @@ mod tests {
             .stdin(std::process::Stdio::piped())
             .spawn()
             .expect("spawn sh");
-        let found = pids_with_arg(&marker);
+        // Right after spawn(2) returns, the child's /proc/PID/cmdline can still read empty for
+        // a moment (seen in ~10 % of runs on a 2-core machine, and in CI), so wait for it.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let mut found = pids_with_arg(&marker);
+        while found.is_empty() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+            found = pids_with_arg(&marker);
+        }
         assert_eq!(found, vec![child.id()]);
         assert!(pids_with_arg(&format!("{marker}x")).is_empty());
         child.kill().expect("kill");

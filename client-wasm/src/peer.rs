@@ -25,6 +25,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use futures::channel::mpsc;
+use futures::future::{self, LocalBoxFuture};
 use js_sys::{Array, Reflect};
 use pairlab_shared::{IceServer, SignalPayload};
 use wasm_bindgen::closure::Closure;
@@ -47,6 +48,12 @@ pub struct PeerConfig {
     pub ice_servers: Vec<IceServer>,
     /// Only relayed (TURN) candidates: `iceTransportPolicy: "relay"` (W3C WebRTC 1.0 §4.2.1).
     pub relay_only: bool,
+    /// `iceCandidatePoolSize` (W3C WebRTC 1.0 §4.2.1, RFC 8829 §3.5.4): how many ICE
+    /// candidate sets the browser gathers as soon as the connection exists, before any offer.
+    /// `1` starts host, STUN and TURN gathering (the TURN allocation is the slow part,
+    /// ~1 RTT to the TURN server + its own work) while signalling is still going on; `0`, the
+    /// browser's default, gathers only at `setLocalDescription`.
+    pub ice_candidate_pool_size: u8,
 }
 
 /// Answers a DataChannel text message synchronously, inside `onmessage`: return the reply to
@@ -134,6 +141,16 @@ pub(crate) fn rtc_configuration(config: &PeerConfig) -> RtcConfiguration {
     if config.relay_only {
         rtc.set_ice_transport_policy(RtcIceTransportPolicy::Relay);
     }
+    if config.ice_candidate_pool_size > 0 {
+        // web-sys has no setter for this member; the dictionary is a plain object. Setting a
+        // property on a fresh object cannot fail, and a browser that does not know the member
+        // ignores it (WebIDL dictionaries skip unknown keys).
+        let _ = Reflect::set(
+            &rtc,
+            &JsValue::from_str("iceCandidatePoolSize"),
+            &JsValue::from(config.ice_candidate_pool_size),
+        );
+    }
     rtc
 }
 
@@ -200,11 +217,12 @@ impl Channel {
         dc.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
         dc.set_onclose(Some(on_close.as_ref().unchecked_ref()));
         dc.set_onerror(Some(on_error.as_ref().unchecked_ref()));
-        // A channel announced through `ondatachannel` may be open already, and then its
-        // `open` event has fired before we could listen.
-        if dc.ready_state() == RtcDataChannelState::Open {
-            let _ = tx.unbounded_send(PeerEvent::ChannelOpen);
-        }
+        // The `open` event is the one signal. A channel announced through `ondatachannel`
+        // reads "open" already, but its `open` event follows in the same task (W3C WebRTC 1.0
+        // §6.2, "announce the data channel as open"), so it is never missed and nothing is
+        // sent before it. (Chromium 156 was seen to lose the answering side's first message
+        // whether it went before or after this event; the probe copes, see
+        // `crate::probe::wire::PingPacer`.)
         Self {
             dc,
             _on_open: on_open,
@@ -234,6 +252,10 @@ struct Handlers {
 
 /// A buffered remote candidate (`None`: end of candidates).
 type RemoteCandidate = Option<RtcIceCandidateInit>;
+
+/// The outcome of one `addIceCandidate` call that has been made already
+/// ([`Peer::add_remote_candidate`]). Dropping it loses only the outcome.
+pub type CandidateAdded = LocalBoxFuture<'static, Result<(), PeerError>>;
 
 /// One `RTCPeerConnection` with at most one DataChannel. See the module docs.
 pub struct Peer {
@@ -388,13 +410,20 @@ impl Peer {
     /// Adds a remote ICE candidate, or buffers it until the remote description is set.
     /// `None` (or a payload that is not a candidate) is the end of candidates.
     ///
+    /// The browser call is made before this returns (its operations chain keeps candidates
+    /// in order, W3C WebRTC 1.0 §4.4.1.2); the returned [`CandidateAdded`] only reports its
+    /// outcome. A caller with other work, such as a probe's event loop, can poll it alongside
+    /// instead of waiting on it, so a slow or never-settling `addIceCandidate` promise cannot
+    /// hold up the measurement.
+    ///
     /// # Errors
-    /// [`PeerError::Js`] when the browser rejects the candidate (the connection may still
-    /// succeed through others); [`PeerError::Closed`] after close.
-    pub async fn add_remote_candidate(
+    /// [`PeerError::Closed`] after close. The returned future resolves to [`PeerError::Js`]
+    /// when the browser rejects the candidate (the connection may still succeed through
+    /// others).
+    pub fn add_remote_candidate(
         &mut self,
         payload: Option<&SignalPayload>,
-    ) -> Result<(), PeerError> {
+    ) -> Result<CandidateAdded, PeerError> {
         self.check_open()?;
         let init = match payload {
             Some(SignalPayload::Candidate {
@@ -411,9 +440,9 @@ impl Peer {
         };
         if !self.remote_description_set {
             self.pending.push(init);
-            return Ok(());
+            return Ok(Box::pin(future::ready(Ok(()))));
         }
-        self.add_candidate_now(init).await
+        Ok(self.add_candidate_now(init))
     }
 
     /// How many remote candidates wait for the remote description.
@@ -426,17 +455,22 @@ impl Peer {
         self.remote_description_set
     }
 
-    async fn add_candidate_now(&self, init: RemoteCandidate) -> Result<(), PeerError> {
-        let promise = self
-            .pc
-            .add_ice_candidate_with_opt_rtc_ice_candidate_init(init.as_ref());
-        match JsFuture::from(promise).await {
-            Ok(_) => Ok(()),
-            // End of candidates is a hint; browsers differ in how they take it, so a refusal
-            // does not matter.
-            Err(_) if init.is_none() => Ok(()),
-            Err(e) => Err(js_err("addIceCandidate")(e)),
-        }
+    /// Calls `addIceCandidate` now; the future reports the browser's answer.
+    fn add_candidate_now(&self, init: RemoteCandidate) -> CandidateAdded {
+        let end_of_candidates = init.is_none();
+        let promise = JsFuture::from(
+            self.pc
+                .add_ice_candidate_with_opt_rtc_ice_candidate_init(init.as_ref()),
+        );
+        Box::pin(async move {
+            match promise.await {
+                Ok(_) => Ok(()),
+                // End of candidates is a hint; browsers differ in how they take it, so a
+                // refusal does not matter.
+                Err(_) if end_of_candidates => Ok(()),
+                Err(e) => Err(js_err("addIceCandidate")(e)),
+            }
+        })
     }
 
     async fn set_local(&self, kind: RtcSdpType, sdp: &str) -> Result<(), PeerError> {
@@ -455,11 +489,13 @@ impl Peer {
             .await
             .map_err(js_err("setRemoteDescription"))?;
         self.remote_description_set = true;
-        for init in std::mem::take(&mut self.pending) {
-            if self.closed {
-                break;
-            }
-            if let Err(e) = self.add_candidate_now(init).await {
+        // Every buffered candidate goes to the browser at once, in order; then their answers.
+        let adds: Vec<CandidateAdded> = std::mem::take(&mut self.pending)
+            .into_iter()
+            .map(|init| self.add_candidate_now(init))
+            .collect();
+        for outcome in future::join_all(adds).await {
+            if let Err(e) = outcome {
                 warn(&format!("a buffered remote candidate was refused: {e}"));
             }
         }

@@ -543,7 +543,10 @@ async fn peer_buffers_early_candidates_and_closes_cleanly() {
         "at least one candidate and the end: {candidates:?}"
     );
     for c in &candidates {
-        b.add_remote_candidate(c.as_ref()).await.expect("buffered");
+        b.add_remote_candidate(c.as_ref())
+            .expect("buffered")
+            .await
+            .expect("buffering cannot fail");
     }
     assert_eq!(b.pending_candidates(), candidates.len());
     assert!(!b.has_remote_description());
@@ -565,7 +568,10 @@ async fn peer_buffers_early_candidates_and_closes_cleanly() {
                     None => panic!("a's events ended"),
                 },
                 e = ev_b.next() => if let Some(PeerEvent::LocalCandidate(c)) = e {
-                    a.add_remote_candidate(c.as_ref()).await.expect("candidate for a");
+                    a.add_remote_candidate(c.as_ref())
+                        .expect("a is open")
+                        .await
+                        .expect("candidate for a");
                 },
             }
         }
@@ -615,7 +621,7 @@ async fn peer_buffers_early_candidates_and_closes_cleanly() {
     b.close();
     assert!(b.is_closed());
     assert_eq!(b.send("x"), Err(PeerError::Closed));
-    assert_eq!(b.add_remote_candidate(None).await, Err(PeerError::Closed));
+    assert_eq!(b.add_remote_candidate(None).err(), Some(PeerError::Closed));
     assert_closed(&raw_b, "b after close()");
     drop(a);
     assert_closed(&raw_a, "a after drop");

@@ -201,6 +201,8 @@ impl WebRtcManager {
         let config = PeerConfig {
             ice_servers: spec.ice_servers.clone(),
             relay_only: spec.force_relay,
+            // The offer follows at once; a pool would only gather the same candidates twice.
+            ice_candidate_pool_size: 0,
         };
         let pc = RtcPeerConnection::new_with_configuration(&rtc_configuration(&config))
             .map_err(|e| PeerError::Create(js_error_text(&e)))?;
@@ -382,9 +384,9 @@ impl Channel {
         dc.set_onopen(Some(on_open.as_ref().unchecked_ref()));
         dc.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
         dc.set_onclose(Some(on_close.as_ref().unchecked_ref()));
-        if dc.ready_state() == RtcDataChannelState::Open {
-            let _ = raw.unbounded_send(Raw::ChannelOpen(label));
-        }
+        // Only the `open` event says the channel is open: a channel announced through
+        // `ondatachannel` reads "open" before its `open` event, which follows in the same
+        // task (W3C WebRTC 1.0 §6.2), so waiting for it costs nothing.
         Self {
             dc,
             _on_open: on_open,

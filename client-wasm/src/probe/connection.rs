@@ -5,7 +5,8 @@ use std::rc::Rc;
 
 use futures::channel::mpsc;
 use futures::future::{self, Either};
-use futures::{pin_mut, StreamExt};
+use futures::stream::FuturesUnordered;
+use futures::{pin_mut, FutureExt, StreamExt};
 use gloo_timers::future::TimeoutFuture;
 use pairlab_shared::{
     ClientMessage, IceServer, ProbeResult, ProbeSessionId, ProbeSignalOut, SignalPayload,
@@ -13,8 +14,10 @@ use pairlab_shared::{
 };
 use web_sys::{RtcPeerConnection, RtcPeerConnectionState};
 
-use super::wire::{client_deadline_ms, echo, median, ProbeWire, SAMPLE_COUNT};
-use crate::peer::{AutoReply, Peer, PeerConfig, PeerError, PeerEvent};
+use super::wire::{
+    client_deadline_ms, echo, median, PingPacer, PongVerdict, ProbeWire, SAMPLE_COUNT,
+};
+use crate::peer::{AutoReply, CandidateAdded, Peer, PeerConfig, PeerError, PeerEvent};
 use crate::util::{now_ms, warn};
 
 /// Label of the probe's DataChannel.
@@ -67,6 +70,8 @@ enum Stop {
     Failed(String),
     /// The manager dropped the probe (the server ended it): close without a result.
     Cancelled,
+    /// The client deadline passed first (described, then treated as a failure).
+    Deadline,
 }
 
 /// How a probe ended, for logs and tests.
@@ -90,9 +95,10 @@ pub type Outbox = Rc<dyn Fn(ClientMessage)>;
 /// One probe connection. Built at `probe_prepare`; [`ProbeConnection::run`] then drives it
 /// to a `probe_result` and closes it.
 ///
-/// The measurement (both sides alike, once the DataChannel is open): [`SAMPLE_COUNT`] pings
-/// back to back, timed with `performance.now()`; `rtt_ms` is their median; `stats_rtt_ms` the
-/// selected pair's `currentRoundTripTime`. Then `probe_result` goes out and a
+/// The measurement (both sides alike, once the DataChannel is open): [`SAMPLE_COUNT`] pings,
+/// paced by a [`PingPacer`] (back to back on a fast path, overlapping on a slow one), timed
+/// with `performance.now()`; `rtt_ms` is their median; `stats_rtt_ms` the selected pair's
+/// `currentRoundTripTime`. Then `probe_result` goes out and a
 /// [`ProbeWire::Done`] goes to the peer; the connection closes once the peer's `done` arrived
 /// too (so neither side cuts the other's measurement short), or the channel closed, or the
 /// client deadline passed. A deadline or failure before the result sends `success: false`
@@ -104,8 +110,9 @@ pub struct ProbeConnection {
     created_at_ms: f64,
     samples: Vec<f64>,
     stats_rtt_ms: Option<f64>,
-    outstanding: Option<u32>,
-    next_seq: u32,
+    /// `addIceCandidate` calls made, whose outcomes are still to come.
+    candidate_adds: FuturesUnordered<CandidateAdded>,
+    pacer: PingPacer,
     opened: bool,
     reported: bool,
     reported_at_ms: f64,
@@ -121,6 +128,9 @@ impl ProbeConnection {
         let config = PeerConfig {
             ice_servers: spec.ice_servers.clone(),
             relay_only: spec.relay_only,
+            // Gather now, while the server waits for both `probe_ready`s: the TURN allocation
+            // (~1 RTT to the TURN server + ~70 ms measured relayed) leaves the critical path.
+            ice_candidate_pool_size: 1,
         };
         let auto_reply: AutoReply = Rc::new(echo);
         let (peer, events) = Peer::new(&config, Some(auto_reply))?;
@@ -131,8 +141,8 @@ impl ProbeConnection {
             created_at_ms: now_ms(),
             samples: Vec::with_capacity(SAMPLE_COUNT),
             stats_rtt_ms: None,
-            outstanding: None,
-            next_seq: 0,
+            candidate_adds: FuturesUnordered::new(),
+            pacer: PingPacer::new(),
             opened: false,
             reported: false,
             reported_at_ms: 0.0,
@@ -171,11 +181,20 @@ impl ProbeConnection {
             pin_mut!(drive);
             match future::select(drive, timer).await {
                 Either::Left((stop, _)) => stop,
-                Either::Right(((), _)) => Stop::Failed(format!(
-                    "no measurement within the client deadline of {deadline_ms} ms \
-                     (server timeout {timeout_ms} ms)"
-                )),
+                Either::Right(((), _)) => Stop::Deadline,
             }
+        };
+        let stop = match stop {
+            Stop::Deadline => Stop::Failed(format!(
+                "no measurement within the client deadline of {deadline_ms} ms \
+                 (server timeout {timeout_ms} ms; DataChannel {}; {} pings sent, {} found \
+                 lost, {} answered)",
+                if self.opened { "open" } else { "never open" },
+                self.pacer.sent(),
+                self.pacer.lost(),
+                self.samples.len()
+            )),
+            other => other,
         };
         self.finish(stop, &out)
     }
@@ -188,6 +207,7 @@ impl ProbeConnection {
             Stop::Done => None,
             Stop::Failed(why) => Some(why),
             Stop::Cancelled => Some("cancelled: the server ended the probe".to_owned()),
+            Stop::Deadline => Some("the client deadline passed".to_owned()),
         };
         let result = self.result(!self.reported && failure.is_some());
         if !self.reported && !cancelled {
@@ -227,18 +247,28 @@ impl ProbeConnection {
         })
     }
 
+    /// Sends the next ping, if any remain.
     fn send_ping(&mut self) -> Result<(), String> {
-        let seq = self.next_seq;
-        self.next_seq += 1;
-        let ping = ProbeWire::Ping {
-            seq,
-            sent_at_ms: now_ms(),
+        let sent_at_ms = now_ms();
+        let Some(seq) = self.pacer.send(sent_at_ms) else {
+            return Ok(());
         };
+        let ping = ProbeWire::Ping { seq, sent_at_ms };
         self.peer
             .send(&ping.encode())
-            .map_err(|e| format!("could not send a ping: {e}"))?;
-        self.outstanding = Some(seq);
-        Ok(())
+            .map_err(|e| format!("could not send a ping: {e}"))
+    }
+
+    /// The spacing timer: resolves when the pacer's next ping is due; never while the channel
+    /// is not open, after the report, or when no ping remains.
+    fn pace_timer(&self) -> Either<TimeoutFuture, future::Pending<()>> {
+        match self.pacer.next_due_ms() {
+            Some(due_ms) if self.opened && !self.reported => {
+                let wait_ms = (due_ms - now_ms()).clamp(0.0, f64::from(u32::MAX));
+                Either::Left(TimeoutFuture::new(wait_ms.ceil() as u32))
+            }
+            _ => Either::Right(future::pending()),
+        }
     }
 
     /// Reads the selected pair's RTT, retrying briefly while it is not there yet.
@@ -268,17 +298,34 @@ impl ProbeConnection {
         events: &mut mpsc::UnboundedReceiver<PeerEvent>,
         out: &Outbox,
     ) -> Stop {
+        enum Input {
+            Command(Option<ProbeCommand>),
+            Event(Option<PeerEvent>),
+            PingDue,
+            CandidateAdded(Result<(), PeerError>),
+        }
         loop {
+            let pace = self.pace_timer().fuse();
+            pin_mut!(pace);
             let input = futures::select! {
-                c = commands.next() => Either::Left(c),
-                e = events.next() => Either::Right(e),
+                c = commands.next() => Input::Command(c),
+                e = events.next() => Input::Event(e),
+                () = pace => Input::PingDue,
+                r = self.candidate_adds.select_next_some() => Input::CandidateAdded(r),
             };
             let step = match input {
                 // The manager dropped the probe: the server ended it, no result is wanted.
-                Either::Left(None) => return Stop::Cancelled,
-                Either::Left(Some(cmd)) => self.on_command(cmd, out).await.map(|()| false),
-                Either::Right(None) => Err("the connection's events ended".into()),
-                Either::Right(Some(ev)) => self.on_peer_event(ev, out).await,
+                Input::Command(None) => return Stop::Cancelled,
+                Input::Command(Some(cmd)) => self.on_command(cmd, out).await.map(|()| false),
+                Input::Event(None) => Err("the connection's events ended".into()),
+                Input::Event(Some(ev)) => self.on_peer_event(ev, out).await,
+                Input::PingDue => self.send_ping().map(|()| false),
+                Input::CandidateAdded(outcome) => {
+                    if let Err(e) = outcome {
+                        warn(&format!("probe {}: {e}", self.spec.probe_session_id));
+                    }
+                    Ok(false)
+                }
             };
             match step {
                 Ok(false) => {}
@@ -326,9 +373,11 @@ impl ProbeConnection {
                 signal_type: SignalType::IceCandidate,
                 payload,
             } => {
-                if let Err(e) = self.peer.add_remote_candidate(payload.as_ref()).await {
+                // Not awaited here: the loop polls the outcome alongside its other inputs.
+                match self.peer.add_remote_candidate(payload.as_ref()) {
+                    Ok(added) => self.candidate_adds.push(added),
                     // Other candidates may still connect; the deadline catches the rest.
-                    warn(&format!("probe {}: {e}", self.spec.probe_session_id));
+                    Err(e) => warn(&format!("probe {}: {e}", self.spec.probe_session_id)),
                 }
                 Ok(())
             }
@@ -399,11 +448,15 @@ impl ProbeConnection {
         out: &Outbox,
     ) -> Result<bool, String> {
         match ProbeWire::decode(text) {
-            Some(ProbeWire::Pong { seq, sent_at_ms }) if self.outstanding == Some(seq) => {
-                self.outstanding = None;
+            Some(ProbeWire::Pong { seq, sent_at_ms }) => {
+                let PongVerdict::Sample { send_next } = self.pacer.on_pong(seq) else {
+                    return Ok(false); // a pong we do not wait for
+                };
                 self.samples.push((received_at_ms - sent_at_ms).max(0.0));
-                if self.samples.len() < SAMPLE_COUNT {
+                if send_next {
                     self.send_ping()?;
+                }
+                if !self.pacer.complete() {
                     return Ok(false);
                 }
                 self.stats_rtt_ms = self.read_stats_rtt().await;
@@ -422,7 +475,7 @@ impl ProbeConnection {
                 self.peer_done = true;
                 Ok(self.reported)
             }
-            // A stale pong, or a ping that the echo handler answered already.
+            // A ping, which the echo handler answered already, or junk.
             _ => Ok(false),
         }
     }

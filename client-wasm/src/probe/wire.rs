@@ -1,8 +1,13 @@
 //! The probe's own DataChannel messages and the arithmetic of a measurement. Pure Rust, no
 //! browser: tested natively.
 //!
-//! Both sides of a probe measure. Each sends its own pings, one at a time, the next as soon as
-//! the previous pong is back; each echoes the other's pings at once. Text messages:
+//! Both sides of a probe measure. Each sends its own [`SAMPLE_COUNT`] pings, paced by a
+//! [`PingPacer`]: the next ping goes as soon as the latest one's pong is back, or
+//! [`PING_SPACING_MS`] after the latest ping, whichever comes first. On a fast path that is
+//! back to back (10 pings on loopback take ~6 ms); on a slow one the pings overlap, so the
+//! sampling takes ~9 × 2–4 ms + 1 RTT instead of 10 RTT (at a 300 ms RTT: ~0.33 s, not 3 s).
+//! A ping found lost is replaced (see [`PingPacer`]). Each side echoes the other's pings at
+//! once. Text messages:
 //!
 //! | message | text | meaning |
 //! |---|---|---|
@@ -11,11 +16,149 @@
 //! | done | `d` | the sender has all its samples and has reported; it may close |
 //!
 //! Carrying the send time in the ping keeps the measuring side stateless: RTT = arrival time of
-//! the pong − the `sent_at_ms` it carries, both on the sender's own clock. The `seq` lets the
-//! sender ignore a pong that is not the one it waits for.
+//! the pong − the `sent_at_ms` it carries, both on the sender's own clock. The `seq` tells
+//! the sender which ping a pong answers, and reveals a lost ping (its later neighbour's pong
+//! comes back first on the ordered channel).
 
-/// RTT samples each side takes: back to back, on loopback ~0.5 ms each.
+/// RTT samples each side takes (one per ping).
 pub const SAMPLE_COUNT: usize = 10;
+
+/// The longest wait between two pings of one side, ms, while the latest is unanswered.
+///
+/// Not 0: ten pings sent in one burst were measured at ~8 ms each on loopback (one page, both
+/// ends) against ~0.6 ms one at a time, as each echo queued behind the burst. At 2 ms apart
+/// the error stayed within 1.2 ms at every setting bench-probe measures (BENCHMARKS.md §1),
+/// and the sampling of a relayed probe at D = 0 took 30 ms (55 ms at 5 ms apart), which is
+/// what brings it under its target. Browsers clamp timeouts nested more than 5 deep to ≥ 4 ms
+/// (HTML, timer initialisation steps), so later gaps of a long run may be 4 ms. In a hidden
+/// tab, where timers slow to 1 s, the pong-driven rule still sends the next ping at once:
+/// never slower than one at a time.
+pub const PING_SPACING_MS: f64 = 2.0;
+
+/// The most pings one side sends in a probe: [`SAMPLE_COUNT`] plus as many replacements for
+/// pings found lost.
+pub const MAX_PINGS: usize = 2 * SAMPLE_COUNT;
+
+/// What a [`PingPacer`] makes of a pong.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PongVerdict {
+    /// Not a pong we wait for (unknown, answered, or given up as lost): ignore it.
+    Ignore,
+    /// A new sample. `send_next`: no ping is in flight now and samples are still missing, so
+    /// send the next one at once.
+    Sample {
+        /// Send the next ping now.
+        send_next: bool,
+    },
+}
+
+/// Where one ping is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PingState {
+    InFlight,
+    Answered,
+    Lost,
+}
+
+/// One side's ping schedule: which pings went out, which came back, which were lost, and when
+/// the next is due. Pure state, driven by the probe connection with `performance.now()` times
+/// (ms).
+///
+/// **Lost pings.** The probe's DataChannel is reliable and ordered, and pongs are echoed in
+/// order, so a pong for ping `j` means every earlier ping still in flight will never be
+/// answered. Such pings count as lost and are replaced, up to [`MAX_PINGS`] in all. This is
+/// not hypothetical: in Chromium 156, relayed, the answering side's first message was
+/// sometimes never delivered (bench-probe, 4 to 5 of 40 probes at D = 0 ms); before, that one
+/// lost ping stalled the probe until its deadline. A loss that no later pong reveals (the
+/// last ping in flight) still ends at the deadline.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PingPacer {
+    pings: Vec<PingState>,
+    answered: usize,
+    in_flight: usize,
+    last_sent_at_ms: f64,
+}
+
+impl Default for PingPacer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl PingPacer {
+    /// No ping sent yet.
+    pub fn new() -> Self {
+        Self {
+            pings: Vec::with_capacity(MAX_PINGS),
+            answered: 0,
+            in_flight: 0,
+            last_sent_at_ms: 0.0,
+        }
+    }
+
+    /// Whether another ping is wanted: samples are missing beyond those in flight, and the
+    /// [`MAX_PINGS`] budget is not spent.
+    fn wants_more(&self) -> bool {
+        self.answered + self.in_flight < SAMPLE_COUNT && self.pings.len() < MAX_PINGS
+    }
+
+    /// Takes the next ping's `seq` and notes that it goes out at `now_ms`; `None` when no
+    /// ping is wanted (enough in flight or answered, or the budget spent).
+    pub fn send(&mut self, now_ms: f64) -> Option<u32> {
+        if !self.wants_more() {
+            return None;
+        }
+        let seq = self.pings.len() as u32;
+        self.pings.push(PingState::InFlight);
+        self.in_flight += 1;
+        self.last_sent_at_ms = now_ms;
+        Some(seq)
+    }
+
+    /// A pong carrying `seq` arrived.
+    pub fn on_pong(&mut self, seq: u32) -> PongVerdict {
+        let i = seq as usize;
+        if self.pings.get(i) != Some(&PingState::InFlight) {
+            return PongVerdict::Ignore;
+        }
+        self.pings[i] = PingState::Answered;
+        self.answered += 1;
+        self.in_flight -= 1;
+        // Ordered and reliable: an earlier ping still in flight is lost.
+        for state in &mut self.pings[..i] {
+            if *state == PingState::InFlight {
+                *state = PingState::Lost;
+                self.in_flight -= 1;
+            }
+        }
+        PongVerdict::Sample {
+            send_next: self.in_flight == 0 && self.wants_more(),
+        }
+    }
+
+    /// When the next ping is due by the spacing rule (`performance.now()` ms), while some
+    /// have gone out and another is wanted; `None` before the first ping and once no more
+    /// are wanted.
+    pub fn next_due_ms(&self) -> Option<f64> {
+        (!self.pings.is_empty() && self.wants_more())
+            .then_some(self.last_sent_at_ms + PING_SPACING_MS)
+    }
+
+    /// How many pings went out.
+    pub fn sent(&self) -> usize {
+        self.pings.len()
+    }
+
+    /// How many pings were found lost.
+    pub fn lost(&self) -> usize {
+        self.pings.iter().filter(|p| **p == PingState::Lost).count()
+    }
+
+    /// Whether [`SAMPLE_COUNT`] pings have their pongs.
+    pub fn complete(&self) -> bool {
+        self.answered >= SAMPLE_COUNT
+    }
+}
 
 /// A probe DataChannel message.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -157,6 +300,141 @@ mod tests {
         assert_eq!(echo("q 4 10.25"), None);
         assert_eq!(echo("d"), None);
         assert_eq!(echo("hello"), None);
+    }
+
+    #[test]
+    fn pacer_goes_back_to_back_when_pongs_are_fast() {
+        let mut p = PingPacer::new();
+        assert_eq!(
+            p.next_due_ms(),
+            None,
+            "nothing is due before the first ping"
+        );
+        let mut now = 100.0;
+        let mut seq = p.send(now).expect("first");
+        for _ in 1..SAMPLE_COUNT {
+            now += 0.5;
+            assert_eq!(p.on_pong(seq), PongVerdict::Sample { send_next: true });
+            seq = p.send(now).expect("next");
+        }
+        assert_eq!(seq as usize, SAMPLE_COUNT - 1);
+        assert_eq!(p.send(now), None, "only SAMPLE_COUNT pings");
+        assert_eq!(p.next_due_ms(), None);
+        assert!(!p.complete());
+        assert_eq!(p.on_pong(seq), PongVerdict::Sample { send_next: false });
+        assert!(p.complete());
+    }
+
+    #[test]
+    fn pacer_overlaps_pings_on_a_slow_path() {
+        // RTT 100 ms: every ping goes PING_SPACING_MS after the one before, all before the
+        // first pong, and the pongs then only add samples.
+        let mut p = PingPacer::new();
+        let mut now = 0.0;
+        p.send(now).expect("first");
+        while let Some(due) = p.next_due_ms() {
+            assert_eq!(due, now + PING_SPACING_MS);
+            now = due;
+            p.send(now).expect("paced");
+        }
+        assert_eq!(p.sent(), SAMPLE_COUNT);
+        assert_eq!(now, PING_SPACING_MS * (SAMPLE_COUNT - 1) as f64);
+        for seq in 0..SAMPLE_COUNT as u32 {
+            assert_eq!(p.on_pong(seq), PongVerdict::Sample { send_next: false });
+        }
+        assert!(p.complete());
+    }
+
+    #[test]
+    fn pacer_sends_at_once_only_when_the_latest_ping_is_answered() {
+        let mut p = PingPacer::new();
+        p.send(0.0);
+        p.send(5.0);
+        // The older ping's pong: a sample, but ping 1 is still in flight.
+        assert_eq!(p.on_pong(0), PongVerdict::Sample { send_next: false });
+        assert_eq!(p.on_pong(1), PongVerdict::Sample { send_next: true });
+    }
+
+    #[test]
+    fn pacer_ignores_unknown_and_repeated_pongs() {
+        let mut p = PingPacer::new();
+        assert_eq!(p.on_pong(0), PongVerdict::Ignore, "nothing sent yet");
+        p.send(0.0);
+        assert_eq!(p.on_pong(1), PongVerdict::Ignore, "never sent");
+        assert_eq!(p.on_pong(u32::MAX), PongVerdict::Ignore);
+        assert_eq!(p.on_pong(0), PongVerdict::Sample { send_next: true });
+        assert_eq!(p.on_pong(0), PongVerdict::Ignore, "answered already");
+        assert!(!p.complete());
+    }
+
+    #[test]
+    fn pacer_replaces_a_ping_found_lost() {
+        // The first ping is lost: the pong of the second reveals it, and a replacement goes.
+        let mut p = PingPacer::new();
+        assert_eq!(p.send(0.0), Some(0));
+        assert_eq!(p.send(5.0), Some(1));
+        assert_eq!(p.on_pong(1), PongVerdict::Sample { send_next: true });
+        assert_eq!(p.lost(), 1);
+        assert_eq!(
+            p.on_pong(0),
+            PongVerdict::Ignore,
+            "a lost ping's late pong is ignored"
+        );
+        let mut seqs = Vec::new();
+        while let Some(seq) = p.send(10.0) {
+            seqs.push(seq);
+            assert_eq!(
+                p.on_pong(seq),
+                PongVerdict::Sample {
+                    send_next: seqs.len() < SAMPLE_COUNT - 1
+                }
+            );
+        }
+        assert_eq!(seqs.first(), Some(&2));
+        assert_eq!(p.sent(), SAMPLE_COUNT + 1, "one replacement");
+        assert!(p.complete());
+        assert_eq!(p.next_due_ms(), None);
+    }
+
+    #[test]
+    fn pacer_waits_while_the_missing_samples_are_in_flight() {
+        // Every even ping lost: each odd pong reveals one loss. After 19 pings, 9 samples are
+        // in and ping 18 is in flight: nothing more is due until its pong.
+        let mut p = PingPacer::new();
+        let mut now = 0.0;
+        while let Some(seq) = p.send(now) {
+            now += PING_SPACING_MS;
+            if seq % 2 == 1 {
+                p.on_pong(seq);
+            }
+        }
+        assert_eq!(p.sent(), 2 * SAMPLE_COUNT - 1);
+        assert_eq!(p.lost(), SAMPLE_COUNT - 1);
+        assert_eq!(
+            p.next_due_ms(),
+            None,
+            "the last missing sample is in flight"
+        );
+        assert!(!p.complete());
+        assert_eq!(p.on_pong(18), PongVerdict::Sample { send_next: false });
+        assert!(p.complete());
+    }
+
+    #[test]
+    fn pacer_gives_up_after_max_pings() {
+        // Two of every three pings lost: the budget runs out before SAMPLE_COUNT samples.
+        let mut p = PingPacer::new();
+        let mut now = 0.0;
+        while let Some(seq) = p.send(now) {
+            now += PING_SPACING_MS;
+            if seq % 3 == 2 {
+                assert!(matches!(p.on_pong(seq), PongVerdict::Sample { .. }));
+            }
+        }
+        assert_eq!(p.sent(), MAX_PINGS);
+        assert_eq!(p.send(now), None, "budget spent");
+        assert_eq!(p.next_due_ms(), None);
+        assert!(!p.complete());
     }
 
     #[test]

@@ -168,20 +168,25 @@ fn loadavg() -> String {
 // Chromium with the bench's injected script
 // ------------------------------------------------------------------------------------------
 
-/// Wraps `RTCPeerConnection` (relay policy on `bench_relay=1`, milestone timestamps) and
+/// Wraps `RTCPeerConnection` (relay policy on `bench_relay=1`, milestone timestamps, and the
+/// kind and seq of every DataChannel message sent and received) and
 /// `WebSocket` (the first `hello` sent, the first `welcome` received). Runs before the page's
 /// own scripts in every document (CDP `Page.addScriptToEvaluateOnNewDocument`).
 const INJECT_JS: &str = r#"
 (() => {
   const B = window.__pairlabBench = { origin: performance.timeOrigin, ev: [], hello: null, welcome: null };
   const relay = new URLSearchParams(location.search).get('bench_relay') === '1';
-  const mark = (what, id) => B.ev.push({ what, id, t: performance.now() });
+  const mark = (what, id, data) => B.ev.push(data == null ? { what, id, t: performance.now() } : { what, id, t: performance.now(), data });
   const OrigPC = window.RTCPeerConnection;
   if (OrigPC) {
     let next = 0;
+    // The probe's text messages are short (`p 3 123.4`, `q 3 123.4`, `d`): keep kind + seq.
+    const brief = (d) => typeof d === 'string' ? d.split(' ', 2).join(' ') : null;
     const watchChannel = (ch, id) => {
+      const sendDc = ch.send.bind(ch);
+      ch.send = (d) => { mark('dc_send', id, brief(d)); return sendDc(d); };
       ch.addEventListener('open', () => mark('dc_open', id));
-      ch.addEventListener('message', () => mark('dc_msg', id));
+      ch.addEventListener('message', (e) => mark('dc_msg', id, brief(e.data)));
     };
     function PC(config, ...rest) {
       const c = Object.assign({}, config || {});
@@ -575,6 +580,10 @@ impl Setting {
     }
 }
 
+/// Pings per side in a probe (`SAMPLE_COUNT` in `client-wasm/src/probe/wire.rs`); a ping with
+/// a higher `seq` replaces one found lost.
+const PROBE_SAMPLE_COUNT: usize = 10;
+
 /// One measured probe.
 #[derive(Debug, Clone, Default)]
 struct ProbeRun {
@@ -598,6 +607,8 @@ struct ProbeRun {
     /// The candidate pair kind, if the relay was asked for.
     relay: bool,
     accepted: bool,
+    /// Pings sent beyond the client's 10, on both pages: replacements for pings found lost.
+    replacement_pings: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -889,6 +900,20 @@ async fn one_round(
         run.dtls_connected_ms = at(&|w| w == "conn_connected");
         run.dc_open_ms = at(&|w| w == "dc_open");
     }
+    run.replacement_pings = members
+        .iter()
+        .filter_map(|m| pages.get(m.as_str()))
+        .flat_map(|page| page["bench"]["ev"].as_array().cloned().unwrap_or_default())
+        .filter(|e| e["what"] == "dc_send")
+        .filter_map(|e| {
+            e["data"]
+                .as_str()?
+                .strip_prefix("p ")?
+                .parse::<usize>()
+                .ok()
+        })
+        .filter(|seq| *seq >= PROBE_SAMPLE_COUNT)
+        .count();
     let line = json!({ "probe_started": started, "probe_result": result, "pages": pages });
     Ok((run, line))
 }
@@ -1011,6 +1036,19 @@ fn print_probe_tables(results: &[SettingResult], args: &Args) {
         .map(|r| r.runs.iter().filter(|p| !p.accepted).count())
         .sum();
     let failures: usize = results.iter().map(|r| r.failures.len()).sum();
+    let replaced: usize = results
+        .iter()
+        .flat_map(|r| &r.runs)
+        .map(|p| p.replacement_pings)
+        .sum();
+    let probes_with_replacement = results
+        .iter()
+        .flat_map(|r| &r.runs)
+        .filter(|p| p.replacement_pings > 0)
+        .count();
+    println!(
+        "Pings found lost and replaced by the client: {replaced}, in {probes_with_replacement} probes."
+    );
     println!(
         "Rejected probes: {rejected}; failed rounds: {failures}; relayed settings asked for iceTransportPolicy=relay: {}.",
         results.iter().any(|r| r.runs.iter().any(|p| p.relay))

@@ -154,75 +154,69 @@ pub(crate) fn rtc_configuration(config: &PeerConfig) -> RtcConfiguration {
     rtc
 }
 
-/// A DataChannel with the handlers attached to it.
-struct Channel {
-    dc: RtcDataChannel,
+/// What a DataChannel's events do; each runs inside the browser's event callback.
+pub(crate) struct ChannelCallbacks {
+    /// The `open` event.
+    pub(crate) on_open: Box<dyn FnMut()>,
+    /// A text message, with its arrival time (`performance.now()`, ms, read first thing in
+    /// the callback). Binary messages are not part of any pairlab exchange and are dropped.
+    pub(crate) on_message: Box<dyn FnMut(String, f64)>,
+    /// The `close` event.
+    pub(crate) on_close: Box<dyn FnMut()>,
+    /// The `error` event, with `RTCErrorEvent.error`'s text when there is one.
+    pub(crate) on_error: Box<dyn FnMut(String)>,
+}
+
+/// A DataChannel with handlers attached; they are detached and the channel closed when this
+/// is dropped, so the closures live exactly as long as the channel is in use (probes and
+/// games build and drop channels again and again: nothing is leaked with `Closure::forget`).
+/// Used by [`Peer`] and by the game connection.
+///
+/// The channel counts as open only from its `open` event. A channel announced through
+/// `ondatachannel` reads "open" already, but its `open` event follows in the same task (W3C
+/// WebRTC 1.0 §6.2, "announce the data channel as open"), so it is never missed and nothing
+/// is sent before it. (Chromium 156 was seen to lose the answering side's first message
+/// whether it went before or after this event; the probe copes, see
+/// `crate::probe::wire::PingPacer`.)
+pub(crate) struct AttachedChannel {
+    /// The browser channel.
+    pub(crate) dc: RtcDataChannel,
     _on_open: Closure<dyn FnMut(Event)>,
     _on_message: Closure<dyn FnMut(MessageEvent)>,
     _on_close: Closure<dyn FnMut(Event)>,
     _on_error: Closure<dyn FnMut(Event)>,
 }
 
-impl Channel {
-    fn attach(
-        dc: RtcDataChannel,
-        tx: &mpsc::UnboundedSender<PeerEvent>,
-        auto_reply: Option<AutoReply>,
-    ) -> Self {
-        let on_open = {
-            let tx = tx.clone();
-            Closure::<dyn FnMut(Event)>::new(move |_: Event| {
-                let _ = tx.unbounded_send(PeerEvent::ChannelOpen);
-            })
-        };
-        let on_message = {
-            let tx = tx.clone();
-            let dc = dc.clone();
-            Closure::<dyn FnMut(MessageEvent)>::new(move |ev: MessageEvent| {
-                let received_at_ms = now_ms();
-                let Some(text) = ev.data().as_string() else {
-                    return; // binary messages are not part of any pairlab exchange
-                };
-                if let Some(reply) = auto_reply.as_ref().and_then(|f| f(&text)) {
-                    if let Err(e) = dc.send_with_str(&reply) {
-                        warn(&format!("DataChannel reply failed: {}", js_error_text(&e)));
-                    }
-                    return;
-                }
-                let _ = tx.unbounded_send(PeerEvent::ChannelMessage {
-                    text,
-                    received_at_ms,
-                });
-            })
-        };
-        let on_close = {
-            let tx = tx.clone();
-            Closure::<dyn FnMut(Event)>::new(move |_: Event| {
-                let _ = tx.unbounded_send(PeerEvent::ChannelClosed);
-            })
-        };
-        let on_error = {
-            let tx = tx.clone();
-            Closure::<dyn FnMut(Event)>::new(move |ev: Event| {
-                // RTCErrorEvent.error.message when present.
-                let detail = Reflect::get(&ev, &JsValue::from_str("error"))
-                    .ok()
-                    .filter(|e| !e.is_undefined() && !e.is_null())
-                    .map(|e| js_error_text(&e))
-                    .unwrap_or_else(|| "DataChannel error".to_owned());
-                let _ = tx.unbounded_send(PeerEvent::ChannelError(detail));
-            })
-        };
+impl AttachedChannel {
+    /// Attaches `callbacks` to `dc`.
+    pub(crate) fn attach(dc: RtcDataChannel, callbacks: ChannelCallbacks) -> Self {
+        let ChannelCallbacks {
+            mut on_open,
+            mut on_message,
+            mut on_close,
+            mut on_error,
+        } = callbacks;
+        let on_open = Closure::<dyn FnMut(Event)>::new(move |_: Event| on_open());
+        let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |ev: MessageEvent| {
+            let received_at_ms = now_ms();
+            if let Some(text) = ev.data().as_string() {
+                on_message(text, received_at_ms);
+            }
+        });
+        let on_close = Closure::<dyn FnMut(Event)>::new(move |_: Event| on_close());
+        let on_error = Closure::<dyn FnMut(Event)>::new(move |ev: Event| {
+            // RTCErrorEvent.error.message when present.
+            let detail = Reflect::get(&ev, &JsValue::from_str("error"))
+                .ok()
+                .filter(|e| !e.is_undefined() && !e.is_null())
+                .map(|e| js_error_text(&e))
+                .unwrap_or_else(|| "DataChannel error".to_owned());
+            on_error(detail);
+        });
         dc.set_onopen(Some(on_open.as_ref().unchecked_ref()));
         dc.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
         dc.set_onclose(Some(on_close.as_ref().unchecked_ref()));
         dc.set_onerror(Some(on_error.as_ref().unchecked_ref()));
-        // The `open` event is the one signal. A channel announced through `ondatachannel`
-        // reads "open" already, but its `open` event follows in the same task (W3C WebRTC 1.0
-        // §6.2, "announce the data channel as open"), so it is never missed and nothing is
-        // sent before it. (Chromium 156 was seen to lose the answering side's first message
-        // whether it went before or after this event; the probe copes, see
-        // `crate::probe::wire::PingPacer`.)
         Self {
             dc,
             _on_open: on_open,
@@ -233,7 +227,7 @@ impl Channel {
     }
 }
 
-impl Drop for Channel {
+impl Drop for AttachedChannel {
     fn drop(&mut self) {
         self.dc.set_onopen(None);
         self.dc.set_onmessage(None);
@@ -241,6 +235,43 @@ impl Drop for Channel {
         self.dc.set_onerror(None);
         self.dc.close();
     }
+}
+
+/// The probe's channel: events into `tx`; pings answered by `auto_reply` inside `onmessage`.
+fn attach_channel(
+    dc: RtcDataChannel,
+    tx: &mpsc::UnboundedSender<PeerEvent>,
+    auto_reply: Option<AutoReply>,
+) -> AttachedChannel {
+    let reply_dc = dc.clone();
+    let (open_tx, message_tx, close_tx, error_tx) =
+        (tx.clone(), tx.clone(), tx.clone(), tx.clone());
+    AttachedChannel::attach(
+        dc,
+        ChannelCallbacks {
+            on_open: Box::new(move || {
+                let _ = open_tx.unbounded_send(PeerEvent::ChannelOpen);
+            }),
+            on_message: Box::new(move |text, received_at_ms| {
+                if let Some(reply) = auto_reply.as_ref().and_then(|f| f(&text)) {
+                    if let Err(e) = reply_dc.send_with_str(&reply) {
+                        warn(&format!("DataChannel reply failed: {}", js_error_text(&e)));
+                    }
+                    return;
+                }
+                let _ = message_tx.unbounded_send(PeerEvent::ChannelMessage {
+                    text,
+                    received_at_ms,
+                });
+            }),
+            on_close: Box::new(move || {
+                let _ = close_tx.unbounded_send(PeerEvent::ChannelClosed);
+            }),
+            on_error: Box::new(move |detail| {
+                let _ = error_tx.unbounded_send(PeerEvent::ChannelError(detail));
+            }),
+        },
+    )
 }
 
 /// The connection-level handlers; dropped on close.
@@ -260,7 +291,7 @@ pub type CandidateAdded = LocalBoxFuture<'static, Result<(), PeerError>>;
 /// One `RTCPeerConnection` with at most one DataChannel. See the module docs.
 pub struct Peer {
     pc: RtcPeerConnection,
-    channel: Rc<RefCell<Option<Channel>>>,
+    channel: Rc<RefCell<Option<AttachedChannel>>>,
     handlers: Option<Handlers>,
     events_tx: mpsc::UnboundedSender<PeerEvent>,
     auto_reply: Option<AutoReply>,
@@ -282,7 +313,7 @@ impl Peer {
         let pc = RtcPeerConnection::new_with_configuration(&rtc_configuration(config))
             .map_err(|e| PeerError::Create(js_error_text(&e)))?;
         let (tx, rx) = mpsc::unbounded();
-        let channel: Rc<RefCell<Option<Channel>>> = Rc::new(RefCell::new(None));
+        let channel: Rc<RefCell<Option<AttachedChannel>>> = Rc::new(RefCell::new(None));
 
         let on_ice_candidate = {
             let tx = tx.clone();
@@ -316,7 +347,7 @@ impl Peer {
                     dc.close();
                     return;
                 }
-                *slot = Some(Channel::attach(dc, &tx, auto_reply.clone()));
+                *slot = Some(attach_channel(dc, &tx, auto_reply.clone()));
             })
         };
         pc.set_onicecandidate(Some(on_ice_candidate.as_ref().unchecked_ref()));
@@ -358,7 +389,7 @@ impl Peer {
     pub fn create_data_channel(&mut self, label: &str) -> Result<(), PeerError> {
         self.check_open()?;
         let dc = self.pc.create_data_channel(label);
-        let old = self.channel.borrow_mut().replace(Channel::attach(
+        let old = self.channel.borrow_mut().replace(attach_channel(
             dc,
             &self.events_tx,
             self.auto_reply.clone(),

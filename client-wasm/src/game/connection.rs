@@ -41,13 +41,15 @@ use wasm_bindgen::closure::Closure;
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{
-    Event, MessageEvent, RtcDataChannel, RtcDataChannelEvent, RtcDataChannelInit,
-    RtcDataChannelState, RtcIceCandidateInit, RtcIceConnectionState, RtcOfferOptions,
-    RtcPeerConnection, RtcPeerConnectionIceEvent, RtcSdpType, RtcSessionDescriptionInit,
+    Event, RtcDataChannel, RtcDataChannelEvent, RtcDataChannelInit, RtcDataChannelState,
+    RtcIceCandidateInit, RtcIceConnectionState, RtcOfferOptions, RtcPeerConnection,
+    RtcPeerConnectionIceEvent, RtcSdpType, RtcSessionDescriptionInit,
 };
 
 use super::logic::{is_initiator, QualityThresholds, QualityTracker};
-use crate::peer::{js_err, rtc_configuration, sdp_of, PeerConfig, PeerError};
+use crate::peer::{
+    js_err, rtc_configuration, sdp_of, AttachedChannel, ChannelCallbacks, PeerConfig, PeerError,
+};
 use crate::probe::Outbox;
 use crate::stats;
 use crate::util::{js_error_text, log, now_ms, warn};
@@ -336,73 +338,39 @@ enum Raw {
     Control(String),
 }
 
-/// A DataChannel with its handlers; detached and closed on drop.
-struct Channel {
+/// Attaches the game's handlers to one of its two channels: `open`/`close` and control
+/// messages go to the connection's own loop (`raw`), inputs straight to the game (`events`),
+/// with no extra hop for the time-critical channel.
+fn attach_channel(
     dc: RtcDataChannel,
-    _on_open: Closure<dyn FnMut(Event)>,
-    _on_message: Closure<dyn FnMut(MessageEvent)>,
-    _on_close: Closure<dyn FnMut(Event)>,
-}
-
-impl Channel {
-    fn attach(
-        dc: RtcDataChannel,
-        raw: &mpsc::UnboundedSender<Raw>,
-        events: &mpsc::UnboundedSender<ConnectionEvent>,
-    ) -> Self {
-        let label = dc.label();
-        let on_open = {
-            let raw = raw.clone();
-            let label = label.clone();
-            Closure::<dyn FnMut(Event)>::new(move |_: Event| {
-                let _ = raw.unbounded_send(Raw::ChannelOpen(label.clone()));
-            })
-        };
-        let on_message = {
-            let raw = raw.clone();
-            let events = events.clone();
-            let is_inputs = label == INPUTS_LABEL;
-            Closure::<dyn FnMut(MessageEvent)>::new(move |ev: MessageEvent| {
-                let Some(text) = ev.data().as_string() else {
-                    return;
-                };
+    raw: &mpsc::UnboundedSender<Raw>,
+    events: &mpsc::UnboundedSender<ConnectionEvent>,
+) -> AttachedChannel {
+    let label = dc.label();
+    let is_inputs = label == INPUTS_LABEL;
+    let (open_raw, message_raw, close_raw) = (raw.clone(), raw.clone(), raw.clone());
+    let events = events.clone();
+    let open_label = label.clone();
+    AttachedChannel::attach(
+        dc,
+        ChannelCallbacks {
+            on_open: Box::new(move || {
+                let _ = open_raw.unbounded_send(Raw::ChannelOpen(open_label.clone()));
+            }),
+            on_message: Box::new(move |text, _received_at_ms| {
                 if is_inputs {
-                    // Straight to the game: no extra hop for the time-critical channel.
                     let _ = events.unbounded_send(ConnectionEvent::Input(text));
                 } else {
-                    let _ = raw.unbounded_send(Raw::Control(text));
+                    let _ = message_raw.unbounded_send(Raw::Control(text));
                 }
-            })
-        };
-        let on_close = {
-            let raw = raw.clone();
-            let label = label.clone();
-            Closure::<dyn FnMut(Event)>::new(move |_: Event| {
-                let _ = raw.unbounded_send(Raw::ChannelClosed(label.clone()));
-            })
-        };
-        dc.set_onopen(Some(on_open.as_ref().unchecked_ref()));
-        dc.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
-        dc.set_onclose(Some(on_close.as_ref().unchecked_ref()));
-        // Only the `open` event says the channel is open: a channel announced through
-        // `ondatachannel` reads "open" before its `open` event, which follows in the same
-        // task (W3C WebRTC 1.0 §6.2), so waiting for it costs nothing.
-        Self {
-            dc,
-            _on_open: on_open,
-            _on_message: on_message,
-            _on_close: on_close,
-        }
-    }
-}
-
-impl Drop for Channel {
-    fn drop(&mut self) {
-        self.dc.set_onopen(None);
-        self.dc.set_onmessage(None);
-        self.dc.set_onclose(None);
-        self.dc.close();
-    }
+            }),
+            on_close: Box::new(move || {
+                let _ = close_raw.unbounded_send(Raw::ChannelClosed(label.clone()));
+            }),
+            // A channel error is followed by its `close`, which the loop acts on.
+            on_error: Box::new(|_| {}),
+        },
+    )
 }
 
 /// The connection-level handlers.
@@ -432,7 +400,7 @@ struct Conn {
     events: mpsc::UnboundedSender<ConnectionEvent>,
     raw_tx: mpsc::UnboundedSender<Raw>,
     handlers: Option<Handlers>,
-    channels: Vec<Channel>,
+    channels: Vec<AttachedChannel>,
     remote_set: bool,
     pending: Vec<Option<RtcIceCandidateInit>>,
     open_labels: Vec<String>,
@@ -604,7 +572,7 @@ impl Conn {
             }
         }
         self.channels
-            .push(Channel::attach(dc, &self.raw_tx, &self.events));
+            .push(attach_channel(dc, &self.raw_tx, &self.events));
     }
 
     async fn open_as_initiator(&mut self) -> Result<(), PeerError> {

@@ -13,14 +13,16 @@
 //!   not inflated by this page's scheduling.
 //! - [`peer`]: an `RTCPeerConnection` with one DataChannel, trickle ICE with buffering of early
 //!   remote candidates, and every browser callback owned by the Rust struct and fed into async
-//!   Rust through `futures::channel::mpsc`. Dropping it closes everything.
+//!   Rust through `futures::channel::mpsc`. Dropping it closes everything. Its DataChannel
+//!   wrapper (closures owned, detached on drop) serves the game connection too.
 //! - [`stats`]: `getStats()` → the selected candidate pair, its candidate types and its
 //!   `currentRoundTripTime` in ms.
 //! - [`probe`]: [`probe::ProbeManager`] runs one [`probe::ProbeConnection`] per
 //!   `probe_session_id` (several at once for groups larger than two): `probe_prepare` →
 //!   `probe_ready`, `probe_start` → offer/answer/candidates as `probe_signal`, DataChannel
 //!   ping/pong timed with `performance.now()` → `probe_result`, then close. The pure parts
-//!   (message format, median, client deadline) are in [`probe::wire`].
+//!   (message format, ping pacing and lost-ping replacement, median, client deadline) are in
+//!   [`probe::wire`].
 //! - [`game`]: after `game_start`, the game itself. [`game::WebRtcManager`] is the game
 //!   connection to one peer (ICE servers and `force_relay` from `game_start`, an unordered
 //!   `inputs` and a reliable `control` DataChannel, `p2p_connection_type`, the quality monitor

@@ -172,11 +172,12 @@ pub(crate) struct ChannelCallbacks {
 /// games build and drop channels again and again: nothing is leaked with `Closure::forget`).
 /// Used by [`Peer`] and by the game connection.
 ///
-/// The channel counts as open only from its `open` event. A channel announced through
-/// `ondatachannel` reads "open" already, but its `open` event follows in the same task (W3C
-/// WebRTC 1.0 §6.2, "announce the data channel as open"), so it is never missed and nothing
-/// is sent before it. (Chromium 156 was seen to lose the answering side's first message
-/// whether it went before or after this event; the probe copes, see
+/// `on_open` runs on the `open` event only. A channel announced through `ondatachannel` reads
+/// "open" already, and its `open` event is dispatched right after that callback (W3C WebRTC
+/// 1.0 §6.2, "announce the data channel as open"): attached inside the callback, as [`Peer`]
+/// does, the event is never missed; attached later, as the game connection does from its
+/// loop, the caller checks `readyState` itself. (Chromium 156 was seen to lose the answering
+/// side's first message whether it went before or after this event; the probe copes, see
 /// `crate::probe::wire::PingPacer`.)
 pub(crate) struct AttachedChannel {
     /// The browser channel.

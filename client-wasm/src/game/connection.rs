@@ -571,8 +571,16 @@ impl Conn {
                 s.control = Some(dc.clone());
             }
         }
+        let already_open = dc.ready_state() == RtcDataChannelState::Open;
         self.channels
             .push(attach_channel(dc, &self.raw_tx, &self.events));
+        // An announced channel reaches this loop through `Raw::Announced`, after the
+        // `datachannel` callback returned, so its `open` event (dispatched right after that
+        // callback, W3C WebRTC 1.0 §6.2) may have gone unheard. Its `readyState` says so;
+        // `Raw::ChannelOpen` twice for one label is harmless.
+        if already_open {
+            let _ = self.raw_tx.unbounded_send(Raw::ChannelOpen(label));
+        }
     }
 
     async fn open_as_initiator(&mut self) -> Result<(), PeerError> {

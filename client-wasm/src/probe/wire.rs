@@ -27,12 +27,14 @@ pub const SAMPLE_COUNT: usize = 10;
 ///
 /// Not 0: ten pings sent in one burst were measured at ~8 ms each on loopback (one page, both
 /// ends) against ~0.6 ms one at a time, as each echo queued behind the burst. At 2 ms apart
-/// the error stayed within 1.2 ms at every setting bench-probe measures (BENCHMARKS.md §1),
-/// and the sampling of a relayed probe at D = 0 took 30 ms (55 ms at 5 ms apart), which is
-/// what brings it under its target. Browsers clamp timeouts nested more than 5 deep to ≥ 4 ms
-/// (HTML, timer initialisation steps), so later gaps of a long run may be 4 ms. In a hidden
-/// tab, where timers slow to 1 s, the pong-driven rule still sends the next ping at once:
-/// never slower than one at a time.
+/// the median error stayed within ±1.1 ms at every setting bench-probe measures, and the
+/// sampling of a relayed probe at D = 0 took 30 ms, which brings it under its target; but a
+/// side's ten samples then fall within ~30 ms, and 3 reports in 840 (all at a 5 ms relayed
+/// RTT) were lifted 3–5 ms by a transient. At 5 ms apart: no such miss, 55 ms of sampling,
+/// and the D = 0 probe 10–20 ms over its target (BENCHMARKS.md §1). Browsers clamp timeouts
+/// nested more than 5 deep to ≥ 4 ms (HTML, timer initialisation steps), so later gaps of a
+/// long run may be 4 ms. In a hidden tab, where timers slow to 1 s, the pong-driven rule still
+/// sends the next ping at once: never slower than one at a time.
 pub const PING_SPACING_MS: f64 = 2.0;
 
 /// The most pings one side sends in a probe: [`SAMPLE_COUNT`] plus as many replacements for

@@ -169,7 +169,7 @@ pub(crate) struct ChannelCallbacks {
 
 /// A DataChannel with handlers attached; they are detached and the channel closed when this
 /// is dropped, so the closures live exactly as long as the channel is in use (probes and
-/// games build and drop channels again and again: nothing is leaked with `Closure::forget`).
+/// games build and drop channels again and again, and nothing is leaked).
 /// Used by [`Peer`] and by the game connection.
 ///
 /// `on_open` runs on the `open` event only. A channel announced through `ondatachannel` reads
@@ -457,19 +457,7 @@ impl Peer {
         payload: Option<&SignalPayload>,
     ) -> Result<CandidateAdded, PeerError> {
         self.check_open()?;
-        let init = match payload {
-            Some(SignalPayload::Candidate {
-                candidate,
-                sdp_mid,
-                sdp_m_line_index,
-            }) => {
-                let init = RtcIceCandidateInit::new(candidate);
-                init.set_sdp_mid(sdp_mid.as_deref());
-                init.set_sdp_m_line_index(*sdp_m_line_index);
-                Some(init)
-            }
-            _ => None,
-        };
+        let init = remote_candidate_init(payload);
         if !self.remote_description_set {
             self.pending.push(init);
             return Ok(Box::pin(future::ready(Ok(()))));
@@ -506,20 +494,11 @@ impl Peer {
     }
 
     async fn set_local(&self, kind: RtcSdpType, sdp: &str) -> Result<(), PeerError> {
-        let desc = RtcSessionDescriptionInit::new(kind);
-        desc.set_sdp(sdp);
-        JsFuture::from(self.pc.set_local_description(&desc))
-            .await
-            .map_err(js_err("setLocalDescription"))?;
-        Ok(())
+        set_local_description(&self.pc, kind, sdp).await
     }
 
     async fn set_remote(&mut self, kind: RtcSdpType, sdp: &str) -> Result<(), PeerError> {
-        let desc = RtcSessionDescriptionInit::new(kind);
-        desc.set_sdp(sdp);
-        JsFuture::from(self.pc.set_remote_description(&desc))
-            .await
-            .map_err(js_err("setRemoteDescription"))?;
+        set_remote_description(&self.pc, kind, sdp).await?;
         self.remote_description_set = true;
         // Every buffered candidate goes to the browser at once, in order; then their answers.
         let adds: Vec<CandidateAdded> = std::mem::take(&mut self.pending)
@@ -601,6 +580,63 @@ impl Drop for Peer {
 }
 
 /// The `sdp` field of what `createOffer`/`createAnswer` resolved to.
+/// `setLocalDescription` with an SDP of `kind`.
+///
+/// # Errors
+/// [`PeerError::Js`] when the browser rejects it.
+pub(crate) async fn set_local_description(
+    pc: &RtcPeerConnection,
+    kind: RtcSdpType,
+    sdp: &str,
+) -> Result<(), PeerError> {
+    JsFuture::from(pc.set_local_description(&description(kind, sdp)))
+        .await
+        .map(drop)
+        .map_err(js_err("setLocalDescription"))
+}
+
+/// `setRemoteDescription` with an SDP of `kind`.
+///
+/// # Errors
+/// [`PeerError::Js`] when the browser rejects it.
+pub(crate) async fn set_remote_description(
+    pc: &RtcPeerConnection,
+    kind: RtcSdpType,
+    sdp: &str,
+) -> Result<(), PeerError> {
+    JsFuture::from(pc.set_remote_description(&description(kind, sdp)))
+        .await
+        .map(drop)
+        .map_err(js_err("setRemoteDescription"))
+}
+
+/// An `RTCSessionDescriptionInit` of `kind` carrying `sdp`.
+fn description(kind: RtcSdpType, sdp: &str) -> RtcSessionDescriptionInit {
+    let desc = RtcSessionDescriptionInit::new(kind);
+    desc.set_sdp(sdp);
+    desc
+}
+
+/// The browser's `RTCIceCandidateInit` for a remote candidate signal; `None` (end of
+/// candidates) for `None` or a payload that is not a candidate.
+pub(crate) fn remote_candidate_init(
+    payload: Option<&SignalPayload>,
+) -> Option<RtcIceCandidateInit> {
+    match payload {
+        Some(SignalPayload::Candidate {
+            candidate,
+            sdp_mid,
+            sdp_m_line_index,
+        }) => {
+            let init = RtcIceCandidateInit::new(candidate);
+            init.set_sdp_mid(sdp_mid.as_deref());
+            init.set_sdp_m_line_index(*sdp_m_line_index);
+            Some(init)
+        }
+        _ => None,
+    }
+}
+
 pub(crate) fn sdp_of(desc: &JsValue, op: &'static str) -> Result<String, PeerError> {
     Reflect::get(desc, &JsValue::from_str("sdp"))
         .ok()

@@ -9,7 +9,6 @@
 #![cfg(target_arch = "wasm32")]
 
 use std::cell::RefCell;
-use std::future::Future;
 use std::rc::Rc;
 
 use futures::channel::mpsc;
@@ -30,17 +29,8 @@ use web_sys::{RtcPeerConnection, RtcPeerConnectionState};
 
 wasm_bindgen_test_configure!(run_in_browser);
 
-fn subject(s: &str) -> SubjectId {
-    SubjectId::parse(s).expect("valid test subject id")
-}
-
-async fn within<F: Future>(ms: u32, what: &str, f: F) -> F::Output {
-    let f = Box::pin(f);
-    match future::select(f, TimeoutFuture::new(ms)).await {
-        Either::Left((out, _)) => out,
-        Either::Right(_) => panic!("{what} did not finish within {ms} ms"),
-    }
-}
+mod common;
+use common::{subject, within};
 
 fn assert_closed(pc: &RtcPeerConnection, who: &str) {
     assert_eq!(

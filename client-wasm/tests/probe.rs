@@ -7,11 +7,9 @@
 #![cfg(target_arch = "wasm32")]
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::rc::Rc;
 
 use futures::channel::mpsc;
-use futures::future::{self, Either};
 use futures::stream::{self, StreamExt};
 use gloo_timers::future::TimeoutFuture;
 use pairlab_client::peer::{Peer, PeerConfig, PeerError, PeerEvent};
@@ -27,18 +25,8 @@ use web_sys::{RtcPeerConnection, RtcPeerConnectionState, RtcSignalingState};
 
 wasm_bindgen_test_configure!(run_in_browser);
 
-fn subject(s: &str) -> SubjectId {
-    SubjectId::parse(s).expect("valid test subject id")
-}
-
-/// Runs `f`, failing the test when it takes longer than `ms`.
-async fn within<F: Future>(ms: u32, what: &str, f: F) -> F::Output {
-    let f = Box::pin(f);
-    match future::select(f, TimeoutFuture::new(ms)).await {
-        Either::Left((out, _)) => out,
-        Either::Right(_) => panic!("{what} did not finish within {ms} ms"),
-    }
-}
+mod common;
+use common::{subject, within};
 
 /// Lets queued tasks run (promise callbacks, the probe tasks).
 async fn settle(ms: u32) {

@@ -43,12 +43,13 @@ use wasm_bindgen_futures::JsFuture;
 use web_sys::{
     Event, RtcDataChannel, RtcDataChannelEvent, RtcDataChannelInit, RtcDataChannelState,
     RtcIceCandidateInit, RtcIceConnectionState, RtcOfferOptions, RtcPeerConnection,
-    RtcPeerConnectionIceEvent, RtcSdpType, RtcSessionDescriptionInit,
+    RtcPeerConnectionIceEvent, RtcSdpType,
 };
 
 use super::logic::{is_initiator, QualityThresholds, QualityTracker};
 use crate::peer::{
-    js_err, rtc_configuration, sdp_of, AttachedChannel, ChannelCallbacks, PeerConfig, PeerError,
+    js_err, remote_candidate_init, rtc_configuration, sdp_of, set_local_description,
+    set_remote_description, AttachedChannel, ChannelCallbacks, PeerConfig, PeerError,
 };
 use crate::probe::Outbox;
 use crate::stats;
@@ -614,20 +615,11 @@ impl Conn {
     }
 
     async fn set_local(&self, kind: RtcSdpType, sdp: &str) -> Result<(), PeerError> {
-        let desc = RtcSessionDescriptionInit::new(kind);
-        desc.set_sdp(sdp);
-        JsFuture::from(self.pc.set_local_description(&desc))
-            .await
-            .map_err(js_err("setLocalDescription"))?;
-        Ok(())
+        set_local_description(&self.pc, kind, sdp).await
     }
 
     async fn set_remote(&mut self, kind: RtcSdpType, sdp: &str) -> Result<(), PeerError> {
-        let desc = RtcSessionDescriptionInit::new(kind);
-        desc.set_sdp(sdp);
-        JsFuture::from(self.pc.set_remote_description(&desc))
-            .await
-            .map_err(js_err("setRemoteDescription"))?;
+        set_remote_description(&self.pc, kind, sdp).await?;
         self.remote_set = true;
         for init in std::mem::take(&mut self.pending) {
             self.add_candidate(init).await;
@@ -674,19 +666,7 @@ impl Conn {
                 }
             }
             Command::Signal(SignalType::IceCandidate, payload) => {
-                let init = match payload {
-                    Some(SignalPayload::Candidate {
-                        candidate,
-                        sdp_mid,
-                        sdp_m_line_index,
-                    }) => {
-                        let init = RtcIceCandidateInit::new(&candidate);
-                        init.set_sdp_mid(sdp_mid.as_deref());
-                        init.set_sdp_m_line_index(sdp_m_line_index);
-                        Some(init)
-                    }
-                    _ => None,
-                };
+                let init = remote_candidate_init(payload.as_ref());
                 if self.remote_set {
                     self.add_candidate(init).await;
                 } else {

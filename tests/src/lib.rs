@@ -999,6 +999,34 @@ pub fn pids_with_arg(arg: &str) -> Vec<u32> {
         .collect()
 }
 
+/// In a test step returning `Result<_, Box<dyn Error>>`: returns the formatted message as the
+/// error when `cond` is false (a failed expectation reads as a sentence, not a panic).
+#[macro_export]
+macro_rules! check {
+    ($cond:expr, $($arg:tt)+) => {
+        let holds: bool = $cond;
+        if !holds {
+            return Err(format!($($arg)+).into());
+        }
+    };
+}
+
+/// Unwraps a setup step or fails the test with the harness's message.
+#[track_caller]
+pub fn must<T>(r: Result<T>) -> T {
+    r.unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The number at `key` of a JSON object (a record line), if there is one.
+pub fn json_num(v: &Value, key: &str) -> Option<f64> {
+    v.get(key).and_then(Value::as_f64)
+}
+
+/// The string at `key` of a JSON object (a record line), if there is one.
+pub fn json_str<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
+    v.get(key).and_then(Value::as_str)
+}
+
 /// Reads a research record: one JSON object per line. A last line without its newline is a
 /// write in progress and is skipped. A missing file is an empty record.
 ///

@@ -23,8 +23,9 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use pairlab_tests::{
-    event_names, events_named, has_event_for, read_events, screens_dir, wait_for_events, Browser,
-    ChromeDriver, PageView, Server, WorkDir, POLL, WAIT,
+    check, event_names, events_named, has_event_for, json_num as num, json_str as s, must,
+    read_events, screens_dir, wait_for_events, Browser, ChromeDriver, PageView, Server, WorkDir,
+    POLL, WAIT,
 };
 use serde_json::Value;
 
@@ -35,29 +36,6 @@ static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 const A: &str = "e2e-A";
 const B: &str = "e2e-B";
-
-macro_rules! check {
-    ($cond:expr, $($arg:tt)+) => {
-        let holds: bool = $cond;
-        if !holds {
-            return Err(format!($($arg)+).into());
-        }
-    };
-}
-
-/// Unwraps a setup step or fails the test with the harness's message.
-#[track_caller]
-fn must<T>(r: pairlab_tests::Result<T>) -> T {
-    r.unwrap_or_else(|e| panic!("{e}"))
-}
-
-fn num(v: &Value, key: &str) -> Option<f64> {
-    v.get(key).and_then(Value::as_f64)
-}
-
-fn s<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
-    v.get(key).and_then(Value::as_str)
-}
 
 fn strs(v: &Value, key: &str) -> Vec<String> {
     v.get(key)

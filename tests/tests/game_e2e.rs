@@ -35,8 +35,8 @@ use pairlab_tests::delay_proxy::ProxyHandle;
 use pairlab_tests::game::{events_by, quality_by, restarts_with, scene_toml, GameView, RelayRig};
 use pairlab_tests::turn::TurnAuth;
 use pairlab_tests::{
-    event_names, events_named, read_events, screens_dir, wait_for_events, Browser, ChromeDriver,
-    Server, WorkDir, POLL, WAIT,
+    check, event_names, events_named, json_num as num, json_str as s, must, read_events,
+    screens_dir, wait_for_events, Browser, ChromeDriver, Server, WorkDir, POLL, WAIT,
 };
 use serde_json::Value;
 
@@ -51,29 +51,6 @@ const B: &str = "gB";
 
 /// Patience for things that take a few ICE/STUN rounds (restarts, quality changes).
 const SLOW: Duration = Duration::from_secs(45);
-
-macro_rules! check {
-    ($cond:expr, $($arg:tt)+) => {
-        let holds: bool = $cond;
-        if !holds {
-            return Err(format!($($arg)+).into());
-        }
-    };
-}
-
-/// Unwraps a setup step or fails the test with the harness's message.
-#[track_caller]
-fn must<T>(r: pairlab_tests::Result<T>) -> T {
-    r.unwrap_or_else(|e| panic!("{e}"))
-}
-
-fn num(v: &Value, key: &str) -> Option<f64> {
-    v.get(key).and_then(Value::as_f64)
-}
-
-fn s<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
-    v.get(key).and_then(Value::as_str)
-}
 
 fn other(who: &str) -> &'static str {
     if who == A {

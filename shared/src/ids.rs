@@ -61,6 +61,14 @@ impl SubjectId {
     }
 }
 
+/// The initiator rule of a pair (PROTOCOL.md, Probe and Game connection): the member whose
+/// `subject_id` is smaller in byte order creates the SDP offer; the other answers. Both ends
+/// apply it, the server to order a probe's members (initiator first) and the browser to decide
+/// who offers on a game connection, so it lives here once.
+pub fn is_initiator(local: &str, peer: &str) -> bool {
+    local.as_bytes() < peer.as_bytes()
+}
+
 impl TryFrom<String> for SubjectId {
     type Error = InvalidSubjectId;
     fn try_from(s: String) -> Result<Self, Self::Error> {

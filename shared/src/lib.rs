@@ -8,6 +8,7 @@
 //! - [`ids`]: `subject_id` (validated), and the server-minted `probe_session_id` and `game_id`.
 //! - [`messages`]: [`ClientMessage`] (browser → server) and [`ServerMessage`] (server →
 //!   browser), one struct per message, and the [`ErrorCode`]s.
+//! - [`stats`]: [`stats::median`], the one summary of RTT samples both ends use.
 //! - [`decode`]: [`ClientMessage::decode`], which turns an untrusted frame into a message or a
 //!   [`DecodeError`] that maps onto the protocol's error codes.
 //!
@@ -17,12 +18,15 @@
 pub mod decode;
 pub mod ids;
 pub mod messages;
+pub mod stats;
 
 pub use decode::{
     DecodeError, CLIENT_MESSAGE_TYPES, MAX_ICE_RESTART_ATTEMPTS, MAX_PEERS, MAX_PROBE_SAMPLES,
     MAX_QUALITY_CHANGES,
 };
-pub use ids::{GameId, InvalidSubjectId, ProbeSessionId, SubjectId, SUBJECT_ID_MAX_LEN};
+pub use ids::{
+    is_initiator, GameId, InvalidSubjectId, ProbeSessionId, SubjectId, SUBJECT_ID_MAX_LEN,
+};
 pub use messages::*;
 
 /// The protocol version this crate implements (PROTOCOL.md's title).

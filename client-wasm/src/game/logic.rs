@@ -231,11 +231,8 @@ impl InputReceiver {
     }
 }
 
-/// The initiator of a pair: the member with the smaller subject id in byte order (the same
-/// rule as the probes, PROTOCOL.md).
-pub fn is_initiator(local: &str, peer: &str) -> bool {
-    local.as_bytes() < peer.as_bytes()
-}
+/// The initiator of a pair: the rule both ends share ([`pairlab_shared::is_initiator`]).
+pub use pairlab_shared::is_initiator;
 
 #[cfg(test)]
 mod tests {

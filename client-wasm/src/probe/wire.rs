@@ -227,20 +227,10 @@ pub fn echo(text: &str) -> Option<String> {
     }
 }
 
-/// The median of `samples` (the mean of the two middle values for an even count); `None`
-/// when empty.
+/// The median of `samples`, ms: the one definition both ends use
+/// ([`pairlab_shared::stats::median`]; non-finite samples are skipped).
 pub fn median(samples: &[f64]) -> Option<f64> {
-    if samples.is_empty() {
-        return None;
-    }
-    let mut sorted = samples.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    let mid = sorted.len() / 2;
-    Some(if sorted.len() % 2 == 1 {
-        sorted[mid]
-    } else {
-        (sorted[mid - 1] + sorted[mid]) / 2.0
-    })
+    pairlab_shared::stats::median(samples.iter().copied())
 }
 
 /// The client's own deadline for a probe, ms after `probe_prepare`, given the server's

@@ -131,10 +131,11 @@ impl ProbeCoordinator {
         ice_servers_for: &dyn Fn(&ProbeMember) -> Vec<IceServer>,
         timeout_ms: u64,
     ) -> (ProbeSessionId, [ProbeMember; 2], [Outgoing; 2]) {
-        let members = if a.subject_id <= b.subject_id {
-            [a, b]
-        } else {
+        let members = if pairlab_shared::is_initiator(b.subject_id.as_str(), a.subject_id.as_str())
+        {
             [b, a]
+        } else {
+            [a, b]
         };
         let id = ProbeSessionId::new_v4();
         let prepare = |me: &ProbeMember, peer: &ProbeMember| {

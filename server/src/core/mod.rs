@@ -12,6 +12,7 @@
 //! - [`lobby`]: sessions, waitrooms, deadlines, failed pairs, groups, games: the [`Core`].
 //! - [`research`]: what the research record holds.
 
+pub mod connection;
 pub mod lobby;
 pub mod matchmaker;
 pub mod probe;

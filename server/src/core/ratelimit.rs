@@ -1,4 +1,5 @@
-//! Per-connection frame rate limit: a token bucket, pure, with the time passed in.
+//! Per-connection frame rate limit: a token bucket, pure, with the time passed in. Each
+//! connection's [`super::connection::Connection`] owns one and applies it to every frame.
 
 use std::time::Instant;
 

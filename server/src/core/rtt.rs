@@ -2,8 +2,9 @@
 //!
 //! The server measures every participant's RTT itself, from `ping` → `pong` on its own
 //! monotonic clock (PROTOCOL.md, Session); it never trusts an RTT a client reports about itself
-//! (the original framework did). The shell's connection task owns a [`PingSchedule`], so the
-//! timing is not delayed by the core's queue; the core keeps an [`RttEstimator`] per session.
+//! (the original framework did). Each connection's [`super::connection::Connection`] owns a
+//! [`PingSchedule`], so the timing is not delayed by the core's queue; the core keeps an
+//! [`RttEstimator`] per session.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};

@@ -1,0 +1,277 @@
+//! The network shell around the sans-IO [`Core`](crate::core::Core): warp routes, one task
+//! per WebSocket, one task owning the core.
+//!
+//! Routes (`http.rs`):
+//! - `GET /`: the participants' page; `GET /<file>`: the other embedded assets
+//!   ([`crate::assets`]), with `ETag`s.
+//! - `GET /healthz`: `{"status":"ok","connections":N,"participants":N,"waiting":N,"probes":N,
+//!   "groups":N,"scenes":[…]}` (`connections`: open WebSockets; the rest from the core).
+//! - `GET /ws`: the WebSocket of PROTOCOL.md, upgraded by hand (`upgrade.rs`, which says why:
+//!   memory).
+//!
+//! Shape. No rule of the protocol lives here: the server-wide rules are in
+//! [`crate::core::Core`], the per-connection ones (rate limit, frame size, decoding, pings,
+//! idle timeout, close codes) in [`crate::core::connection::Connection`]. This module moves
+//! bytes and owns tasks:
+//! - **The core task** (`core_task.rs`) owns the `Core`. It takes inputs from a bounded channel,
+//!   calls `Core::handle` with the time, and between inputs sleeps until
+//!   `Core::next_deadline`, then hands the core an `Event::Tick`. It carries out the
+//!   `Action`s: `Send` goes into that connection's bounded outbound queue without waiting — a
+//!   client whose queue is full is too slow and is closed (1008), so one slow browser never
+//!   stalls the others; `Close` closes the connection after what was queued before it (1000);
+//!   `Record` goes to the research record writer ([`crate::record`]).
+//! - **A connection task** (`connection.rs`) per WebSocket reads frames and hands them to its
+//!   `core::connection::Connection` with the time, writes what that and the core send, forwards
+//!   the events it makes to the core task, and ends the socket with the close it decides. When
+//!   the socket ends, the core gets `Event::Disconnected`.
+//! - No lock is held across an `.await`; the only shared state is channels (a `watch` of the
+//!   open-connection count among them), a cancellation token and the connection-id counter.
+//!
+//! Files: `mod.rs` ([`Server`], [`RunningServer`], the shutdown order), `http.rs` (routes,
+//! `/healthz`, files), `upgrade.rs` (`/ws` upgrade, [`ws_config`]), `connection.rs` (the task
+//! per WebSocket), `core_task.rs` (the task owning the core; connection ids are minted there).
+//!
+//! How a client frame reaches the core: `connection.rs` reads it from the socket and hands it
+//! to `Connection::handle_frame` (`core/connection.rs`: rate limit, size, decode), polls the
+//! resulting `Event::Message` and sends it into the core task's queue; `core_task.rs` takes it
+//! and calls `Core::handle` with the time.
+//!
+//! Shutdown: the `shutdown` future given to [`Server::run`] completing cancels one
+//! [`CancellationToken`]. On it warp stops accepting, and every connection task closes its
+//! WebSocket with 1001 ("going away") and tells the core it is gone. The server waits (no
+//! polling: a `watch` of the open-connection count) until every WebSocket is closed, then sends
+//! the core task its stop as the last input of its queue (so the core has seen every
+//! disconnect), and flushes the research record. Each wait is bounded by [`SHUTDOWN_GRACE`].
+
+mod connection;
+mod core_task;
+mod http;
+mod upgrade;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::net::{TcpListener, TcpSocket};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::core::lobby::CoreStats;
+use crate::record::RecordWriter;
+use core_task::{ConnIds, CoreInput, CoreTask};
+
+pub use connection::{CLOSE_TIMEOUT, WRITE_TIMEOUT};
+pub use core_task::{CORE_QUEUE, OUTBOUND_QUEUE};
+pub use upgrade::{websocket_accept_key, ws_config, WS_MAX_WRITE_BUFFER, WS_READ_BUFFER};
+
+/// How long shutdown waits for HTTP requests to finish, and then for WebSockets to close,
+/// before going on without them.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum NetError {
+    /// The address could not be bound (in use, no permission, not local).
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// The operating system's reason.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Runs the server on `bind` until `shutdown` completes, then shuts down cleanly (WebSockets
+/// closed with 1001, research record flushed) and returns.
+///
+/// # Errors
+/// [`NetError::Bind`] when the address cannot be bound.
+pub async fn serve(
+    config: Config,
+    bind: SocketAddr,
+    data_dir: PathBuf,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), NetError> {
+    Server::bind(config, bind, data_dir)
+        .await?
+        .run(shutdown)
+        .await;
+    Ok(())
+}
+
+/// A bound, not yet running server. Bind to port 0 and read [`Server::local_addr`] to get a
+/// free port (tests).
+pub struct Server {
+    listener: TcpListener,
+    addr: SocketAddr,
+    idle_timeout: Duration,
+    config: Arc<Config>,
+    data_dir: PathBuf,
+}
+
+impl Server {
+    /// Binds the listening socket.
+    ///
+    /// # Errors
+    /// [`NetError::Bind`] when the address cannot be bound.
+    pub async fn bind(
+        config: Config,
+        bind: SocketAddr,
+        data_dir: PathBuf,
+    ) -> Result<Self, NetError> {
+        let listener = listen(bind).map_err(|source| NetError::Bind { addr: bind, source })?;
+        let addr = listener
+            .local_addr()
+            .map_err(|source| NetError::Bind { addr: bind, source })?;
+        Ok(Server {
+            listener,
+            addr,
+            idle_timeout: crate::core::connection::IDLE_TIMEOUT,
+            config: Arc::new(config),
+            data_dir,
+        })
+    }
+
+    /// The address the server listens on (with the real port when bound to port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Replaces the idle timeout of connections,
+    /// [`IDLE_TIMEOUT`](crate::core::connection::IDLE_TIMEOUT) (tests).
+    pub fn idle_timeout(mut self, idle: Duration) -> Self {
+        self.idle_timeout = idle;
+        self
+    }
+
+    /// Serves until `shutdown` completes, then shuts down cleanly (see the module docs) and
+    /// returns.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) {
+        let recorder = RecordWriter::spawn(self.data_dir.clone());
+        let core = CoreTask::spawn(self.config.clone(), recorder.handle());
+        let stop = CancellationToken::new();
+        tokio::spawn({
+            let stop = stop.clone();
+            async move {
+                shutdown.await;
+                stop.cancel();
+            }
+        });
+        let shared = Arc::new(Shared {
+            core: core.inbox(),
+            conn_ids: ConnIds::default(),
+            open: watch::Sender::new(0),
+            stop: stop.clone(),
+            stats: core.stats(),
+            idle_timeout: self.idle_timeout,
+            scene_ids: self.config.scenes.iter().map(|s| s.id.clone()).collect(),
+        });
+
+        http::serve(self.listener, shared.clone(), &stop).await;
+
+        tracing::info!("shutting down: waiting for WebSockets to close");
+        let mut open = shared.open.subscribe();
+        if tokio::time::timeout(SHUTDOWN_GRACE, open.wait_for(|n| *n == 0))
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "{} WebSocket(s) still open {SHUTDOWN_GRACE:?} after shutdown began; not waiting for them",
+                *open.borrow()
+            );
+        }
+        if let Err(e) = core.stop().await {
+            tracing::error!("core task failed: {e}");
+        }
+        recorder.close().await;
+        tracing::info!("shut down; research record flushed");
+    }
+
+    /// Runs the server in a background task; stop it with [`RunningServer::shutdown`] (or by
+    /// dropping the [`RunningServer`]).
+    pub fn spawn(self) -> RunningServer {
+        let addr = self.addr;
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(self.run(async move {
+            // Sent or dropped: either way, shut down.
+            let _ = rx.await;
+        }));
+        RunningServer {
+            addr,
+            stop: Some(tx),
+            task,
+        }
+    }
+}
+
+/// The listening socket. `TCP_NODELAY` is set on it, and Linux gives it to every accepted
+/// socket: without it, a `ping` written right after `welcome` waits for the client's delayed
+/// ACK of the `welcome` (Nagle's algorithm, RFC 896, meeting delayed ACKs, RFC 1122 §4.2.3.2),
+/// which adds ~40 ms to the first server-RTT sample.
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    #[cfg(unix)]
+    socket.set_reuseaddr(true)?;
+    socket.set_nodelay(true)?;
+    socket.bind(addr)?;
+    socket.listen(1024)
+}
+
+/// A server running in a background task (see [`Server::spawn`]).
+pub struct RunningServer {
+    addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<()>,
+}
+
+impl RunningServer {
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Shuts the server down and waits until it has (research record flushed).
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Err(e) = (&mut self.task).await {
+            tracing::error!("server task failed: {e}");
+        }
+    }
+}
+
+/// What the routes and the connection tasks share.
+struct Shared {
+    /// The core task's inbox.
+    core: mpsc::Sender<CoreInput>,
+    /// Mints the id of each new connection.
+    conn_ids: ConnIds,
+    /// How many WebSockets are open: `/healthz` reads it, shutdown waits for it to reach 0.
+    open: watch::Sender<usize>,
+    /// Cancelled when shutdown begins.
+    stop: CancellationToken,
+    /// The core's latest counts, for `/healthz`.
+    stats: watch::Receiver<CoreStats>,
+    /// How long a connection may stay silent.
+    idle_timeout: Duration,
+    /// The configured scenes' ids, for `/healthz`.
+    scene_ids: Vec<String>,
+}
+
+/// Sleeps until `deadline`; forever when there is none.
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(tokio::time::Instant::from_std(d)).await,
+        None => std::future::pending().await,
+    }
+}

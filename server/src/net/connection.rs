@@ -22,7 +22,7 @@ use super::core_task::{CoreInput, Link, OUTBOUND_QUEUE};
 use super::upgrade::Socket;
 use super::{sleep_until, Shared};
 use crate::core::connection::{Close, Connection, Frame, Output, ReadError};
-use crate::core::{ConnId, Event};
+use crate::core::Event;
 
 /// How long one write to a socket may take before the client counts as too slow.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -53,7 +53,6 @@ pub(super) async fn run(socket: Socket, shared: Arc<Shared>) {
     }
     tracing::debug!(?conn, "connection opened");
     let mut handler = Handler {
-        conn,
         sink,
         stream,
         rules: Connection::new(conn, Instant::now(), shared.idle_timeout),
@@ -111,13 +110,11 @@ enum Wake {
 
 /// The live state of one WebSocket's task.
 struct Handler {
-    /// Which connection this is (the core's id; in the logs).
-    conn: ConnId,
     /// The socket's write half.
     sink: Sink,
     /// The socket's read half.
     stream: Stream,
-    /// The connection's protocol rules; every input goes through it.
+    /// The connection's protocol rules (and its id); every input goes through it.
     rules: Connection,
     /// What the core sends this connection ([`OUTBOUND_QUEUE`] at most); it ends when the core
     /// closes the connection.
@@ -153,7 +150,7 @@ impl Handler {
                     None => return End::ByPeer,
                 },
                 Wake::Frame(Some(Err(e))) => {
-                    tracing::debug!(conn = ?self.conn, "websocket read error: {e}");
+                    tracing::debug!(conn = ?self.rules.conn(), "websocket read error: {e}");
                     self.rules.handle_read_error(match e {
                         WsError::Capacity(_) => ReadError::TooBig,
                         _ => ReadError::Protocol,
@@ -200,7 +197,7 @@ impl Handler {
                     }
                 }
                 Output::Close(close) => {
-                    tracing::info!(conn = ?self.conn, code = close.code, "closing: {}", close.reason);
+                    tracing::info!(conn = ?self.rules.conn(), code = close.code, "closing: {}", close.reason);
                     return Some(End::Close(close));
                 }
             }
@@ -213,9 +210,11 @@ impl Handler {
         self.outbound.close();
         let _ = self
             .core
-            .send(CoreInput::Event(Event::Disconnected { conn: self.conn }))
+            .send(CoreInput::Event(Event::Disconnected {
+                conn: self.rules.conn(),
+            }))
             .await;
-        tracing::debug!(conn = ?self.conn, ?end, "connection ended");
+        tracing::debug!(conn = ?self.rules.conn(), ?end, "connection ended");
         close(&mut self.sink, &mut self.stream, end).await;
     }
 }

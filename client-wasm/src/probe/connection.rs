@@ -1,5 +1,6 @@
-//! One probe: a temporary WebRTC connection to one peer that measures the peer-to-peer RTT and
-//! reports it (PROTOCOL.md, Probe).
+//! One probe: a temporary WebRTC connection to one peer (a [`Peer`] with the one channel
+//! [`PROBE_CHANNEL_LABEL`], whose pings are echoed inside `onmessage`) that measures the
+//! peer-to-peer RTT and reports it (PROTOCOL.md, Probe).
 
 use std::rc::Rc;
 

@@ -7,35 +7,41 @@
 //! measure peer-to-peer round-trip times before a game is created.
 //!
 //! How the parts fit, from the bottom up:
+//! - [`util`]: the page clock (`performance.now()`), console lines, JavaScript errors as text.
 //! - [`signaling`]: the WebSocket to the server (`/ws` on the page's origin). Typed send of
 //!   `ClientMessage`, receive of `ServerMessage` as a stream of events; answers every server
 //!   `ping` with `pong` synchronously inside `onmessage`, so the server's RTT measurement is
-//!   not inflated by this page's scheduling.
-//! - [`peer`]: an `RTCPeerConnection` with one DataChannel, trickle ICE with buffering of early
-//!   remote candidates, and every browser callback owned by the Rust struct and fed into async
-//!   Rust through `futures::channel::mpsc`. Dropping it closes everything. Its DataChannel
-//!   wrapper (closures owned, detached on drop) serves the game connection too.
-//! - [`stats`]: `getStats()` → the selected candidate pair, its candidate types and its
-//!   `currentRoundTripTime` in ms.
-//! - [`probe`]: [`probe::ProbeManager`] runs one [`probe::ProbeConnection`] per
-//!   `probe_session_id` (several at once for groups larger than two): `probe_prepare` →
+//!   not inflated by this page's scheduling. Its [`signaling::Outbox`] (a function of one
+//!   `ClientMessage`) is how probes and game connections send, to the socket or to a test.
+//! - [`peer`]: the one wrapper of an `RTCPeerConnection`, used by probes and games alike:
+//!   several DataChannels ([`peer::channel`]), trickle ICE with buffering of early remote
+//!   candidates, offer/answer and the ICE restart offer, `connectionState` and
+//!   `iceConnectionState`, and `getStats()` → the selected candidate pair, its candidate
+//!   types and its `currentRoundTripTime` in ms ([`peer::stats`]). Every browser listener is
+//!   owned by the Rust struct and fed into async Rust through `futures::channel::mpsc`;
+//!   dropping it closes everything.
+//! - [`probe`]: [`probe::ProbeManager`] runs one [`probe::ProbeConnection`] (a [`peer::Peer`])
+//!   per `probe_session_id` (several at once for groups larger than two): `probe_prepare` →
 //!   `probe_ready`, `probe_start` → offer/answer/candidates as `probe_signal`, DataChannel
 //!   ping/pong timed with `performance.now()` → `probe_result`, then close. The pure parts
 //!   (message format, ping pacing and lost-ping replacement, median, client deadline) are in
 //!   [`probe::wire`].
 //! - [`game`]: after `game_start`, the game itself. [`game::WebRtcManager`] is the game
-//!   connection to one peer (ICE servers and `force_relay` from `game_start`, an unordered
-//!   `inputs` and a reliable `control` DataChannel, `p2p_connection_type`, the quality monitor
-//!   with `p2p_quality`, ICE restarts with `p2p_ice_restart` / `p2p_connection_failed`);
-//!   [`game::Game`] runs the frame loop, the redundant inputs with an input delay, and the
-//!   episodes with their `episode_summary`, for a researcher's [`game::GameLogic`] (the demo
-//!   is [`game::demo`]). The pure parts are in [`game::logic`].
+//!   connection to one peer (a [`peer::Peer`] with ICE servers and `force_relay` from
+//!   `game_start`, an unordered `inputs` and a reliable `control` DataChannel,
+//!   `p2p_connection_type`, the quality monitor with `p2p_quality`, ICE restarts with
+//!   `p2p_ice_restart` / `p2p_connection_failed`), timed by the pure
+//!   [`game::policy::ConnectionPolicy`]; [`game::Game`] runs the frame loop, the redundant
+//!   inputs with an input delay, and the episodes with their `episode_summary`, for a
+//!   researcher's [`game::GameLogic`] (the demo is [`game::demo`]). The loop's pure parts are
+//!   in [`game::logic`]. `game` and `probe` do not depend on each other.
 //! - [`app`]: the page itself: [`app::start`] (exported to JavaScript) reads the subject id,
 //!   connects, says `hello` (resuming with the stored `resume_token`), and shows the waitroom,
 //!   the probe, the game, the timeout and every error, per the page's DOM contract.
 //!
 //! No closure is ever forgotten (leaked): probes are built and torn down again and again, so
-//! every closure has an owner that frees it.
+//! every browser listener is a `gloo_events::EventListener` with an owner; dropping it removes
+//! the listener and frees its closure.
 //!
 //! Build the page's module with (from the workspace root)
 //! `wasm-pack build --target web --release --mode no-install client-wasm --out-dir ../www/pkg --no-typescript`;
@@ -51,7 +57,6 @@ pub mod game;
 pub mod peer;
 pub mod probe;
 pub mod signaling;
-pub mod stats;
 pub mod util;
 
 pub use app::start;

@@ -3,19 +3,23 @@
 //!
 //! One [`Signaling`] is one connection (PROTOCOL.md, Transport: `GET /ws` on the page's
 //! origin, JSON text frames). Everything the socket reports arrives as a [`SignalingEvent`] on
-//! the receiver that [`Signaling::connect`] returns, in order. The struct owns every callback it
-//! gives the browser; dropping it closes the socket and drops them.
+//! the receiver that [`Signaling::connect`] returns, in order. The struct owns every listener it
+//! gives the browser (`gloo_events::EventListener`); dropping it removes them and closes the
+//! socket. [`Outbox`] is how the rest of the client sends: a function of one
+//! [`ClientMessage`], so probes and game connections run against the socket or a test's loop.
 //!
 //! `ping` is special: the server measures its RTT to this participant from `ping` → `pong`
 //! (PROTOCOL.md, Session), so the `onmessage` handler sends the `pong` itself, synchronously,
 //! before anything else runs. A `pong` that waited for the async app loop would add the page's
 //! scheduling delay to the measurement. Pings are therefore not forwarded as events.
 
+use std::rc::Rc;
+
 use futures::channel::mpsc;
+use gloo_events::EventListener;
 use pairlab_shared::{ClientMessage, Pong, ServerMessage};
-use wasm_bindgen::closure::Closure;
 use wasm_bindgen::JsCast;
-use web_sys::{CloseEvent, Event, MessageEvent, WebSocket};
+use web_sys::{CloseEvent, MessageEvent, WebSocket};
 
 use crate::util::{js_error_text, warn};
 
@@ -85,13 +89,15 @@ pub fn decode_server_frame(text: &str) -> Result<ServerMessage, String> {
     serde_json::from_str::<ServerMessage>(text).map_err(|e| e.to_string())
 }
 
-/// One WebSocket connection to the server, with the browser callbacks it owns.
+/// Sends one client message: to the server through the page's [`Signaling`], or to a test's
+/// in-memory loop. The probes and the game connections take one.
+pub type Outbox = Rc<dyn Fn(ClientMessage)>;
+
+/// One WebSocket connection to the server, with the browser listeners it owns.
 pub struct Signaling {
     ws: WebSocket,
-    _on_open: Closure<dyn FnMut(Event)>,
-    _on_message: Closure<dyn FnMut(MessageEvent)>,
-    _on_error: Closure<dyn FnMut(Event)>,
-    _on_close: Closure<dyn FnMut(CloseEvent)>,
+    /// `open`, `message`, `error`, `close`; each removed when dropped.
+    listeners: Vec<EventListener>,
 }
 
 impl Signaling {
@@ -110,15 +116,14 @@ impl Signaling {
 
         let on_open = {
             let tx = tx.clone();
-            Closure::<dyn FnMut(Event)>::new(move |_: Event| {
+            EventListener::new(&ws, "open", move |_| {
                 let _ = tx.unbounded_send(SignalingEvent::Open);
             })
         };
         let on_message = {
-            let tx = tx.clone();
-            let ws = ws.clone();
-            Closure::<dyn FnMut(MessageEvent)>::new(move |ev: MessageEvent| {
-                let Some(text) = ev.data().as_string() else {
+            let (tx, ws_ref) = (tx.clone(), ws.clone());
+            EventListener::new(&ws, "message", move |ev| {
+                let Some(text) = ev.unchecked_ref::<MessageEvent>().data().as_string() else {
                     let _ = tx.unbounded_send(SignalingEvent::Undecodable {
                         error: "a binary frame; the protocol uses text frames only".into(),
                         frame_start: String::new(),
@@ -129,7 +134,7 @@ impl Signaling {
                     Ok(ServerMessage::Ping(ping)) => {
                         // Answer first: the server's RTT clock is running.
                         let pong = ClientMessage::Pong(Pong { seq: ping.seq }).to_json();
-                        if let Err(e) = ws.send_with_str(&pong) {
+                        if let Err(e) = ws_ref.send_with_str(&pong) {
                             warn(&format!(
                                 "could not answer ping {}: {}",
                                 ping.seq,
@@ -151,11 +156,12 @@ impl Signaling {
         };
         let on_error = {
             let tx = tx.clone();
-            Closure::<dyn FnMut(Event)>::new(move |_: Event| {
+            EventListener::new(&ws, "error", move |_| {
                 let _ = tx.unbounded_send(SignalingEvent::Error);
             })
         };
-        let on_close = Closure::<dyn FnMut(CloseEvent)>::new(move |ev: CloseEvent| {
+        let on_close = EventListener::new(&ws, "close", move |ev| {
+            let ev = ev.unchecked_ref::<CloseEvent>();
             let _ = tx.unbounded_send(SignalingEvent::Closed {
                 code: ev.code(),
                 reason: ev.reason(),
@@ -163,18 +169,10 @@ impl Signaling {
             });
         });
 
-        ws.set_onopen(Some(on_open.as_ref().unchecked_ref()));
-        ws.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
-        ws.set_onerror(Some(on_error.as_ref().unchecked_ref()));
-        ws.set_onclose(Some(on_close.as_ref().unchecked_ref()));
-
         Ok((
             Self {
                 ws,
-                _on_open: on_open,
-                _on_message: on_message,
-                _on_error: on_error,
-                _on_close: on_close,
+                listeners: vec![on_open, on_message, on_error, on_close],
             },
             rx,
         ))
@@ -207,12 +205,8 @@ impl Signaling {
 
 impl Drop for Signaling {
     fn drop(&mut self) {
-        // Detach first: the closures are freed right after this, and a late event must not
-        // call into a freed closure.
-        self.ws.set_onopen(None);
-        self.ws.set_onmessage(None);
-        self.ws.set_onerror(None);
-        self.ws.set_onclose(None);
+        // Listeners first: the `close` event that closing queues must find nobody.
+        self.listeners.clear();
         let state = self.ws.ready_state();
         if state == WebSocket::CONNECTING || state == WebSocket::OPEN {
             // 1000: normal closure (RFC 6455 §7.4.1).

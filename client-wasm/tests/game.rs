@@ -15,9 +15,11 @@ use futures::channel::mpsc;
 use futures::future::{self, Either};
 use futures::stream::{self, SelectAll, StreamExt};
 use gloo_timers::future::TimeoutFuture;
-use pairlab_client::game::connection::{ConnectionEvent, ConnectionSpec, ConnectionTuning};
-use pairlab_client::game::{Game, GameConfig, GameLogic, GamePhase, GameUpdate, WebRtcManager};
-use pairlab_client::probe::Outbox;
+use pairlab_client::game::connection::{ConnectionEvent, ConnectionSpec};
+use pairlab_client::game::{
+    ConnectionTuning, Game, GameConfig, GameLogic, GamePhase, GameUpdate, WebRtcManager,
+};
+use pairlab_client::signaling::Outbox;
 use pairlab_client::util::now_ms;
 use pairlab_shared::{
     CandidateType, ClientMessage, ConnectionKind, GameEndReason, GameEnded, GameId, GameStart,

@@ -12,7 +12,7 @@ use std::rc::Rc;
 use futures::channel::mpsc;
 use futures::stream::{self, StreamExt};
 use gloo_timers::future::TimeoutFuture;
-use pairlab_client::peer::{Peer, PeerConfig, PeerError, PeerEvent};
+use pairlab_client::peer::{Delivery, Hooked, Peer, PeerConfig, PeerError, PeerEvent};
 use pairlab_client::probe::wire::{median, SAMPLE_COUNT};
 use pairlab_client::probe::ProbeManager;
 use pairlab_client::util::now_ms;
@@ -503,11 +503,18 @@ async fn peer_buffers_early_candidates_and_closes_cleanly() {
     let (mut a, mut ev_a) = Peer::new(&config, None).expect("peer a");
     let (mut b, mut ev_b) = Peer::new(
         &config,
-        Some(Rc::new(|t: &str| (t == "ping").then(|| "pong".to_owned()))),
+        Some(Rc::new(|_label: &str, t: String| {
+            if t == "ping" {
+                Hooked::Reply("pong".to_owned())
+            } else {
+                Hooked::PassOn(t)
+            }
+        })),
     )
     .expect("peer b");
 
-    a.create_data_channel("test").expect("channel");
+    a.create_data_channel("test", Delivery::Reliable)
+        .expect("channel");
     let offer = a.create_offer().await.expect("offer");
 
     // Gather all of a's candidates first (only a test waits for this), and hand them to b
@@ -548,7 +555,7 @@ async fn peer_buffers_early_candidates_and_closes_cleanly() {
         loop {
             futures::select! {
                 e = ev_a.next() => match e {
-                    Some(PeerEvent::ChannelOpen) => break,
+                    Some(PeerEvent::ChannelOpen { .. }) => break,
                     Some(PeerEvent::ConnectionState(RtcPeerConnectionState::Failed)) => {
                         panic!("a failed")
                     }
@@ -568,12 +575,13 @@ async fn peer_buffers_early_candidates_and_closes_cleanly() {
 
     // b answers inside onmessage (the auto-reply); a gets the reply as an event.
     let sent_at = now_ms();
-    a.send("ping").expect("send");
+    a.send("test", "ping").expect("send");
     let (text, received_at) = within(2_000, "the reply", async {
         loop {
             if let Some(PeerEvent::ChannelMessage {
                 text,
                 received_at_ms,
+                ..
             }) = ev_a.next().await
             {
                 return (text, received_at_ms);
@@ -608,7 +616,7 @@ async fn peer_buffers_early_candidates_and_closes_cleanly() {
     let raw_b = b.raw().clone();
     b.close();
     assert!(b.is_closed());
-    assert_eq!(b.send("x"), Err(PeerError::Closed));
+    assert_eq!(b.send("test", "x"), Err(PeerError::Closed));
     assert_eq!(b.add_remote_candidate(None).err(), Some(PeerError::Closed));
     assert_closed(&raw_b, "b after close()");
     drop(a);

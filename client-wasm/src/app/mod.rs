@@ -30,8 +30,8 @@ use self::text::{
 use self::ui::Ui;
 use crate::game::demo::Dots;
 use crate::game::{config_from_params, Game, GameLogic, GameUpdate};
-use crate::probe::{Outbox, ProbeManager};
-use crate::signaling::{ws_url, Signaling, SignalingEvent};
+use crate::probe::ProbeManager;
+use crate::signaling::{ws_url, Outbox, Signaling, SignalingEvent};
 use crate::util::{js_error_text, log, warn};
 
 thread_local! {

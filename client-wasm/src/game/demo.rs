@@ -14,7 +14,7 @@
 use std::cell::Cell;
 use std::rc::Rc;
 
-use wasm_bindgen::closure::Closure;
+use gloo_events::{EventListener, EventListenerOptions};
 use wasm_bindgen::JsCast;
 use web_sys::{CanvasRenderingContext2d, HtmlCanvasElement, KeyboardEvent, Window};
 
@@ -59,7 +59,6 @@ pub fn advance((x, y): (f64, f64), input: u32, width: f64, height: f64) -> (f64,
 
 /// The dots game on a canvas. Owns its key listeners and removes them when dropped.
 pub struct Dots {
-    window: Window,
     ctx: Option<CanvasRenderingContext2d>,
     width: f64,
     height: f64,
@@ -67,8 +66,8 @@ pub struct Dots {
     players: usize,
     positions: Vec<(f64, f64)>,
     keys: Rc<Cell<u32>>,
-    on_key_down: Closure<dyn FnMut(KeyboardEvent)>,
-    on_key_up: Closure<dyn FnMut(KeyboardEvent)>,
+    /// `keydown` and `keyup` on the window; each removed when dropped.
+    _key_listeners: [EventListener; 2],
 }
 
 impl Dots {
@@ -94,7 +93,10 @@ impl Dots {
         let keys = Rc::new(Cell::new(0u32));
         let on_key_down = {
             let keys = Rc::clone(&keys);
-            Closure::<dyn FnMut(KeyboardEvent)>::new(move |ev: KeyboardEvent| {
+            // Not passive: the arrow keys must not scroll the page.
+            let options = EventListenerOptions::enable_prevent_default();
+            EventListener::new_with_options(&window, "keydown", options, move |ev| {
+                let ev = ev.unchecked_ref::<KeyboardEvent>();
                 let bit = key_bit(&ev.key());
                 if bit != 0 {
                     ev.prevent_default();
@@ -104,16 +106,12 @@ impl Dots {
         };
         let on_key_up = {
             let keys = Rc::clone(&keys);
-            Closure::<dyn FnMut(KeyboardEvent)>::new(move |ev: KeyboardEvent| {
+            EventListener::new(&window, "keyup", move |ev| {
+                let ev = ev.unchecked_ref::<KeyboardEvent>();
                 keys.set(keys.get() & !key_bit(&ev.key()));
             })
         };
-        let _ = window
-            .add_event_listener_with_callback("keydown", on_key_down.as_ref().unchecked_ref());
-        let _ =
-            window.add_event_listener_with_callback("keyup", on_key_up.as_ref().unchecked_ref());
         let mut game = Self {
-            window,
             ctx,
             width,
             height,
@@ -121,8 +119,7 @@ impl Dots {
             players,
             positions: Vec::new(),
             keys,
-            on_key_down,
-            on_key_up,
+            _key_listeners: [on_key_down, on_key_up],
         };
         game.reset();
         game
@@ -170,18 +167,6 @@ impl GameLogic for Dots {
             *pos = advance(*pos, *input, self.width, self.height);
         }
         self.draw();
-    }
-}
-
-impl Drop for Dots {
-    fn drop(&mut self) {
-        let _ = self.window.remove_event_listener_with_callback(
-            "keydown",
-            self.on_key_down.as_ref().unchecked_ref(),
-        );
-        let _ = self
-            .window
-            .remove_event_listener_with_callback("keyup", self.on_key_up.as_ref().unchecked_ref());
     }
 }
 

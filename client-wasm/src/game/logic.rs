@@ -1,98 +1,26 @@
-//! The pure parts of the game connection and the game loop, tested natively: quality levels,
-//! RTT summaries, the input wire format with its redundant copies, and de-duplication.
+//! The pure parts of the game loop, tested natively: RTT summaries, the input wire format with
+//! its redundant copies, and de-duplication. (The connection's pure part, its restart and
+//! quality timing, is [`super::policy`].)
 
 use std::collections::BTreeMap;
 
-use pairlab_shared::{QualityLevel, RttSummary};
+use pairlab_shared::RttSummary;
 use serde::{Deserialize, Serialize};
 
-/// RTT thresholds of the quality levels (issue 3: `warning` above 150 ms, `critical` above
-/// 300 ms, by default), applied to the selected pair's `currentRoundTripTime`.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct QualityThresholds {
-    /// Above this RTT (ms) the level is at least `warning`.
-    pub warning_above_ms: f64,
-    /// Above this RTT (ms) the level is `critical`.
-    pub critical_above_ms: f64,
-}
-
-impl Default for QualityThresholds {
-    fn default() -> Self {
-        Self {
-            warning_above_ms: 150.0,
-            critical_above_ms: 300.0,
-        }
-    }
-}
-
-impl QualityThresholds {
-    /// The level of one RTT sample (ms).
-    pub fn classify(&self, rtt_ms: f64) -> QualityLevel {
-        if rtt_ms > self.critical_above_ms {
-            QualityLevel::Critical
-        } else if rtt_ms > self.warning_above_ms {
-            QualityLevel::Warning
-        } else {
-            QualityLevel::Ok
-        }
-    }
-}
-
-/// The current quality level; reports changes only. Starts at `ok` (not reported).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct QualityTracker {
-    /// The thresholds.
-    pub thresholds: QualityThresholds,
-    level: QualityLevel,
-}
-
-impl QualityTracker {
-    /// A tracker at `ok`.
-    pub fn new(thresholds: QualityThresholds) -> Self {
-        Self {
-            thresholds,
-            level: QualityLevel::Ok,
-        }
-    }
-
-    /// The current level.
-    pub fn level(&self) -> QualityLevel {
-        self.level
-    }
-
-    /// Takes one sample (ms); returns the new level when it differs from the previous one.
-    pub fn observe(&mut self, rtt_ms: f64) -> Option<QualityLevel> {
-        let level = self.thresholds.classify(rtt_ms);
-        if level == self.level {
-            return None;
-        }
-        self.level = level;
-        Some(level)
-    }
-}
-
 /// Min / median / max of `samples_ms` (non-finite samples are skipped); `None` when empty.
-/// The median of an even count is the mean of the two middle samples.
+/// The median is [`pairlab_shared::stats::median`] (of an even count, the mean of the two
+/// middle samples).
 pub fn rtt_summary(samples_ms: &[f64]) -> Option<RttSummary> {
-    let mut v: Vec<f64> = samples_ms
-        .iter()
-        .copied()
-        .filter(|s| s.is_finite())
-        .collect();
-    if v.is_empty() {
-        return None;
-    }
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    let median = if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    };
+    let finite = samples_ms.iter().copied().filter(|s| s.is_finite());
+    let median = pairlab_shared::stats::median(finite.clone())?;
+    let (min, max, n) = finite.fold(
+        (f64::INFINITY, f64::NEG_INFINITY, 0usize),
+        |(lo, hi, n), s| (lo.min(s), hi.max(s), n + 1),
+    );
     Some(RttSummary {
-        min: v[0],
+        min,
         median,
-        max: v[n - 1],
+        max,
         samples: u32::try_from(n).unwrap_or(u32::MAX),
     })
 }
@@ -237,18 +165,6 @@ pub use pairlab_shared::is_initiator;
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn levels_and_changes() {
-        let mut t = QualityTracker::new(QualityThresholds::default());
-        assert_eq!(t.observe(20.0), None);
-        assert_eq!(t.observe(150.0), None, "150 is not above 150");
-        assert_eq!(t.observe(150.5), Some(QualityLevel::Warning));
-        assert_eq!(t.observe(200.0), None);
-        assert_eq!(t.observe(301.0), Some(QualityLevel::Critical));
-        assert_eq!(t.observe(10.0), Some(QualityLevel::Ok));
-        assert_eq!(t.level(), QualityLevel::Ok);
-    }
 
     #[test]
     fn summary() {

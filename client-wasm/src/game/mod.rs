@@ -1,11 +1,10 @@
 //! The game API: a fixed-rate loop of frames, inputs exchanged with every peer over the game
-//! connections, and episodes with their research summaries (issue 3, "A demo game and
-//! episodes").
+//! connections, and episodes with their research summaries.
 //!
 //! A researcher writes a [`GameLogic`] (read this participant's input, step the shared state
 //! with everyone's inputs, draw) and the page hands it to [`Game::start`] at `game_start`.
 //! [`Game`] does the rest:
-//! - one [`WebRtcManager`] per other member (see [`connection`]);
+//! - one [`WebRtcManager`] per other member (see [`connection`], timed by [`policy`]);
 //! - once every connection is open, episode 1 begins; each tick (every
 //!   [`GameConfig::tick_ms`]) it reads the local input, schedules it
 //!   [`GameConfig::input_delay_frames`] frames ahead, sends it on the unordered `inputs`
@@ -23,6 +22,7 @@
 pub mod connection;
 pub mod demo;
 pub mod logic;
+pub mod policy;
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -38,10 +38,11 @@ use pairlab_shared::{
 };
 use web_sys::RtcPeerConnection;
 
-pub use connection::{ConnectionEvent, ConnectionSpec, ConnectionTuning, WebRtcManager};
+pub use connection::{ConnectionEvent, ConnectionSpec, WebRtcManager};
 use logic::{rtt_summary, InputPacket, InputReceiver, InputSender};
+pub use policy::ConnectionTuning;
 
-use crate::probe::Outbox;
+use crate::signaling::Outbox;
 use crate::util::{log, now_ms, warn};
 
 /// What a researcher implements: the game itself. Inputs are `u32`s (e.g. a bit mask of the

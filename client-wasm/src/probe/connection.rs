@@ -1,5 +1,6 @@
-//! One probe: a temporary WebRTC connection to one peer that measures the peer-to-peer RTT and
-//! reports it (PROTOCOL.md, Probe).
+//! One probe: a temporary WebRTC connection to one peer (a [`Peer`] with the one channel
+//! [`PROBE_CHANNEL_LABEL`], whose pings are echoed inside `onmessage`) that measures the
+//! peer-to-peer RTT and reports it (PROTOCOL.md, Probe).
 
 use std::rc::Rc;
 
@@ -17,7 +18,11 @@ use web_sys::{RtcPeerConnection, RtcPeerConnectionState};
 use super::wire::{
     client_deadline_ms, echo, median, PingPacer, PongVerdict, ProbeWire, SAMPLE_COUNT,
 };
-use crate::peer::{AutoReply, CandidateAdded, Peer, PeerConfig, PeerError, PeerEvent};
+use crate::peer::{
+    Announced, CandidateAdded, Delivery, Hooked, MessageHook, Peer, PeerConfig, PeerError,
+    PeerEvent,
+};
+use crate::signaling::Outbox;
 use crate::util::{now_ms, warn};
 
 /// Label of the probe's DataChannel.
@@ -89,9 +94,6 @@ pub struct ProbeOutcome {
     pub closed_after_ms: f64,
 }
 
-/// Sends one client message (to the server, or to a test's in-memory loop).
-pub type Outbox = Rc<dyn Fn(ClientMessage)>;
-
 /// One probe connection. Built at `probe_prepare`; [`ProbeConnection::run`] then drives it
 /// to a `probe_result` and closes it.
 ///
@@ -131,9 +133,14 @@ impl ProbeConnection {
             // Gather now, while the server waits for both `probe_ready`s: the TURN allocation
             // (~1 RTT to the TURN server + ~70 ms measured relayed) leaves the critical path.
             ice_candidate_pool_size: 1,
+            announced: Announced::Only(&[PROBE_CHANNEL_LABEL]),
         };
-        let auto_reply: AutoReply = Rc::new(echo);
-        let (peer, events) = Peer::new(&config, Some(auto_reply))?;
+        // Pings are answered inside `onmessage`, everything else goes to the loop.
+        let echo_pings: MessageHook = Rc::new(|_label, text| match echo(&text) {
+            Some(pong) => Hooked::Reply(pong),
+            None => Hooked::PassOn(text),
+        });
+        let (peer, events) = Peer::new(&config, Some(echo_pings))?;
         Ok(Self {
             spec,
             peer,
@@ -255,7 +262,7 @@ impl ProbeConnection {
         };
         let ping = ProbeWire::Ping { seq, sent_at_ms };
         self.peer
-            .send(&ping.encode())
+            .send(PROBE_CHANNEL_LABEL, &ping.encode())
             .map_err(|e| format!("could not send a ping: {e}"))
     }
 
@@ -273,22 +280,19 @@ impl ProbeConnection {
 
     /// Reads the selected pair's RTT, retrying briefly while it is not there yet.
     async fn read_stats_rtt(&self) -> Option<f64> {
-        for attempt in 0..STATS_ATTEMPTS {
-            if attempt > 0 {
-                TimeoutFuture::new(STATS_RETRY_MS).await;
-            }
-            match self.peer.selected_pair().await {
-                Ok(Some(pair)) if pair.current_round_trip_time_ms.is_some() => {
-                    return pair.current_round_trip_time_ms;
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    warn(&format!("probe {}: {e}", self.spec.probe_session_id));
-                    return None;
-                }
+        let pair = self
+            .peer
+            .selected_pair_where(STATS_ATTEMPTS, STATS_RETRY_MS, |p| {
+                p.current_round_trip_time_ms.is_some()
+            })
+            .await;
+        match pair {
+            Ok(pair) => pair.and_then(|p| p.current_round_trip_time_ms),
+            Err(e) => {
+                warn(&format!("probe {}: {e}", self.spec.probe_session_id));
+                None
             }
         }
-        None
     }
 
     /// The event loop: runs until the probe is over, and says how.
@@ -340,7 +344,7 @@ impl ProbeConnection {
             ProbeCommand::Start { initiator: false } => Ok(()),
             ProbeCommand::Start { initiator: true } => {
                 self.peer
-                    .create_data_channel(PROBE_CHANNEL_LABEL)
+                    .create_data_channel(PROBE_CHANNEL_LABEL, Delivery::Reliable)
                     .map_err(|e| e.to_string())?;
                 let sdp = self.peer.create_offer().await.map_err(|e| e.to_string())?;
                 out(self.signal(SignalType::Offer, Some(SignalPayload::Description { sdp })));
@@ -408,22 +412,25 @@ impl ProbeConnection {
                 RtcPeerConnectionState::Closed => Err("the WebRTC connection closed".into()),
                 _ => Ok(false),
             },
-            PeerEvent::ChannelOpen => {
+            PeerEvent::ChannelOpen { .. } => {
                 if !self.opened {
                     self.opened = true;
                     self.send_ping()?;
                 }
                 Ok(false)
             }
-            PeerEvent::ChannelClosed if self.reported => Ok(true),
-            PeerEvent::ChannelClosed => {
+            PeerEvent::ChannelClosed { .. } if self.reported => Ok(true),
+            PeerEvent::ChannelClosed { .. } => {
                 Err("the DataChannel closed before the measurement finished".into())
             }
-            PeerEvent::ChannelError(_) if self.reported => Ok(true),
-            PeerEvent::ChannelError(e) => Err(format!("DataChannel error: {e}")),
+            PeerEvent::ChannelError { .. } if self.reported => Ok(true),
+            PeerEvent::ChannelError { detail, .. } => Err(format!("DataChannel error: {detail}")),
+            // The probe follows `connectionState`.
+            PeerEvent::IceConnectionState(_) => Ok(false),
             PeerEvent::ChannelMessage {
                 text,
                 received_at_ms,
+                ..
             } => {
                 // A message proves the channel is open. Should its `open` never have reached
                 // us (seen rarely on the answering side under load: it echoed every ping but
@@ -464,7 +471,10 @@ impl ProbeConnection {
                 self.reported = true;
                 self.reported_at_ms = now_ms();
                 out(ClientMessage::ProbeResult(result));
-                if let Err(e) = self.peer.send(&ProbeWire::Done.encode()) {
+                if let Err(e) = self
+                    .peer
+                    .send(PROBE_CHANNEL_LABEL, &ProbeWire::Done.encode())
+                {
                     // The peer will see the channel close instead.
                     warn(&format!("probe {}: {e}", self.spec.probe_session_id));
                     return Ok(true);

@@ -32,8 +32,9 @@ use pairlab_shared::{
 };
 use web_sys::RtcPeerConnection;
 
-pub use connection::{Outbox, ProbeCommand, ProbeConnection, ProbeOutcome, ProbeSpec};
+pub use connection::{ProbeCommand, ProbeConnection, ProbeOutcome, ProbeSpec};
 
+use crate::signaling::Outbox;
 use crate::util::{log, warn};
 
 /// A running probe, as the manager sees it.

@@ -1,4 +1,5 @@
-//! `getStats()` → the selected ICE candidate pair, as a typed [`SelectedPair`].
+//! `getStats()` → the selected ICE candidate pair, as a typed [`SelectedPair`]: read once
+//! ([`selected_pair`]), or until it has what the caller needs ([`selected_pair_where`]).
 //!
 //! The path through the report (W3C "Identifiers for WebRTC's Statistics API"):
 //! the `transport` entry's `selectedCandidatePairId` → that `candidate-pair` entry →
@@ -13,6 +14,7 @@
 
 use std::collections::HashMap;
 
+use gloo_timers::future::TimeoutFuture;
 use pairlab_shared::{CandidateType, ConnectionInfo, ConnectionKind, IceProtocol, RelayProtocol};
 use serde_json::Value;
 use wasm_bindgen::JsCast;
@@ -75,6 +77,30 @@ pub async fn selected_pair(pc: &RtcPeerConnection) -> Result<Option<SelectedPair
         entries.push(parsed);
     }
     Ok(select_pair(&entries))
+}
+
+/// The selected candidate pair of `pc` once `want` accepts it: [`selected_pair`] up to
+/// `attempts` times, `retry_ms` apart; `Ok(None)` when no read had it.
+///
+/// # Errors
+/// [`StatsError`] as soon as one read fails.
+pub async fn selected_pair_where(
+    pc: &RtcPeerConnection,
+    attempts: u32,
+    retry_ms: u32,
+    want: impl Fn(&SelectedPair) -> bool,
+) -> Result<Option<SelectedPair>, StatsError> {
+    for attempt in 0..attempts {
+        if attempt > 0 {
+            TimeoutFuture::new(retry_ms).await;
+        }
+        if let Some(pair) = selected_pair(pc).await? {
+            if want(&pair) {
+                return Ok(Some(pair));
+            }
+        }
+    }
+    Ok(None)
 }
 
 /// Picks the selected candidate pair from the entries of a stats report (each an object

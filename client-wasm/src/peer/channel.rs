@@ -1,0 +1,205 @@
+//! The DataChannels of a [`Peer`](super::Peer): each one's browser listeners, owned and
+//! removed when the channel is dropped, and [`Channels`], the handle that sends on them.
+//!
+//! A channel reports `open`, `message`, `close` and `error` into its peer's event stream as
+//! [`PeerEvent`]s, labelled. A [`MessageHook`] sees every text message first, inside the
+//! browser's `message` event: the probe answers pings there (so the other side's RTT samples
+//! do not include this page's task scheduling), and the game hands its inputs straight to the
+//! game loop (no extra hop through the connection's own loop for the time-critical channel).
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use futures::channel::mpsc;
+use gloo_events::EventListener;
+use js_sys::Reflect;
+use wasm_bindgen::{JsCast, JsValue};
+use web_sys::{MessageEvent, RtcDataChannel, RtcDataChannelState};
+
+use super::{js_err, PeerError, PeerEvent};
+use crate::util::{js_error_text, now_ms, warn};
+
+/// What a [`MessageHook`] did with a DataChannel message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Hooked {
+    /// Send this reply on the same channel at once; the message goes no further.
+    Reply(String),
+    /// The hook took the message; it goes no further.
+    Taken,
+    /// Not the hook's: the message goes on as a [`PeerEvent::ChannelMessage`].
+    PassOn(String),
+}
+
+/// Sees every DataChannel text message first, synchronously inside the browser's `message`
+/// event: called with the channel's label and the text.
+pub type MessageHook = Rc<dyn Fn(&str, String) -> Hooked>;
+
+/// One DataChannel with its four listeners. Dropping it removes the listeners and closes the
+/// channel, so the closures live exactly as long as the channel is in use (probes and games
+/// build and drop channels again and again, and nothing is leaked).
+///
+/// The `open` event is reported when it fires. A channel announced through `ondatachannel`
+/// reads "open" already, and its `open` event is dispatched right after that callback (W3C
+/// WebRTC 1.0 §6.2, "announce the data channel as open"); [`Peer`](super::Peer) attaches
+/// inside the callback, so the event is never missed. (Chromium 156 was seen to lose the
+/// answering side's first message whether it went before or after this event; the probe
+/// copes, see `crate::probe::wire::PingPacer`.)
+struct Channel {
+    dc: RtcDataChannel,
+    label: String,
+    listeners: Vec<EventListener>,
+}
+
+impl Channel {
+    /// Attaches the listeners of `dc`: events into `events`, messages through `hook` first.
+    fn attach(
+        dc: RtcDataChannel,
+        events: &mpsc::UnboundedSender<PeerEvent>,
+        hook: Option<MessageHook>,
+    ) -> Self {
+        let label = dc.label();
+        let on_open = report(&dc, "open", events, &label, |label| {
+            PeerEvent::ChannelOpen { label }
+        });
+        let on_message = {
+            let (tx, label, reply_dc) = (events.clone(), label.clone(), dc.clone());
+            EventListener::new(&dc, "message", move |ev| {
+                let received_at_ms = now_ms();
+                // Binary messages are not part of any pairlab exchange and are dropped.
+                let Some(text) = ev.unchecked_ref::<MessageEvent>().data().as_string() else {
+                    return;
+                };
+                let text = match hook.as_ref() {
+                    None => text,
+                    Some(hook) => match hook(&label, text) {
+                        Hooked::PassOn(text) => text,
+                        Hooked::Taken => return,
+                        Hooked::Reply(reply) => {
+                            if let Err(e) = reply_dc.send_with_str(&reply) {
+                                warn(&format!("DataChannel reply failed: {}", js_error_text(&e)));
+                            }
+                            return;
+                        }
+                    },
+                };
+                let _ = tx.unbounded_send(PeerEvent::ChannelMessage {
+                    label: label.clone(),
+                    text,
+                    received_at_ms,
+                });
+            })
+        };
+        let on_close = report(&dc, "close", events, &label, |label| {
+            PeerEvent::ChannelClosed { label }
+        });
+        let on_error = {
+            let (tx, label) = (events.clone(), label.clone());
+            EventListener::new(&dc, "error", move |ev| {
+                // RTCErrorEvent.error.message when present.
+                let detail = Reflect::get(ev, &JsValue::from_str("error"))
+                    .ok()
+                    .filter(|e| !e.is_undefined() && !e.is_null())
+                    .map(|e| js_error_text(&e))
+                    .unwrap_or_else(|| "DataChannel error".to_owned());
+                let _ = tx.unbounded_send(PeerEvent::ChannelError {
+                    label: label.clone(),
+                    detail,
+                });
+            })
+        };
+        Self {
+            dc,
+            label,
+            listeners: vec![on_open, on_message, on_close, on_error],
+        }
+    }
+
+    fn is_open(&self) -> bool {
+        self.dc.ready_state() == RtcDataChannelState::Open
+    }
+}
+
+/// A listener that reports each `event_type` event of `dc` as the [`PeerEvent`] `make` builds
+/// from the channel's label.
+fn report(
+    dc: &RtcDataChannel,
+    event_type: &'static str,
+    events: &mpsc::UnboundedSender<PeerEvent>,
+    label: &str,
+    make: fn(String) -> PeerEvent,
+) -> EventListener {
+    let (tx, label) = (events.clone(), label.to_owned());
+    EventListener::new(dc, event_type, move |_| {
+        let _ = tx.unbounded_send(make(label.clone()));
+    })
+}
+
+impl Drop for Channel {
+    fn drop(&mut self) {
+        // Listeners first: the `close` event that `close()` queues must find nobody.
+        self.listeners.clear();
+        self.dc.close();
+    }
+}
+
+/// The channels of one [`Peer`](super::Peer), shared by the peer and whoever sends on them
+/// from outside the peer's task (a clone is a second handle to the same channels). At most
+/// one channel per label.
+#[derive(Clone, Default)]
+pub struct Channels {
+    inner: Rc<RefCell<Vec<Channel>>>,
+}
+
+impl Channels {
+    /// Attaches `dc` (see [`Channel`]) and keeps it, unless a channel with its label is kept
+    /// already or a listener is running right now; then `dc` is closed. Returns whether it
+    /// was kept.
+    pub(super) fn adopt(
+        &self,
+        dc: RtcDataChannel,
+        events: &mpsc::UnboundedSender<PeerEvent>,
+        hook: Option<MessageHook>,
+    ) -> bool {
+        let Ok(mut channels) = self.inner.try_borrow_mut() else {
+            dc.close();
+            return false;
+        };
+        let label = dc.label();
+        if channels.iter().any(|c| c.label == label) {
+            dc.close();
+            return false;
+        }
+        channels.push(Channel::attach(dc, events, hook));
+        true
+    }
+
+    /// Whether the channel labelled `label` is open now.
+    pub fn is_open(&self, label: &str) -> bool {
+        self.inner
+            .borrow()
+            .iter()
+            .any(|c| c.label == label && c.is_open())
+    }
+
+    /// Sends a text message on the channel labelled `label`.
+    ///
+    /// # Errors
+    /// [`PeerError::ChannelNotOpen`] when that channel is missing or not open;
+    /// [`PeerError::Js`] when `send` throws.
+    pub fn send(&self, label: &str, text: &str) -> Result<(), PeerError> {
+        let channels = self.inner.borrow();
+        match channels.iter().find(|c| c.label == label) {
+            Some(c) if c.is_open() => {
+                c.dc.send_with_str(text)
+                    .map_err(js_err("RTCDataChannel.send"))
+            }
+            _ => Err(PeerError::ChannelNotOpen),
+        }
+    }
+
+    /// Drops every channel: their listeners are removed and the channels closed.
+    pub fn clear(&self) {
+        let channels = std::mem::take(&mut *self.inner.borrow_mut());
+        drop(channels);
+    }
+}

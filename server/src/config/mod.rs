@@ -202,7 +202,7 @@ impl fmt::Display for ConfigErrors {
 // ---------------------------------------------------------------------------------------------
 
 /// The embedded default configuration (`scenes/default.toml`).
-const DEFAULT_TOML: &str = include_str!("../../scenes/default.toml");
+const DEFAULT_TOML: &str = include_str!("../../../scenes/default.toml");
 
 /// Longest accepted scene id, characters (it becomes a folder name).
 pub const SCENE_ID_MAX_LEN: usize = 64;
@@ -1096,7 +1096,7 @@ matchmaker = "fifo"
 
     #[test]
     fn example_parses_and_documents_every_option() {
-        let text = include_str!("../../scenes/example.toml");
+        let text = include_str!("../../../scenes/example.toml");
         let c = match Config::from_toml_str(text) {
             Ok(c) => c,
             Err(e) => panic!("scenes/example.toml:\n{e}"),

@@ -621,19 +621,14 @@ fn scene<'a>(
 /// One `[[ice_servers]]` entry: the browser's `RTCIceServer`.
 fn ice_server(cx: &mut Cx<'_>, t: &mut Fields<'_, '_>) -> Option<IceServer> {
     let urls = t.required(cx, "urls").and_then(|f| f.ice_urls(cx));
-    let username_field = t.optional("username");
-    let credential_field = t.optional("credential");
-    let username = username_field.and_then(|f| f.string(cx));
-    let credential = credential_field.and_then(|f| f.string(cx));
+    let credentials = ["username", "credential"].map(|key| (key, t.optional(key)));
+    let [username, credential] = credentials.map(|(_, field)| field.and_then(|f| f.string(cx)));
     let relayed = urls
         .iter()
         .flatten()
         .any(|(_, scheme)| *scheme == IceScheme::Turn);
     if relayed {
-        for (field, key) in [
-            (username_field, "username"),
-            (credential_field, "credential"),
-        ] {
+        for (key, field) in credentials {
             if field.is_none() {
                 cx.err(t.span.clone(), RuleError::IceServerNeeds(key));
             }

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use pairlab_server::config::{Config, MatchmakerKind};
+use pairlab_server::config::Config;
 use pairlab_server::net::Server;
 use tracing_subscriber::EnvFilter;
 
@@ -109,6 +109,8 @@ fn load(path: &Path) -> Result<Config, ExitCode> {
     })
 }
 
+/// `pairlab check`: every problem as `FILE:LINE:COL: message` on stdout and exit 1, or
+/// `FILE: ok, N scene(s)` and the config's description and exit 0.
 fn check(path: &Path) -> ExitCode {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
@@ -126,71 +128,7 @@ fn check(path: &Path) -> ExitCode {
         }
         Ok(config) => {
             println!("{}: ok, {} scene(s)", path.display(), config.scenes.len());
-            for (i, s) in config.scenes.iter().enumerate() {
-                let rtt = match (s.matchmaker, s.max_server_rtt_ms) {
-                    (MatchmakerKind::LatencyFifo, Some(ms)) => {
-                        format!(", server RTT sum <= {ms} ms")
-                    }
-                    _ => String::new(),
-                };
-                let probe = match s.max_p2p_rtt_ms {
-                    Some(ms) => format!(
-                        "probe: P2P RTT <= {ms} ms (timeout {} ms)",
-                        s.probe_timeout_ms
-                    ),
-                    None => "no probe".to_owned(),
-                };
-                println!(
-                    "  scene {:?}{}: groups of {}, {}{rtt}, {probe}, waitroom timeout {} ms{}, \
-                     reconnect grace {} ms{}",
-                    s.id,
-                    if i == 0 { " (default)" } else { "" },
-                    s.group_size,
-                    s.matchmaker.as_str(),
-                    s.waitroom_timeout_ms,
-                    match &s.timeout_redirect_url {
-                        Some(url) => format!(" then {url}"),
-                        None => String::new(),
-                    },
-                    s.reconnect_grace_ms,
-                    match (s.hide_lobby_count, s.force_relay) {
-                        (true, true) => ", lobby count hidden, game forced through TURN relay",
-                        (true, false) => ", lobby count hidden",
-                        (false, true) => ", game forced through TURN relay",
-                        (false, false) => "",
-                    },
-                );
-                if s.force_relay && config.turn.is_none() {
-                    println!(
-                        "  warning: scene {:?} has force_relay = true but there is no [turn]: \
-                         its games cannot connect",
-                        s.id
-                    );
-                }
-            }
-            if config.ice_servers.is_empty() && config.turn.is_none() {
-                println!("  no ICE servers (browsers use their own addresses only)");
-            }
-            if let Some(turn) = &config.turn {
-                let auth = match &turn.auth {
-                    pairlab_server::config::TurnAuth::Static { .. } => "static credentials".to_owned(),
-                    pairlab_server::config::TurnAuth::Secret { credential_ttl_s, .. } => format!(
-                        "credentials minted per participant from the shared secret, valid {credential_ttl_s} s"
-                    ),
-                };
-                println!("  TURN {} ({auth})", turn.urls.join(", "));
-            }
-            for ice in &config.ice_servers {
-                println!(
-                    "  ICE server {}{}",
-                    ice.urls.join(", "),
-                    if ice.username.is_some() {
-                        " (with credentials)"
-                    } else {
-                        ""
-                    }
-                );
-            }
+            print!("{}", config.describe());
             ExitCode::SUCCESS
         }
     }

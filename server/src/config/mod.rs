@@ -1,0 +1,62 @@
+//! The researcher's configuration: scenes, ICE servers and TURN, from TOML.
+//!
+//! [`Config`] is the validated form the rest of the server uses; [`Config::from_toml_str`]
+//! builds it from a file's text and reports every problem with its line and column;
+//! [`Config::describe`] says in words what a valid one will do (`pairlab check`).
+//!
+//! The parts:
+//! - `types`: the validated types ([`Config`], [`SceneConfig`], [`TurnConfig`], …) and their
+//!   defaults. Nothing else in the server needs to know TOML exists.
+//! - `parse`: TOML text → [`Config`]. Reads each table with its keys' and values' positions,
+//!   names each key once (the keys a table's reader asks for are its known keys, so an
+//!   unknown one is found without a second list), reports wrong types, and collects every
+//!   problem as a [`ConfigError`] in file order.
+//! - `checks`: the rules on well-typed values (scene ids, thresholds, URLs, TURN
+//!   credentials, unique ids) and the [`ConfigWarning`]s of a valid config. `parse` calls
+//!   them and places their errors.
+//! - `suggest`: "did you mean …?" for a misspelt key, by edit distance (`strsim`).
+//! - `describe`: [`Config::describe`], the summary `pairlab check` prints.
+//!
+//! The file's shape (every option is explained in `scenes/example.toml`):
+//!
+//! ```toml
+//! [[scene]]                      # one or more, in order; the first is the default scene
+//! id = "pairs"                   # [A-Za-z0-9._-], unique: the research record's folder name
+//! group_size = 2                 # ≥ 2
+//! matchmaker = "latency_fifo"    # "fifo" | "latency_fifo"
+//! max_server_rtt_ms = 200        # > 0; required for latency_fifo
+//! max_p2p_rtt_ms = 150           # ≥ 0; optional: without it no probe runs
+//! probe_timeout_ms = 10000       # > 0
+//! waitroom_timeout_ms = 300000   # > 0
+//! timeout_message = "…"
+//! timeout_redirect_url = "https://…"   # optional, http(s)
+//! hide_lobby_count = false
+//! reconnect_grace_ms = 10000     # ≥ 0
+//! force_relay = false            # true: games only through the [turn] relay
+//!
+//! [[ice_servers]]                # server-wide, optional, any number
+//! urls = ["turn:turn.example.org:3478"]   # stun:, turn: or turns: (RFC 7064, RFC 7065)
+//! username = "user"              # required with turn:/turns:
+//! credential = "secret"
+//!
+//! [turn]                         # server-wide, optional: the TURN server pairlab hands out
+//! urls = ["turn:turn.example.org:3478"]   # turn: or turns: only
+//! static_auth_secret = "…"       # coturn's; or username + credential (static)
+//! credential_ttl_s = 86400       # ≥ 60, with static_auth_secret only
+//! ```
+
+mod checks;
+mod describe;
+mod parse;
+mod suggest;
+mod types;
+
+pub use checks::ConfigWarning;
+pub use parse::{ConfigError, ConfigErrors};
+pub use types::{
+    Config, MatchmakerKind, SceneConfig, TurnAuth, TurnConfig, DEFAULT_CREDENTIAL_TTL_S,
+    MIN_CREDENTIAL_TTL_S, SCENE_ID_MAX_LEN,
+};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,408 @@
+//! The config as a whole: text in, [`Config`] or positioned errors out. The rules' own cases
+//! are next to them in `checks`, the suggestions' in `suggest`, the description's in
+//! `describe`.
+
+use pairlab_shared::IceServer;
+
+use super::parse::{known_keys, line_col};
+use super::*;
+
+fn errors(text: &str) -> Vec<ConfigError> {
+    match Config::from_toml_str(text) {
+        Ok(c) => panic!("expected errors, got {c:?}"),
+        Err(e) => e.errors,
+    }
+}
+
+/// The (line, column) of `needle`'s first occurrence in `text`, 1-based.
+fn pos_of(text: &str, needle: &str) -> (usize, usize) {
+    let off = text.find(needle).expect("needle in text");
+    line_col(text, off)
+}
+
+fn has(errs: &[ConfigError], at: (usize, usize), fragment: &str) -> bool {
+    errs.iter()
+        .any(|e| (e.line, e.column) == at && e.message.contains(fragment))
+}
+
+const MINIMAL: &str = r#"
+[[scene]]
+id = "s1"
+group_size = 2
+matchmaker = "fifo"
+"#;
+
+#[test]
+fn embedded_default_parses() {
+    let c = Config::embedded_default();
+    assert_eq!(c.scenes.len(), 1);
+    let s = &c.scenes[0];
+    assert_eq!(s.id, "default");
+    assert_eq!(s.group_size, 2);
+    assert_eq!(s.matchmaker, MatchmakerKind::LatencyFifo);
+    assert_eq!(s.max_server_rtt_ms, Some(200.0));
+    assert_eq!(s.max_p2p_rtt_ms, Some(150.0));
+    assert!(c.ice_servers.is_empty());
+    // Everything else at the documented defaults.
+    let mut expected = SceneConfig::with_defaults("default", 2, MatchmakerKind::LatencyFifo);
+    expected.max_server_rtt_ms = Some(200.0);
+    expected.max_p2p_rtt_ms = Some(150.0);
+    assert_eq!(s, &expected);
+}
+
+#[test]
+fn turn_static_and_secret() {
+    let base = "[[scene]]\nid = \"s\"\ngroup_size = 2\nmatchmaker = \"fifo\"\nforce_relay = true\n";
+    let c = Config::from_toml_str(&format!(
+        "{base}[turn]\nurls = \"turn:127.0.0.1:3478\"\nusername = \"u\"\ncredential = \"p\"\n"
+    ))
+    .unwrap();
+    assert!(c.scenes[0].force_relay);
+    let t = c.turn.unwrap();
+    assert_eq!(t.urls, vec!["turn:127.0.0.1:3478".to_owned()]);
+    assert_eq!(
+        t.auth,
+        TurnAuth::Static {
+            username: "u".into(),
+            credential: "p".into()
+        }
+    );
+    let c = Config::from_toml_str(&format!(
+        "{base}[turn]\nurls = [\"turn:127.0.0.1:3478\", \"turns:t.example.org:5349\"]\nstatic_auth_secret = \"s3\"\n"
+    ))
+    .unwrap();
+    assert_eq!(
+        c.turn.unwrap().auth,
+        TurnAuth::Secret {
+            static_auth_secret: "s3".into(),
+            credential_ttl_s: DEFAULT_CREDENTIAL_TTL_S
+        }
+    );
+    for bad in [
+        "[turn]\nurls = \"turn:x:1\"\n",
+        "[turn]\nurls = \"turn:x:1\"\nusername = \"u\"\ncredential = \"p\"\nstatic_auth_secret = \"s\"\n",
+        "[turn]\nurls = \"stun:x:1\"\nstatic_auth_secret = \"s\"\n",
+        "[turn]\nurls = \"turn:x:1\"\nstatic_auth_secret = \"s\"\ncredential_ttl_s = 5\n",
+        "[turn]\nurls = \"turn:x:1\"\nstatic_auth_secret = \"s\"\nrealm = \"r\"\n",
+        "turn = 3\n",
+    ] {
+        assert!(Config::from_toml_str(&format!("{base}{bad}")).is_err(), "{bad}");
+    }
+}
+
+#[test]
+fn example_parses_and_documents_every_option() {
+    let text = include_str!("../../../scenes/example.toml");
+    let c = match Config::from_toml_str(text) {
+        Ok(c) => c,
+        Err(e) => panic!("scenes/example.toml:\n{e}"),
+    };
+    assert!(c.scenes.len() >= 2);
+    assert!(!c.ice_servers.is_empty());
+    for (table, keys) in known_keys() {
+        for key in keys {
+            assert!(
+                text.contains(&format!("{key} =")),
+                "example.toml does not show {table} `{key}`"
+            );
+        }
+    }
+}
+
+#[test]
+fn minimal_scene_gets_defaults() {
+    let c = Config::from_toml_str(MINIMAL).unwrap();
+    assert_eq!(
+        c.scenes,
+        vec![SceneConfig::with_defaults("s1", 2, MatchmakerKind::Fifo)]
+    );
+    assert_eq!(c.scene(None).map(|s| s.id.as_str()), Some("s1"));
+    assert_eq!(c.scene(Some("s1")).map(|s| s.id.as_str()), Some("s1"));
+    assert!(c.scene(Some("nope")).is_none());
+}
+
+#[test]
+fn all_options_are_read() {
+    let text = r#"
+[[scene]]
+id = "a.b_c-1"
+group_size = 3
+matchmaker = "latency_fifo"
+max_server_rtt_ms = 250.5
+max_p2p_rtt_ms = 0
+probe_timeout_ms = 5000
+waitroom_timeout_ms = 60_000
+timeout_message = "bye"
+timeout_redirect_url = "https://app.prolific.com/submissions/complete?cc=ABC"
+hide_lobby_count = true
+reconnect_grace_ms = 0
+
+[[ice_servers]]
+urls = "stun:stun.example.org:3478"
+
+[[ice_servers]]
+urls = ["turn:127.0.0.1:3478?transport=udp", "turns:turn.example.org"]
+username = "u"
+credential = "p"
+"#;
+    let c = Config::from_toml_str(text).unwrap();
+    let s = &c.scenes[0];
+    assert_eq!(s.id, "a.b_c-1");
+    assert_eq!(s.group_size, 3);
+    assert_eq!(s.max_server_rtt_ms, Some(250.5));
+    assert_eq!(s.max_p2p_rtt_ms, Some(0.0));
+    assert_eq!(s.probe_timeout_ms, 5000);
+    assert_eq!(s.waitroom_timeout_ms, 60_000);
+    assert_eq!(s.timeout_message, "bye");
+    assert_eq!(
+        s.timeout_redirect_url.as_deref(),
+        Some("https://app.prolific.com/submissions/complete?cc=ABC")
+    );
+    assert!(s.hide_lobby_count);
+    assert_eq!(s.reconnect_grace_ms, 0);
+    assert_eq!(
+        c.ice_servers,
+        vec![
+            IceServer {
+                urls: vec!["stun:stun.example.org:3478".into()],
+                username: None,
+                credential: None
+            },
+            IceServer {
+                urls: vec![
+                    "turn:127.0.0.1:3478?transport=udp".into(),
+                    "turns:turn.example.org".into()
+                ],
+                username: Some("u".into()),
+                credential: Some("p".into())
+            },
+        ]
+    );
+}
+
+#[test]
+fn unknown_key_with_position_and_suggestion() {
+    let text =
+        "[[scene]]\nid = \"s\"\ngroup_size = 2\nmatchmaker = \"fifo\"\n  max_p2p_rtt = 100\n";
+    let errs = errors(text);
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert_eq!((errs[0].line, errs[0].column), (5, 3));
+    assert!(errs[0].message.contains("unknown key `max_p2p_rtt`"));
+    assert!(errs[0].message.contains("did you mean `max_p2p_rtt_ms`"));
+}
+
+#[test]
+fn unknown_top_level_key_and_table() {
+    let text = "colour = 1\n[[scene]]\nid = \"s\"\ngroup_size = 2\nmatchmaker = \"fifo\"\n[[ice_server]]\nurls = \"stun:x\"\n";
+    let errs = errors(text);
+    assert!(has(&errs, (1, 1), "unknown key `colour`"), "{errs:?}");
+    assert!(
+        has(
+            &errs,
+            pos_of(text, "ice_server]]"),
+            "did you mean `ice_servers`"
+        ),
+        "{errs:?}"
+    );
+}
+
+#[test]
+fn collects_all_errors_in_file_order() {
+    let text = r#"[[scene]]
+id = "bad id"
+group_size = 1
+matchmaker = "fastest"
+probe_timeout_ms = 0
+reconnect_grace_ms = -5
+hide_lobby_count = "yes"
+
+[[scene]]
+group_size = "two"
+matchmaker = "fifo"
+"#;
+    let errs = errors(text);
+    let lines: Vec<usize> = errs.iter().map(|e| e.line).collect();
+    let mut sorted = lines.clone();
+    sorted.sort();
+    assert_eq!(lines, sorted, "errors are in file order");
+    assert!(
+        has(&errs, pos_of(text, "\"bad id\""), "contains ' '"),
+        "{errs:?}"
+    );
+    assert!(
+        has(&errs, pos_of(text, "1\nmatch"), "at least 2"),
+        "{errs:?}"
+    );
+    assert!(
+        has(&errs, pos_of(text, "\"fastest\""), "unknown matchmaker"),
+        "{errs:?}"
+    );
+    assert!(
+        has(&errs, pos_of(text, "0\nreconnect"), "greater than 0"),
+        "{errs:?}"
+    );
+    assert!(has(&errs, pos_of(text, "-5"), "0 or more"), "{errs:?}");
+    assert!(
+        has(&errs, pos_of(text, "\"yes\""), "true or false"),
+        "{errs:?}"
+    );
+    assert!(
+        has(&errs, pos_of(text, "\"two\""), "whole number"),
+        "{errs:?}"
+    );
+    // The second scene has no id: reported at its table.
+    assert!(
+        errs.iter()
+            .any(|e| e.line >= 9 && e.message.contains("missing the required key `id`")),
+        "{errs:?}"
+    );
+    assert_eq!(errs.len(), 8, "{errs:#?}");
+}
+
+#[test]
+fn missing_required_keys() {
+    let text = "[[scene]]\nid = \"s\"\n";
+    let errs = errors(text);
+    assert!(errs.iter().any(|e| e.message.contains("`group_size`")));
+    assert!(errs.iter().any(|e| e.message.contains("`matchmaker`")));
+    for e in &errs {
+        assert!(e.line == 1 || e.line == 2, "{e}");
+    }
+}
+
+#[test]
+fn no_scene_at_all() {
+    let errs = errors("# nothing here\n");
+    assert_eq!(errs.len(), 1);
+    assert_eq!((errs[0].line, errs[0].column), (1, 1));
+    assert!(errs[0].message.contains("at least one [[scene]]"));
+
+    let errs = errors("[scene]\nid = \"s\"\n");
+    assert!(errs[0].message.contains("two brackets"), "{errs:?}");
+}
+
+#[test]
+fn latency_fifo_needs_max_server_rtt() {
+    let text = "[[scene]]\nid = \"s\"\ngroup_size = 2\nmatchmaker = \"latency_fifo\"\n";
+    let errs = errors(text);
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert_eq!((errs[0].line, errs[0].column), (4, 14));
+    assert!(errs[0].message.contains("max_server_rtt_ms"));
+    // fifo does not need it.
+    assert!(Config::from_toml_str(MINIMAL).is_ok());
+}
+
+#[test]
+fn rtt_thresholds_are_checked() {
+    let text = "[[scene]]\nid = \"s\"\ngroup_size = 2\nmatchmaker = \"latency_fifo\"\nmax_server_rtt_ms = 0\nmax_p2p_rtt_ms = -1\n";
+    let errs = errors(text);
+    assert!(has(&errs, (5, 21), "greater than 0"), "{errs:?}");
+    assert!(has(&errs, (6, 18), "0 or more"), "{errs:?}");
+    let text =
+        "[[scene]]\nid = \"s\"\ngroup_size = 2\nmatchmaker = \"fifo\"\nmax_p2p_rtt_ms = nan\n";
+    assert!(errors(text)[0].message.contains("finite"));
+    let text =
+        "[[scene]]\nid = \"s\"\ngroup_size = 2\nmatchmaker = \"fifo\"\nmax_p2p_rtt_ms = \"150\"\n";
+    assert!(errors(text)[0].message.contains("without quotes"));
+}
+
+#[test]
+fn duplicate_scene_ids() {
+    let text = "[[scene]]\nid = \"s\"\ngroup_size = 2\nmatchmaker = \"fifo\"\n\n[[scene]]\nid = \"s\"\ngroup_size = 2\nmatchmaker = \"fifo\"\n";
+    let errs = errors(text);
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert_eq!((errs[0].line, errs[0].column), (7, 6));
+    assert!(errs[0].message.contains("duplicate scene id `s`"));
+    assert!(errs[0].message.contains("line 2"));
+}
+
+#[test]
+fn scene_id_must_be_a_folder_name() {
+    for bad in ["", "..", "a/b", "a b", "é", &"x".repeat(65)] {
+        let text = format!("[[scene]]\nid = \"{bad}\"\ngroup_size = 2\nmatchmaker = \"fifo\"\n");
+        let errs = errors(&text);
+        assert_eq!(errs.len(), 1, "{bad:?}: {errs:?}");
+        assert_eq!((errs[0].line, errs[0].column), (2, 6));
+    }
+}
+
+#[test]
+fn bad_urls() {
+    let text = r#"[[scene]]
+id = "s"
+group_size = 2
+matchmaker = "fifo"
+timeout_redirect_url = "ftp://example.org"
+
+[[ice_servers]]
+urls = ["stun:ok.example.org", "http://stun.example.org"]
+
+[[ice_servers]]
+urls = "turn:turn.example.org:3478"
+username = "only-user"
+
+[[ice_servers]]
+urls = []
+"#;
+    let errs = errors(text);
+    assert!(
+        has(&errs, pos_of(text, "\"ftp:"), "http:// or https://"),
+        "{errs:?}"
+    );
+    assert!(
+        has(
+            &errs,
+            pos_of(text, "\"http://stun"),
+            "must start with stun:"
+        ),
+        "{errs:?}"
+    );
+    assert!(
+        errs.iter()
+            .any(|e| e.line == 10 && e.message.contains("`credential`")),
+        "{errs:?}"
+    );
+    assert!(has(&errs, pos_of(text, "[]"), "urls is empty"), "{errs:?}");
+    assert_eq!(errs.len(), 4, "{errs:#?}");
+}
+
+#[test]
+fn syntax_error_has_position() {
+    let text = "[[scene]]\nid = \"s\ngroup_size = 2\n";
+    let errs = errors(text);
+    assert!(!errs.is_empty());
+    assert!(errs[0].message.starts_with("TOML syntax"));
+    assert_eq!(errs[0].line, 2, "{errs:?}");
+}
+
+#[test]
+fn columns_count_characters_not_bytes() {
+    let text = "[[scene]]\nid = \"s\"\ngroup_size = 2\nmatchmaker = \"fifo\"\ntimeout_message = \"é\" ; x = 1\n";
+    // `;` is a syntax error after the value; its column counts é as one character.
+    let errs = errors(text);
+    assert_eq!(errs[0].line, 5);
+    assert_eq!(errs[0].column, 23, "{errs:?}");
+}
+
+#[test]
+fn display_is_line_col_message() {
+    let e = ConfigErrors {
+        errors: vec![ConfigError {
+            line: 3,
+            column: 7,
+            message: "m".into(),
+        }],
+    };
+    assert_eq!(e.to_string(), "3:7: m");
+}
+
+#[test]
+fn url_checks() {
+    assert!(checks::ice_url("stun:[::1]:3478").is_ok());
+    assert!(checks::ice_url("turn:host?transport=tcp").is_ok());
+    assert!(checks::ice_url("turn:").is_err());
+    assert!(checks::ice_url("turn://host").is_err());
+    assert!(checks::redirect_url("https://x.org/a?b#c").is_ok());
+    assert!(checks::redirect_url("https:///a").is_err());
+    assert!(checks::redirect_url("https://x.org/a b").is_err());
+}

@@ -1,0 +1,151 @@
+//! The validated configuration: what the rest of the server reads. A [`Config`] made by
+//! [`Config::from_toml_str`] obeys every rule of `checks`, so nothing downstream re-validates;
+//! tests and the embedded default build these types directly.
+
+use pairlab_shared::IceServer;
+
+/// Which matchmaker a scene uses (the original framework's `FIFOMatchmaker` and
+/// `LatencyFIFOMatchmaker`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MatchmakerKind {
+    /// `"fifo"`: first come, first matched.
+    Fifo,
+    /// `"latency_fifo"`: FIFO among candidates whose summed server RTTs pass
+    /// `max_server_rtt_ms`.
+    LatencyFifo,
+}
+
+impl MatchmakerKind {
+    /// Every matchmaker, in the order the config file's documentation lists them.
+    pub const ALL: [MatchmakerKind; 2] = [MatchmakerKind::Fifo, MatchmakerKind::LatencyFifo];
+
+    /// The name used in the config file and the research record.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MatchmakerKind::Fifo => "fifo",
+            MatchmakerKind::LatencyFifo => "latency_fifo",
+        }
+    }
+
+    /// The matchmaker a config file names (the inverse of [`MatchmakerKind::as_str`]).
+    pub fn from_name(name: &str) -> Option<MatchmakerKind> {
+        MatchmakerKind::ALL.into_iter().find(|k| k.as_str() == name)
+    }
+}
+
+/// One `[[scene]]`: a waitroom with its matchmaking rules.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SceneConfig {
+    /// The scene's id (`hello.scene_id`, the research record's folder name).
+    pub id: String,
+    /// Participants per game, ≥ 2.
+    pub group_size: u32,
+    /// The matchmaker.
+    pub matchmaker: MatchmakerKind,
+    /// Pre-filter: the most that two participants' server RTTs may add up to, ms. Required for
+    /// `latency_fifo`, ignored by `fifo`.
+    pub max_server_rtt_ms: Option<f64>,
+    /// Probe threshold: the largest accepted peer-to-peer RTT, ms. `None`: no probe runs and a
+    /// proposed group starts at once.
+    pub max_p2p_rtt_ms: Option<f64>,
+    /// The server's probe deadline, ms from `probe_prepare` (default 10000).
+    pub probe_timeout_ms: u64,
+    /// How long a participant may wait in the waitroom, ms, from their first entry.
+    pub waitroom_timeout_ms: u64,
+    /// Shown to a participant whose waitroom time ran out.
+    pub timeout_message: String,
+    /// Where the page sends a participant whose waitroom time ran out (e.g. Prolific's
+    /// completion URL); `None` keeps them on the page.
+    pub timeout_redirect_url: Option<String>,
+    /// Whether `waitroom.waiting` is hidden from participants.
+    pub hide_lobby_count: bool,
+    /// How long a dropped participant keeps their place, ms.
+    pub reconnect_grace_ms: u64,
+    /// Whether the game connection must go through a TURN relay (`iceTransportPolicy:
+    /// "relay"`); probes always look for the best path.
+    pub force_relay: bool,
+}
+
+impl SceneConfig {
+    /// A scene with the defaults of the config file and the given id, group size and
+    /// matchmaker (for tests and the embedded default).
+    pub fn with_defaults(id: &str, group_size: u32, matchmaker: MatchmakerKind) -> Self {
+        SceneConfig {
+            id: id.to_owned(),
+            group_size,
+            matchmaker,
+            max_server_rtt_ms: None,
+            max_p2p_rtt_ms: None,
+            probe_timeout_ms: 10_000,
+            waitroom_timeout_ms: 300_000,
+            timeout_message:
+                "Sorry, we could not find a partner for you in time. Thank you for waiting."
+                    .to_owned(),
+            timeout_redirect_url: None,
+            hide_lobby_count: false,
+            reconnect_grace_ms: 10_000,
+            force_relay: false,
+        }
+    }
+}
+
+/// How browsers authenticate to the TURN server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TurnAuth {
+    /// The same username and credential for everyone.
+    Static {
+        /// TURN username.
+        username: String,
+        /// TURN credential.
+        credential: String,
+    },
+    /// coturn's REST API scheme (`--use-auth-secret --static-auth-secret=…`): the server mints
+    /// short-lived credentials per participant, so no long-term credential reaches a browser.
+    Secret {
+        /// The secret shared with the TURN server.
+        static_auth_secret: String,
+        /// How long minted credentials stay valid, seconds.
+        credential_ttl_s: u64,
+    },
+}
+
+/// The server-wide `[turn]` table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TurnConfig {
+    /// `turn:`/`turns:` URLs (UDP, TCP, TLS), all on the same TURN server or cluster.
+    pub urls: Vec<String>,
+    /// The credentials.
+    pub auth: TurnAuth,
+}
+
+/// Default lifetime of minted TURN credentials, seconds (a day: longer than any session).
+pub const DEFAULT_CREDENTIAL_TTL_S: u64 = 86_400;
+
+/// Shortest accepted `credential_ttl_s`, seconds: a minted credential must still be valid
+/// when the browser uses it for a probe or a game.
+pub const MIN_CREDENTIAL_TTL_S: u64 = 60;
+
+/// Longest accepted scene id, characters (it becomes a folder name).
+pub const SCENE_ID_MAX_LEN: usize = 64;
+
+/// The whole validated configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// The scenes, in file order; the first is the default for a `hello` without `scene_id`.
+    pub scenes: Vec<SceneConfig>,
+    /// STUN/TURN servers handed to browsers for probes and games.
+    pub ice_servers: Vec<IceServer>,
+    /// The TURN server whose credentials the server hands out (static or minted per
+    /// participant), in addition to `ice_servers`.
+    pub turn: Option<TurnConfig>,
+}
+
+impl Config {
+    /// The scene a `hello` names, or the first scene for a `hello` without `scene_id`.
+    pub fn scene(&self, id: Option<&str>) -> Option<&SceneConfig> {
+        match id {
+            None => self.scenes.first(),
+            Some(id) => self.scenes.iter().find(|s| s.id == id),
+        }
+    }
+}

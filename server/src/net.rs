@@ -62,10 +62,9 @@ use warp::{Filter, Reply};
 
 use crate::assets;
 use crate::config::Config;
-use crate::core::lobby::CoreStats;
 use crate::core::ratelimit::RateLimiter;
 use crate::core::rtt::PingSchedule;
-use crate::core::{Action, ConnId, Core, Event};
+use crate::core::{Action, ConnId, Core, CoreClock, CoreStats, Event, RandomIds};
 use crate::record::{RecordHandle, RecordWriter};
 
 /// Messages the core may queue for one connection before that client counts as too slow and is
@@ -194,7 +193,7 @@ impl Server {
         let (core_tx, core_rx) = mpsc::channel(CORE_QUEUE);
         let (stats_tx, stats_rx) = watch::channel(CoreStats::default());
         let core_task = tokio::spawn(run_core(
-            Core::new(self.config.clone()),
+            new_core(self.config.clone()),
             core_rx,
             recorder.handle(),
             stats_tx,
@@ -476,6 +475,18 @@ fn asset_response(path: &str, if_none_match: Option<String>) -> warp::reply::Res
 // The core task
 // ---------------------------------------------------------------------------------------------
 
+/// The server's core: its clock origin is now, its ids are random (UUID v4).
+fn new_core(config: Arc<Config>) -> Core {
+    let origin_unix_s = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let clock = CoreClock {
+        origin: Instant::now(),
+        origin_unix_s,
+    };
+    Core::new(config, clock, Box::new(RandomIds))
+}
+
 enum CoreInput {
     /// A new connection and the way to reach it; sent before any of its events.
     Open {
@@ -551,14 +562,14 @@ async fn run_core(
             match action {
                 Action::Send { conn, msg } => {
                     let Some(link) = links.get(&conn) else {
-                        tracing::debug!(conn, "send to a connection that is gone");
+                        tracing::debug!(%conn, "send to a connection that is gone");
                         continue;
                     };
                     match link.out.try_send(msg) {
                         Ok(()) => {}
                         Err(mpsc::error::TrySendError::Full(_)) => {
                             tracing::warn!(
-                                conn,
+                                %conn,
                                 "client too slow: its outbound queue is full; closing it"
                             );
                             if let Some(link) = links.remove(&conn) {
@@ -615,7 +626,7 @@ impl Drop for OpenGuard {
 async fn connection(socket: Socket, shared: Arc<Shared>) {
     shared.open.fetch_add(1, Ordering::SeqCst);
     let _guard = OpenGuard(shared.clone());
-    let conn: ConnId = shared.next_conn.fetch_add(1, Ordering::Relaxed);
+    let conn = ConnId::new(shared.next_conn.fetch_add(1, Ordering::Relaxed));
     let (mut sink, mut stream) = socket.split();
     let mut stop = shared.stop.clone();
     let (out_tx, mut out_rx) = mpsc::channel::<ServerMessage>(OUTBOUND_QUEUE);
@@ -638,7 +649,7 @@ async fn connection(socket: Socket, shared: Arc<Shared>) {
         .await;
         return;
     }
-    tracing::debug!(conn, "connection opened");
+    tracing::debug!(%conn, "connection opened");
 
     let mut limiter = RateLimiter::standard(Instant::now());
     let mut pings: Option<PingSchedule> = None;
@@ -669,7 +680,7 @@ async fn connection(socket: Socket, shared: Arc<Shared>) {
                 None => break End::Close(close_code::NORMAL, ""),
             },
             _ = sleep_until(Some(last_frame + shared.idle_timeout)) => {
-                tracing::info!(conn, "no frame for {:?}; closing", shared.idle_timeout);
+                tracing::info!(%conn, "no frame for {:?}; closing", shared.idle_timeout);
                 break End::Close(close_code::POLICY, "idle: no frames received");
             }
             _ = sleep_until(ping_at), if ping_at.is_some() => {
@@ -685,10 +696,10 @@ async fn connection(socket: Socket, shared: Arc<Shared>) {
                     Some(Ok(msg)) => msg,
                     Some(Err(e)) => {
                         if is_too_big(&e) {
-                            tracing::debug!(conn, "frame too big: {e}");
+                            tracing::debug!(%conn, "frame too big: {e}");
                             break End::Close(close_code::TOO_BIG, "frame larger than 65536 bytes");
                         }
-                        tracing::debug!(conn, "websocket read error: {e}");
+                        tracing::debug!(%conn, "websocket read error: {e}");
                         break End::Close(close_code::PROTOCOL_ERROR, "websocket protocol error");
                     }
                 };
@@ -698,7 +709,7 @@ async fn connection(socket: Socket, shared: Arc<Shared>) {
                 let now = Instant::now();
                 last_frame = now;
                 if !limiter.allow(now) {
-                    tracing::info!(conn, "rate limited");
+                    tracing::info!(%conn, "rate limited");
                     let err = ServerMessage::error(
                         ErrorCode::RateLimited,
                         "Too many messages in a short time; the connection is closed.",
@@ -748,7 +759,7 @@ async fn connection(socket: Socket, shared: Arc<Shared>) {
     let _ = core
         .send(CoreInput::Event(Event::Disconnected { conn }))
         .await;
-    tracing::debug!(conn, ?end, "connection ended");
+    tracing::debug!(%conn, ?end, "connection ended");
     close(&mut sink, &mut stream, end).await;
 }
 
@@ -821,9 +832,9 @@ mod tests {
         })
     }
 
-    fn hello(conn: ConnId, subject: &str) -> CoreInput {
+    fn hello(conn: u64, subject: &str) -> CoreInput {
         CoreInput::Event(Event::Message {
-            conn,
+            conn: ConnId::new(conn),
             msg: ClientMessage::Hello(Hello {
                 subject_id: SubjectId::parse(subject).unwrap(),
                 scene_id: None,
@@ -902,7 +913,7 @@ mod tests {
         let (tx, rx) = mpsc::channel(16);
         let (stats_tx, stats_rx) = watch::channel(CoreStats::default());
         let core = tokio::spawn(run_core(
-            Core::new(config()),
+            new_core(config()),
             rx,
             recorder.handle(),
             stats_tx,
@@ -914,14 +925,14 @@ mod tests {
         let (ok_out, mut ok_rx) = mpsc::channel(16);
         let (ok_kill, mut ok_killed) = oneshot::channel();
         tx.send(CoreInput::Open {
-            conn: 1,
+            conn: ConnId::new(1),
             out: slow_out,
             kill: slow_kill,
         })
         .await
         .unwrap();
         tx.send(CoreInput::Open {
-            conn: 2,
+            conn: ConnId::new(2),
             out: ok_out,
             kill: ok_kill,
         })
@@ -930,7 +941,7 @@ mod tests {
         tx.send(hello(1, "slow")).await.unwrap();
         // welcome fills the queue; the error for this frame does not fit.
         tx.send(CoreInput::Event(Event::Malformed {
-            conn: 1,
+            conn: ConnId::new(1),
             error: DecodeError::NotObject,
         }))
         .await

@@ -1,35 +1,90 @@
-//! The sans-IO heart of the server: waitroom, matchmaking and probing as one state machine.
+//! The sans-IO heart of the server: waitroom, matchmaking, probing and games as one state
+//! machine.
 //!
-//! No sockets, no tokio, no wall clock. The shell (the `net` module) turns WebSocket frames into
-//! [`Event`]s, calls [`Core::handle`] with the time the event happened, and carries out the
-//! [`Action`]s it gets back: frames to send, sockets to close, lines for the research record.
-//! Between events it sleeps until [`Core::next_deadline`] and then calls [`Core::handle`] with
-//! [`Event::Tick`]. Timeouts are therefore tested by passing a later `now`, with no sleeping.
+//! No sockets, no tokio, no clock, no randomness of its own. The shell (the `net` module) builds
+//! the [`Core`] with a [`CoreClock`] (which Unix time its monotonic origin stands for) and an
+//! [`IdSource`] ([`RandomIds`] in the server, [`SeededIds`] for reproducible runs), turns
+//! WebSocket frames into [`Event`]s, calls [`Core::handle`] with the time the event happened, and
+//! carries out the [`Action`]s it gets back: frames to send, sockets to close, lines for the
+//! research record. Between events it sleeps until [`Core::next_deadline`] and then calls
+//! [`Core::handle`] with [`Event::Tick`]. Timeouts are therefore tested by passing a later `now`,
+//! with no sleeping; the same events with the same seed give the same actions.
 //!
+//! Components, one job each:
+//! - [`router`]: the [`Core`]: connections and participants (hello, resume, server RTT, leave,
+//!   drop, grace), timers; routes each event to the component below whose job it is and acts on
+//!   what they decide.
+//! - [`waitroom`]: one scene's waitroom: the waiting set in arrival order, deadlines, coalesced
+//!   counts, sessions by subject, the done set, the failed pairs; runs the scene's matchmaker.
 //! - [`matchmaker`]: the `Matchmaker` trait, `FifoMatchmaker` and `LatencyFifoMatchmaker`.
-//! - [`probe`]: the `ProbeCoordinator`: probe sessions, ready/start/signal/result, deadlines.
+//! - [`probe`]: the `ProbeCoordinator`: probe sessions (ready/start/signal/result, deadlines),
+//!   one probe round per proposed group, and the group's verdict against `max_p2p_rtt_ms`.
+//! - [`games`]: started games: signal relay, report validation and recording, end of a game.
+//! - [`ice`]: the ICE servers per participant and TURN REST credential minting.
+//! - [`ids`]: the handles [`ConnId`], [`Pid`], [`GroupId`] and the [`IdSource`]s.
 //! - [`rtt`]: server-RTT samples → median; the per-connection ping schedule.
-//! - [`lobby`]: sessions, waitrooms, deadlines, failed pairs, groups, games: the [`Core`].
 //! - [`research`]: what the research record holds.
+//!
+//! How a `probe_result` flows, in one direction only:
+//! 1. `router` gets [`Event::Message`] with it and hands it to
+//!    [`probe::ProbeCoordinator::handle_result`];
+//! 2. `probe` stores the report; with both reports in, it ends the probe, judges the pair
+//!    ([`probe::judge_pair`]) and folds it into the group's round, which yields a
+//!    [`probe::Verdict`] once every pair is judged;
+//! 3. `router` writes the `probe_result` line and acts on the verdict: `Accepted` → [`games`]
+//!    starts the game; `Rejected` → [`waitroom`] remembers the failed pairs and the members
+//!    return to waiting (and are matched again).
 
-pub mod lobby;
+pub mod games;
+pub mod ice;
+pub mod ids;
 pub mod matchmaker;
 pub mod probe;
 pub mod ratelimit;
 pub mod research;
+pub mod router;
 pub mod rtt;
+pub mod waitroom;
 
 #[cfg(test)]
 mod tests;
 
+use std::time::Instant;
+
 use pairlab_shared::{ClientMessage, DecodeError, ServerMessage};
 
-pub use lobby::Core;
+pub use ids::{ConnId, GroupId, IdSource, Pid, RandomIds, SeededIds};
 pub use research::ResearchEvent;
+pub use router::{Core, CoreStats};
 
-/// Identifies one WebSocket connection for the life of the server process. Minted by the shell,
-/// never reused.
-pub type ConnId = u64;
+/// The core's only link to the wall clock, fixed when it is built: the monotonic `origin` and
+/// the Unix time, s, it stands for. The core dates minted TURN credentials with it
+/// (`origin_unix_s + (now − origin)`); it never reads a clock itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CoreClock {
+    /// A monotonic instant, normally the server's start.
+    pub origin: Instant,
+    /// The Unix time at `origin`, s.
+    pub origin_unix_s: u64,
+}
+
+impl CoreClock {
+    /// The Unix time, s (whole seconds, rounded down), at `now`.
+    pub fn unix_s_at(&self, now: Instant) -> u64 {
+        self.origin_unix_s + now.saturating_duration_since(self.origin).as_secs()
+    }
+}
+
+/// What a component asks the router to do, addressed by participant and scene; the router
+/// turns each into an [`Action`] at once, in order (a send to a participant without a
+/// connection is dropped).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Effect {
+    /// Send one message to a participant.
+    Send(Pid, ServerMessage),
+    /// Append one line to the research record of a scene (index into the config's scenes).
+    Record(usize, ResearchEvent),
+}
 
 /// Something that happened, for [`Core::handle`].
 #[derive(Debug, Clone, PartialEq)]

@@ -9,6 +9,9 @@ use super::research::{ProbeFailure, ResearchEvent};
 use super::*;
 use crate::config::{Config, MatchmakerKind, SceneConfig};
 
+/// The Unix time, s, the simulated clock starts at.
+const UNIX_T0_S: u64 = 1_700_000_000;
+
 struct H {
     core: Core,
     t0: Instant,
@@ -35,13 +38,24 @@ impl H {
         Self::with_scenes(vec![scene])
     }
     fn with_scenes(scenes: Vec<SceneConfig>) -> Self {
-        let t0 = Instant::now();
-        H {
-            core: Core::new(Arc::new(Config {
+        Self::with_config(
+            Config {
                 scenes,
                 ice_servers: vec![],
                 turn: None,
-            })),
+            },
+            1,
+        )
+    }
+    /// A core for `config` whose ids come from `seed`, on a simulated clock starting now.
+    fn with_config(config: Config, seed: u64) -> Self {
+        let t0 = Instant::now();
+        let clock = CoreClock {
+            origin: t0,
+            origin_unix_s: UNIX_T0_S,
+        };
+        H {
+            core: Core::new(Arc::new(config), clock, Box::new(SeededIds::new(seed))),
             t0,
             now: t0,
             records: vec![],
@@ -63,24 +77,28 @@ impl H {
         }
         out
     }
-    fn msg(&mut self, conn: ConnId, msg: ClientMessage) -> Vec<Action> {
-        self.ev(Event::Message { conn, msg })
+    fn msg(&mut self, conn: u64, msg: ClientMessage) -> Vec<Action> {
+        self.ev(Event::Message {
+            conn: ConnId::new(conn),
+            msg,
+        })
     }
     fn tick_at(&mut self, ms: u64) -> Vec<Action> {
         self.at(ms);
         self.ev(Event::Tick)
     }
     /// Connects, says hello, and delivers three RTT samples of `rtt` ms. Returns everything sent.
-    fn join(&mut self, conn: ConnId, subject: &str, rtt: f64) -> Vec<Action> {
+    fn join(&mut self, n: u64, subject: &str, rtt: f64) -> Vec<Action> {
+        let conn = ConnId::new(n);
         let mut all = self.ev(Event::Connected { conn });
-        all.extend(self.hello(conn, subject, None));
+        all.extend(self.hello(n, subject, None));
         for _ in 0..3 {
             all.extend(self.ev(Event::RttSample { conn, rtt_ms: rtt }));
         }
         all.extend(self.ev(Event::Tick));
         all
     }
-    fn hello(&mut self, conn: ConnId, subject: &str, token: Option<String>) -> Vec<Action> {
+    fn hello(&mut self, conn: u64, subject: &str, token: Option<String>) -> Vec<Action> {
         self.msg(
             conn,
             ClientMessage::Hello(Hello {
@@ -98,51 +116,51 @@ impl H {
     }
 }
 
-fn sent(actions: &[Action], to: ConnId) -> Vec<ServerMessage> {
+fn sent(actions: &[Action], to: u64) -> Vec<ServerMessage> {
     actions
         .iter()
         .filter_map(|a| match a {
-            Action::Send { conn, msg } if *conn == to => Some(msg.clone()),
+            Action::Send { conn, msg } if conn.get() == to => Some(msg.clone()),
             _ => None,
         })
         .collect()
 }
 
-fn closed(actions: &[Action], c: ConnId) -> bool {
+fn closed(actions: &[Action], c: u64) -> bool {
     actions
         .iter()
-        .any(|a| matches!(a, Action::Close { conn } if *conn == c))
+        .any(|a| matches!(a, Action::Close { conn } if conn.get() == c))
 }
 
-fn error_code(actions: &[Action], to: ConnId) -> Option<ErrorCode> {
+fn error_code(actions: &[Action], to: u64) -> Option<ErrorCode> {
     sent(actions, to).into_iter().find_map(|m| match m {
         ServerMessage::Error(e) => Some(e.code),
         _ => None,
     })
 }
 
-fn prepare(actions: &[Action], to: ConnId) -> Option<ProbePrepare> {
+fn prepare(actions: &[Action], to: u64) -> Option<ProbePrepare> {
     sent(actions, to).into_iter().find_map(|m| match m {
         ServerMessage::ProbePrepare(p) => Some(p),
         _ => None,
     })
 }
 
-fn game(actions: &[Action], to: ConnId) -> Option<GameStart> {
+fn game(actions: &[Action], to: u64) -> Option<GameStart> {
     sent(actions, to).into_iter().find_map(|m| match m {
         ServerMessage::GameStart(g) => Some(g),
         _ => None,
     })
 }
 
-fn waitroom(actions: &[Action], to: ConnId) -> Option<Waitroom> {
+fn waitroom(actions: &[Action], to: u64) -> Option<Waitroom> {
     sent(actions, to).into_iter().find_map(|m| match m {
         ServerMessage::Waitroom(w) => Some(w),
         _ => None,
     })
 }
 
-fn token(actions: &[Action], to: ConnId) -> String {
+fn token(actions: &[Action], to: u64) -> String {
     sent(actions, to)
         .into_iter()
         .find_map(|m| match m {
@@ -200,10 +218,12 @@ fn fifo_without_probe_starts_game_at_once() {
 #[test]
 fn waits_for_entry_samples_or_time() {
     let mut h = H::new(SceneConfig::with_defaults("s", 2, MatchmakerKind::Fifo));
-    h.ev(Event::Connected { conn: 1 });
+    h.ev(Event::Connected {
+        conn: ConnId::new(1),
+    });
     h.hello(1, "A", None);
     let a = h.ev(Event::RttSample {
-        conn: 1,
+        conn: ConnId::new(1),
         rtt_ms: 5.0,
     });
     assert!(
@@ -212,7 +232,7 @@ fn waits_for_entry_samples_or_time() {
     );
     h.at(400);
     let a = h.ev(Event::RttSample {
-        conn: 1,
+        conn: ConnId::new(1),
         rtt_ms: 5.0,
     });
     assert!(
@@ -417,7 +437,9 @@ fn disconnect_during_probe_fails_it_at_once_without_blaming_the_pair() {
     let b = h.join(2, "B", 10.0);
     let tok_b = token(&b, 2);
     assert!(prepare(&b, 1).is_some());
-    let a = h.ev(Event::Disconnected { conn: 2 });
+    let a = h.ev(Event::Disconnected {
+        conn: ConnId::new(2),
+    });
     assert!(waitroom(&a, 1).is_some(), "A returns at once");
     assert_eq!(h.core.stats().probes, 0);
     assert!(h.records.iter().any(|r| matches!(
@@ -428,7 +450,9 @@ fn disconnect_during_probe_fails_it_at_once_without_blaming_the_pair() {
         }
     )));
     // B reloads and resumes: the pair may be probed again (a disconnect is not a verdict).
-    h.ev(Event::Connected { conn: 3 });
+    h.ev(Event::Connected {
+        conn: ConnId::new(3),
+    });
     let r = h.hello(3, "B", Some(tok_b));
     assert!(prepare(&r, 1).is_some() && prepare(&r, 3).is_some());
 }
@@ -438,26 +462,34 @@ fn resume_keeps_place_and_duplicate_is_refused() {
     let mut h = H::new(latency_scene(Some(150.0)));
     let a = h.join(1, "A", 10.0);
     let tok = token(&a, 1);
-    h.ev(Event::Connected { conn: 5 });
+    h.ev(Event::Connected {
+        conn: ConnId::new(5),
+    });
     let dup = h.hello(5, "A", None);
     assert_eq!(error_code(&dup, 5), Some(ErrorCode::DuplicateSession));
     assert!(closed(&dup, 5));
     // Drop, then resume within the grace with the token.
     h.at(1_000);
-    h.ev(Event::Disconnected { conn: 1 });
+    h.ev(Event::Disconnected {
+        conn: ConnId::new(1),
+    });
     assert_eq!(
         h.core.stats().waiting,
         0,
         "a dropped participant is not matchable"
     );
-    h.ev(Event::Connected { conn: 6 });
+    h.ev(Event::Connected {
+        conn: ConnId::new(6),
+    });
     assert_eq!(
         error_code(&h.hello(6, "A", None), 6),
         Some(ErrorCode::DuplicateSession),
         "during the grace a hello without the token is refused"
     );
     h.at(2_000);
-    h.ev(Event::Connected { conn: 7 });
+    h.ev(Event::Connected {
+        conn: ConnId::new(7),
+    });
     let r = h.hello(7, "A", Some(tok.clone()));
     let new_tok = token(&r, 7);
     assert_ne!(new_tok, tok, "the token changes at each welcome");
@@ -476,7 +508,9 @@ fn takeover_of_a_live_session_closes_the_old_socket() {
     let mut h = H::new(latency_scene(None));
     let a = h.join(1, "A", 10.0);
     let tok = token(&a, 1);
-    h.ev(Event::Connected { conn: 2 });
+    h.ev(Event::Connected {
+        conn: ConnId::new(2),
+    });
     let r = h.hello(2, "A", Some(tok));
     assert!(closed(&r, 1));
     assert!(waitroom(&r, 2).is_some());
@@ -489,10 +523,14 @@ fn session_is_gone_after_the_grace() {
     let mut h = H::new(latency_scene(None));
     let a = h.join(1, "A", 10.0);
     let tok = token(&a, 1);
-    h.ev(Event::Disconnected { conn: 1 });
+    h.ev(Event::Disconnected {
+        conn: ConnId::new(1),
+    });
     h.tick_at(3_000);
     assert_eq!(h.count("participant_left"), 1);
-    h.ev(Event::Connected { conn: 2 });
+    h.ev(Event::Connected {
+        conn: ConnId::new(2),
+    });
     let r = h.hello(2, "A", Some(tok));
     assert!(
         error_code(&r, 2).is_none(),
@@ -521,7 +559,9 @@ fn waitroom_timeout_is_enforced_and_final() {
     }
     assert!(closed(&a, 1));
     assert_eq!(h.count("waitroom_timeout"), 1);
-    h.ev(Event::Connected { conn: 2 });
+    h.ev(Event::Connected {
+        conn: ConnId::new(2),
+    });
     let r = h.hello(2, "A", None);
     assert_eq!(error_code(&r, 2), Some(ErrorCode::AlreadyDone));
     assert!(closed(&r, 2));
@@ -549,7 +589,9 @@ fn leave_is_final_and_frees_the_partner() {
     let a = h.msg(2, ClientMessage::Leave);
     assert!(closed(&a, 2));
     assert!(waitroom(&a, 1).is_some());
-    h.ev(Event::Connected { conn: 3 });
+    h.ev(Event::Connected {
+        conn: ConnId::new(3),
+    });
     assert_eq!(
         error_code(&h.hello(3, "B", None), 3),
         Some(ErrorCode::AlreadyDone)
@@ -617,7 +659,7 @@ fn group_of_three_with_one_bad_pair_returns_everyone() {
     assert_eq!(rejected, Some(vec![[sid("B"), sid("C")]]));
     // With D, B and C cannot be together: A, B, D or A, C, D.
     let d = h.join(4, "D", 10.0);
-    let probed: Vec<ConnId> = [1, 2, 3, 4]
+    let probed: Vec<u64> = [1, 2, 3, 4]
         .into_iter()
         .filter(|&c| prepare(&d, c).is_some())
         .collect();
@@ -627,24 +669,32 @@ fn group_of_three_with_one_bad_pair_returns_everyone() {
 #[test]
 fn hello_rules() {
     let mut h = H::with_scenes(vec![latency_scene(None)]);
-    h.ev(Event::Connected { conn: 1 });
+    h.ev(Event::Connected {
+        conn: ConnId::new(1),
+    });
     let a = h.msg(1, ClientMessage::Leave);
     assert_eq!(error_code(&a, 1), Some(ErrorCode::HelloRequired));
     assert!(closed(&a, 1));
-    h.ev(Event::Connected { conn: 2 });
+    h.ev(Event::Connected {
+        conn: ConnId::new(2),
+    });
     let a = h.ev(Event::Malformed {
-        conn: 2,
+        conn: ConnId::new(2),
         error: ClientMessage::decode("nonsense").unwrap_err(),
     });
     assert_eq!(error_code(&a, 2), Some(ErrorCode::HelloRequired));
-    h.ev(Event::Connected { conn: 3 });
+    h.ev(Event::Connected {
+        conn: ConnId::new(3),
+    });
     let a = h.ev(Event::Malformed {
-        conn: 3,
+        conn: ConnId::new(3),
         error: ClientMessage::decode(r#"{"type":"hello","subject_id":"a b"}"#).unwrap_err(),
     });
     assert_eq!(error_code(&a, 3), Some(ErrorCode::InvalidSubjectId));
     assert!(closed(&a, 3));
-    h.ev(Event::Connected { conn: 4 });
+    h.ev(Event::Connected {
+        conn: ConnId::new(4),
+    });
     let a = h.msg(
         4,
         ClientMessage::Hello(Hello {
@@ -664,7 +714,7 @@ fn hello_rules() {
     assert!(closed(&a, 5));
     h.join(6, "B", 10.0);
     let a = h.ev(Event::Malformed {
-        conn: 6,
+        conn: ConnId::new(6),
         error: ClientMessage::decode(r#"{"type":"dance"}"#).unwrap_err(),
     });
     assert_eq!(error_code(&a, 6), Some(ErrorCode::UnknownType));
@@ -723,7 +773,7 @@ fn malformed_after_hello_keeps_connection() {
     let mut h = H::new(latency_scene(None));
     h.join(1, "A", 10.0);
     let a = h.ev(Event::Malformed {
-        conn: 1,
+        conn: ConnId::new(1),
         error: ClientMessage::decode(r#"{"type":"probe_ready"}"#).unwrap_err(),
     });
     assert_eq!(error_code(&a, 1), Some(ErrorCode::BadMessage));
@@ -754,13 +804,17 @@ fn random_event_sequences_keep_invariants() {
             let conn = 1 + rnd(12);
             let subject = format!("S{}", rnd(15));
             let out = match rnd(10) {
-                0 => h.ev(Event::Connected { conn }),
+                0 => h.ev(Event::Connected {
+                    conn: ConnId::new(conn),
+                }),
                 1 => h.hello(conn, &subject, None),
                 2 => h.ev(Event::RttSample {
-                    conn,
+                    conn: ConnId::new(conn),
                     rtt_ms: rnd(150) as f64,
                 }),
-                3 => h.ev(Event::Disconnected { conn }),
+                3 => h.ev(Event::Disconnected {
+                    conn: ConnId::new(conn),
+                }),
                 4 if !probes.is_empty() => {
                     let id = probes[rnd(probes.len() as u64) as usize].clone();
                     h.msg(conn, ready(&id))
@@ -946,14 +1000,13 @@ fn turn_credentials_are_minted_per_participant() {
     // Vector computed independently: python3 -c "import hmac,hashlib,base64;
     // print(base64.b64encode(hmac.new(b'pairlab-secret', b'1700003600:subject-42', hashlib.sha1).digest()))"
     assert_eq!(
-        super::lobby::turn_rest_credentials("pairlab-secret", "subject-42", 1_700_003_600),
+        super::ice::turn_rest_credentials("pairlab-secret", "subject-42", 1_700_003_600),
         (
             "1700003600:subject-42".to_owned(),
             "DoLkkL4OreOEcQRubrM6U6gkLU4=".to_owned()
         )
     );
     let scene = SceneConfig::with_defaults("s", 2, MatchmakerKind::Fifo);
-    let t0 = Instant::now();
     let config = Config {
         scenes: vec![scene],
         ice_servers: vec![],
@@ -965,13 +1018,7 @@ fn turn_credentials_are_minted_per_participant() {
             },
         }),
     };
-    let mut h = H::new(SceneConfig::with_defaults(
-        "unused",
-        2,
-        MatchmakerKind::Fifo,
-    ));
-    h.core = Core::with_clock(Arc::new(config), t0, 1_700_000_000);
-    h.t0 = t0;
+    let mut h = H::with_config(config, 1);
     h.at(3_000);
     h.join(1, "A", 10.0);
     let b = h.join(2, "B", 10.0);
@@ -984,6 +1031,6 @@ fn turn_credentials_are_minted_per_participant() {
         "expiry = now + ttl"
     );
     assert_eq!(bb[0].username.as_deref(), Some("1700000603:B"));
-    let expect = super::lobby::turn_rest_credentials("pairlab-secret", "A", 1_700_000_603).1;
+    let expect = super::ice::turn_rest_credentials("pairlab-secret", "A", 1_700_000_603).1;
     assert_eq!(a[0].credential.as_deref(), Some(expect.as_str()));
 }

@@ -1,55 +1,56 @@
-//! Sessions, waitrooms, proposed groups and games: the [`Core`] state machine.
+//! The [`Core`]: owns connections and participants, routes each [`Event`] to the component whose
+//! job it is, and carries out what the components decide.
 //!
 //! A participant's life in a scene (PROTOCOL.md, Session and Waitroom):
 //!
 //! ```text
-//! hello ─► Measuring ─(server RTT known)─► Waiting ─(matchmaker)─► InGroup ─(all probes pass)─► InGame
+//! hello ─► Measuring ─(server RTT known)─► Waiting ─(matchmaker)─► InGroup ─(verdict: accepted)─► InGame
 //!                                            ▲                        │
-//!                                            └──(a probe failed)──────┘
+//!                                            └──(verdict: rejected)───┘
 //! ```
 //!
 //! Out of every state: `leave` (final), a drop (the socket closed: the participant keeps their
 //! place for `reconnect_grace_ms` and can resume with the `resume_token`), and in `Waiting` the
 //! waitroom deadline. Only `Waiting` participants with a live connection can be matched.
 //!
-//! Matching is retried whenever someone arrives, returns from a failed probe, leaves or drops:
+//! Matching is retried whenever someone arrives, returns from a rejected group, leaves or drops:
 //! each arriving or returning participant is the "arriving" side of
-//! [`Matchmaker::find_match`] against everyone waiting, in arrival order. For groups of two this
-//! guarantees that no participant waits while an untried compatible partner waits too; for
-//! larger groups the matchmaker's greedy search is retried from every waiting participant when
-//! someone leaves.
+//! [`super::matchmaker::Matchmaker::find_match`] against everyone waiting, in arrival order. For
+//! groups of two this guarantees that no participant waits while an untried compatible partner
+//! waits too; for larger groups the matchmaker's greedy search is retried from every waiting
+//! participant when someone leaves.
 //!
-//! Every pair whose probe failed (RTT too high, measurement failed, no report by the deadline) is
-//! remembered per scene by subject id and never grouped again. A probe cut short by a disconnect
-//! is not held against the pair: a reload should not cost a participant their partner.
+//! Probe messages go to the [`ProbeCoordinator`], which decides; the router then acts on each
+//! [`PairJudged`] in order: it writes the `probe_result` line and, when the judgement completed a
+//! group's [`Verdict`], starts the game or returns the members to the waitroom (which remembers
+//! the failed pairs).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pairlab_shared::{
-    ClientMessage, DecodeError, ErrorCode, GameEndReason, GameEnded, GameId, GameStart, Hello,
-    IceServer, ServerMessage, SubjectId, Waitroom, WaitroomTimeout, WebrtcSignalIn, Welcome,
+    ClientMessage, DecodeError, ErrorCode, GameEndReason, GameEnded, GameStart, Hello,
+    ServerMessage, SubjectId, Waitroom, WaitroomTimeout, Welcome,
 };
 
-use super::matchmaker::{self, Candidate, Matchmaker};
-use super::probe::{Handled, ProbeCoordinator, ProbeMember, ProbeOutcome};
+use super::games::{GameMember, Games, NewGame};
+use super::ice::IceServers;
+use super::ids::{ConnId, GroupId, IdSource, Pid};
+use super::matchmaker::Candidate;
+use super::probe::{
+    GroupVerdict, Handled, NewRound, PairJudged, ProbeCoordinator, ProbeMember, Verdict,
+};
 use super::research::{LeaveReason, PairRtt, ProbeFailure, ResearchEvent};
 use super::rtt::{RttEstimator, ENTRY_PINGS};
-use super::{Action, ConnId, Event};
-use crate::config::{Config, SceneConfig, TurnAuth, TurnConfig};
+use super::waitroom::{SceneWaitroom, Waiter, WAITROOM_UPDATE_INTERVAL};
+use super::{Action, CoreClock, Effect, Event};
+use crate::config::Config;
 
 /// A participant enters matchmaking after [`ENTRY_PINGS`] server-RTT samples, or after the first
 /// sample that arrives this long after `welcome` (a slow or lossy link should not wait for
 /// three round trips).
 pub const ENTRY_MAX_WAIT: Duration = Duration::from_millis(300);
-
-/// The coalescing window of `waitroom` count updates: at most one per participant per this
-/// (PROTOCOL.md, Waitroom).
-pub const WAITROOM_UPDATE_INTERVAL: Duration = Duration::from_secs(1);
-
-type Pid = u64;
-type GroupId = u64;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum ConnState {
@@ -83,57 +84,6 @@ struct Participant {
     last_waitroom: Option<(Instant, Option<u32>)>,
 }
 
-struct SceneState {
-    cfg: SceneConfig,
-    mm: Box<dyn Matchmaker>,
-    /// Connected participants in `Waiting`, by arrival sequence, with their current server-RTT
-    /// median: the matchmaker scans this alone, without a lookup per candidate.
-    waiting: BTreeMap<u64, Waiter>,
-    next_seq: u64,
-    by_subject: HashMap<SubjectId, Pid>,
-    done: HashSet<SubjectId>,
-    failed_with: HashMap<SubjectId, HashSet<SubjectId>>,
-    broadcast_at: Option<Instant>,
-    last_broadcast: Option<Instant>,
-}
-
-impl SceneState {
-    fn pair_failed(&self, a: &SubjectId, b: &SubjectId) -> bool {
-        self.failed_with.get(a).is_some_and(|s| s.contains(b))
-    }
-    fn count(&self) -> Option<u32> {
-        (!self.cfg.hide_lobby_count).then(|| self.waiting.len().min(u32::MAX as usize) as u32)
-    }
-}
-
-/// An entry of a scene's waiting set.
-#[derive(Debug, Clone, Copy, PartialEq)]
-struct Waiter {
-    pid: Pid,
-    rtt_ms: Option<f64>,
-}
-
-#[derive(Debug)]
-struct Group {
-    scene: usize,
-    /// In player order (arrival order).
-    members: Vec<Pid>,
-    probes_pending: usize,
-    failure: Option<ProbeFailure>,
-    failed_pairs: Vec<[SubjectId; 2]>,
-    pair_rtts: Vec<PairRtt>,
-    probe_ids: Vec<pairlab_shared::ProbeSessionId>,
-}
-
-/// A started game: who is in it, and whether the server has ended it.
-#[derive(Debug)]
-struct GameRoom {
-    scene: usize,
-    /// In player order.
-    members: Vec<(Pid, SubjectId)>,
-    ended: bool,
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Timer {
     Waitroom(Pid),
@@ -159,68 +109,37 @@ pub struct CoreStats {
 /// The whole matchmaking state of one server: every scene's waitroom, sessions, probes and
 /// games. Driven by [`Core::handle`]; see the module docs of [`crate::core`].
 pub struct Core {
-    ice_servers: Vec<IceServer>,
-    turn: Option<TurnConfig>,
-    /// The clock's origin: an `Instant` and the Unix time (s) it stands for, so that TURN
-    /// credentials can carry a wall-clock expiry while the core only sees `Instant`s.
-    clock_origin: (Instant, u64),
-    games: HashMap<GameId, GameRoom>,
+    ice: IceServers,
+    ids: Box<dyn IdSource>,
     conns: HashMap<ConnId, ConnState>,
     participants: HashMap<Pid, Participant>,
-    scenes: Vec<SceneState>,
-    groups: HashMap<GroupId, Group>,
+    scenes: Vec<SceneWaitroom>,
     probes: ProbeCoordinator,
+    games: Games,
     timers: BTreeMap<(Instant, u64), Timer>,
     next_timer: u64,
-    next_pid: Pid,
-    next_group: GroupId,
+    next_pid: u64,
+    next_group: u64,
 }
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-fn new_token() -> String {
-    uuid::Uuid::new_v4().simple().to_string()
-}
-
 impl Core {
-    /// A core for `config`, with nobody connected, whose clock starts now.
-    pub fn new(config: Arc<Config>) -> Self {
-        let unix_s = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        Self::with_clock(config, Instant::now(), unix_s)
-    }
-
-    /// A core whose monotonic `origin` stands for Unix time `origin_unix_s` (seconds). The
-    /// core reads no clock itself; this only dates the expiry of minted TURN credentials.
-    pub fn with_clock(config: Arc<Config>, origin: Instant, origin_unix_s: u64) -> Self {
-        let scenes = config
-            .scenes
-            .iter()
-            .map(|cfg| SceneState {
-                mm: matchmaker::for_scene(cfg),
-                cfg: cfg.clone(),
-                waiting: BTreeMap::new(),
-                next_seq: 0,
-                by_subject: HashMap::new(),
-                done: HashSet::new(),
-                failed_with: HashMap::new(),
-                broadcast_at: None,
-                last_broadcast: None,
-            })
-            .collect();
+    /// A core for `config`, with nobody connected. `clock` says which Unix time the monotonic
+    /// origin stands for (it dates TURN credentials; the core reads no clock itself: every
+    /// event comes with its time). `ids` mints probe session ids, game ids and resume tokens:
+    /// [`super::RandomIds`] for a server, [`super::SeededIds`] for reproducible runs.
+    pub fn new(config: Arc<Config>, clock: CoreClock, ids: Box<dyn IdSource>) -> Self {
         Core {
-            ice_servers: config.ice_servers.clone(),
-            turn: config.turn.clone(),
-            clock_origin: (origin, origin_unix_s),
-            games: HashMap::new(),
+            ice: IceServers::new(&config, clock),
+            ids,
             conns: HashMap::new(),
             participants: HashMap::new(),
-            scenes,
-            groups: HashMap::new(),
+            scenes: config.scenes.iter().map(SceneWaitroom::new).collect(),
             probes: ProbeCoordinator::new(),
+            games: Games::default(),
             timers: BTreeMap::new(),
             next_timer: 0,
             next_pid: 1,
@@ -269,47 +188,15 @@ impl Core {
         CoreStats {
             connections: self.conns.len(),
             participants: self.participants.len(),
-            waiting: self.scenes.iter().map(|s| s.waiting.len()).sum(),
+            waiting: self.scenes.iter().map(SceneWaitroom::num_waiting).sum(),
             probes: self.probes.len(),
-            groups: self.groups.len(),
+            groups: self.probes.rounds(),
         }
     }
 
     // -----------------------------------------------------------------------------------------
     // Plumbing
     // -----------------------------------------------------------------------------------------
-
-    /// The ICE servers for one participant: the configured `[[ice_servers]]`, plus the `[turn]`
-    /// server with its static credentials or credentials minted for this participant.
-    fn ice_servers_for(&self, subject: &SubjectId, now: Instant) -> Vec<IceServer> {
-        let mut list = self.ice_servers.clone();
-        if let Some(turn) = &self.turn {
-            let (username, credential) = match &turn.auth {
-                TurnAuth::Static {
-                    username,
-                    credential,
-                } => (username.clone(), credential.clone()),
-                TurnAuth::Secret {
-                    static_auth_secret,
-                    credential_ttl_s,
-                } => {
-                    let (origin, origin_unix) = self.clock_origin;
-                    let unix_now = origin_unix + now.saturating_duration_since(origin).as_secs();
-                    turn_rest_credentials(
-                        static_auth_secret,
-                        subject.as_str(),
-                        unix_now + credential_ttl_s,
-                    )
-                }
-            };
-            list.push(IceServer {
-                urls: turn.urls.clone(),
-                username: Some(username),
-                credential: Some(credential),
-            });
-        }
-        list
-    }
 
     fn schedule(&mut self, at: Instant, timer: Timer) {
         self.next_timer += 1;
@@ -324,9 +211,19 @@ impl Core {
 
     fn record(&self, scene: usize, event: ResearchEvent, out: &mut Vec<Action>) {
         out.push(Action::Record {
-            scene_id: self.scenes[scene].cfg.id.clone(),
+            scene_id: self.scenes[scene].cfg().id.clone(),
             event,
         });
+    }
+
+    /// Carries out a component's effects, in order.
+    fn apply(&self, effects: Vec<Effect>, out: &mut Vec<Action>) {
+        for effect in effects {
+            match effect {
+                Effect::Send(pid, msg) => self.send(pid, msg, out),
+                Effect::Record(scene, event) => self.record(scene, event, out),
+            }
+        }
     }
 
     /// Sends `error` and closes the connection. A bound participant is treated as dropped.
@@ -435,8 +332,8 @@ impl Core {
                 Err(e) => self.refuse(now, conn, ErrorCode::NotAMember, e.to_string(), out),
             },
             ClientMessage::ProbeResult(r) => match self.probes.handle_result(now, pid, r) {
-                Ok(Handled::Applied(Some(outcome))) => self.on_probe_outcome(now, outcome, out),
-                Ok(_) => {}
+                Ok(Handled::Applied(judged)) => self.act_on_probes(now, judged, out),
+                Ok(Handled::Late) => {}
                 Err(e) => self.refuse(now, conn, ErrorCode::NotAMember, e.to_string(), out),
             },
             game @ (ClientMessage::WebrtcSignal(_)
@@ -444,14 +341,24 @@ impl Core {
             | ClientMessage::P2pQuality(_)
             | ClientMessage::P2pIceRestart(_)
             | ClientMessage::P2pConnectionFailed(_)
-            | ClientMessage::EpisodeSummary(_)) => self.on_game_message(now, conn, pid, game, out),
+            | ClientMessage::EpisodeSummary(_)) => {
+                let mut effects = Vec::new();
+                match self.games.handle(pid, game, &mut effects) {
+                    Ok(()) => self.apply(effects, out),
+                    Err(e) => self.refuse(now, conn, ErrorCode::NotAMember, e.to_string(), out),
+                }
+            }
         }
     }
+
+    // -----------------------------------------------------------------------------------------
+    // Sessions: hello, resume, server RTT
+    // -----------------------------------------------------------------------------------------
 
     fn on_hello(&mut self, now: Instant, conn: ConnId, hello: Hello, out: &mut Vec<Action>) {
         let scene = match &hello.scene_id {
             None => 0,
-            Some(id) => match self.scenes.iter().position(|s| &s.cfg.id == id) {
+            Some(id) => match self.scenes.iter().position(|s| &s.cfg().id == id) {
                 Some(i) => i,
                 None => {
                     let m = format!("There is no scene {id:?} on this server.");
@@ -460,11 +367,11 @@ impl Core {
             },
         };
         let s = &self.scenes[scene];
-        if s.done.contains(&hello.subject_id) {
+        if s.is_done(&hello.subject_id) {
             let m = "You have already taken part in this session; thank you.";
             return self.refuse(now, conn, ErrorCode::AlreadyDone, m, out);
         }
-        if let Some(&pid) = s.by_subject.get(&hello.subject_id) {
+        if let Some(pid) = s.session(&hello.subject_id) {
             let token_ok = self
                 .participants
                 .get(&pid)
@@ -475,7 +382,7 @@ impl Core {
             let m = "This participant is already connected (another tab or window?).";
             return self.refuse(now, conn, ErrorCode::DuplicateSession, m, out);
         }
-        let pid = self.next_pid;
+        let pid = Pid::new(self.next_pid);
         self.next_pid += 1;
         self.participants.insert(
             pid,
@@ -483,7 +390,7 @@ impl Core {
                 scene,
                 subject_id: hello.subject_id.clone(),
                 conn: Some(conn),
-                resume_token: new_token(),
+                resume_token: self.ids.resume_token(),
                 rtt: RttEstimator::default(),
                 welcomed_at: now,
                 state: PState::Measuring,
@@ -494,9 +401,7 @@ impl Core {
                 last_waitroom: None,
             },
         );
-        self.scenes[scene]
-            .by_subject
-            .insert(hello.subject_id.clone(), pid);
+        self.scenes[scene].add_session(hello.subject_id.clone(), pid);
         self.conns.insert(conn, ConnState::Bound(pid));
         self.welcome(pid, out);
         let event = ResearchEvent::ParticipantJoined {
@@ -510,7 +415,7 @@ impl Core {
         let Some(p) = self.participants.get(&pid) else {
             return;
         };
-        let cfg = &self.scenes[p.scene].cfg;
+        let cfg = self.scenes[p.scene].cfg();
         let msg = ServerMessage::Welcome(Welcome {
             subject_id: p.subject_id.clone(),
             scene_id: cfg.id.clone(),
@@ -532,14 +437,18 @@ impl Core {
             out.push(Action::Close { conn: old });
             self.on_drop(now, pid, out);
         }
-        let Some(p) = self.participants.get_mut(&pid) else {
+        if !self.participants.contains_key(&pid) {
             // The drop ended the session (its waitroom time was up).
             let m = "Your time in the waitroom is over; thank you for waiting.";
             return self.refuse(now, conn, ErrorCode::AlreadyDone, m, out);
+        }
+        let token = self.ids.resume_token();
+        let Some(p) = self.participants.get_mut(&pid) else {
+            return;
         };
         p.conn = Some(conn);
         p.grace_until = None;
-        p.resume_token = new_token();
+        p.resume_token = token;
         p.welcomed_at = now;
         let scene = p.scene;
         let subject_id = p.subject_id.clone();
@@ -560,7 +469,7 @@ impl Core {
                 self.try_match(now, pid, out);
             }
             PState::InGame(start) => {
-                let ended = self.games.get(&start.game_id).is_some_and(|g| g.ended);
+                let ended = self.games.is_ended(&start.game_id);
                 let game_id = start.game_id.clone();
                 self.send(pid, ServerMessage::GameStart(*start), out);
                 if ended {
@@ -587,9 +496,7 @@ impl Core {
         };
         p.rtt.push(rtt_ms);
         if let (PState::Waiting, Some(seq)) = (&p.state, p.arrival_seq) {
-            if let Some(w) = self.scenes[p.scene].waiting.get_mut(&seq) {
-                w.rtt_ms = p.rtt.median_ms();
-            }
+            self.scenes[p.scene].update_rtt(seq, p.rtt.median_ms());
         }
         let ready = p.rtt.len() >= ENTRY_PINGS as usize
             || now.saturating_duration_since(p.welcomed_at) >= ENTRY_MAX_WAIT;
@@ -606,21 +513,20 @@ impl Core {
         let Some(p) = self.participants.get_mut(&pid) else {
             return;
         };
-        let scene = &mut self.scenes[p.scene];
         if p.arrival_seq.is_none() {
-            p.arrival_seq = Some(scene.next_seq);
-            scene.next_seq += 1;
+            let (seq, deadline) = self.scenes[p.scene].admit(now);
+            p.arrival_seq = Some(seq);
             p.entered_at = Some(now);
-            p.deadline = Some(now + Duration::from_millis(scene.cfg.waitroom_timeout_ms));
+            p.deadline = Some(deadline);
         }
         p.state = PState::Waiting;
-        let (scene_idx, deadline) = (p.scene, p.deadline);
+        let (scene, deadline) = (p.scene, p.deadline);
         let event = ResearchEvent::ServerRtt {
             subject_id: p.subject_id.clone(),
             median_ms: p.rtt.median_ms().unwrap_or(f64::NAN),
             samples_ms: p.rtt.samples_ms(),
         };
-        self.record(scene_idx, event, out);
+        self.record(scene, event, out);
         if let Some(deadline) = deadline {
             self.schedule(deadline, Timer::Waitroom(pid));
         }
@@ -645,11 +551,13 @@ impl Core {
             return false;
         };
         let scene = p.scene;
-        let rtt_ms = p.rtt.median_ms();
-        self.scenes[scene]
-            .waiting
-            .insert(seq, Waiter { pid, rtt_ms });
-        self.count_changed(now, scene);
+        let waiter = Waiter {
+            pid,
+            rtt_ms: p.rtt.median_ms(),
+        };
+        if let Some(at) = self.scenes[scene].insert(now, seq, waiter) {
+            self.schedule(at, Timer::Broadcast(scene));
+        }
         true
     }
 
@@ -659,8 +567,8 @@ impl Core {
         };
         let scene = p.scene;
         if let Some(seq) = p.arrival_seq {
-            if self.scenes[scene].waiting.remove(&seq).is_some() {
-                self.count_changed(now, scene);
+            if let Some(at) = self.scenes[scene].remove(now, seq) {
+                self.schedule(at, Timer::Broadcast(scene));
             }
         }
     }
@@ -677,7 +585,7 @@ impl Core {
             .unwrap_or(0);
         let msg = ServerMessage::Waitroom(Waitroom {
             waiting,
-            group_size: scene.cfg.group_size,
+            group_size: scene.cfg().group_size,
             remaining_ms,
         });
         self.send(pid, msg, out);
@@ -686,30 +594,15 @@ impl Core {
         }
     }
 
-    /// The waiting count of `scene` changed: schedule a coalesced broadcast.
-    fn count_changed(&mut self, now: Instant, scene: usize) {
-        let s = &mut self.scenes[scene];
-        if s.cfg.hide_lobby_count || s.broadcast_at.is_some() {
-            return;
-        }
-        let at = s
-            .last_broadcast
-            .map_or(now, |t| (t + WAITROOM_UPDATE_INTERVAL).max(now));
-        s.broadcast_at = Some(at);
-        self.schedule(at, Timer::Broadcast(scene));
-    }
-
+    /// The coalesced count broadcast of `scene`: everyone waiting whose last `waitroom` carried
+    /// another count gets the new one, unless they got one within the last second (then the
+    /// broadcast is scheduled again for them).
     fn broadcast(&mut self, now: Instant, scene: usize, out: &mut Vec<Action>) {
-        let s = &mut self.scenes[scene];
-        if s.broadcast_at.is_none_or(|t| t > now) {
+        let Some(count) = self.scenes[scene].take_broadcast(now) else {
             return;
-        }
-        s.broadcast_at = None;
-        s.last_broadcast = Some(now);
-        let count = s.count();
+        };
         let mut deferred = false;
-        let pids: Vec<Pid> = s.waiting.values().map(|w| w.pid).collect();
-        for pid in pids {
+        for pid in self.scenes[scene].waiting_pids() {
             let Some(p) = self.participants.get(&pid) else {
                 continue;
             };
@@ -720,7 +613,9 @@ impl Core {
             }
         }
         if deferred {
-            self.count_changed(now, scene);
+            if let Some(at) = self.scenes[scene].count_changed(now) {
+                self.schedule(at, Timer::Broadcast(scene));
+            }
         }
     }
 
@@ -739,7 +634,7 @@ impl Core {
         let Some(p) = self.remove_participant(now, pid) else {
             return;
         };
-        let cfg = &self.scenes[p.scene].cfg;
+        let cfg = self.scenes[p.scene].cfg();
         if let Some(conn) = p.conn {
             let msg = ServerMessage::WaitroomTimeout(WaitroomTimeout {
                 message: cfg.timeout_message.clone(),
@@ -752,7 +647,7 @@ impl Core {
         let waited_ms = p
             .entered_at
             .map_or(0.0, |t| ms(now.saturating_duration_since(t)));
-        self.scenes[p.scene].done.insert(p.subject_id.clone());
+        self.scenes[p.scene].mark_done(p.subject_id.clone());
         let event = ResearchEvent::WaitroomTimeout {
             subject_id: p.subject_id,
             waited_ms,
@@ -765,12 +660,12 @@ impl Core {
     fn remove_participant(&mut self, now: Instant, pid: Pid) -> Option<Participant> {
         self.leave_waiting(now, pid);
         let p = self.participants.remove(&pid)?;
-        self.scenes[p.scene].by_subject.remove(&p.subject_id);
+        self.scenes[p.scene].remove_session(&p.subject_id);
         Some(p)
     }
 
     // -----------------------------------------------------------------------------------------
-    // Leaving, dropping, resuming
+    // Leaving, dropping
     // -----------------------------------------------------------------------------------------
 
     fn on_leave(&mut self, now: Instant, conn: ConnId, pid: Pid, out: &mut Vec<Action>) {
@@ -779,16 +674,15 @@ impl Core {
         let Some(p) = self.remove_participant(now, pid) else {
             return;
         };
-        self.scenes[p.scene].done.insert(p.subject_id.clone());
+        self.scenes[p.scene].mark_done(p.subject_id.clone());
         self.member_gone(&p.state, &p.subject_id, out);
         let event = ResearchEvent::ParticipantLeft {
             subject_id: p.subject_id,
             reason: LeaveReason::Leave,
         };
         self.record(p.scene, event, out);
-        for outcome in self.probes.fail_member(now, pid) {
-            self.on_probe_outcome(now, outcome, out);
-        }
+        let judged = self.probes.fail_member(now, pid);
+        self.act_on_probes(now, judged, out);
         self.retry_if_groups(now, p.scene, out);
     }
 
@@ -800,7 +694,7 @@ impl Core {
             return;
         };
         p.conn = None;
-        let grace = Duration::from_millis(self.scenes[p.scene].cfg.reconnect_grace_ms);
+        let grace = Duration::from_millis(self.scenes[p.scene].cfg().reconnect_grace_ms);
         let until = now + grace;
         p.grace_until = Some(until);
         let (scene, in_group) = (p.scene, matches!(p.state, PState::InGroup(_)));
@@ -811,9 +705,8 @@ impl Core {
         self.record(scene, event, out);
         self.schedule(until, Timer::Grace(pid));
         if in_group {
-            for outcome in self.probes.fail_member(now, pid) {
-                self.on_probe_outcome(now, outcome, out);
-            }
+            let judged = self.probes.fail_member(now, pid);
+            self.act_on_probes(now, judged, out);
         }
         self.retry_if_groups(now, scene, out);
     }
@@ -831,7 +724,7 @@ impl Core {
         };
         if matches!(p.state, PState::InGame(_)) {
             // Matched into a game: their part in this scene is done.
-            self.scenes[p.scene].done.insert(p.subject_id.clone());
+            self.scenes[p.scene].mark_done(p.subject_id.clone());
         }
         self.member_gone(&p.state, &p.subject_id, out);
         let event = ResearchEvent::ParticipantLeft {
@@ -841,60 +734,57 @@ impl Core {
         self.record(p.scene, event, out);
     }
 
+    /// A member of a game is gone for good: the game ends for the others.
+    fn member_gone(&mut self, state: &PState, subject: &SubjectId, out: &mut Vec<Action>) {
+        if let PState::InGame(start) = state {
+            let mut effects = Vec::new();
+            self.games.end(
+                &start.game_id,
+                GameEndReason::PeerLeft,
+                subject.clone(),
+                &mut effects,
+            );
+            self.apply(effects, out);
+        }
+    }
+
     // -----------------------------------------------------------------------------------------
-    // Matching
+    // Matching, probing, starting games
     // -----------------------------------------------------------------------------------------
 
     /// Someone left the waitroom. With groups of two that cannot make a new match; with larger
     /// groups the greedy search may now succeed where it failed, so retry everyone.
     fn retry_if_groups(&mut self, now: Instant, scene: usize, out: &mut Vec<Action>) {
-        if self.scenes[scene].cfg.group_size > 2 {
-            self.retry_all(now, scene, out);
-        }
-    }
-
-    fn retry_all(&mut self, now: Instant, scene: usize, out: &mut Vec<Action>) {
-        let pids: Vec<Pid> = self.scenes[scene].waiting.values().map(|w| w.pid).collect();
-        for pid in pids {
-            self.try_match(now, pid, out);
+        if self.scenes[scene].cfg().group_size > 2 {
+            for pid in self.scenes[scene].waiting_pids() {
+                self.try_match(now, pid, out);
+            }
         }
     }
 
     /// Runs the scene's matchmaker with `anchor` as the arriving participant; proposes the
-    /// group it finds. Returns whether a group was proposed.
-    fn try_match(&mut self, now: Instant, anchor: Pid, out: &mut Vec<Action>) -> bool {
+    /// group it finds.
+    fn try_match(&mut self, now: Instant, anchor: Pid, out: &mut Vec<Action>) {
         let Some(p) = self.participants.get(&anchor) else {
-            return false;
+            return;
         };
         if p.state != PState::Waiting || p.conn.is_none() {
-            return false;
+            return;
         }
-        let scene_idx = p.scene;
-        let scene = &self.scenes[scene_idx];
-        let participants = &self.participants;
+        let scene = p.scene;
         let arriving = Candidate {
             id: anchor,
             rtt_ms: p.rtt.median_ms(),
         };
-        let mut waiting = scene.waiting.values().map(|w| Candidate {
-            id: w.pid,
-            rtt_ms: w.rtt_ms,
-        });
-        let allowed = |a: u64, b: u64| match (participants.get(&a), participants.get(&b)) {
-            (Some(x), Some(y)) => !scene.pair_failed(&x.subject_id, &y.subject_id),
-            _ => false,
-        };
-        let group_size = scene.cfg.group_size as usize;
-        let Some(members) = scene
-            .mm
-            .find_match(&arriving, &mut waiting, group_size, &allowed)
-        else {
-            return false;
-        };
-        self.propose_group(now, scene_idx, members, out);
-        true
+        let participants = &self.participants;
+        let subject_of = |pid: Pid| participants.get(&pid).map(|p| &p.subject_id);
+        if let Some(members) = self.scenes[scene].find_match(&arriving, &subject_of) {
+            self.propose_group(now, scene, members, out);
+        }
     }
 
+    /// The matchmaker proposed `members`: they leave the waitroom and are probed, or, in a
+    /// scene without `max_p2p_rtt_ms`, start a game at once.
     fn propose_group(
         &mut self,
         now: Instant,
@@ -903,179 +793,117 @@ impl Core {
         out: &mut Vec<Action>,
     ) {
         members.sort_by_key(|pid| self.participants.get(pid).and_then(|p| p.arrival_seq));
-        let gid = self.next_group;
+        let group = GroupId::new(self.next_group);
         self.next_group += 1;
         for &pid in &members {
             self.leave_waiting(now, pid);
             if let Some(p) = self.participants.get_mut(&pid) {
-                p.state = PState::InGroup(gid);
+                p.state = PState::InGroup(group);
             }
         }
-        let subjects: Vec<SubjectId> = members
+        let probe_members: Vec<ProbeMember> = members
             .iter()
-            .filter_map(|pid| self.participants.get(pid).map(|p| p.subject_id.clone()))
+            .filter_map(|&pid| {
+                self.participants.get(&pid).map(|p| ProbeMember {
+                    pid,
+                    subject_id: p.subject_id.clone(),
+                })
+            })
             .collect();
         let server_rtts_ms = members
             .iter()
             .map(|pid| self.participants.get(pid).and_then(|p| p.rtt.median_ms()))
             .collect();
-        let mm = &self.scenes[scene].mm;
-        let probe = mm.max_p2p_rtt_ms().is_some();
+        let s = &self.scenes[scene];
+        let cfg = s.cfg();
+        let (max_p2p_rtt_ms, timeout_ms) = (cfg.max_p2p_rtt_ms, cfg.probe_timeout_ms);
         let event = ResearchEvent::MatchProposed {
-            members: subjects,
+            members: probe_members.iter().map(|m| m.subject_id.clone()).collect(),
             server_rtts_ms,
-            matchmaker: mm.name(),
-            probe,
+            matchmaker: s.matchmaker_name(),
+            probe: max_p2p_rtt_ms.is_some(),
         };
         self.record(scene, event, out);
-        let mut group = Group {
+        let Some(max_p2p_rtt_ms) = max_p2p_rtt_ms else {
+            return self.start_game(now, scene, &members, Vec::new(), out);
+        };
+        let round = NewRound {
+            group,
             scene,
-            members: members.clone(),
-            probes_pending: 0,
-            failure: None,
-            failed_pairs: Vec::new(),
-            pair_rtts: Vec::new(),
-            probe_ids: Vec::new(),
+            members: probe_members,
+            max_p2p_rtt_ms,
+            timeout_ms,
         };
-        if !probe {
-            return self.start_game(now, group, out);
+        let ice = &self.ice;
+        let ice_servers_for = |subject: &SubjectId| ice.for_subject(subject, now);
+        let started = self
+            .probes
+            .start_round(now, &mut *self.ids, round, &ice_servers_for);
+        for probe in started {
+            for (to, m) in probe.prepares {
+                self.send(to, m, out);
+            }
+            self.record(scene, probe.record, out);
         }
-        // Every pair of the group is probed, in parallel.
-        let timeout_ms = self.scenes[scene].cfg.probe_timeout_ms;
-        for i in 0..members.len() {
-            for j in i + 1..members.len() {
-                let member = |pid: Pid| {
-                    self.participants.get(&pid).map(|p| ProbeMember {
-                        pid,
-                        subject_id: p.subject_id.clone(),
-                    })
-                };
-                let (Some(a), Some(b)) = (member(members[i]), member(members[j])) else {
-                    continue;
-                };
-                let (ice_a, ice_b) = (
-                    self.ice_servers_for(&a.subject_id, now),
-                    self.ice_servers_for(&b.subject_id, now),
-                );
-                let a_pid = a.pid;
-                let ice = |m: &ProbeMember| {
-                    if m.pid == a_pid {
-                        ice_a.clone()
-                    } else {
-                        ice_b.clone()
-                    }
-                };
-                let (id, pair, msgs) = self.probes.create_probe(now, gid, a, b, &ice, timeout_ms);
-                for (to, m) in msgs {
-                    self.send(to, m, out);
+    }
+
+    /// Acts on the coordinator's judgements, in order: the `probe_result` line, then, when the
+    /// judgement decided a group, its verdict.
+    fn act_on_probes(
+        &mut self,
+        now: Instant,
+        judged: impl IntoIterator<Item = PairJudged>,
+        out: &mut Vec<Action>,
+    ) {
+        for j in judged {
+            self.record(j.scene, j.record, out);
+            let Some(GroupVerdict {
+                scene,
+                members,
+                verdict,
+                ..
+            }) = j.verdict
+            else {
+                continue;
+            };
+            match verdict {
+                Verdict::Accepted { pair_rtts } => {
+                    self.start_game(now, scene, &members, pair_rtts, out);
                 }
-                let event = ResearchEvent::ProbeStarted {
-                    probe_session_id: id.clone(),
-                    members: [pair[0].subject_id.clone(), pair[1].subject_id.clone()],
-                    timeout_ms,
-                };
-                self.record(scene, event, out);
-                group.probe_ids.push(id);
-                group.probes_pending += 1;
+                Verdict::Rejected {
+                    reason,
+                    failed_pairs,
+                } => self.reject_group(now, scene, &members, reason, failed_pairs, out),
             }
-        }
-        self.groups.insert(gid, group);
-    }
-
-    fn on_probe_outcome(&mut self, now: Instant, outcome: ProbeOutcome, out: &mut Vec<Action>) {
-        let Some(group) = self.groups.get(&outcome.group) else {
-            return;
-        };
-        let scene = group.scene;
-        let mm = &self.scenes[scene].mm;
-        let rejected_by_rtt = outcome.failure.is_none() && mm.should_reject_for_rtt(outcome.rtt_ms);
-        let reason = outcome
-            .failure
-            .or(rejected_by_rtt.then_some(ProbeFailure::RttTooHigh));
-        let accepted = reason.is_none();
-        let pair = [
-            outcome.members[0].subject_id.clone(),
-            outcome.members[1].subject_id.clone(),
-        ];
-        let event = ResearchEvent::ProbeResult {
-            probe_session_id: outcome.probe_session_id.clone(),
-            members: pair.clone(),
-            reports: outcome.reports.clone(),
-            accepted,
-            rtt_ms: outcome.rtt_ms,
-            max_p2p_rtt_ms: mm.max_p2p_rtt_ms().unwrap_or(f64::INFINITY),
-            reason,
-            ready_ms: outcome.ready_ms,
-            duration_ms: outcome.duration_ms,
-        };
-        self.record(scene, event, out);
-
-        let Some(group) = self.groups.get_mut(&outcome.group) else {
-            return;
-        };
-        group.probes_pending = group.probes_pending.saturating_sub(1);
-        match (reason, outcome.rtt_ms) {
-            (None, Some(rtt_ms)) => group.pair_rtts.push(PairRtt {
-                members: pair,
-                rtt_ms,
-            }),
-            (None, None) => {}
-            (Some(ProbeFailure::Disconnected), _) => {
-                group.failure = Some(ProbeFailure::Disconnected);
-            }
-            (Some(r), _) => {
-                group.failure.get_or_insert(r);
-                group.failed_pairs.push(pair.clone());
-                let s = &mut self.scenes[scene];
-                s.failed_with
-                    .entry(pair[0].clone())
-                    .or_default()
-                    .insert(pair[1].clone());
-                s.failed_with
-                    .entry(pair[1].clone())
-                    .or_default()
-                    .insert(pair[0].clone());
-            }
-        }
-        let disconnected = reason == Some(ProbeFailure::Disconnected);
-        if !(disconnected || group.probes_pending == 0) {
-            return;
-        }
-        let Some(group) = self.groups.remove(&outcome.group) else {
-            return;
-        };
-        if disconnected {
-            // A member is gone: the group cannot be; its other probes end now.
-            for id in &group.probe_ids {
-                self.probes.cancel(now, id);
-            }
-        }
-        match group.failure {
-            None => self.start_game(now, group, out),
-            Some(reason) => self.reject_group(now, group, reason, out),
         }
     }
 
+    /// A rejected group: the waitroom remembers its failed pairs, and its members return to
+    /// waiting (or time out, when their waitroom deadline passed during the probe).
     fn reject_group(
         &mut self,
         now: Instant,
-        group: Group,
+        scene: usize,
+        members: &[Pid],
         reason: ProbeFailure,
+        failed_pairs: Vec<[SubjectId; 2]>,
         out: &mut Vec<Action>,
     ) {
-        let members: Vec<SubjectId> = group
-            .members
+        for pair in &failed_pairs {
+            self.scenes[scene].remember_failed_pair(pair);
+        }
+        let subjects: Vec<SubjectId> = members
             .iter()
             .filter_map(|pid| self.participants.get(pid).map(|p| p.subject_id.clone()))
             .collect();
         let event = ResearchEvent::MatchRejected {
-            members,
+            members: subjects,
             reason,
-            failed_pairs: group.failed_pairs.clone(),
+            failed_pairs,
         };
-        self.record(group.scene, event, out);
+        self.record(scene, event, out);
         let mut returned = Vec::new();
-        for &pid in &group.members {
+        for &pid in members {
             let Some(p) = self.participants.get_mut(&pid) else {
                 continue;
             };
@@ -1104,249 +932,40 @@ impl Core {
         }
     }
 
-    fn start_game(&mut self, now: Instant, group: Group, out: &mut Vec<Action>) {
-        let game_id = GameId::new_v4();
-        let members: Vec<(Pid, SubjectId)> = group
-            .members
-            .iter()
-            .filter_map(|&pid| {
-                self.participants
-                    .get(&pid)
-                    .map(|p| (pid, p.subject_id.clone()))
-            })
-            .collect();
-        let players: Vec<SubjectId> = members.iter().map(|(_, s)| s.clone()).collect();
-        let force_relay = self.scenes[group.scene].cfg.force_relay;
-        for (i, (pid, subject)) in members.iter().enumerate() {
-            let start = GameStart {
-                game_id: game_id.clone(),
-                player_index: i as u32,
-                players: players.clone(),
-                ice_servers: self.ice_servers_for(subject, now),
-                force_relay,
-            };
-            self.send(*pid, ServerMessage::GameStart(start.clone()), out);
-            if let Some(p) = self.participants.get_mut(pid) {
+    /// An accepted group becomes a game: `game_start` to every member, who are then `InGame`.
+    fn start_game(
+        &mut self,
+        now: Instant,
+        scene: usize,
+        members: &[Pid],
+        pair_rtts: Vec<PairRtt>,
+        out: &mut Vec<Action>,
+    ) {
+        let game = NewGame {
+            game_id: self.ids.game_id(),
+            scene,
+            members: members
+                .iter()
+                .filter_map(|&pid| {
+                    self.participants.get(&pid).map(|p| GameMember {
+                        pid,
+                        subject_id: p.subject_id.clone(),
+                    })
+                })
+                .collect(),
+            pair_rtts,
+            force_relay: self.scenes[scene].cfg().force_relay,
+        };
+        let ice = &self.ice;
+        let ice_servers_for = |subject: &SubjectId, now| ice.for_subject(subject, now);
+        let (starts, record) = self.games.start(game, now, &ice_servers_for);
+        for (pid, start) in starts {
+            self.send(pid, ServerMessage::GameStart(start.clone()), out);
+            if let Some(p) = self.participants.get_mut(&pid) {
                 p.state = PState::InGame(Box::new(start));
             }
         }
-        self.games.insert(
-            game_id.clone(),
-            GameRoom {
-                scene: group.scene,
-                members,
-                ended: false,
-            },
-        );
-        let event = ResearchEvent::GameCreated {
-            game_id,
-            players,
-            p2p_rtts_ms: group.pair_rtts,
-        };
-        self.record(group.scene, event, out);
-    }
-
-    // -----------------------------------------------------------------------------------------
-    // Games
-    // -----------------------------------------------------------------------------------------
-
-    /// Checks that `pid` is a member of `game_id` and `peer` another member. Returns the room's
-    /// scene, whether it has ended, the sender's subject id and the peer's handle.
-    fn game_peer(
-        &self,
-        game_id: &GameId,
-        pid: Pid,
-        peer: &SubjectId,
-    ) -> Option<(usize, bool, SubjectId, Pid)> {
-        let room = self.games.get(game_id)?;
-        let (_, me) = room.members.iter().find(|(p, _)| *p == pid)?;
-        let (to, _) = room.members.iter().find(|(p, s)| s == peer && *p != pid)?;
-        Some((room.scene, room.ended, me.clone(), *to))
-    }
-
-    /// Who may report on a game: a member, about other members. Returns the game's scene and
-    /// the reporter's subject id; `None` when the reporter or a named peer is not in the game.
-    fn check_report(
-        &self,
-        game_id: &GameId,
-        pid: Pid,
-        peers: &[&SubjectId],
-    ) -> Option<(usize, SubjectId)> {
-        let room = self.games.get(game_id)?;
-        let (_, me) = room.members.iter().find(|(p, _)| *p == pid)?;
-        let all_peers = peers
-            .iter()
-            .all(|peer| room.members.iter().any(|(p, s)| s == *peer && *p != pid));
-        all_peers.then(|| (room.scene, me.clone()))
-    }
-
-    /// Answers `not_a_member` for a refused report; passes an accepted one on.
-    fn accept_report(
-        &mut self,
-        now: Instant,
-        conn: ConnId,
-        checked: Option<(usize, SubjectId)>,
-        out: &mut Vec<Action>,
-    ) -> Option<(usize, SubjectId)> {
-        if checked.is_none() {
-            let m = "You are not in that game, or that participant is not your partner.";
-            self.refuse(now, conn, ErrorCode::NotAMember, m, out);
-        }
-        checked
-    }
-
-    /// Ends a game for everyone in it (once): `game_ended` to every connected member.
-    fn end_game(
-        &mut self,
-        game_id: &GameId,
-        reason: GameEndReason,
-        by: SubjectId,
-        out: &mut Vec<Action>,
-    ) {
-        let Some(room) = self.games.get_mut(game_id) else {
-            return;
-        };
-        if room.ended {
-            return;
-        }
-        room.ended = true;
-        let (scene, pids): (usize, Vec<Pid>) =
-            (room.scene, room.members.iter().map(|(p, _)| *p).collect());
-        let message = match reason {
-            GameEndReason::ConnectionFailed => {
-                "The connection between you and your partner was lost and could not be restored, so the game has ended."
-            }
-            GameEndReason::PeerLeft => "Your partner has left, so the game has ended.",
-        };
-        for pid in pids {
-            let msg = ServerMessage::GameEnded(GameEnded {
-                game_id: game_id.clone(),
-                reason,
-                message: message.to_owned(),
-            });
-            self.send(pid, msg, out);
-        }
-        let event = ResearchEvent::GameEnded {
-            game_id: game_id.clone(),
-            reason,
-            subject_id: by,
-        };
-        self.record(scene, event, out);
-    }
-
-    fn on_game_message(
-        &mut self,
-        now: Instant,
-        conn: ConnId,
-        pid: Pid,
-        msg: ClientMessage,
-        out: &mut Vec<Action>,
-    ) {
-        match msg {
-            ClientMessage::WebrtcSignal(s) => {
-                match self.game_peer(&s.game_id, pid, &s.target_subject_id) {
-                    // Late signals of an ended game go nowhere, quietly.
-                    Some((_, true, _, _)) => {}
-                    Some((_, false, from, to)) => {
-                        let msg = ServerMessage::WebrtcSignal(WebrtcSignalIn {
-                            game_id: s.game_id,
-                            from_subject_id: from,
-                            signal_type: s.signal_type,
-                            payload: s.payload,
-                        });
-                        self.send(to, msg, out);
-                    }
-                    None => {
-                        let m =
-                            "You are not in that game, or that participant is not your partner.";
-                        self.refuse(now, conn, ErrorCode::NotAMember, m, out);
-                    }
-                }
-            }
-            ClientMessage::P2pConnectionType(m) => {
-                let checked = self.check_report(&m.game_id, pid, &[&m.peer_subject_id]);
-                if let Some((scene, subject_id)) = self.accept_report(now, conn, checked, out) {
-                    let event = ResearchEvent::P2pConnectionType {
-                        game_id: m.game_id,
-                        subject_id,
-                        peer_subject_id: m.peer_subject_id,
-                        connection: m.info,
-                        connect_ms: m.connect_ms,
-                    };
-                    self.record(scene, event, out);
-                }
-            }
-            ClientMessage::P2pQuality(m) => {
-                let checked = self.check_report(&m.game_id, pid, &[&m.peer_subject_id]);
-                if let Some((scene, subject_id)) = self.accept_report(now, conn, checked, out) {
-                    let event = ResearchEvent::P2pQuality {
-                        game_id: m.game_id,
-                        subject_id,
-                        peer_subject_id: m.peer_subject_id,
-                        level: m.level,
-                        rtt_ms: m.rtt_ms,
-                    };
-                    self.record(scene, event, out);
-                }
-            }
-            ClientMessage::P2pIceRestart(m) => {
-                let checked = self.check_report(&m.game_id, pid, &[&m.peer_subject_id]);
-                if let Some((scene, subject_id)) = self.accept_report(now, conn, checked, out) {
-                    let event = ResearchEvent::P2pIceRestart {
-                        game_id: m.game_id,
-                        subject_id,
-                        peer_subject_id: m.peer_subject_id,
-                        attempt: m.attempt,
-                        trigger: m.trigger,
-                        outcome: m.outcome,
-                        duration_ms: m.duration_ms,
-                    };
-                    self.record(scene, event, out);
-                }
-            }
-            ClientMessage::P2pConnectionFailed(m) => {
-                let checked = self.check_report(&m.game_id, pid, &[&m.peer_subject_id]);
-                if let Some((scene, subject_id)) = self.accept_report(now, conn, checked, out) {
-                    let game_id = m.game_id.clone();
-                    let event = ResearchEvent::P2pConnectionFailed {
-                        game_id: m.game_id,
-                        subject_id: subject_id.clone(),
-                        peer_subject_id: m.peer_subject_id,
-                        attempts: m.attempts,
-                    };
-                    self.record(scene, event, out);
-                    self.end_game(&game_id, GameEndReason::ConnectionFailed, subject_id, out);
-                }
-            }
-            ClientMessage::EpisodeSummary(e) => {
-                let peers: Vec<&SubjectId> = e.peers.iter().map(|p| &p.peer_subject_id).collect();
-                let checked = self.check_report(&e.game_id, pid, &peers);
-                if let Some((scene, subject_id)) = self.accept_report(now, conn, checked, out) {
-                    let event = ResearchEvent::EpisodeSummary {
-                        game_id: e.game_id,
-                        subject_id,
-                        episode: e.episode,
-                        frames: e.frames,
-                        inputs_sent: e.inputs_sent,
-                        peers: e.peers,
-                    };
-                    self.record(scene, event, out);
-                }
-            }
-            _ => {}
-        }
-    }
-
-    /// A member of a game is gone for good: the game ends for the others.
-    fn member_gone(&mut self, state: &PState, subject: &SubjectId, out: &mut Vec<Action>) {
-        if let PState::InGame(start) = state {
-            self.end_game(
-                &start.game_id,
-                GameEndReason::PeerLeft,
-                subject.clone(),
-                out,
-            );
-        }
+        self.record(scene, record, out);
     }
 
     // -----------------------------------------------------------------------------------------
@@ -1354,9 +973,8 @@ impl Core {
     // -----------------------------------------------------------------------------------------
 
     fn on_tick(&mut self, now: Instant, out: &mut Vec<Action>) {
-        for outcome in self.probes.expire(now) {
-            self.on_probe_outcome(now, outcome, out);
-        }
+        let judged = self.probes.expire(now);
+        self.act_on_probes(now, judged, out);
         while let Some(entry) = self.timers.first_entry() {
             if entry.key().0 > now {
                 break;
@@ -1372,10 +990,10 @@ impl Core {
     /// Checks the core's invariants; `Err` names the first one broken. For tests and fuzzing:
     /// nobody is in two groups, the waiting set holds exactly the connected `Waiting`
     /// participants, every group member is `InGroup` of that group, every live probe has a
-    /// deadline, every bound connection belongs to its participant.
+    /// deadline and a round, every bound connection belongs to its participant.
     pub fn check_invariants(&self) -> Result<(), String> {
         for (i, s) in self.scenes.iter().enumerate() {
-            for (&seq, Waiter { pid, .. }) in &s.waiting {
+            for (seq, Waiter { pid, .. }) in s.entries() {
                 let p = self
                     .participants
                     .get(pid)
@@ -1392,13 +1010,13 @@ impl Core {
             }
         }
         let mut seen = HashSet::new();
-        for (gid, g) in &self.groups {
-            for pid in &g.members {
+        for (gid, members) in self.probes.round_members() {
+            for pid in members {
                 if !seen.insert(*pid) {
                     return Err(format!("participant {pid} is in two groups"));
                 }
                 if let Some(p) = self.participants.get(pid) {
-                    if p.state != PState::InGroup(*gid) {
+                    if p.state != PState::InGroup(gid) {
                         return Err(format!("member {pid} of group {gid} is {:?}", p.state));
                     }
                 }
@@ -1406,7 +1024,7 @@ impl Core {
         }
         for (pid, p) in &self.participants {
             if let PState::InGroup(g) = p.state {
-                if !self.groups.get(&g).is_some_and(|g| g.members.contains(pid)) {
+                if !self.probes.round_holds(g, *pid) {
                     return Err(format!(
                         "participant {pid} claims group {g} that does not hold them"
                     ));
@@ -1415,7 +1033,7 @@ impl Core {
             if p.state == PState::Waiting && p.conn.is_some() {
                 let in_set = p
                     .arrival_seq
-                    .and_then(|s| self.scenes[p.scene].waiting.get(&s))
+                    .and_then(|s| self.scenes[p.scene].get(s))
                     .is_some_and(|w| w.pid == *pid && w.rtt_ms == p.rtt.median_ms());
                 if !in_set {
                     return Err(format!(
@@ -1434,22 +1052,6 @@ impl Core {
         if !self.probes.is_empty() && self.probes.next_deadline().is_none() {
             return Err("a live probe has no deadline".into());
         }
-        Ok(())
+        self.probes.check_invariants()
     }
-}
-
-/// coturn's REST API credentials (draft-uberti-behave-turn-rest-00, coturn's
-/// `--use-auth-secret`): username `"<unix-expiry>:<id>"`, credential
-/// `base64(HMAC-SHA1(secret, username))`. The TURN server recomputes the credential from its
-/// copy of the secret and refuses it after the expiry.
-pub fn turn_rest_credentials(secret: &str, id: &str, expiry_unix_s: u64) -> (String, String) {
-    use base64::Engine as _;
-    use hmac::Mac as _;
-    let username = format!("{expiry_unix_s}:{id}");
-    // HMAC accepts keys of any length, so this cannot fail.
-    let mut mac = hmac::Hmac::<sha1::Sha1>::new_from_slice(secret.as_bytes())
-        .expect("HMAC takes keys of any length");
-    mac.update(username.as_bytes());
-    let credential = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
-    (username, credential)
 }

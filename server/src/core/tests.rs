@@ -17,6 +17,8 @@ struct H {
     t0: Instant,
     now: Instant,
     records: Vec<ResearchEvent>,
+    /// Every action the core returned, in order.
+    log: Vec<Action>,
 }
 
 fn sid(s: &str) -> SubjectId {
@@ -35,16 +37,20 @@ fn latency_scene(max_p2p: Option<f64>) -> SceneConfig {
 
 impl H {
     fn new(scene: SceneConfig) -> Self {
-        Self::with_scenes(vec![scene])
+        Self::seeded(vec![scene], 1)
     }
     fn with_scenes(scenes: Vec<SceneConfig>) -> Self {
+        Self::seeded(scenes, 1)
+    }
+    /// A core for `scenes` without ICE servers, whose ids come from `seed`.
+    fn seeded(scenes: Vec<SceneConfig>, seed: u64) -> Self {
         Self::with_config(
             Config {
                 scenes,
                 ice_servers: vec![],
                 turn: None,
             },
-            1,
+            seed,
         )
     }
     /// A core for `config` whose ids come from `seed`, on a simulated clock starting now.
@@ -59,6 +65,7 @@ impl H {
             t0,
             now: t0,
             records: vec![],
+            log: vec![],
         }
     }
     fn at(&mut self, ms: u64) {
@@ -75,6 +82,7 @@ impl H {
                 self.records.push(event.clone());
             }
         }
+        self.log.extend(out.iter().cloned());
         out
     }
     fn msg(&mut self, conn: u64, msg: ClientMessage) -> Vec<Action> {
@@ -785,6 +793,16 @@ fn malformed_after_hello_keeps_connection() {
 #[test]
 fn random_event_sequences_keep_invariants() {
     for seed in 1..=20u64 {
+        let h = fuzz(seed, 1);
+        assert_eq!(h.core.stats().probes, 0, "every probe ends by its deadline");
+        assert_eq!(h.core.stats().waiting, 0, "every wait ends by its deadline");
+    }
+}
+
+/// One random event sequence of [`random_event_sequences_keep_invariants`]: 600 events drawn
+/// from `seed`, then a tick two minutes later, through a core whose ids come from `ids_seed`.
+fn fuzz(seed: u64, ids_seed: u64) -> H {
+    {
         let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15);
         let mut rnd = move |n: u64| {
             x ^= x << 13;
@@ -795,7 +813,7 @@ fn random_event_sequences_keep_invariants() {
         let mut s = latency_scene(Some(100.0));
         s.group_size = 2 + (seed % 3) as u32;
         s.waitroom_timeout_ms = 20_000;
-        let mut h = H::new(s);
+        let mut h = H::seeded(vec![s], ids_seed);
         let mut t = 0;
         let mut probes: Vec<ProbeSessionId> = vec![];
         for _ in 0..600 {
@@ -839,9 +857,111 @@ fn random_event_sequences_keep_invariants() {
         }
         h.at(t + 120_000);
         h.ev(Event::Tick);
-        assert_eq!(h.core.stats().probes, 0, "every probe ends by its deadline");
-        assert_eq!(h.core.stats().waiting, 0, "every wait ends by its deadline");
+        h
     }
+}
+
+/// The core is deterministic given its inputs: the same events at the same simulated times,
+/// through two cores with the same id seed, give identical actions; another seed changes the
+/// ids (probe sessions, games, resume tokens) and nothing else of the story.
+#[test]
+fn same_events_and_seed_give_the_same_actions() {
+    let a = story(7);
+    assert_eq!(a.log, story(7).log);
+    let b = story(8);
+    assert_ne!(a.log, b.log, "other ids");
+    assert_eq!(a.records.len(), b.records.len());
+    for name in [
+        "probe_result",
+        "game_created",
+        "match_rejected",
+        "p2p_quality",
+        "participant_dropped",
+        "waitroom_timeout",
+        "game_ended",
+    ] {
+        assert!(a.count(name) >= 1, "the story covers {name}");
+    }
+    // Probes that end at one tick are decided in a fixed order (a group of three whose
+    // three probes all miss their deadline).
+    let trio = |seed| {
+        let mut scene = latency_scene(Some(150.0));
+        scene.group_size = 3;
+        let mut h = H::seeded(vec![scene], seed);
+        for (conn, subject) in [(1, "A"), (2, "B"), (3, "C")] {
+            h.join(conn, subject, 10.0);
+        }
+        h.tick_at(6_000);
+        assert_eq!(h.count("probe_result"), 3);
+        h.log
+    };
+    assert_eq!(trio(7), trio(7));
+    // The same holds for long random sequences (probes of groups of two to four, drops,
+    // leaves, deadlines).
+    for seed in [3, 4, 5] {
+        let (x, y) = (fuzz(seed, 11), fuzz(seed, 11));
+        assert_eq!(x.log, y.log, "random sequence {seed}");
+        assert!(!x.log.is_empty());
+    }
+}
+
+/// A fixed story on simulated time, with ids from `seed`: A and B are probed, accepted and
+/// play (a quality report, then B leaves); C and D are probed, C's report is missing at the
+/// deadline, so they are rejected, may not be paired again, D drops and resumes, and both time
+/// out of the waitroom.
+fn story(seed: u64) -> H {
+    let mut scene = latency_scene(Some(150.0));
+    scene.waitroom_timeout_ms = 10_000;
+    let mut h = H::seeded(vec![scene], seed);
+    // Two arrivals, 100 ms apart, who are then probed together; the second one's actions.
+    let pair = |h: &mut H, at_ms: u64, [(c1, s1), (c2, s2)]: [(u64, &str); 2]| {
+        h.at(at_ms);
+        h.join(c1, s1, 10.0);
+        h.at(at_ms + 100);
+        let joined = h.join(c2, s2, 20.0);
+        let id = prepare(&joined, c1).expect("probed").probe_session_id;
+        (id, joined)
+    };
+    let (ab, _) = pair(&mut h, 0, [(1, "A"), (2, "B")]);
+    let (cd, joined) = pair(&mut h, 200, [(3, "C"), (4, "D")]);
+    h.at(400);
+    for conn in [1, 2] {
+        h.msg(conn, ready(&ab));
+    }
+    for conn in [3, 4] {
+        h.msg(conn, ready(&cd));
+    }
+    h.at(900);
+    h.msg(1, result(&ab, Some(40.0)));
+    let started = h.msg(2, result(&ab, Some(45.0)));
+    let game_id = game(&started, 1).expect("A and B play").game_id;
+    h.msg(4, result(&cd, Some(50.0)));
+    h.at(1_500);
+    h.msg(
+        1,
+        ClientMessage::P2pQuality(P2pQuality {
+            game_id,
+            peer_subject_id: sid("B"),
+            level: QualityLevel::Warning,
+            rtt_ms: Some(120.0),
+        }),
+    );
+    h.tick_at(5_300);
+    let d_token = token(&joined, 4);
+    h.at(6_000);
+    h.ev(Event::Disconnected {
+        conn: ConnId::new(4),
+    });
+    h.at(6_500);
+    h.ev(Event::Connected {
+        conn: ConnId::new(5),
+    });
+    h.hello(5, "D", Some(d_token));
+    h.tick_at(7_000);
+    h.msg(2, ClientMessage::Leave);
+    h.tick_at(11_000);
+    h.tick_at(20_000);
+    h
 }
 
 // ---------------------------------------------------------------------------------------------

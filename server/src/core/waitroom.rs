@@ -1,16 +1,22 @@
-//! One scene's waitroom: who is waiting to be matched (in arrival order, with their server RTT),
-//! the coalesced count broadcasts, who has a session in the scene, who is done with it, and
-//! which pairs must never be grouped again (PROTOCOL.md, Waitroom).
+//! One scene's waitroom: each participant's place (FIFO position, deadline, last `waitroom`
+//! sent), who is waiting to be matched right now (in arrival order, with their server RTT), the
+//! coalesced count updates, who has a session in the scene, who is done with it, and which pairs
+//! must never be grouped again (PROTOCOL.md, Waitroom).
 //!
-//! The waitroom holds no participant records: the router owns those and tells the waitroom who
-//! enters and leaves the waiting set. The waitroom runs the scene's [`Matchmaker`] over the
-//! waiting set with its own rule on top: a pair whose probe failed (RTT too high, measurement
-//! failed, no report by the deadline) is remembered by subject id and never grouped again.
+//! A participant gets a place ([`SceneWaitroom::admit`]) when they first finish their server-RTT
+//! measurement, and keeps it for the life of their session: a participant who returns from a
+//! rejected group, or resumes after a drop, keeps their FIFO position and their deadline. They
+//! are in the *waiting set* only while connected and waiting; the router, which owns the
+//! participants' states and connections, says when they join and leave it.
+//!
+//! The waitroom runs the scene's [`Matchmaker`] over the waiting set with its own rule on top:
+//! a pair whose probe failed (RTT too high, measurement failed, no report by the deadline) is
+//! remembered by subject id and never grouped again.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use pairlab_shared::SubjectId;
+use pairlab_shared::{SubjectId, Waitroom};
 
 use super::matchmaker::{self, Candidate, Matchmaker};
 use super::Pid;
@@ -29,10 +35,33 @@ pub struct Waiter {
     pub rtt_ms: Option<f64>,
 }
 
+/// A participant's place in the waitroom, from their first entry for the life of their session.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Place {
+    /// FIFO position.
+    seq: u64,
+    entered_at: Instant,
+    /// The waitroom deadline: `entered_at + waitroom_timeout_ms`.
+    deadline: Instant,
+    /// When the last `waitroom` went out and the count it carried.
+    last_waitroom: Option<(Instant, Option<u32>)>,
+}
+
+/// A participant's session ended (see [`SceneWaitroom::end_session`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Departure {
+    /// When they first entered the waitroom (`None`: they never did).
+    pub entered_at: Option<Instant>,
+    /// When to broadcast the changed count, if they were waiting.
+    pub broadcast_at: Option<Instant>,
+}
+
 /// The waitroom state of one scene.
 pub struct SceneWaitroom {
     cfg: SceneConfig,
     mm: Box<dyn Matchmaker>,
+    /// Every participant who has entered the waitroom and whose session lives.
+    places: HashMap<Pid, Place>,
     /// Connected participants in `Waiting`, by arrival sequence, with their current server-RTT
     /// median: the matchmaker scans this alone, without a lookup per candidate.
     waiting: BTreeMap<u64, Waiter>,
@@ -52,6 +81,7 @@ impl SceneWaitroom {
         Self {
             mm: matchmaker::for_scene(cfg),
             cfg: cfg.clone(),
+            places: HashMap::new(),
             waiting: BTreeMap::new(),
             next_seq: 0,
             sessions: HashMap::new(),
@@ -84,9 +114,14 @@ impl SceneWaitroom {
         self.sessions.insert(subject, pid);
     }
 
-    /// Forgets the session of `subject`.
-    pub fn remove_session(&mut self, subject: &SubjectId) {
+    /// Ends the session `pid` of `subject`: they leave the waiting set and lose their place.
+    pub fn end_session(&mut self, now: Instant, pid: Pid, subject: &SubjectId) -> Departure {
+        let broadcast_at = self.remove(now, pid);
         self.sessions.remove(subject);
+        Departure {
+            entered_at: self.places.remove(&pid).map(|p| p.entered_at),
+            broadcast_at,
+        }
     }
 
     /// Whether `subject`'s part in this scene is over: a new `hello` is refused.
@@ -101,15 +136,37 @@ impl SceneWaitroom {
 
     // ---- the waiting set --------------------------------------------------------------------
 
-    /// A new arrival's FIFO position and waitroom deadline, for a participant entering the
-    /// waitroom for the first time at `now`.
-    pub fn admit(&mut self, now: Instant) -> (u64, Instant) {
-        let seq = self.next_seq;
-        self.next_seq += 1;
-        (
-            seq,
-            now + Duration::from_millis(self.cfg.waitroom_timeout_ms),
-        )
+    /// Gives `pid` their place at `now` if they have none yet (the next FIFO position, and the
+    /// deadline `now + waitroom_timeout_ms`). Returns their deadline.
+    pub fn admit(&mut self, now: Instant, pid: Pid) -> Instant {
+        let timeout = Duration::from_millis(self.cfg.waitroom_timeout_ms);
+        let next_seq = &mut self.next_seq;
+        let place = self.places.entry(pid).or_insert_with(|| {
+            let seq = *next_seq;
+            *next_seq += 1;
+            Place {
+                seq,
+                entered_at: now,
+                deadline: now + timeout,
+                last_waitroom: None,
+            }
+        });
+        place.deadline
+    }
+
+    /// Whether `pid` has a place (has entered the waitroom during this session).
+    pub fn has_place(&self, pid: Pid) -> bool {
+        self.places.contains_key(&pid)
+    }
+
+    /// `pid`'s FIFO position.
+    pub fn arrival_seq(&self, pid: Pid) -> Option<u64> {
+        self.places.get(&pid).map(|p| p.seq)
+    }
+
+    /// Whether `pid`'s waitroom deadline is at or before `now`.
+    pub fn deadline_passed(&self, pid: Pid, now: Instant) -> bool {
+        self.places.get(&pid).is_some_and(|p| p.deadline <= now)
     }
 
     /// Number of participants in the waiting set.
@@ -122,9 +179,10 @@ impl SceneWaitroom {
         (!self.cfg.hide_lobby_count).then(|| self.waiting.len().min(u32::MAX as usize) as u32)
     }
 
-    /// The entry at arrival position `seq`.
-    pub fn get(&self, seq: u64) -> Option<&Waiter> {
-        self.waiting.get(&seq)
+    /// `pid`'s entry in the waiting set, if they are in it.
+    pub fn waiter(&self, pid: Pid) -> Option<&Waiter> {
+        let seq = self.places.get(&pid)?.seq;
+        self.waiting.get(&seq).filter(|w| w.pid == pid)
     }
 
     /// The waiting set in arrival order, with each entry's arrival position.
@@ -137,22 +195,47 @@ impl SceneWaitroom {
         self.waiting.values().map(|w| w.pid).collect()
     }
 
-    /// Puts a participant at arrival position `seq`. Returns when to broadcast the new count.
-    pub fn insert(&mut self, now: Instant, seq: u64, waiter: Waiter) -> Option<Instant> {
-        self.waiting.insert(seq, waiter);
+    /// Puts `pid`, who has a place, into the waiting set with their server-RTT median, ms.
+    /// Returns when to broadcast the new count.
+    pub fn insert(&mut self, now: Instant, pid: Pid, rtt_ms: Option<f64>) -> Option<Instant> {
+        let seq = self.places.get(&pid)?.seq;
+        self.waiting.insert(seq, Waiter { pid, rtt_ms });
         self.count_changed(now)
     }
 
-    /// Takes the participant at `seq` out. Returns when to broadcast the new count.
-    pub fn remove(&mut self, now: Instant, seq: u64) -> Option<Instant> {
+    /// Takes `pid` out of the waiting set. Returns when to broadcast the new count.
+    pub fn remove(&mut self, now: Instant, pid: Pid) -> Option<Instant> {
+        let seq = self.places.get(&pid)?.seq;
         self.waiting.remove(&seq)?;
         self.count_changed(now)
     }
 
     /// A waiting participant's server-RTT median changed.
-    pub fn update_rtt(&mut self, seq: u64, rtt_ms: Option<f64>) {
+    pub fn update_rtt(&mut self, pid: Pid, rtt_ms: Option<f64>) {
+        let Some(seq) = self.places.get(&pid).map(|p| p.seq) else {
+            return;
+        };
         if let Some(w) = self.waiting.get_mut(&seq) {
             w.rtt_ms = rtt_ms;
+        }
+    }
+
+    /// The `waitroom` message for `pid` at `now` (the current count, the time left until their
+    /// deadline); remembered as the last one they got.
+    pub fn waitroom_message(&mut self, now: Instant, pid: Pid) -> Waitroom {
+        let waiting = self.count();
+        let place = self.places.get_mut(&pid);
+        let remaining_ms = place
+            .as_ref()
+            .map(|p| p.deadline.saturating_duration_since(now).as_millis() as u64)
+            .unwrap_or(0);
+        if let Some(p) = place {
+            p.last_waitroom = Some((now, waiting));
+        }
+        Waitroom {
+            waiting,
+            group_size: self.cfg.group_size,
+            remaining_ms,
         }
     }
 
@@ -172,15 +255,32 @@ impl SceneWaitroom {
         Some(at)
     }
 
-    /// Starts the broadcast due at or before `now`: returns the count to send, or `None` when
-    /// no broadcast is due.
-    pub fn take_broadcast(&mut self, now: Instant) -> Option<Option<u32>> {
+    /// The coalesced count broadcast due at or before `now` (nothing when none is due):
+    /// everyone waiting whose last `waitroom` carried another count gets the new one, unless
+    /// they got one within [`WAITROOM_UPDATE_INTERVAL`]. Returns the messages, in arrival
+    /// order, and when to broadcast again for those who had to wait.
+    pub fn broadcast(&mut self, now: Instant) -> (Vec<(Pid, Waitroom)>, Option<Instant>) {
         if self.broadcast_at.is_none_or(|t| t > now) {
-            return None;
+            return (Vec::new(), None);
         }
         self.broadcast_at = None;
         self.last_broadcast = Some(now);
-        Some(self.count())
+        let count = self.count();
+        let mut deferred = false;
+        let mut sends = Vec::new();
+        for pid in self.waiting_pids() {
+            match self.places.get(&pid).and_then(|p| p.last_waitroom) {
+                Some((_, c)) if c == count => {}
+                Some((at, _)) if now < at + WAITROOM_UPDATE_INTERVAL => deferred = true,
+                _ => sends.push((pid, self.waitroom_message(now, pid))),
+            }
+        }
+        let again = if deferred {
+            self.count_changed(now)
+        } else {
+            None
+        };
+        (sends, again)
     }
 
     // ---- matching ---------------------------------------------------------------------------

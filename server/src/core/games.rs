@@ -47,6 +47,24 @@ pub struct NewGame {
     pub force_relay: bool,
 }
 
+/// A started game: what to send and what to record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StartedGame {
+    /// Each member's `game_start`, in player order.
+    pub starts: Vec<(Pid, GameStart)>,
+    /// The `game_created` line.
+    pub record: ResearchEvent,
+}
+
+/// Who may report on a game: a member, about other members.
+#[derive(Debug, Clone, PartialEq)]
+struct Reporter {
+    /// The game's scene.
+    scene: usize,
+    /// The reporting member.
+    subject_id: SubjectId,
+}
+
 #[derive(Debug)]
 struct GameRoom {
     scene: usize,
@@ -82,7 +100,7 @@ impl Games {
         game: NewGame,
         now: Instant,
         ice_servers_for: &dyn Fn(&SubjectId, Instant) -> Vec<IceServer>,
-    ) -> (Vec<(Pid, GameStart)>, ResearchEvent) {
+    ) -> StartedGame {
         let players: Vec<SubjectId> = game.members.iter().map(|m| m.subject_id.clone()).collect();
         let starts = game
             .members
@@ -112,7 +130,7 @@ impl Games {
             players,
             p2p_rtts_ms: game.pair_rtts,
         };
-        (starts, record)
+        StartedGame { starts, record }
     }
 
     /// Whether the game exists and has ended.
@@ -149,7 +167,8 @@ impl Games {
                 }
             }
             ClientMessage::P2pConnectionType(m) => {
-                let (scene, subject_id) = self.reporter(&m.game_id, pid, &[&m.peer_subject_id])?;
+                let Reporter { scene, subject_id } =
+                    self.reporter(&m.game_id, pid, &[&m.peer_subject_id])?;
                 let event = ResearchEvent::P2pConnectionType {
                     game_id: m.game_id,
                     subject_id,
@@ -160,7 +179,8 @@ impl Games {
                 out.push(Effect::Record(scene, event));
             }
             ClientMessage::P2pQuality(m) => {
-                let (scene, subject_id) = self.reporter(&m.game_id, pid, &[&m.peer_subject_id])?;
+                let Reporter { scene, subject_id } =
+                    self.reporter(&m.game_id, pid, &[&m.peer_subject_id])?;
                 let event = ResearchEvent::P2pQuality {
                     game_id: m.game_id,
                     subject_id,
@@ -171,7 +191,8 @@ impl Games {
                 out.push(Effect::Record(scene, event));
             }
             ClientMessage::P2pIceRestart(m) => {
-                let (scene, subject_id) = self.reporter(&m.game_id, pid, &[&m.peer_subject_id])?;
+                let Reporter { scene, subject_id } =
+                    self.reporter(&m.game_id, pid, &[&m.peer_subject_id])?;
                 let event = ResearchEvent::P2pIceRestart {
                     game_id: m.game_id,
                     subject_id,
@@ -184,7 +205,8 @@ impl Games {
                 out.push(Effect::Record(scene, event));
             }
             ClientMessage::P2pConnectionFailed(m) => {
-                let (scene, subject_id) = self.reporter(&m.game_id, pid, &[&m.peer_subject_id])?;
+                let Reporter { scene, subject_id } =
+                    self.reporter(&m.game_id, pid, &[&m.peer_subject_id])?;
                 let game_id = m.game_id.clone();
                 let event = ResearchEvent::P2pConnectionFailed {
                     game_id: m.game_id,
@@ -197,7 +219,7 @@ impl Games {
             }
             ClientMessage::EpisodeSummary(e) => {
                 let peers: Vec<&SubjectId> = e.peers.iter().map(|p| &p.peer_subject_id).collect();
-                let (scene, subject_id) = self.reporter(&e.game_id, pid, &peers)?;
+                let Reporter { scene, subject_id } = self.reporter(&e.game_id, pid, &peers)?;
                 let event = ResearchEvent::EpisodeSummary {
                     game_id: e.game_id,
                     subject_id,
@@ -213,20 +235,22 @@ impl Games {
         Ok(())
     }
 
-    /// Who may report on a game: a member, about other members. Returns the game's scene and
-    /// the reporter's subject id.
+    /// Checks that `pid` is a member of the game and every one of `peers` another member.
     fn reporter(
         &self,
         game_id: &GameId,
         pid: Pid,
         peers: &[&SubjectId],
-    ) -> Result<(usize, SubjectId), NotAMember> {
+    ) -> Result<Reporter, NotAMember> {
         let room = self.rooms.get(game_id).ok_or(NotAMember)?;
         let me = room.member(pid).ok_or(NotAMember)?;
         if !peers.iter().all(|peer| room.peer(pid, peer).is_some()) {
             return Err(NotAMember);
         }
-        Ok((room.scene, me.subject_id.clone()))
+        Ok(Reporter {
+            scene: room.scene,
+            subject_id: me.subject_id.clone(),
+        })
     }
 
     /// Ends a game for everyone in it (once): `game_ended` to every member, and the

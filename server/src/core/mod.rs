@@ -11,29 +11,39 @@
 //! with no sleeping; the same events with the same seed give the same actions.
 //!
 //! Components, one job each:
-//! - [`router`]: the [`Core`]: connections and participants (hello, resume, server RTT, leave,
-//!   drop, grace), timers; routes each event to the component below whose job it is and acts on
-//!   what they decide.
-//! - [`waitroom`]: one scene's waitroom: the waiting set in arrival order, deadlines, coalesced
-//!   counts, sessions by subject, the done set, the failed pairs; runs the scene's matchmaker.
-//! - [`matchmaker`]: the `Matchmaker` trait, `FifoMatchmaker` and `LatencyFifoMatchmaker`.
+//! - [`router`]: the [`Core`]: connections, participants and timers; routes each event to the
+//!   component whose job it is and acts on what it decides. Its `sessions` submodule holds
+//!   the participant's session (hello, resume, server RTT, leave, drop, grace), its `matching`
+//!   submodule the way from the waitroom to a game (proposals, and acting on verdicts).
+//! - [`waitroom`]: one scene's waitroom: each participant's place (FIFO position, deadline),
+//!   the waiting set, coalesced counts, sessions by subject, the done set, the failed pairs;
+//!   runs the scene's matchmaker.
+//! - [`matchmaker`]: the `Matchmaker` trait, `FifoMatchmaker` and `LatencyFifoMatchmaker`: who
+//!   may be grouped, by server RTT.
 //! - [`probe`]: the `ProbeCoordinator`: probe sessions (ready/start/signal/result, deadlines),
 //!   one probe round per proposed group, and the group's verdict against `max_p2p_rtt_ms`.
 //! - [`games`]: started games: signal relay, report validation and recording, end of a game.
 //! - [`ice`]: the ICE servers per participant and TURN REST credential minting.
 //! - [`ids`]: the handles [`ConnId`], [`Pid`], [`GroupId`] and the [`IdSource`]s.
 //! - [`rtt`]: server-RTT samples → median; the per-connection ping schedule.
+//! - [`ratelimit`]: the per-connection frame rate limit.
 //! - [`research`]: what the research record holds.
 //!
-//! How a `probe_result` flows, in one direction only:
-//! 1. `router` gets [`Event::Message`] with it and hands it to
+//! Components never call back into the router: they return what to send and record
+//! ([`Effect`]s, or their own result types) and the router carries it out. How a `probe_result`
+//! flows, in one direction only:
+//! 1. `router/mod.rs` gets [`Event::Message`] with it and hands it to
 //!    [`probe::ProbeCoordinator::handle_result`];
-//! 2. `probe` stores the report; with both reports in, it ends the probe, judges the pair
-//!    ([`probe::judge_pair`]) and folds it into the group's round, which yields a
-//!    [`probe::Verdict`] once every pair is judged;
-//! 3. `router` writes the `probe_result` line and acts on the verdict: `Accepted` → [`games`]
-//!    starts the game; `Rejected` → [`waitroom`] remembers the failed pairs and the members
-//!    return to waiting (and are matched again).
+//! 2. `probe.rs` stores the report; with both reports in, it ends the probe, judges the pair
+//!    ([`probe::judge_pair`]: a failure, or the larger RTT against `max_p2p_rtt_ms`) and folds
+//!    it into the group's round, which yields a [`probe::Verdict`] once every pair is judged
+//!    (or at once when a member disconnected); it returns a [`probe::PairJudged`];
+//! 3. `router/matching.rs` writes its `probe_result` line and acts on the verdict: `Accepted`
+//!    → `games.rs` starts the game; `Rejected` → `waitroom.rs` remembers the failed pairs and
+//!    the members return to waiting (and are matched again).
+//!
+//! Probe deadlines (`Event::Tick` → [`probe::ProbeCoordinator::expire`]) and disconnects
+//! ([`probe::ProbeCoordinator::fail_member`]) take the same path from step 2.
 
 pub mod games;
 pub mod ice;

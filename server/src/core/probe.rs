@@ -87,6 +87,8 @@ pub struct NewRound {
 /// One probe a round started.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StartedProbe {
+    /// The probe.
+    pub probe_session_id: ProbeSessionId,
     /// A `probe_prepare` for each member, initiator first.
     pub prepares: [Outgoing; 2],
     /// The `probe_started` line.
@@ -261,27 +263,13 @@ impl ProbeCoordinator {
         ice_servers_for: &dyn Fn(&SubjectId) -> Vec<IceServer>,
     ) -> Vec<StartedProbe> {
         let mut started = Vec::new();
-        let mut probe_ids = Vec::new();
         for (i, a) in round.members.iter().enumerate() {
             for b in &round.members[i + 1..] {
-                let (id, pair, prepares) = self.create_probe(
-                    now,
-                    ids,
-                    round.group,
-                    a.clone(),
-                    b.clone(),
-                    ice_servers_for,
-                    round.timeout_ms,
-                );
-                let record = ResearchEvent::ProbeStarted {
-                    probe_session_id: id.clone(),
-                    members: [pair[0].subject_id.clone(), pair[1].subject_id.clone()],
-                    timeout_ms: round.timeout_ms,
-                };
-                started.push(StartedProbe { prepares, record });
-                probe_ids.push(id);
+                started.push(self.create_probe(now, ids, &round, a, b, ice_servers_for));
             }
         }
+        let probe_ids: Vec<ProbeSessionId> =
+            started.iter().map(|p| p.probe_session_id.clone()).collect();
         self.rounds.insert(
             round.group,
             ProbeRound {
@@ -298,27 +286,25 @@ impl ProbeCoordinator {
         started
     }
 
-    /// Starts a probe between `a` and `b` (order irrelevant: the member with the smaller
-    /// `subject_id` in byte order becomes the initiator and is listed first). Returns the new
-    /// id, the members in that order, and a `probe_prepare` for each. The deadline is
-    /// `now + timeout_ms`.
-    #[allow(clippy::too_many_arguments)]
+    /// Starts a probe of `round` between `a` and `b` (order irrelevant: the member with the
+    /// smaller `subject_id` in byte order becomes the initiator and is listed first). The
+    /// deadline is `now + round.timeout_ms`.
     fn create_probe(
         &mut self,
         now: Instant,
         ids: &mut dyn IdSource,
-        group: GroupId,
-        a: ProbeMember,
-        b: ProbeMember,
+        round: &NewRound,
+        a: &ProbeMember,
+        b: &ProbeMember,
         ice_servers_for: &dyn Fn(&SubjectId) -> Vec<IceServer>,
-        timeout_ms: u64,
-    ) -> (ProbeSessionId, [ProbeMember; 2], [Outgoing; 2]) {
+    ) -> StartedProbe {
         let members = if pairlab_shared::is_initiator(b.subject_id.as_str(), a.subject_id.as_str())
         {
-            [b, a]
+            [b.clone(), a.clone()]
         } else {
-            [a, b]
+            [a.clone(), b.clone()]
         };
+        let timeout_ms = round.timeout_ms;
         let id = ids.probe_session_id();
         let prepare = |me: &ProbeMember, peer: &ProbeMember| {
             ServerMessage::ProbePrepare(ProbePrepare {
@@ -328,10 +314,15 @@ impl ProbeCoordinator {
                 timeout_ms,
             })
         };
-        let out = [
+        let prepares = [
             (members[0].pid, prepare(&members[0], &members[1])),
             (members[1].pid, prepare(&members[1], &members[0])),
         ];
+        let record = ResearchEvent::ProbeStarted {
+            probe_session_id: id.clone(),
+            members: [members[0].subject_id.clone(), members[1].subject_id.clone()],
+            timeout_ms,
+        };
         for m in &members {
             self.by_member.entry(m.pid).or_default().push(id.clone());
         }
@@ -339,16 +330,20 @@ impl ProbeCoordinator {
         self.probes.insert(
             id.clone(),
             ProbeSession {
-                group,
+                group: round.group,
                 seq: self.next_seq,
-                members: members.clone(),
+                members,
                 ready_at: [None, None],
                 reports: [None, None],
                 prepared_at: now,
                 deadline: now + Duration::from_millis(timeout_ms),
             },
         );
-        (id, members, out)
+        StartedProbe {
+            probe_session_id: id,
+            prepares,
+            record,
+        }
     }
 
     fn member_index(&self, id: &ProbeSessionId, pid: Pid) -> Result<Handled<usize>, NotAMember> {

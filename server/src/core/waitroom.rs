@@ -56,6 +56,15 @@ pub struct Departure {
     pub broadcast_at: Option<Instant>,
 }
 
+/// What a due count broadcast sends (see [`SceneWaitroom::broadcast`]).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Broadcast {
+    /// The `waitroom` messages, in arrival order.
+    pub sends: Vec<(Pid, Waitroom)>,
+    /// When to broadcast again, for those who got one within the last interval.
+    pub again_at: Option<Instant>,
+}
+
 /// The waitroom state of one scene.
 pub struct SceneWaitroom {
     cfg: SceneConfig,
@@ -257,11 +266,11 @@ impl SceneWaitroom {
 
     /// The coalesced count broadcast due at or before `now` (nothing when none is due):
     /// everyone waiting whose last `waitroom` carried another count gets the new one, unless
-    /// they got one within [`WAITROOM_UPDATE_INTERVAL`]. Returns the messages, in arrival
-    /// order, and when to broadcast again for those who had to wait.
-    pub fn broadcast(&mut self, now: Instant) -> (Vec<(Pid, Waitroom)>, Option<Instant>) {
+    /// they got one within [`WAITROOM_UPDATE_INTERVAL`] (they are served by another broadcast,
+    /// `again_at`).
+    pub fn broadcast(&mut self, now: Instant) -> Broadcast {
         if self.broadcast_at.is_none_or(|t| t > now) {
-            return (Vec::new(), None);
+            return Broadcast::default();
         }
         self.broadcast_at = None;
         self.last_broadcast = Some(now);
@@ -275,12 +284,12 @@ impl SceneWaitroom {
                 _ => sends.push((pid, self.waitroom_message(now, pid))),
             }
         }
-        let again = if deferred {
+        let again_at = if deferred {
             self.count_changed(now)
         } else {
             None
         };
-        (sends, again)
+        Broadcast { sends, again_at }
     }
 
     // ---- matching ---------------------------------------------------------------------------

@@ -8,11 +8,12 @@ use std::time::Instant;
 use pairlab_shared::{ServerMessage, SubjectId, WaitroomTimeout};
 
 use super::{ms, Core, PState, Removed, Timer};
-use crate::core::games::{GameMember, NewGame};
+use crate::core::games::{GameMember, NewGame, StartedGame};
 use crate::core::ids::{GroupId, Pid};
 use crate::core::matchmaker::Candidate;
 use crate::core::probe::{GroupVerdict, NewRound, PairJudged, ProbeMember, Verdict};
 use crate::core::research::{PairRtt, ProbeFailure, ResearchEvent};
+use crate::core::waitroom::Broadcast;
 use crate::core::Action;
 
 impl Core {
@@ -77,11 +78,11 @@ impl Core {
 
     /// The coalesced count broadcast of `scene` is due.
     pub(super) fn broadcast(&mut self, now: Instant, scene: usize, out: &mut Vec<Action>) {
-        let (sends, again) = self.scenes[scene].broadcast(now);
+        let Broadcast { sends, again_at } = self.scenes[scene].broadcast(now);
         for (pid, msg) in sends {
             self.send(pid, ServerMessage::Waitroom(msg), out);
         }
-        if let Some(at) = again {
+        if let Some(at) = again_at {
             self.schedule(at, Timer::Broadcast(scene));
         }
     }
@@ -335,7 +336,7 @@ impl Core {
         };
         let ice = &self.ice;
         let ice_servers_for = |subject: &SubjectId, now| ice.for_subject(subject, now);
-        let (starts, record) = self.games.start(game, now, &ice_servers_for);
+        let StartedGame { starts, record } = self.games.start(game, now, &ice_servers_for);
         for (pid, start) in starts {
             self.send(pid, ServerMessage::GameStart(start.clone()), out);
             if let Some(p) = self.participants.get_mut(&pid) {

@@ -507,21 +507,21 @@ impl ProbeCoordinator {
     /// Checks the coordinator's invariants; `Err` names the first one broken: every live probe
     /// belongs to a round, and every round waits for exactly its live probes.
     pub fn check_invariants(&self) -> Result<(), String> {
+        let mut live: HashMap<GroupId, usize> = HashMap::new();
+        for (id, p) in &self.probes {
+            if !self.rounds.contains_key(&p.group) {
+                return Err(format!("probe {id} belongs to no round ({})", p.group));
+            }
+            *live.entry(p.group).or_default() += 1;
+        }
         for (gid, r) in &self.rounds {
-            let live = self.probes.values().filter(|p| p.group == *gid).count();
+            let live = live.get(gid).copied().unwrap_or(0);
             if live != r.pending {
                 return Err(format!(
                     "round {gid} waits for {} probes but {live} are live",
                     r.pending
                 ));
             }
-        }
-        if let Some((id, p)) = self
-            .probes
-            .iter()
-            .find(|(_, p)| !self.rounds.contains_key(&p.group))
-        {
-            return Err(format!("probe {id} belongs to no round ({})", p.group));
         }
         Ok(())
     }

@@ -799,66 +799,70 @@ fn random_event_sequences_keep_invariants() {
     }
 }
 
+/// A small deterministic generator (xorshift64) from `seed`: `rnd(n)` is in `0..n` (0 for
+/// `n == 0`), so failures reproduce.
+fn xorshift(seed: u64) -> impl FnMut(u64) -> u64 {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    move |n: u64| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x % n.max(1)
+    }
+}
+
 /// One random event sequence of [`random_event_sequences_keep_invariants`]: 600 events drawn
 /// from `seed`, then a tick two minutes later, through a core whose ids come from `ids_seed`.
 fn fuzz(seed: u64, ids_seed: u64) -> H {
-    {
-        let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        let mut rnd = move |n: u64| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x % n
+    let mut rnd = xorshift(seed);
+    let mut s = latency_scene(Some(100.0));
+    s.group_size = 2 + (seed % 3) as u32;
+    s.waitroom_timeout_ms = 20_000;
+    let mut h = H::seeded(vec![s], ids_seed);
+    let mut t = 0;
+    let mut probes: Vec<ProbeSessionId> = vec![];
+    for _ in 0..600 {
+        t += rnd(400);
+        h.at(t);
+        let conn = 1 + rnd(12);
+        let subject = format!("S{}", rnd(15));
+        let out = match rnd(10) {
+            0 => h.ev(Event::Connected {
+                conn: ConnId::new(conn),
+            }),
+            1 => h.hello(conn, &subject, None),
+            2 => h.ev(Event::RttSample {
+                conn: ConnId::new(conn),
+                rtt_ms: rnd(150) as f64,
+            }),
+            3 => h.ev(Event::Disconnected {
+                conn: ConnId::new(conn),
+            }),
+            4 if !probes.is_empty() => {
+                let id = probes[rnd(probes.len() as u64) as usize].clone();
+                h.msg(conn, ready(&id))
+            }
+            5 if !probes.is_empty() => {
+                let id = probes[rnd(probes.len() as u64) as usize].clone();
+                let rtt = (rnd(3) > 0).then(|| rnd(200) as f64);
+                h.msg(conn, result(&id, rtt))
+            }
+            6 => h.msg(conn, ClientMessage::Leave),
+            _ => h.ev(Event::Tick),
         };
-        let mut s = latency_scene(Some(100.0));
-        s.group_size = 2 + (seed % 3) as u32;
-        s.waitroom_timeout_ms = 20_000;
-        let mut h = H::seeded(vec![s], ids_seed);
-        let mut t = 0;
-        let mut probes: Vec<ProbeSessionId> = vec![];
-        for _ in 0..600 {
-            t += rnd(400);
-            h.at(t);
-            let conn = 1 + rnd(12);
-            let subject = format!("S{}", rnd(15));
-            let out = match rnd(10) {
-                0 => h.ev(Event::Connected {
-                    conn: ConnId::new(conn),
-                }),
-                1 => h.hello(conn, &subject, None),
-                2 => h.ev(Event::RttSample {
-                    conn: ConnId::new(conn),
-                    rtt_ms: rnd(150) as f64,
-                }),
-                3 => h.ev(Event::Disconnected {
-                    conn: ConnId::new(conn),
-                }),
-                4 if !probes.is_empty() => {
-                    let id = probes[rnd(probes.len() as u64) as usize].clone();
-                    h.msg(conn, ready(&id))
-                }
-                5 if !probes.is_empty() => {
-                    let id = probes[rnd(probes.len() as u64) as usize].clone();
-                    let rtt = (rnd(3) > 0).then(|| rnd(200) as f64);
-                    h.msg(conn, result(&id, rtt))
-                }
-                6 => h.msg(conn, ClientMessage::Leave),
-                _ => h.ev(Event::Tick),
-            };
-            for a in &out {
-                if let Action::Send {
-                    msg: ServerMessage::ProbePrepare(p),
-                    ..
-                } = a
-                {
-                    probes.push(p.probe_session_id.clone());
-                }
+        for a in &out {
+            if let Action::Send {
+                msg: ServerMessage::ProbePrepare(p),
+                ..
+            } = a
+            {
+                probes.push(p.probe_session_id.clone());
             }
         }
-        h.at(t + 120_000);
-        h.ev(Event::Tick);
-        h
     }
+    h.at(t + 120_000);
+    h.ev(Event::Tick);
+    h
 }
 
 /// The core is deterministic given its inputs: the same events at the same simulated times,
@@ -897,12 +901,153 @@ fn same_events_and_seed_give_the_same_actions() {
     };
     assert_eq!(trio(7), trio(7));
     // The same holds for long random sequences (probes of groups of two to four, drops,
-    // leaves, deadlines).
+    // resumes, leaves, games, deadlines).
     for seed in [3, 4, 5] {
         let (x, y) = (fuzz(seed, 11), fuzz(seed, 11));
         assert_eq!(x.log, y.log, "random sequence {seed}");
         assert!(!x.log.is_empty());
+        let (x, y) = (cooperative(seed, 11), cooperative(seed, 11));
+        assert_eq!(x.log, y.log, "cooperative sequence {seed}");
+        assert_ne!(x.log, cooperative(seed, 12).log, "other ids");
     }
+}
+
+/// Random sequences of clients that follow the protocol (they answer their own probes, sometimes
+/// with a failure or not at all, resume with their token, report on their games): the
+/// invariants hold after every event, and every probe and wait ends by its deadline.
+#[test]
+fn cooperative_clients_keep_invariants() {
+    let (mut games, mut rejected) = (0, 0);
+    for seed in 1..=12u64 {
+        let h = cooperative(seed, 1);
+        assert_eq!(h.core.stats().probes, 0, "every probe ends by its deadline");
+        assert_eq!(h.core.stats().waiting, 0, "every wait ends by its deadline");
+        games += h.count("game_created");
+        rejected += h.count("match_rejected");
+    }
+    assert!(
+        games > 0 && rejected > 0,
+        "{games} games, {rejected} rejections"
+    );
+}
+
+/// One sequence of [`cooperative_clients_keep_invariants`]: 900 steps drawn from `seed`, then a
+/// tick two minutes later, through a core whose ids come from `ids_seed`.
+fn cooperative(seed: u64, ids_seed: u64) -> H {
+    let mut rnd = xorshift(seed);
+    let mut s = latency_scene(Some(100.0));
+    s.group_size = 2 + (seed % 3) as u32;
+    s.waitroom_timeout_ms = 15_000;
+    s.probe_timeout_ms = 3_000;
+    s.reconnect_grace_ms = 2_000;
+    s.hide_lobby_count = seed % 5 == 0;
+    let mut h = H::seeded(vec![s], ids_seed);
+    let mut t = 0;
+    // Conn → (subject, resume token); live conns; dropped sessions; probes to answer; games.
+    let mut who: std::collections::HashMap<u64, (String, String)> = Default::default();
+    let mut live: Vec<u64> = vec![];
+    let mut dropped: Vec<(String, String)> = vec![];
+    let mut prepared: Vec<(u64, ProbeSessionId)> = vec![];
+    let mut readied: Vec<(u64, ProbeSessionId)> = vec![];
+    let mut games: Vec<(u64, GameId, SubjectId)> = vec![];
+    let mut next_conn = 1u64;
+    let pick = |rnd: &mut dyn FnMut(u64) -> u64, len: usize| rnd(len as u64) as usize;
+    for _ in 0..900 {
+        t += rnd(250);
+        h.at(t);
+        let out = match rnd(14) {
+            0 | 1 => {
+                next_conn += 1;
+                let subject = format!("S{}", rnd(60));
+                h.join(next_conn, &subject, rnd(120) as f64)
+            }
+            2 | 3 if !prepared.is_empty() => {
+                let (c, id) = prepared.remove(pick(&mut rnd, prepared.len()));
+                readied.push((c, id.clone()));
+                h.msg(c, ready(&id))
+            }
+            4 | 5 if !readied.is_empty() => {
+                let (c, id) = readied.remove(pick(&mut rnd, readied.len()));
+                let rtt = (rnd(5) > 0).then(|| rnd(140) as f64);
+                h.msg(c, result(&id, rtt))
+            }
+            6 if !live.is_empty() => {
+                let c = live.remove(pick(&mut rnd, live.len()));
+                dropped.extend(who.get(&c).cloned());
+                h.ev(Event::Disconnected {
+                    conn: ConnId::new(c),
+                })
+            }
+            7 if !dropped.is_empty() => {
+                let (subject, token) = dropped.remove(pick(&mut rnd, dropped.len()));
+                next_conn += 1;
+                let mut out = h.ev(Event::Connected {
+                    conn: ConnId::new(next_conn),
+                });
+                out.extend(h.hello(next_conn, &subject, Some(token)));
+                out
+            }
+            8 if !live.is_empty() => {
+                let c = live[pick(&mut rnd, live.len())];
+                h.msg(c, ClientMessage::Leave)
+            }
+            9 if !games.is_empty() => {
+                let (c, game_id, peer) = games[pick(&mut rnd, games.len())].clone();
+                let msg = if rnd(4) == 0 {
+                    ClientMessage::P2pConnectionFailed(P2pConnectionFailed {
+                        game_id,
+                        peer_subject_id: peer,
+                        attempts: 3,
+                    })
+                } else {
+                    ClientMessage::P2pQuality(P2pQuality {
+                        game_id,
+                        peer_subject_id: peer,
+                        level: QualityLevel::Warning,
+                        rtt_ms: Some(rnd(200) as f64),
+                    })
+                };
+                h.msg(c, msg)
+            }
+            10 if !live.is_empty() => {
+                let c = live[pick(&mut rnd, live.len())];
+                h.ev(Event::RttSample {
+                    conn: ConnId::new(c),
+                    rtt_ms: rnd(150) as f64,
+                })
+            }
+            _ => h.ev(Event::Tick),
+        };
+        for a in &out {
+            match a {
+                Action::Send { conn, msg } => match msg {
+                    ServerMessage::Welcome(w) => {
+                        let entry = (w.subject_id.to_string(), w.resume_token.clone());
+                        who.insert(conn.get(), entry);
+                        if !live.contains(&conn.get()) {
+                            live.push(conn.get());
+                        }
+                    }
+                    // One probe in six is never answered: it ends at its deadline.
+                    ServerMessage::ProbePrepare(p) if rnd(6) > 0 => {
+                        prepared.push((conn.get(), p.probe_session_id.clone()));
+                    }
+                    ServerMessage::GameStart(g) => {
+                        let me = who.get(&conn.get()).map(|w| w.0.clone());
+                        for peer in g.players.iter().filter(|p| Some(p.to_string()) != me) {
+                            games.push((conn.get(), g.game_id.clone(), peer.clone()));
+                        }
+                    }
+                    _ => {}
+                },
+                Action::Close { conn } => live.retain(|&l| l != conn.get()),
+                Action::Record { .. } => {}
+            }
+        }
+    }
+    h.at(t + 120_000);
+    h.ev(Event::Tick);
+    h
 }
 
 /// A fixed story on simulated time, with ids from `seed`: A and B are probed, accepted and

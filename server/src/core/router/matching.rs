@@ -17,6 +17,8 @@ use crate::core::waitroom::Broadcast;
 use crate::core::Action;
 
 impl Core {
+    /// The server-RTT estimate is ready: the participant enters the waitroom (keeping their place
+    /// if they had one), is told the count and is matched.
     pub(super) fn enter_waitroom(&mut self, now: Instant, pid: Pid, out: &mut Vec<Action>) {
         let Some(p) = self.participants.get_mut(&pid) else {
             return;
@@ -58,6 +60,7 @@ impl Core {
         true
     }
 
+    /// Takes a participant out of the matchable set (they keep their place).
     pub(super) fn leave_waiting(&mut self, now: Instant, pid: Pid) {
         let Some(p) = self.participants.get(&pid) else {
             return;
@@ -68,6 +71,7 @@ impl Core {
         }
     }
 
+    /// Sends a participant their `waitroom` (count, time left).
     pub(super) fn send_waitroom(&mut self, now: Instant, pid: Pid, out: &mut Vec<Action>) {
         let Some(p) = self.participants.get(&pid) else {
             return;
@@ -87,6 +91,7 @@ impl Core {
         }
     }
 
+    /// A participant's waitroom deadline timer fired.
     pub(super) fn waitroom_deadline(&mut self, now: Instant, pid: Pid, out: &mut Vec<Action>) {
         let Some(p) = self.participants.get(&pid) else {
             return;
@@ -98,6 +103,8 @@ impl Core {
         // deadline time out instead of returning). InGame: matched in time.
     }
 
+    /// The waitroom deadline passed while waiting: `waitroom_timeout`, the socket closes, and the
+    /// participant is done with the scene.
     pub(super) fn time_out(&mut self, now: Instant, pid: Pid, out: &mut Vec<Action>) {
         let Some(Removed {
             participant: p,

@@ -201,17 +201,20 @@ impl Core {
     // Plumbing
     // -----------------------------------------------------------------------------------------
 
+    /// Fires `timer` at the first tick at or after `at`.
     fn schedule(&mut self, at: Instant, timer: Timer) {
         self.next_timer += 1;
         self.timers.insert((at, self.next_timer), timer);
     }
 
+    /// Sends `msg` to the participant's connection; dropped when they have none.
     fn send(&self, pid: Pid, msg: ServerMessage, out: &mut Vec<Action>) {
         if let Some(conn) = self.participants.get(&pid).and_then(|p| p.conn) {
             out.push(Action::Send { conn, msg });
         }
     }
 
+    /// Appends a line to the research record of `scene`.
     fn record(&self, scene: usize, event: ResearchEvent, out: &mut Vec<Action>) {
         out.push(Action::Record {
             scene_id: self.scenes[scene].cfg().id.clone(),
@@ -254,6 +257,7 @@ impl Core {
     // Frames
     // -----------------------------------------------------------------------------------------
 
+    /// A frame that did not decode: the error code depends on whether `hello` came first.
     fn on_malformed(
         &mut self,
         now: Instant,
@@ -286,6 +290,7 @@ impl Core {
         self.refuse(now, conn, code, message, out);
     }
 
+    /// A decoded message: `hello` first, then each message to the component whose job it is.
     fn on_message(
         &mut self,
         now: Instant,
@@ -358,6 +363,7 @@ impl Core {
     // Time
     // -----------------------------------------------------------------------------------------
 
+    /// Fires every probe deadline and timer at or before `now`.
     fn on_tick(&mut self, now: Instant, out: &mut Vec<Action>) {
         let judged = self.probes.expire(now);
         self.act_on_probes(now, judged, out);

@@ -16,6 +16,8 @@ use crate::core::rtt::{RttEstimator, ENTRY_PINGS};
 use crate::core::Action;
 
 impl Core {
+    /// The first `hello` of a connection: refused (unknown scene, done, duplicate), a resume
+    /// (matching `resume_token`), or a new session that starts measuring its server RTT.
     pub(super) fn on_hello(
         &mut self,
         now: Instant,
@@ -74,6 +76,7 @@ impl Core {
         self.record(scene, event, out);
     }
 
+    /// Sends `welcome` with the session's current `resume_token`.
     pub(super) fn welcome(&self, pid: Pid, out: &mut Vec<Action>) {
         let Some(p) = self.participants.get(&pid) else {
             return;
@@ -150,6 +153,8 @@ impl Core {
         }
     }
 
+    /// One server-RTT sample: updates the median (and the waiting set's copy); enters the
+    /// waitroom once the estimate is ready ([`ENTRY_PINGS`] samples, or [`ENTRY_MAX_WAIT`]).
     pub(super) fn on_rtt(
         &mut self,
         now: Instant,
@@ -178,6 +183,8 @@ impl Core {
     // Leaving, dropping
     // -----------------------------------------------------------------------------------------
 
+    /// `leave`: final. The socket closes, the session ends, a game ends for the others, a
+    /// probe fails at once.
     pub(super) fn on_leave(&mut self, now: Instant, conn: ConnId, pid: Pid, out: &mut Vec<Action>) {
         self.conns.remove(&conn);
         out.push(Action::Close { conn });

@@ -18,7 +18,7 @@ use pairlab_server::config::{Config, MatchmakerKind, SceneConfig};
 use pairlab_server::core::matchmaker::{
     Candidate, FifoMatchmaker, LatencyFifoMatchmaker, Matchmaker,
 };
-use pairlab_server::core::{Action, ConnId, Core, Event};
+use pairlab_server::core::{Action, ConnId, Core, CoreClock, Event, Pid, SeededIds};
 use pairlab_shared::{ClientMessage, Hello, SubjectId};
 
 /// Waitroom sizes measured by `cargo bench`.
@@ -50,7 +50,7 @@ const NEAR_MS: f64 = 50.0;
 /// A server RTT that fails with anyone here (50 + 500 > 200), ms.
 const FAR_MS: f64 = 500.0;
 
-fn always(_: u64, _: u64) -> bool {
+fn always(_: Pid, _: Pid) -> bool {
     true
 }
 
@@ -58,26 +58,27 @@ fn always(_: u64, _: u64) -> bool {
 fn waiting(n: usize, rtt_ms: f64) -> Vec<Candidate> {
     (1..=n as u64)
         .map(|id| Candidate {
-            id,
+            id: Pid::new(id),
             rtt_ms: Some(rtt_ms),
         })
         .collect()
 }
 
+/// The ids of the group found, as numbers.
 fn find(mm: &dyn Matchmaker, arriving: &Candidate, waiting: &[Candidate]) -> Option<Vec<u64>> {
     mm.find_match(arriving, &mut waiting.iter().copied(), 2, &always)
+        .map(|group| group.into_iter().map(Pid::get).collect())
 }
 
 fn bench_find_match(c: &mut Criterion) {
-    let fifo = FifoMatchmaker::default();
+    let fifo = FifoMatchmaker;
     let latency = LatencyFifoMatchmaker {
         max_server_rtt_ms: MAX_SERVER_RTT_MS,
-        max_p2p_rtt_ms: None,
     };
     let mut g = c.benchmark_group("find_match");
     for &n in sizes() {
         let arriving = Candidate {
-            id: n as u64 + 1,
+            id: Pid::new(n as u64 + 1),
             rtt_ms: Some(NEAR_MS),
         };
         // Throughput in elements: the waiting candidates the matchmaker examines, 1 when the
@@ -142,18 +143,24 @@ fn unmatchable_core() -> Core {
     scene.max_server_rtt_ms = Some(MAX_SERVER_RTT_MS);
     // Far beyond the bench's run, and the virtual clock never moves anyway.
     scene.waitroom_timeout_ms = 24 * 3_600_000;
-    Core::new(Arc::new(Config {
+    let clock = CoreClock {
+        origin: Instant::now(),
+        origin_unix_s: 0,
+    };
+    let config = Arc::new(Config {
         scenes: vec![scene],
         ice_servers: vec![],
         turn: None,
-    }))
+    });
+    Core::new(config, clock, Box::new(SeededIds::new(1)))
 }
 
 /// An arrival as the shell delivers it: the socket opens, `hello`, then three server-RTT
 /// samples of [`FAR_MS`] (the core's entry measurement), after which the core puts the
 /// participant in the waitroom and runs the matchmaker.
-fn arrival(conn: ConnId) -> [Event; 5] {
-    let subject = SubjectId::parse(format!("bench-{conn}")).expect("ids of this form are valid");
+fn arrival(n: u64) -> [Event; 5] {
+    let conn = ConnId::new(n);
+    let subject = SubjectId::parse(format!("bench-{n}")).expect("ids of this form are valid");
     let rtt = Event::RttSample {
         conn,
         rtt_ms: FAR_MS,
@@ -180,7 +187,7 @@ fn bench_core_arrival(c: &mut Criterion) {
         let now = Instant::now();
         let mut core = unmatchable_core();
         let mut out: Vec<Action> = Vec::new();
-        let mut next_conn: ConnId = 0;
+        let mut next_conn: u64 = 0;
         for _ in 0..n {
             next_conn += 1;
             for e in arrival(next_conn) {
@@ -200,8 +207,8 @@ fn bench_core_arrival(c: &mut Criterion) {
                 let mut timed = Duration::ZERO;
                 for _ in 0..iters {
                     next_conn += 1;
-                    let conn = next_conn;
-                    let events = arrival(conn);
+                    let conn = ConnId::new(next_conn);
+                    let events = arrival(next_conn);
                     let start = Instant::now();
                     for e in events {
                         core.handle(now, e, &mut out);

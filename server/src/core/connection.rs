@@ -287,7 +287,7 @@ mod tests {
     use super::*;
     use pairlab_shared::{Hello, SubjectId, Welcome};
 
-    const CONN: ConnId = 7;
+    const CONN: ConnId = ConnId::new(7);
 
     fn ms(n: u64) -> Duration {
         Duration::from_millis(n)

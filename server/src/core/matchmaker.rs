@@ -9,28 +9,26 @@
 //! 1. a cheap pre-filter in [`Matchmaker::find_match`] on server RTTs — the sum of two
 //!    participants' RTTs to the server estimates their peer-to-peer RTT
 //!    (`max_server_rtt_ms`);
-//! 2. a real WebRTC probe per pair, judged by [`Matchmaker::should_reject_for_rtt`]
-//!    (`max_p2p_rtt_ms`).
+//! 2. a real WebRTC probe per pair of a proposed group, judged against the scene's
+//!    `max_p2p_rtt_ms` by the probe coordinator ([`super::probe`]), not by the matchmaker.
 
+use super::Pid;
 use crate::config::{MatchmakerKind, SceneConfig};
 
 /// A participant as the matchmaker sees them.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Candidate {
-    /// The lobby's handle for the participant (opaque to the matchmaker).
-    pub id: u64,
+    /// The core's handle for the participant (opaque to the matchmaker).
+    pub id: Pid,
     /// Median server RTT, ms; `None` when unknown.
     pub rtt_ms: Option<f64>,
 }
 
-/// Decides which waiting participants form a group. Implementations are pure: the lobby owns
-/// the waitroom and calls these with its current state.
+/// Decides which waiting participants form a group. Implementations are pure: the waitroom
+/// owns the waiting set and calls these with its current state.
 pub trait Matchmaker: Send {
     /// The name used in the config and the research record (`fifo`, `latency_fifo`).
     fn name(&self) -> &'static str;
-
-    /// The probe threshold, ms: `Some` when proposed groups must be verified by a probe.
-    fn max_p2p_rtt_ms(&self) -> Option<f64>;
 
     /// Whether `a` and `b` may be in one group by this matchmaker's pre-filter.
     fn pair_passes(&self, a: &Candidate, b: &Candidate) -> bool;
@@ -46,7 +44,7 @@ pub trait Matchmaker: Send {
 
     /// Proposes a group of `group_size`: `arriving` first, then members taken greedily in rank
     /// order, each of which passes the pre-filter with every member already taken and is
-    /// `allowed` with each of them (the lobby's rule: pairs whose probe failed are never grouped
+    /// `allowed` with each of them (the waitroom's rule: pairs whose probe failed are never grouped
     /// again). Returns the chosen members' ids, `arriving` first; `None` when no full group
     /// forms.
     ///
@@ -57,20 +55,9 @@ pub trait Matchmaker: Send {
         arriving: &Candidate,
         waiting: &mut dyn Iterator<Item = Candidate>,
         group_size: usize,
-        allowed: &dyn Fn(u64, u64) -> bool,
-    ) -> Option<Vec<u64>> {
+        allowed: &dyn Fn(Pid, Pid) -> bool,
+    ) -> Option<Vec<Pid>> {
         greedy_group(self, arriving, waiting, group_size, allowed)
-    }
-
-    /// The probe's verdict on a measured peer-to-peer RTT, ms (the original's
-    /// `should_reject_for_rtt`): no threshold → accept; no measurement → reject;
-    /// `measured > max_p2p_rtt_ms` → reject (equal is accepted).
-    fn should_reject_for_rtt(&self, measured_ms: Option<f64>) -> bool {
-        match (self.max_p2p_rtt_ms(), measured_ms) {
-            (None, _) => false,
-            (Some(_), None) => true,
-            (Some(max), Some(m)) => m.is_nan() || m > max,
-        }
     }
 }
 
@@ -79,8 +66,8 @@ fn greedy_group<M: Matchmaker + ?Sized>(
     arriving: &Candidate,
     waiting: &mut dyn Iterator<Item = Candidate>,
     group_size: usize,
-    allowed: &dyn Fn(u64, u64) -> bool,
-) -> Option<Vec<u64>> {
+    allowed: &dyn Fn(Pid, Pid) -> bool,
+) -> Option<Vec<Pid>> {
     if group_size < 2 {
         return None;
     }
@@ -106,17 +93,11 @@ fn greedy_group<M: Matchmaker + ?Sized>(
 /// `FIFOMatchmaker`: the first `group_size − 1` waiting, in arrival order, plus the arriving
 /// one. No latency filter.
 #[derive(Debug, Clone, Default)]
-pub struct FifoMatchmaker {
-    /// Probe threshold, ms; `None`: no probe.
-    pub max_p2p_rtt_ms: Option<f64>,
-}
+pub struct FifoMatchmaker;
 
 impl Matchmaker for FifoMatchmaker {
     fn name(&self) -> &'static str {
         "fifo"
-    }
-    fn max_p2p_rtt_ms(&self) -> Option<f64> {
-        self.max_p2p_rtt_ms
     }
     fn pair_passes(&self, _: &Candidate, _: &Candidate) -> bool {
         true
@@ -130,16 +111,11 @@ impl Matchmaker for FifoMatchmaker {
 pub struct LatencyFifoMatchmaker {
     /// Pre-filter on the sum of two server RTTs, ms.
     pub max_server_rtt_ms: f64,
-    /// Probe threshold, ms; `None`: no probe.
-    pub max_p2p_rtt_ms: Option<f64>,
 }
 
 impl Matchmaker for LatencyFifoMatchmaker {
     fn name(&self) -> &'static str {
         "latency_fifo"
-    }
-    fn max_p2p_rtt_ms(&self) -> Option<f64> {
-        self.max_p2p_rtt_ms
     }
     fn pair_passes(&self, a: &Candidate, b: &Candidate) -> bool {
         match (a.rtt_ms, b.rtt_ms) {
@@ -152,13 +128,10 @@ impl Matchmaker for LatencyFifoMatchmaker {
 /// The matchmaker a scene asks for.
 pub fn for_scene(scene: &SceneConfig) -> Box<dyn Matchmaker> {
     match scene.matchmaker {
-        MatchmakerKind::Fifo => Box::new(FifoMatchmaker {
-            max_p2p_rtt_ms: scene.max_p2p_rtt_ms,
-        }),
+        MatchmakerKind::Fifo => Box::new(FifoMatchmaker),
         MatchmakerKind::LatencyFifo => Box::new(LatencyFifoMatchmaker {
             // Config validation requires it for latency_fifo; infinity keeps the rule total.
             max_server_rtt_ms: scene.max_server_rtt_ms.unwrap_or(f64::INFINITY),
-            max_p2p_rtt_ms: scene.max_p2p_rtt_ms,
         }),
     }
 }
@@ -168,27 +141,40 @@ mod tests {
     use super::*;
 
     fn c(id: u64, rtt: Option<f64>) -> Candidate {
-        Candidate { id, rtt_ms: rtt }
+        Candidate {
+            id: Pid::new(id),
+            rtt_ms: rtt,
+        }
     }
-    fn any(_: u64, _: u64) -> bool {
+    fn any(_: Pid, _: Pid) -> bool {
         true
+    }
+    fn pids(ids: &[u64]) -> Option<Vec<Pid>> {
+        Some(ids.iter().copied().map(Pid::new).collect())
     }
     fn find(
         mm: &dyn Matchmaker,
         arriving: Candidate,
         waiting: &[Candidate],
         n: usize,
-    ) -> Option<Vec<u64>> {
+    ) -> Option<Vec<Pid>> {
         mm.find_match(&arriving, &mut waiting.iter().copied(), n, &any)
+    }
+    /// Excludes the pair `{a, b}`.
+    fn not(a: u64, b: u64) -> impl Fn(Pid, Pid) -> bool {
+        move |x, y| {
+            let (lo, hi) = (x.min(y).get(), x.max(y).get());
+            (lo, hi) != (a.min(b), a.max(b))
+        }
     }
 
     #[test]
     fn fifo_takes_first_in_arrival_order() {
-        let mm = FifoMatchmaker::default();
+        let mm = FifoMatchmaker;
         let w = [c(1, Some(500.0)), c(2, None), c(3, Some(1.0))];
-        assert_eq!(find(&mm, c(9, Some(1.0)), &w, 2), Some(vec![9, 1]));
-        assert_eq!(find(&mm, c(9, None), &w, 3), Some(vec![9, 1, 2]));
-        assert_eq!(find(&mm, c(9, None), &w, 4), Some(vec![9, 1, 2, 3]));
+        assert_eq!(find(&mm, c(9, Some(1.0)), &w, 2), pids(&[9, 1]));
+        assert_eq!(find(&mm, c(9, None), &w, 3), pids(&[9, 1, 2]));
+        assert_eq!(find(&mm, c(9, None), &w, 4), pids(&[9, 1, 2, 3]));
         assert_eq!(find(&mm, c(9, None), &w, 5), None, "not enough waiting");
         assert_eq!(find(&mm, c(9, None), &[], 2), None);
     }
@@ -197,7 +183,6 @@ mod tests {
     fn latency_fifo_boundary_is_inclusive() {
         let mm = LatencyFifoMatchmaker {
             max_server_rtt_ms: 200.0,
-            max_p2p_rtt_ms: None,
         };
         // 120 + 80 = 200 passes; 120 + 80.5 does not.
         assert_eq!(
@@ -207,7 +192,7 @@ mod tests {
                 &[c(1, Some(80.5)), c(2, Some(80.0))],
                 2
             ),
-            Some(vec![9, 2])
+            pids(&[9, 2])
         );
         assert_eq!(find(&mm, c(9, Some(120.0)), &[c(1, Some(80.5))], 2), None);
     }
@@ -216,17 +201,16 @@ mod tests {
     fn latency_fifo_unknown_rtt_passes_and_order_is_fifo() {
         let mm = LatencyFifoMatchmaker {
             max_server_rtt_ms: 100.0,
-            max_p2p_rtt_ms: None,
         };
         let w = [c(1, Some(90.0)), c(2, None), c(3, Some(10.0))];
         assert_eq!(
             find(&mm, c(9, Some(50.0)), &w, 2),
-            Some(vec![9, 2]),
+            pids(&[9, 2]),
             "unknown passes, FIFO"
         );
         assert_eq!(
             find(&mm, c(9, None), &w, 2),
-            Some(vec![9, 1]),
+            pids(&[9, 1]),
             "arriving unknown passes"
         );
         assert_eq!(mm.rank_candidates(&c(9, Some(50.0)), &w), vec![1, 2]);
@@ -236,66 +220,36 @@ mod tests {
     fn groups_of_three_check_every_pair() {
         let mm = LatencyFifoMatchmaker {
             max_server_rtt_ms: 100.0,
-            max_p2p_rtt_ms: None,
         };
         // Arriving (10) passes with 1 (80) and 2 (80), but 1 + 2 = 160 fails: the original
         // would have grouped 9, 1, 2. Here 2 is skipped and 3 (20) completes the group.
         let w = [c(1, Some(80.0)), c(2, Some(80.0)), c(3, Some(20.0))];
-        assert_eq!(find(&mm, c(9, Some(10.0)), &w, 3), Some(vec![9, 1, 3]));
+        assert_eq!(find(&mm, c(9, Some(10.0)), &w, 3), pids(&[9, 1, 3]));
         assert_eq!(find(&mm, c(9, Some(10.0)), &w[..2], 3), None);
     }
 
     #[test]
     fn allowed_excludes_failed_pairs() {
-        let mm = FifoMatchmaker::default();
+        let mm = FifoMatchmaker;
         let w = [c(1, None), c(2, None), c(3, None)];
-        let not_9_1 = |a: u64, b: u64| !matches!((a.min(b), a.max(b)), (1, 9));
         assert_eq!(
-            mm.find_match(&c(9, None), &mut w.iter().copied(), 2, &not_9_1),
-            Some(vec![9, 2])
+            mm.find_match(&c(9, None), &mut w.iter().copied(), 2, &not(9, 1)),
+            pids(&[9, 2])
         );
         // In a group of three, 1 is excluded with 9 but also each pair among the others counts.
-        let not_2_3 = |a: u64, b: u64| !matches!((a.min(b), a.max(b)), (2, 3));
         assert_eq!(
-            mm.find_match(&c(9, None), &mut w.iter().copied(), 3, &not_2_3),
-            Some(vec![9, 1, 2])
+            mm.find_match(&c(9, None), &mut w.iter().copied(), 3, &not(2, 3)),
+            pids(&[9, 1, 2])
         );
-        let not_1_2 = |a: u64, b: u64| !matches!((a.min(b), a.max(b)), (1, 2));
         assert_eq!(
-            mm.find_match(&c(9, None), &mut w.iter().copied(), 3, &not_1_2),
-            Some(vec![9, 1, 3])
+            mm.find_match(&c(9, None), &mut w.iter().copied(), 3, &not(1, 2)),
+            pids(&[9, 1, 3])
         );
     }
 
     #[test]
     fn arriving_is_never_its_own_candidate() {
-        let mm = FifoMatchmaker::default();
+        let mm = FifoMatchmaker;
         assert_eq!(find(&mm, c(1, None), &[c(1, None)], 2), None);
-    }
-
-    #[test]
-    fn should_reject_for_rtt_rule() {
-        let none = FifoMatchmaker {
-            max_p2p_rtt_ms: None,
-        };
-        assert!(!none.should_reject_for_rtt(None), "no threshold accepts");
-        assert!(!none.should_reject_for_rtt(Some(1e9)));
-        let mm = LatencyFifoMatchmaker {
-            max_server_rtt_ms: 200.0,
-            max_p2p_rtt_ms: Some(150.0),
-        };
-        assert!(
-            mm.should_reject_for_rtt(None),
-            "missing measurement rejects"
-        );
-        assert!(!mm.should_reject_for_rtt(Some(100.0)));
-        assert!(!mm.should_reject_for_rtt(Some(150.0)), "equal is accepted");
-        assert!(mm.should_reject_for_rtt(Some(150.001)));
-        assert!(mm.should_reject_for_rtt(Some(f64::NAN)));
-        let zero = FifoMatchmaker {
-            max_p2p_rtt_ms: Some(0.0),
-        };
-        assert!(!zero.should_reject_for_rtt(Some(0.0)));
-        assert!(zero.should_reject_for_rtt(Some(0.1)));
     }
 }

@@ -1,19 +1,30 @@
-//! The `ProbeCoordinator`: server side of the P2P probe (PROTOCOL.md, Probe).
+//! The probe coordinator: the server side of the P2P probe (PROTOCOL.md, Probe), and the one
+//! place where a proposed group's fate is decided.
 //!
 //! A probe is a temporary WebRTC connection between two participants that a matchmaker proposed
-//! to group, used to measure their real peer-to-peer RTT before a game exists. The coordinator
-//! runs its protocol — `probe_prepare` → both `probe_ready` → `probe_start` → relayed
-//! `probe_signal`s → both `probe_result`s → decision — and enforces what the original
-//! framework's coordinator did not:
+//! to group, used to measure their real peer-to-peer RTT before a game exists. Every pair of a
+//! proposed group is probed in parallel: one *round* per group ([`ProbeCoordinator::start_round`]).
+//! Each probe runs its protocol — `probe_prepare` → both `probe_ready` → `probe_start` → relayed
+//! `probe_signal`s → both `probe_result`s — and ends with a result, at its deadline, or when a
+//! member goes. The coordinator then:
+//! 1. judges the pair ([`judge_pair`]: a failure, or the larger of the two reported RTTs against
+//!    the scene's `max_p2p_rtt_ms`), and writes the `probe_result` line;
+//! 2. folds the pair into its round; once every pair is judged, or a member disconnected, the
+//!    round yields the group's [`Verdict`]: `Accepted` with the pairs' RTTs, or `Rejected` with
+//!    the reason and the pairs that failed.
+//!
+//! The router only acts on a verdict (it starts the game, or puts the members back into the
+//! waitroom and has it remember the failed pairs). Every operation that can end probes returns
+//! [`PairJudged`]s in order, each with the group verdict it completed, if any.
+//!
+//! It also enforces what the original framework's coordinator did not:
 //! - the deadline really fires ([`ProbeCoordinator::expire`]; the original's cleanup was never
 //!   called, so a silent peer stalled a match forever);
 //! - only the two members may speak for a probe, and a signal goes only to the other member
 //!   (the original relayed to any `target_subject_id`);
 //! - `ready` counts once per member, a `result` once per member;
-//! - a member's disconnect fails the probe at once ([`ProbeCoordinator::fail_member`]).
-//!
-//! It decides *that* a probe is over and what was measured ([`ProbeOutcome`]); whether the RTT
-//! passes is the matchmaker's rule (`should_reject_for_rtt`), applied by the lobby.
+//! - a member's disconnect fails the probe, and with it the group, at once
+//!   ([`ProbeCoordinator::fail_member`]); it is not held against the pair.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -23,7 +34,8 @@ use pairlab_shared::{
     ProbeStart, ServerMessage, SubjectId,
 };
 
-use super::research::{ProbeFailure, ProbeReport};
+use super::ids::{GroupId, IdSource, Pid};
+use super::research::{PairRtt, ProbeFailure, ProbeReport, ResearchEvent};
 
 /// How long an ended probe is remembered, so that its members' late messages (a trickled
 /// candidate after the decision, a result after the deadline) are ignored quietly instead of
@@ -33,14 +45,14 @@ pub const TOMBSTONE_TTL: Duration = Duration::from_secs(60);
 /// One member of a probe.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProbeMember {
-    /// The lobby's participant handle.
-    pub pid: u64,
+    /// The router's participant handle.
+    pub pid: Pid,
     /// The participant's id.
     pub subject_id: SubjectId,
 }
 
-/// A message for one member, addressed by the lobby's participant handle.
-pub type Outgoing = (u64, ServerMessage);
+/// A message for one member, addressed by the router's participant handle.
+pub type Outgoing = (Pid, ServerMessage);
 
 /// The probe message was refused: the sender is not a member of a live or recently ended probe
 /// with that id, or the signal's target is not the other member.
@@ -57,9 +69,99 @@ pub enum Handled<T> {
     Late,
 }
 
+/// A proposed group to probe: every pair of `members`, in parallel.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewRound {
+    /// The router's handle for the group.
+    pub group: GroupId,
+    /// The scene (index into the config's scenes), for the record.
+    pub scene: usize,
+    /// The members, in player order.
+    pub members: Vec<ProbeMember>,
+    /// The scene's threshold on a pair's peer-to-peer RTT, ms.
+    pub max_p2p_rtt_ms: f64,
+    /// Each probe's deadline, ms after its `probe_prepare`.
+    pub timeout_ms: u64,
+}
+
+/// One probe a round started.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StartedProbe {
+    /// The probe.
+    pub probe_session_id: ProbeSessionId,
+    /// A `probe_prepare` for each member, initiator first.
+    pub prepares: [Outgoing; 2],
+    /// The `probe_started` line.
+    pub record: ResearchEvent,
+}
+
+/// A group's fate, once all its pairs are judged or a member disconnected.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    /// Every pair's RTT is within the threshold: the group becomes a game.
+    Accepted {
+        /// Each pair's RTT, in the order the pairs were decided.
+        pair_rtts: Vec<PairRtt>,
+    },
+    /// The group cannot be: its members return to the waitroom.
+    Rejected {
+        /// The first failure among the pairs, or `Disconnected` when a member went.
+        reason: ProbeFailure,
+        /// The pairs whose probe failed (not those cut short by a disconnect): never to be
+        /// grouped again.
+        failed_pairs: Vec<[SubjectId; 2]>,
+    },
+}
+
+/// The verdict on one proposed group.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupVerdict {
+    /// Which group.
+    pub group: GroupId,
+    /// Its scene.
+    pub scene: usize,
+    /// Its members, in player order.
+    pub members: Vec<Pid>,
+    /// Its fate.
+    pub verdict: Verdict,
+}
+
+/// One probe's end: the `probe_result` line, and the verdict on its group when this pair was
+/// the last to be judged (or a member disconnected).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PairJudged {
+    /// The scene of the probe's group, for the record.
+    pub scene: usize,
+    /// The `probe_result` line.
+    pub record: ResearchEvent,
+    /// The group's verdict, when this probe decided it.
+    pub verdict: Option<GroupVerdict>,
+}
+
+/// The rule for one probed pair (the original framework's `should_reject_for_rtt`): a probe that
+/// failed (`failure`: a missing report, a failed measurement, a disconnect) is rejected for that
+/// reason; otherwise the measured RTT, ms, must be at most `max_p2p_rtt_ms` (equal is accepted;
+/// no measurement or NaN is `RttTooHigh`). Returns the accepted RTT, ms.
+///
+/// # Errors
+/// The reason the pair is rejected.
+pub fn judge_pair(
+    failure: Option<ProbeFailure>,
+    rtt_ms: Option<f64>,
+    max_p2p_rtt_ms: f64,
+) -> Result<f64, ProbeFailure> {
+    match (failure, rtt_ms) {
+        (Some(f), _) => Err(f),
+        (None, Some(m)) if !m.is_nan() && m <= max_p2p_rtt_ms => Ok(m),
+        (None, _) => Err(ProbeFailure::RttTooHigh),
+    }
+}
+
 #[derive(Debug)]
 struct ProbeSession {
-    group: u64,
+    group: GroupId,
+    /// Creation order: probes due at one tick are decided in this order.
+    seq: u64,
     members: [ProbeMember; 2],
     ready_at: [Option<Instant>; 2],
     reports: [Option<ProbeReport>; 2],
@@ -67,34 +169,50 @@ struct ProbeSession {
     deadline: Instant,
 }
 
-/// A decided probe.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ProbeOutcome {
-    /// The probe.
-    pub probe_session_id: ProbeSessionId,
-    /// The lobby's tag given at [`ProbeCoordinator::create_probe`] (its proposed group).
-    pub group: u64,
+/// A probe that has ended, before it is judged.
+#[derive(Debug)]
+struct Finished {
+    probe_session_id: ProbeSessionId,
+    group: GroupId,
     /// Initiator first.
-    pub members: [ProbeMember; 2],
+    members: [ProbeMember; 2],
     /// Each member's report, in `members` order.
-    pub reports: [Option<ProbeReport>; 2],
+    reports: [Option<ProbeReport>; 2],
     /// Why the probe failed before any RTT could be judged: a missing report at the deadline,
     /// a failed measurement, a disconnect. `None` when both members measured an RTT.
-    pub failure: Option<ProbeFailure>,
+    failure: Option<ProbeFailure>,
     /// The RTT to judge: the larger of the two reported `rtt_ms`, when `failure` is `None`.
-    pub rtt_ms: Option<f64>,
+    rtt_ms: Option<f64>,
     /// From `probe_prepare` to the second `probe_ready`, ms.
-    pub ready_ms: Option<f64>,
+    ready_ms: Option<f64>,
     /// From `probe_prepare` to the decision, ms.
-    pub duration_ms: f64,
+    duration_ms: f64,
 }
 
-/// All live probes of a server. Pure: every method takes the time and returns messages.
+/// The probes of one proposed group, and what they have found so far.
+#[derive(Debug)]
+struct ProbeRound {
+    scene: usize,
+    /// In player order.
+    members: Vec<Pid>,
+    max_p2p_rtt_ms: f64,
+    /// Probes not yet judged.
+    pending: usize,
+    failure: Option<ProbeFailure>,
+    failed_pairs: Vec<[SubjectId; 2]>,
+    pair_rtts: Vec<PairRtt>,
+    probe_ids: Vec<ProbeSessionId>,
+}
+
+/// All live probes and probe rounds of a server. Pure: every method takes the time and returns
+/// messages, lines and verdicts.
 #[derive(Debug, Default)]
 pub struct ProbeCoordinator {
     probes: HashMap<ProbeSessionId, ProbeSession>,
-    by_member: HashMap<u64, Vec<ProbeSessionId>>,
-    ended: HashMap<ProbeSessionId, ([u64; 2], Instant)>,
+    by_member: HashMap<Pid, Vec<ProbeSessionId>>,
+    ended: HashMap<ProbeSessionId, ([Pid; 2], Instant)>,
+    rounds: HashMap<GroupId, ProbeRound>,
+    next_seq: u64,
 }
 
 fn ms(d: Duration) -> f64 {
@@ -117,57 +235,118 @@ impl ProbeCoordinator {
         self.probes.is_empty()
     }
 
-    /// Starts a probe between `a` and `b` (order irrelevant: the member with the smaller
-    /// `subject_id` in byte order becomes the initiator and is listed first). Returns the new
-    /// id, the members in that order, and a `probe_prepare` for each, carrying the ICE servers
-    /// `ice_servers_for` gives that member (TURN credentials may be minted per participant).
-    /// The deadline is `now + timeout_ms`.
-    pub fn create_probe(
+    /// Number of groups being probed.
+    pub fn rounds(&self) -> usize {
+        self.rounds.len()
+    }
+
+    /// The members of each group being probed, in player order.
+    pub fn round_members(&self) -> impl Iterator<Item = (GroupId, &[Pid])> {
+        self.rounds.iter().map(|(g, r)| (*g, r.members.as_slice()))
+    }
+
+    /// Whether group `group` is being probed and holds `pid`.
+    pub fn round_holds(&self, group: GroupId, pid: Pid) -> bool {
+        self.rounds
+            .get(&group)
+            .is_some_and(|r| r.members.contains(&pid))
+    }
+
+    /// Starts probing every pair of `round.members`, in parallel. Returns, per probe in pair
+    /// order, a `probe_prepare` for each member (carrying the ICE servers `ice_servers_for`
+    /// gives them: TURN credentials may be minted per participant) and its `probe_started` line.
+    pub fn start_round(
         &mut self,
         now: Instant,
-        group: u64,
-        a: ProbeMember,
-        b: ProbeMember,
-        ice_servers_for: &dyn Fn(&ProbeMember) -> Vec<IceServer>,
-        timeout_ms: u64,
-    ) -> (ProbeSessionId, [ProbeMember; 2], [Outgoing; 2]) {
+        ids: &mut dyn IdSource,
+        round: NewRound,
+        ice_servers_for: &dyn Fn(&SubjectId) -> Vec<IceServer>,
+    ) -> Vec<StartedProbe> {
+        let mut started = Vec::new();
+        for (i, a) in round.members.iter().enumerate() {
+            for b in &round.members[i + 1..] {
+                started.push(self.create_probe(now, ids, &round, a, b, ice_servers_for));
+            }
+        }
+        let probe_ids: Vec<ProbeSessionId> =
+            started.iter().map(|p| p.probe_session_id.clone()).collect();
+        self.rounds.insert(
+            round.group,
+            ProbeRound {
+                scene: round.scene,
+                members: round.members.iter().map(|m| m.pid).collect(),
+                max_p2p_rtt_ms: round.max_p2p_rtt_ms,
+                pending: probe_ids.len(),
+                failure: None,
+                failed_pairs: Vec::new(),
+                pair_rtts: Vec::new(),
+                probe_ids,
+            },
+        );
+        started
+    }
+
+    /// Starts a probe of `round` between `a` and `b` (order irrelevant: the member with the
+    /// smaller `subject_id` in byte order becomes the initiator and is listed first). The
+    /// deadline is `now + round.timeout_ms`.
+    fn create_probe(
+        &mut self,
+        now: Instant,
+        ids: &mut dyn IdSource,
+        round: &NewRound,
+        a: &ProbeMember,
+        b: &ProbeMember,
+        ice_servers_for: &dyn Fn(&SubjectId) -> Vec<IceServer>,
+    ) -> StartedProbe {
         let members = if pairlab_shared::is_initiator(b.subject_id.as_str(), a.subject_id.as_str())
         {
-            [b, a]
+            [b.clone(), a.clone()]
         } else {
-            [a, b]
+            [a.clone(), b.clone()]
         };
-        let id = ProbeSessionId::new_v4();
+        let timeout_ms = round.timeout_ms;
+        let id = ids.probe_session_id();
         let prepare = |me: &ProbeMember, peer: &ProbeMember| {
             ServerMessage::ProbePrepare(ProbePrepare {
                 probe_session_id: id.clone(),
                 peer_subject_id: peer.subject_id.clone(),
-                ice_servers: ice_servers_for(me),
+                ice_servers: ice_servers_for(&me.subject_id),
                 timeout_ms,
             })
         };
-        let out = [
+        let prepares = [
             (members[0].pid, prepare(&members[0], &members[1])),
             (members[1].pid, prepare(&members[1], &members[0])),
         ];
+        let record = ResearchEvent::ProbeStarted {
+            probe_session_id: id.clone(),
+            members: [members[0].subject_id.clone(), members[1].subject_id.clone()],
+            timeout_ms,
+        };
         for m in &members {
             self.by_member.entry(m.pid).or_default().push(id.clone());
         }
+        self.next_seq += 1;
         self.probes.insert(
             id.clone(),
             ProbeSession {
-                group,
-                members: members.clone(),
+                group: round.group,
+                seq: self.next_seq,
+                members,
                 ready_at: [None, None],
                 reports: [None, None],
                 prepared_at: now,
                 deadline: now + Duration::from_millis(timeout_ms),
             },
         );
-        (id, members, out)
+        StartedProbe {
+            probe_session_id: id,
+            prepares,
+            record,
+        }
     }
 
-    fn member_index(&self, id: &ProbeSessionId, pid: u64) -> Result<Handled<usize>, NotAMember> {
+    fn member_index(&self, id: &ProbeSessionId, pid: Pid) -> Result<Handled<usize>, NotAMember> {
         if let Some(p) = self.probes.get(id) {
             return p
                 .members
@@ -191,7 +370,7 @@ impl ProbeCoordinator {
         &mut self,
         now: Instant,
         id: &ProbeSessionId,
-        pid: u64,
+        pid: Pid,
     ) -> Result<Handled<Vec<Outgoing>>, NotAMember> {
         let Handled::Applied(i) = self.member_index(id, pid)? else {
             return Ok(Handled::Late);
@@ -224,7 +403,7 @@ impl ProbeCoordinator {
     /// [`NotAMember`] when `pid` is not a member, or the target is not the other member.
     pub fn handle_signal(
         &mut self,
-        pid: u64,
+        pid: Pid,
         signal: ProbeSignalOut,
     ) -> Result<Handled<Outgoing>, NotAMember> {
         let Handled::Applied(i) = self.member_index(&signal.probe_session_id, pid)? else {
@@ -250,16 +429,16 @@ impl ProbeCoordinator {
     }
 
     /// `probe_result` from participant `pid`. The first report of each member counts; a repeat
-    /// is ignored. Returns the outcome once both have reported.
+    /// is ignored. Once both have reported, the probe ends and is judged.
     ///
     /// # Errors
     /// [`NotAMember`] when `pid` is not a member of that probe.
     pub fn handle_result(
         &mut self,
         now: Instant,
-        pid: u64,
+        pid: Pid,
         result: ProbeResult,
-    ) -> Result<Handled<Option<ProbeOutcome>>, NotAMember> {
+    ) -> Result<Handled<Option<PairJudged>>, NotAMember> {
         let id = result.probe_session_id.clone();
         let Handled::Applied(i) = self.member_index(&id, pid)? else {
             return Ok(Handled::Late);
@@ -277,48 +456,47 @@ impl ProbeCoordinator {
             });
         }
         if p.reports.iter().all(Option::is_some) {
-            return Ok(Handled::Applied(Some(self.finish(now, &id, None))));
+            let finished = self.finish(now, &id, None);
+            return Ok(Handled::Applied(self.judge(now, finished)));
         }
         Ok(Handled::Applied(None))
     }
 
-    /// Participant `pid` disconnected or left: every live probe they are in fails at once.
-    pub fn fail_member(&mut self, now: Instant, pid: u64) -> Vec<ProbeOutcome> {
+    /// Participant `pid` disconnected or left: every live probe they are in fails at once, and
+    /// with it their group.
+    pub fn fail_member(&mut self, now: Instant, pid: Pid) -> Vec<PairJudged> {
         let ids = self.by_member.get(&pid).cloned().unwrap_or_default();
-        let mut outcomes = Vec::with_capacity(ids.len());
+        let mut judged = Vec::with_capacity(ids.len());
         for id in ids {
+            // (Deciding the group on the first of them cancels the others.)
             if self.probes.contains_key(&id) {
-                outcomes.push(self.finish(now, &id, Some(ProbeFailure::Disconnected)));
+                let finished = self.finish(now, &id, Some(ProbeFailure::Disconnected));
+                judged.extend(self.judge(now, finished));
             }
         }
-        outcomes
-    }
-
-    /// Ends a live probe without an outcome (its group was abandoned); its members' late
-    /// messages are then ignored. Returns whether it was live.
-    pub fn cancel(&mut self, now: Instant, id: &ProbeSessionId) -> bool {
-        match self.probes.contains_key(id) {
-            true => {
-                self.finish(now, id, Some(ProbeFailure::Disconnected));
-                true
-            }
-            false => false,
-        }
+        judged
     }
 
     /// Decides every probe whose deadline is at or before `now` (a missing report is a
-    /// [`ProbeFailure::Timeout`]) and forgets ended probes older than [`TOMBSTONE_TTL`].
-    pub fn expire(&mut self, now: Instant) -> Vec<ProbeOutcome> {
+    /// [`ProbeFailure::Timeout`]), in deadline and creation order, and forgets ended probes
+    /// older than [`TOMBSTONE_TTL`].
+    pub fn expire(&mut self, now: Instant) -> Vec<PairJudged> {
         self.ended.retain(|_, (_, until)| *until > now);
-        let due: Vec<ProbeSessionId> = self
+        let mut due: Vec<(Instant, u64, ProbeSessionId)> = self
             .probes
             .iter()
             .filter(|(_, p)| p.deadline <= now)
-            .map(|(id, _)| id.clone())
+            .map(|(id, p)| (p.deadline, p.seq, id.clone()))
             .collect();
-        due.iter()
-            .map(|id| self.finish(now, id, Some(ProbeFailure::Timeout)))
-            .collect()
+        due.sort_by_key(|(deadline, seq, _)| (*deadline, *seq));
+        let mut judged = Vec::with_capacity(due.len());
+        for (_, _, id) in due {
+            if self.probes.contains_key(&id) {
+                let finished = self.finish(now, &id, Some(ProbeFailure::Timeout));
+                judged.extend(self.judge(now, finished));
+            }
+        }
+        judged
     }
 
     /// The earliest live probe deadline.
@@ -326,9 +504,34 @@ impl ProbeCoordinator {
         self.probes.values().map(|p| p.deadline).min()
     }
 
-    /// The deadline of a live probe.
-    pub fn deadline(&self, id: &ProbeSessionId) -> Option<Instant> {
-        self.probes.get(id).map(|p| p.deadline)
+    /// Checks the coordinator's invariants; `Err` names the first one broken: every live probe
+    /// belongs to a round, and every round waits for exactly its live probes.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        let mut live: HashMap<GroupId, usize> = HashMap::new();
+        for (id, p) in &self.probes {
+            if !self.rounds.contains_key(&p.group) {
+                return Err(format!("probe {id} belongs to no round ({})", p.group));
+            }
+            *live.entry(p.group).or_default() += 1;
+        }
+        for (gid, r) in &self.rounds {
+            let live = live.get(gid).copied().unwrap_or(0);
+            if live != r.pending {
+                return Err(format!(
+                    "round {gid} waits for {} probes but {live} are live",
+                    r.pending
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends a live probe without judging it (its group is decided); its members' late messages
+    /// are then ignored.
+    fn cancel(&mut self, now: Instant, id: &ProbeSessionId) {
+        if self.probes.contains_key(id) {
+            self.finish(now, id, Some(ProbeFailure::Disconnected));
+        }
     }
 
     fn finish(
@@ -336,7 +539,7 @@ impl ProbeCoordinator {
         now: Instant,
         id: &ProbeSessionId,
         forced: Option<ProbeFailure>,
-    ) -> ProbeOutcome {
+    ) -> Finished {
         let p = self
             .probes
             .remove(id)
@@ -376,7 +579,7 @@ impl ProbeCoordinator {
             [Some(a), Some(b)] => Some(ms(a.max(b).saturating_duration_since(p.prepared_at))),
             _ => None,
         };
-        ProbeOutcome {
+        Finished {
             probe_session_id: id.clone(),
             group: p.group,
             members: p.members,
@@ -385,6 +588,113 @@ impl ProbeCoordinator {
             rtt_ms,
             ready_ms,
             duration_ms: ms(now.saturating_duration_since(p.prepared_at)),
+        }
+    }
+
+    /// Judges an ended probe against its round's threshold and folds it into the round; when
+    /// that decides the group (every pair judged, or a member disconnected), the round ends
+    /// with its verdict and its other probes are cancelled. `None` when the probe's round has
+    /// already been decided.
+    fn judge(&mut self, now: Instant, f: Finished) -> Option<PairJudged> {
+        let round = self.rounds.get_mut(&f.group)?;
+        let pair = [
+            f.members[0].subject_id.clone(),
+            f.members[1].subject_id.clone(),
+        ];
+        let judged = judge_pair(f.failure, f.rtt_ms, round.max_p2p_rtt_ms);
+        let record = ResearchEvent::ProbeResult {
+            probe_session_id: f.probe_session_id,
+            members: pair.clone(),
+            reports: f.reports,
+            accepted: judged.is_ok(),
+            rtt_ms: f.rtt_ms,
+            max_p2p_rtt_ms: round.max_p2p_rtt_ms,
+            reason: judged.err(),
+            ready_ms: f.ready_ms,
+            duration_ms: f.duration_ms,
+        };
+        round.pending = round.pending.saturating_sub(1);
+        match judged {
+            Ok(rtt_ms) => round.pair_rtts.push(PairRtt {
+                members: pair,
+                rtt_ms,
+            }),
+            // A disconnect is not held against the pair.
+            Err(ProbeFailure::Disconnected) => round.failure = Some(ProbeFailure::Disconnected),
+            Err(reason) => {
+                round.failure.get_or_insert(reason);
+                round.failed_pairs.push(pair);
+            }
+        }
+        let scene = round.scene;
+        let disconnected = judged == Err(ProbeFailure::Disconnected);
+        if !(disconnected || round.pending == 0) {
+            return Some(PairJudged {
+                scene,
+                record,
+                verdict: None,
+            });
+        }
+        let round = self.rounds.remove(&f.group)?;
+        if disconnected {
+            // A member is gone: the group cannot be; its other probes end now.
+            for id in &round.probe_ids {
+                self.cancel(now, id);
+            }
+        }
+        let verdict = match round.failure {
+            None => Verdict::Accepted {
+                pair_rtts: round.pair_rtts,
+            },
+            Some(reason) => Verdict::Rejected {
+                reason,
+                failed_pairs: round.failed_pairs,
+            },
+        };
+        Some(PairJudged {
+            scene,
+            record,
+            verdict: Some(GroupVerdict {
+                group: f.group,
+                scene,
+                members: round.members,
+                verdict,
+            }),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The pair rule (the original's `should_reject_for_rtt`, here with the scene's threshold;
+    /// a scene without one runs no probe, see the core's `fifo_without_probe_starts_game_at_once`).
+    #[test]
+    fn judge_pair_rule() {
+        let judge = |rtt, max| judge_pair(None, rtt, max);
+        assert_eq!(judge(Some(1e9), f64::INFINITY), Ok(1e9));
+        assert_eq!(
+            judge(None, 150.0),
+            Err(ProbeFailure::RttTooHigh),
+            "missing measurement rejects"
+        );
+        assert_eq!(judge(Some(100.0), 150.0), Ok(100.0));
+        assert_eq!(judge(Some(150.0), 150.0), Ok(150.0), "equal is accepted");
+        assert_eq!(judge(Some(150.001), 150.0), Err(ProbeFailure::RttTooHigh));
+        assert_eq!(judge(Some(f64::NAN), 150.0), Err(ProbeFailure::RttTooHigh));
+        assert_eq!(judge(Some(0.0), 0.0), Ok(0.0));
+        assert_eq!(judge(Some(0.1), 0.0), Err(ProbeFailure::RttTooHigh));
+        for failure in [
+            ProbeFailure::Timeout,
+            ProbeFailure::MeasurementFailed,
+            ProbeFailure::Disconnected,
+        ] {
+            assert_eq!(
+                judge_pair(Some(failure), Some(1.0), 150.0),
+                Err(failure),
+                "a failed probe is rejected for its failure"
+            );
         }
     }
 }

@@ -9,11 +9,16 @@ use super::research::{ProbeFailure, ResearchEvent};
 use super::*;
 use crate::config::{Config, MatchmakerKind, SceneConfig};
 
+/// The Unix time, s, the simulated clock starts at.
+const UNIX_T0_S: u64 = 1_700_000_000;
+
 struct H {
     core: Core,
     t0: Instant,
     now: Instant,
     records: Vec<ResearchEvent>,
+    /// Every action the core returned, in order.
+    log: Vec<Action>,
 }
 
 fn sid(s: &str) -> SubjectId {
@@ -32,19 +37,35 @@ fn latency_scene(max_p2p: Option<f64>) -> SceneConfig {
 
 impl H {
     fn new(scene: SceneConfig) -> Self {
-        Self::with_scenes(vec![scene])
+        Self::seeded(vec![scene], 1)
     }
     fn with_scenes(scenes: Vec<SceneConfig>) -> Self {
-        let t0 = Instant::now();
-        H {
-            core: Core::new(Arc::new(Config {
+        Self::seeded(scenes, 1)
+    }
+    /// A core for `scenes` without ICE servers, whose ids come from `seed`.
+    fn seeded(scenes: Vec<SceneConfig>, seed: u64) -> Self {
+        Self::with_config(
+            Config {
                 scenes,
                 ice_servers: vec![],
                 turn: None,
-            })),
+            },
+            seed,
+        )
+    }
+    /// A core for `config` whose ids come from `seed`, on a simulated clock starting now.
+    fn with_config(config: Config, seed: u64) -> Self {
+        let t0 = Instant::now();
+        let clock = CoreClock {
+            origin: t0,
+            origin_unix_s: UNIX_T0_S,
+        };
+        H {
+            core: Core::new(Arc::new(config), clock, Box::new(SeededIds::new(seed))),
             t0,
             now: t0,
             records: vec![],
+            log: vec![],
         }
     }
     fn at(&mut self, ms: u64) {
@@ -61,26 +82,31 @@ impl H {
                 self.records.push(event.clone());
             }
         }
+        self.log.extend(out.iter().cloned());
         out
     }
-    fn msg(&mut self, conn: ConnId, msg: ClientMessage) -> Vec<Action> {
-        self.ev(Event::Message { conn, msg })
+    fn msg(&mut self, conn: u64, msg: ClientMessage) -> Vec<Action> {
+        self.ev(Event::Message {
+            conn: ConnId::new(conn),
+            msg,
+        })
     }
     fn tick_at(&mut self, ms: u64) -> Vec<Action> {
         self.at(ms);
         self.ev(Event::Tick)
     }
     /// Connects, says hello, and delivers three RTT samples of `rtt` ms. Returns everything sent.
-    fn join(&mut self, conn: ConnId, subject: &str, rtt: f64) -> Vec<Action> {
+    fn join(&mut self, n: u64, subject: &str, rtt: f64) -> Vec<Action> {
+        let conn = ConnId::new(n);
         let mut all = self.ev(Event::Connected { conn });
-        all.extend(self.hello(conn, subject, None));
+        all.extend(self.hello(n, subject, None));
         for _ in 0..3 {
             all.extend(self.ev(Event::RttSample { conn, rtt_ms: rtt }));
         }
         all.extend(self.ev(Event::Tick));
         all
     }
-    fn hello(&mut self, conn: ConnId, subject: &str, token: Option<String>) -> Vec<Action> {
+    fn hello(&mut self, conn: u64, subject: &str, token: Option<String>) -> Vec<Action> {
         self.msg(
             conn,
             ClientMessage::Hello(Hello {
@@ -98,51 +124,51 @@ impl H {
     }
 }
 
-fn sent(actions: &[Action], to: ConnId) -> Vec<ServerMessage> {
+fn sent(actions: &[Action], to: u64) -> Vec<ServerMessage> {
     actions
         .iter()
         .filter_map(|a| match a {
-            Action::Send { conn, msg } if *conn == to => Some(msg.clone()),
+            Action::Send { conn, msg } if conn.get() == to => Some(msg.clone()),
             _ => None,
         })
         .collect()
 }
 
-fn closed(actions: &[Action], c: ConnId) -> bool {
+fn closed(actions: &[Action], c: u64) -> bool {
     actions
         .iter()
-        .any(|a| matches!(a, Action::Close { conn } if *conn == c))
+        .any(|a| matches!(a, Action::Close { conn } if conn.get() == c))
 }
 
-fn error_code(actions: &[Action], to: ConnId) -> Option<ErrorCode> {
+fn error_code(actions: &[Action], to: u64) -> Option<ErrorCode> {
     sent(actions, to).into_iter().find_map(|m| match m {
         ServerMessage::Error(e) => Some(e.code),
         _ => None,
     })
 }
 
-fn prepare(actions: &[Action], to: ConnId) -> Option<ProbePrepare> {
+fn prepare(actions: &[Action], to: u64) -> Option<ProbePrepare> {
     sent(actions, to).into_iter().find_map(|m| match m {
         ServerMessage::ProbePrepare(p) => Some(p),
         _ => None,
     })
 }
 
-fn game(actions: &[Action], to: ConnId) -> Option<GameStart> {
+fn game(actions: &[Action], to: u64) -> Option<GameStart> {
     sent(actions, to).into_iter().find_map(|m| match m {
         ServerMessage::GameStart(g) => Some(g),
         _ => None,
     })
 }
 
-fn waitroom(actions: &[Action], to: ConnId) -> Option<Waitroom> {
+fn waitroom(actions: &[Action], to: u64) -> Option<Waitroom> {
     sent(actions, to).into_iter().find_map(|m| match m {
         ServerMessage::Waitroom(w) => Some(w),
         _ => None,
     })
 }
 
-fn token(actions: &[Action], to: ConnId) -> String {
+fn token(actions: &[Action], to: u64) -> String {
     sent(actions, to)
         .into_iter()
         .find_map(|m| match m {
@@ -200,10 +226,12 @@ fn fifo_without_probe_starts_game_at_once() {
 #[test]
 fn waits_for_entry_samples_or_time() {
     let mut h = H::new(SceneConfig::with_defaults("s", 2, MatchmakerKind::Fifo));
-    h.ev(Event::Connected { conn: 1 });
+    h.ev(Event::Connected {
+        conn: ConnId::new(1),
+    });
     h.hello(1, "A", None);
     let a = h.ev(Event::RttSample {
-        conn: 1,
+        conn: ConnId::new(1),
         rtt_ms: 5.0,
     });
     assert!(
@@ -212,7 +240,7 @@ fn waits_for_entry_samples_or_time() {
     );
     h.at(400);
     let a = h.ev(Event::RttSample {
-        conn: 1,
+        conn: ConnId::new(1),
         rtt_ms: 5.0,
     });
     assert!(
@@ -417,7 +445,9 @@ fn disconnect_during_probe_fails_it_at_once_without_blaming_the_pair() {
     let b = h.join(2, "B", 10.0);
     let tok_b = token(&b, 2);
     assert!(prepare(&b, 1).is_some());
-    let a = h.ev(Event::Disconnected { conn: 2 });
+    let a = h.ev(Event::Disconnected {
+        conn: ConnId::new(2),
+    });
     assert!(waitroom(&a, 1).is_some(), "A returns at once");
     assert_eq!(h.core.stats().probes, 0);
     assert!(h.records.iter().any(|r| matches!(
@@ -428,7 +458,9 @@ fn disconnect_during_probe_fails_it_at_once_without_blaming_the_pair() {
         }
     )));
     // B reloads and resumes: the pair may be probed again (a disconnect is not a verdict).
-    h.ev(Event::Connected { conn: 3 });
+    h.ev(Event::Connected {
+        conn: ConnId::new(3),
+    });
     let r = h.hello(3, "B", Some(tok_b));
     assert!(prepare(&r, 1).is_some() && prepare(&r, 3).is_some());
 }
@@ -438,26 +470,34 @@ fn resume_keeps_place_and_duplicate_is_refused() {
     let mut h = H::new(latency_scene(Some(150.0)));
     let a = h.join(1, "A", 10.0);
     let tok = token(&a, 1);
-    h.ev(Event::Connected { conn: 5 });
+    h.ev(Event::Connected {
+        conn: ConnId::new(5),
+    });
     let dup = h.hello(5, "A", None);
     assert_eq!(error_code(&dup, 5), Some(ErrorCode::DuplicateSession));
     assert!(closed(&dup, 5));
     // Drop, then resume within the grace with the token.
     h.at(1_000);
-    h.ev(Event::Disconnected { conn: 1 });
+    h.ev(Event::Disconnected {
+        conn: ConnId::new(1),
+    });
     assert_eq!(
         h.core.stats().waiting,
         0,
         "a dropped participant is not matchable"
     );
-    h.ev(Event::Connected { conn: 6 });
+    h.ev(Event::Connected {
+        conn: ConnId::new(6),
+    });
     assert_eq!(
         error_code(&h.hello(6, "A", None), 6),
         Some(ErrorCode::DuplicateSession),
         "during the grace a hello without the token is refused"
     );
     h.at(2_000);
-    h.ev(Event::Connected { conn: 7 });
+    h.ev(Event::Connected {
+        conn: ConnId::new(7),
+    });
     let r = h.hello(7, "A", Some(tok.clone()));
     let new_tok = token(&r, 7);
     assert_ne!(new_tok, tok, "the token changes at each welcome");
@@ -476,7 +516,9 @@ fn takeover_of_a_live_session_closes_the_old_socket() {
     let mut h = H::new(latency_scene(None));
     let a = h.join(1, "A", 10.0);
     let tok = token(&a, 1);
-    h.ev(Event::Connected { conn: 2 });
+    h.ev(Event::Connected {
+        conn: ConnId::new(2),
+    });
     let r = h.hello(2, "A", Some(tok));
     assert!(closed(&r, 1));
     assert!(waitroom(&r, 2).is_some());
@@ -489,10 +531,14 @@ fn session_is_gone_after_the_grace() {
     let mut h = H::new(latency_scene(None));
     let a = h.join(1, "A", 10.0);
     let tok = token(&a, 1);
-    h.ev(Event::Disconnected { conn: 1 });
+    h.ev(Event::Disconnected {
+        conn: ConnId::new(1),
+    });
     h.tick_at(3_000);
     assert_eq!(h.count("participant_left"), 1);
-    h.ev(Event::Connected { conn: 2 });
+    h.ev(Event::Connected {
+        conn: ConnId::new(2),
+    });
     let r = h.hello(2, "A", Some(tok));
     assert!(
         error_code(&r, 2).is_none(),
@@ -521,7 +567,9 @@ fn waitroom_timeout_is_enforced_and_final() {
     }
     assert!(closed(&a, 1));
     assert_eq!(h.count("waitroom_timeout"), 1);
-    h.ev(Event::Connected { conn: 2 });
+    h.ev(Event::Connected {
+        conn: ConnId::new(2),
+    });
     let r = h.hello(2, "A", None);
     assert_eq!(error_code(&r, 2), Some(ErrorCode::AlreadyDone));
     assert!(closed(&r, 2));
@@ -549,7 +597,9 @@ fn leave_is_final_and_frees_the_partner() {
     let a = h.msg(2, ClientMessage::Leave);
     assert!(closed(&a, 2));
     assert!(waitroom(&a, 1).is_some());
-    h.ev(Event::Connected { conn: 3 });
+    h.ev(Event::Connected {
+        conn: ConnId::new(3),
+    });
     assert_eq!(
         error_code(&h.hello(3, "B", None), 3),
         Some(ErrorCode::AlreadyDone)
@@ -617,7 +667,7 @@ fn group_of_three_with_one_bad_pair_returns_everyone() {
     assert_eq!(rejected, Some(vec![[sid("B"), sid("C")]]));
     // With D, B and C cannot be together: A, B, D or A, C, D.
     let d = h.join(4, "D", 10.0);
-    let probed: Vec<ConnId> = [1, 2, 3, 4]
+    let probed: Vec<u64> = [1, 2, 3, 4]
         .into_iter()
         .filter(|&c| prepare(&d, c).is_some())
         .collect();
@@ -627,24 +677,32 @@ fn group_of_three_with_one_bad_pair_returns_everyone() {
 #[test]
 fn hello_rules() {
     let mut h = H::with_scenes(vec![latency_scene(None)]);
-    h.ev(Event::Connected { conn: 1 });
+    h.ev(Event::Connected {
+        conn: ConnId::new(1),
+    });
     let a = h.msg(1, ClientMessage::Leave);
     assert_eq!(error_code(&a, 1), Some(ErrorCode::HelloRequired));
     assert!(closed(&a, 1));
-    h.ev(Event::Connected { conn: 2 });
+    h.ev(Event::Connected {
+        conn: ConnId::new(2),
+    });
     let a = h.ev(Event::Malformed {
-        conn: 2,
+        conn: ConnId::new(2),
         error: ClientMessage::decode("nonsense").unwrap_err(),
     });
     assert_eq!(error_code(&a, 2), Some(ErrorCode::HelloRequired));
-    h.ev(Event::Connected { conn: 3 });
+    h.ev(Event::Connected {
+        conn: ConnId::new(3),
+    });
     let a = h.ev(Event::Malformed {
-        conn: 3,
+        conn: ConnId::new(3),
         error: ClientMessage::decode(r#"{"type":"hello","subject_id":"a b"}"#).unwrap_err(),
     });
     assert_eq!(error_code(&a, 3), Some(ErrorCode::InvalidSubjectId));
     assert!(closed(&a, 3));
-    h.ev(Event::Connected { conn: 4 });
+    h.ev(Event::Connected {
+        conn: ConnId::new(4),
+    });
     let a = h.msg(
         4,
         ClientMessage::Hello(Hello {
@@ -664,7 +722,7 @@ fn hello_rules() {
     assert!(closed(&a, 5));
     h.join(6, "B", 10.0);
     let a = h.ev(Event::Malformed {
-        conn: 6,
+        conn: ConnId::new(6),
         error: ClientMessage::decode(r#"{"type":"dance"}"#).unwrap_err(),
     });
     assert_eq!(error_code(&a, 6), Some(ErrorCode::UnknownType));
@@ -723,7 +781,7 @@ fn malformed_after_hello_keeps_connection() {
     let mut h = H::new(latency_scene(None));
     h.join(1, "A", 10.0);
     let a = h.ev(Event::Malformed {
-        conn: 1,
+        conn: ConnId::new(1),
         error: ClientMessage::decode(r#"{"type":"probe_ready"}"#).unwrap_err(),
     });
     assert_eq!(error_code(&a, 1), Some(ErrorCode::BadMessage));
@@ -735,59 +793,320 @@ fn malformed_after_hello_keeps_connection() {
 #[test]
 fn random_event_sequences_keep_invariants() {
     for seed in 1..=20u64 {
-        let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        let mut rnd = move |n: u64| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x % n
-        };
-        let mut s = latency_scene(Some(100.0));
-        s.group_size = 2 + (seed % 3) as u32;
-        s.waitroom_timeout_ms = 20_000;
-        let mut h = H::new(s);
-        let mut t = 0;
-        let mut probes: Vec<ProbeSessionId> = vec![];
-        for _ in 0..600 {
-            t += rnd(400);
-            h.at(t);
-            let conn = 1 + rnd(12);
-            let subject = format!("S{}", rnd(15));
-            let out = match rnd(10) {
-                0 => h.ev(Event::Connected { conn }),
-                1 => h.hello(conn, &subject, None),
-                2 => h.ev(Event::RttSample {
-                    conn,
-                    rtt_ms: rnd(150) as f64,
-                }),
-                3 => h.ev(Event::Disconnected { conn }),
-                4 if !probes.is_empty() => {
-                    let id = probes[rnd(probes.len() as u64) as usize].clone();
-                    h.msg(conn, ready(&id))
-                }
-                5 if !probes.is_empty() => {
-                    let id = probes[rnd(probes.len() as u64) as usize].clone();
-                    let rtt = (rnd(3) > 0).then(|| rnd(200) as f64);
-                    h.msg(conn, result(&id, rtt))
-                }
-                6 => h.msg(conn, ClientMessage::Leave),
-                _ => h.ev(Event::Tick),
-            };
-            for a in &out {
-                if let Action::Send {
-                    msg: ServerMessage::ProbePrepare(p),
-                    ..
-                } = a
-                {
-                    probes.push(p.probe_session_id.clone());
-                }
-            }
-        }
-        h.at(t + 120_000);
-        h.ev(Event::Tick);
+        let h = fuzz(seed, 1);
         assert_eq!(h.core.stats().probes, 0, "every probe ends by its deadline");
         assert_eq!(h.core.stats().waiting, 0, "every wait ends by its deadline");
     }
+}
+
+/// A small deterministic generator (xorshift64) from `seed`: `rnd(n)` is in `0..n` (0 for
+/// `n == 0`), so failures reproduce.
+fn xorshift(seed: u64) -> impl FnMut(u64) -> u64 {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    move |n: u64| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x % n.max(1)
+    }
+}
+
+/// One random event sequence of [`random_event_sequences_keep_invariants`]: 600 events drawn
+/// from `seed`, then a tick two minutes later, through a core whose ids come from `ids_seed`.
+fn fuzz(seed: u64, ids_seed: u64) -> H {
+    let mut rnd = xorshift(seed);
+    let mut s = latency_scene(Some(100.0));
+    s.group_size = 2 + (seed % 3) as u32;
+    s.waitroom_timeout_ms = 20_000;
+    let mut h = H::seeded(vec![s], ids_seed);
+    let mut t = 0;
+    let mut probes: Vec<ProbeSessionId> = vec![];
+    for _ in 0..600 {
+        t += rnd(400);
+        h.at(t);
+        let conn = 1 + rnd(12);
+        let subject = format!("S{}", rnd(15));
+        let out = match rnd(10) {
+            0 => h.ev(Event::Connected {
+                conn: ConnId::new(conn),
+            }),
+            1 => h.hello(conn, &subject, None),
+            2 => h.ev(Event::RttSample {
+                conn: ConnId::new(conn),
+                rtt_ms: rnd(150) as f64,
+            }),
+            3 => h.ev(Event::Disconnected {
+                conn: ConnId::new(conn),
+            }),
+            4 if !probes.is_empty() => {
+                let id = probes[rnd(probes.len() as u64) as usize].clone();
+                h.msg(conn, ready(&id))
+            }
+            5 if !probes.is_empty() => {
+                let id = probes[rnd(probes.len() as u64) as usize].clone();
+                let rtt = (rnd(3) > 0).then(|| rnd(200) as f64);
+                h.msg(conn, result(&id, rtt))
+            }
+            6 => h.msg(conn, ClientMessage::Leave),
+            _ => h.ev(Event::Tick),
+        };
+        for a in &out {
+            if let Action::Send {
+                msg: ServerMessage::ProbePrepare(p),
+                ..
+            } = a
+            {
+                probes.push(p.probe_session_id.clone());
+            }
+        }
+    }
+    h.at(t + 120_000);
+    h.ev(Event::Tick);
+    h
+}
+
+/// The core is deterministic given its inputs: the same events at the same simulated times,
+/// through two cores with the same id seed, give identical actions; another seed changes the
+/// ids (probe sessions, games, resume tokens) and nothing else of the story.
+#[test]
+fn same_events_and_seed_give_the_same_actions() {
+    let a = story(7);
+    assert_eq!(a.log, story(7).log);
+    let b = story(8);
+    assert_ne!(a.log, b.log, "other ids");
+    assert_eq!(a.records.len(), b.records.len());
+    for name in [
+        "probe_result",
+        "game_created",
+        "match_rejected",
+        "p2p_quality",
+        "participant_dropped",
+        "waitroom_timeout",
+        "game_ended",
+    ] {
+        assert!(a.count(name) >= 1, "the story covers {name}");
+    }
+    // Probes that end at one tick are decided in a fixed order (a group of three whose
+    // three probes all miss their deadline).
+    let trio = |seed| {
+        let mut scene = latency_scene(Some(150.0));
+        scene.group_size = 3;
+        let mut h = H::seeded(vec![scene], seed);
+        for (conn, subject) in [(1, "A"), (2, "B"), (3, "C")] {
+            h.join(conn, subject, 10.0);
+        }
+        h.tick_at(6_000);
+        assert_eq!(h.count("probe_result"), 3);
+        h.log
+    };
+    assert_eq!(trio(7), trio(7));
+    // The same holds for long random sequences (probes of groups of two to four, drops,
+    // resumes, leaves, games, deadlines).
+    for seed in [3, 4, 5] {
+        let (x, y) = (fuzz(seed, 11), fuzz(seed, 11));
+        assert_eq!(x.log, y.log, "random sequence {seed}");
+        assert!(!x.log.is_empty());
+        let (x, y) = (cooperative(seed, 11), cooperative(seed, 11));
+        assert_eq!(x.log, y.log, "cooperative sequence {seed}");
+        assert_ne!(x.log, cooperative(seed, 12).log, "other ids");
+    }
+}
+
+/// Random sequences of clients that follow the protocol (they answer their own probes, sometimes
+/// with a failure or not at all, resume with their token, report on their games): the
+/// invariants hold after every event, and every probe and wait ends by its deadline.
+#[test]
+fn cooperative_clients_keep_invariants() {
+    let (mut games, mut rejected) = (0, 0);
+    for seed in 1..=12u64 {
+        let h = cooperative(seed, 1);
+        assert_eq!(h.core.stats().probes, 0, "every probe ends by its deadline");
+        assert_eq!(h.core.stats().waiting, 0, "every wait ends by its deadline");
+        games += h.count("game_created");
+        rejected += h.count("match_rejected");
+    }
+    assert!(
+        games > 0 && rejected > 0,
+        "{games} games, {rejected} rejections"
+    );
+}
+
+/// One sequence of [`cooperative_clients_keep_invariants`]: 900 steps drawn from `seed`, then a
+/// tick two minutes later, through a core whose ids come from `ids_seed`.
+fn cooperative(seed: u64, ids_seed: u64) -> H {
+    let mut rnd = xorshift(seed);
+    let mut s = latency_scene(Some(100.0));
+    s.group_size = 2 + (seed % 3) as u32;
+    s.waitroom_timeout_ms = 15_000;
+    s.probe_timeout_ms = 3_000;
+    s.reconnect_grace_ms = 2_000;
+    s.hide_lobby_count = seed % 5 == 0;
+    let mut h = H::seeded(vec![s], ids_seed);
+    let mut t = 0;
+    // Conn → (subject, resume token); live conns; dropped sessions; probes to answer; games.
+    let mut who: std::collections::HashMap<u64, (String, String)> = Default::default();
+    let mut live: Vec<u64> = vec![];
+    let mut dropped: Vec<(String, String)> = vec![];
+    let mut prepared: Vec<(u64, ProbeSessionId)> = vec![];
+    let mut readied: Vec<(u64, ProbeSessionId)> = vec![];
+    let mut games: Vec<(u64, GameId, SubjectId)> = vec![];
+    let mut next_conn = 1u64;
+    let pick = |rnd: &mut dyn FnMut(u64) -> u64, len: usize| rnd(len as u64) as usize;
+    for _ in 0..900 {
+        t += rnd(250);
+        h.at(t);
+        let out = match rnd(14) {
+            0 | 1 => {
+                next_conn += 1;
+                let subject = format!("S{}", rnd(60));
+                h.join(next_conn, &subject, rnd(120) as f64)
+            }
+            2 | 3 if !prepared.is_empty() => {
+                let (c, id) = prepared.remove(pick(&mut rnd, prepared.len()));
+                readied.push((c, id.clone()));
+                h.msg(c, ready(&id))
+            }
+            4 | 5 if !readied.is_empty() => {
+                let (c, id) = readied.remove(pick(&mut rnd, readied.len()));
+                let rtt = (rnd(5) > 0).then(|| rnd(140) as f64);
+                h.msg(c, result(&id, rtt))
+            }
+            6 if !live.is_empty() => {
+                let c = live.remove(pick(&mut rnd, live.len()));
+                dropped.extend(who.get(&c).cloned());
+                h.ev(Event::Disconnected {
+                    conn: ConnId::new(c),
+                })
+            }
+            7 if !dropped.is_empty() => {
+                let (subject, token) = dropped.remove(pick(&mut rnd, dropped.len()));
+                next_conn += 1;
+                let mut out = h.ev(Event::Connected {
+                    conn: ConnId::new(next_conn),
+                });
+                out.extend(h.hello(next_conn, &subject, Some(token)));
+                out
+            }
+            8 if !live.is_empty() => {
+                let c = live[pick(&mut rnd, live.len())];
+                h.msg(c, ClientMessage::Leave)
+            }
+            9 if !games.is_empty() => {
+                let (c, game_id, peer) = games[pick(&mut rnd, games.len())].clone();
+                let msg = if rnd(4) == 0 {
+                    ClientMessage::P2pConnectionFailed(P2pConnectionFailed {
+                        game_id,
+                        peer_subject_id: peer,
+                        attempts: 3,
+                    })
+                } else {
+                    ClientMessage::P2pQuality(P2pQuality {
+                        game_id,
+                        peer_subject_id: peer,
+                        level: QualityLevel::Warning,
+                        rtt_ms: Some(rnd(200) as f64),
+                    })
+                };
+                h.msg(c, msg)
+            }
+            10 if !live.is_empty() => {
+                let c = live[pick(&mut rnd, live.len())];
+                h.ev(Event::RttSample {
+                    conn: ConnId::new(c),
+                    rtt_ms: rnd(150) as f64,
+                })
+            }
+            _ => h.ev(Event::Tick),
+        };
+        for a in &out {
+            match a {
+                Action::Send { conn, msg } => match msg {
+                    ServerMessage::Welcome(w) => {
+                        let entry = (w.subject_id.to_string(), w.resume_token.clone());
+                        who.insert(conn.get(), entry);
+                        if !live.contains(&conn.get()) {
+                            live.push(conn.get());
+                        }
+                    }
+                    // One probe in six is never answered: it ends at its deadline.
+                    ServerMessage::ProbePrepare(p) if rnd(6) > 0 => {
+                        prepared.push((conn.get(), p.probe_session_id.clone()));
+                    }
+                    ServerMessage::GameStart(g) => {
+                        let me = who.get(&conn.get()).map(|w| w.0.clone());
+                        for peer in g.players.iter().filter(|p| Some(p.to_string()) != me) {
+                            games.push((conn.get(), g.game_id.clone(), peer.clone()));
+                        }
+                    }
+                    _ => {}
+                },
+                Action::Close { conn } => live.retain(|&l| l != conn.get()),
+                Action::Record { .. } => {}
+            }
+        }
+    }
+    h.at(t + 120_000);
+    h.ev(Event::Tick);
+    h
+}
+
+/// A fixed story on simulated time, with ids from `seed`: A and B are probed, accepted and
+/// play (a quality report, then B leaves); C and D are probed, C's report is missing at the
+/// deadline, so they are rejected, may not be paired again, D drops and resumes, and both time
+/// out of the waitroom.
+fn story(seed: u64) -> H {
+    let mut scene = latency_scene(Some(150.0));
+    scene.waitroom_timeout_ms = 10_000;
+    let mut h = H::seeded(vec![scene], seed);
+    // Two arrivals, 100 ms apart, who are then probed together; the second one's actions.
+    let pair = |h: &mut H, at_ms: u64, [(c1, s1), (c2, s2)]: [(u64, &str); 2]| {
+        h.at(at_ms);
+        h.join(c1, s1, 10.0);
+        h.at(at_ms + 100);
+        let joined = h.join(c2, s2, 20.0);
+        let id = prepare(&joined, c1).expect("probed").probe_session_id;
+        (id, joined)
+    };
+    let (ab, _) = pair(&mut h, 0, [(1, "A"), (2, "B")]);
+    let (cd, joined) = pair(&mut h, 200, [(3, "C"), (4, "D")]);
+    h.at(400);
+    for conn in [1, 2] {
+        h.msg(conn, ready(&ab));
+    }
+    for conn in [3, 4] {
+        h.msg(conn, ready(&cd));
+    }
+    h.at(900);
+    h.msg(1, result(&ab, Some(40.0)));
+    let started = h.msg(2, result(&ab, Some(45.0)));
+    let game_id = game(&started, 1).expect("A and B play").game_id;
+    h.msg(4, result(&cd, Some(50.0)));
+    h.at(1_500);
+    h.msg(
+        1,
+        ClientMessage::P2pQuality(P2pQuality {
+            game_id,
+            peer_subject_id: sid("B"),
+            level: QualityLevel::Warning,
+            rtt_ms: Some(120.0),
+        }),
+    );
+    h.tick_at(5_300);
+    let d_token = token(&joined, 4);
+    h.at(6_000);
+    h.ev(Event::Disconnected {
+        conn: ConnId::new(4),
+    });
+    h.at(6_500);
+    h.ev(Event::Connected {
+        conn: ConnId::new(5),
+    });
+    h.hello(5, "D", Some(d_token));
+    h.tick_at(7_000);
+    h.msg(2, ClientMessage::Leave);
+    h.tick_at(11_000);
+    h.tick_at(20_000);
+    h
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -946,14 +1265,13 @@ fn turn_credentials_are_minted_per_participant() {
     // Vector computed independently: python3 -c "import hmac,hashlib,base64;
     // print(base64.b64encode(hmac.new(b'pairlab-secret', b'1700003600:subject-42', hashlib.sha1).digest()))"
     assert_eq!(
-        super::lobby::turn_rest_credentials("pairlab-secret", "subject-42", 1_700_003_600),
+        super::ice::turn_rest_credentials("pairlab-secret", "subject-42", 1_700_003_600),
         (
             "1700003600:subject-42".to_owned(),
             "DoLkkL4OreOEcQRubrM6U6gkLU4=".to_owned()
         )
     );
     let scene = SceneConfig::with_defaults("s", 2, MatchmakerKind::Fifo);
-    let t0 = Instant::now();
     let config = Config {
         scenes: vec![scene],
         ice_servers: vec![],
@@ -965,13 +1283,7 @@ fn turn_credentials_are_minted_per_participant() {
             },
         }),
     };
-    let mut h = H::new(SceneConfig::with_defaults(
-        "unused",
-        2,
-        MatchmakerKind::Fifo,
-    ));
-    h.core = Core::with_clock(Arc::new(config), t0, 1_700_000_000);
-    h.t0 = t0;
+    let mut h = H::with_config(config, 1);
     h.at(3_000);
     h.join(1, "A", 10.0);
     let b = h.join(2, "B", 10.0);
@@ -984,6 +1296,6 @@ fn turn_credentials_are_minted_per_participant() {
         "expiry = now + ttl"
     );
     assert_eq!(bb[0].username.as_deref(), Some("1700000603:B"));
-    let expect = super::lobby::turn_rest_credentials("pairlab-secret", "A", 1_700_000_603).1;
+    let expect = super::ice::turn_rest_credentials("pairlab-secret", "A", 1_700_000_603).1;
     assert_eq!(a[0].credential.as_deref(), Some(expect.as_str()));
 }

@@ -19,8 +19,7 @@ use tokio::task::{JoinError, JoinHandle};
 
 use super::sleep_until;
 use crate::config::Config;
-use crate::core::lobby::CoreStats;
-use crate::core::{Action, ConnId, Core, Event};
+use crate::core::{Action, ConnId, Core, CoreClock, CoreStats, Event, RandomIds};
 use crate::record::RecordHandle;
 
 /// Messages the core may queue for one connection before that client counts as too slow and is
@@ -62,8 +61,21 @@ pub(super) struct ConnIds(AtomicU64);
 impl ConnIds {
     /// The next unused id.
     pub(super) fn next(&self) -> ConnId {
-        self.0.fetch_add(1, Ordering::Relaxed) + 1
+        ConnId::new(self.0.fetch_add(1, Ordering::Relaxed) + 1)
     }
+}
+
+/// The server's [`Core`]: its clock origin is now (the one place the wall clock is read for it)
+/// and its ids are random ([`RandomIds`], UUID v4).
+fn new_core(config: Arc<Config>) -> Core {
+    let origin_unix_s = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let clock = CoreClock {
+        origin: std::time::Instant::now(),
+        origin_unix_s,
+    };
+    Core::new(config, clock, Box::new(RandomIds))
 }
 
 /// The running core task: its inbox, its published counts, and its handle.
@@ -81,7 +93,7 @@ impl CoreTask {
         let (stats_tx, stats) = watch::channel(CoreStats::default());
         let task = tokio::spawn(
             CoreLoop {
-                core: Core::new(config),
+                core: new_core(config),
                 inputs,
                 links: HashMap::new(),
                 record,
@@ -252,8 +264,8 @@ mod tests {
     #[test]
     fn conn_ids_start_at_one_and_are_never_reused() {
         let ids = ConnIds::default();
-        assert_eq!(ids.next(), 1);
-        assert_eq!(ids.next(), 2);
+        assert_eq!(ids.next(), ConnId::new(1));
+        assert_eq!(ids.next(), ConnId::new(2));
     }
 
     /// A client whose outbound queue is full is closed (its too-slow signal fires) instead of

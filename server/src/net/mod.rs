@@ -60,7 +60,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::core::lobby::CoreStats;
+use crate::core::CoreStats;
 use crate::record::RecordWriter;
 use core_task::{ConnIds, CoreInput, CoreTask};
 

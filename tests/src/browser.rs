@@ -143,7 +143,7 @@ return {
 };
 "#;
 
-/// The Chromium command line of every test browser (see TOOLCHAIN notes): headless, as root
+/// The Chromium command line of every test browser: headless, as root
 /// (`--no-sandbox`), nothing that talks to the internet, host ICE candidates not hidden behind
 /// mDNS names (`WebRtcHideLocalIpsWithMdns`), and a fresh profile (appended by [`Browser::open`]).
 pub const CHROMIUM_ARGS: &[&str] = &[

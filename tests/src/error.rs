@@ -34,7 +34,7 @@ pub enum HarnessError {
     /// A child process exited while the harness waited for it to become ready.
     #[error("{name} exited ({status}) before it was ready; its log ({log_path}):\n{log}")]
     Exited {
-        /// `pairlab` or `chromedriver`.
+        /// The process: `pairlab`, `chromedriver`, `turnserver`, another relay.
         name: &'static str,
         /// Its exit status.
         status: ExitStatus,
@@ -115,7 +115,8 @@ pub enum HarnessError {
         /// What is wrong.
         detail: String,
     },
-    /// An HTTP request the harness made failed at the protocol level.
+    /// An HTTP request the harness made failed: no connection, not HTTP, or no complete answer
+    /// in time.
     #[error("HTTP {what}: {detail}")]
     Http {
         /// The request.

@@ -3,7 +3,7 @@
 //! and cut ([`RelayRig`]: coturn behind a [`DelayProxy`]), the scene files that point the server
 //! at it ([`scene_toml`]), and readers of the game's research-record lines.
 //!
-//! The game part of the page's DOM contract (issue 3): `<body data-game-phase>` (`connecting`,
+//! The game part of the page's DOM contract: `<body data-game-phase>` (`connecting`,
 //! `playing`, `restarting`, `finished`, `ended`), `#connection-type` (`direct`/`relay`),
 //! `#quality` (`ok`/`warning`/`critical`), `#episode`, `#frames`, `#message` (the text of
 //! `game_ended`).

@@ -22,13 +22,14 @@ use std::error::Error;
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use pairlab_tests::process::{pids_with_arg, Wait};
 use pairlab_tests::record::{
     event_names, events_of, has_event_for, kind_of, position_of, read_events, wait_for_events,
     ResearchEventKind as Ev,
 };
 use pairlab_tests::{
     check, json_num as num, json_str as s, must, screens_dir, Browser, ChromeDriver, PageView,
-    Server, WorkDir, POLL, WAIT,
+    Server, WorkDir, WAIT,
 };
 use serde_json::Value;
 
@@ -607,7 +608,7 @@ async fn tabs_scenario(
     browser.goto(&server.url("/")).await?;
     tabs.push(browser.current_tab().await?);
     tabs.push(browser.open_tab(&server.url("/")).await?);
-    let start = std::time::Instant::now();
+    let wait = Wait::new("both tabs to reach state game", WAIT);
     let views = loop {
         let mut views = Vec::new();
         for tab in tabs.iter() {
@@ -617,12 +618,7 @@ async fn tabs_scenario(
         if views.iter().all(|v| v.is("game")) {
             break views;
         }
-        check!(
-            start.elapsed() < WAIT,
-            "gave up after {} ms waiting for both tabs to reach state game: {views:?}",
-            start.elapsed().as_millis()
-        );
-        tokio::time::sleep(POLL).await;
+        wait.tick(format!("{views:?}")).await?;
     };
     let (one, two) = (&views[0], &views[1]);
     check_game_page("tab 1", one, one.subject_id.as_deref().unwrap_or(""))?;
@@ -711,19 +707,18 @@ async fn harness_drives_two_separate_chromium_processes() {
     must(a.close().await);
     drop(b); // without close: the guard must kill it
     drop(driver);
-    let start = std::time::Instant::now();
+    let wait = Wait::new(
+        "the Chromium processes to end after the test",
+        Duration::from_secs(10),
+    );
     loop {
-        let left: Vec<u32> = args
-            .iter()
-            .flat_map(|arg| pairlab_tests::process::pids_with_arg(arg))
-            .collect();
+        let left: Vec<u32> = args.iter().flat_map(|arg| pids_with_arg(arg)).collect();
         if left.is_empty() {
             break;
         }
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "Chromium processes left after the test: {left:?}"
+        must(
+            wait.tick(format!("Chromium processes left: {left:?}"))
+                .await,
         );
-        tokio::time::sleep(POLL).await;
     }
 }

@@ -1,4 +1,4 @@
-//! End to end, the game connection (issue 3): the built `pairlab` binary, coturn, the UDP delay
+//! End to end, the game connection: the built `pairlab` binary, coturn, the UDP delay
 //! proxy and two separate headless Chromium processes playing the demo game.
 //!
 //! - [`direct_game_connects_and_plays_its_episodes`]: no TURN, no `force_relay`: the game
@@ -16,8 +16,8 @@
 //!   both pages show `game_ended`.
 //!
 //! With both peers relayed through the proxy each datagram crosses it twice per direction, so a
-//! delay of D ms each way gives an RTT of about 4·D plus the base (`/work/shared/TOOLCHAIN.md`,
-//! "Latency injection"): D = 45 → ~185 ms (`warning` > 150), D = 90 → ~365 ms (`critical` >
+//! delay of D ms each way gives an RTT of about 4·D plus the base (see
+//! `pairlab_tests::delay_proxy`): D = 45 → ~185 ms (`warning` > 150), D = 90 → ~365 ms (`critical` >
 //! 300). The page's timings are shortened with its URL parameters (`episode_ms`, `episodes`,
 //! `quality_interval_ms`, `disconnect_grace_ms`, `restart_timeout_ms`).
 //!

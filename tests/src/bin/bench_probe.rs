@@ -1,5 +1,5 @@
-//! `bench-probe`: how fast and how accurate pairlab's peer-to-peer probe is (issue 4 §1), and how
-//! heavy the page is (issue 4 §4). It prints tables; it is a benchmark, not a test.
+//! `bench-probe`: how fast and how accurate pairlab's peer-to-peer probe is, and how heavy the
+//! page is. It prints tables; it is a benchmark, not a test.
 //!
 //! ```text
 //! cargo run -p pairlab-tests --release --bin bench-probe -- --probes 20 --delays 0,5,10,25,50,75 --direct

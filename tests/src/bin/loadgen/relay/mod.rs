@@ -44,7 +44,7 @@ pub(crate) struct RelayArgs {
 }
 
 /// A rate counts as held when the relay latency's p99 is under this, ms, and nothing is lost
-/// (issue 4 §2).
+/// (the capacity target).
 pub const HELD_P99_MS: f64 = 5.0;
 
 /// The scene of `relay`: pairs, FIFO, every pair probed, and the probe never times out during

@@ -14,6 +14,7 @@
 //! - [`record`]: the research record (`<data-dir>/<scene_id>/events.jsonl`) read and matched by
 //!   the server's typed event kinds ([`record::ResearchEventKind`]).
 //! - [`game`]: the game-connection tests' page view and relay rig.
+//! - [`stats`]: the benchmarks' nearest-rank percentiles.
 //!
 //! This module holds what they share: where the workspace, the target folder and the binary
 //! are, a test's [`WorkDir`], the error type ([`HarnessError`]) and the small helpers the test
@@ -36,6 +37,7 @@ pub mod http;
 pub mod process;
 pub mod record;
 pub mod server;
+pub mod stats;
 pub mod turn;
 
 use std::fs::{self, File};

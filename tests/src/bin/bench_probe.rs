@@ -61,6 +61,7 @@ use pairlab_shared::stats::median;
 use pairlab_tests::browser::BrowserOptions;
 use pairlab_tests::delay_proxy::DelayProxy;
 use pairlab_tests::record::{events_of, read_events, rfc3339_ms, ResearchEventKind as Ev};
+use pairlab_tests::stats::nearest_rank;
 use pairlab_tests::turn::{stun_rtt_ms as stun_once_ms, Coturn, CoturnConfig, TurnAuth};
 use pairlab_tests::{http_get, Browser, ChromeDriver, Server, WorkDir, WASM_ASSET};
 use serde_json::{json, Value};
@@ -271,15 +272,12 @@ async fn close_browser(browser: Browser) {
 // Statistics
 // ------------------------------------------------------------------------------------------
 
-/// The `q` quantile (0..=1) of `xs` by the nearest-rank method; `None` when empty.
+/// The `q` quantile (0..=1) of the finite values of `xs` by the nearest-rank method; `None`
+/// when there are none.
 fn quantile(xs: &[f64], q: f64) -> Option<f64> {
     let mut v: Vec<f64> = xs.iter().copied().filter(|x| x.is_finite()).collect();
-    if v.is_empty() {
-        return None;
-    }
     v.sort_by(f64::total_cmp);
-    let rank = ((q * v.len() as f64).ceil() as usize).clamp(1, v.len());
-    Some(v[rank - 1])
+    nearest_rank(&v, q)
 }
 
 fn f1(v: Option<f64>) -> String {

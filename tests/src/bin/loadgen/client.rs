@@ -1,7 +1,7 @@
 //! The load generator's protocol-speaking WebSocket clients (tokio-tungstenite, small buffers):
 //! [`connect_scene`] (`hello` until `welcome`), the held participant of `hold`, `waitroom` and
 //! `matchmaking` ([`hold_client`], counting into [`HoldCounters`]), and the helpers the
-//! scenarios share (the process clock [`clock_ns`], [`percentile`], [`sleep_until`]).
+//! scenarios share (the process clock [`clock_ns`], [`sleep_until`]).
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -219,29 +219,6 @@ pub(crate) fn clock_ns() -> u64 {
     u64::try_from(t0.elapsed().as_nanos()).unwrap_or(u64::MAX)
 }
 
-/// Nearest-rank percentile of sorted values.
-pub(crate) fn percentile(sorted: &[u32], p: f64) -> Option<u32> {
-    if sorted.is_empty() {
-        return None;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    Some(sorted[rank.clamp(1, sorted.len()) - 1])
-}
-
 pub(crate) fn fmt_opt<T: std::fmt::Display>(v: Option<T>) -> String {
     v.map_or("?".into(), |v| v.to_string())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn percentiles_are_nearest_rank() {
-        let v: Vec<u32> = (1..=100).collect();
-        assert_eq!(percentile(&v, 50.0), Some(50));
-        assert_eq!(percentile(&v, 99.0), Some(99));
-        assert_eq!(percentile(&v, 100.0), Some(100));
-        assert_eq!(percentile(&[], 50.0), None);
-    }
 }

@@ -8,13 +8,12 @@ use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use pairlab_shared::{ClientMessage, ServerMessage};
+use pairlab_tests::stats::nearest_rank;
 use pairlab_tests::{Server, WorkDir};
 use tokio::sync::{watch, Semaphore};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::client::{
-    clock_ns, connect_scene, fmt_opt, hold_client, percentile, pong, HoldCounters, HoldOpts,
-};
+use crate::client::{clock_ns, connect_scene, fmt_opt, hold_client, pong, HoldCounters, HoldOpts};
 use crate::server::{start_pairlab, PairlabExt};
 use crate::system::{cpu_percent, fd_hard_limit, machine, raise_fd_limit};
 use crate::{LoadgenError, Result, Search};
@@ -311,8 +310,8 @@ pub(crate) async fn matchmaking_step(
         } else {
             0.0
         },
-        p50_us: percentile(&us, 50.0),
-        p99_us: percentile(&us, 99.0),
+        p50_us: nearest_rank(&us, 0.50),
+        p99_us: nearest_rank(&us, 0.99),
         max_us: us.last().copied(),
         max_lag_us: counters.max_lag_us.load(Ordering::Relaxed),
         waiting_after,

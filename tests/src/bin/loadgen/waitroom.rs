@@ -6,10 +6,11 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use pairlab_tests::stats::nearest_rank;
 use pairlab_tests::WorkDir;
 use tokio::sync::{watch, Semaphore};
 
-use crate::client::{hold_client, percentile, HoldCounters, HoldOpts};
+use crate::client::{hold_client, HoldCounters, HoldOpts};
 use crate::server::{start_pairlab, PairlabExt};
 use crate::system::{cpu_percent, machine, raise_fd_limit, rss_kib};
 use crate::{LoadgenError, Result};
@@ -210,8 +211,8 @@ pub(crate) async fn waitroom(args: WaitroomArgs) -> Result<()> {
     println!(
         "arrivals: {} welcomed, connect → welcome p50 {} ms, p99 {} ms, max {} ms; failed: {}, dropped: {}",
         connect_us.len(),
-        ms(percentile(&connect_us, 50.0)),
-        ms(percentile(&connect_us, 99.0)),
+        ms(nearest_rank(&connect_us, 0.50)),
+        ms(nearest_rank(&connect_us, 0.99)),
         ms(connect_us.last().copied()),
         counters.failed.load(Ordering::Relaxed),
         counters.dropped.load(Ordering::Relaxed)

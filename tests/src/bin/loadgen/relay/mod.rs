@@ -13,13 +13,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
+use pairlab_tests::stats::nearest_rank;
 use pairlab_tests::WorkDir;
 use tokio::sync::{watch, Semaphore};
 use tokio_tungstenite::tungstenite::Message;
 
 use self::backend::{incoming, join_alternative, outgoing, start_backend, Backend, Incoming, Link};
 use self::ladder::{Ladder, LadderState};
-use crate::client::{clock_ns, connect, percentile, sleep_until, CONNECT_TIMEOUT};
+use crate::client::{clock_ns, connect, sleep_until, CONNECT_TIMEOUT};
 use crate::server::RelayServer;
 use crate::system::{cpu_percent, machine, raise_fd_limit, NetCounters};
 use crate::{LoadgenError, Result, Search};
@@ -541,8 +542,8 @@ impl RelayRig {
             rate,
             sent: counts.sent,
             received: counts.received,
-            p50_us: percentile(&counts.latency_us, 50.0),
-            p99_us: percentile(&counts.latency_us, 99.0),
+            p50_us: nearest_rank(&counts.latency_us, 0.50),
+            p99_us: nearest_rank(&counts.latency_us, 0.99),
             max_us: counts.latency_us.last().copied(),
             max_lag_us: counts.max_lag_us,
             server_cpu,

@@ -94,7 +94,7 @@ pub enum HarnessError {
         #[source]
         source: Box<fantoccini::error::CmdError>,
     },
-    /// The page answered the harness's script with something that is not a [`PageView`].
+    /// The page answered the harness's script with something that is not a [`crate::PageView`].
     #[error("{name}: the page's state could not be read: {source} (got {got})")]
     PageShape {
         /// The browser's name in the test.

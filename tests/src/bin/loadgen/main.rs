@@ -76,9 +76,9 @@
 //! it. If the hard limit is too low it says so and stops.
 
 //!
-//! Modules, one per scenario plus what they share: [`hold`], [`waitroom`], [`relay`] (with
+//! Modules, one per scenario plus what they share: [`mod@hold`], [`mod@waitroom`], [`mod@relay`] (with
 //! [`relay::backend`]: how each relay's clients speak, [`relay::ladder`]: how a run walks
-//! through rates, and [`relay::compare`]), [`matchmaking`]; [`client`] (the protocol-speaking
+//! through rates, and [`mod@relay::compare`]), [`mod@matchmaking`]; [`client`] (the protocol-speaking
 //! WebSocket clients and their counters), [`server`] (the relays as processes, through the
 //! harness) and [`system`] (`/proc` readings: RSS, CPU, network counters; the open-files limit).
 

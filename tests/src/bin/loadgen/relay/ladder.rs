@@ -15,7 +15,7 @@ pub(crate) struct Ladder {
     /// [`MIN_SEARCH_RATE`]) for the highest rate held.
     pub(crate) down: bool,
     /// Run a rate once more when it was not held and the kernel dropped packets during it
-    /// (see [`NetCounters`]) or the generator was late by over [`GEN_LAG_RETRY_MS`].
+    /// (see [`crate::system::NetCounters`]) or the generator was late by over [`GEN_LAG_RETRY_MS`].
     pub(crate) retry_lagged: bool,
 }
 

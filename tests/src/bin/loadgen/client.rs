@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use pairlab_shared::{ClientMessage, Hello, Pong, ServerMessage, SubjectId};
+use pairlab_tests::stats::nearest_rank;
 use tokio::net::TcpStream;
 use tokio::sync::{watch, Semaphore};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
@@ -217,6 +218,31 @@ pub(crate) fn clock_ns() -> u64 {
     static T0: OnceLock<Instant> = OnceLock::new();
     let t0 = *T0.get_or_init(Instant::now);
     u64::try_from(t0.elapsed().as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// A latency column set of a table: p50, p99 (nearest rank) and max of a step's samples, µs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Latency {
+    pub(crate) p50_us: Option<u32>,
+    pub(crate) p99_us: Option<u32>,
+    pub(crate) max_us: Option<u32>,
+}
+
+impl Latency {
+    /// The columns of `sorted_us` (ascending, µs); all `None` when it is empty.
+    pub(crate) fn of(sorted_us: &[u32]) -> Latency {
+        Latency {
+            p50_us: nearest_rank(sorted_us, 0.50),
+            p99_us: nearest_rank(sorted_us, 0.99),
+            max_us: sorted_us.last().copied(),
+        }
+    }
+
+    /// Whether the p99 is under `limit_ms`.
+    pub(crate) fn p99_under_ms(&self, limit_ms: f64) -> bool {
+        self.p99_us
+            .is_some_and(|p| f64::from(p) / 1000.0 < limit_ms)
+    }
 }
 
 pub(crate) fn fmt_opt<T: std::fmt::Display>(v: Option<T>) -> String {

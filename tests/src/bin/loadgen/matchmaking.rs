@@ -8,12 +8,13 @@ use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use pairlab_shared::{ClientMessage, ServerMessage};
-use pairlab_tests::stats::nearest_rank;
 use pairlab_tests::{Server, WorkDir};
 use tokio::sync::{watch, Semaphore};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::client::{clock_ns, connect_scene, fmt_opt, hold_client, pong, HoldCounters, HoldOpts};
+use crate::client::{
+    clock_ns, connect_scene, fmt_opt, hold_client, pong, HoldCounters, HoldOpts, Latency,
+};
 use crate::server::{start_pairlab, PairlabExt};
 use crate::system::{cpu_percent, fd_hard_limit, machine, raise_fd_limit};
 use crate::{LoadgenError, Result, Search};
@@ -173,9 +174,8 @@ pub(crate) struct MatchRow {
     pub(crate) failed: usize,
     /// Matched arrivals ÷ (last `game_start` − first scheduled arrival), per second.
     pub(crate) matched_per_s: f64,
-    pub(crate) p50_us: Option<u32>,
-    pub(crate) p99_us: Option<u32>,
-    pub(crate) max_us: Option<u32>,
+    /// Connect start → `game_start`, µs.
+    pub(crate) latency: Latency,
     pub(crate) max_lag_us: u64,
     /// `waiting` of `/healthz` after the step (the N waiters, plus arrivals left unmatched).
     pub(crate) waiting_after: Option<u64>,
@@ -187,9 +187,7 @@ impl MatchRow {
     pub(crate) fn held(&self) -> bool {
         self.arrivals > 0
             && self.matched == self.arrivals
-            && self
-                .p99_us
-                .is_some_and(|p| f64::from(p) / 1000.0 < HELD_MATCH_P99_MS)
+            && self.latency.p99_under_ms(HELD_MATCH_P99_MS)
     }
 }
 
@@ -228,9 +226,9 @@ pub(crate) fn print_match_row(r: &MatchRow) {
         r.matched,
         r.failed,
         r.matched_per_s,
-        ms(r.p50_us),
-        ms(r.p99_us),
-        ms(r.max_us),
+        ms(r.latency.p50_us),
+        ms(r.latency.p99_us),
+        ms(r.latency.max_us),
         r.max_lag_us as f64 / 1000.0,
         fmt_opt(r.waiting_after),
         cpu(r.server_cpu),
@@ -310,9 +308,7 @@ pub(crate) async fn matchmaking_step(
         } else {
             0.0
         },
-        p50_us: nearest_rank(&us, 0.50),
-        p99_us: nearest_rank(&us, 0.99),
-        max_us: us.last().copied(),
+        latency: Latency::of(&us),
         max_lag_us: counters.max_lag_us.load(Ordering::Relaxed),
         waiting_after,
         server_cpu,

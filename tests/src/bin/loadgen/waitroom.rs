@@ -6,11 +6,10 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use pairlab_tests::stats::nearest_rank;
 use pairlab_tests::WorkDir;
 use tokio::sync::{watch, Semaphore};
 
-use crate::client::{hold_client, HoldCounters, HoldOpts};
+use crate::client::{hold_client, HoldCounters, HoldOpts, Latency};
 use crate::server::{start_pairlab, PairlabExt};
 use crate::system::{cpu_percent, machine, raise_fd_limit, rss_kib};
 use crate::{LoadgenError, Result};
@@ -208,12 +207,13 @@ pub(crate) async fn waitroom(args: WaitroomArgs) -> Result<()> {
         cpu(busy_loadgen)
     );
     let gap = counters.min_update_gap_us.load(Ordering::Relaxed);
+    let connect = Latency::of(&connect_us);
     println!(
         "arrivals: {} welcomed, connect → welcome p50 {} ms, p99 {} ms, max {} ms; failed: {}, dropped: {}",
         connect_us.len(),
-        ms(nearest_rank(&connect_us, 0.50)),
-        ms(nearest_rank(&connect_us, 0.99)),
-        ms(connect_us.last().copied()),
+        ms(connect.p50_us),
+        ms(connect.p99_us),
+        ms(connect.max_us),
         counters.failed.load(Ordering::Relaxed),
         counters.dropped.load(Ordering::Relaxed)
     );

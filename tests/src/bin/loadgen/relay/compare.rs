@@ -111,8 +111,8 @@ pub(crate) async fn compare(args: RelayArgs, backends: &[Backend]) -> Result<()>
                 |r| {
                     format!(
                         "{} / {}, {}, {}{}",
-                        ms(r.p50_us),
-                        ms(r.p99_us),
+                        ms(r.latency.p50_us),
+                        ms(r.latency.p99_us),
                         r.sent.saturating_sub(r.received),
                         r.server_cpu.map_or("?".into(), |c| format!("{c:.0}%")),
                         if r.held() { "" } else { " ✗" }

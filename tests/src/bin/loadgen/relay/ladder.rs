@@ -104,15 +104,18 @@ impl LadderState {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::client::Latency;
 
     fn row(rate: f64, held: bool, lag_ms: u64) -> RelayRow {
         RelayRow {
             rate,
             sent: 100,
             received: if held { 100 } else { 99 },
-            p50_us: Some(100),
-            p99_us: Some(1000),
-            max_us: Some(2000),
+            latency: Latency {
+                p50_us: Some(100),
+                p99_us: Some(1000),
+                max_us: Some(2000),
+            },
             max_lag_us: lag_ms * 1000,
             server_cpu: None,
             loadgen_cpu: None,

@@ -13,14 +13,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
-use pairlab_tests::stats::nearest_rank;
 use pairlab_tests::WorkDir;
 use tokio::sync::{watch, Semaphore};
 use tokio_tungstenite::tungstenite::Message;
 
 use self::backend::{incoming, join_alternative, outgoing, start_backend, Backend, Incoming, Link};
 use self::ladder::{Ladder, LadderState};
-use crate::client::{clock_ns, connect, sleep_until, CONNECT_TIMEOUT};
+use crate::client::{clock_ns, connect, sleep_until, Latency, CONNECT_TIMEOUT};
 use crate::server::RelayServer;
 use crate::system::{cpu_percent, machine, raise_fd_limit, NetCounters};
 use crate::{LoadgenError, Result, Search};
@@ -280,9 +279,8 @@ pub(crate) struct RelayRow {
     pub(crate) rate: f64,
     pub(crate) sent: u64,
     pub(crate) received: u64,
-    pub(crate) p50_us: Option<u32>,
-    pub(crate) p99_us: Option<u32>,
-    pub(crate) max_us: Option<u32>,
+    /// Relay latency (receive − send), µs.
+    pub(crate) latency: Latency,
     pub(crate) max_lag_us: u64,
     pub(crate) server_cpu: Option<f64>,
     pub(crate) loadgen_cpu: Option<f64>,
@@ -293,11 +291,7 @@ pub(crate) struct RelayRow {
 
 impl RelayRow {
     pub(crate) fn held(&self) -> bool {
-        self.sent > 0
-            && self.received >= self.sent
-            && self
-                .p99_us
-                .is_some_and(|p| f64::from(p) / 1000.0 < HELD_P99_MS)
+        self.sent > 0 && self.received >= self.sent && self.latency.p99_under_ms(HELD_P99_MS)
     }
 }
 
@@ -342,9 +336,9 @@ pub(crate) fn print_relay_row(r: &RelayRow) {
         r.sent,
         r.received,
         r.sent.saturating_sub(r.received),
-        ms(r.p50_us),
-        ms(r.p99_us),
-        ms(r.max_us),
+        ms(r.latency.p50_us),
+        ms(r.latency.p99_us),
+        ms(r.latency.max_us),
         format!("{:.2}", r.max_lag_us as f64 / 1000.0),
         r.server_cpu.map_or("?".into(), |c| format!("{c:.0}")),
         r.loadgen_cpu.map_or("?".into(), |c| format!("{c:.0}")),
@@ -542,9 +536,7 @@ impl RelayRig {
             rate,
             sent: counts.sent,
             received: counts.received,
-            p50_us: nearest_rank(&counts.latency_us, 0.50),
-            p99_us: nearest_rank(&counts.latency_us, 0.99),
-            max_us: counts.latency_us.last().copied(),
+            latency: Latency::of(&counts.latency_us),
             max_lag_us: counts.max_lag_us,
             server_cpu,
             loadgen_cpu,

@@ -1,5 +1,5 @@
 //! A UDP delay proxy on tokio: the harness's way to make a slow, lossy or broken network on
-//! loopback, where the kernel has no netem (`/work/shared/TOOLCHAIN.md`, "Latency injection").
+//! loopback, where the kernel may have no netem.
 //!
 //! ```text
 //!  client A ──┐                    ┌── upstream socket for A ──┐
@@ -19,7 +19,7 @@
 //!
 //! Through the proxy a request/answer exchange crosses it once each way, so its RTT is about
 //! `up + down` plus the base RTT. With both WebRTC peers relayed through a proxy in front of
-//! coturn, each packet crosses it twice per direction (TOOLCHAIN.md measured ≈ 4·D for
+//! coturn, each packet crosses it twice per direction (an RTT of ≈ 4·D plus the base for
 //! `up = down = D`).
 
 use std::collections::hash_map::Entry;

@@ -3,7 +3,7 @@
 //! and cut ([`RelayRig`]: coturn behind a [`DelayProxy`]), the scene files that point the server
 //! at it ([`scene_toml`]), and readers of the game's research-record lines.
 //!
-//! The game part of the page's DOM contract (issue 3): `<body data-game-phase>` (`connecting`,
+//! The game part of the page's DOM contract: `<body data-game-phase>` (`connecting`,
 //! `playing`, `restarting`, `finished`, `ended`), `#connection-type` (`direct`/`relay`),
 //! `#quality` (`ok`/`warning`/`critical`), `#episode`, `#frames`, `#message` (the text of
 //! `game_ended`).
@@ -12,19 +12,20 @@
 //! the server's `[turn]` table names the PROXY's address, whose upstream is coturn. A datagram
 //! from A to B goes A → proxy → coturn (A's allocation) → coturn (B's allocation) → proxy → B:
 //! it crosses the proxy twice per direction, so with a delay of D ms each way in the proxy the
-//! peers' RTT is about 4·D plus the base RTT (`/work/shared/TOOLCHAIN.md`, "Latency
-//! injection"), and pausing the proxy cuts the game connection while the WebSocket to the
+//! peers' RTT is about 4·D plus the base RTT (see [`crate::delay_proxy`]), and pausing the proxy cuts the game connection while the WebSocket to the
 //! server (TCP, not proxied) stays up.
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::Deserialize;
 use serde_json::Value;
 
 use crate::delay_proxy::{DelayProxy, ProxyHandle};
+use crate::process::Wait;
+use crate::record::{events_by, events_of, ResearchEventKind};
 use crate::turn::{Coturn, TurnAuth};
-use crate::{events_named, Browser, HarnessError, Result, POLL};
+use crate::{Browser, HarnessError, Result};
 
 /// What the tests read of the game part of the page. Texts are trimmed `textContent`; `None`
 /// when the element (or attribute) is absent.
@@ -84,18 +85,6 @@ return {
 "#;
 
 impl Browser {
-    /// Runs `js` (a function body; WebDriver's "Execute Script") in the current tab and returns
-    /// what it returns.
-    ///
-    /// # Errors
-    /// [`HarnessError::Cmd`].
-    pub async fn execute(&self, js: &str, args: Vec<Value>) -> Result<Value> {
-        self.client("execute")?
-            .execute(js, args)
-            .await
-            .map_err(self.cmd_err("execute"))
-    }
-
     /// Reads the page's [`GameView`] once.
     ///
     /// # Errors
@@ -103,13 +92,13 @@ impl Browser {
     pub async fn game_view(&self) -> Result<GameView> {
         let got = self.execute(GAME_VIEW_JS, Vec::new()).await?;
         serde_json::from_value(got.clone()).map_err(|source| HarnessError::PageShape {
-            name: self.name.clone(),
+            name: self.name().to_owned(),
             got: got.to_string(),
             source,
         })
     }
 
-    /// Polls the [`GameView`] every [`POLL`] until `done` holds, for at most `timeout`.
+    /// Polls the [`GameView`] every [`crate::POLL`] until `done` holds, for at most `timeout`.
     ///
     /// # Errors
     /// [`HarnessError::Timeout`] with the last view, or the errors of [`Browser::game_view`].
@@ -119,20 +108,13 @@ impl Browser {
         timeout: Duration,
         done: impl Fn(&GameView) -> bool,
     ) -> Result<GameView> {
-        let start = Instant::now();
+        let wait = Wait::new(format!("{}: {what}", self.name()), timeout);
         loop {
             let view = self.game_view().await?;
             if done(&view) {
                 return Ok(view);
             }
-            if start.elapsed() > timeout {
-                return Err(HarnessError::Timeout {
-                    what: format!("{}: {what}", self.name),
-                    waited_ms: start.elapsed().as_millis(),
-                    last: format!("{view:?}"),
-                });
-            }
-            tokio::time::sleep(POLL).await;
+            wait.tick(format!("{view:?}")).await?;
         }
     }
 }
@@ -215,17 +197,9 @@ pub fn scene_toml(
     )
 }
 
-/// The record lines named `name` reported by `subject` (`subject_id`).
-pub fn events_by<'a>(events: &'a [Value], name: &str, subject: &str) -> Vec<&'a Value> {
-    events_named(events, name)
-        .into_iter()
-        .filter(|e| e.get("subject_id").and_then(Value::as_str) == Some(subject))
-        .collect()
-}
-
 /// `p2p_ice_restart` lines with this `outcome` (`started`, `succeeded`, `failed`).
 pub fn restarts_with<'a>(events: &'a [Value], outcome: &str) -> Vec<&'a Value> {
-    events_named(events, "p2p_ice_restart")
+    events_of(events, ResearchEventKind::P2pIceRestart)
         .into_iter()
         .filter(|e| e.get("outcome").and_then(Value::as_str) == Some(outcome))
         .collect()
@@ -233,7 +207,7 @@ pub fn restarts_with<'a>(events: &'a [Value], outcome: &str) -> Vec<&'a Value> {
 
 /// `p2p_quality` lines at `level` reported by `subject`.
 pub fn quality_by<'a>(events: &'a [Value], level: &str, subject: &str) -> Vec<&'a Value> {
-    events_by(events, "p2p_quality", subject)
+    events_by(events, ResearchEventKind::P2pQuality, subject)
         .into_iter()
         .filter(|e| e.get("level").and_then(Value::as_str) == Some(level))
         .collect()
@@ -272,7 +246,10 @@ mod tests {
         assert_eq!(quality_by(&ev, "warning", "A").len(), 1);
         assert!(quality_by(&ev, "warning", "B").is_empty());
         assert_eq!(restarts_with(&ev, "started").len(), 1);
-        assert_eq!(events_by(&ev, "p2p_ice_restart", "B").len(), 1);
+        assert_eq!(
+            events_by(&ev, ResearchEventKind::P2pIceRestart, "B").len(),
+            1
+        );
     }
 
     #[test]

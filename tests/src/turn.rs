@@ -1,19 +1,20 @@
-//! A coturn (`turnserver`) harness: a TURN server on 127.0.0.1 for the tests, started as in
-//! `/work/shared/TOOLCHAIN.md` ("TURN on loopback"), with either static long-term credentials
-//! (`--lt-cred-mech --user=USER:PASS`) or coturn's short-lived REST credentials
-//! (`--use-auth-secret --static-auth-secret=SECRET`, see [`rest_credentials`]).
+//! A coturn (`turnserver`) harness: a TURN server on 127.0.0.1 for the tests and the
+//! benchmarks, with either static long-term credentials (`--lt-cred-mech --user=USER:PASS`) or
+//! coturn's short-lived REST credentials (`--use-auth-secret --static-auth-secret=SECRET`, see
+//! [`rest_credentials`]); no TLS, no DTLS, no CLI, loopback peers allowed.
 //!
-//! Each server gets a free listening port (UDP and TCP), a free relay port range of
-//! [`RELAY_PORTS`] ports below the kernel's ephemeral range, and its own temp dir
-//! (`turndb`, `turn.pid`, `turn.log` — coturn's `--log-file=stdout`). [`Coturn`] waits until
-//! the server answers a STUN Binding Request (RFC 5389 §6) and stops it by its PID when dropped
-//! (SIGTERM, then SIGKILL after [`STOP_GRACE`]; the child is reaped). The temp dir is removed
-//! then, unless the thread is panicking (a failing test): then it stays for whoever debugs it.
+//! Each server gets a free listening port (UDP and TCP), a relay port range (by default a free
+//! one of [`RELAY_PORTS`] ports below the kernel's ephemeral range; [`CoturnConfig`] may fix a
+//! wider one), and a folder for `turndb`, `turn.pid` and `turn.log` (coturn's
+//! `--log-file=stdout`): its own temp dir, or a given one. [`Coturn`] waits until the server
+//! answers a STUN Binding Request (RFC 5389 §6) and stops it by its PID when dropped (SIGTERM,
+//! then SIGKILL after [`STOP_GRACE`]; the child is reaped). An own temp dir is removed then,
+//! unless the thread is panicking (a failing test): then it stays for whoever debugs it.
 
-use std::fs::{self, File};
+use std::fs;
 use std::net::{SocketAddr, TcpListener, UdpSocket as StdUdpSocket};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -23,7 +24,9 @@ use pairlab_shared::IceServer;
 use sha1::Sha1;
 use tokio::net::UdpSocket;
 
-use crate::{tail, HarnessError, Result, POLL, WAIT};
+use crate::error::io;
+use crate::process::{Process, Wait, POLL, WAIT};
+use crate::{HarnessError, Result};
 
 /// How many relay ports each server gets (`--min-port`..=`--max-port`).
 pub const RELAY_PORTS: u16 = 32;
@@ -67,19 +70,50 @@ pub enum TurnAuth {
 /// A running `turnserver` on 127.0.0.1. Stopped by its PID when dropped.
 #[derive(Debug)]
 pub struct Coturn {
-    child: Option<Child>,
-    pid: u32,
+    process: Process,
     port: u16,
     relay_ports: (u16, u16),
     auth: TurnAuth,
     dir: PathBuf,
-    log_path: PathBuf,
+    /// Whether `dir` is the server's own temp dir (removed on drop).
+    own_dir: bool,
+}
+
+/// How a [`Coturn`] is started.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CoturnConfig {
+    /// How clients authenticate.
+    pub auth: TurnAuth,
+    /// The relay port range `(min, max)`, inclusive (`None`: a free range of [`RELAY_PORTS`]
+    /// ports). A benchmark that opens many allocations one after the other needs more: coturn
+    /// does not release closed allocations at once.
+    pub relay_ports: Option<(u16, u16)>,
+    /// Where `turndb`, `turn.pid` and `turn.log` go, kept after the server stops (`None`: a
+    /// fresh temp dir of its own, removed on drop).
+    pub dir: Option<PathBuf>,
+}
+
+impl CoturnConfig {
+    /// `auth`, a free relay range, an own temp dir.
+    pub fn new(auth: TurnAuth) -> CoturnConfig {
+        CoturnConfig {
+            auth,
+            relay_ports: None,
+            dir: None,
+        }
+    }
 }
 
 /// coturn's REST credentials (the "TURN REST API" draft, draft-uberti-behave-turn-rest-00 §2.2,
 /// as coturn implements it with `--use-auth-secret`): `username = "<expiry>:<subject_id>"` with
 /// `expiry = now_unix + ttl_s` (Unix seconds), `credential = base64(HMAC-SHA1(secret, username))`
 /// (standard base64 with padding).
+///
+/// The server mints these too, for its participants. This copy is deliberately independent of
+/// the server's (the harness does not import it): written from coturn's scheme and checked
+/// against a vector computed with python3's hmac (`tests/tests/turn.rs`), it is what the tests
+/// hand to coturn directly, so a mistake in the server's minting shows up as coturn rejecting
+/// the server's credentials while the harness's are accepted, instead of being shared by both.
 pub fn rest_credentials(
     secret: &str,
     subject_id: &str,
@@ -139,14 +173,26 @@ impl Coturn {
     /// # Errors
     /// As [`Coturn::start_static`].
     pub async fn start(auth: TurnAuth) -> Result<Coturn> {
-        let dir = fresh_temp_dir()?;
-        let log_path = dir.join("turn.log");
-        let out = File::create(&log_path).map_err(io(format!("create {}", log_path.display())))?;
-        let err = out
-            .try_clone()
-            .map_err(io(format!("clone handle of {}", log_path.display())))?;
+        Self::start_with(CoturnConfig::new(auth)).await
+    }
+
+    /// Starts a server as `config` says and waits until it answers STUN.
+    ///
+    /// # Errors
+    /// As [`Coturn::start_static`].
+    pub async fn start_with(config: CoturnConfig) -> Result<Coturn> {
+        let (dir, own_dir) = match config.dir {
+            Some(dir) => {
+                fs::create_dir_all(&dir).map_err(io(format!("create {}", dir.display())))?;
+                (dir, false)
+            }
+            None => (fresh_temp_dir()?, true),
+        };
         let port = free_udp_tcp_port()?;
-        let relay_ports = free_relay_range(port)?;
+        let relay_ports = match config.relay_ports {
+            Some(range) => range,
+            None => free_relay_range(port)?,
+        };
         let mut command = Command::new("turnserver");
         command
             .arg("-n")
@@ -165,7 +211,7 @@ impl Coturn {
             .arg(format!("--pidfile={}", dir.join("turn.pid").display()))
             .arg("--log-file=stdout")
             .arg("--simple-log");
-        match &auth {
+        match &config.auth {
             TurnAuth::Static { user, pass } => {
                 command
                     .arg("--lt-cred-mech")
@@ -177,42 +223,37 @@ impl Coturn {
                     .arg(format!("--static-auth-secret={secret}"));
             }
         }
-        let child = command
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(out))
-            .stderr(Stdio::from(err))
-            .spawn()
-            .map_err(io(
-                "start turnserver (install coturn: scripts/setup.sh)".to_owned()
-            ))?;
+        let process = Process::spawn(
+            "turnserver",
+            &mut command,
+            &dir.join("turn.log"),
+            "; install coturn: scripts/setup.sh",
+        )?;
         let mut turn = Coturn {
-            pid: child.id(),
-            child: Some(child),
+            process,
             port,
             relay_ports,
-            auth,
+            auth: config.auth,
             dir,
-            log_path,
+            own_dir,
         };
         turn.wait_ready(WAIT).await?;
         Ok(turn)
     }
 
     async fn wait_ready(&mut self, timeout: Duration) -> Result<()> {
-        let start = Instant::now();
-        let server = SocketAddr::from(([127, 0, 0, 1], self.port));
+        let wait = Wait::new(
+            format!("turnserver on 127.0.0.1:{} to answer STUN", self.port),
+            timeout,
+        )
+        .every(Duration::ZERO);
+        let server = self.addr();
         let socket = UdpSocket::bind(("127.0.0.1", 0))
             .await
-            .map_err(io("bind 127.0.0.1:0 for the STUN probe".to_owned()))?;
+            .map_err(io("bind 127.0.0.1:0 for the STUN probe"))?;
         loop {
-            if let Some(status) = self.exited() {
-                return Err(HarnessError::Exited {
-                    name: "turnserver",
-                    status,
-                    log_path: self.log_path.display().to_string(),
-                    log: self.log_tail(40),
-                });
-            }
+            self.process.check_running()?;
+            // A probe waits up to one POLL for its answer, so the loop polls at that pace.
             let last = match stun_binding(&socket, server, POLL).await {
                 Ok(true) => return Ok(()),
                 Ok(false) => String::from("no STUN Binding Success within the poll"),
@@ -221,22 +262,13 @@ impl Coturn {
                     format!("STUN probe: {e}")
                 }
             };
-            if start.elapsed() > timeout {
-                return Err(HarnessError::Timeout {
-                    what: format!("turnserver on 127.0.0.1:{} to answer STUN", self.port),
-                    waited_ms: start.elapsed().as_millis(),
-                    last: format!(
-                        "{last}; its log ({}):\n{}",
-                        self.log_path.display(),
-                        self.log_tail(40)
-                    ),
-                });
-            }
+            wait.tick(format!(
+                "{last}; its log ({}):\n{}",
+                self.log_path().display(),
+                self.log_tail(40)
+            ))
+            .await?;
         }
-    }
-
-    fn exited(&mut self) -> Option<ExitStatus> {
-        self.child.as_mut()?.try_wait().ok().flatten()
     }
 
     /// Sends one STUN Binding Request to the server and waits up to `timeout` for its Binding
@@ -247,13 +279,13 @@ impl Coturn {
     pub async fn stun_ping(&self, timeout: Duration) -> Result<bool> {
         let socket = UdpSocket::bind(("127.0.0.1", 0))
             .await
-            .map_err(io("bind 127.0.0.1:0 for the STUN probe".to_owned()))?;
+            .map_err(io("bind 127.0.0.1:0 for the STUN probe"))?;
         stun_binding(&socket, self.addr(), timeout).await
     }
 
     /// The server's PID.
     pub fn pid(&self) -> u32 {
-        self.pid
+        self.process.pid()
     }
 
     /// The listening port (UDP and TCP) on 127.0.0.1.
@@ -283,12 +315,12 @@ impl Coturn {
 
     /// The server's log file.
     pub fn log_path(&self) -> &Path {
-        &self.log_path
+        self.process.log_path()
     }
 
     /// The last `n` lines of the server's log.
     pub fn log_tail(&self, n: usize) -> String {
-        tail(&self.log_path, n)
+        self.process.log_tail(n)
     }
 
     /// The `RTCIceServer` for this server over UDP: `turn:127.0.0.1:<port>?transport=udp`
@@ -321,31 +353,16 @@ impl Coturn {
     /// Stops the server now (SIGTERM, SIGKILL after [`STOP_GRACE`]) and reaps it: its exit
     /// status, `None` if it could not be reaped.
     pub fn stop(mut self) -> Option<ExitStatus> {
-        self.terminate()
-    }
-
-    fn terminate(&mut self) -> Option<ExitStatus> {
-        let mut child = self.child.take()?;
-        if let Ok(Some(status)) = child.try_wait() {
-            return Some(status);
-        }
-        signal(self.pid, libc::SIGTERM);
-        let start = Instant::now();
-        while start.elapsed() < STOP_GRACE {
-            if let Ok(Some(status)) = child.try_wait() {
-                return Some(status);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        // Child::kill sends SIGKILL to this child's PID only.
-        let _ = child.kill();
-        child.wait().ok()
+        self.process.stop(STOP_GRACE)
     }
 }
 
 impl Drop for Coturn {
     fn drop(&mut self) {
-        self.terminate();
+        self.process.stop(STOP_GRACE);
+        if !self.own_dir {
+            return;
+        }
         if std::thread::panicking() {
             eprintln!(
                 "turnserver's files are kept for debugging in {}",
@@ -354,24 +371,6 @@ impl Drop for Coturn {
         } else {
             let _ = fs::remove_dir_all(&self.dir);
         }
-    }
-}
-
-fn io(what: String) -> impl FnOnce(std::io::Error) -> HarnessError {
-    move |source| HarnessError::Io { what, source }
-}
-
-/// Sends a signal to one process by its PID (never a group: the PID must be positive).
-fn signal(pid: u32, sig: libc::c_int) {
-    let Ok(pid) = libc::pid_t::try_from(pid) else {
-        return;
-    };
-    if pid <= 0 {
-        return;
-    }
-    // SAFETY: kill(2) with a positive PID and a valid signal number touches no memory of ours.
-    unsafe {
-        libc::kill(pid, sig);
     }
 }
 
@@ -390,11 +389,10 @@ fn fresh_temp_dir() -> Result<PathBuf> {
 /// A port of 127.0.0.1 free for both UDP and TCP (coturn listens on both).
 fn free_udp_tcp_port() -> Result<u16> {
     for _ in 0..50 {
-        let udp =
-            StdUdpSocket::bind(("127.0.0.1", 0)).map_err(io("bind udp 127.0.0.1:0".into()))?;
+        let udp = StdUdpSocket::bind(("127.0.0.1", 0)).map_err(io("bind udp 127.0.0.1:0"))?;
         let port = udp
             .local_addr()
-            .map_err(io("local address of udp 127.0.0.1:0".into()))?
+            .map_err(io("local address of udp 127.0.0.1:0"))?
             .port();
         if TcpListener::bind(("127.0.0.1", port)).is_ok() {
             return Ok(port);
@@ -474,6 +472,21 @@ fn transaction_id() -> [u8; 12] {
     id[0..8].copy_from_slice(&next().to_be_bytes());
     id[8..12].copy_from_slice(&next().to_be_bytes()[0..4]);
     id
+}
+
+/// One Binding transaction on `socket` to `server`: its round-trip time, ms, or `None` when no
+/// Binding Success came within `timeout`. The benchmarks' independent RTT measurement.
+///
+/// # Errors
+/// [`HarnessError::Io`] when the request cannot be sent.
+pub async fn stun_rtt_ms(
+    socket: &UdpSocket,
+    server: SocketAddr,
+    timeout: Duration,
+) -> Result<Option<f64>> {
+    let start = Instant::now();
+    let answered = stun_binding(socket, server, timeout).await?;
+    Ok(answered.then(|| start.elapsed().as_secs_f64() * 1000.0))
 }
 
 /// One Binding transaction on `socket` to `server`: whether a matching Binding Success came

@@ -22,10 +22,14 @@ use std::error::Error;
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use pairlab_tests::process::{pids_with_arg, Wait};
+use pairlab_tests::record::{
+    event_names, events_of, has_event_for, kind_of, position_of, read_events, wait_for_events,
+    ResearchEventKind as Ev,
+};
 use pairlab_tests::{
-    check, event_names, events_named, has_event_for, json_num as num, json_str as s, must,
-    read_events, screens_dir, wait_for_events, Browser, ChromeDriver, PageView, Server, WorkDir,
-    POLL, WAIT,
+    check, json_num as num, json_str as s, must, screens_dir, Browser, ChromeDriver, PageView,
+    Server, WorkDir, WAIT,
 };
 use serde_json::Value;
 
@@ -62,8 +66,8 @@ fn check_envelope(events: &[Value], scene_id: &str) -> R<()> {
             i + 1
         );
         check!(
-            s(e, "event").is_some(),
-            "record line {}: no `event`: {e}",
+            kind_of(e).is_some(),
+            "record line {}: no `event` of the server's record: {e}",
             i + 1
         );
         check!(
@@ -280,17 +284,17 @@ async fn accept_scenario(work: &WorkDir, server: &Server, a: &Browser, b: &Brows
 
     let path = server.events_path(ACCEPT_SCENE);
     let events = wait_for_events(&path, "probe_result and game_created", WAIT, |ev| {
-        !events_named(ev, "probe_result").is_empty() && !events_named(ev, "game_created").is_empty()
+        !events_of(ev, Ev::ProbeResult).is_empty() && !events_of(ev, Ev::GameCreated).is_empty()
     })
     .await?;
     check_envelope(&events, ACCEPT_SCENE)?;
     for who in [A, B] {
         check!(
-            has_event_for(&events, "participant_joined", who),
+            has_event_for(&events, Ev::ParticipantJoined, who),
             "no participant_joined for {who}; events: {:?}",
             event_names(&events)
         );
-        let rtt = events_named(&events, "server_rtt")
+        let rtt = events_of(&events, Ev::ServerRtt)
             .into_iter()
             .find(|e| s(e, "subject_id") == Some(who));
         check!(
@@ -298,7 +302,7 @@ async fn accept_scenario(work: &WorkDir, server: &Server, a: &Browser, b: &Brows
             "no server_rtt with a numeric median_ms for {who}: {rtt:?}"
         );
     }
-    let proposed = events_named(&events, "match_proposed");
+    let proposed = events_of(&events, Ev::MatchProposed);
     check!(
         proposed.len() == 1,
         "expected one match_proposed, got {}: {proposed:?}",
@@ -312,13 +316,13 @@ async fn accept_scenario(work: &WorkDir, server: &Server, a: &Browser, b: &Brows
         "match_proposed must say probe: true: {}",
         proposed[0]
     );
-    let started = events_named(&events, "probe_started");
+    let started = events_of(&events, Ev::ProbeStarted);
     check!(
         started.len() == 1,
         "expected one probe_started, got {started:?}"
     );
 
-    let probes = events_named(&events, "probe_result");
+    let probes = events_of(&events, Ev::ProbeResult);
     check!(
         probes.len() == 1,
         "expected one probe_result, got {probes:?}"
@@ -371,7 +375,7 @@ async fn accept_scenario(work: &WorkDir, server: &Server, a: &Browser, b: &Brows
         "duration_ms {duration} is not within the probe timeout (10000 ms)"
     );
 
-    let games = events_named(&events, "game_created");
+    let games = events_of(&events, Ev::GameCreated);
     check!(games.len() == 1, "expected one game_created, got {games:?}");
     let game = games[0];
     check!(
@@ -385,14 +389,14 @@ async fn accept_scenario(work: &WorkDir, server: &Server, a: &Browser, b: &Brows
         "game_created's players {players:?} disagree with the pages' player indexes ({A}: {index_a}, {B}: {index_b})"
     );
     let order = event_names(&events);
-    let probe_at = order.iter().position(|e| *e == "probe_result");
-    let game_at = order.iter().position(|e| *e == "game_created");
+    let probe_at = position_of(&events, Ev::ProbeResult);
+    let game_at = position_of(&events, Ev::GameCreated);
     check!(
         probe_at < game_at,
         "game_created must come after probe_result: {order:?}"
     );
     check!(
-        events_named(&events, "match_rejected").is_empty(),
+        events_of(&events, Ev::MatchRejected).is_empty(),
         "an accepted probe must not be followed by match_rejected: {order:?}"
     );
     Ok(())
@@ -468,19 +472,19 @@ async fn reject_scenario(work: &WorkDir, server: &Server, a: &Browser, b: &Brows
 
     let path = server.events_path(REJECT_SCENE);
     let events = wait_for_events(&path, "waitroom_timeout for both", WAIT, |ev| {
-        has_event_for(ev, "waitroom_timeout", A) && has_event_for(ev, "waitroom_timeout", B)
+        has_event_for(ev, Ev::WaitroomTimeout, A) && has_event_for(ev, Ev::WaitroomTimeout, B)
     })
     .await?;
     check_envelope(&events, REJECT_SCENE)?;
     let order = event_names(&events);
-    let probes = events_named(&events, "probe_result");
+    let probes = events_of(&events, Ev::ProbeResult);
     check!(
         probes.len() == 1,
         "the pair must be probed exactly once (never twice), got {} probe_result: {order:?}",
         probes.len()
     );
     check!(
-        events_named(&events, "probe_started").len() == 1,
+        events_of(&events, Ev::ProbeStarted).len() == 1,
         "expected exactly one probe_started: {order:?}"
     );
     let probe = probes[0];
@@ -502,7 +506,7 @@ async fn reject_scenario(work: &WorkDir, server: &Server, a: &Browser, b: &Brows
         s(probe, "reason") == Some("rtt_too_high") && num(probe, "rtt_ms").is_some_and(|x| x > 0.0),
         "the probe should have measured an RTT above 0 and been rejected as rtt_too_high: {probe}"
     );
-    let rejected = events_named(&events, "match_rejected");
+    let rejected = events_of(&events, Ev::MatchRejected);
     check!(
         rejected.len() == 1,
         "expected one match_rejected: {order:?}"
@@ -515,11 +519,11 @@ async fn reject_scenario(work: &WorkDir, server: &Server, a: &Browser, b: &Brows
         rejected[0]
     );
     check!(
-        events_named(&events, "game_created").is_empty(),
+        events_of(&events, Ev::GameCreated).is_empty(),
         "no game may be created: {order:?}"
     );
     for who in [A, B] {
-        let t = events_named(&events, "waitroom_timeout")
+        let t = events_of(&events, Ev::WaitroomTimeout)
             .into_iter()
             .find(|e| s(e, "subject_id") == Some(who))
             .ok_or_else(|| format!("no waitroom_timeout for {who}"))?;
@@ -528,9 +532,9 @@ async fn reject_scenario(work: &WorkDir, server: &Server, a: &Browser, b: &Brows
             "{who} timed out before the scene's 5000 ms: {t}"
         );
     }
-    let probe_at = order.iter().position(|e| *e == "probe_result");
-    let rejected_at = order.iter().position(|e| *e == "match_rejected");
-    let timeout_at = order.iter().position(|e| *e == "waitroom_timeout");
+    let probe_at = position_of(&events, Ev::ProbeResult);
+    let rejected_at = position_of(&events, Ev::MatchRejected);
+    let timeout_at = position_of(&events, Ev::WaitroomTimeout);
     check!(
         probe_at < rejected_at && rejected_at < timeout_at,
         "expected probe_result → match_rejected → waitroom_timeout: {order:?}"
@@ -604,7 +608,7 @@ async fn tabs_scenario(
     browser.goto(&server.url("/")).await?;
     tabs.push(browser.current_tab().await?);
     tabs.push(browser.open_tab(&server.url("/")).await?);
-    let start = std::time::Instant::now();
+    let wait = Wait::new("both tabs to reach state game", WAIT);
     let views = loop {
         let mut views = Vec::new();
         for tab in tabs.iter() {
@@ -614,12 +618,7 @@ async fn tabs_scenario(
         if views.iter().all(|v| v.is("game")) {
             break views;
         }
-        check!(
-            start.elapsed() < WAIT,
-            "gave up after {} ms waiting for both tabs to reach state game: {views:?}",
-            start.elapsed().as_millis()
-        );
-        tokio::time::sleep(POLL).await;
+        wait.tick(format!("{views:?}")).await?;
     };
     let (one, two) = (&views[0], &views[1]);
     check_game_page("tab 1", one, one.subject_id.as_deref().unwrap_or(""))?;
@@ -638,11 +637,11 @@ async fn tabs_scenario(
     );
     let path = server.events_path("default");
     let events = wait_for_events(&path, "game_created", WAIT, |ev| {
-        !events_named(ev, "game_created").is_empty()
+        !events_of(ev, Ev::GameCreated).is_empty()
     })
     .await?;
     check_envelope(&events, "default")?;
-    let game = events_named(&events, "game_created")[0];
+    let game = events_of(&events, Ev::GameCreated)[0];
     let mut players = strs(game, "players");
     players.sort();
     let mut ids = vec![id_one, id_two];
@@ -652,7 +651,7 @@ async fn tabs_scenario(
         "game_created {game} does not match the tabs ({ids:?}, {:?})",
         one.game_id
     );
-    let probe = events_named(&events, "probe_result")
+    let probe = events_of(&events, Ev::ProbeResult)
         .into_iter()
         .next()
         .ok_or("the default scene has max_p2p_rtt_ms = 150: a probe_result must be recorded")?;
@@ -708,19 +707,18 @@ async fn harness_drives_two_separate_chromium_processes() {
     must(a.close().await);
     drop(b); // without close: the guard must kill it
     drop(driver);
-    let start = std::time::Instant::now();
+    let wait = Wait::new(
+        "the Chromium processes to end after the test",
+        Duration::from_secs(10),
+    );
     loop {
-        let left: Vec<u32> = args
-            .iter()
-            .flat_map(|arg| pairlab_tests::pids_with_arg(arg))
-            .collect();
+        let left: Vec<u32> = args.iter().flat_map(|arg| pids_with_arg(arg)).collect();
         if left.is_empty() {
             break;
         }
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "Chromium processes left after the test: {left:?}"
+        must(
+            wait.tick(format!("Chromium processes left: {left:?}"))
+                .await,
         );
-        tokio::time::sleep(POLL).await;
     }
 }

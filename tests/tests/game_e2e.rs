@@ -1,4 +1,4 @@
-//! End to end, the game connection (issue 3): the built `pairlab` binary, coturn, the UDP delay
+//! End to end, the game connection: the built `pairlab` binary, coturn, the UDP delay
 //! proxy and two separate headless Chromium processes playing the demo game.
 //!
 //! - [`direct_game_connects_and_plays_its_episodes`]: no TURN, no `force_relay`: the game
@@ -16,8 +16,8 @@
 //!   both pages show `game_ended`.
 //!
 //! With both peers relayed through the proxy each datagram crosses it twice per direction, so a
-//! delay of D ms each way gives an RTT of about 4·D plus the base (`/work/shared/TOOLCHAIN.md`,
-//! "Latency injection"): D = 45 → ~185 ms (`warning` > 150), D = 90 → ~365 ms (`critical` >
+//! delay of D ms each way gives an RTT of about 4·D plus the base (see
+//! `pairlab_tests::delay_proxy`): D = 45 → ~185 ms (`warning` > 150), D = 90 → ~365 ms (`critical` >
 //! 300). The page's timings are shortened with its URL parameters (`episode_ms`, `episodes`,
 //! `quality_interval_ms`, `disconnect_grace_ms`, `restart_timeout_ms`).
 //!
@@ -32,11 +32,15 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use pairlab_tests::delay_proxy::ProxyHandle;
-use pairlab_tests::game::{events_by, quality_by, restarts_with, scene_toml, GameView, RelayRig};
+use pairlab_tests::game::{quality_by, restarts_with, scene_toml, GameView, RelayRig};
+use pairlab_tests::record::{
+    event_names, events_by, events_of, position_of, read_events, wait_for_events,
+    ResearchEventKind as Ev,
+};
 use pairlab_tests::turn::TurnAuth;
 use pairlab_tests::{
-    check, event_names, events_named, json_num as num, json_str as s, must, read_events,
-    screens_dir, wait_for_events, Browser, ChromeDriver, Server, WorkDir, POLL, WAIT,
+    check, json_num as num, json_str as s, must, screens_dir, Browser, ChromeDriver, Server,
+    WorkDir, POLL, WAIT,
 };
 use serde_json::Value;
 
@@ -272,13 +276,13 @@ async fn connected(game: &Game, kind: &str) -> R<String> {
     );
     let events = game
         .wait_record("p2p_connection_type from both members", WAIT, |ev| {
-            !events_by(ev, "p2p_connection_type", A).is_empty()
-                && !events_by(ev, "p2p_connection_type", B).is_empty()
+            !events_by(ev, Ev::P2pConnectionType, A).is_empty()
+                && !events_by(ev, Ev::P2pConnectionType, B).is_empty()
         })
         .await?;
     let mut connect = Vec::new();
     for who in [A, B] {
-        let lines = events_by(&events, "p2p_connection_type", who);
+        let lines = events_by(&events, Ev::P2pConnectionType, who);
         check!(
             lines.len() == 1,
             "{who} must report its connection type once (no restart yet): {lines:?}"
@@ -376,7 +380,7 @@ fn check_summary(e: &Value, who: &str, kind: &str, peer_sent: Option<u64>) -> R<
 
 /// `(episode, frames)` of the `episode_summary` lines and their RTT medians, for the figures.
 fn summaries_text(events: &[Value], who: &str) -> String {
-    events_by(events, "episode_summary", who)
+    events_by(events, Ev::EpisodeSummary, who)
         .iter()
         .map(|e| {
             let p = e
@@ -427,7 +431,7 @@ async fn direct_scenario(game: &Game) -> R<()> {
             WAIT,
             |ev| {
                 [A, B].iter().all(|who| {
-                    let eps: Vec<u64> = events_by(ev, "episode_summary", who)
+                    let eps: Vec<u64> = events_by(ev, Ev::EpisodeSummary, who)
                         .iter()
                         .filter_map(|e| e.get("episode").and_then(Value::as_u64))
                         .collect();
@@ -438,7 +442,7 @@ async fn direct_scenario(game: &Game) -> R<()> {
         .await?;
     let took = start.elapsed();
     for who in [A, B] {
-        let lines = events_by(&events, "episode_summary", who);
+        let lines = events_by(&events, Ev::EpisodeSummary, who);
         check!(
             lines.len() == 2,
             "with episodes=2, {who} must send exactly two episode_summary lines: {lines:?}"
@@ -449,7 +453,7 @@ async fn direct_scenario(game: &Game) -> R<()> {
                 "episode_summary of another game: {e}"
             );
             let episode = e.get("episode").and_then(Value::as_u64);
-            let peer_sent = events_by(&events, "episode_summary", other(who))
+            let peer_sent = events_by(&events, Ev::EpisodeSummary, other(who))
                 .into_iter()
                 .find(|p| p.get("episode").and_then(Value::as_u64) == episode)
                 .and_then(|p| p.get("inputs_sent").and_then(Value::as_u64));
@@ -478,10 +482,10 @@ async fn direct_scenario(game: &Game) -> R<()> {
     }
     let events = game.events()?;
     // (p2p_quality is not checked: on a loaded two-core machine a loopback RTT can pass 150 ms.)
-    for name in ["p2p_ice_restart", "p2p_connection_failed", "game_ended"] {
+    for kind in [Ev::P2pIceRestart, Ev::P2pConnectionFailed, Ev::GameEnded] {
         check!(
-            events_named(&events, name).is_empty(),
-            "a direct game on loopback must have no {name}: {:?}",
+            events_of(&events, kind).is_empty(),
+            "a direct game on loopback must have no {kind}: {:?}",
             event_names(&events)
         );
     }
@@ -539,11 +543,11 @@ async fn relay_scenario(game: &Game, proxy: &ProxyHandle) -> R<()> {
         .wait_record("episode 1 summarised by both", WAIT, |ev| {
             [A, B]
                 .iter()
-                .all(|who| !events_by(ev, "episode_summary", who).is_empty())
+                .all(|who| !events_by(ev, Ev::EpisodeSummary, who).is_empty())
         })
         .await?;
     for who in [A, B] {
-        let e = events_by(&events, "episode_summary", who)[0];
+        let e = events_by(&events, Ev::EpisodeSummary, who)[0];
         check_summary(e, who, "relay", None)?;
     }
     game.figure(format!(
@@ -571,7 +575,7 @@ async fn restart_phase(game: &Game, proxy: &ProxyHandle) -> R<()> {
     game.wait_record(
         "the initiator's p2p_ice_restart started while the proxy is paused",
         SLOW,
-        |ev| !events_by(ev, "p2p_ice_restart", A).is_empty(),
+        |ev| !events_by(ev, Ev::P2pIceRestart, A).is_empty(),
     )
     .await?;
     let to_started = paused_at.elapsed();
@@ -580,7 +584,7 @@ async fn restart_phase(game: &Game, proxy: &ProxyHandle) -> R<()> {
     let window_start = Instant::now();
     let events = loop {
         let events = game.events()?;
-        if !events_by(&events, "p2p_ice_restart", B).is_empty() || window_start.elapsed() > b_window
+        if !events_by(&events, Ev::P2pIceRestart, B).is_empty() || window_start.elapsed() > b_window
         {
             break events;
         }
@@ -589,7 +593,7 @@ async fn restart_phase(game: &Game, proxy: &ProxyHandle) -> R<()> {
     let mut started_at = Vec::new();
     let mut restarters = Vec::new();
     for who in [A, B] {
-        let lines: Vec<&Value> = events_by(&events, "p2p_ice_restart", who);
+        let lines: Vec<&Value> = events_by(&events, Ev::P2pIceRestart, who);
         if lines.is_empty() {
             continue;
         }
@@ -643,7 +647,7 @@ async fn restart_phase(game: &Game, proxy: &ProxyHandle) -> R<()> {
                     .all(|who| succeeded.iter().any(|e| s(e, "subject_id") == Some(*who)));
                 all_done
                     || !restarts_with(ev, "failed").is_empty()
-                    || !events_named(ev, "p2p_connection_failed").is_empty()
+                    || !events_of(ev, Ev::P2pConnectionFailed).is_empty()
             },
         )
         .await?;
@@ -651,14 +655,14 @@ async fn restart_phase(game: &Game, proxy: &ProxyHandle) -> R<()> {
     let failed = restarts_with(&events, "failed");
     check!(
         failed.is_empty()
-            && events_named(&events, "p2p_connection_failed").is_empty()
-            && events_named(&events, "game_ended").is_empty(),
+            && events_of(&events, Ev::P2pConnectionFailed).is_empty()
+            && events_of(&events, Ev::GameEnded).is_empty(),
         "after the proxy resumed ({} after the pause) every started restart must succeed, but \
          an attempt failed {} after the resume although the link was back: {failed:?}; \
          restart lines: {:?}",
         ms(paused_for),
         ms(to_settled),
-        events_named(&events, "p2p_ice_restart")
+        events_of(&events, Ev::P2pIceRestart)
     );
     let mut durations = Vec::new();
     for e in restarts_with(&events, "succeeded") {
@@ -767,7 +771,7 @@ async fn quality_phase(game: &Game, proxy: &ProxyHandle) -> R<()> {
     // Levels in order: warning before critical before the return to ok, for both.
     let events = game.events()?;
     for who in [A, B] {
-        let levels: Vec<&str> = events_by(&events, "p2p_quality", who)
+        let levels: Vec<&str> = events_by(&events, Ev::P2pQuality, who)
             .iter()
             .filter_map(|e| s(e, "level"))
             .collect();
@@ -822,13 +826,13 @@ async fn cut_scenario(game: &Game, rig: &RelayRig) -> R<()> {
             "p2p_connection_failed and game_ended",
             Duration::from_secs(60),
             |ev| {
-                !events_named(ev, "p2p_connection_failed").is_empty()
-                    && !events_named(ev, "game_ended").is_empty()
+                !events_of(ev, Ev::P2pConnectionFailed).is_empty()
+                    && !events_of(ev, Ev::GameEnded).is_empty()
             },
         )
         .await?;
     let to_ended = paused_at.elapsed();
-    let failed = events_named(&events, "p2p_connection_failed");
+    let failed = events_of(&events, Ev::P2pConnectionFailed);
     let reporter = s(failed[0], "subject_id").unwrap_or("").to_owned();
     for e in &failed {
         let who = s(e, "subject_id").unwrap_or("");
@@ -839,7 +843,7 @@ async fn cut_scenario(game: &Game, rig: &RelayRig) -> R<()> {
             "p2p_connection_failed must follow 3 failed attempts on this game's pair: {e}"
         );
         // Its three attempts: started and failed each, none succeeded.
-        let attempts: Vec<(u64, &str)> = events_by(&events, "p2p_ice_restart", who)
+        let attempts: Vec<(u64, &str)> = events_by(&events, Ev::P2pIceRestart, who)
             .iter()
             .filter_map(|r| Some((r.get("attempt")?.as_u64()?, s(r, "outcome")?)))
             .collect();
@@ -856,7 +860,7 @@ async fn cut_scenario(game: &Game, rig: &RelayRig) -> R<()> {
             "{who} must report attempts 1..3 each started then failed: {attempts:?}"
         );
     }
-    let ended = events_named(&events, "game_ended");
+    let ended = events_of(&events, Ev::GameEnded);
     check!(
         ended.len() == 1
             && s(ended[0], "game_id") == Some(game_id.as_str())
@@ -865,8 +869,8 @@ async fn cut_scenario(game: &Game, rig: &RelayRig) -> R<()> {
         "exactly one game_ended (connection_failed, by {reporter}, the first reporter): {ended:?}"
     );
     let order = event_names(&events);
-    let failed_at = order.iter().position(|e| *e == "p2p_connection_failed");
-    let ended_at = order.iter().position(|e| *e == "game_ended");
+    let failed_at = position_of(&events, Ev::P2pConnectionFailed);
+    let ended_at = position_of(&events, Ev::GameEnded);
     check!(
         failed_at < ended_at,
         "game_ended must follow p2p_connection_failed: {order:?}"

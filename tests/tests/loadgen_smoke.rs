@@ -1,4 +1,4 @@
-//! Smoke runs of the load generator (`src/bin/loadgen.rs`, issue 4 §2) with tiny sizes: each
+//! Smoke runs of the load generator (`src/bin/loadgen/`) with tiny sizes: each
 //! scenario starts the real server, drives it, stops it, and prints its table. Benchmarks are
 //! not timed tests: these check what must hold at any speed (every client connected, nothing
 //! lost, nobody dropped, updates coalesced), never a latency.

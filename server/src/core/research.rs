@@ -239,3 +239,238 @@ pub struct PairRtt {
     /// The decided RTT, ms.
     pub rtt_ms: f64,
 }
+
+/// Which [`ResearchEvent`] a record line is, without its fields: the `event` name of a line
+/// (`probe_result`, …) as a type. Readers of the record (the end-to-end harness, analyses)
+/// match on it instead of on name strings, so the names have one home: this enum's serde
+/// names, which equal [`ResearchEvent`]'s `event` tags (checked by a unit test below).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResearchEventKind {
+    /// [`ResearchEvent::ParticipantJoined`].
+    ParticipantJoined,
+    /// [`ResearchEvent::ServerRtt`].
+    ServerRtt,
+    /// [`ResearchEvent::MatchProposed`].
+    MatchProposed,
+    /// [`ResearchEvent::ProbeStarted`].
+    ProbeStarted,
+    /// [`ResearchEvent::ProbeResult`].
+    ProbeResult,
+    /// [`ResearchEvent::MatchRejected`].
+    MatchRejected,
+    /// [`ResearchEvent::GameCreated`].
+    GameCreated,
+    /// [`ResearchEvent::WaitroomTimeout`].
+    WaitroomTimeout,
+    /// [`ResearchEvent::ParticipantDropped`].
+    ParticipantDropped,
+    /// [`ResearchEvent::P2pConnectionType`].
+    P2pConnectionType,
+    /// [`ResearchEvent::P2pQuality`].
+    P2pQuality,
+    /// [`ResearchEvent::P2pIceRestart`].
+    P2pIceRestart,
+    /// [`ResearchEvent::P2pConnectionFailed`].
+    P2pConnectionFailed,
+    /// [`ResearchEvent::EpisodeSummary`].
+    EpisodeSummary,
+    /// [`ResearchEvent::GameEnded`].
+    GameEnded,
+    /// [`ResearchEvent::ParticipantLeft`].
+    ParticipantLeft,
+}
+
+impl ResearchEventKind {
+    /// The `event` name of a record line of this kind (`probe_result`, …).
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ResearchEventKind::ParticipantJoined => "participant_joined",
+            ResearchEventKind::ServerRtt => "server_rtt",
+            ResearchEventKind::MatchProposed => "match_proposed",
+            ResearchEventKind::ProbeStarted => "probe_started",
+            ResearchEventKind::ProbeResult => "probe_result",
+            ResearchEventKind::MatchRejected => "match_rejected",
+            ResearchEventKind::GameCreated => "game_created",
+            ResearchEventKind::WaitroomTimeout => "waitroom_timeout",
+            ResearchEventKind::ParticipantDropped => "participant_dropped",
+            ResearchEventKind::P2pConnectionType => "p2p_connection_type",
+            ResearchEventKind::P2pQuality => "p2p_quality",
+            ResearchEventKind::P2pIceRestart => "p2p_ice_restart",
+            ResearchEventKind::P2pConnectionFailed => "p2p_connection_failed",
+            ResearchEventKind::EpisodeSummary => "episode_summary",
+            ResearchEventKind::GameEnded => "game_ended",
+            ResearchEventKind::ParticipantLeft => "participant_left",
+        }
+    }
+}
+
+impl std::fmt::Display for ResearchEventKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl ResearchEvent {
+    /// This event's [`ResearchEventKind`] (its `event` tag).
+    pub fn kind(&self) -> ResearchEventKind {
+        match self {
+            ResearchEvent::ParticipantJoined { .. } => ResearchEventKind::ParticipantJoined,
+            ResearchEvent::ServerRtt { .. } => ResearchEventKind::ServerRtt,
+            ResearchEvent::MatchProposed { .. } => ResearchEventKind::MatchProposed,
+            ResearchEvent::ProbeStarted { .. } => ResearchEventKind::ProbeStarted,
+            ResearchEvent::ProbeResult { .. } => ResearchEventKind::ProbeResult,
+            ResearchEvent::MatchRejected { .. } => ResearchEventKind::MatchRejected,
+            ResearchEvent::GameCreated { .. } => ResearchEventKind::GameCreated,
+            ResearchEvent::WaitroomTimeout { .. } => ResearchEventKind::WaitroomTimeout,
+            ResearchEvent::ParticipantDropped { .. } => ResearchEventKind::ParticipantDropped,
+            ResearchEvent::P2pConnectionType { .. } => ResearchEventKind::P2pConnectionType,
+            ResearchEvent::P2pQuality { .. } => ResearchEventKind::P2pQuality,
+            ResearchEvent::P2pIceRestart { .. } => ResearchEventKind::P2pIceRestart,
+            ResearchEvent::P2pConnectionFailed { .. } => ResearchEventKind::P2pConnectionFailed,
+            ResearchEvent::EpisodeSummary { .. } => ResearchEventKind::EpisodeSummary,
+            ResearchEvent::GameEnded { .. } => ResearchEventKind::GameEnded,
+            ResearchEvent::ParticipantLeft { .. } => ResearchEventKind::ParticipantLeft,
+        }
+    }
+}
+
+#[cfg(test)]
+mod kind_tests {
+    use super::*;
+
+    /// One event of each variant (a new variant fails to compile in [`ResearchEvent::kind`]
+    /// and must be added here).
+    fn one_of_each() -> Vec<ResearchEvent> {
+        let a = SubjectId::parse("A").expect("valid id");
+        let b = SubjectId::parse("B").expect("valid id");
+        let game_id = GameId::from_string("g");
+        let probe_session_id = ProbeSessionId::from_string("p");
+        let connection: ConnectionInfo = serde_json::from_value(serde_json::json!({
+            "connection_type": "relay",
+            "local_candidate_type": "relay",
+            "remote_candidate_type": "host",
+            "protocol": "udp",
+            "relay_protocol": "udp",
+        }))
+        .expect("a ConnectionInfo");
+        vec![
+            ResearchEvent::ParticipantJoined {
+                subject_id: a.clone(),
+                resumed: false,
+            },
+            ResearchEvent::ServerRtt {
+                subject_id: a.clone(),
+                median_ms: 1.0,
+                samples_ms: vec![1.0],
+            },
+            ResearchEvent::MatchProposed {
+                members: vec![a.clone(), b.clone()],
+                server_rtts_ms: vec![None, Some(1.0)],
+                matchmaker: "fifo",
+                probe: true,
+            },
+            ResearchEvent::ProbeStarted {
+                probe_session_id: probe_session_id.clone(),
+                members: [a.clone(), b.clone()],
+                timeout_ms: 1,
+            },
+            ResearchEvent::ProbeResult {
+                probe_session_id,
+                members: [a.clone(), b.clone()],
+                reports: [None, None],
+                accepted: false,
+                rtt_ms: None,
+                max_p2p_rtt_ms: 1.0,
+                reason: Some(ProbeFailure::Timeout),
+                ready_ms: None,
+                duration_ms: 1.0,
+            },
+            ResearchEvent::MatchRejected {
+                members: vec![a.clone(), b.clone()],
+                reason: ProbeFailure::RttTooHigh,
+                failed_pairs: vec![[a.clone(), b.clone()]],
+            },
+            ResearchEvent::GameCreated {
+                game_id: game_id.clone(),
+                players: vec![a.clone(), b.clone()],
+                p2p_rtts_ms: Vec::new(),
+            },
+            ResearchEvent::WaitroomTimeout {
+                subject_id: a.clone(),
+                waited_ms: 1.0,
+            },
+            ResearchEvent::ParticipantDropped {
+                subject_id: a.clone(),
+                reconnect_grace_ms: 1,
+            },
+            ResearchEvent::P2pConnectionType {
+                game_id: game_id.clone(),
+                subject_id: a.clone(),
+                peer_subject_id: b.clone(),
+                connection,
+                connect_ms: None,
+            },
+            ResearchEvent::P2pQuality {
+                game_id: game_id.clone(),
+                subject_id: a.clone(),
+                peer_subject_id: b.clone(),
+                level: QualityLevel::Warning,
+                rtt_ms: None,
+            },
+            ResearchEvent::P2pIceRestart {
+                game_id: game_id.clone(),
+                subject_id: a.clone(),
+                peer_subject_id: b.clone(),
+                attempt: 1,
+                trigger: IceRestartTrigger::Failed,
+                outcome: IceRestartOutcome::Started,
+                duration_ms: None,
+            },
+            ResearchEvent::P2pConnectionFailed {
+                game_id: game_id.clone(),
+                subject_id: a.clone(),
+                peer_subject_id: b.clone(),
+                attempts: 1,
+            },
+            ResearchEvent::EpisodeSummary {
+                game_id: game_id.clone(),
+                subject_id: a.clone(),
+                episode: 1,
+                frames: 1,
+                inputs_sent: 1,
+                peers: Vec::new(),
+            },
+            ResearchEvent::GameEnded {
+                game_id,
+                reason: GameEndReason::PeerLeft,
+                subject_id: a.clone(),
+            },
+            ResearchEvent::ParticipantLeft {
+                subject_id: a,
+                reason: LeaveReason::Leave,
+            },
+        ]
+    }
+
+    #[test]
+    fn kind_names_equal_the_serialized_event_tags() {
+        let events = one_of_each();
+        let mut kinds = std::collections::HashSet::new();
+        for event in &events {
+            let value = serde_json::to_value(event).expect("serializable");
+            let kind = event.kind();
+            assert_eq!(value["event"], kind.as_str(), "{event:?}");
+            assert_eq!(
+                serde_json::to_value(kind).expect("serializable"),
+                value["event"]
+            );
+            assert_eq!(
+                serde_json::from_value::<ResearchEventKind>(value["event"].clone()).ok(),
+                Some(kind)
+            );
+            kinds.insert(kind);
+        }
+        assert_eq!(kinds.len(), events.len(), "one event of each kind");
+    }
+}

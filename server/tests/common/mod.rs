@@ -13,7 +13,6 @@ use pairlab_shared::{
     ClientMessage, ErrorCode, ErrorMessage, Hello, Pong, ProbeSessionId, ServerMessage, SubjectId,
     Waitroom, Welcome,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::Message;
@@ -191,70 +190,51 @@ impl Drop for TestServer {
     }
 }
 
-/// A minimal HTTP/1.1 GET over a fresh connection (`Connection: close`).
+/// An HTTP/1.1 GET over a fresh connection, through hyper's connection-level client (the hyper
+/// 1 the server is built on; it also undoes chunked transfer coding): (status, headers with
+/// lower-case names, body).
 pub async fn http_get(
     addr: std::net::SocketAddr,
     path: &str,
     headers: &[(&str, &str)],
 ) -> (u16, Vec<(String, String)>, Vec<u8>) {
-    let mut s = TcpStream::connect(addr).await.expect("connect");
-    let mut req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
+    let stream = TcpStream::connect(addr).await.expect("connect");
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .expect("HTTP/1.1 handshake");
+    let driver = tokio::spawn(connection);
+    let mut request = hyper::Request::get(path).header(hyper::header::HOST, addr.to_string());
+    for (name, value) in headers {
+        request = request.header(*name, *value);
     }
-    req.push_str("\r\n");
-    s.write_all(req.as_bytes()).await.expect("write");
-    let mut buf = Vec::new();
-    tokio::time::timeout(RECV_TIMEOUT, s.read_to_end(&mut buf))
-        .await
-        .expect("response in time")
-        .expect("read");
-    let split = buf
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("header end");
-    let head = String::from_utf8_lossy(&buf[..split]).to_string();
-    let mut body = buf[split + 4..].to_vec();
-    let mut lines = head.lines();
-    let status: u16 = lines
-        .next()
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|s| s.parse().ok())
-        .expect("status line");
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
-        .collect();
-    if headers
+    let request = request
+        .body(http_body_util::Empty::<&'static [u8]>::new())
+        .expect("a valid request");
+    let (parts, body) = tokio::time::timeout(RECV_TIMEOUT, async {
+        let response = sender.send_request(request).await.expect("response");
+        let (parts, body) = response.into_parts();
+        let body = http_body_util::BodyExt::collect(body)
+            .await
+            .expect("body")
+            .to_bytes()
+            .to_vec();
+        (parts, body)
+    })
+    .await
+    .expect("response in time");
+    driver.abort();
+    let headers = parts
+        .headers
         .iter()
-        .any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"))
-    {
-        body = dechunk(&body);
-    }
-    (status, headers, body)
-}
-
-fn dechunk(mut b: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    loop {
-        let Some(eol) = b.windows(2).position(|w| w == b"\r\n") else {
-            return out;
-        };
-        let size = usize::from_str_radix(
-            String::from_utf8_lossy(&b[..eol])
-                .split(';')
-                .next()
-                .unwrap_or("0")
-                .trim(),
-            16,
-        )
-        .unwrap_or(0);
-        if size == 0 {
-            return out;
-        }
-        out.extend_from_slice(&b[eol + 2..eol + 2 + size]);
-        b = &b[eol + 2 + size + 2..];
-    }
+        .map(|(name, value)| {
+            (
+                name.as_str().to_owned(),
+                String::from_utf8_lossy(value.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    (parts.status.as_u16(), headers, body)
 }
 
 pub fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {

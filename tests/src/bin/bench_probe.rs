@@ -1,5 +1,5 @@
-//! `bench-probe`: how fast and how accurate pairlab's peer-to-peer probe is (issue 4 §1), and how
-//! heavy the page is (issue 4 §4). It prints tables; it is a benchmark, not a test.
+//! `bench-probe`: how fast and how accurate pairlab's peer-to-peer probe is, and how heavy the
+//! page is. It prints tables; it is a benchmark, not a test.
 //!
 //! ```text
 //! cargo run -p pairlab-tests --release --bin bench-probe -- --probes 20 --delays 0,5,10,25,50,75 --direct
@@ -7,7 +7,7 @@
 //! ```
 //!
 //! # The probe benchmark
-//! It starts coturn (static credentials, 4,000 relay ports: [`BenchTurn`]), a [`DelayProxy`] in front of it, the real `pairlab`
+//! It starts coturn (static credentials, 4,000 relay ports: [`bench_turn`]), a [`DelayProxy`] in front of it, the real `pairlab`
 //! (`--server release|debug`) with one scene per round (`group_size = 2`, `fifo`, a huge
 //! `max_p2p_rtt_ms` so every probe is accepted, `reconnect_grace_ms = 0`) whose only ICE server
 //! is `turn:<proxy>` (static credentials), chromedriver and two headless Chromium processes.
@@ -57,12 +57,13 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use clap::{Parser, ValueEnum};
+use pairlab_shared::stats::median;
+use pairlab_tests::browser::BrowserOptions;
 use pairlab_tests::delay_proxy::DelayProxy;
-use pairlab_tests::turn::{binding_request, is_binding_success};
-use pairlab_tests::{
-    events_named, http_get, pids_with_arg, read_events, ChromeDriver, Server, WorkDir,
-    CHROMIUM_ARGS, WASM_ASSET,
-};
+use pairlab_tests::record::{events_of, read_events, rfc3339_ms, ResearchEventKind as Ev};
+use pairlab_tests::stats::nearest_rank;
+use pairlab_tests::turn::{stun_rtt_ms as stun_once_ms, Coturn, CoturnConfig, TurnAuth};
+use pairlab_tests::{http_get, Browser, ChromeDriver, Server, WorkDir, WASM_ASSET};
 use serde_json::{json, Value};
 use tokio::net::UdpSocket;
 
@@ -245,182 +246,42 @@ return { bench: b, resources: res,
                transfer: nav.transferSize } : null };
 "#;
 
-/// A chromedriver command fantoccini has no method for: Chrome DevTools through
-/// `POST /session/{id}/goog/cdp/execute` (chromedriver's extension), body `{cmd, params}`.
-#[derive(Debug)]
-struct Cdp {
-    cmd: &'static str,
-    params: Value,
-}
-
-impl fantoccini::wd::WebDriverCompatibleCommand for Cdp {
-    fn endpoint(
-        &self,
-        base_url: &url::Url,
-        session_id: Option<&str>,
-    ) -> Result<url::Url, url::ParseError> {
-        let session = session_id.ok_or(url::ParseError::EmptyHost)?;
-        base_url.join(&format!("session/{session}/goog/cdp/execute"))
-    }
-
-    fn method_and_body(&self, _request_url: &url::Url) -> (http::Method, Option<String>) {
-        let body = json!({ "cmd": self.cmd, "params": self.params });
-        (http::Method::POST, Some(body.to_string()))
-    }
-}
-
-/// One headless Chromium in its own WebDriver session, with [`INJECT_JS`] in every document.
-/// Its processes (found by the unique `--user-data-dir`) are killed by PID on drop.
-struct BenchBrowser {
-    client: Option<fantoccini::Client>,
-    profile_arg: String,
-}
-
-impl BenchBrowser {
-    async fn open(driver: &ChromeDriver, work: &WorkDir, name: &str) -> R<BenchBrowser> {
-        let profile = work.join(&format!("profile-{name}"));
-        fs::create_dir_all(&profile)?;
-        let profile_arg = format!("--user-data-dir={}", profile.display());
-        // Chromium honours only the last `--disable-features`: the harness's list plus
-        // `BackForwardCache`, so a page left for `about:blank` is torn down at once (its
-        // WebSocket and RTCPeerConnections closed, its TURN allocations released) instead of
-        // being kept alive in the back/forward cache.
-        let mut args: Vec<String> = CHROMIUM_ARGS
-            .iter()
-            .map(|a| match a.strip_prefix("--disable-features=") {
-                Some(list) => format!("--disable-features={list},BackForwardCache"),
-                None => a.to_string(),
-            })
-            .collect();
-        args.push(profile_arg.clone());
-        let chromium =
-            std::env::var("PAIRLAB_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-        let mut caps = serde_json::Map::new();
-        caps.insert(
-            "goog:chromeOptions".into(),
-            json!({ "binary": chromium, "args": args }),
-        );
-        let mut browser = BenchBrowser {
-            client: None,
-            profile_arg,
-        };
-        let client = fantoccini::ClientBuilder::native()
-            .capabilities(caps)
-            .connect(&driver.url())
-            .await?;
-        browser.client = Some(client);
-        browser
-            .cdp(
-                "Page.addScriptToEvaluateOnNewDocument",
-                json!({ "source": INJECT_JS }),
-            )
-            .await?;
-        Ok(browser)
-    }
-
-    fn client(&self) -> R<&fantoccini::Client> {
-        self.client
-            .as_ref()
-            .ok_or_else(|| "the WebDriver session is closed".into())
-    }
-
-    async fn cdp(&self, cmd: &'static str, params: Value) -> R<Value> {
-        Ok(self.client()?.issue_cmd(Cdp { cmd, params }).await?)
-    }
-
-    async fn goto(&self, url: &str) -> R<()> {
-        Ok(self.client()?.goto(url).await?)
-    }
-
-    async fn read(&self) -> R<Value> {
-        Ok(self.client()?.execute(READ_JS, Vec::new()).await?)
-    }
-
-    async fn close(mut self) {
-        if let Some(client) = self.client.take() {
-            let _ = client.close().await;
-        }
-    }
-}
-
-impl Drop for BenchBrowser {
-    fn drop(&mut self) {
-        drop(self.client.take());
-        for pid in pids_with_arg(&self.profile_arg) {
-            kill_pid(pid);
-        }
-    }
-}
-
-/// SIGKILL to one positive PID (never a group).
-fn kill_pid(pid: u32) {
-    let Ok(pid) = libc::pid_t::try_from(pid) else {
-        return;
+/// One headless Chromium for the bench: [`INJECT_JS`] in every document, and
+/// `BackForwardCache` disabled, so a page left for `about:blank` is torn down at once (its
+/// WebSocket and RTCPeerConnections closed, its TURN allocations released) instead of being kept
+/// alive in the back/forward cache. Its processes are killed by PID on drop.
+async fn open_browser(driver: &ChromeDriver, work: &WorkDir, name: &str) -> R<Browser> {
+    let options = BrowserOptions {
+        disable_features: vec!["BackForwardCache".to_owned()],
+        init_script: Some(INJECT_JS.to_owned()),
     };
-    if pid > 0 {
-        // SAFETY: kill(2) with a positive PID and a valid signal touches no memory of ours.
-        unsafe {
-            libc::kill(pid, libc::SIGKILL);
-        }
-    }
+    Ok(Browser::open_with(driver, work, name, &options).await?)
+}
+
+/// Reads [`READ_JS`]'s record of the page.
+async fn read_page(browser: &Browser) -> R<Value> {
+    Ok(browser.execute(READ_JS, Vec::new()).await?)
+}
+
+/// Ends the browser's session; what is left is killed when it drops.
+async fn close_browser(browser: Browser) {
+    let _ = browser.close().await;
 }
 
 // ------------------------------------------------------------------------------------------
 // Statistics
 // ------------------------------------------------------------------------------------------
 
-/// The `q` quantile (0..=1) of `xs` by the nearest-rank method; `None` when empty.
+/// The `q` quantile (0..=1) of the finite values of `xs` by the nearest-rank method; `None`
+/// when there are none.
 fn quantile(xs: &[f64], q: f64) -> Option<f64> {
     let mut v: Vec<f64> = xs.iter().copied().filter(|x| x.is_finite()).collect();
-    if v.is_empty() {
-        return None;
-    }
     v.sort_by(f64::total_cmp);
-    let rank = ((q * v.len() as f64).ceil() as usize).clamp(1, v.len());
-    Some(v[rank - 1])
-}
-
-/// The median (the mean of the two middle values for an even count).
-fn median(xs: &[f64]) -> Option<f64> {
-    let mut v: Vec<f64> = xs.iter().copied().filter(|x| x.is_finite()).collect();
-    if v.is_empty() {
-        return None;
-    }
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    Some(if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    })
+    nearest_rank(&v, q)
 }
 
 fn f1(v: Option<f64>) -> String {
     v.map_or_else(|| "–".into(), |x| format!("{x:.1}"))
-}
-
-/// Milliseconds since the Unix epoch of an RFC 3339 UTC time as the record writes it
-/// (`2026-11-22T01:16:43.123Z`); `None` for any other shape.
-fn rfc3339_ms(ts: &str) -> Option<f64> {
-    let ts = ts.strip_suffix('Z')?;
-    let (date, time) = ts.split_once('T')?;
-    let mut d = date.split('-').map(|p| p.parse::<i64>().ok());
-    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
-    let mut t = time.split(':');
-    let (h, min) = (
-        t.next()?.parse::<i64>().ok()?,
-        t.next()?.parse::<i64>().ok()?,
-    );
-    let sec: f64 = t.next()?.parse().ok()?;
-    // Days from civil (Howard Hinnant's algorithm), proleptic Gregorian.
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Some(((days * 86_400 + h * 3600 + min * 60) as f64 + sec) * 1000.0)
 }
 
 // ------------------------------------------------------------------------------------------
@@ -431,28 +292,13 @@ fn rfc3339_ms(ts: &str) -> Option<f64> {
 async fn stun_rtt_ms(to: SocketAddr) -> R<Option<f64>> {
     let socket = UdpSocket::bind("127.0.0.1:0").await?;
     let mut samples = Vec::new();
-    let mut buf = [0u8; 1500];
-    for i in 0..STUN_PINGS {
-        let mut id = [0u8; 12];
-        id[..8].copy_from_slice(&(i as u64 ^ 0xB3_4C_u64).to_be_bytes());
-        id[8..].copy_from_slice(&std::process::id().to_be_bytes());
-        let start = Instant::now();
-        socket.send_to(&binding_request(id), to).await?;
-        let got = tokio::time::timeout(Duration::from_secs(2), async {
-            loop {
-                let (n, _) = socket.recv_from(&mut buf).await?;
-                if is_binding_success(&buf[..n], &id) {
-                    return Ok::<_, std::io::Error>(());
-                }
-            }
-        })
-        .await;
-        if let Ok(Ok(())) = got {
-            samples.push(start.elapsed().as_secs_f64() * 1000.0);
+    for _ in 0..STUN_PINGS {
+        if let Some(rtt_ms) = stun_once_ms(&socket, to, Duration::from_secs(2)).await? {
+            samples.push(rtt_ms);
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    Ok(median(&samples))
+    Ok(median(samples))
 }
 
 // ------------------------------------------------------------------------------------------
@@ -466,99 +312,19 @@ async fn stun_rtt_ms(to: SocketAddr) -> R<Option<f64>> {
 const RELAY_MIN_PORT: u16 = 20_000;
 const RELAY_MAX_PORT: u16 = 23_999;
 
-/// `turnserver` as in TOOLCHAIN.md ("TURN on loopback"), static credentials, relay ports
-/// [`RELAY_MIN_PORT`]..=[`RELAY_MAX_PORT`], log in `<work>/turn.log`. Killed by PID on drop.
-struct BenchTurn {
-    child: std::process::Child,
-    port: u16,
-}
-
-impl BenchTurn {
-    async fn start(work: &WorkDir) -> R<BenchTurn> {
-        let port = pairlab_tests::free_port()?;
-        let log = fs::File::create(work.join("turn.log"))?;
-        let child = Command::new("turnserver")
-            .arg("-n")
-            .arg("--listening-ip=127.0.0.1")
-            .arg("--relay-ip=127.0.0.1")
-            .arg(format!("--listening-port={port}"))
-            .arg(format!("--min-port={RELAY_MIN_PORT}"))
-            .arg(format!("--max-port={RELAY_MAX_PORT}"))
-            .arg("--lt-cred-mech")
-            .arg(format!("--user={TURN_USER}:{TURN_PASS}"))
-            .arg("--realm=pairlab")
-            .arg("--fingerprint")
-            .arg("--no-tls")
-            .arg("--no-dtls")
-            .arg("--no-cli")
-            .arg("--allow-loopback-peers")
-            .arg(format!("--userdb={}", work.join("turndb").display()))
-            .arg(format!("--pidfile={}", work.join("turn.pid").display()))
-            .arg("--log-file=stdout")
-            .arg("--simple-log")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .map_err(|e| format!("start turnserver (install coturn: scripts/setup.sh): {e}"))?;
-        let mut turn = BenchTurn { child, port };
-        let start = Instant::now();
-        while stun_once(turn.addr(), Duration::from_millis(200))
-            .await?
-            .is_none()
-        {
-            if let Ok(Some(status)) = turn.child.try_wait() {
-                return Err(format!(
-                    "turnserver exited ({status}); see {}",
-                    work.join("turn.log").display()
-                )
-                .into());
-            }
-            if start.elapsed() > Duration::from_secs(20) {
-                return Err("turnserver did not answer STUN within 20 s".into());
-            }
-        }
-        Ok(turn)
-    }
-
-    fn addr(&self) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], self.port))
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-}
-
-impl Drop for BenchTurn {
-    fn drop(&mut self) {
-        // Child::kill: SIGKILL to this child's PID only; then reap it.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// One STUN Binding request to `to`: its RTT in ms, `None` without an answer within `timeout`.
-async fn stun_once(to: SocketAddr, timeout: Duration) -> R<Option<f64>> {
-    let socket = UdpSocket::bind("127.0.0.1:0").await?;
-    let mut id = [0u8; 12];
-    id[..4].copy_from_slice(&std::process::id().to_be_bytes());
-    let start = Instant::now();
-    socket.send_to(&binding_request(id), to).await?;
-    let mut buf = [0u8; 1500];
-    let got = tokio::time::timeout(timeout, async {
-        loop {
-            let (n, _) = socket.recv_from(&mut buf).await?;
-            if is_binding_success(&buf[..n], &id) {
-                return Ok::<_, std::io::Error>(());
-            }
-        }
+/// The harness's coturn with static credentials, relay ports
+/// [`RELAY_MIN_PORT`]..=[`RELAY_MAX_PORT`], and its files (`turn.log`, …) in `work`. Stopped by
+/// PID on drop.
+async fn bench_turn(work: &WorkDir) -> R<Coturn> {
+    Ok(Coturn::start_with(CoturnConfig {
+        auth: TurnAuth::Static {
+            user: TURN_USER.to_owned(),
+            pass: TURN_PASS.to_owned(),
+        },
+        relay_ports: Some((RELAY_MIN_PORT, RELAY_MAX_PORT)),
+        dir: Some(work.path().to_path_buf()),
     })
-    .await;
-    Ok(match got {
-        Ok(Ok(())) => Some(start.elapsed().as_secs_f64() * 1000.0),
-        _ => None,
-    })
+    .await?)
 }
 
 // ------------------------------------------------------------------------------------------
@@ -674,13 +440,13 @@ async fn probes(args: &Args) -> R<()> {
     }
     let deadline = Instant::now() + Duration::from_secs(args.time_limit_s);
     let work = WorkDir::fresh("bench-probe")?;
-    let coturn = BenchTurn::start(&work).await?;
+    let coturn = bench_turn(&work).await?;
     let proxy = DelayProxy::start("127.0.0.1:0".parse()?, coturn.addr()).await?;
     let rounds = settings.len() * (args.probes + 1);
     let server = Server::start(&work, &scene_toml(proxy.local_addr(), rounds)).await?;
     let driver = ChromeDriver::start(&work).await?;
-    let a = BenchBrowser::open(&driver, &work, "a").await?;
-    let b = BenchBrowser::open(&driver, &work, "b").await?;
+    let a = open_browser(&driver, &work, "a").await?;
+    let b = open_browser(&driver, &work, "b").await?;
     println!("pairlab binary: {}", describe_bin(server.bin()));
     eprintln!(
         "bench-probe: server {} (pid {}), coturn pid {}, proxy {} → {}, work dir {}",
@@ -757,8 +523,8 @@ async fn probes(args: &Args) -> R<()> {
         );
         results.push(result);
     }
-    a.close().await;
-    b.close().await;
+    close_browser(a).await;
+    close_browser(b).await;
     drop(driver);
     drop(server);
     proxy.stop();
@@ -776,8 +542,8 @@ fn round_ids(round: usize) -> [String; 2] {
 /// One probe: both pages load with fresh ids; returns the measurement and the record line.
 async fn one_round(
     server: &Server,
-    a: &BenchBrowser,
-    b: &BenchBrowser,
+    a: &Browser,
+    b: &Browser,
     round: usize,
     relay: bool,
 ) -> R<(ProbeRun, Value)> {
@@ -802,11 +568,11 @@ async fn one_round(
                 .and_then(Value::as_array)
                 .is_some_and(|m| m.iter().any(|s| s.as_str() == Some(ids[0].as_str())))
         };
-        let started = events_named(&events, "probe_started")
+        let started = events_of(&events, Ev::ProbeStarted)
             .into_iter()
             .find(ours)
             .cloned();
-        let result = events_named(&events, "probe_result")
+        let result = events_of(&events, Ev::ProbeResult)
             .into_iter()
             .find(ours)
             .cloned();
@@ -837,7 +603,7 @@ async fn one_round(
     }
     // The pages may record their last DataChannel messages just after the result: a moment.
     tokio::time::sleep(Duration::from_millis(50)).await;
-    let (pa, pb) = tokio::join!(a.read(), b.read());
+    let (pa, pb) = tokio::join!(read_page(a), read_page(b));
     let pages: HashMap<&str, Value> = [(ids[0].as_str(), pa?), (ids[1].as_str(), pb?)].into();
     let prepare_abs = started
         .get("ts")
@@ -926,7 +692,7 @@ fn true_rtts(results: &[SettingResult]) -> HashMap<String, (f64, &'static str)> 
         .find(|r| r.setting == Setting::Relay { delay_ms: 0 })
         .and_then(|r| {
             let all: Vec<f64> = r.runs.iter().flat_map(|p| p.rtt_ms.clone()).collect();
-            Some((median(&all)?, r.stun_ms?))
+            Some((median(all)?, r.stun_ms?))
         });
     for r in results {
         let t = match (r.setting, base) {
@@ -973,11 +739,11 @@ fn print_probe_tables(results: &[SettingResult], args: &Args) {
             r.runs.len(),
             f1(r.stun_ms),
             t,
-            f1(median(&rtt)),
-            f1(median(&er)),
+            f1(median(rtt.iter().copied())),
+            f1(median(er.iter().copied())),
             f1(worst(&er)),
-            f1(median(&stats)),
-            f1(median(&es)),
+            f1(median(stats.iter().copied())),
+            f1(median(es.iter().copied())),
             f1(worst(&es)),
             within(&er),
             within(&es),
@@ -994,7 +760,7 @@ fn print_probe_tables(results: &[SettingResult], args: &Args) {
             Setting::Direct => Some(100.0),
             Setting::Relay { .. } => t.map(|t| 150.0 + 8.0 * t),
         };
-        let med = median(&durs);
+        let med = median(durs.iter().copied());
         let met = match (med, target) {
             (Some(m), Some(tg)) => {
                 if m < tg {
@@ -1005,9 +771,7 @@ fn print_probe_tables(results: &[SettingResult], args: &Args) {
             }
             _ => "–",
         };
-        let split = |f: &dyn Fn(&ProbeRun) -> Option<f64>| {
-            median(&r.runs.iter().filter_map(f).collect::<Vec<f64>>())
-        };
+        let split = |f: &dyn Fn(&ProbeRun) -> Option<f64>| median(r.runs.iter().filter_map(f));
         println!(
             "| {} | {} | {} | {} | {} | < {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             r.setting.label(),
@@ -1129,7 +893,7 @@ async fn weight(args: &Args) -> R<()> {
     }
 
     let driver = ChromeDriver::start(&work).await?;
-    let browser = BenchBrowser::open(&driver, &work, "w").await?;
+    let browser = open_browser(&driver, &work, "w").await?;
     browser.cdp("Network.enable", json!({})).await?;
     let mut rows = Vec::new();
     let mut resources_seen = Value::Null;
@@ -1160,7 +924,7 @@ async fn weight(args: &Args) -> R<()> {
                 .await?;
             let start = Instant::now();
             let page = loop {
-                let page = browser.read().await?;
+                let page = read_page(&browser).await?;
                 if page["bench"]["welcome"].is_number() {
                     break page;
                 }
@@ -1182,7 +946,7 @@ async fn weight(args: &Args) -> R<()> {
                 wasm_end.push(w["end"].as_f64().unwrap_or(f64::NAN));
             }
             let events = read_events(&server.events_path(SCENE))?;
-            if let Some(ts) = events_named(&events, "participant_joined")
+            if let Some(ts) = events_of(&events, Ev::ParticipantJoined)
                 .into_iter()
                 .find(|e| e["subject_id"] == id.as_str())
                 .and_then(|e| e["ts"].as_str())
@@ -1196,7 +960,7 @@ async fn weight(args: &Args) -> R<()> {
         }
         rows.push((mode, hello, welcome, wasm_end, joined));
     }
-    browser.close().await;
+    close_browser(browser).await;
     drop(driver);
     drop(server);
     println!(
@@ -1209,11 +973,11 @@ async fn weight(args: &Args) -> R<()> {
         println!(
             "| {mode} | {} | {} | {} | {} | {} | {} |",
             hello.len(),
-            f1(median(wasm_end)),
-            f1(median(hello)),
+            f1(median(wasm_end.iter().copied())),
+            f1(median(hello.iter().copied())),
             f1(quantile(hello, 0.95)),
-            f1(median(welcome)),
-            f1(median(joined)),
+            f1(median(welcome.iter().copied())),
+            f1(median(joined.iter().copied())),
         );
     }
     if let Some(rs) = resources_seen.as_array() {
@@ -1256,23 +1020,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn rfc3339_parses_the_record_format() {
-        // `date -d 2026-11-22T01:16:43.123Z +%s%3N` prints 1795310203123.
-        assert_eq!(
-            rfc3339_ms("2026-11-22T01:16:43.123Z"),
-            Some(1_795_310_203_123.0)
-        );
-        assert_eq!(rfc3339_ms("1970-01-01T00:00:00.000Z"), Some(0.0));
-        assert_eq!(rfc3339_ms("2026-11-22 01:16:43Z"), None);
-    }
-
-    #[test]
-    fn quantiles_and_medians() {
+    fn quantiles_are_nearest_rank() {
         let xs = [5.0, 1.0, 3.0, 2.0, 4.0];
-        assert_eq!(median(&xs), Some(3.0));
-        assert_eq!(median(&[1.0, 2.0]), Some(1.5));
         assert_eq!(quantile(&xs, 0.95), Some(5.0));
         assert_eq!(quantile(&xs, 0.2), Some(1.0));
-        assert_eq!(median(&[]), None);
+        assert_eq!(quantile(&[], 0.5), None);
     }
 }

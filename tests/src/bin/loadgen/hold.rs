@@ -1,0 +1,203 @@
+//! `hold`: ramps to N connections that answer pings and stay; the server's RSS per step and
+//! its CPU at the checkpoints (see the crate doc).
+
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use pairlab_tests::WorkDir;
+use tokio::sync::{watch, Semaphore};
+
+use crate::client::{fmt_opt, hold_client, HoldCounters, HoldOpts};
+use crate::server::{start_pairlab, PairlabExt};
+use crate::system::{cpu_percent, machine, raise_fd_limit, rss_kib};
+use crate::{LoadgenError, Result};
+
+pub(crate) struct HoldArgs {
+    pub(crate) bin: PathBuf,
+    pub(crate) log: String,
+    pub(crate) n: usize,
+    pub(crate) step: usize,
+    pub(crate) checkpoints: Vec<usize>,
+    pub(crate) cpu_window: Duration,
+    pub(crate) concurrency: usize,
+    pub(crate) deadline: Duration,
+}
+
+/// The scene of `hold`: nobody is ever matched (no two RTTs add up to 1 µs), nobody times out
+/// during a run, and the lobby count is hidden, so no `waitroom` broadcast runs.
+pub(crate) const HOLD_SCENE: &str = r#"[[scene]]
+id = "hold"
+group_size = 2
+matchmaker = "latency_fifo"
+max_server_rtt_ms = 0.001
+waitroom_timeout_ms = 3600000
+hide_lobby_count = true
+"#;
+
+pub(crate) struct HoldRow {
+    pub(crate) target: usize,
+    pub(crate) welcomed: usize,
+    pub(crate) server_conns: Option<u64>,
+    pub(crate) rss_kib: Option<u64>,
+    pub(crate) server_cpu: Option<f64>,
+    pub(crate) loadgen_cpu: Option<f64>,
+}
+
+pub(crate) async fn hold(args: HoldArgs) -> Result<()> {
+    if args.n == 0 || args.step == 0 {
+        return Err(LoadgenError::Args(
+            "--n and --step must be at least 1".into(),
+        ));
+    }
+    let fds = raise_fd_limit(args.n as u64 + 512)?;
+    let machine = machine();
+    println!("{machine}");
+    let work = WorkDir::fresh("loadgen-hold")?;
+    let mut server = start_pairlab(&args.bin, &args.log, &work, HOLD_SCENE).await?;
+    let pid = server.pid();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let idle_kib = rss_kib(pid);
+    println!(
+        "hold: server {} (pid {pid}) on 127.0.0.1:{}, idle RSS {} KiB, fd limit {fds}; ramping to {} in steps of {}",
+        args.bin.display(),
+        server.port(),
+        fmt_opt(idle_kib),
+        args.n,
+        args.step
+    );
+
+    let counters = Arc::new(HoldCounters::new());
+    let handshakes = Arc::new(Semaphore::new(args.concurrency.max(1)));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut tasks = Vec::with_capacity(args.n);
+    let mut rows = Vec::new();
+    let started = Instant::now();
+    let mut spawned = 0;
+    let mut checkpoints = args.checkpoints.clone();
+    checkpoints.push(args.n);
+    while spawned < args.n {
+        let target = (spawned + args.step).min(args.n);
+        for i in spawned..target {
+            tasks.push(tokio::spawn(hold_client(
+                server.port(),
+                format!("hold-{i}"),
+                counters.clone(),
+                handshakes.clone(),
+                stop_rx.clone(),
+                false,
+                HoldOpts::default(),
+            )));
+        }
+        spawned = target;
+        // Wait until each new client has its welcome or has failed.
+        let mut gave_up = false;
+        while counters.welcomed.load(Ordering::Relaxed) + counters.failed.load(Ordering::Relaxed)
+            < target
+        {
+            if started.elapsed() > args.deadline || !server.is_running() {
+                gave_up = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if !server.is_running() {
+            return Err(server.failed("stopped during the ramp"));
+        }
+        let welcomed = counters.welcomed.load(Ordering::Relaxed);
+        // Let the first ping exchanges of the step settle before measuring.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let (server_cpu, loadgen_cpu) = if checkpoints.contains(&target) {
+            cpu_percent(pid, args.cpu_window).await
+        } else {
+            (None, None)
+        };
+        let row = HoldRow {
+            target,
+            welcomed,
+            server_conns: server.connections().await,
+            rss_kib: rss_kib(pid),
+            server_cpu,
+            loadgen_cpu,
+        };
+        print_hold_row(&row, idle_kib, rows.is_empty());
+        rows.push(row);
+        if gave_up {
+            println!(
+                "hold: stopped ramping after {:?} (--seconds {}): {} welcomed, {} failed",
+                started.elapsed(),
+                args.deadline.as_secs(),
+                counters.welcomed.load(Ordering::Relaxed),
+                counters.failed.load(Ordering::Relaxed)
+            );
+            break;
+        }
+    }
+    let _ = stop_tx.send(true);
+    let closing = futures_util::future::join_all(tasks);
+    let _ = tokio::time::timeout(Duration::from_secs(10), closing).await;
+    server.stop().await;
+
+    println!();
+    println!(
+        "## hold: {} connections on 127.0.0.1, server idle RSS {} KiB",
+        args.n,
+        fmt_opt(idle_kib)
+    );
+    println!("{machine}");
+    print_hold_row_header();
+    for row in rows.iter().filter(|r| checkpoints.contains(&r.target)) {
+        print_hold_row(row, idle_kib, false);
+    }
+    println!(
+        "failed to connect: {}, dropped while held: {}, pongs sent: {}",
+        counters.failed.load(Ordering::Relaxed),
+        counters.dropped.load(Ordering::Relaxed),
+        counters.pongs.load(Ordering::Relaxed)
+    );
+    println!("server log: {}", work.join("server.log").display());
+    Ok(())
+}
+
+pub(crate) fn print_hold_row_header() {
+    println!(
+        "| {:>11} | {:>12} | {:>13} | {:>11} | {:>16} | {:>17} | {:>19} |",
+        "connected",
+        "server conns",
+        "server RSS MB",
+        "KB/conn",
+        "server CPU %core",
+        "loadgen CPU %core",
+        "RSS/conn incl. idle"
+    );
+    println!(
+        "|{:-<13}|{:-<14}|{:-<15}|{:-<13}|{:-<18}|{:-<19}|{:-<21}|",
+        "", "", "", "", "", "", ""
+    );
+}
+
+pub(crate) fn print_hold_row(row: &HoldRow, idle_kib: Option<u64>, header: bool) {
+    if header {
+        print_hold_row_header();
+    }
+    let n = row.welcomed.max(1) as f64;
+    let per_conn = match (row.rss_kib, idle_kib) {
+        (Some(r), Some(i)) => format!("{:.1}", r.saturating_sub(i) as f64 * 1.024 / n),
+        _ => "?".into(),
+    };
+    let incl = row
+        .rss_kib
+        .map_or("?".into(), |r| format!("{:.1}", r as f64 * 1.024 / n));
+    println!(
+        "| {:>11} | {:>12} | {:>13} | {:>11} | {:>16} | {:>17} | {:>19} |",
+        format!("{}/{}", row.welcomed, row.target),
+        fmt_opt(row.server_conns),
+        row.rss_kib
+            .map_or("?".into(), |r| format!("{:.1}", r as f64 * 1.024 / 1000.0)),
+        per_conn,
+        row.server_cpu.map_or("-".into(), |c| format!("{c:.1}")),
+        row.loadgen_cpu.map_or("-".into(), |c| format!("{c:.1}")),
+        incl,
+    );
+}

@@ -1,0 +1,460 @@
+//! `loadgen`: pairlab's load generator ("Server capacity").
+//!
+//! It starts the real `pairlab` binary on a free port of 127.0.0.1 with a scene file made for
+//! the scenario, drives it with protocol-speaking WebSocket clients (tokio-tungstenite), prints
+//! a table, and stops the server by its PID. Every run is bounded in connections and in time,
+//! and stops by itself.
+//!
+//! ```text
+//! cargo build -j2 --release -p pairlab-server --bin pairlab
+//! cargo run -j2 -p pairlab-tests --release --bin loadgen -- hold --n 10000 --step 1000
+//! cargo run -j2 -p pairlab-tests --release --bin loadgen -- relay --rate 1000,5000,20000 --seconds 5 --search
+//! cargo run -j2 -p pairlab-tests --release --bin loadgen -- waitroom --n 10000 --arrival-rate 500
+//! cargo run -j2 -p pairlab-tests --release --bin loadgen -- matchmaking --n 10000 --rate 500,1000,2000,5000 --search
+//! scripts/bench-setup.sh   # once: matchbox_server and the python-socketio venv, under target/
+//! cargo run -j2 -p pairlab-tests --release --bin loadgen -- compare --rates 1000,5000,20000 --seconds 5
+//! ```
+//!
+//! Smoke sizes (seconds each): `hold --n 200 --step 100 --checkpoints 200 --cpu-window-s 1`,
+//! `relay --rate 500 --seconds 1`, `waitroom --n 200 --arrival-rate 50 --seconds 1`,
+//! `matchmaking --n 40 --rate 20 --seconds 1`.
+//!
+//! Scenarios:
+//! - `hold`: ramps to `--n` connections in steps of `--step`; each says `hello` with its own
+//!   `subject_id`, answers every `ping` with a `pong` at once and stays. The scene matches
+//!   nobody (`latency_fifo` with `max_server_rtt_ms = 0.001`: no two loopback RTTs add up to
+//!   1 µs) and hides the lobby count, so what is measured is the cost of holding connections.
+//!   After each step: the server's RSS (`VmRSS` of `/proc/PID/status`) and KB per connection
+//!   (RSS growth over the idle server, divided by the connections); at each `--checkpoints`
+//!   count also the server's CPU (`utime + stime` of `/proc/PID/stat` over `--cpu-window-s`, as
+//!   % of one core) and the load generator's own.
+//! - `relay`: `--pairs` pairs of clients, each pair matched (FIFO, pairs) into a probe that
+//!   never ends during the run (`max_p2p_rtt_ms` set, `probe_timeout_ms` an hour; clients
+//!   answer `probe_prepare` with `probe_ready` and never send `probe_result`). Then, for each
+//!   rate of `--rate` (frames/s, all clients together) for `--seconds`, every client sends
+//!   `probe_signal` `ice_candidate` frames to its peer on an open-loop schedule (fixed send
+//!   times, spread evenly over the clients; a late send is sent at once and counted as
+//!   generator lag, never skipped). The candidate string carries the send time (ns on this
+//!   process's monotonic clock), so the receiver measures the relay latency (receive − send)
+//!   on the same clock. Reported per rate: sent, received, lost, p50/p99/max latency, the
+//!   generator's worst lag, the server's CPU, and whether the rate was held (p99 under
+//!   [`relay::HELD_P99_MS`], nothing lost). `--search` then multiplies the last rate by
+//!   `--search-factor` while it is held, up to `--search-max`, and names the highest rate held.
+//! - `waitroom`: `--n` waiting with the lobby count shown (nobody matches, as in `hold`), then
+//!   new participants arrive at `--arrival-rate` per second for `--seconds`. Reported, quiet
+//!   and during the arrivals: `waitroom` messages per second (all clients, and per participant:
+//!   PROTOCOL.md coalesces updates to one a second each), the server's RSS and CPU; the
+//!   arrivals' connect → `welcome` time; the shortest gap between two updates to one client.
+//!   `--hide-count` runs the same arrivals without the updates, as the baseline.
+//! - `matchmaking`: `--n` wait and never match, then arrivals at open-loop rates (`--rate`,
+//!   each for `--seconds`) are matched with the probe disabled (no `max_p2p_rtt_ms`), through
+//!   `fifo` and `latency_fifo` in turn, on the same server and waiters. The waiters answer
+//!   every `ping` after `--pong-delay-ms` (200), so the server measures their RTT at about that;
+//!   the `wait` scene is `latency_fifo` with `max_server_rtt_ms` = 100, so no pair with a waiter
+//!   passes. `latency_fifo`: arrivals join that scene, each is checked against all N waiters
+//!   and pairs off with another arrival. `fifo`: FIFO with pairs never holds more than one
+//!   waiting (any second arrival completes a pair), so N waiting cannot exist in a FIFO scene;
+//!   the N wait in the other scene of the same server and the arrivals pair off in a `fifo`
+//!   scene. Matched arrivals send `leave` and close. Reported per rate: matched arrivals,
+//!   matched/s (matched ÷ (last `game_start` − first arrival)), connect → `game_start` p50/p99,
+//!   the generator's lag, `/healthz` `waiting` after the step, CPU; held = every arrival
+//!   matched and p99 under [`matchmaking::HELD_MATCH_P99_MS`].
+//! - `compare`: the `relay` load, with the same pairs and rates, against pairlab,
+//!   `matchbox_server` (crates.io, `<target>/bench-tools/bin`) and the python-socketio relay of
+//!   `bench/socketio_relay.py` (`<target>/bench-venv`), one after the other in one run, each
+//!   through its own protocol (see [`relay::backend::Backend`]); the alternatives relay the same signal JSON
+//!   a `probe_signal` carries. The given rates run in order until one is not held; then the
+//!   search goes up from the last held (× `--search-factor`) or, when the first is not held,
+//!   down. Prints rate → p50/p99/lost for each and the ratios of the highest rates held.
+//!
+//! The server's per-connection rate limit (200 frames/s sustained, burst 400:
+//! `server/src/core/ratelimit.rs`) bounds what one client may send, so the pairs are chosen
+//! (or checked, with `--pairs`) so that each client sends at most [`relay::MAX_CLIENT_RATE`] frames/s.
+//!
+//! Both processes need a file descriptor per connection: the load generator raises its own
+//! `RLIMIT_NOFILE` soft limit up to the hard limit before it starts the server, which inherits
+//! it. If the hard limit is too low it says so and stops.
+
+//!
+//! Modules, one per scenario plus what they share: [`mod@hold`], [`mod@waitroom`], [`mod@relay`] (with
+//! [`relay::backend`]: how each relay's clients speak, [`relay::ladder`]: how a run walks
+//! through rates, and [`mod@relay::compare`]), [`mod@matchmaking`]; [`client`] (the protocol-speaking
+//! WebSocket clients and their counters), [`server`] (the relays as processes, through the
+//! harness) and [`system`] (`/proc` readings: RSS, CPU, network counters; the open-files limit).
+
+mod client;
+mod hold;
+mod matchmaking;
+mod relay;
+mod server;
+mod system;
+mod waitroom;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use pairlab_tests::target_dir;
+
+use crate::hold::{hold, HoldArgs};
+use crate::matchmaking::{matchmaking, MatchmakingArgs, MmKind};
+use crate::relay::backend::{Backend, CompareWhat};
+use crate::relay::compare::compare;
+use crate::relay::{relay, RelayArgs};
+use crate::waitroom::{waitroom, WaitroomArgs};
+
+/// Why a run could not go on.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum LoadgenError {
+    /// The pairlab binary is not there.
+    #[error("no pairlab binary at {0}; build it: cargo build -j2 --release -p pairlab-server --bin pairlab (or pass --server-bin)")]
+    NoBinary(PathBuf),
+    /// The hard limit on open files is below what the run needs.
+    #[error(
+        "this run needs {needed} open files per process but the hard limit (ulimit -Hn) is {hard}; \
+         raise it (e.g. `ulimit -Hn {needed}` as root, or LimitNOFILE= / limits.conf) or use a smaller --n"
+    )]
+    FdLimit {
+        /// What the run needs.
+        needed: u64,
+        /// The hard limit.
+        hard: u64,
+    },
+    /// A system call or file operation failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// Why it failed.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The harness (work folder, free port, HTTP) failed.
+    #[error(transparent)]
+    Harness(#[from] pairlab_tests::HarnessError),
+    /// The server stopped, or did not become healthy.
+    #[error("the server {0}; its log ({1}):\n{2}")]
+    Server(String, String, String),
+    /// The arguments do not make a valid run.
+    #[error("{0}")]
+    Args(String),
+}
+
+/// The load generator's result type.
+pub(crate) type Result<T> = std::result::Result<T, LoadgenError>;
+
+#[derive(Parser)]
+#[command(
+    name = "loadgen",
+    about = "pairlab's load generator: holds connections or relays probe signals against the real server on 127.0.0.1, then prints a table."
+)]
+struct Cli {
+    /// The pairlab binary to start (default: `<target>/release/pairlab`).
+    #[arg(long, global = true, value_name = "PATH")]
+    server_bin: Option<PathBuf>,
+    /// RUST_LOG for the server (its log: `<target>/e2e/loadgen-<scenario>/server.log`).
+    #[arg(long, global = true, default_value = "warn")]
+    server_log: String,
+    #[command(subcommand)]
+    scenario: Scenario,
+}
+
+#[derive(Subcommand)]
+enum Scenario {
+    /// Ramp to N connections that answer pings and stay; report the server's RSS and CPU.
+    Hold {
+        /// Connections to reach.
+        #[arg(long, default_value_t = 10_000)]
+        n: usize,
+        /// Connections added per step (RSS is reported after each step).
+        #[arg(long, default_value_t = 1_000)]
+        step: usize,
+        /// Connection counts at which CPU is measured too (N itself always is).
+        #[arg(long, value_delimiter = ',', default_value = "1000,5000,10000")]
+        checkpoints: Vec<usize>,
+        /// CPU measurement window at each checkpoint, seconds.
+        #[arg(long, default_value_t = 5.0)]
+        cpu_window_s: f64,
+        /// Handshakes in flight at once.
+        #[arg(long, default_value_t = 200)]
+        concurrency: usize,
+        /// Give up ramping after this many seconds (the table shows what was reached).
+        #[arg(long, default_value_t = 180)]
+        seconds: u64,
+    },
+    /// Hold N waiting with the lobby count shown, then add arrivals at a fixed rate; report
+    /// the waitroom messages per second and the server's CPU.
+    Waitroom {
+        /// Participants waiting before the arrivals.
+        #[arg(long, default_value_t = 10_000)]
+        n: usize,
+        /// New participants per second (each stays).
+        #[arg(long, default_value_t = 500.0)]
+        arrival_rate: f64,
+        /// How long the arrivals (and the quiet measurement before them) last, seconds.
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+        /// Handshakes in flight at once while ramping to N.
+        #[arg(long, default_value_t = 200)]
+        concurrency: usize,
+        /// Hide the lobby count (the baseline: the same arrivals without the updates).
+        #[arg(long)]
+        hide_count: bool,
+    },
+    /// Pairs in probes relay probe_signal frames at open-loop rates; report relay latency.
+    Relay {
+        /// Pairs of clients (default: enough that each client sends at most 50 frames/s at
+        /// the highest rate, and at least 10).
+        #[arg(long)]
+        pairs: Option<usize>,
+        /// Total probe_signal frames per second, all clients together; several rates run one
+        /// after the other on the same pairs.
+        #[arg(long, value_delimiter = ',', default_value = "1000")]
+        rate: Vec<f64>,
+        /// How long each rate runs, seconds.
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+        /// Handshakes in flight at once.
+        #[arg(long, default_value_t = 200)]
+        concurrency: usize,
+        /// After the given rates, search upward: multiply the last rate by --search-factor
+        /// while it is held (p99 < 5 ms, nothing lost), up to --search-max.
+        #[arg(long)]
+        search: bool,
+        /// The search's step factor.
+        #[arg(long, default_value_t = 1.25)]
+        search_factor: f64,
+        /// The search's highest rate (also sizes the pairs), frames/s.
+        #[arg(long, default_value_t = 80_000.0)]
+        search_max: f64,
+    },
+    /// The relay load of `relay` against pairlab, matchbox_server and a python-socketio relay
+    /// (scripts/bench-setup.sh installs the last two under target/), in one run; prints
+    /// p50/p99/lost per rate for each and the ratios of the highest rates held.
+    Compare {
+        /// Pairs of clients, the same for every relay (default: as `relay`).
+        #[arg(long)]
+        pairs: Option<usize>,
+        /// Frames per second, all clients together, in order.
+        #[arg(long, value_delimiter = ',', default_value = "1000,5000,20000")]
+        rates: Vec<f64>,
+        /// How long each rate runs, seconds.
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+        /// Handshakes in flight at once.
+        #[arg(long, default_value_t = 200)]
+        concurrency: usize,
+        /// No search for the highest rate held: the given rates only.
+        #[arg(long)]
+        no_search: bool,
+        /// The search's step factor (upward from the last rate held; downward from a first
+        /// rate not held).
+        #[arg(long, default_value_t = 1.25)]
+        search_factor: f64,
+        /// The search's highest rate (also sizes the pairs), frames/s.
+        #[arg(long, default_value_t = 80_000.0)]
+        search_max: f64,
+        /// The relays to run (default: all three).
+        #[arg(
+            long,
+            value_enum,
+            value_delimiter = ',',
+            default_value = "pairlab,matchbox,socketio"
+        )]
+        only: Vec<CompareWhat>,
+    },
+    /// N wait and never match; arrivals at open-loop rates are matched (probe disabled) by
+    /// fifo and latency_fifo; report matched arrivals/s and connect → game_start latency.
+    Matchmaking {
+        /// Participants waiting all through (they answer pings late, so they never match).
+        #[arg(long, default_value_t = 10_000)]
+        n: usize,
+        /// Arrivals per second (open loop); each rate runs for --seconds.
+        #[arg(long, value_delimiter = ',', default_value = "500,1000,2000,5000")]
+        rate: Vec<f64>,
+        /// How long each rate's arrivals last, seconds.
+        #[arg(long, default_value_t = 2.0)]
+        seconds: f64,
+        /// The matchmakers to run, one after the other, on the same waiters.
+        #[arg(
+            long,
+            value_enum,
+            value_delimiter = ',',
+            default_value = "fifo,latency-fifo"
+        )]
+        matchmaker: Vec<MmKind>,
+        /// The waiters' pong delay, ms (over 50: two waiters must fail the 100 ms pre-filter).
+        #[arg(long, default_value_t = 200)]
+        pong_delay_ms: u64,
+        /// Handshakes in flight at once while the waiters connect.
+        #[arg(long, default_value_t = 200)]
+        concurrency: usize,
+        /// After the given rates, search upward while held (every arrival matched, p99 < 250 ms).
+        #[arg(long)]
+        search: bool,
+        /// The search's step factor.
+        #[arg(long, default_value_t = 1.5)]
+        search_factor: f64,
+        /// The search's highest rate, arrivals/s.
+        #[arg(long, default_value_t = 20_000.0)]
+        search_max: f64,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("loadgen: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let bin = cli
+        .server_bin
+        .clone()
+        .unwrap_or_else(|| target_dir().join("release").join("pairlab"));
+    let result = runtime.block_on(async {
+        match cli.scenario {
+            Scenario::Hold {
+                n,
+                step,
+                checkpoints,
+                cpu_window_s,
+                concurrency,
+                seconds,
+            } => {
+                hold(HoldArgs {
+                    bin,
+                    log: cli.server_log,
+                    n,
+                    step,
+                    checkpoints,
+                    cpu_window: Duration::from_secs_f64(cpu_window_s.max(0.1)),
+                    concurrency,
+                    deadline: Duration::from_secs(seconds),
+                })
+                .await
+            }
+            Scenario::Waitroom {
+                n,
+                arrival_rate,
+                seconds,
+                concurrency,
+                hide_count,
+            } => {
+                waitroom(WaitroomArgs {
+                    hide_count,
+                    bin,
+                    log: cli.server_log,
+                    n,
+                    arrival_rate,
+                    seconds: Duration::from_secs_f64(seconds.max(0.5)),
+                    concurrency,
+                })
+                .await
+            }
+            Scenario::Relay {
+                pairs,
+                rate,
+                seconds,
+                concurrency,
+                search,
+                search_factor,
+                search_max,
+            } => {
+                relay(RelayArgs {
+                    bin,
+                    log: cli.server_log,
+                    pairs,
+                    rates: rate,
+                    seconds: Duration::from_secs_f64(seconds.max(0.1)),
+                    concurrency,
+                    search: search.then_some(Search {
+                        factor: search_factor,
+                        max: search_max,
+                    }),
+                })
+                .await
+            }
+            Scenario::Compare {
+                pairs,
+                rates,
+                seconds,
+                concurrency,
+                no_search,
+                search_factor,
+                search_max,
+                only,
+            } => {
+                let backends: Vec<Backend> = only.iter().map(|w| w.backend()).collect();
+                compare(
+                    RelayArgs {
+                        bin,
+                        log: cli.server_log,
+                        pairs,
+                        rates,
+                        seconds: Duration::from_secs_f64(seconds.max(0.1)),
+                        concurrency,
+                        search: (!no_search).then_some(Search {
+                            factor: search_factor,
+                            max: search_max,
+                        }),
+                    },
+                    &backends,
+                )
+                .await
+            }
+            Scenario::Matchmaking {
+                n,
+                rate,
+                seconds,
+                matchmaker,
+                pong_delay_ms,
+                concurrency,
+                search,
+                search_factor,
+                search_max,
+            } => {
+                matchmaking(MatchmakingArgs {
+                    bin,
+                    log: cli.server_log,
+                    n,
+                    rates: rate,
+                    seconds: Duration::from_secs_f64(seconds.max(0.1)),
+                    matchmakers: matchmaker,
+                    concurrency,
+                    pong_delay: Duration::from_millis(pong_delay_ms),
+                    search: search.then_some(Search {
+                        factor: search_factor,
+                        max: search_max,
+                    }),
+                })
+                .await
+            }
+        }
+    });
+    // Client tasks that did not finish their close handshake are dropped with the runtime.
+    runtime.shutdown_timeout(Duration::from_secs(2));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("loadgen: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// After the given rates, keep multiplying the last one by `factor` until a rate is not held
+/// (see each scenario's definition of held) or `max` is passed.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Search {
+    /// The step factor (over 1).
+    pub(crate) factor: f64,
+    /// The highest rate, per second.
+    pub(crate) max: f64,
+}

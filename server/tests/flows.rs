@@ -51,12 +51,7 @@ async fn match_probe_accept_game_start() {
     };
     a.send(&signal(&id, "bob", SignalType::Offer, Some(offer.clone())))
         .await;
-    let got = b
-        .until("probe_signal", |m| match m {
-            ServerMessage::ProbeSignal(s) => Some(s.clone()),
-            _ => None,
-        })
-        .await;
+    let got = b.expect_probe_signal().await;
     assert_eq!(got.probe_session_id, id);
     assert_eq!(got.from_subject_id.as_str(), "alice");
     assert_eq!(got.signal_type, SignalType::Offer);
@@ -75,20 +70,10 @@ async fn match_probe_accept_game_start() {
     .await;
     b.send(&signal(&id, "alice", SignalType::IceCandidate, None))
         .await;
-    let got = a
-        .until("probe_signal", |m| match m {
-            ServerMessage::ProbeSignal(s) => Some(s.clone()),
-            _ => None,
-        })
-        .await;
+    let got = a.expect_probe_signal().await;
     assert_eq!(got.from_subject_id.as_str(), "bob");
     assert_eq!(got.payload, Some(cand));
-    let got = a
-        .until("probe_signal", |m| match m {
-            ServerMessage::ProbeSignal(s) => Some(s.clone()),
-            _ => None,
-        })
-        .await;
+    let got = a.expect_probe_signal().await;
     assert_eq!(got.signal_type, SignalType::IceCandidate);
     assert_eq!(got.payload, None, "end of candidates is relayed as null");
 
@@ -428,11 +413,8 @@ async fn resume_token_takes_over_a_live_connection() {
 #[tokio::test]
 async fn disconnect_during_probe_returns_the_other_member() {
     let server = TestServer::start().await;
-    let (mut a, _) = server.join("alice", "probe").await;
-    let (mut b, _) = server.join("bob", "probe").await;
-    let pa = a.expect_probe_prepare().await;
-    b.expect_probe_prepare().await;
-    a.send(&ready(&pa.probe_session_id)).await;
+    let (mut a, b, id) = server.probe_pair().await;
+    a.send(&ready(&id)).await;
     b.close().await;
     // alice goes back to the waitroom at once, not at the probe deadline (3 s).
     let t0 = std::time::Instant::now();

@@ -142,6 +142,16 @@ impl TestServer {
         (c, w)
     }
 
+    /// alice and bob join the `probe` scene and are both asked to prepare a probe: their
+    /// clients and alice's probe id.
+    pub async fn probe_pair(&self) -> (Client, Client, ProbeSessionId) {
+        let (mut a, _) = self.join("alice", "probe").await;
+        let (mut b, _) = self.join("bob", "probe").await;
+        let id = a.expect_probe_prepare().await.probe_session_id;
+        b.expect_probe_prepare().await;
+        (a, b, id)
+    }
+
     /// Shuts the server down (the record is flushed).
     pub async fn stop(&mut self) {
         if let Some(r) = self.running.take() {
@@ -481,6 +491,15 @@ impl Client {
         self.until("probe_start", |m| match m {
             ServerMessage::ProbeStart(p) => Some(p.clone()),
             other => panic!("expected probe_start, got {other:?}"),
+        })
+        .await
+    }
+
+    /// The next relayed `probe_signal`; other messages on the way are skipped.
+    pub async fn expect_probe_signal(&mut self) -> pairlab_shared::ProbeSignalIn {
+        self.until("probe_signal", |m| match m {
+            ServerMessage::ProbeSignal(s) => Some(s.clone()),
+            _ => None,
         })
         .await
     }

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use pairlab_server::config::Config;
+use pairlab_server::config::{Config, ConfigErrors};
 use pairlab_server::net::Server;
 use tracing_subscriber::EnvFilter;
 
@@ -87,24 +87,56 @@ fn init_logging() {
         .init();
 }
 
-/// Reads and validates a config file; on failure prints why and gives the exit code.
+/// Why a config file gave no [`Config`].
+#[derive(Debug, thiserror::Error)]
+enum ConfigFileError {
+    /// The file could not be read.
+    #[error("cannot read: {0}")]
+    Read(#[from] std::io::Error),
+    /// The file was read but is not a valid config: every problem, with its position.
+    #[error("{0}")]
+    Invalid(#[from] ConfigErrors),
+}
+
+impl ConfigFileError {
+    /// What went wrong as lines prefixed with the file name: `FILE: cannot read: …`, or one
+    /// `FILE:LINE:COL: message` per problem (the form compilers and editors understand).
+    fn lines(&self, path: &Path) -> Vec<String> {
+        match self {
+            ConfigFileError::Read(_) => vec![format!("{}: {self}", path.display())],
+            ConfigFileError::Invalid(errors) => errors
+                .errors
+                .iter()
+                .map(|e| format!("{}:{e}", path.display()))
+                .collect(),
+        }
+    }
+}
+
+/// Reads and validates a config file: the one reading both `serve --config` and `check` use.
+///
+/// # Errors
+/// [`ConfigFileError::Read`] when the file cannot be read, [`ConfigFileError::Invalid`] with
+/// every problem when it is not a valid config.
+fn read_config(path: &Path) -> Result<Config, ConfigFileError> {
+    let text = std::fs::read_to_string(path)?;
+    Ok(Config::from_toml_str(&text)?)
+}
+
+/// `serve --config`: the config, or why not on stderr (the problems, then how many) and the
+/// exit code.
 fn load(path: &Path) -> Result<Config, ExitCode> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("{}: cannot read: {e}", path.display());
-            return Err(ExitCode::FAILURE);
+    read_config(path).map_err(|error| {
+        for line in error.lines(path) {
+            eprintln!("{line}");
         }
-    };
-    Config::from_toml_str(&text).map_err(|errors| {
-        for e in &errors.errors {
-            eprintln!("{}:{e}", path.display());
+        if let ConfigFileError::Invalid(errors) = &error {
+            eprintln!(
+                "{}: {} problem(s); nothing was started",
+                path.display(),
+                errors.errors.len()
+            );
         }
-        eprintln!(
-            "{}: {} problem(s); nothing was started",
-            path.display(),
-            errors.errors.len()
-        );
         ExitCode::FAILURE
     })
 }
@@ -112,17 +144,10 @@ fn load(path: &Path) -> Result<Config, ExitCode> {
 /// `pairlab check`: every problem as `FILE:LINE:COL: message` on stdout and exit 1, or
 /// `FILE: ok, N scene(s)` and the config's description and exit 0.
 fn check(path: &Path) -> ExitCode {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) => {
-            println!("{}: cannot read: {e}", path.display());
-            return ExitCode::FAILURE;
-        }
-    };
-    match Config::from_toml_str(&text) {
-        Err(errors) => {
-            for e in &errors.errors {
-                println!("{}:{e}", path.display());
+    match read_config(path) {
+        Err(error) => {
+            for line in error.lines(path) {
+                println!("{line}");
             }
             ExitCode::FAILURE
         }

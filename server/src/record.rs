@@ -13,6 +13,9 @@
 //! fields come from [`ResearchEvent`]'s serde form. Load it with pandas:
 //! `pd.read_json("data/s1/events.jsonl", lines=True)`.
 //!
+//! Reading it back: [`kind_of`] reads a line's `event` as a [`ResearchEventKind`], and
+//! [`events_of`], [`position_of`] and [`event_names`] pick and name lines by it.
+//!
 //! A write that fails (disk full, permissions) is logged through `tracing` and the server goes
 //! on; the file is reopened for the next event.
 
@@ -25,6 +28,9 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+use serde::Deserialize as _;
+
+use crate::core::research::ResearchEventKind;
 use crate::core::ResearchEvent;
 
 /// The record file's name inside each scene's folder.
@@ -253,6 +259,37 @@ async fn run(data_dir: PathBuf, mut rx: mpsc::UnboundedReceiver<Command>) {
         }
     }
     files.close().await;
+}
+
+/// The kind of a record line (its `event`) as [`ResearchEventKind`], `None` when it has none
+/// the server writes. Readers of the record (the server's integration tests, the end-to-end
+/// harness) match lines by kind instead of by name strings, so a renamed event fails to compile
+/// instead of silently matching nothing.
+pub fn kind_of(line: &serde_json::Value) -> Option<ResearchEventKind> {
+    ResearchEventKind::deserialize(line.get("event")?).ok()
+}
+
+/// The `event` of each record line, in order, as written (`?` for a line without one): for
+/// messages. Match lines with [`events_of`] and [`position_of`].
+pub fn event_names(lines: &[serde_json::Value]) -> Vec<&str> {
+    lines
+        .iter()
+        .map(|e| {
+            e.get("event")
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or("?")
+        })
+        .collect()
+}
+
+/// The record lines of `kind`, in order.
+pub fn events_of(lines: &[serde_json::Value], kind: ResearchEventKind) -> Vec<&serde_json::Value> {
+    lines.iter().filter(|e| kind_of(e) == Some(kind)).collect()
+}
+
+/// The index of the first record line of `kind`, `None` when there is none.
+pub fn position_of(lines: &[serde_json::Value], kind: ResearchEventKind) -> Option<usize> {
+    lines.iter().position(|e| kind_of(e) == Some(kind))
 }
 
 #[cfg(test)]

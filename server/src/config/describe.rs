@@ -87,29 +87,34 @@ fn describe_scene(s: &SceneConfig, is_default: bool) -> String {
 
 #[cfg(test)]
 mod tests {
+    use crate::config::tests::scene_toml;
     use crate::config::Config;
 
     /// The description of a config with every kind of line, word for word as `pairlab check`
     /// printed it before it moved here.
     #[test]
     fn describes_scenes_warnings_turn_and_ice_servers() {
-        let text = r#"
-[[scene]]
-id = "a"
-group_size = 2
-matchmaker = "latency_fifo"
-max_server_rtt_ms = 250.5
-timeout_redirect_url = "https://x.org/done"
-force_relay = true
-hide_lobby_count = true
-
-[[scene]]
-id = "b"
-group_size = 3
-matchmaker = "fifo"
-max_p2p_rtt_ms = 0
-force_relay = true
-
+        let a = scene_toml(
+            "a",
+            2,
+            "latency_fifo",
+            &[
+                "max_server_rtt_ms = 250.5",
+                "timeout_redirect_url = \"https://x.org/done\"",
+                "force_relay = true",
+                "hide_lobby_count = true",
+            ],
+        );
+        let b = scene_toml(
+            "b",
+            3,
+            "fifo",
+            &["max_p2p_rtt_ms = 0", "force_relay = true"],
+        );
+        let text = format!(
+            r#"
+{a}
+{b}
 [[ice_servers]]
 urls = ["turn:t.example.org:3478"]
 username = "u"
@@ -119,8 +124,9 @@ credential = "p"
 urls = ["turn:127.0.0.1:3478", "turns:t.example.org:5349"]
 static_auth_secret = "s"
 credential_ttl_s = 600
-"#;
-        let config = Config::from_toml_str(text).unwrap();
+"#
+        );
+        let config = Config::from_toml_str(&text).unwrap();
         assert_eq!(
             config.describe(),
             "  scene \"a\" (default): groups of 2, latency_fifo, server RTT sum <= 250.5 ms, \

@@ -25,6 +25,19 @@ fn has(errs: &[ConfigError], at: (usize, usize), fragment: &str) -> bool {
         .any(|e| (e.line, e.column) == at && e.message.contains(fragment))
 }
 
+/// A `[[scene]]` table of a test config: its three required keys, then `options` (TOML
+/// `key = value` lines), each line ending in a newline.
+pub(super) fn scene_toml(id: &str, group_size: u32, matchmaker: &str, options: &[&str]) -> String {
+    let mut text = format!(
+        "[[scene]]\nid = \"{id}\"\ngroup_size = {group_size}\nmatchmaker = \"{matchmaker}\"\n"
+    );
+    for line in options {
+        text.push_str(line);
+        text.push('\n');
+    }
+    text
+}
+
 const MINIMAL: &str = r#"
 [[scene]]
 id = "s1"
@@ -123,20 +136,24 @@ fn minimal_scene_gets_defaults() {
 
 #[test]
 fn all_options_are_read() {
-    let text = r#"
-[[scene]]
-id = "a.b_c-1"
-group_size = 3
-matchmaker = "latency_fifo"
-max_server_rtt_ms = 250.5
-max_p2p_rtt_ms = 0
-probe_timeout_ms = 5000
-waitroom_timeout_ms = 60_000
-timeout_message = "bye"
-timeout_redirect_url = "https://app.prolific.com/submissions/complete?cc=ABC"
-hide_lobby_count = true
-reconnect_grace_ms = 0
-
+    let scene = scene_toml(
+        "a.b_c-1",
+        3,
+        "latency_fifo",
+        &[
+            "max_server_rtt_ms = 250.5",
+            "max_p2p_rtt_ms = 0",
+            "probe_timeout_ms = 5000",
+            "waitroom_timeout_ms = 60_000",
+            "timeout_message = \"bye\"",
+            "timeout_redirect_url = \"https://app.prolific.com/submissions/complete?cc=ABC\"",
+            "hide_lobby_count = true",
+            "reconnect_grace_ms = 0",
+        ],
+    );
+    let text = format!(
+        r#"
+{scene}
 [[ice_servers]]
 urls = "stun:stun.example.org:3478"
 
@@ -144,8 +161,9 @@ urls = "stun:stun.example.org:3478"
 urls = ["turn:127.0.0.1:3478?transport=udp", "turns:turn.example.org"]
 username = "u"
 credential = "p"
-"#;
-    let c = Config::from_toml_str(text).unwrap();
+"#
+    );
+    let c = Config::from_toml_str(&text).unwrap();
     let s = &c.scenes[0];
     assert_eq!(s.id, "a.b_c-1");
     assert_eq!(s.group_size, 3);

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use pairlab_shared::*;
 
-use super::research::{ProbeFailure, ResearchEvent};
+use super::research::{ProbeFailure, ResearchEvent, ResearchEventKind};
 use super::*;
 use crate::config::{Config, MatchmakerKind, SceneConfig};
 
@@ -91,6 +91,23 @@ impl H {
             msg,
         })
     }
+    /// A new connection `conn` (no frame yet).
+    fn connect(&mut self, conn: u64) -> Vec<Action> {
+        self.ev(Event::Connected {
+            conn: ConnId::new(conn),
+        })
+    }
+    /// `conn` sends `text`, a frame that does not decode as a client message.
+    fn malformed(&mut self, conn: u64, text: &str) -> Vec<Action> {
+        let error = match ClientMessage::decode(text) {
+            Ok(msg) => panic!("{text} decodes as {msg:?}"),
+            Err(error) => error,
+        };
+        self.ev(Event::Malformed {
+            conn: ConnId::new(conn),
+            error,
+        })
+    }
     fn tick_at(&mut self, ms: u64) -> Vec<Action> {
         self.at(ms);
         self.ev(Event::Tick)
@@ -116,11 +133,9 @@ impl H {
             }),
         )
     }
-    fn count(&self, name: &str) -> usize {
-        self.records
-            .iter()
-            .filter(|r| serde_json::to_value(r).unwrap()["event"] == name)
-            .count()
+    /// How many research events of `kind` the core has recorded.
+    fn count(&self, kind: ResearchEventKind) -> usize {
+        self.records.iter().filter(|r| r.kind() == kind).count()
     }
 }
 
@@ -219,16 +234,14 @@ fn fifo_without_probe_starts_game_at_once() {
     assert_eq!(ga.players, vec![sid("A"), sid("B")], "arrival order");
     assert_eq!((ga.player_index, gb.player_index), (0, 1));
     assert!(prepare(&b, 1).is_none());
-    assert_eq!(h.count("game_created"), 1);
-    assert_eq!(h.count("match_proposed"), 1);
+    assert_eq!(h.count(ResearchEventKind::GameCreated), 1);
+    assert_eq!(h.count(ResearchEventKind::MatchProposed), 1);
 }
 
 #[test]
 fn waits_for_entry_samples_or_time() {
     let mut h = H::new(SceneConfig::with_defaults("s", 2, MatchmakerKind::Fifo));
-    h.ev(Event::Connected {
-        conn: ConnId::new(1),
-    });
+    h.connect(1);
     h.hello(1, "A", None);
     let a = h.ev(Event::RttSample {
         conn: ConnId::new(1),
@@ -265,7 +278,7 @@ fn latency_prefilter_sums_server_rtts() {
 fn probe_accept_full_life_cycle() {
     let mut h = H::new(latency_scene(Some(150.0)));
     let id = probe_pair(&mut h);
-    assert_eq!(h.count("probe_started"), 1);
+    assert_eq!(h.count(ResearchEventKind::ProbeStarted), 1);
     // Ready counts once per member.
     assert!(sent(&h.msg(1, ready(&id)), 1).is_empty());
     assert!(sent(&h.msg(1, ready(&id)), 1).is_empty(), "duplicate ready");
@@ -385,7 +398,7 @@ fn rejected_pair_returns_and_next_candidate_is_probed_never_the_same_pair() {
         prepare(&a, 1).is_none(),
         "the failed pair is not probed again"
     );
-    assert_eq!(h.count("match_rejected"), 1);
+    assert_eq!(h.count(ResearchEventKind::MatchRejected), 1);
     let c = h.join(3, "C", 10.0);
     let p = prepare(&c, 3).expect("C is probed");
     assert_eq!(p.peer_subject_id, sid("A"), "FIFO: A waited longest");
@@ -458,9 +471,7 @@ fn disconnect_during_probe_fails_it_at_once_without_blaming_the_pair() {
         }
     )));
     // B reloads and resumes: the pair may be probed again (a disconnect is not a verdict).
-    h.ev(Event::Connected {
-        conn: ConnId::new(3),
-    });
+    h.connect(3);
     let r = h.hello(3, "B", Some(tok_b));
     assert!(prepare(&r, 1).is_some() && prepare(&r, 3).is_some());
 }
@@ -470,9 +481,7 @@ fn resume_keeps_place_and_duplicate_is_refused() {
     let mut h = H::new(latency_scene(Some(150.0)));
     let a = h.join(1, "A", 10.0);
     let tok = token(&a, 1);
-    h.ev(Event::Connected {
-        conn: ConnId::new(5),
-    });
+    h.connect(5);
     let dup = h.hello(5, "A", None);
     assert_eq!(error_code(&dup, 5), Some(ErrorCode::DuplicateSession));
     assert!(closed(&dup, 5));
@@ -486,18 +495,14 @@ fn resume_keeps_place_and_duplicate_is_refused() {
         0,
         "a dropped participant is not matchable"
     );
-    h.ev(Event::Connected {
-        conn: ConnId::new(6),
-    });
+    h.connect(6);
     assert_eq!(
         error_code(&h.hello(6, "A", None), 6),
         Some(ErrorCode::DuplicateSession),
         "during the grace a hello without the token is refused"
     );
     h.at(2_000);
-    h.ev(Event::Connected {
-        conn: ConnId::new(7),
-    });
+    h.connect(7);
     let r = h.hello(7, "A", Some(tok.clone()));
     let new_tok = token(&r, 7);
     assert_ne!(new_tok, tok, "the token changes at each welcome");
@@ -516,9 +521,7 @@ fn takeover_of_a_live_session_closes_the_old_socket() {
     let mut h = H::new(latency_scene(None));
     let a = h.join(1, "A", 10.0);
     let tok = token(&a, 1);
-    h.ev(Event::Connected {
-        conn: ConnId::new(2),
-    });
+    h.connect(2);
     let r = h.hello(2, "A", Some(tok));
     assert!(closed(&r, 1));
     assert!(waitroom(&r, 2).is_some());
@@ -535,10 +538,8 @@ fn session_is_gone_after_the_grace() {
         conn: ConnId::new(1),
     });
     h.tick_at(3_000);
-    assert_eq!(h.count("participant_left"), 1);
-    h.ev(Event::Connected {
-        conn: ConnId::new(2),
-    });
+    assert_eq!(h.count(ResearchEventKind::ParticipantLeft), 1);
+    h.connect(2);
     let r = h.hello(2, "A", Some(tok));
     assert!(
         error_code(&r, 2).is_none(),
@@ -566,10 +567,8 @@ fn waitroom_timeout_is_enforced_and_final() {
         other => panic!("{other:?}"),
     }
     assert!(closed(&a, 1));
-    assert_eq!(h.count("waitroom_timeout"), 1);
-    h.ev(Event::Connected {
-        conn: ConnId::new(2),
-    });
+    assert_eq!(h.count(ResearchEventKind::WaitroomTimeout), 1);
+    h.connect(2);
     let r = h.hello(2, "A", None);
     assert_eq!(error_code(&r, 2), Some(ErrorCode::AlreadyDone));
     assert!(closed(&r, 2));
@@ -597,23 +596,28 @@ fn leave_is_final_and_frees_the_partner() {
     let a = h.msg(2, ClientMessage::Leave);
     assert!(closed(&a, 2));
     assert!(waitroom(&a, 1).is_some());
-    h.ev(Event::Connected {
-        conn: ConnId::new(3),
-    });
+    h.connect(3);
     assert_eq!(
         error_code(&h.hello(3, "B", None), 3),
         Some(ErrorCode::AlreadyDone)
     );
 }
 
-#[test]
-fn groups_of_three_probe_every_pair_in_parallel() {
+/// A groups-of-three latency scene (P2P RTT limit 100 ms) with A, B and C joined on
+/// connections 1 to 3: the harness, and what C's join sent (the three probes' prepares).
+fn trio_in_probes() -> (H, Vec<Action>) {
     let mut s = latency_scene(Some(100.0));
     s.group_size = 3;
     let mut h = H::new(s);
     h.join(1, "A", 10.0);
     h.join(2, "B", 10.0);
     let a = h.join(3, "C", 10.0);
+    (h, a)
+}
+
+#[test]
+fn groups_of_three_probe_every_pair_in_parallel() {
+    let (mut h, a) = trio_in_probes();
     let ids: Vec<ProbeSessionId> = [1, 2, 3]
         .iter()
         .flat_map(|&c| {
@@ -641,12 +645,7 @@ fn groups_of_three_probe_every_pair_in_parallel() {
 
 #[test]
 fn group_of_three_with_one_bad_pair_returns_everyone() {
-    let mut s = latency_scene(Some(100.0));
-    s.group_size = 3;
-    let mut h = H::new(s);
-    h.join(1, "A", 10.0);
-    h.join(2, "B", 10.0);
-    let a = h.join(3, "C", 10.0);
+    let (mut h, a) = trio_in_probes();
     let mut last = vec![];
     for conn in [1, 2, 3] {
         for m in sent(&a, conn) {
@@ -677,32 +676,18 @@ fn group_of_three_with_one_bad_pair_returns_everyone() {
 #[test]
 fn hello_rules() {
     let mut h = H::with_scenes(vec![latency_scene(None)]);
-    h.ev(Event::Connected {
-        conn: ConnId::new(1),
-    });
+    h.connect(1);
     let a = h.msg(1, ClientMessage::Leave);
     assert_eq!(error_code(&a, 1), Some(ErrorCode::HelloRequired));
     assert!(closed(&a, 1));
-    h.ev(Event::Connected {
-        conn: ConnId::new(2),
-    });
-    let a = h.ev(Event::Malformed {
-        conn: ConnId::new(2),
-        error: ClientMessage::decode("nonsense").unwrap_err(),
-    });
+    h.connect(2);
+    let a = h.malformed(2, "nonsense");
     assert_eq!(error_code(&a, 2), Some(ErrorCode::HelloRequired));
-    h.ev(Event::Connected {
-        conn: ConnId::new(3),
-    });
-    let a = h.ev(Event::Malformed {
-        conn: ConnId::new(3),
-        error: ClientMessage::decode(r#"{"type":"hello","subject_id":"a b"}"#).unwrap_err(),
-    });
+    h.connect(3);
+    let a = h.malformed(3, r#"{"type":"hello","subject_id":"a b"}"#);
     assert_eq!(error_code(&a, 3), Some(ErrorCode::InvalidSubjectId));
     assert!(closed(&a, 3));
-    h.ev(Event::Connected {
-        conn: ConnId::new(4),
-    });
+    h.connect(4);
     let a = h.msg(
         4,
         ClientMessage::Hello(Hello {
@@ -721,10 +706,7 @@ fn hello_rules() {
     );
     assert!(closed(&a, 5));
     h.join(6, "B", 10.0);
-    let a = h.ev(Event::Malformed {
-        conn: ConnId::new(6),
-        error: ClientMessage::decode(r#"{"type":"dance"}"#).unwrap_err(),
-    });
+    let a = h.malformed(6, r#"{"type":"dance"}"#);
     assert_eq!(error_code(&a, 6), Some(ErrorCode::UnknownType));
     assert!(!closed(&a, 6));
 }
@@ -780,10 +762,7 @@ fn hidden_lobby_count_is_null_and_not_broadcast() {
 fn malformed_after_hello_keeps_connection() {
     let mut h = H::new(latency_scene(None));
     h.join(1, "A", 10.0);
-    let a = h.ev(Event::Malformed {
-        conn: ConnId::new(1),
-        error: ClientMessage::decode(r#"{"type":"probe_ready"}"#).unwrap_err(),
-    });
+    let a = h.malformed(1, r#"{"type":"probe_ready"}"#);
     assert_eq!(error_code(&a, 1), Some(ErrorCode::BadMessage));
     assert!(!closed(&a, 1));
 }
@@ -875,16 +854,16 @@ fn same_events_and_seed_give_the_same_actions() {
     let b = story(8);
     assert_ne!(a.log, b.log, "other ids");
     assert_eq!(a.records.len(), b.records.len());
-    for name in [
-        "probe_result",
-        "game_created",
-        "match_rejected",
-        "p2p_quality",
-        "participant_dropped",
-        "waitroom_timeout",
-        "game_ended",
+    for kind in [
+        ResearchEventKind::ProbeResult,
+        ResearchEventKind::GameCreated,
+        ResearchEventKind::MatchRejected,
+        ResearchEventKind::P2pQuality,
+        ResearchEventKind::ParticipantDropped,
+        ResearchEventKind::WaitroomTimeout,
+        ResearchEventKind::GameEnded,
     ] {
-        assert!(a.count(name) >= 1, "the story covers {name}");
+        assert!(a.count(kind) >= 1, "the story covers {kind}");
     }
     // Probes that end at one tick are decided in a fixed order (a group of three whose
     // three probes all miss their deadline).
@@ -896,7 +875,7 @@ fn same_events_and_seed_give_the_same_actions() {
             h.join(conn, subject, 10.0);
         }
         h.tick_at(6_000);
-        assert_eq!(h.count("probe_result"), 3);
+        assert_eq!(h.count(ResearchEventKind::ProbeResult), 3);
         h.log
     };
     assert_eq!(trio(7), trio(7));
@@ -922,8 +901,8 @@ fn cooperative_clients_keep_invariants() {
         let h = cooperative(seed, 1);
         assert_eq!(h.core.stats().probes, 0, "every probe ends by its deadline");
         assert_eq!(h.core.stats().waiting, 0, "every wait ends by its deadline");
-        games += h.count("game_created");
-        rejected += h.count("match_rejected");
+        games += h.count(ResearchEventKind::GameCreated);
+        rejected += h.count(ResearchEventKind::MatchRejected);
     }
     assert!(
         games > 0 && rejected > 0,
@@ -1098,9 +1077,7 @@ fn story(seed: u64) -> H {
         conn: ConnId::new(4),
     });
     h.at(6_500);
-    h.ev(Event::Connected {
-        conn: ConnId::new(5),
-    });
+    h.connect(5);
     h.hello(5, "D", Some(d_token));
     h.tick_at(7_000);
     h.msg(2, ClientMessage::Leave);
@@ -1187,8 +1164,8 @@ fn game_reports_are_recorded_and_connection_failure_ends_the_game_for_all() {
             rtt_ms: Some(170.0),
         }),
     );
-    assert_eq!(h.count("p2p_connection_type"), 1);
-    assert_eq!(h.count("p2p_quality"), 1);
+    assert_eq!(h.count(ResearchEventKind::P2pConnectionType), 1);
+    assert_eq!(h.count(ResearchEventKind::P2pQuality), 1);
     let line = serde_json::to_value(
         h.records
             .iter()
@@ -1213,7 +1190,7 @@ fn game_reports_are_recorded_and_connection_failure_ends_the_game_for_all() {
         }),
     );
     assert_eq!(error_code(&a, 1), Some(ErrorCode::NotAMember));
-    assert_eq!(h.count("p2p_quality"), 1);
+    assert_eq!(h.count(ResearchEventKind::P2pQuality), 1);
     let fail = ClientMessage::P2pConnectionFailed(P2pConnectionFailed {
         game_id: game_id.clone(),
         peer_subject_id: sid("B"),
@@ -1229,7 +1206,7 @@ fn game_reports_are_recorded_and_connection_failure_ends_the_game_for_all() {
             other => panic!("{other:?}"),
         }
     }
-    assert_eq!(h.count("game_ended"), 1);
+    assert_eq!(h.count(ResearchEventKind::GameEnded), 1);
     let fail_b = ClientMessage::P2pConnectionFailed(P2pConnectionFailed {
         game_id: game_id.clone(),
         peer_subject_id: sid("A"),
@@ -1245,8 +1222,12 @@ fn game_reports_are_recorded_and_connection_failure_ends_the_game_for_all() {
         Some(ErrorCode::NotAMember),
         "peer is self"
     );
-    assert_eq!(h.count("game_ended"), 1);
-    assert_eq!(h.count("p2p_connection_failed"), 2, "both reports are kept");
+    assert_eq!(h.count(ResearchEventKind::GameEnded), 1);
+    assert_eq!(
+        h.count(ResearchEventKind::P2pConnectionFailed),
+        2,
+        "both reports are kept"
+    );
 }
 
 #[test]

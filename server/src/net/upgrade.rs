@@ -4,7 +4,7 @@
 //! Not `warp::ws()`, for one reason: memory. warp 0.4's `Ws` builder sets tungstenite's message
 //! and frame limits but not its buffers, and tungstenite's default read buffer is 128 KiB,
 //! allocated and zero-filled for every connection (so resident, and zero-filled again on every
-//! read). Measured with `loadgen hold` (tests/src/bin/loadgen.rs) at 10,000 held connections:
+//! read). Measured with `loadgen hold` (tests/src/bin/loadgen/hold.rs) at 10,000 held connections:
 //! 1.40 GB, ~140 KB each, with warp's socket; 131 MB, ~12.5 KB each, with [`ws_config`] (a
 //! [`WS_READ_BUFFER`] of 4 KiB).
 

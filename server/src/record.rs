@@ -74,14 +74,19 @@ pub const OVERFLOW_HOLD: Duration = Duration::from_secs(10);
 /// How long the writer sleeps with nothing to do before it looks at its counters again.
 const IDLE_WAKE: Duration = Duration::from_secs(1);
 
+/// What the writer's queue carries. One pointer wide, so the queue's slots (allocated up
+/// front) take little memory.
 enum Command {
-    Write {
-        at: SystemTime,
-        scene_id: String,
-        event: Box<ResearchEvent>,
-    },
+    Write(Box<Entry>),
     Flush(oneshot::Sender<()>),
     Close,
+}
+
+/// One event to write.
+struct Entry {
+    at: SystemTime,
+    scene_id: String,
+    event: ResearchEvent,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -193,18 +198,19 @@ impl RecordHandle {
     /// Queues one event for `<data-dir>/<scene_id>/events.jsonl`, stamped with the current
     /// wall-clock time.
     pub fn send(&self, scene_id: impl Into<String>, event: ResearchEvent) {
-        let cmd = Command::Write {
+        let cmd = Command::Write(Box::new(Entry {
             at: SystemTime::now(),
             scene_id: scene_id.into(),
-            event: Box::new(event),
-        };
+            event,
+        }));
         match self.tx.try_send(cmd) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => self.health.note_overflow(),
-            Err(TrySendError::Disconnected(Command::Write {
-                scene_id, event, ..
-            })) => {
+            Err(TrySendError::Disconnected(Command::Write(entry))) => {
                 self.health.note_lost();
+                let Entry {
+                    scene_id, event, ..
+                } = *entry;
                 tracing::error!(%scene_id, ?event, "research record writer has stopped; event lost");
             }
             Err(TrySendError::Disconnected(_)) => self.health.note_lost(),
@@ -546,11 +552,7 @@ impl Writer {
     /// Carries out one command taken off the queue.
     fn take(&mut self, cmd: Command) {
         match cmd {
-            Command::Write {
-                at,
-                scene_id,
-                event,
-            } => self.write(at, &scene_id, &event),
+            Command::Write(entry) => self.write(entry.at, &entry.scene_id, &entry.event),
             Command::Flush(done) => {
                 let _ = done.send(());
             }

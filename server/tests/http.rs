@@ -5,6 +5,7 @@ mod common;
 use common::*;
 use futures_util::SinkExt;
 use pairlab_server::assets;
+use pairlab_server::record::{events_of, kind_of};
 
 #[tokio::test]
 async fn index_and_assets() {
@@ -288,14 +289,21 @@ async fn shutdown_closes_websockets_with_1001_and_flushes_the_record() {
     assert_eq!(rb.0, Closed::Code(1001));
     // Everything the core recorded is on disk once stop() returns.
     let events = server.events("trio");
-    let joined = events
-        .iter()
-        .filter(|e| e["event"] == "participant_joined")
-        .count();
+    let joined = events_of(&events, ResearchEventKind::ParticipantJoined).len();
     assert_eq!(joined, 2, "{events:#?}");
+    // The shutdown ends the live sessions (its disconnects are not drops); lifecycle.rs checks
+    // the whole sequence.
+    let shut_down = events
+        .iter()
+        .filter(|e| {
+            kind_of(e) == Some(ResearchEventKind::ParticipantLeft)
+                && e["reason"] == "server_shutdown"
+        })
+        .count();
+    assert_eq!(shut_down, 2, "{events:#?}");
     assert!(
-        events.iter().any(|e| e["event"] == "participant_dropped"),
-        "the shutdown's disconnects are recorded: {events:#?}"
+        events_of(&events, ResearchEventKind::ParticipantDropped).is_empty(),
+        "{events:#?}"
     );
     // The port is released.
     assert!(tokio::net::TcpStream::connect(server.addr).await.is_err());

@@ -136,6 +136,12 @@ pub enum Event {
     },
     /// Time passed: fire every deadline at or before `now`.
     Tick,
+    /// The server is shutting down. The core records, per scene, `server_stopping` and then a
+    /// `participant_left` with reason `server_shutdown` for every live session (connected or in
+    /// its grace), and from then on ignores every event and has no deadline: the disconnects
+    /// of the shutdown are not recorded as drops. The shell sends it before it closes the
+    /// sockets.
+    Shutdown,
 }
 
 /// Something for the shell to do, in order.

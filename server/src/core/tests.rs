@@ -1280,3 +1280,144 @@ fn turn_credentials_are_minted_per_participant() {
     let expect = super::ice::turn_rest_credentials("pairlab-secret", "A", 1_700_000_603).1;
     assert_eq!(a[0].credential.as_deref(), Some(expect.as_str()));
 }
+
+// ---------------------------------------------------------------------------------------------
+// The record's order and the server's lifecycle
+// ---------------------------------------------------------------------------------------------
+
+/// Where `game_created` and the first `game_start` are among `actions`.
+fn created_and_first_start(actions: &[Action]) -> (usize, usize) {
+    let created = actions
+        .iter()
+        .position(|a| {
+            matches!(
+                a,
+                Action::Record {
+                    event: ResearchEvent::GameCreated { .. },
+                    ..
+                }
+            )
+        })
+        .expect("a game_created line");
+    let start = actions
+        .iter()
+        .position(|a| {
+            matches!(
+                a,
+                Action::Send {
+                    msg: ServerMessage::GameStart(_),
+                    ..
+                }
+            )
+        })
+        .expect("a game_start");
+    (created, start)
+}
+
+/// `game_created` is recorded before any `game_start` is sent, with or without a probe: the
+/// shell carries actions out in order and the record writer is FIFO.
+#[test]
+fn game_created_is_recorded_before_game_start_is_sent() {
+    let mut h = H::new(SceneConfig::with_defaults("s", 2, MatchmakerKind::Fifo));
+    h.join(1, "A", 10.0);
+    let (created, start) = created_and_first_start(&h.join(2, "B", 10.0));
+    assert!(created < start, "without probe: {created} vs {start}");
+
+    let mut h = H::new(latency_scene(Some(150.0)));
+    let id = probe_pair(&mut h);
+    h.msg(1, result(&id, Some(40.0)));
+    let (created, start) = created_and_first_start(&h.msg(2, result(&id, Some(50.0))));
+    assert!(created < start, "after a probe: {created} vs {start}");
+}
+
+/// At shutdown every live session (waiting, in a game, in its grace) gets `participant_left`
+/// with reason `server_shutdown` as its last line, after its scene's `server_stopping`; the
+/// core then ignores the shutdown's disconnects (no `participant_dropped`) and everything else.
+#[test]
+fn shutdown_ends_every_live_session_as_server_shutdown() {
+    let other = SceneConfig::with_defaults("t", 2, MatchmakerKind::Fifo);
+    let mut h = H::with_scenes(vec![
+        SceneConfig::with_defaults("s", 2, MatchmakerKind::Fifo),
+        other,
+    ]);
+    h.join(1, "A", 10.0);
+    h.join(2, "B", 10.0); // A and B play
+    h.join(3, "C", 10.0); // C waits
+    h.join(4, "D", 10.0); // D plays with C
+    h.join(5, "E", 10.0);
+    h.ev(Event::Disconnected {
+        conn: ConnId::new(5),
+    }); // E is in their grace
+    h.ev(Event::Connected {
+        conn: ConnId::new(6),
+    }); // never says hello
+    let dropped_before = h.count(ResearchEventKind::ParticipantDropped);
+    let first = h.records.len();
+    h.at(1_000);
+    let out = h.ev(Event::Shutdown);
+    assert!(
+        out.iter().all(|a| matches!(a, Action::Record { .. })),
+        "{out:?}"
+    );
+    let lines: Vec<(String, ResearchEvent)> = out
+        .into_iter()
+        .filter_map(|a| match a {
+            Action::Record { scene_id, event } => Some((scene_id, event)),
+            _ => None,
+        })
+        .collect();
+    let left = |s: &str| ResearchEvent::ParticipantLeft {
+        subject_id: sid(s),
+        reason: research::LeaveReason::ServerShutdown,
+    };
+    let expected: Vec<(String, ResearchEvent)> = vec![
+        (
+            "s".into(),
+            ResearchEvent::ServerStopping {
+                live_participants: 5,
+            },
+        ),
+        ("s".into(), left("A")),
+        ("s".into(), left("B")),
+        ("s".into(), left("C")),
+        ("s".into(), left("D")),
+        ("s".into(), left("E")),
+        (
+            "t".into(),
+            ResearchEvent::ServerStopping {
+                live_participants: 0,
+            },
+        ),
+    ];
+    assert_eq!(lines, expected);
+    assert_eq!(h.records.len(), first + expected.len());
+    assert_eq!(
+        h.core.next_deadline(),
+        None,
+        "a stopped core has no deadline"
+    );
+    // The sockets close, time passes, someone new arrives: nothing more happens.
+    for conn in 1..=6 {
+        assert!(h
+            .ev(Event::Disconnected {
+                conn: ConnId::new(conn)
+            })
+            .is_empty());
+    }
+    h.at(60_000);
+    assert!(h.ev(Event::Tick).is_empty());
+    assert!(h
+        .ev(Event::Connected {
+            conn: ConnId::new(7)
+        })
+        .is_empty());
+    assert!(h.hello(7, "F", None).is_empty());
+    assert!(
+        h.ev(Event::Shutdown).is_empty(),
+        "a second shutdown adds nothing"
+    );
+    assert_eq!(
+        h.count(ResearchEventKind::ParticipantDropped),
+        dropped_before
+    );
+}

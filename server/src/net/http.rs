@@ -93,19 +93,26 @@ fn routes(
     ws.or(health).unify().or(files).unify()
 }
 
-/// `/healthz`: open WebSockets, the core's counts and the scenes, as JSON.
+/// `/healthz`: open WebSockets, the core's counts, the scenes and the research record's
+/// health, as JSON; `"status":"degraded"` with a `"reason"` when the record is degraded (see
+/// [`crate::record::RecordHealth::status`]), `"ok"` otherwise. Always HTTP 200.
 fn health(shared: &Shared) -> warp::reply::Response {
     let stats = *shared.stats.borrow();
-    warp::reply::json(&serde_json::json!({
-        "status": "ok",
+    let record = shared.record.status(std::time::Instant::now());
+    let mut body = serde_json::json!({
+        "status": if record.degraded.is_some() { "degraded" } else { "ok" },
         "connections": *shared.open.borrow(),
         "participants": stats.participants,
         "waiting": stats.waiting,
         "probes": stats.probes,
         "groups": stats.groups,
         "scenes": shared.scene_ids,
-    }))
-    .into_response()
+        "record": record,
+    });
+    if let Some(reason) = &record.degraded {
+        body["reason"] = serde_json::Value::from(reason.as_str());
+    }
+    warp::reply::json(&body).into_response()
 }
 
 /// `Cache-Control` for a file requested with its current version: the URL changes whenever the

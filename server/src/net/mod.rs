@@ -5,7 +5,11 @@
 //! - `GET /`: the participants' page; `GET /<file>`: the other embedded assets
 //!   ([`crate::assets`]), with `ETag`s.
 //! - `GET /healthz`: `{"status":"ok","connections":N,"participants":N,"waiting":N,"probes":N,
-//!   "groups":N,"scenes":[…]}` (`connections`: open WebSockets; the rest from the core).
+//!   "groups":N,"scenes":[…],"record":{…}}` (`connections`: open WebSockets; the counts from
+//!   the core; `record`: the research record writer's
+//!   [`RecordStatus`](crate::record::RecordStatus)). `"status"` is `"degraded"`, with a
+//!   `"reason"`, while the record cannot be written or for a while after its queue overflowed
+//!   ([`RecordHealth::status`]); the HTTP status stays 200 (the server still serves).
 //! - `GET /ws`: the WebSocket of PROTOCOL.md, upgraded by hand (`upgrade.rs`, which says why:
 //!   memory).
 //!
@@ -36,12 +40,19 @@
 //! resulting `Event::Message` and sends it into the core task's queue; `core_task.rs` takes it
 //! and calls `Core::handle` with the time.
 //!
-//! Shutdown: the `shutdown` future given to [`Server::run`] completing cancels one
-//! [`CancellationToken`]. On it warp stops accepting, and every connection task closes its
-//! WebSocket with 1001 ("going away") and tells the core it is gone. The server waits (no
+//! Start: before the first connection, every scene's record gets `server_started` (version,
+//! config hash).
+//!
+//! Shutdown: when the `shutdown` future given to [`Server::run`] completes, the core gets
+//! `Event::Shutdown` (queued behind the events already sent to it): it records
+//! `server_stopping` and a final `participant_left` (`server_shutdown`) for every live session,
+//! and ignores everything after. Then one [`CancellationToken`] is cancelled. On it warp stops
+//! accepting, and every connection task closes its WebSocket with 1001 ("going away") and tells
+//! the core it is gone (ignored now, so no `participant_dropped`). The server waits (no
 //! polling: a `watch` of the open-connection count) until every WebSocket is closed, then sends
-//! the core task its stop as the last input of its queue (so the core has seen every
-//! disconnect), and flushes the research record. Each wait is bounded by [`SHUTDOWN_GRACE`].
+//! the core task its stop as the last input of its queue, and closes the research record
+//! (written and synced). Each wait is bounded by [`SHUTDOWN_GRACE`], the record's by
+//! [`CLOSE_LIMIT`](crate::record::CLOSE_LIMIT).
 
 mod connection;
 mod core_task;
@@ -60,8 +71,8 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::core::CoreStats;
-use crate::record::RecordWriter;
+use crate::core::{CoreStats, Event, ResearchEvent};
+use crate::record::{RecordHealth, RecordWriter};
 use core_task::{ConnIds, CoreInput, CoreTask};
 
 pub use connection::{CLOSE_TIMEOUT, WRITE_TIMEOUT};
@@ -153,12 +164,29 @@ impl Server {
     /// returns.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) {
         let recorder = RecordWriter::spawn(self.data_dir.clone());
+        let started = ResearchEvent::server_started(&self.config);
+        for scene in &self.config.scenes {
+            recorder.handle().send(scene.id.clone(), started.clone());
+        }
         let core = CoreTask::spawn(self.config.clone(), recorder.handle());
         let stop = CancellationToken::new();
         tokio::spawn({
             let stop = stop.clone();
+            let core_inbox = core.inbox();
             async move {
                 shutdown.await;
+                // The core ends every live session first, so each ends as `server_shutdown`
+                // and the sockets' closing below is not recorded as drops.
+                let told = core_inbox.send(CoreInput::Event(Event::Shutdown));
+                match tokio::time::timeout(SHUTDOWN_GRACE, told).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) => tracing::error!(
+                        "the core task has stopped; live sessions get no final record line"
+                    ),
+                    Err(_) => tracing::error!(
+                        "the core's queue stayed full for {SHUTDOWN_GRACE:?}; live sessions get no final record line"
+                    ),
+                }
                 stop.cancel();
             }
         });
@@ -170,6 +198,7 @@ impl Server {
             stats: core.stats(),
             idle_timeout: self.idle_timeout,
             scene_ids: self.config.scenes.iter().map(|s| s.id.clone()).collect(),
+            record: recorder.health(),
         });
 
         http::serve(self.listener, shared.clone(), &stop).await;
@@ -189,7 +218,7 @@ impl Server {
             tracing::error!("core task failed: {e}");
         }
         recorder.close().await;
-        tracing::info!("shut down; research record flushed");
+        tracing::info!("shut down; research record closed");
     }
 
     /// Runs the server in a background task; stop it with [`RunningServer::shutdown`] (or by
@@ -266,6 +295,8 @@ struct Shared {
     idle_timeout: Duration,
     /// The configured scenes' ids, for `/healthz`.
     scene_ids: Vec<String>,
+    /// The research record writer's health, for `/healthz`.
+    record: Arc<RecordHealth>,
 }
 
 /// Sleeps until `deadline`; forever when there is none.

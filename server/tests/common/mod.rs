@@ -90,8 +90,16 @@ impl TestServer {
 
     /// Starts a server with the given config and, if given, idle timeout.
     pub async fn with_options(toml: &str, idle: Option<Duration>) -> Self {
+        Self::build(toml, idle, tempfile::tempdir().expect("temp dir")).await
+    }
+
+    /// Starts a server with the given config whose research record goes to `data_dir`.
+    pub async fn with_data_dir(toml: &str, data_dir: tempfile::TempDir) -> Self {
+        Self::build(toml, None, data_dir).await
+    }
+
+    async fn build(toml: &str, idle: Option<Duration>, data_dir: tempfile::TempDir) -> Self {
         let config = Config::from_toml_str(toml).unwrap_or_else(|e| panic!("test config: {e}"));
-        let data_dir = tempfile::tempdir().expect("temp dir");
         let server = Server::bind(
             config.clone(),
             "127.0.0.1:0".parse().unwrap(),

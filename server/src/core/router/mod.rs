@@ -123,6 +123,8 @@ pub struct Core {
     next_timer: u64,
     next_pid: u64,
     next_group: u64,
+    /// Set by [`Event::Shutdown`]: every later event is ignored.
+    stopped: bool,
 }
 
 fn ms(d: Duration) -> f64 {
@@ -147,11 +149,15 @@ impl Core {
             next_timer: 0,
             next_pid: 1,
             next_group: 1,
+            stopped: false,
         }
     }
 
     /// Applies one event that happened at `now` and appends what to do to `out`, in order.
     pub fn handle(&mut self, now: Instant, event: Event, out: &mut Vec<Action>) {
+        if self.stopped {
+            return;
+        }
         match event {
             Event::Connected { conn } => {
                 // Ids are never reused by the shell; should one be, the old socket is gone.
@@ -173,12 +179,16 @@ impl Core {
                 }
             }
             Event::Tick => self.on_tick(now, out),
+            Event::Shutdown => self.on_shutdown(out),
         }
     }
 
     /// The earliest time at which [`Event::Tick`] has work to do; `None` when nothing is
     /// scheduled. (A deadline may turn out to have nothing to do; ticking early is harmless.)
     pub fn next_deadline(&self) -> Option<Instant> {
+        if self.stopped {
+            return None;
+        }
         let timer = self.timers.first_key_value().map(|((t, _), _)| *t);
         match (timer, self.probes.next_deadline()) {
             (Some(a), Some(b)) => Some(a.min(b)),

@@ -270,6 +270,35 @@ impl Core {
         }
     }
 
+    /// [`Event::Shutdown`](crate::core::Event::Shutdown): per scene, `server_stopping`, then
+    /// `participant_left` (`server_shutdown`) for each live session in the order they began;
+    /// the core stops (every later event is ignored). Games and probes in progress end with the
+    /// server: they get no `game_ended` or `probe_result` line.
+    pub(super) fn on_shutdown(&mut self, out: &mut Vec<Action>) {
+        self.stopped = true;
+        let mut live: Vec<(Pid, usize, SubjectId)> = self
+            .participants
+            .iter()
+            .map(|(pid, p)| (*pid, p.scene, p.subject_id.clone()))
+            .collect();
+        live.sort_by_key(|(pid, ..)| *pid);
+        for scene in 0..self.scenes.len() {
+            let live_participants = live.iter().filter(|(_, s, _)| *s == scene).count();
+            self.record(
+                scene,
+                ResearchEvent::ServerStopping { live_participants },
+                out,
+            );
+            for (_, _, subject_id) in live.iter().filter(|(_, s, _)| *s == scene) {
+                let event = ResearchEvent::ParticipantLeft {
+                    subject_id: subject_id.clone(),
+                    reason: LeaveReason::ServerShutdown,
+                };
+                self.record(scene, event, out);
+            }
+        }
+    }
+
     /// Removes a participant from every index (not from a probe: callers fail those).
     pub(super) fn remove_participant(&mut self, now: Instant, pid: Pid) -> Option<Removed> {
         let participant = self.participants.remove(&pid)?;

@@ -25,9 +25,13 @@
 //!   [`Event::Malformed`]; a binary frame is malformed (not JSON); control frames (WebSocket
 //!   ping/pong, answered by the socket itself) reach the core as nothing.
 //! - Once `welcome` is handed to [`Connection::handle_send`], the connection runs its
-//!   [`PingSchedule`]: it sends `ping`s, turns their `pong`s into [`Event::RttSample`]s on its
-//!   own clock (so the core's queue is not in the timing) and does not forward them. Before
-//!   `welcome`, a `pong` goes to the core like any message (there, a protocol error).
+//!   [`PingSchedule`]: it sends `ping`s with unpredictable ids (from the [`PingIds`] it was
+//!   opened with), turns the `pong` answering the outstanding one into an
+//!   [`Event::RttSample`] on its own clock (so the core's queue is not in the timing), and
+//!   forwards no `pong`. A `pong` for an id it did not send, or sooner than
+//!   [`super::rtt::MIN_PLAUSIBLE_RTT`] after its ping, is ignored and counted
+//!   ([`Connection::ignored_pongs`]; the shell logs the count when the connection ends).
+//!   Before `welcome`, a `pong` goes to the core like any message (there, a protocol error).
 //! - A connection that sends no frame at all for its idle timeout ([`IDLE_TIMEOUT`] by default)
 //!   is closed with [`Close::IDLE`] (1008) as dead.
 
@@ -37,7 +41,7 @@ use std::time::{Duration, Instant};
 use pairlab_shared::{ClientMessage, DecodeError, ErrorCode, Ping, ServerMessage, MAX_FRAME_BYTES};
 
 use super::ratelimit::RateLimiter;
-use super::rtt::PingSchedule;
+use super::rtt::{IgnoredPongs, PingIds, PingSchedule, PongOutcome};
 use super::{ConnId, Event};
 
 /// A connection that sends no frame at all for this long is closed (1008) as dead: before
@@ -138,6 +142,10 @@ pub struct Connection {
     limiter: RateLimiter,
     /// The server-RTT pings; `None` until `welcome` is sent.
     pings: Option<PingSchedule>,
+    /// Where the pings' ids come from.
+    ping_ids: PingIds,
+    /// The `pong`s ignored so far.
+    ignored_pongs: IgnoredPongs,
     /// Silence longer than this closes the connection.
     idle_timeout: Duration,
     /// When the last frame arrived (or the connection opened).
@@ -150,12 +158,16 @@ pub struct Connection {
 
 impl Connection {
     /// A connection opened at `now`, with the standard rate limit
-    /// ([`RateLimiter::standard`]) and `idle_timeout` (normally [`IDLE_TIMEOUT`]).
-    pub fn new(conn: ConnId, now: Instant, idle_timeout: Duration) -> Self {
+    /// ([`RateLimiter::standard`]), `idle_timeout` (normally [`IDLE_TIMEOUT`]) and the source
+    /// of its ping ids (the server's is seeded from the operating system, so a client cannot
+    /// predict them; tests pass [`PingIds::seeded`]).
+    pub fn new(conn: ConnId, now: Instant, idle_timeout: Duration, ping_ids: PingIds) -> Self {
         Connection {
             conn,
             limiter: RateLimiter::standard(now),
             pings: None,
+            ping_ids,
+            ignored_pongs: IgnoredPongs::default(),
             idle_timeout,
             last_frame_at: now,
             closed: false,
@@ -166,6 +178,11 @@ impl Connection {
     /// The connection's id.
     pub fn conn(&self) -> ConnId {
         self.conn
+    }
+
+    /// The `pong`s this connection ignored so far, by kind.
+    pub fn ignored_pongs(&self) -> IgnoredPongs {
+        self.ignored_pongs
     }
 
     /// A frame arrived at `now`.
@@ -194,11 +211,9 @@ impl Connection {
         let conn = self.conn;
         let event = match frame {
             Frame::Text(text) => match ClientMessage::decode(text) {
-                Ok(ClientMessage::Pong(pong)) if self.pings.is_some() => self
-                    .pings
-                    .as_mut()
-                    .and_then(|p| p.on_pong(pong.seq, now))
-                    .map(|rtt_ms| Event::RttSample { conn, rtt_ms }),
+                Ok(ClientMessage::Pong(pong)) if self.pings.is_some() => {
+                    self.on_pong(pong.seq, now)
+                }
                 Ok(msg) => Some(Event::Message { conn, msg }),
                 Err(error) => Some(Event::Malformed { conn, error }),
             },
@@ -246,7 +261,8 @@ impl Connection {
             self.close(Close::IDLE);
             return;
         }
-        if let Some(seq) = self.pings.as_mut().and_then(|p| p.poll(now)) {
+        let ids = &mut self.ping_ids;
+        if let Some(seq) = self.pings.as_mut().and_then(|p| p.poll(now, ids)) {
             self.outputs
                 .push_back(Output::Send(ServerMessage::Ping(Ping { seq })));
         }
@@ -270,6 +286,20 @@ impl Connection {
         })
     }
 
+    /// A `pong` carrying `id` at `now`, after `welcome`: the RTT sample it gives, if any; an
+    /// ignored one is counted.
+    fn on_pong(&mut self, id: u64, now: Instant) -> Option<Event> {
+        let outcome = self.pings.as_mut()?.on_pong(id, now);
+        self.ignored_pongs.count(outcome);
+        match outcome {
+            PongOutcome::Sample(rtt_ms) => Some(Event::RttSample {
+                conn: self.conn,
+                rtt_ms,
+            }),
+            PongOutcome::Late | PongOutcome::Unsent | PongOutcome::TooFast => None,
+        }
+    }
+
     fn idle_deadline(&self) -> Instant {
         self.last_frame_at + self.idle_timeout
     }
@@ -283,11 +313,17 @@ impl Connection {
 #[cfg(test)]
 mod tests {
     use super::super::ratelimit::RATE_LIMIT_BURST;
-    use super::super::rtt::{ENTRY_PINGS, PERIODIC_PING_GAP};
+    use super::super::rtt::{ENTRY_PINGS, MIN_PLAUSIBLE_RTT, PERIODIC_PING_GAP, PING_TIMEOUT};
     use super::*;
     use pairlab_shared::{Hello, SubjectId, Welcome};
 
     const CONN: ConnId = ConnId::new(7);
+    const SEED: u64 = 11;
+
+    /// The ping ids the connections of these tests use.
+    fn ids() -> PingIds {
+        PingIds::seeded(SEED)
+    }
 
     fn ms(n: u64) -> Duration {
         Duration::from_millis(n)
@@ -314,7 +350,7 @@ mod tests {
 
     /// A connection that has sent `welcome` at `t0` and drained its outputs.
     fn welcomed(t0: Instant) -> Connection {
-        let mut c = Connection::new(CONN, t0, IDLE_TIMEOUT);
+        let mut c = Connection::new(CONN, t0, IDLE_TIMEOUT, ids());
         c.handle_send(t0, welcome());
         assert_eq!(outputs(&mut c), vec![Output::Send(welcome())]);
         c
@@ -323,7 +359,7 @@ mod tests {
     #[test]
     fn text_frames_decode_into_messages_or_malformed() {
         let t0 = Instant::now();
-        let mut c = Connection::new(CONN, t0, IDLE_TIMEOUT);
+        let mut c = Connection::new(CONN, t0, IDLE_TIMEOUT, ids());
         let hello = ClientMessage::Hello(Hello {
             subject_id: SubjectId::parse("alice").unwrap(),
             scene_id: None,
@@ -349,7 +385,7 @@ mod tests {
     #[test]
     fn binary_frames_are_malformed_and_control_frames_are_not_forwarded() {
         let t0 = Instant::now();
-        let mut c = Connection::new(CONN, t0, IDLE_TIMEOUT);
+        let mut c = Connection::new(CONN, t0, IDLE_TIMEOUT, ids());
         c.handle_frame(t0, Frame::Binary { len_bytes: 3 });
         c.handle_frame(t0, Frame::Control);
         assert_eq!(
@@ -364,7 +400,7 @@ mod tests {
     #[test]
     fn a_flood_gets_rate_limited_then_1008_and_nothing_more() {
         let t0 = Instant::now();
-        let mut c = Connection::new(CONN, t0, IDLE_TIMEOUT);
+        let mut c = Connection::new(CONN, t0, IDLE_TIMEOUT, ids());
         for _ in 0..RATE_LIMIT_BURST as usize {
             c.handle_frame(t0, Frame::Control);
         }
@@ -386,7 +422,7 @@ mod tests {
     #[test]
     fn frames_over_the_limit_close_with_1009() {
         let t0 = Instant::now();
-        let mut c = Connection::new(CONN, t0, IDLE_TIMEOUT);
+        let mut c = Connection::new(CONN, t0, IDLE_TIMEOUT, ids());
         let at_limit = format!("\"{}\"", "x".repeat(MAX_FRAME_BYTES - 2));
         c.handle_frame(t0, Frame::Text(&at_limit));
         assert!(matches!(
@@ -398,7 +434,7 @@ mod tests {
         assert_eq!(Close::TOO_BIG.code, 1009);
         assert!(Close::TOO_BIG.reason.contains(&MAX_FRAME_BYTES.to_string()));
 
-        let mut c = Connection::new(CONN, t0, IDLE_TIMEOUT);
+        let mut c = Connection::new(CONN, t0, IDLE_TIMEOUT, ids());
         c.handle_frame(
             t0,
             Frame::Binary {
@@ -411,10 +447,10 @@ mod tests {
     #[test]
     fn read_errors_close_with_their_codes() {
         let t0 = Instant::now();
-        let mut c = Connection::new(CONN, t0, IDLE_TIMEOUT);
+        let mut c = Connection::new(CONN, t0, IDLE_TIMEOUT, ids());
         c.handle_read_error(ReadError::TooBig);
         assert_eq!(outputs(&mut c), vec![Output::Close(Close::TOO_BIG)]);
-        let mut c = Connection::new(CONN, t0, IDLE_TIMEOUT);
+        let mut c = Connection::new(CONN, t0, IDLE_TIMEOUT, ids());
         c.handle_read_error(ReadError::Protocol);
         assert_eq!(outputs(&mut c), vec![Output::Close(Close::PROTOCOL_ERROR)]);
         assert_eq!(Close::PROTOCOL_ERROR.code, 1002);
@@ -423,7 +459,7 @@ mod tests {
     #[test]
     fn a_pong_before_welcome_goes_to_the_core() {
         let t0 = Instant::now();
-        let mut c = Connection::new(CONN, t0, IDLE_TIMEOUT);
+        let mut c = Connection::new(CONN, t0, IDLE_TIMEOUT, ids());
         c.handle_frame(t0, Frame::Text(&pong(1)));
         assert!(matches!(
             &outputs(&mut c)[..],
@@ -434,19 +470,32 @@ mod tests {
         ));
     }
 
+    /// Sends the ping due at `now` and returns its id.
+    fn ping_at(c: &mut Connection, now: Instant) -> u64 {
+        c.handle_timeout(now);
+        match &outputs(c)[..] {
+            [Output::Send(ServerMessage::Ping(Ping { seq }))] => *seq,
+            other => panic!("expected one ping, got {other:?}"),
+        }
+    }
+
     #[test]
     fn welcome_starts_the_pings_and_pongs_become_rtt_samples() {
         let t0 = Instant::now();
         let mut c = welcomed(t0);
+        let mut expected_ids = ids();
         assert_eq!(c.poll_timeout(), Some(t0), "the first ping is due at once");
-        for seq in 1..=u64::from(ENTRY_PINGS) {
-            let sent = t0 + ms(10 * seq);
-            c.handle_timeout(sent);
+        let mut first = None;
+        for n in 1..=u64::from(ENTRY_PINGS) {
+            let sent = t0 + ms(10 * n);
+            let id = ping_at(&mut c, sent);
             assert_eq!(
-                outputs(&mut c),
-                vec![Output::Send(ServerMessage::Ping(Ping { seq }))]
+                id,
+                expected_ids.next_id(),
+                "ids come from the PingIds given"
             );
-            c.handle_frame(sent + ms(4), Frame::Text(&pong(seq)));
+            first.get_or_insert(id);
+            c.handle_frame(sent + ms(4), Frame::Text(&pong(id)));
             assert_eq!(
                 outputs(&mut c),
                 vec![Output::Event(Event::RttSample {
@@ -456,9 +505,11 @@ mod tests {
                 "the pong is answered here, not forwarded"
             );
         }
-        // A stale pong is dropped; the next ping waits the periodic gap.
-        c.handle_frame(t0 + ms(50), Frame::Text(&pong(1)));
+        // A late pong is dropped (not suspect); the next ping waits the periodic gap.
+        c.handle_frame(t0 + ms(50), Frame::Text(&pong(first.unwrap_or_default())));
         assert_eq!(outputs(&mut c), vec![]);
+        assert_eq!(c.ignored_pongs().late, 1);
+        assert_eq!(c.ignored_pongs().suspect(), 0);
         let last_sent = t0 + ms(10 * u64::from(ENTRY_PINGS));
         assert_eq!(c.poll_timeout(), Some(last_sent + PERIODIC_PING_GAP));
         c.handle_timeout(last_sent + PERIODIC_PING_GAP - ms(1));
@@ -466,20 +517,55 @@ mod tests {
     }
 
     #[test]
+    fn pongs_for_guessed_ids_are_ignored_and_counted() {
+        let t0 = Instant::now();
+        let mut c = welcomed(t0);
+        let id = ping_at(&mut c, t0);
+        // What a client predicting a counter would send, before and after the real ping.
+        for guess in [1, 2, 3, id.wrapping_add(1)] {
+            c.handle_frame(t0 + ms(5), Frame::Text(&pong(guess)));
+        }
+        assert_eq!(outputs(&mut c), vec![], "no sample, nothing for the core");
+        assert_eq!(c.ignored_pongs().unsent, 4);
+        assert_eq!(c.poll_timeout(), Some(t0 + PING_TIMEOUT), "no next ping");
+        c.handle_frame(t0 + ms(150), Frame::Text(&pong(id)));
+        assert_eq!(
+            outputs(&mut c),
+            vec![Output::Event(Event::RttSample {
+                conn: CONN,
+                rtt_ms: 150.0
+            })],
+            "the real pong still counts"
+        );
+        assert_eq!(c.ignored_pongs().suspect(), 4);
+    }
+
+    #[test]
+    fn a_pong_faster_than_plausible_is_ignored_and_counted() {
+        let t0 = Instant::now();
+        let mut c = welcomed(t0);
+        let id = ping_at(&mut c, t0);
+        c.handle_frame(t0, Frame::Text(&pong(id)));
+        assert_eq!(outputs(&mut c), vec![]);
+        assert_eq!(c.ignored_pongs().too_fast, 1);
+        c.handle_frame(t0 + MIN_PLAUSIBLE_RTT, Frame::Text(&pong(id)));
+        assert!(matches!(
+            &outputs(&mut c)[..],
+            [Output::Event(Event::RttSample { .. })]
+        ));
+    }
+
+    #[test]
     fn only_the_first_welcome_starts_the_schedule() {
         let t0 = Instant::now();
         let mut c = welcomed(t0);
-        c.handle_timeout(t0);
-        assert_eq!(
-            outputs(&mut c),
-            vec![Output::Send(ServerMessage::Ping(Ping { seq: 1 }))]
-        );
+        ping_at(&mut c, t0);
         c.handle_send(t0 + ms(1), welcome());
         c.handle_timeout(t0 + ms(1));
         assert_eq!(
             outputs(&mut c),
             vec![Output::Send(welcome())],
-            "ping 1 is still outstanding"
+            "the first ping is still outstanding"
         );
     }
 
@@ -487,7 +573,7 @@ mod tests {
     fn silence_for_the_idle_timeout_closes_with_1008() {
         let t0 = Instant::now();
         let idle = ms(300);
-        let mut c = Connection::new(CONN, t0, idle);
+        let mut c = Connection::new(CONN, t0, idle, ids());
         assert_eq!(c.poll_timeout(), Some(t0 + idle));
         c.handle_frame(t0 + ms(200), Frame::Control);
         assert_eq!(

@@ -153,7 +153,7 @@ impl Server {
     /// returns.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) {
         let recorder = RecordWriter::spawn(self.data_dir.clone());
-        let core = CoreTask::spawn(self.config.clone(), recorder.handle());
+        let core = CoreTask::spawn(self.config.clone(), recorder.handle(), &self.data_dir);
         let stop = CancellationToken::new();
         tokio::spawn({
             let stop = stop.clone();

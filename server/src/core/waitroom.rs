@@ -14,8 +14,8 @@
 //! remembered and never grouped again.
 //!
 //! The done set and the failed pairs outlive sessions, so they are kept compact and bounded:
-//! keyed 64-bit fingerprints of subject ids, at most [`DONE_CAP`](super::remembered::DONE_CAP)
-//! subjects and [`FAILED_PAIRS_CAP`](super::remembered::FAILED_PAIRS_CAP) pairs per scene, the
+//! keyed 64-bit fingerprints of subject ids, at most [`DONE_CAP`]
+//! subjects and [`FAILED_PAIRS_CAP`] pairs per scene, the
 //! oldest forgotten beyond that (see [`super::remembered`]). Everything else here lives only as
 //! long as the sessions it belongs to.
 

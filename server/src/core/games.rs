@@ -13,6 +13,8 @@
 //! - one `episode_summary` per member per episode: each member's episode numbers must rise
 //!   (a repeat, or an older episode, is refused), and a summary names each partner at most
 //!   once, with no more `quality_changes` than the quality bound allows since the game started;
+//!   at most [`EPISODES_PER_MIN`] summaries a minute per member, in bursts of
+//!   [`EPISODES_BURST`] (episodes shorter than a second are not supported);
 //! - `p2p_quality` changes at most [`QUALITY_CHANGES_PER_MIN`] a minute per member and partner
 //!   (a token bucket of [`QUALITY_CHANGES_BURST`]): the browser's quality monitor samples each
 //!   connection every 2 s and reports only changes of level, so an honest client sends at most
@@ -41,6 +43,13 @@ pub const QUALITY_CHANGES_PER_MIN: f64 = 30.0;
 /// `p2p_quality` changes a member may report per partner at once (a minute's worth).
 pub const QUALITY_CHANGES_BURST: f64 = 30.0;
 
+/// Sustained `episode_summary` messages a member may send, per minute: one a second (an
+/// episode lasts the page's `episode_ms`, 10 s by default).
+pub const EPISODES_PER_MIN: f64 = 60.0;
+
+/// `episode_summary` messages a member may send at once.
+pub const EPISODES_BURST: f64 = 10.0;
+
 /// A game message was refused: the sender is not in that game, or a peer it names is not
 /// another member of it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -58,6 +67,9 @@ pub enum ReportRefused {
         /// The last episode this member reported.
         last: u32,
     },
+    /// More `episode_summary` messages than [`EPISODES_PER_MIN`] allows.
+    #[error("Too many episode summaries: at most one a second.")]
+    EpisodesTooOften,
     /// An `episode_summary` naming a partner twice.
     #[error("An episode summary names each partner at most once.")]
     DuplicatePeer,
@@ -135,6 +147,8 @@ struct Reporter {
 struct Reports {
     /// The last episode summarized.
     last_episode: Option<u32>,
+    /// The `episode_summary` token bucket.
+    episodes: RateLimiter,
     /// `p2p_quality` token buckets, one per member of the game (in player order; the one for
     /// the member themself is unused).
     quality: Vec<RateLimiter>,
@@ -207,6 +221,7 @@ impl Games {
         let quality = RateLimiter::new(now, QUALITY_CHANGES_PER_MIN / 60.0, QUALITY_CHANGES_BURST);
         let reports = Reports {
             last_episode: None,
+            episodes: RateLimiter::new(now, EPISODES_PER_MIN / 60.0, EPISODES_BURST),
             quality: vec![quality; game.members.len()],
         };
         self.rooms.insert(
@@ -383,14 +398,17 @@ impl Games {
                     return Err(ReportRefused::TooManyQualityChanges.into());
                 }
                 let me = room.member_index(pid).ok_or(NotAMember)?;
-                let last = &mut room.reports[me].last_episode;
-                if let Some(last) = *last {
+                let reports = &mut room.reports[me];
+                if let Some(last) = reports.last_episode {
                     if e.episode <= last {
                         let episode = e.episode;
                         return Err(ReportRefused::EpisodeRepeated { episode, last }.into());
                     }
                 }
-                *last = Some(e.episode);
+                if !reports.episodes.allow(now) {
+                    return Err(ReportRefused::EpisodesTooOften.into());
+                }
+                reports.last_episode = Some(e.episode);
                 let event = ResearchEvent::EpisodeSummary {
                     game_id: e.game_id,
                     subject_id,

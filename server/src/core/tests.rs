@@ -1396,12 +1396,21 @@ fn episode_summaries_are_accepted_once_per_member_and_episode() {
         "a gap is fine"
     );
     assert_eq!(h.count("episode_summary"), 4);
+    // At most 10 summaries at once (A has sent 3), then one a second.
+    for episode in 6..=12 {
+        assert!(sent(&h.msg(1, summary(&g, episode, &["B"], 0)), 1).is_empty());
+    }
+    let a = h.msg(1, summary(&g, 13, &["B"], 0));
+    assert_eq!(error_code(&a, 1), Some(ErrorCode::BadMessage), "too often");
+    h.at(11_000);
+    assert!(sent(&h.msg(1, summary(&g, 13, &["B"], 0)), 1).is_empty());
+    assert_eq!(h.count("episode_summary"), 12);
 
     // The game ends: every report after it is dropped without a word and not recorded.
     h.msg(2, ClientMessage::Leave);
     assert_eq!(h.count("game_ended"), 1);
     let lines = h.records.len();
-    for msg in [summary(&g, 6, &["B"], 0), quality(&g, "B")] {
+    for msg in [summary(&g, 14, &["B"], 0), quality(&g, "B")] {
         let a = h.msg(1, msg);
         assert!(sent(&a, 1).is_empty(), "{a:?}");
     }

@@ -18,7 +18,12 @@
 //! - `p2p_quality` changes at most [`QUALITY_CHANGES_PER_MIN`] a minute per member and partner
 //!   (a token bucket of [`QUALITY_CHANGES_BURST`]): the browser's quality monitor samples each
 //!   connection every 2 s and reports only changes of level, so an honest client sends at most
-//!   30 a minute per partner.
+//!   30 a minute per partner;
+//! - `p2p_connection_type` and `p2p_ice_restart` together at most
+//!   [`CONNECTION_REPORTS_PER_MIN`] a minute per member and partner, in bursts of
+//!   [`CONNECTION_REPORTS_BURST`]: an honest page sends one `p2p_connection_type` each time the
+//!   connection comes up and two `p2p_ice_restart`s per attempt, at most 3 attempts after a
+//!   failure or 5 s of disconnection.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
@@ -42,6 +47,13 @@ pub const QUALITY_CHANGES_PER_MIN: f64 = 30.0;
 
 /// `p2p_quality` changes a member may report per partner at once (a minute's worth).
 pub const QUALITY_CHANGES_BURST: f64 = 30.0;
+
+/// Sustained `p2p_connection_type` and `p2p_ice_restart` reports a member may send per
+/// partner, per minute.
+pub const CONNECTION_REPORTS_PER_MIN: f64 = 30.0;
+
+/// `p2p_connection_type` and `p2p_ice_restart` reports a member may send per partner at once.
+pub const CONNECTION_REPORTS_BURST: f64 = 30.0;
 
 /// Sustained `episode_summary` messages a member may send, per minute: one a second (an
 /// episode lasts the page's `episode_ms`, 10 s by default).
@@ -77,6 +89,10 @@ pub enum ReportRefused {
     /// in an `episode_summary`'s `quality_changes`).
     #[error("Too many quality changes: at most 30 a minute per partner.")]
     TooManyQualityChanges,
+    /// More `p2p_connection_type` and `p2p_ice_restart` reports than
+    /// [`CONNECTION_REPORTS_PER_MIN`] allows.
+    #[error("Too many connection reports: at most 30 a minute per partner.")]
+    TooManyConnectionReports,
 }
 
 /// Why a game message was refused.
@@ -152,6 +168,17 @@ struct Reports {
     /// `p2p_quality` token buckets, one per member of the game (in player order; the one for
     /// the member themself is unused).
     quality: Vec<RateLimiter>,
+    /// `p2p_connection_type` and `p2p_ice_restart` token buckets, likewise.
+    connection: Vec<RateLimiter>,
+}
+
+/// Which of a member's per-partner token buckets a report takes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PerPartner {
+    /// `p2p_quality`.
+    Quality,
+    /// `p2p_connection_type`, `p2p_ice_restart`.
+    Connection,
 }
 
 #[derive(Debug)]
@@ -219,10 +246,16 @@ impl Games {
             })
             .collect();
         let quality = RateLimiter::new(now, QUALITY_CHANGES_PER_MIN / 60.0, QUALITY_CHANGES_BURST);
+        let connection = RateLimiter::new(
+            now,
+            CONNECTION_REPORTS_PER_MIN / 60.0,
+            CONNECTION_REPORTS_BURST,
+        );
         let reports = Reports {
             last_episode: None,
             episodes: RateLimiter::new(now, EPISODES_PER_MIN / 60.0, EPISODES_BURST),
             quality: vec![quality; game.members.len()],
+            connection: vec![connection; game.members.len()],
         };
         self.rooms.insert(
             game.game_id.clone(),
@@ -310,8 +343,9 @@ impl Games {
                 }
             }
             ClientMessage::P2pConnectionType(m) => {
+                let (game_id, peer) = (&m.game_id, &m.peer_subject_id);
                 let Some(Reporter { scene, subject_id }) =
-                    self.reporter(&m.game_id, pid, &[&m.peer_subject_id])?
+                    self.partner_report(now, game_id, pid, peer, Some(PerPartner::Connection))?
                 else {
                     return Ok(());
                 };
@@ -325,12 +359,12 @@ impl Games {
                 out.push(Effect::Record(scene, event));
             }
             ClientMessage::P2pQuality(m) => {
+                let (game_id, peer) = (&m.game_id, &m.peer_subject_id);
                 let Some(Reporter { scene, subject_id }) =
-                    self.reporter(&m.game_id, pid, &[&m.peer_subject_id])?
+                    self.partner_report(now, game_id, pid, peer, Some(PerPartner::Quality))?
                 else {
                     return Ok(());
                 };
-                self.take_quality_change(now, &m.game_id, pid, &m.peer_subject_id)?;
                 let event = ResearchEvent::P2pQuality {
                     game_id: m.game_id,
                     subject_id,
@@ -341,8 +375,9 @@ impl Games {
                 out.push(Effect::Record(scene, event));
             }
             ClientMessage::P2pIceRestart(m) => {
+                let (game_id, peer) = (&m.game_id, &m.peer_subject_id);
                 let Some(Reporter { scene, subject_id }) =
-                    self.reporter(&m.game_id, pid, &[&m.peer_subject_id])?
+                    self.partner_report(now, game_id, pid, peer, Some(PerPartner::Connection))?
                 else {
                     return Ok(());
                 };
@@ -358,8 +393,9 @@ impl Games {
                 out.push(Effect::Record(scene, event));
             }
             ClientMessage::P2pConnectionFailed(m) => {
+                let (game_id, peer) = (&m.game_id, &m.peer_subject_id);
                 let Some(Reporter { scene, subject_id }) =
-                    self.reporter(&m.game_id, pid, &[&m.peer_subject_id])?
+                    self.partner_report(now, game_id, pid, peer, None)?
                 else {
                     return Ok(());
                 };
@@ -446,21 +482,50 @@ impl Games {
         }))
     }
 
-    /// Takes one `p2p_quality` change of member `pid` about `peer` out of its token bucket.
-    fn take_quality_change(
+    /// [`Games::reporter`] for a report about one partner, `peer`, which also takes one token
+    /// from the member's `bucket` for that partner (if any).
+    fn partner_report(
         &mut self,
         now: Instant,
         game_id: &GameId,
         pid: Pid,
         peer: &SubjectId,
+        bucket: Option<PerPartner>,
+    ) -> Result<Option<Reporter>, GameError> {
+        let reporter = self.reporter(game_id, pid, &[peer])?;
+        if let (Some(_), Some(bucket)) = (&reporter, bucket) {
+            self.take(now, game_id, pid, peer, bucket)?;
+        }
+        Ok(reporter)
+    }
+
+    /// Takes one report of member `pid` about `peer` out of its `bucket`.
+    fn take(
+        &mut self,
+        now: Instant,
+        game_id: &GameId,
+        pid: Pid,
+        peer: &SubjectId,
+        bucket: PerPartner,
     ) -> Result<(), GameError> {
         let room = self.rooms.get_mut(game_id).ok_or(NotAMember)?;
         let me = room.member_index(pid).ok_or(NotAMember)?;
         let to = room.peer_index(pid, peer).ok_or(NotAMember)?;
-        if room.reports[me].quality[to].allow(now) {
+        let reports = &mut room.reports[me];
+        let (limiter, refused) = match bucket {
+            PerPartner::Quality => (
+                &mut reports.quality[to],
+                ReportRefused::TooManyQualityChanges,
+            ),
+            PerPartner::Connection => (
+                &mut reports.connection[to],
+                ReportRefused::TooManyConnectionReports,
+            ),
+        };
+        if limiter.allow(now) {
             Ok(())
         } else {
-            Err(ReportRefused::TooManyQualityChanges.into())
+            Err(refused.into())
         }
     }
 

@@ -1469,6 +1469,36 @@ fn quality_changes_are_bounded_per_minute_and_partner() {
     assert_eq!(h.count("p2p_quality"), 300);
 }
 
+/// `p2p_ice_restart` and `p2p_connection_type` share a bound of their own: 30 at once per
+/// partner, then 30 a minute; the excess is refused with `bad_message` and not recorded.
+#[test]
+fn connection_reports_are_bounded_per_minute_and_partner() {
+    let mut h = H::new(SceneConfig::with_defaults("s", 2, MatchmakerKind::Fifo));
+    let g = game_pair(&mut h);
+    let restart = ClientMessage::P2pIceRestart(P2pIceRestart {
+        game_id: g.clone(),
+        peer_subject_id: sid("B"),
+        attempt: 1,
+        trigger: IceRestartTrigger::Disconnected,
+        outcome: IceRestartOutcome::Started,
+        duration_ms: None,
+    });
+    for _ in 0..30 {
+        assert!(sent(&h.msg(1, restart.clone()), 1).is_empty());
+    }
+    let a = h.msg(1, restart.clone());
+    assert_eq!(error_code(&a, 1), Some(ErrorCode::BadMessage));
+    assert!(!closed(&a, 1));
+    assert!(
+        sent(&h.msg(1, quality(&g, "B")), 1).is_empty(),
+        "quality has its own"
+    );
+    assert_eq!(h.count("p2p_ice_restart"), 30);
+    h.at(2_000);
+    assert!(sent(&h.msg(1, restart), 1).is_empty(), "one more after 2 s");
+    assert_eq!(h.count("p2p_ice_restart"), 31);
+}
+
 /// An ended game is forgotten [`GAME_TOMBSTONE_TTL`] after its end: late reports are ignored
 /// quietly until then, answered with `not_a_member` after; a member who resumes later still
 /// learns that the game ended.

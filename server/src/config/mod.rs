@@ -33,6 +33,7 @@
 //! hide_lobby_count = false
 //! reconnect_grace_ms = 10000     # ≥ 0
 //! force_relay = false            # true: games only through the [turn] relay
+//! game_allowance_ms = 3600000    # > 0; how long a game may use TURN (sizes credential_ttl_s)
 //!
 //! [[ice_servers]]                # server-wide, optional, any number
 //! urls = ["turn:turn.example.org:3478"]   # stun:, turn: or turns: (RFC 7064, RFC 7065)
@@ -42,7 +43,8 @@
 //! [turn]                         # server-wide, optional: the TURN server pairlab hands out
 //! urls = ["turn:turn.example.org:3478"]   # turn: or turns: only
 //! static_auth_secret = "…"       # coturn's; or username + credential (static)
-//! credential_ttl_s = 86400       # ≥ 60, with static_auth_secret only
+//! credential_ttl_s = 3600        # ≥ 60, with static_auth_secret only; default: the longest
+//!                                # probe_timeout_ms or game_allowance_ms of the scenes
 //! ```
 
 mod checks;
@@ -54,7 +56,7 @@ mod types;
 pub use checks::ConfigWarning;
 pub use parse::{ConfigError, ConfigErrors};
 pub use types::{
-    Config, MatchmakerKind, SceneConfig, TurnAuth, TurnConfig, DEFAULT_CREDENTIAL_TTL_S,
+    Config, MatchmakerKind, SceneConfig, TurnAuth, TurnConfig, DEFAULT_GAME_ALLOWANCE_MS,
     MIN_CREDENTIAL_TTL_S, SCENE_ID_MAX_LEN,
 };
 

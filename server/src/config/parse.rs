@@ -16,9 +16,7 @@ use toml::Spanned;
 
 use super::checks::{self, IceScheme, RuleError, TurnAuthKeys};
 use super::suggest;
-use super::types::{
-    Config, SceneConfig, TurnAuth, TurnConfig, DEFAULT_CREDENTIAL_TTL_S, MIN_CREDENTIAL_TTL_S,
-};
+use super::types::{Config, SceneConfig, TurnAuth, TurnConfig, MIN_CREDENTIAL_TTL_S};
 
 /// One problem in a config file, at a position a text editor can jump to.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -511,7 +509,9 @@ fn document(cx: &mut Cx<'_>, doc: &DeTable<'_>) -> Option<Config> {
         Some(field) => match field.value.get_ref() {
             DeValue::Table(table) => {
                 let mut fields = Fields::new(table, field.span(), TableName::Table(field.key));
-                let turn = turn(cx, &mut fields);
+                let default_ttl_s =
+                    Config::default_credential_ttl_s(scenes.as_deref().unwrap_or(&[]));
+                let turn = turn(cx, &mut fields, default_ttl_s);
                 fields.finish(cx);
                 turn.map(Some)
             }
@@ -602,6 +602,7 @@ fn scene<'a>(
         .optional("reconnect_grace_ms")
         .and_then(|f| f.whole(cx, 0));
     let force_relay = t.optional("force_relay").and_then(|f| f.boolean(cx));
+    let game_allowance_ms = t.optional("game_allowance_ms").and_then(|f| f.whole(cx, 1));
 
     let defaults = SceneConfig::with_defaults(id?, group_size?, matchmaker?);
     Some(SceneConfig {
@@ -614,6 +615,7 @@ fn scene<'a>(
         hide_lobby_count: hide_lobby_count.unwrap_or(defaults.hide_lobby_count),
         reconnect_grace_ms: reconnect_grace_ms.unwrap_or(defaults.reconnect_grace_ms),
         force_relay: force_relay.unwrap_or(defaults.force_relay),
+        game_allowance_ms: game_allowance_ms.unwrap_or(defaults.game_allowance_ms),
         ..defaults
     })
 }
@@ -641,8 +643,9 @@ fn ice_server(cx: &mut Cx<'_>, t: &mut Fields<'_, '_>) -> Option<IceServer> {
     })
 }
 
-/// The `[turn]` table: URLs and either static credentials or coturn's shared secret.
-fn turn(cx: &mut Cx<'_>, t: &mut Fields<'_, '_>) -> Option<TurnConfig> {
+/// The `[turn]` table: URLs and either static credentials or coturn's shared secret (minted
+/// credentials last `credential_ttl_s`, by default `default_ttl_s`).
+fn turn(cx: &mut Cx<'_>, t: &mut Fields<'_, '_>, default_ttl_s: u64) -> Option<TurnConfig> {
     let urls = t.required(cx, "urls").and_then(|f| {
         let urls = f.ice_urls(cx)?;
         if let Some((stun, _)) = urls.iter().find(|(_, s)| *s != IceScheme::Turn) {
@@ -670,7 +673,7 @@ fn turn(cx: &mut Cx<'_>, t: &mut Fields<'_, '_>) -> Option<TurnConfig> {
         },
         TurnAuthKeys::Secret(secret) => TurnAuth::Secret {
             static_auth_secret: secret.to_owned(),
-            credential_ttl_s: ttl.unwrap_or(DEFAULT_CREDENTIAL_TTL_S),
+            credential_ttl_s: ttl.unwrap_or(default_ttl_s),
         },
     };
     Some(TurnConfig { urls: urls?, auth })
@@ -711,7 +714,7 @@ pub(super) fn known_keys() -> [(&'static str, Vec<&'static str>); 3] {
     let mut ice_fields = Fields::new(&empty, 0..0, TableName::Top);
     ice_server(&mut cx, &mut ice_fields);
     let mut turn_fields = Fields::new(&empty, 0..0, TableName::Top);
-    turn(&mut cx, &mut turn_fields);
+    turn(&mut cx, &mut turn_fields, MIN_CREDENTIAL_TTL_S);
     [
         ("[[scene]]", scene_fields.known),
         ("[[ice_servers]]", ice_fields.known),

@@ -88,8 +88,9 @@ fn turn_static_and_secret() {
         c.turn.unwrap().auth,
         TurnAuth::Secret {
             static_auth_secret: "s3".into(),
-            credential_ttl_s: DEFAULT_CREDENTIAL_TTL_S
-        }
+            credential_ttl_s: 3600
+        },
+        "the default lifetime is the longest game allowance (an hour)"
     );
     for bad in [
         "[turn]\nurls = \"turn:x:1\"\n",
@@ -423,4 +424,44 @@ fn url_checks() {
     assert!(checks::redirect_url("https://x.org/a?b#c").is_ok());
     assert!(checks::redirect_url("https:///a").is_err());
     assert!(checks::redirect_url("https://x.org/a b").is_err());
+}
+
+/// Without `credential_ttl_s`, minted TURN credentials last the longest probe or game of the
+/// scenes (`game_allowance_ms`, default an hour), not a day; at least the minimum.
+#[test]
+fn default_credential_ttl_follows_the_longest_game_allowance() {
+    let turn = "[turn]\nurls = \"turn:x:1\"\nstatic_auth_secret = \"s\"\n";
+    let ttl = |scenes: &str| {
+        let c = Config::from_toml_str(&format!("{scenes}{turn}")).unwrap();
+        match c.turn.unwrap().auth {
+            TurnAuth::Secret {
+                credential_ttl_s, ..
+            } => credential_ttl_s,
+            other => panic!("{other:?}"),
+        }
+    };
+    assert_eq!(ttl(MINIMAL), DEFAULT_GAME_ALLOWANCE_MS / 1000);
+    let two = "[[scene]]\nid = \"a\"\ngroup_size = 2\nmatchmaker = \"fifo\"\n\
+               game_allowance_ms = 900001\n\
+               [[scene]]\nid = \"b\"\ngroup_size = 2\nmatchmaker = \"fifo\"\n\
+               game_allowance_ms = 120000\n";
+    assert_eq!(
+        ttl(two),
+        901,
+        "the longest scene, rounded up to whole seconds"
+    );
+    let short = "[[scene]]\nid = \"a\"\ngroup_size = 2\nmatchmaker = \"fifo\"\n\
+                 game_allowance_ms = 1000\nprobe_timeout_ms = 5000\n";
+    assert_eq!(ttl(short), MIN_CREDENTIAL_TTL_S);
+    let long_probe = "[[scene]]\nid = \"a\"\ngroup_size = 2\nmatchmaker = \"fifo\"\n\
+                      game_allowance_ms = 1000\nprobe_timeout_ms = 90000\n";
+    assert_eq!(ttl(long_probe), 90);
+    let explicit = format!("{MINIMAL}{turn}credential_ttl_s = 600\n");
+    match Config::from_toml_str(&explicit).unwrap().turn.unwrap().auth {
+        TurnAuth::Secret {
+            credential_ttl_s, ..
+        } => assert_eq!(credential_ttl_s, 600, "an explicit value wins"),
+        other => panic!("{other:?}"),
+    }
+    assert!(Config::from_toml_str(&format!("{MINIMAL}game_allowance_ms = 0\n")).is_err());
 }

@@ -64,6 +64,11 @@ pub struct SceneConfig {
     /// Whether the game connection must go through a TURN relay (`iceTransportPolicy:
     /// "relay"`); probes always look for the best path.
     pub force_relay: bool,
+    /// How long a game of this scene may need the TURN relay, ms, from `game_start`
+    /// (reconnects included; default [`DEFAULT_GAME_ALLOWANCE_MS`], an hour). The server does
+    /// not end games after it: it only sizes the default lifetime of minted TURN credentials
+    /// ([`Config::default_credential_ttl_s`]).
+    pub game_allowance_ms: u64,
 }
 
 impl SceneConfig {
@@ -85,7 +90,19 @@ impl SceneConfig {
             hide_lobby_count: false,
             reconnect_grace_ms: 10_000,
             force_relay: false,
+            game_allowance_ms: DEFAULT_GAME_ALLOWANCE_MS,
         }
+    }
+
+    /// How long a TURN credential minted for this scene must stay valid, s (whole seconds,
+    /// rounded up): credentials are minted when they are handed out, in `probe_prepare` and
+    /// in `game_start`, so the longest use of one is a probe (`probe_timeout_ms`) or a game
+    /// (`game_allowance_ms`, which covers a resumed session being given its `game_start`
+    /// again); the time spent in the waitroom comes before either.
+    pub fn credential_lifetime_s(&self) -> u64 {
+        self.probe_timeout_ms
+            .max(self.game_allowance_ms)
+            .div_ceil(1000)
     }
 }
 
@@ -118,8 +135,8 @@ pub struct TurnConfig {
     pub auth: TurnAuth,
 }
 
-/// Default lifetime of minted TURN credentials, seconds (a day: longer than any session).
-pub const DEFAULT_CREDENTIAL_TTL_S: u64 = 86_400;
+/// Default `game_allowance_ms`: an hour, longer than the games studies run in a browser.
+pub const DEFAULT_GAME_ALLOWANCE_MS: u64 = 3_600_000;
 
 /// Shortest accepted `credential_ttl_s`, seconds: a minted credential must still be valid
 /// when the browser uses it for a probe or a game.
@@ -147,5 +164,17 @@ impl Config {
             None => self.scenes.first(),
             Some(id) => self.scenes.iter().find(|s| s.id == id),
         }
+    }
+
+    /// The lifetime of minted TURN credentials when `[turn]` does not set `credential_ttl_s`,
+    /// s: the longest [`SceneConfig::credential_lifetime_s`] of `scenes`, and at least
+    /// [`MIN_CREDENTIAL_TTL_S`]. With the defaults (10 s probes, one-hour games): 3600 s.
+    pub fn default_credential_ttl_s(scenes: &[SceneConfig]) -> u64 {
+        scenes
+            .iter()
+            .map(SceneConfig::credential_lifetime_s)
+            .max()
+            .unwrap_or(0)
+            .max(MIN_CREDENTIAL_TTL_S)
     }
 }

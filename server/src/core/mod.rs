@@ -22,7 +22,10 @@
 //!   may be grouped, by server RTT.
 //! - [`probe`]: the `ProbeCoordinator`: probe sessions (ready/start/signal/result, deadlines),
 //!   one probe round per proposed group, and the group's verdict against `max_p2p_rtt_ms`.
-//! - [`games`]: started games: signal relay, report validation and recording, end of a game.
+//! - [`games`]: started games: signal relay, report validation, bounds and recording, end of a
+//!   game; ended games are forgotten a minute later.
+//! - [`remembered`]: the compact, bounded form of each scene's done set and failed pairs, and
+//!   their rebuilding from the research record at start ([`DoneState`], [`Core::restore`]).
 //! - [`ice`]: the ICE servers per participant and TURN REST credential minting.
 //! - [`ids`]: the handles [`ConnId`], [`Pid`], [`GroupId`] and the [`IdSource`]s.
 //! - [`rtt`]: server-RTT samples → median; the per-connection ping schedule.
@@ -52,6 +55,7 @@ pub mod ids;
 pub mod matchmaker;
 pub mod probe;
 pub mod ratelimit;
+pub mod remembered;
 pub mod research;
 pub mod router;
 pub mod rtt;
@@ -65,8 +69,9 @@ use std::time::Instant;
 use pairlab_shared::{ClientMessage, DecodeError, ServerMessage};
 
 pub use ids::{ConnId, GroupId, IdSource, Pid, RandomIds, SeededIds};
+pub use remembered::DoneState;
 pub use research::ResearchEvent;
-pub use router::{Core, CoreStats};
+pub use router::{Core, CoreStats, MemoryStats};
 
 /// The core's only link to the wall clock, fixed when it is built: the monotonic `origin` and
 /// the Unix time, s, it stands for. The core dates minted TURN credentials with it

@@ -1225,8 +1225,8 @@ fn game_reports_are_recorded_and_connection_failure_ends_the_game_for_all() {
     assert_eq!(h.count(ResearchEventKind::GameEnded), 1);
     assert_eq!(
         h.count(ResearchEventKind::P2pConnectionFailed),
-        2,
-        "both reports are kept"
+        1,
+        "a report after the game ended is dropped, not recorded"
     );
 }
 
@@ -1238,6 +1238,22 @@ fn a_member_leaving_ends_the_game_for_the_others() {
     match &sent(&a, 1)[..] {
         [ServerMessage::GameEnded(e)] => assert_eq!(e.reason, GameEndReason::PeerLeft),
         other => panic!("{other:?}"),
+    }
+}
+
+/// One scene, and a `[turn]` server whose credentials are minted from the secret
+/// `pairlab-secret` and last 600 s.
+fn turn_secret_config(scene: SceneConfig) -> Config {
+    Config {
+        scenes: vec![scene],
+        ice_servers: vec![],
+        turn: Some(crate::config::TurnConfig {
+            urls: vec!["turn:127.0.0.1:3478".into()],
+            auth: crate::config::TurnAuth::Secret {
+                static_auth_secret: "pairlab-secret".into(),
+                credential_ttl_s: 600,
+            },
+        }),
     }
 }
 
@@ -1253,18 +1269,7 @@ fn turn_credentials_are_minted_per_participant() {
         )
     );
     let scene = SceneConfig::with_defaults("s", 2, MatchmakerKind::Fifo);
-    let config = Config {
-        scenes: vec![scene],
-        ice_servers: vec![],
-        turn: Some(crate::config::TurnConfig {
-            urls: vec!["turn:127.0.0.1:3478".into()],
-            auth: crate::config::TurnAuth::Secret {
-                static_auth_secret: "pairlab-secret".into(),
-                credential_ttl_s: 600,
-            },
-        }),
-    };
-    let mut h = H::with_config(config, 1);
+    let mut h = H::with_config(turn_secret_config(scene), 1);
     h.at(3_000);
     h.join(1, "A", 10.0);
     let b = h.join(2, "B", 10.0);
@@ -1420,4 +1425,411 @@ fn shutdown_ends_every_live_session_as_server_shutdown() {
         h.count(ResearchEventKind::ParticipantDropped),
         dropped_before
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Bounds: game reports, memory, restart, TURN credentials
+// ---------------------------------------------------------------------------------------------
+
+fn summary(
+    game_id: &GameId,
+    episode: u32,
+    peers: &[&str],
+    quality_changes: usize,
+) -> ClientMessage {
+    ClientMessage::EpisodeSummary(EpisodeSummary {
+        game_id: game_id.clone(),
+        episode,
+        frames: 600,
+        inputs_sent: 600,
+        peers: peers
+            .iter()
+            .map(|p| PeerMetrics {
+                peer_subject_id: sid(p),
+                inputs_received: 598,
+                connection: None,
+                rtt_ms: None,
+                quality_changes: vec![
+                    QualityChange {
+                        level: QualityLevel::Warning,
+                        at_ms: 1.0,
+                    };
+                    quality_changes
+                ],
+                ice_restarts: 0,
+            })
+            .collect(),
+    })
+}
+
+fn quality(game_id: &GameId, peer: &str) -> ClientMessage {
+    ClientMessage::P2pQuality(P2pQuality {
+        game_id: game_id.clone(),
+        peer_subject_id: sid(peer),
+        level: QualityLevel::Warning,
+        rtt_ms: Some(170.0),
+    })
+}
+
+/// One `episode_summary` per member per episode, each partner named once, quality changes no
+/// more than the monitor can produce; a refusal is `bad_message` (the connection stays open)
+/// and nothing is recorded; after `game_ended`, reports are dropped quietly.
+#[test]
+fn episode_summaries_are_accepted_once_per_member_and_episode() {
+    let mut h = H::new(SceneConfig::with_defaults("s", 2, MatchmakerKind::Fifo));
+    let g = game_pair(&mut h);
+    h.at(10_000);
+    assert!(sent(&h.msg(1, summary(&g, 1, &["B"], 1)), 1).is_empty());
+    assert!(
+        sent(&h.msg(2, summary(&g, 1, &["A"], 1)), 2).is_empty(),
+        "B's own episode 1"
+    );
+    assert_eq!(h.count(ResearchEventKind::EpisodeSummary), 2);
+    for (episode, why) in [(1, "a repeat"), (0, "an older episode")] {
+        let a = h.msg(1, summary(&g, episode, &["B"], 1));
+        assert_eq!(error_code(&a, 1), Some(ErrorCode::BadMessage), "{why}");
+        assert!(!closed(&a, 1), "bad_message keeps the connection");
+    }
+    let a = h.msg(1, summary(&g, 2, &["B", "B"], 1));
+    assert_eq!(
+        error_code(&a, 1),
+        Some(ErrorCode::BadMessage),
+        "a partner twice"
+    );
+    // 10 s into the game: at most 30 + 5 quality changes per partner.
+    let a = h.msg(1, summary(&g, 2, &["B"], 36));
+    assert_eq!(
+        error_code(&a, 1),
+        Some(ErrorCode::BadMessage),
+        "too many changes"
+    );
+    assert_eq!(
+        h.count(ResearchEventKind::EpisodeSummary),
+        2,
+        "no refused summary is recorded"
+    );
+    assert!(sent(&h.msg(1, summary(&g, 2, &["B"], 35)), 1).is_empty());
+    assert!(
+        sent(&h.msg(1, summary(&g, 5, &["B"], 0)), 1).is_empty(),
+        "a gap is fine"
+    );
+    assert_eq!(h.count(ResearchEventKind::EpisodeSummary), 4);
+    // At most 10 summaries at once (A has sent 3), then one a second.
+    for episode in 6..=12 {
+        assert!(sent(&h.msg(1, summary(&g, episode, &["B"], 0)), 1).is_empty());
+    }
+    let a = h.msg(1, summary(&g, 13, &["B"], 0));
+    assert_eq!(error_code(&a, 1), Some(ErrorCode::BadMessage), "too often");
+    h.at(11_000);
+    assert!(sent(&h.msg(1, summary(&g, 13, &["B"], 0)), 1).is_empty());
+    assert_eq!(h.count(ResearchEventKind::EpisodeSummary), 12);
+
+    // The game ends: every report after it is dropped without a word and not recorded.
+    h.msg(2, ClientMessage::Leave);
+    assert_eq!(h.count(ResearchEventKind::GameEnded), 1);
+    let lines = h.records.len();
+    for msg in [summary(&g, 14, &["B"], 0), quality(&g, "B")] {
+        let a = h.msg(1, msg);
+        assert!(sent(&a, 1).is_empty(), "{a:?}");
+    }
+    assert_eq!(h.records.len(), lines, "nothing recorded after game_ended");
+    // An outsider is still told they are not a member.
+    h.join(3, "C", 10.0);
+    assert_eq!(
+        error_code(&h.msg(3, summary(&g, 1, &["A"], 0)), 3),
+        Some(ErrorCode::NotAMember)
+    );
+}
+
+/// `p2p_quality`: 30 changes at once per partner, then one every 2 s (30 a minute); the
+/// excess is refused with `bad_message` and not recorded. An honest monitor (one change per
+/// 2 s sample) is never refused.
+#[test]
+fn quality_changes_are_bounded_per_minute_and_partner() {
+    let mut h = H::new(SceneConfig::with_defaults("s", 3, MatchmakerKind::Fifo));
+    h.join(1, "A", 10.0);
+    h.join(2, "B", 10.0);
+    let g = game(&h.join(3, "C", 10.0), 1).expect("game").game_id;
+    h.at(1_000);
+    for _ in 0..30 {
+        assert!(sent(&h.msg(1, quality(&g, "B")), 1).is_empty());
+    }
+    let a = h.msg(1, quality(&g, "B"));
+    assert_eq!(error_code(&a, 1), Some(ErrorCode::BadMessage));
+    assert!(!closed(&a, 1));
+    assert!(
+        sent(&h.msg(1, quality(&g, "C")), 1).is_empty(),
+        "each partner has its own bound"
+    );
+    assert!(
+        sent(&h.msg(2, quality(&g, "A")), 2).is_empty(),
+        "and each member"
+    );
+    assert_eq!(h.count(ResearchEventKind::P2pQuality), 32);
+    // Two seconds later, one more.
+    h.at(3_000);
+    assert!(sent(&h.msg(1, quality(&g, "B")), 1).is_empty());
+    assert_eq!(
+        error_code(&h.msg(1, quality(&g, "B")), 1),
+        Some(ErrorCode::BadMessage)
+    );
+    assert_eq!(h.count(ResearchEventKind::P2pQuality), 33);
+    // An honest monitor: one change per 2 s sample for ten minutes.
+    let mut h = H::new(SceneConfig::with_defaults("s", 2, MatchmakerKind::Fifo));
+    let g = game_pair(&mut h);
+    for i in 1..=300 {
+        h.at(i * 2_000);
+        assert!(
+            sent(&h.msg(1, quality(&g, "B")), 1).is_empty(),
+            "sample {i}"
+        );
+    }
+    assert_eq!(h.count(ResearchEventKind::P2pQuality), 300);
+}
+
+/// `p2p_ice_restart` and `p2p_connection_type` share a bound of their own: 30 at once per
+/// partner, then 30 a minute; the excess is refused with `bad_message` and not recorded.
+#[test]
+fn connection_reports_are_bounded_per_minute_and_partner() {
+    let mut h = H::new(SceneConfig::with_defaults("s", 2, MatchmakerKind::Fifo));
+    let g = game_pair(&mut h);
+    let restart = ClientMessage::P2pIceRestart(P2pIceRestart {
+        game_id: g.clone(),
+        peer_subject_id: sid("B"),
+        attempt: 1,
+        trigger: IceRestartTrigger::Disconnected,
+        outcome: IceRestartOutcome::Started,
+        duration_ms: None,
+    });
+    for _ in 0..30 {
+        assert!(sent(&h.msg(1, restart.clone()), 1).is_empty());
+    }
+    let a = h.msg(1, restart.clone());
+    assert_eq!(error_code(&a, 1), Some(ErrorCode::BadMessage));
+    assert!(!closed(&a, 1));
+    assert!(
+        sent(&h.msg(1, quality(&g, "B")), 1).is_empty(),
+        "quality has its own"
+    );
+    assert_eq!(h.count(ResearchEventKind::P2pIceRestart), 30);
+    h.at(2_000);
+    assert!(sent(&h.msg(1, restart), 1).is_empty(), "one more after 2 s");
+    assert_eq!(h.count(ResearchEventKind::P2pIceRestart), 31);
+}
+
+/// An ended game is forgotten [`GAME_TOMBSTONE_TTL`] after its end: late reports are ignored
+/// quietly until then, answered with `not_a_member` after; a member who resumes later still
+/// learns that the game ended.
+#[test]
+fn ended_games_are_forgotten_after_their_tombstone() {
+    use super::games::GAME_TOMBSTONE_TTL;
+    let mut s = SceneConfig::with_defaults("s", 2, MatchmakerKind::Fifo);
+    s.reconnect_grace_ms = 600_000;
+    let mut h = H::new(s);
+    let joined = {
+        h.join(1, "A", 10.0);
+        h.join(2, "B", 10.0)
+    };
+    let g = game(&joined, 1).expect("game").game_id;
+    let token_a = token(&h.log.clone(), 1);
+    h.at(1_000);
+    h.msg(2, ClientMessage::Leave);
+    h.tick_at(1_000); // (the count broadcast of the leave)
+    assert_eq!(h.core.memory_stats().games, 1, "kept as a tombstone");
+    let ttl_ms = GAME_TOMBSTONE_TTL.as_millis() as u64;
+    assert_eq!(
+        h.core.next_deadline(),
+        Some(h.t0 + Duration::from_millis(1_000 + ttl_ms)),
+        "the core wakes to forget it"
+    );
+    h.at(1_000 + ttl_ms - 1);
+    assert!(
+        sent(&h.msg(1, quality(&g, "B")), 1).is_empty(),
+        "late: quiet"
+    );
+    h.tick_at(1_000 + ttl_ms);
+    assert_eq!(h.core.memory_stats().games, 0, "forgotten");
+    assert_eq!(
+        error_code(&h.msg(1, quality(&g, "B")), 1),
+        Some(ErrorCode::NotAMember)
+    );
+    // A drops and resumes: game_start again, and game_ended, though the game is forgotten.
+    h.ev(Event::Disconnected {
+        conn: ConnId::new(1),
+    });
+    h.ev(Event::Connected {
+        conn: ConnId::new(5),
+    });
+    let a = h.hello(5, "A", Some(token_a));
+    assert!(matches!(
+        &sent(&a, 5)[..],
+        [
+            ServerMessage::Welcome(_),
+            ServerMessage::GameStart(_),
+            ServerMessage::GameEnded(_)
+        ]
+    ));
+}
+
+/// Plays `games` games of two through a probe scene without checking invariants per event
+/// (for speed): every tenth pair's probe fails (too slow); those two then leave from the
+/// waitroom; everyone else plays and leaves. Returns the core and the time after the last.
+fn play_through(games: u64) -> (Core, Instant) {
+    let mut scene = latency_scene(Some(100.0));
+    scene.id = "s".into();
+    let config = Config {
+        scenes: vec![scene],
+        ice_servers: vec![],
+        turn: None,
+    };
+    let t0 = Instant::now();
+    let clock = CoreClock {
+        origin: t0,
+        origin_unix_s: UNIX_T0_S,
+    };
+    let mut core = Core::new(Arc::new(config), clock, Box::new(SeededIds::new(3)));
+    let mut out = Vec::new();
+    let mut now = t0;
+    // Each event's actions replace the previous ones (no log: it would hold millions).
+    let handle = |core: &mut Core, now: Instant, e: Event, out: &mut Vec<Action>| {
+        out.clear();
+        core.handle(now, e, out);
+    };
+    let say = |core: &mut Core, now: Instant, conn: ConnId, msg, out: &mut Vec<Action>| {
+        handle(core, now, Event::Message { conn, msg }, out);
+    };
+    for g in 0..games {
+        now += Duration::from_millis(10);
+        let (a, b) = (ConnId::new(2 * g + 1), ConnId::new(2 * g + 2));
+        for (conn, subject) in [(a, format!("a{g}")), (b, format!("b{g}"))] {
+            handle(&mut core, now, Event::Connected { conn }, &mut out);
+            let hello = ClientMessage::Hello(Hello {
+                subject_id: sid(&subject),
+                scene_id: None,
+                resume_token: None,
+            });
+            say(&mut core, now, conn, hello, &mut out);
+            for _ in 0..3 {
+                let e = Event::RttSample { conn, rtt_ms: 10.0 };
+                handle(&mut core, now, e, &mut out);
+            }
+        }
+        let id = prepare(&out, a.get()).expect("probed").probe_session_id;
+        let rtt = if g % 10 == 0 { 500.0 } else { 20.0 };
+        for msg in [ready(&id), result(&id, Some(rtt)), ClientMessage::Leave] {
+            for conn in [a, b] {
+                say(&mut core, now, conn, msg.clone(), &mut out);
+            }
+        }
+        for conn in [a, b] {
+            handle(&mut core, now, Event::Disconnected { conn }, &mut out);
+        }
+        handle(&mut core, now, Event::Tick, &mut out);
+    }
+    (core, now)
+}
+
+/// 100,000 games played through, then everyone gone: once the last deadlines have passed,
+/// nothing is left of them but the scene's compact memory (200,000 done subjects, 10,000
+/// failed pairs, both within their bounds).
+#[test]
+fn a_hundred_thousand_games_leave_only_the_bounded_memory() {
+    use super::remembered::{DONE_CAP, FAILED_PAIRS_CAP};
+    let games = 100_000;
+    let (mut core, now) = play_through(games);
+    let mut out = Vec::new();
+    // Past every waitroom deadline, grace, and tombstone.
+    core.handle(now + Duration::from_secs(3_600), Event::Tick, &mut out);
+    core.check_invariants().expect("invariants");
+    let m = core.memory_stats();
+    assert_eq!(
+        (m.connections, m.participants, m.probes, m.games, m.timers),
+        (0, 0, 0, 0, 0),
+        "{m:?}"
+    );
+    let s = m.scenes[0];
+    assert_eq!((s.places, s.waiting, s.sessions), (0, 0, 0), "{s:?}");
+    assert_eq!(s.done, (2 * games as usize).min(DONE_CAP));
+    assert_eq!(s.failed_pairs, (games as usize / 10).min(FAILED_PAIRS_CAP));
+    assert_eq!(core.next_deadline(), None, "nothing left to wake for");
+}
+
+/// The done set and the failed pairs rebuilt from the record: a done subject's `hello` is
+/// refused with `already_done`; a failed pair is not grouped again; anyone else plays.
+#[test]
+fn restored_done_set_and_failed_pairs_hold_after_a_restart() {
+    let record = concat!(
+        r#"{"ts":"t","event":"participant_left","scene_id":"s","subject_id":"L","reason":"leave"}"#,
+        "\n",
+        r#"{"ts":"t","event":"match_rejected","scene_id":"s","members":["A","B"],"reason":"rtt_too_high","failed_pairs":[["A","B"]]}"#,
+        "\n",
+        r#"{"ts":"t","event":"participant_left","#,
+    );
+    let state = DoneState::from_lines(record.as_bytes().split(|b| *b == b'\n'));
+    let mut h = H::new(SceneConfig::with_defaults("s", 2, MatchmakerKind::Fifo));
+    assert!(h.core.restore("s", &state));
+    assert!(!h.core.restore("nope", &state), "no such scene");
+    h.ev(Event::Connected {
+        conn: ConnId::new(1),
+    });
+    let a = h.hello(1, "L", None);
+    assert_eq!(error_code(&a, 1), Some(ErrorCode::AlreadyDone));
+    assert!(closed(&a, 1));
+    h.join(2, "A", 10.0);
+    let b = h.join(3, "B", 10.0);
+    assert!(
+        game(&b, 2).is_none(),
+        "the failed pair is not grouped again"
+    );
+    let c = h.join(4, "C", 10.0);
+    assert!(game(&c, 2).is_some(), "A plays with someone else");
+}
+
+/// TURN credentials are minted only for participants in a probe or a game: nothing sent to a
+/// participant who waits and times out, or to anyone before `probe_prepare`, carries one; the
+/// ones minted name their recipient.
+#[test]
+fn turn_credentials_reach_only_probe_and_game_members() {
+    let mut scene = latency_scene(Some(100.0));
+    scene.waitroom_timeout_ms = 5_000;
+    let mut h = H::with_config(turn_secret_config(scene), 1);
+    h.join(1, "A", 10.0);
+    h.join(2, "W", 500.0); // Too slow for A: waits alone, then times out.
+    let id = prepare(&h.join(3, "B", 10.0), 1)
+        .expect("A and B are probed")
+        .probe_session_id;
+    h.at(100);
+    for c in [1, 3] {
+        h.msg(c, ready(&id));
+    }
+    for c in [1, 3] {
+        h.msg(c, result(&id, Some(20.0)));
+    }
+    h.tick_at(6_000);
+    assert_eq!(
+        h.count(ResearchEventKind::WaitroomTimeout),
+        1,
+        "W timed out"
+    );
+    let mut minted = 0;
+    for action in &h.log {
+        let Action::Send { conn, msg } = action else {
+            continue;
+        };
+        let ice = match msg {
+            ServerMessage::ProbePrepare(p) => &p.ice_servers,
+            ServerMessage::GameStart(g) => &g.ice_servers,
+            other => {
+                let json = serde_json::to_string(other).unwrap();
+                assert!(!json.contains("credential"), "{json}");
+                continue;
+            }
+        };
+        assert_ne!(conn.get(), 2, "W is never given TURN credentials");
+        let who = if conn.get() == 1 { "A" } else { "B" };
+        let username = ice[0].username.as_deref().unwrap();
+        assert!(username.ends_with(&format!(":{who}")), "{username}");
+        minted += 1;
+    }
+    assert_eq!(minted, 4, "probe_prepare and game_start, to A and to B");
 }

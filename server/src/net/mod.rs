@@ -168,7 +168,7 @@ impl Server {
         for scene in &self.config.scenes {
             recorder.handle().send(scene.id.clone(), started.clone());
         }
-        let core = CoreTask::spawn(self.config.clone(), recorder.handle());
+        let core = CoreTask::spawn(self.config.clone(), recorder.handle(), &self.data_dir);
         let stop = CancellationToken::new();
         tokio::spawn({
             let stop = stop.clone();

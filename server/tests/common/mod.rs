@@ -169,6 +169,21 @@ impl TestServer {
         }
     }
 
+    /// Stops the server and starts a new one with the same config on the same data dir (a
+    /// restart), on a new free port.
+    pub async fn restart(&mut self) {
+        self.stop().await;
+        let server = Server::bind(
+            self.config.clone(),
+            "127.0.0.1:0".parse().unwrap(),
+            self.data_dir.path().to_path_buf(),
+        )
+        .await
+        .expect("bind");
+        self.addr = server.local_addr();
+        self.running = Some(server.spawn());
+    }
+
     pub fn record_path(&self, scene: &str) -> PathBuf {
         self.data_dir.path().join(scene).join("events.jsonl")
     }

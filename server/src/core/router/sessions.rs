@@ -192,7 +192,7 @@ impl Core {
             return;
         };
         self.scenes[p.scene].mark_done(p.subject_id.clone());
-        self.member_gone(&p.state, &p.subject_id, out);
+        self.member_gone(now, &p.state, &p.subject_id, out);
         let event = ResearchEvent::ParticipantLeft {
             subject_id: p.subject_id,
             reason: LeaveReason::Leave,
@@ -243,7 +243,7 @@ impl Core {
             // Matched into a game: their part in this scene is done.
             self.scenes[p.scene].mark_done(p.subject_id.clone());
         }
-        self.member_gone(&p.state, &p.subject_id, out);
+        self.member_gone(now, &p.state, &p.subject_id, out);
         let event = ResearchEvent::ParticipantLeft {
             subject_id: p.subject_id,
             reason: LeaveReason::GraceExpired,
@@ -254,6 +254,7 @@ impl Core {
     /// A member of a game is gone for good: the game ends for the others.
     pub(super) fn member_gone(
         &mut self,
+        now: Instant,
         state: &PState,
         subject: &SubjectId,
         out: &mut Vec<Action>,
@@ -261,6 +262,7 @@ impl Core {
         if let PState::InGame(start) = state {
             let mut effects = Vec::new();
             self.games.end(
+                now,
                 &start.game_id,
                 GameEndReason::PeerLeft,
                 subject.clone(),

@@ -1,13 +1,19 @@
 //! The network shell around the sans-IO [`Core`](crate::core::Core): warp routes, one task
 //! per WebSocket, one task owning the core.
 //!
+//! Connections (`accept.rs`): hyper's HTTP/1.1 server with a timer, so that a request head
+//! must arrive within `[server] header_read_timeout_ms` (also the idle timeout between
+//! requests) and within `max_header_bytes`; connections that are not (yet) WebSockets are
+//! capped in total and per client IP (`gate.rs`, which also reads `X-Forwarded-For` from
+//! trusted proxies). `fdlimit.rs` raises the open-file limit (`pairlab serve` calls it).
+//!
 //! Routes (`http.rs`):
 //! - `GET /`: the participants' page; `GET /<file>`: the other embedded assets
 //!   ([`crate::assets`]), with `ETag`s.
 //! - `GET /healthz`: `{"status":"ok","connections":N,"participants":N,"waiting":N,"probes":N,
 //!   "groups":N,"scenes":[…]}` (`connections`: open WebSockets; the rest from the core).
 //! - `GET /ws`: the WebSocket of PROTOCOL.md, upgraded by hand (`upgrade.rs`, which says why:
-//!   memory).
+//!   memory); a browser's `Origin` must be allowed by `[server] allowed_origins` (else 403).
 //!
 //! Shape. No rule of the protocol lives here: the server-wide rules are in
 //! [`crate::core::Core`], the per-connection ones (rate limit, frame size, decoding, pings,
@@ -27,9 +33,11 @@
 //! - No lock is held across an `.await`; the only shared state is channels (a `watch` of the
 //!   open-connection count among them), a cancellation token and the connection-id counter.
 //!
-//! Files: `mod.rs` ([`Server`], [`RunningServer`], the shutdown order), `http.rs` (routes,
-//! `/healthz`, files), `upgrade.rs` (`/ws` upgrade, [`ws_config`]), `connection.rs` (the task
-//! per WebSocket), `core_task.rs` (the task owning the core; connection ids are minted there).
+//! Files: `mod.rs` ([`Server`], [`RunningServer`], the shutdown order), `accept.rs` (the
+//! accept loop, hyper per connection), `gate.rs` (connection caps, client IP), `fdlimit.rs`
+//! (the open-file limit), `http.rs` (routes, `/healthz`, files), `upgrade.rs` (`/ws` upgrade,
+//! origin check, [`ws_config`]), `connection.rs` (the task per WebSocket), `core_task.rs` (the
+//! task owning the core; connection ids are minted there).
 //!
 //! How a client frame reaches the core: `connection.rs` reads it from the socket and hands it
 //! to `Connection::handle_frame` (`core/connection.rs`: rate limit, size, decode), polls the
@@ -37,14 +45,18 @@
 //! and calls `Core::handle` with the time.
 //!
 //! Shutdown: the `shutdown` future given to [`Server::run`] completing cancels one
-//! [`CancellationToken`]. On it warp stops accepting, and every connection task closes its
+//! [`CancellationToken`]. On it the accept loop stops accepting (and open HTTP requests get
+//! [`SHUTDOWN_GRACE`] to finish), and every connection task closes its
 //! WebSocket with 1001 ("going away") and tells the core it is gone. The server waits (no
 //! polling: a `watch` of the open-connection count) until every WebSocket is closed, then sends
 //! the core task its stop as the last input of its queue (so the core has seen every
 //! disconnect), and flushes the research record. Each wait is bounded by [`SHUTDOWN_GRACE`].
 
+mod accept;
 mod connection;
 mod core_task;
+mod fdlimit;
+mod gate;
 mod http;
 mod upgrade;
 
@@ -59,14 +71,18 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Config;
+use crate::config::{Config, ServerConfig};
+use crate::core::connection::Timeouts;
 use crate::core::CoreStats;
 use crate::record::RecordWriter;
 use core_task::{ConnIds, CoreInput, CoreTask};
 
 pub use connection::{CLOSE_TIMEOUT, WRITE_TIMEOUT};
 pub use core_task::{CORE_QUEUE, OUTBOUND_QUEUE};
-pub use upgrade::{websocket_accept_key, ws_config, WS_MAX_WRITE_BUFFER, WS_READ_BUFFER};
+pub use fdlimit::{raise_open_file_limit, FdLimitError, OpenFileLimit};
+pub use upgrade::{
+    origin_allowed, websocket_accept_key, ws_config, WS_MAX_WRITE_BUFFER, WS_READ_BUFFER,
+};
 
 /// How long shutdown waits for HTTP requests to finish, and then for WebSockets to close,
 /// before going on without them.
@@ -110,6 +126,7 @@ pub struct Server {
     listener: TcpListener,
     addr: SocketAddr,
     idle_timeout: Duration,
+    server: ServerConfig,
     config: Arc<Config>,
     data_dir: PathBuf,
 }
@@ -132,6 +149,7 @@ impl Server {
             listener,
             addr,
             idle_timeout: crate::core::connection::IDLE_TIMEOUT,
+            server: ServerConfig::default(),
             config: Arc::new(config),
             data_dir,
         })
@@ -146,6 +164,13 @@ impl Server {
     /// [`IDLE_TIMEOUT`](crate::core::connection::IDLE_TIMEOUT) (tests).
     pub fn idle_timeout(mut self, idle: Duration) -> Self {
         self.idle_timeout = idle;
+        self
+    }
+
+    /// Sets the `[server]` settings (origins, proxies, HTTP limits, hello timeout); without
+    /// this, [`ServerConfig::default`].
+    pub fn server_config(mut self, server: ServerConfig) -> Self {
+        self.server = server;
         self
     }
 
@@ -168,11 +193,15 @@ impl Server {
             open: watch::Sender::new(0),
             stop: stop.clone(),
             stats: core.stats(),
-            idle_timeout: self.idle_timeout,
+            timeouts: Timeouts {
+                idle: self.idle_timeout,
+                hello: Duration::from_millis(self.server.hello_timeout_ms),
+            },
+            server: self.server,
             scene_ids: self.config.scenes.iter().map(|s| s.id.clone()).collect(),
         });
 
-        http::serve(self.listener, shared.clone(), &stop).await;
+        accept::serve(self.listener, shared.clone(), &stop).await;
 
         tracing::info!("shutting down: waiting for WebSockets to close");
         let mut open = shared.open.subscribe();
@@ -262,8 +291,10 @@ struct Shared {
     stop: CancellationToken,
     /// The core's latest counts, for `/healthz`.
     stats: watch::Receiver<CoreStats>,
-    /// How long a connection may stay silent.
-    idle_timeout: Duration,
+    /// How long a WebSocket may stay silent, and unwelcomed.
+    timeouts: Timeouts,
+    /// The `[server]` settings.
+    server: ServerConfig,
     /// The configured scenes' ids, for `/healthz`.
     scene_ids: Vec<String>,
 }

@@ -172,9 +172,6 @@ fn check(path: &Path) -> ExitCode {
 async fn serve(file: ConfigFile, bind: SocketAddr, data_dir: PathBuf) -> ExitCode {
     match raise_open_file_limit() {
         Ok(limit) => tracing::info!(
-            soft_before = limit.soft_before,
-            soft = limit.soft,
-            hard = limit.hard,
             "open-file limit: soft {} (was {}), hard {}",
             limit.soft,
             limit.soft_before,

@@ -335,3 +335,198 @@ async fn websocket_origins_are_checked() {
     c.hello("carol", Some("noprobe"), None).await;
     s.stop().await;
 }
+
+/// Hostile load against a separately started server (not a timed test; prints numbers):
+/// `HOSTILE_IDLE` (2000) TCP connections that send nothing and `HOSTILE_SLOW` (200) that send
+/// an endless request head a byte every 500 ms (idle from 127.0.0.2 and .3, slow from .4:
+/// three addresses, whose per-IP caps together stay under the total cap), while `HOSTILE_HONEST`
+/// (20) WebSocket clients from 127.0.0.1 say `hello` to the first scene and must get `welcome`,
+/// and `/healthz` must answer. Prints how long until every hostile connection was closed and
+/// the server's resident memory (`VmRSS` of `PAIRLAB_PID`) before, at peak and after.
+///
+/// ```sh
+/// scripts/hostile-load.sh   # starts target/release/pairlab under `ulimit -n 1024`, runs this
+/// ```
+#[tokio::test]
+#[ignore = "a measurement against a running server: scripts/hostile-load.sh"]
+async fn hostile_load() {
+    let env = |name: &str, default: usize| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let addr: SocketAddr = std::env::var("PAIRLAB_ADDR")
+        .expect("PAIRLAB_ADDR")
+        .parse()
+        .expect("PAIRLAB_ADDR is HOST:PORT");
+    let pid: u32 = env("PAIRLAB_PID", 0) as u32;
+    let (idle_n, slow_n, honest_n) = (
+        env("HOSTILE_IDLE", 2000),
+        env("HOSTILE_SLOW", 200),
+        env("HOSTILE_HONEST", 20),
+    );
+    // Addresses the idle connections come from: 127.0.0.2 onwards (the slow ones from the
+    // next). Four or more fill the total cap with the default per-IP cap.
+    let idle_ips = env("HOSTILE_IDLE_IPS", 2).max(1);
+    let rss_kb = move || -> u64 {
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("VmRSS:"))
+                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            })
+            .unwrap_or(0)
+    };
+    let rss_before = rss_kb();
+    let peak = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(rss_before));
+    let sampler = tokio::spawn({
+        let peak = peak.clone();
+        async move {
+            loop {
+                peak.fetch_max(rss_kb(), std::sync::atomic::Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    });
+    let connect_from = move |source: String| async move {
+        let socket = TcpSocket::new_v4().ok()?;
+        socket.bind(SocketAddr::new(source.parse().ok()?, 0)).ok()?;
+        tokio::time::timeout(Duration::from_secs(5), socket.connect(addr))
+            .await
+            .ok()?
+            .ok()
+    };
+    let start = Instant::now();
+    let mut hostile = Vec::new();
+    for i in 0..idle_n + slow_n {
+        let slow = i >= idle_n;
+        let source = if slow {
+            format!("127.0.0.{}", 2 + idle_ips)
+        } else {
+            format!("127.0.0.{}", 2 + i % idle_ips)
+        };
+        hostile.push(tokio::spawn(async move {
+            let Some(mut tcp) = connect_from(source).await else {
+                return (false, Duration::ZERO, String::new());
+            };
+            if slow {
+                let (mut read, mut write) = tcp.into_split();
+                let trickle = tokio::spawn(async move {
+                    let head = b"GET / HTTP/1.1\r\nhost: x\r\nx-slow: ";
+                    for b in head.iter().chain(std::iter::repeat(&b'a')) {
+                        if write.write_all(&[*b]).await.is_err() {
+                            break;
+                        }
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
+                });
+                let mut buf = [0u8; 512];
+                let mut got = String::new();
+                loop {
+                    match tokio::time::timeout(Duration::from_secs(120), read.read(&mut buf)).await
+                    {
+                        Ok(Ok(0) | Err(_)) | Err(_) => break,
+                        Ok(Ok(n)) => got.push_str(&String::from_utf8_lossy(&buf[..n])),
+                    }
+                }
+                trickle.abort();
+                (true, start.elapsed(), got)
+            } else {
+                let mut buf = [0u8; 512];
+                let mut got = String::new();
+                loop {
+                    match tokio::time::timeout(Duration::from_secs(120), tcp.read(&mut buf)).await {
+                        Ok(Ok(0) | Err(_)) | Err(_) => break,
+                        Ok(Ok(n)) => got.push_str(&String::from_utf8_lossy(&buf[..n])),
+                    }
+                }
+                (true, start.elapsed(), got)
+            }
+        }));
+    }
+    let spawned_in = start.elapsed();
+    // Honest clients and /healthz while the hostile connections are open; a refused handshake
+    // (503/429 over a cap) is retried every 100 ms for up to 15 s.
+    let mut welcomed = 0;
+    let mut honest_ms = Vec::new();
+    let mut retries = 0;
+    for i in 0..honest_n {
+        let t = Instant::now();
+        let ws = loop {
+            match tokio::time::timeout(
+                Duration::from_secs(5),
+                tokio_tungstenite::connect_async(format!("ws://{addr}/ws")),
+            )
+            .await
+            {
+                Ok(Ok((ws, _))) => break Some(ws),
+                _ if t.elapsed() < Duration::from_secs(15) => {
+                    retries += 1;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                _ => break None,
+            }
+        };
+        let Some(ws) = ws else {
+            continue;
+        };
+        let mut c = Client {
+            ws,
+            name: format!("honest{i}"),
+            auto_pong: true,
+            welcome: None,
+        };
+        c.send(&common::hello(&format!("honest{i}"), None, None))
+            .await;
+        if let Ok(Some(pairlab_shared::ServerMessage::Welcome(_))) =
+            c.recv_within(Duration::from_secs(5)).await
+        {
+            welcomed += 1;
+            honest_ms.push(t.elapsed().as_secs_f64() * 1000.0);
+        }
+        // Leave: the next run starts from an empty waitroom.
+        let _ = c.ws.close(None).await;
+    }
+    let mut health = connect_from("127.0.0.1".into())
+        .await
+        .expect("healthz connect");
+    let health_status = get(&mut health, "/healthz", "").await;
+    drop(health);
+
+    let mut closed = 0;
+    let mut refused = 0;
+    let mut last_close = Duration::ZERO;
+    let mut failed_connect = 0;
+    for h in hostile {
+        let (connected, at, got) = h.await.expect("hostile task");
+        if !connected {
+            failed_connect += 1;
+            continue;
+        }
+        closed += 1;
+        if got.starts_with("HTTP/1.1 429") || got.starts_with("HTTP/1.1 503") {
+            refused += 1;
+        }
+        last_close = last_close.max(at);
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    sampler.abort();
+    let rss_after = rss_kb();
+    println!(
+        "hostile load against {addr}: {idle_n} idle connections from {idle_ips} address(es) + \
+         {slow_n} slow-header ones from 1, started within {spawned_in:.1?} ({failed_connect} \
+         could not connect); all {closed} closed by the server within {last_close:.1?} of the \
+         start ({refused} refused at once with 429/503); honest WebSocket clients welcomed: \
+         {welcomed}/{honest_n} (slowest {:.0} ms from first try, {retries} refused handshakes \
+         retried); /healthz during: {health_status}; server VmRSS before {} kB, peak {} kB, \
+         after {} kB",
+        honest_ms.iter().copied().fold(0.0, f64::max),
+        rss_before,
+        peak.load(std::sync::atomic::Ordering::Relaxed),
+        rss_after
+    );
+    assert_eq!(welcomed, honest_n, "every honest client is welcomed");
+    assert_eq!(health_status, 200);
+}

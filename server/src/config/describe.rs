@@ -143,7 +143,7 @@ mod tests {
         assert!(file.describe().ends_with(
             "\n  server: /ws origins: the page's own (http(s):// + Host); X-Forwarded-For \
              ignored; request head within 10000 ms (also the keep-alive idle timeout), at most \
-             16384 bytes; at most 512 HTTP connections, 64 per IP; hello within 10000 ms\n"
+             16384 bytes; at most 512 HTTP connections, 128 per IP; hello within 10000 ms\n"
         ));
         let text = format!(
             "{scene}[server]\nallowed_origins = [\"https://Study.example.org\", \

@@ -54,7 +54,7 @@
 //! header_read_timeout_ms = 10000 # ≥ 1; also the idle timeout between requests
 //! max_header_bytes = 16384       # ≥ 8192
 //! max_http_connections = 512     # ≥ 1; connections not (yet) WebSockets
-//! max_http_connections_per_ip = 64   # ≥ 1
+//! max_http_connections_per_ip = 128  # ≥ 1
 //! hello_timeout_ms = 10000       # ≥ 1; a WebSocket must be welcomed within this
 //! ```
 

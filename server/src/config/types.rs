@@ -159,7 +159,7 @@ pub const MIN_MAX_HEADER_BYTES: u64 = 8 * 1024;
 /// Default [`ServerConfig::max_http_connections`].
 pub const DEFAULT_MAX_HTTP_CONNECTIONS: u64 = 512;
 /// Default [`ServerConfig::max_http_connections_per_ip`].
-pub const DEFAULT_MAX_HTTP_CONNECTIONS_PER_IP: u64 = 64;
+pub const DEFAULT_MAX_HTTP_CONNECTIONS_PER_IP: u64 = 128;
 /// Default [`ServerConfig::hello_timeout_ms`]: 10 s.
 pub const DEFAULT_HELLO_TIMEOUT_MS: u64 = 10_000;
 

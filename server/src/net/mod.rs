@@ -71,7 +71,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Config, ServerConfig};
+use crate::config::{Config, ConfigFile, ServerConfig};
 use crate::core::connection::Timeouts;
 use crate::core::CoreStats;
 use crate::record::RecordWriter;
@@ -102,19 +102,20 @@ pub enum NetError {
     },
 }
 
-/// Runs the server on `bind` until `shutdown` completes, then shuts down cleanly (WebSockets
-/// closed with 1001, research record flushed) and returns.
+/// Runs the server for a config file on `bind` until `shutdown` completes, then shuts down
+/// cleanly (WebSockets closed with 1001, research record flushed) and returns.
 ///
 /// # Errors
 /// [`NetError::Bind`] when the address cannot be bound.
 pub async fn serve(
-    config: Config,
+    file: ConfigFile,
     bind: SocketAddr,
     data_dir: PathBuf,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), NetError> {
-    Server::bind(config, bind, data_dir)
+    Server::bind(file.config, bind, data_dir)
         .await?
+        .server_config(file.server)
         .run(shutdown)
         .await;
     Ok(())

@@ -170,16 +170,29 @@ fn check(path: &Path) -> ExitCode {
 }
 
 async fn serve(file: ConfigFile, bind: SocketAddr, data_dir: PathBuf) -> ExitCode {
-    match raise_open_file_limit() {
-        Ok(limit) => tracing::info!(
-            "open-file limit: soft {} (was {}), hard {}",
-            limit.soft,
-            limit.soft_before,
-            limit.hard
-        ),
-        Err(e) => tracing::warn!("{e}; every connection is an open file"),
-    }
+    let open_files = match raise_open_file_limit() {
+        Ok(limit) => {
+            tracing::info!(
+                "open-file limit: soft {} (was {}), hard {}",
+                limit.soft,
+                limit.soft_before,
+                limit.hard
+            );
+            Some(limit.soft)
+        }
+        Err(e) => {
+            tracing::warn!("{e}; every connection is an open file");
+            None
+        }
+    };
     let ConfigFile { config, server } = file;
+    if let Some(open_files) = open_files.filter(|n| server.max_http_connections >= n / 2) {
+        tracing::warn!(
+            "[server] max_http_connections = {} is at least half the open-file limit \
+             {open_files}: WebSockets and files may run out first",
+            server.max_http_connections
+        );
+    }
     let server = match Server::bind(config.clone(), bind, data_dir.clone()).await {
         Ok(s) => s.server_config(server),
         Err(e) => {

@@ -40,6 +40,7 @@ use warp::Reply;
 
 use super::gate::{client_ip, Gate, Permit, Refused};
 use super::{http, Shared, SHUTDOWN_GRACE};
+use crate::config::MIN_MAX_HEADER_BYTES;
 
 /// How long the accept loop pauses after an error such as "too many open files" (the
 /// connection waits in the kernel's queue meanwhile).
@@ -60,7 +61,12 @@ pub(super) async fn serve(listener: TcpListener, shared: Arc<Shared>, stop: &Can
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(Duration::from_millis(settings.header_read_timeout_ms))
-        .max_buf_size(usize::try_from(settings.max_header_bytes).unwrap_or(usize::MAX))
+        // hyper refuses (panics on) a buffer under 8 KiB; the config checks it, this guards a
+        // `ServerConfig` built in code.
+        .max_buf_size(
+            usize::try_from(settings.max_header_bytes.max(MIN_MAX_HEADER_BYTES))
+                .unwrap_or(usize::MAX),
+        )
         .keep_alive(true);
     let routes = TowerToHyperService::new(warp::service(http::routes(shared.clone())));
     let mut last_warned: Option<Instant> = None;

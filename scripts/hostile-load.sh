@@ -3,7 +3,7 @@
 # 2000 idle + 200 slow-header TCP connections and 20 honest WebSocket clients, all on
 # 127.0.0.0/8. Prints the time until every hostile connection is closed and the server's RSS.
 # Usage: scripts/hostile-load.sh [PORT]
-# (environment: HOSTILE_IDLE, HOSTILE_SLOW, HOSTILE_HONEST, HOSTILE_IDLE_IPS)
+# (environment: HOSTILE_IDLE, HOSTILE_SLOW, HOSTILE_HONEST, HOSTILE_IDLE_IPS, HOSTILE_BIG)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 port="${1:-18090}"

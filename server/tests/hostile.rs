@@ -369,6 +369,9 @@ async fn hostile_load() {
     // Addresses the idle connections come from: 127.0.0.2 onwards (the slow ones from the
     // next). Four or more fill the total cap with the default per-IP cap.
     let idle_ips = env("HOSTILE_IDLE_IPS", 2).max(1);
+    // Of the slow connections, this many send their endless head 390 KB at once (from 8
+    // addresses of their own, 127.0.0.20 onwards) instead of a byte at a time.
+    let big_n = env("HOSTILE_BIG", 0);
     let rss_kb = move || -> u64 {
         std::fs::read_to_string(format!("/proc/{pid}/status"))
             .ok()
@@ -400,9 +403,12 @@ async fn hostile_load() {
     };
     let start = Instant::now();
     let mut hostile = Vec::new();
-    for i in 0..idle_n + slow_n {
+    for i in 0..idle_n + slow_n + big_n {
         let slow = i >= idle_n;
-        let source = if slow {
+        let big = i >= idle_n + slow_n;
+        let source = if big {
+            format!("127.0.0.{}", 20 + i % 8)
+        } else if slow {
             format!("127.0.0.{}", 2 + idle_ips)
         } else {
             format!("127.0.0.{}", 2 + i % idle_ips)
@@ -415,6 +421,12 @@ async fn hostile_load() {
                 let (mut read, mut write) = tcp.into_split();
                 let trickle = tokio::spawn(async move {
                     let head = b"GET / HTTP/1.1\r\nhost: x\r\nx-slow: ";
+                    if big {
+                        let mut all = head.to_vec();
+                        all.extend(std::iter::repeat_n(b'a', 390 * 1024));
+                        let _ = write.write_all(&all).await;
+                        return;
+                    }
                     for b in head.iter().chain(std::iter::repeat(&b'a')) {
                         if write.write_all(&[*b]).await.is_err() {
                             break;
@@ -499,6 +511,7 @@ async fn hostile_load() {
     let mut refused = 0;
     let mut last_close = Duration::ZERO;
     let mut failed_connect = 0;
+    let mut too_large = 0;
     for h in hostile {
         let (connected, at, got) = h.await.expect("hostile task");
         if !connected {
@@ -509,6 +522,9 @@ async fn hostile_load() {
         if got.starts_with("HTTP/1.1 429") || got.starts_with("HTTP/1.1 503") {
             refused += 1;
         }
+        if got.starts_with("HTTP/1.1 431") {
+            too_large += 1;
+        }
         last_close = last_close.max(at);
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -516,9 +532,10 @@ async fn hostile_load() {
     let rss_after = rss_kb();
     println!(
         "hostile load against {addr}: {idle_n} idle connections from {idle_ips} address(es) + \
-         {slow_n} slow-header ones from 1, started within {spawned_in:.1?} ({failed_connect} \
-         could not connect); all {closed} closed by the server within {last_close:.1?} of the \
-         start ({refused} refused at once with 429/503); honest WebSocket clients welcomed: \
+         {slow_n} slow-header ones from 1 + {big_n} sending 390 KB of head from 8, started \
+         within {spawned_in:.1?} ({failed_connect} could not connect); all {closed} closed by the \
+         server within {last_close:.1?} of the start ({refused} refused at once with 429/503, \
+         {too_large} answered 431); honest WebSocket clients welcomed: \
          {welcomed}/{honest_n} (slowest {:.0} ms from first try, {retries} refused handshakes \
          retried); /healthz during: {health_status}; server VmRSS before {} kB, peak {} kB, \
          after {} kB",

@@ -17,18 +17,6 @@ use pairlab_shared::ClientMessage;
 use proptest::prelude::*;
 use serde_json::{json, Map, Value};
 
-/// `ci_cases`, or `PROPTEST_CASES` when set.
-fn config(ci_cases: u32) -> ProptestConfig {
-    let cases = std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(ci_cases);
-    ProptestConfig {
-        cases,
-        ..ProptestConfig::default()
-    }
-}
-
 /// What one field of a client message holds, for generating a valid value of it.
 #[derive(Debug, Clone, Copy)]
 enum Field {
@@ -353,7 +341,8 @@ fn check(text: &str) -> Result<(), TestCaseError> {
 }
 
 proptest! {
-    #![proptest_config(config(10_000))]
+    // CI's count; `PROPTEST_CASES` overrides it (proptest reads it over this config).
+    #![proptest_config(ProptestConfig::with_cases(10_000))]
 
     /// Any bytes, as the text a WebSocket would hand over (invalid UTF-8 replaced).
     #[test]
@@ -439,4 +428,22 @@ fn every_template_decodes_when_valid() {
 fn a_float_that_drifts_in_its_last_bit_is_the_same_message() {
     let text = r#"{"type":"probe_result","probe_session_id":"aa0a0aaa-0a0a-4aa0-80a0-a000a00a0aaa","success":false,"rtt_ms":null,"samples_ms":[6.051792293875321e-289],"stats_rtt_ms":null}"#;
     properties::check_frame(text).unwrap();
+}
+
+/// The libFuzzer target's seed frames (`fuzz/seeds/decode/`) are valid messages, and keep
+/// the property.
+#[test]
+fn fuzz_seeds_decode() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../fuzz/seeds/decode");
+    let mut seeds = 0;
+    for entry in std::fs::read_dir(dir).expect("the seed folder") {
+        let path = entry.expect("a seed").path();
+        let text = std::fs::read_to_string(&path).expect("a UTF-8 seed");
+        if let Err(e) = ClientMessage::decode(&text) {
+            panic!("{}: {e}", path.display());
+        }
+        properties::check_frame(&text).unwrap();
+        seeds += 1;
+    }
+    assert!(seeds >= 5, "{seeds} seeds");
 }

@@ -151,6 +151,7 @@ fn unmatchable_core() -> Core {
         scenes: vec![scene],
         ice_servers: vec![],
         turn: None,
+        server: Default::default(),
     });
     Core::new(config, clock, Box::new(SeededIds::new(1)))
 }
@@ -173,6 +174,7 @@ fn arrival(n: u64) -> [Event; 5] {
                 subject_id: subject,
                 scene_id: None,
                 resume_token: None,
+                link_signature: None,
             }),
         },
         rtt.clone(),

@@ -43,6 +43,9 @@
 //! urls = ["turn:turn.example.org:3478"]   # turn: or turns: only
 //! static_auth_secret = "…"       # coturn's; or username + credential (static)
 //! credential_ttl_s = 86400       # ≥ 60, with static_auth_secret only
+//!
+//! [server]                       # server-wide, optional
+//! link_secret = "…"              # ≥ 16 characters: hello must carry the link's signature
 //! ```
 
 mod checks;
@@ -54,8 +57,8 @@ mod types;
 pub use checks::ConfigWarning;
 pub use parse::{ConfigError, ConfigErrors};
 pub use types::{
-    Config, MatchmakerKind, SceneConfig, TurnAuth, TurnConfig, DEFAULT_CREDENTIAL_TTL_S,
-    MIN_CREDENTIAL_TTL_S, SCENE_ID_MAX_LEN,
+    Config, MatchmakerKind, SceneConfig, ServerOptions, TurnAuth, TurnConfig,
+    DEFAULT_CREDENTIAL_TTL_S, MIN_CREDENTIAL_TTL_S, MIN_LINK_SECRET_LEN, SCENE_ID_MAX_LEN,
 };
 
 #[cfg(test)]

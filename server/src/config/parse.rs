@@ -17,7 +17,8 @@ use toml::Spanned;
 use super::checks::{self, IceScheme, RuleError, TurnAuthKeys};
 use super::suggest;
 use super::types::{
-    Config, SceneConfig, TurnAuth, TurnConfig, DEFAULT_CREDENTIAL_TTL_S, MIN_CREDENTIAL_TTL_S,
+    Config, SceneConfig, ServerOptions, TurnAuth, TurnConfig, DEFAULT_CREDENTIAL_TTL_S,
+    MIN_CREDENTIAL_TTL_S,
 };
 
 /// One problem in a config file, at a position a text editor can jump to.
@@ -508,32 +509,59 @@ fn document(cx: &mut Cx<'_>, doc: &DeTable<'_>) -> Option<Config> {
     }
     let turn = match top.optional("turn") {
         None => Some(None),
-        Some(field) => match field.value.get_ref() {
-            DeValue::Table(table) => {
-                let mut fields = Fields::new(table, field.span(), TableName::Table(field.key));
-                let turn = turn(cx, &mut fields);
-                fields.finish(cx);
-                turn.map(Some)
-            }
-            other => {
-                let found = type_name(other);
-                cx.err(
-                    field.span(),
-                    ShapeError::NotATable {
-                        key: field.key,
-                        found,
-                    },
-                );
-                None
-            }
-        },
+        Some(field) => table(cx, field, turn).map(Some),
+    };
+    let server = match top.optional("server") {
+        None => Some(ServerOptions::default()),
+        Some(field) => table(cx, field, server),
     };
     top.finish(cx);
     Some(Config {
         scenes: scenes?,
         ice_servers: ice_servers?,
         turn: turn?,
+        server: server?,
     })
+}
+
+/// Reads the single table `field` (`[key]`) with `read` and reports its unknown keys.
+fn table<'a, 'i, T>(
+    cx: &mut Cx<'_>,
+    field: Field<'a, 'i>,
+    read: impl FnOnce(&mut Cx<'_>, &mut Fields<'a, 'i>) -> Option<T>,
+) -> Option<T> {
+    match field.value.get_ref() {
+        DeValue::Table(t) => {
+            let mut fields = Fields::new(t, field.span(), TableName::Table(field.key));
+            let value = read(cx, &mut fields);
+            fields.finish(cx);
+            value
+        }
+        other => {
+            let found = type_name(other);
+            cx.err(
+                field.span(),
+                ShapeError::NotATable {
+                    key: field.key,
+                    found,
+                },
+            );
+            None
+        }
+    }
+}
+
+/// The `[server]` table: `link_secret`.
+fn server(cx: &mut Cx<'_>, t: &mut Fields<'_, '_>) -> Option<ServerOptions> {
+    let link_secret = match t.optional("link_secret") {
+        None => None,
+        Some(f) => {
+            let secret = f.string(cx)?;
+            cx.rule(f.span(), checks::link_secret(secret))?;
+            Some(secret.to_owned())
+        }
+    };
+    Some(ServerOptions { link_secret })
 }
 
 /// Reads each table of the array of tables `field` with `read` and reports its unknown keys.
@@ -703,7 +731,7 @@ pub(super) fn line_col(text: &str, offset: usize) -> (usize, usize) {
 
 /// The keys each table's reader asks for, in order (for tests that check the documentation).
 #[cfg(test)]
-pub(super) fn known_keys() -> [(&'static str, Vec<&'static str>); 3] {
+pub(super) fn known_keys() -> [(&'static str, Vec<&'static str>); 4] {
     let empty = DeTable::new();
     let mut cx = Cx::new("");
     let mut scene_fields = Fields::new(&empty, 0..0, TableName::Top);
@@ -712,9 +740,12 @@ pub(super) fn known_keys() -> [(&'static str, Vec<&'static str>); 3] {
     ice_server(&mut cx, &mut ice_fields);
     let mut turn_fields = Fields::new(&empty, 0..0, TableName::Top);
     turn(&mut cx, &mut turn_fields);
+    let mut server_fields = Fields::new(&empty, 0..0, TableName::Top);
+    server(&mut cx, &mut server_fields);
     [
         ("[[scene]]", scene_fields.known),
         ("[[ice_servers]]", ice_fields.known),
         ("[turn]", turn_fields.known),
+        ("[server]", server_fields.known),
     ]
 }

@@ -125,6 +125,18 @@ pub const DEFAULT_CREDENTIAL_TTL_S: u64 = 86_400;
 /// when the browser uses it for a probe or a game.
 pub const MIN_CREDENTIAL_TTL_S: u64 = 60;
 
+/// Shortest accepted `[server] link_secret`, characters: long enough that the HMAC key cannot
+/// be guessed.
+pub const MIN_LINK_SECRET_LEN: usize = 16;
+
+/// The server-wide `[server]` table.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServerOptions {
+    /// The key of signed participant links (`core::link`): with it, a `hello` must carry the
+    /// HMAC-SHA256 of its `subject_id` under this key, or it is refused (`invalid_link`).
+    pub link_secret: Option<String>,
+}
+
 /// Longest accepted scene id, characters (it becomes a folder name).
 pub const SCENE_ID_MAX_LEN: usize = 64;
 
@@ -138,6 +150,8 @@ pub struct Config {
     /// The TURN server whose credentials the server hands out (static or minted per
     /// participant), in addition to `ice_servers`.
     pub turn: Option<TurnConfig>,
+    /// The `[server]` table.
+    pub server: ServerOptions,
 }
 
 impl Config {

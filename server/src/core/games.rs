@@ -5,16 +5,19 @@
 //! *ended* (once) when a member reports `p2p_connection_failed` or leaves for good. Only a member
 //! may speak for a game, and only about other members; anything else is `not_a_member`. Signals
 //! of an ended game are dropped quietly (the peer is gone); reports are still recorded.
+//!
+//! Members name each other by [`PlayerIndex`] (their place in `members`), never by
+//! `subject_id`: the index is translated to the id here, for the record only.
 
 use std::collections::HashMap;
 use std::time::Instant;
 
 use pairlab_shared::{
-    ClientMessage, GameEndReason, GameEnded, GameId, GameStart, IceServer, ServerMessage,
-    SubjectId, WebrtcSignalIn,
+    ClientMessage, GameEndReason, GameEnded, GameId, GameStart, IceServer, PlayerIndex,
+    ServerMessage, SubjectId, WebrtcSignalIn,
 };
 
-use super::research::{PairRtt, ResearchEvent};
+use super::research::{PairRtt, PeerReport, ResearchEvent};
 use super::{Effect, Pid};
 
 /// A game message was refused: the sender is not in that game, or a peer it names is not
@@ -56,6 +59,11 @@ pub struct StartedGame {
     pub record: ResearchEvent,
 }
 
+/// The one peer a single-peer report names (checked by [`Games::reporter`]).
+fn first(peers: Vec<SubjectId>) -> Result<SubjectId, NotAMember> {
+    peers.into_iter().next().ok_or(NotAMember)
+}
+
 /// Who may report on a game: a member, about other members.
 #[derive(Debug, Clone, PartialEq)]
 struct Reporter {
@@ -63,6 +71,8 @@ struct Reporter {
     scene: usize,
     /// The reporting member.
     subject_id: SubjectId,
+    /// The ids of the peers the report names, in its order.
+    peers: Vec<SubjectId>,
 }
 
 #[derive(Debug)]
@@ -78,11 +88,16 @@ impl GameRoom {
         self.members.iter().find(|m| m.pid == pid)
     }
 
-    /// Another member than `pid` with id `peer`.
-    fn peer(&self, pid: Pid, peer: &SubjectId) -> Option<&GameMember> {
-        self.members
-            .iter()
-            .find(|m| &m.subject_id == peer && m.pid != pid)
+    /// The player index of member `pid`.
+    fn index_of(&self, pid: Pid) -> Option<PlayerIndex> {
+        let i = self.members.iter().position(|m| m.pid == pid)?;
+        PlayerIndex::try_from(i).ok()
+    }
+
+    /// Another member than `pid`, at player index `peer`.
+    fn peer(&self, pid: Pid, peer: PlayerIndex) -> Option<&GameMember> {
+        let member = self.members.get(usize::try_from(peer).ok()?)?;
+        (member.pid != pid).then_some(member)
     }
 }
 
@@ -102,6 +117,7 @@ impl Games {
         ice_servers_for: &dyn Fn(&SubjectId, Instant) -> Vec<IceServer>,
     ) -> StartedGame {
         let players: Vec<SubjectId> = game.members.iter().map(|m| m.subject_id.clone()).collect();
+        let player_count = players.len() as u32;
         let starts = game
             .members
             .iter()
@@ -109,8 +125,8 @@ impl Games {
             .map(|(i, m)| {
                 let start = GameStart {
                     game_id: game.game_id.clone(),
-                    player_index: i as u32,
-                    players: players.clone(),
+                    player_index: i as PlayerIndex,
+                    player_count,
                     ice_servers: ice_servers_for(&m.subject_id, now),
                     force_relay: game.force_relay,
                 };
@@ -153,13 +169,13 @@ impl Games {
         match msg {
             ClientMessage::WebrtcSignal(s) => {
                 let room = self.rooms.get(&s.game_id).ok_or(NotAMember)?;
-                let from = room.member(pid).ok_or(NotAMember)?;
-                let to = room.peer(pid, &s.target_subject_id).ok_or(NotAMember)?;
+                let from_index = room.index_of(pid).ok_or(NotAMember)?;
+                let to = room.peer(pid, s.target_index).ok_or(NotAMember)?;
                 // Late signals of an ended game go nowhere, quietly.
                 if !room.ended {
                     let msg = ServerMessage::WebrtcSignal(WebrtcSignalIn {
                         game_id: s.game_id,
-                        from_subject_id: from.subject_id.clone(),
+                        from_index,
                         signal_type: s.signal_type,
                         payload: s.payload,
                     });
@@ -167,36 +183,45 @@ impl Games {
                 }
             }
             ClientMessage::P2pConnectionType(m) => {
-                let Reporter { scene, subject_id } =
-                    self.reporter(&m.game_id, pid, &[&m.peer_subject_id])?;
+                let Reporter {
+                    scene,
+                    subject_id,
+                    peers,
+                } = self.reporter(&m.game_id, pid, &[m.peer_index])?;
                 let event = ResearchEvent::P2pConnectionType {
                     game_id: m.game_id,
                     subject_id,
-                    peer_subject_id: m.peer_subject_id,
+                    peer_subject_id: first(peers)?,
                     connection: m.info,
                     connect_ms: m.connect_ms,
                 };
                 out.push(Effect::Record(scene, event));
             }
             ClientMessage::P2pQuality(m) => {
-                let Reporter { scene, subject_id } =
-                    self.reporter(&m.game_id, pid, &[&m.peer_subject_id])?;
+                let Reporter {
+                    scene,
+                    subject_id,
+                    peers,
+                } = self.reporter(&m.game_id, pid, &[m.peer_index])?;
                 let event = ResearchEvent::P2pQuality {
                     game_id: m.game_id,
                     subject_id,
-                    peer_subject_id: m.peer_subject_id,
+                    peer_subject_id: first(peers)?,
                     level: m.level,
                     rtt_ms: m.rtt_ms,
                 };
                 out.push(Effect::Record(scene, event));
             }
             ClientMessage::P2pIceRestart(m) => {
-                let Reporter { scene, subject_id } =
-                    self.reporter(&m.game_id, pid, &[&m.peer_subject_id])?;
+                let Reporter {
+                    scene,
+                    subject_id,
+                    peers,
+                } = self.reporter(&m.game_id, pid, &[m.peer_index])?;
                 let event = ResearchEvent::P2pIceRestart {
                     game_id: m.game_id,
                     subject_id,
-                    peer_subject_id: m.peer_subject_id,
+                    peer_subject_id: first(peers)?,
                     attempt: m.attempt,
                     trigger: m.trigger,
                     outcome: m.outcome,
@@ -205,28 +230,43 @@ impl Games {
                 out.push(Effect::Record(scene, event));
             }
             ClientMessage::P2pConnectionFailed(m) => {
-                let Reporter { scene, subject_id } =
-                    self.reporter(&m.game_id, pid, &[&m.peer_subject_id])?;
+                let Reporter {
+                    scene,
+                    subject_id,
+                    peers,
+                } = self.reporter(&m.game_id, pid, &[m.peer_index])?;
                 let game_id = m.game_id.clone();
                 let event = ResearchEvent::P2pConnectionFailed {
                     game_id: m.game_id,
                     subject_id: subject_id.clone(),
-                    peer_subject_id: m.peer_subject_id,
+                    peer_subject_id: first(peers)?,
                     attempts: m.attempts,
                 };
                 out.push(Effect::Record(scene, event));
                 self.end(&game_id, GameEndReason::ConnectionFailed, subject_id, out);
             }
             ClientMessage::EpisodeSummary(e) => {
-                let peers: Vec<&SubjectId> = e.peers.iter().map(|p| &p.peer_subject_id).collect();
-                let Reporter { scene, subject_id } = self.reporter(&e.game_id, pid, &peers)?;
+                let indices: Vec<PlayerIndex> = e.peers.iter().map(|p| p.peer_index).collect();
+                let Reporter {
+                    scene,
+                    subject_id,
+                    peers,
+                } = self.reporter(&e.game_id, pid, &indices)?;
+                let peers = peers
+                    .into_iter()
+                    .zip(e.peers)
+                    .map(|(peer_subject_id, metrics)| PeerReport {
+                        peer_subject_id,
+                        metrics,
+                    })
+                    .collect();
                 let event = ResearchEvent::EpisodeSummary {
                     game_id: e.game_id,
                     subject_id,
                     episode: e.episode,
                     frames: e.frames,
                     inputs_sent: e.inputs_sent,
-                    peers: e.peers,
+                    peers,
                 };
                 out.push(Effect::Record(scene, event));
             }
@@ -235,21 +275,25 @@ impl Games {
         Ok(())
     }
 
-    /// Checks that `pid` is a member of the game and every one of `peers` another member.
+    /// Checks that `pid` is a member of the game and every one of `peers` another member;
+    /// returns the reporter and the peers' ids, in `peers` order.
     fn reporter(
         &self,
         game_id: &GameId,
         pid: Pid,
-        peers: &[&SubjectId],
+        peers: &[PlayerIndex],
     ) -> Result<Reporter, NotAMember> {
         let room = self.rooms.get(game_id).ok_or(NotAMember)?;
         let me = room.member(pid).ok_or(NotAMember)?;
-        if !peers.iter().all(|peer| room.peer(pid, peer).is_some()) {
-            return Err(NotAMember);
-        }
+        let peers = peers
+            .iter()
+            .map(|&peer| room.peer(pid, peer).map(|m| m.subject_id.clone()))
+            .collect::<Option<Vec<_>>>()
+            .ok_or(NotAMember)?;
         Ok(Reporter {
             scene: room.scene,
             subject_id: me.subject_id.clone(),
+            peers,
         })
     }
 

@@ -24,6 +24,7 @@
 //!   one probe round per proposed group, and the group's verdict against `max_p2p_rtt_ms`.
 //! - [`games`]: started games: signal relay, report validation and recording, end of a game.
 //! - [`ice`]: the ICE servers per participant and TURN REST credential minting.
+//! - [`link`]: signed participant links (`[server] link_secret`): sign, verify.
 //! - [`ids`]: the handles [`ConnId`], [`Pid`], [`GroupId`] and the [`IdSource`]s.
 //! - [`rtt`]: server-RTT samples → median; the per-connection ping schedule.
 //! - [`ratelimit`]: the per-connection frame rate limit.
@@ -49,6 +50,7 @@ pub mod connection;
 pub mod games;
 pub mod ice;
 pub mod ids;
+pub mod link;
 pub mod matchmaker;
 pub mod probe;
 pub mod ratelimit;

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs the two relays `loadgen compare` measures pairlab against (issue 4 §2), under
-# target/ so nothing global changes. Idempotent: what is there already is kept. Not run by CI.
+# Installs the two relays `loadgen compare` measures pairlab against (BENCHMARKS.md, section 2
+# "Server capacity", "Side by side"), under target/ so nothing global changes. Idempotent: what
+# is there already is kept. Not run by CI.
 #   - matchbox_server (crates.io) → target/bench-tools/bin/matchbox_server
 #   - a venv with python-socketio + aiohttp (PyPI) → target/bench-venv, for bench/socketio_relay.py
 # Then: cargo run -j2 -p pairlab-tests --release --bin loadgen -- compare --rates 1000,5000,20000 --seconds 5

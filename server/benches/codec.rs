@@ -1,7 +1,7 @@
-//! Micro-benchmarks of the wire codec (issue 4, section 3): JSON decode and encode of the hot
-//! messages, i.e. those sent most often per participant (`ping`/`pong`, every few seconds for
-//! everyone) or largest in bulk (`probe_signal`: trickled ICE candidates and the SDP offer and
-//! answer of every probe).
+//! Micro-benchmarks of the wire codec (BENCHMARKS.md, section 3 "Micro-benchmarks"): JSON
+//! decode and encode of the hot messages, i.e. those sent most often per participant
+//! (`ping`/`pong`, every few seconds for everyone) or largest in bulk (`probe_signal`: trickled
+//! ICE candidates and the SDP offer and answer of every probe).
 //!
 //! - decode: the client's frame through [`ClientMessage::decode`], what the shell runs on
 //!   every text frame (serde plus the protocol's extra checks);

@@ -1,5 +1,6 @@
-//! Micro-benchmarks of matchmaking (issue 4, section 3): the matchmakers' `find_match` alone,
-//! and one arrival through the whole sans-IO [`Core`], with 10, 1,000 and 10,000 waiting.
+//! Micro-benchmarks of matchmaking (BENCHMARKS.md, section 3 "Micro-benchmarks"): the
+//! matchmakers' `find_match` alone, and one arrival through the whole sans-IO [`Core`], with
+//! 10, 1,000 and 10,000 waiting.
 //!
 //! Run: `cargo bench -p pairlab-server --bench matchmaking` (numbers), or
 //! `cargo test -p pairlab-server --benches` (criterion's test mode: every case once, with tiny

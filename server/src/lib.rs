@@ -10,7 +10,8 @@
 //!   rules live here; it is driven by events and a clock passed in.
 //! - [`net`]: the warp/tokio shell: static assets, `/healthz`, `/ws`, one task per connection,
 //!   one task owning the core.
-//! - [`record`]: the research record writer (`<data-dir>/<scene_id>/events.jsonl`).
+//! - [`record`]: the research record writer (`<data-dir>/<scene_id>/events.jsonl`): whole lines
+//!   only, synced within a second, its health shown by `/healthz`.
 //! - [`assets`]: the page and wasm client embedded in the binary.
 
 pub mod assets;

@@ -8,16 +8,21 @@
 //! - `pairlab link ID --config FILE [--base URL]`: prints a participant's signed link (with
 //!   `[server] link_secret`): the query `subject_id=ID&sig=…`, or the whole URL with `--base`.
 //!
-//! Logs go to stderr through `tracing`; `RUST_LOG` filters them (default `info`).
+//! Logs go to stderr through `tracing`; `RUST_LOG` filters them (default `info`); colours only
+//! when stderr is a terminal.
+//!
+//! At start, `serve` raises the soft open-file limit to the hard one (every connection is a
+//! file) and logs both.
 
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use pairlab_server::config::Config;
+use pairlab_server::config::{ConfigErrors, ConfigFile};
 use pairlab_server::core::link::LinkSigner;
-use pairlab_server::net::Server;
+use pairlab_server::net::{raise_open_file_limit, Server};
 use pairlab_shared::SubjectId;
 use tracing_subscriber::EnvFilter;
 
@@ -82,7 +87,7 @@ fn main() -> ExitCode {
         } => {
             init_logging();
             let config = match config {
-                None => Config::embedded_default(),
+                None => ConfigFile::embedded_default(),
                 Some(path) => match load(&path) {
                     Ok(c) => c,
                     Err(code) => return code,
@@ -105,27 +110,60 @@ fn init_logging() {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
 }
 
-/// Reads and validates a config file; on failure prints why and gives the exit code.
-fn load(path: &Path) -> Result<Config, ExitCode> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("{}: cannot read: {e}", path.display());
-            return Err(ExitCode::FAILURE);
+/// Why a config file gave no [`ConfigFile`].
+#[derive(Debug, thiserror::Error)]
+enum ConfigFileError {
+    /// The file could not be read.
+    #[error("cannot read: {0}")]
+    Read(#[from] std::io::Error),
+    /// The file was read but is not a valid config: every problem, with its position.
+    #[error("{0}")]
+    Invalid(#[from] ConfigErrors),
+}
+
+impl ConfigFileError {
+    /// What went wrong as lines prefixed with the file name: `FILE: cannot read: …`, or one
+    /// `FILE:LINE:COL: message` per problem (the form compilers and editors understand).
+    fn lines(&self, path: &Path) -> Vec<String> {
+        match self {
+            ConfigFileError::Read(_) => vec![format!("{}: {self}", path.display())],
+            ConfigFileError::Invalid(errors) => errors
+                .errors
+                .iter()
+                .map(|e| format!("{}:{e}", path.display()))
+                .collect(),
         }
-    };
-    Config::from_toml_str(&text).map_err(|errors| {
-        for e in &errors.errors {
-            eprintln!("{}:{e}", path.display());
+    }
+}
+
+/// Reads and validates a config file: the one reading both `serve --config` and `check` use.
+///
+/// # Errors
+/// [`ConfigFileError::Read`] when the file cannot be read, [`ConfigFileError::Invalid`] with
+/// every problem when it is not a valid config.
+fn read_config(path: &Path) -> Result<ConfigFile, ConfigFileError> {
+    let text = std::fs::read_to_string(path)?;
+    Ok(ConfigFile::from_toml_str(&text)?)
+}
+
+/// `serve --config`: the config, or why not on stderr (the problems, then how many) and the
+/// exit code.
+fn load(path: &Path) -> Result<ConfigFile, ExitCode> {
+    read_config(path).map_err(|error| {
+        for line in error.lines(path) {
+            eprintln!("{line}");
         }
-        eprintln!(
-            "{}: {} problem(s); nothing was started",
-            path.display(),
-            errors.errors.len()
-        );
+        if let ConfigFileError::Invalid(errors) = &error {
+            eprintln!(
+                "{}: {} problem(s); nothing was started",
+                path.display(),
+                errors.errors.len()
+            );
+        }
         ExitCode::FAILURE
     })
 }
@@ -133,23 +171,20 @@ fn load(path: &Path) -> Result<Config, ExitCode> {
 /// `pairlab check`: every problem as `FILE:LINE:COL: message` on stdout and exit 1, or
 /// `FILE: ok, N scene(s)` and the config's description and exit 0.
 fn check(path: &Path) -> ExitCode {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) => {
-            println!("{}: cannot read: {e}", path.display());
-            return ExitCode::FAILURE;
-        }
-    };
-    match Config::from_toml_str(&text) {
-        Err(errors) => {
-            for e in &errors.errors {
-                println!("{}:{e}", path.display());
+    match read_config(path) {
+        Err(error) => {
+            for line in error.lines(path) {
+                println!("{line}");
             }
             ExitCode::FAILURE
         }
-        Ok(config) => {
-            println!("{}: ok, {} scene(s)", path.display(), config.scenes.len());
-            print!("{}", config.describe());
+        Ok(file) => {
+            println!(
+                "{}: ok, {} scene(s)",
+                path.display(),
+                file.config.scenes.len()
+            );
+            print!("{}", file.describe());
             ExitCode::SUCCESS
         }
     }
@@ -164,11 +199,11 @@ fn link(subject_id: &str, config: &Path, base: Option<&str>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let config = match load(config) {
-        Ok(c) => c,
+    let file = match load(config) {
+        Ok(f) => f,
         Err(code) => return code,
     };
-    let Some(secret) = config.server.link_secret.as_deref() else {
+    let Some(secret) = file.config.server.link_secret.as_deref() else {
         eprintln!(
             "pairlab link: the config has no [server] link_secret, so links need no signature; \
              add one (at least 16 random characters) to sign links"
@@ -183,9 +218,32 @@ fn link(subject_id: &str, config: &Path, base: Option<&str>) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-async fn serve(config: Config, bind: SocketAddr, data_dir: PathBuf) -> ExitCode {
+async fn serve(file: ConfigFile, bind: SocketAddr, data_dir: PathBuf) -> ExitCode {
+    let open_files = match raise_open_file_limit() {
+        Ok(limit) => {
+            tracing::info!(
+                "open-file limit: soft {} (was {}), hard {}",
+                limit.soft,
+                limit.soft_before,
+                limit.hard
+            );
+            Some(limit.soft)
+        }
+        Err(e) => {
+            tracing::warn!("{e}; every connection is an open file");
+            None
+        }
+    };
+    let ConfigFile { config, server } = file;
+    if let Some(open_files) = open_files.filter(|n| server.max_http_connections >= n / 2) {
+        tracing::warn!(
+            "[server] max_http_connections = {} is at least half the open-file limit \
+             {open_files}: WebSockets and files may run out first",
+            server.max_http_connections
+        );
+    }
     let server = match Server::bind(config.clone(), bind, data_dir.clone()).await {
-        Ok(s) => s,
+        Ok(s) => s.server_config(server),
         Err(e) => {
             eprintln!("pairlab: {e}");
             return ExitCode::FAILURE;

@@ -37,7 +37,10 @@ fn example_is_described() {
          https://app.prolific.com/submissions/complete?cc=EXAMPLE, reconnect grace 10000 ms\n  \
          scene \"triads\": groups of 3, fifo, no probe, waitroom timeout 600000 ms, reconnect \
          grace 10000 ms, lobby count hidden\n  \
-         ICE server stun:stun.l.google.com:19302\n"
+         ICE server stun:stun.l.google.com:19302\n  \
+         server: /ws origins: the page's own (http(s):// + Host); X-Forwarded-For ignored; \
+         request head within 10000 ms (also the keep-alive idle timeout), at most 16384 bytes; \
+         at most 512 HTTP connections, 128 per IP; hello within 10000 ms\n"
     );
 }
 
@@ -73,7 +76,7 @@ urls = "stun:x"
         "s.toml:7:22: reconnect_grace_ms must be 0 or more (whole milliseconds), found -5",
         "s.toml:8:20: hide_lobby_count must be true or false, found a string",
         "s.toml:9:1: unknown key `max_p2p_rtt` in [[scene]]; did you mean `max_p2p_rtt_ms`?",
-        "s.toml:10:1: unknown key `zzzzzzz` in [[scene]]; known keys: id, group_size, matchmaker, max_server_rtt_ms, max_p2p_rtt_ms, probe_timeout_ms, waitroom_timeout_ms, timeout_message, timeout_redirect_url, hide_lobby_count, reconnect_grace_ms, force_relay",
+        "s.toml:10:1: unknown key `zzzzzzz` in [[scene]]; known keys: id, group_size, matchmaker, max_server_rtt_ms, max_p2p_rtt_ms, probe_timeout_ms, waitroom_timeout_ms, timeout_message, timeout_redirect_url, hide_lobby_count, reconnect_grace_ms, force_relay, game_allowance_ms",
         "s.toml:13:14: group_size must be a whole number (an integer, without quotes), found a string",
         "s.toml:15:6: scene id `bad id` contains ' '; it names the research record's folder, so use 1 to 64 characters from A-Z a-z 0-9 . _ -",
         "s.toml:15:6: duplicate scene id `bad id` (first defined on line 3); scene ids must be unique",

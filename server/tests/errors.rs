@@ -183,10 +183,7 @@ async fn not_a_member_for_unknown_probe_ids() {
 #[tokio::test]
 async fn not_a_member_for_outsiders_and_outside_targets() {
     let server = TestServer::start().await;
-    let (mut a, _) = server.join("alice", "probe").await;
-    let (mut b, _) = server.join("bob", "probe").await;
-    let id = a.expect_probe_prepare().await.probe_session_id;
-    b.expect_probe_prepare().await;
+    let (mut a, mut b, id) = server.probe_pair().await;
     // carol waits in the same scene but is in no probe (a and b are busy with theirs).
     let (mut c, _) = server.join("carol", "probe").await;
 
@@ -219,12 +216,7 @@ async fn not_a_member_for_outsiders_and_outside_targets() {
     // The probe itself is unharmed: a proper signal still goes through.
     a.send(&signal(&id, 1, SignalType::Offer, Some(sdp.clone())))
         .await;
-    let got = b
-        .until("probe_signal", |m| match m {
-            ServerMessage::ProbeSignal(s) => Some(s.clone()),
-            _ => None,
-        })
-        .await;
+    let got = b.expect_probe_signal().await;
     assert_eq!(got.from_index, 0);
     a.expect_open().await;
 }

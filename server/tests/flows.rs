@@ -6,19 +6,9 @@ mod common;
 use std::time::Duration;
 
 use common::*;
+use pairlab_server::record::{event_names, events_of, position_of};
 use pairlab_shared::{ServerMessage, SignalPayload, SignalType};
-use serde_json::Value;
-
-fn names(events: &[Value]) -> Vec<String> {
-    events
-        .iter()
-        .map(|e| e["event"].as_str().unwrap_or("?").to_owned())
-        .collect()
-}
-
-fn only<'a>(events: &'a [Value], name: &str) -> Vec<&'a Value> {
-    events.iter().filter(|e| e["event"] == name).collect()
-}
+use ResearchEventKind as Ev;
 
 #[tokio::test]
 async fn match_probe_accept_game_start() {
@@ -61,12 +51,7 @@ async fn match_probe_accept_game_start() {
     };
     a.send(&signal(&id, 1, SignalType::Offer, Some(offer.clone())))
         .await;
-    let got = b
-        .until("probe_signal", |m| match m {
-            ServerMessage::ProbeSignal(s) => Some(s.clone()),
-            _ => None,
-        })
-        .await;
+    let got = b.expect_probe_signal().await;
     assert_eq!(got.probe_session_id, id);
     assert_eq!(got.from_index, 0);
     assert_eq!(got.signal_type, SignalType::Offer);
@@ -85,20 +70,10 @@ async fn match_probe_accept_game_start() {
     .await;
     b.send(&signal(&id, 0, SignalType::IceCandidate, None))
         .await;
-    let got = a
-        .until("probe_signal", |m| match m {
-            ServerMessage::ProbeSignal(s) => Some(s.clone()),
-            _ => None,
-        })
-        .await;
+    let got = a.expect_probe_signal().await;
     assert_eq!(got.from_index, 1);
     assert_eq!(got.payload, Some(cand));
-    let got = a
-        .until("probe_signal", |m| match m {
-            ServerMessage::ProbeSignal(s) => Some(s.clone()),
-            _ => None,
-        })
-        .await;
+    let got = a.expect_probe_signal().await;
     assert_eq!(got.signal_type, SignalType::IceCandidate);
     assert_eq!(got.payload, None, "end of candidates is relayed as null");
 
@@ -114,7 +89,7 @@ async fn match_probe_accept_game_start() {
     assert!(!ga.force_relay);
 
     // The research record, in order.
-    let events = server.wait_for_event("probe", "game_created").await;
+    let events = server.wait_for_event("probe", Ev::GameCreated).await;
     drop((a, b)); // clients that do not read would hold up the close handshake
     server.stop().await;
     let events = {
@@ -127,36 +102,32 @@ async fn match_probe_accept_game_start() {
         let ts = e["ts"].as_str().expect("ts");
         assert!(ts.ends_with('Z') && ts.contains('.'), "{ts}");
     }
-    let n = names(&events);
-    let pos = |name: &str| {
-        n.iter()
-            .position(|x| x == name)
-            .unwrap_or_else(|| panic!("no {name} in {n:?}"))
-    };
-    assert_eq!(only(&events, "participant_joined").len(), 2, "{n:?}");
-    assert_eq!(only(&events, "server_rtt").len(), 2, "{n:?}");
-    assert!(pos("participant_joined") < pos("server_rtt"));
-    assert!(pos("server_rtt") < pos("match_proposed"));
-    assert!(pos("match_proposed") < pos("probe_started"));
-    assert!(pos("probe_started") < pos("probe_result"));
-    assert!(pos("probe_result") < pos("game_created"));
+    let n = event_names(&events);
+    let pos = |kind: Ev| position_of(&events, kind).unwrap_or_else(|| panic!("no {kind} in {n:?}"));
+    assert_eq!(events_of(&events, Ev::ParticipantJoined).len(), 2, "{n:?}");
+    assert_eq!(events_of(&events, Ev::ServerRtt).len(), 2, "{n:?}");
+    assert!(pos(Ev::ParticipantJoined) < pos(Ev::ServerRtt));
+    assert!(pos(Ev::ServerRtt) < pos(Ev::MatchProposed));
+    assert!(pos(Ev::MatchProposed) < pos(Ev::ProbeStarted));
+    assert!(pos(Ev::ProbeStarted) < pos(Ev::ProbeResult));
+    assert!(pos(Ev::ProbeResult) < pos(Ev::GameCreated));
 
-    let rtt = only(&events, "server_rtt")[0];
+    let rtt = events_of(&events, Ev::ServerRtt)[0];
     let median = rtt["median_ms"].as_f64().expect("median_ms");
     assert!((0.0..1000.0).contains(&median), "{rtt}");
     assert!(!rtt["samples_ms"].as_array().expect("samples").is_empty());
 
-    let mp = only(&events, "match_proposed")[0];
+    let mp = events_of(&events, Ev::MatchProposed)[0];
     assert_eq!(mp["members"], serde_json::json!(["alice", "bob"]));
     assert_eq!(mp["matchmaker"], "latency_fifo");
     assert_eq!(mp["probe"], true);
     assert_eq!(mp["server_rtts_ms"].as_array().map(Vec::len), Some(2));
 
-    let ps = only(&events, "probe_started")[0];
+    let ps = events_of(&events, Ev::ProbeStarted)[0];
     assert_eq!(ps["probe_session_id"], id.as_str());
     assert_eq!(ps["members"], serde_json::json!(["alice", "bob"]));
 
-    let pr = only(&events, "probe_result")[0];
+    let pr = events_of(&events, Ev::ProbeResult)[0];
     assert_eq!(pr["probe_session_id"], id.as_str());
     assert_eq!(pr["accepted"], true);
     assert_eq!(pr["rtt_ms"], 14.0, "the largest reported rtt decides");
@@ -176,7 +147,7 @@ async fn match_probe_accept_game_start() {
     let duration = pr["duration_ms"].as_f64().expect("duration_ms");
     assert!(duration > 0.0 && duration < 3000.0, "{pr}");
 
-    let gc = only(&events, "game_created")[0];
+    let gc = events_of(&events, Ev::GameCreated)[0];
     assert_eq!(gc["game_id"], ga.game_id.as_str());
     assert_eq!(gc["players"], serde_json::json!(["alice", "bob"]));
 }
@@ -232,24 +203,24 @@ async fn rejection_returns_both_and_the_next_candidate_is_probed() {
     d.expect_game_start().await;
     assert_eq!(gb.player_index, 0);
 
-    server.wait_for_event("probe", "game_created").await;
+    server.wait_for_event("probe", Ev::GameCreated).await;
     drop((a, b, c, d));
     server.stop().await;
     let events = server.events("probe");
-    let rejected = only(&events, "match_rejected");
-    assert_eq!(rejected.len(), 1, "{:?}", names(&events));
+    let rejected = events_of(&events, Ev::MatchRejected);
+    assert_eq!(rejected.len(), 1, "{:?}", event_names(&events));
     assert_eq!(rejected[0]["reason"], "rtt_too_high");
     assert_eq!(
         rejected[0]["failed_pairs"],
         serde_json::json!([["alice", "bob"]])
     );
-    let results = only(&events, "probe_result");
+    let results = events_of(&events, Ev::ProbeResult);
     assert_eq!(results.len(), 3);
     assert_eq!(results[0]["accepted"], false);
     assert_eq!(results[0]["reason"], "rtt_too_high");
     assert_eq!(results[0]["rtt_ms"], 80.0);
     // Never the same pair twice.
-    let mut pairs: Vec<String> = only(&events, "probe_started")
+    let mut pairs: Vec<String> = events_of(&events, Ev::ProbeStarted)
         .iter()
         .map(|e| e["members"].to_string())
         .collect();
@@ -257,7 +228,7 @@ async fn rejection_returns_both_and_the_next_candidate_is_probed() {
     pairs.sort();
     pairs.dedup();
     assert_eq!(pairs.len(), total, "a pair was probed twice: {pairs:?}");
-    assert_eq!(only(&events, "game_created").len(), 2);
+    assert_eq!(events_of(&events, Ev::GameCreated).len(), 2);
 }
 
 #[tokio::test]
@@ -269,8 +240,8 @@ async fn failed_measurement_is_a_rejection() {
     run_probe(&mut a, &mut b, Some(3.0), None).await;
     a.expect_waitroom().await;
     b.expect_waitroom().await;
-    let events = server.wait_for_event("probe", "match_rejected").await;
-    let r = only(&events, "match_rejected")[0];
+    let events = server.wait_for_event("probe", Ev::MatchRejected).await;
+    let r = events_of(&events, Ev::MatchRejected)[0];
     assert_eq!(r["reason"], "measurement_failed");
 }
 
@@ -284,15 +255,15 @@ async fn without_max_p2p_rtt_the_game_starts_at_once() {
     assert_eq!(ga.game_id, gb.game_id);
     assert_eq!(ga.player_count, 2);
     assert_eq!((ga.player_index, gb.player_index), (0, 1));
-    server.wait_for_event("noprobe", "game_created").await;
+    server.wait_for_event("noprobe", Ev::GameCreated).await;
     drop((a, b));
     server.stop().await;
     let events = server.events("noprobe");
-    let mp = only(&events, "match_proposed");
+    let mp = events_of(&events, Ev::MatchProposed);
     assert_eq!(mp.len(), 1);
     assert_eq!(mp[0]["probe"], false);
     assert_eq!(mp[0]["matchmaker"], "fifo");
-    assert!(only(&events, "probe_started").is_empty());
+    assert!(events_of(&events, Ev::ProbeStarted).is_empty());
 }
 
 #[tokio::test]
@@ -319,8 +290,8 @@ async fn waitroom_timeout_sends_message_and_redirect_then_closes() {
     );
     assert_eq!(closed, NORMAL_CLOSE);
 
-    let events = server.wait_for_event("short", "waitroom_timeout").await;
-    let t = only(&events, "waitroom_timeout")[0];
+    let events = server.wait_for_event("short", Ev::WaitroomTimeout).await;
+    let t = events_of(&events, Ev::WaitroomTimeout)[0];
     assert_eq!(t["subject_id"], "alice");
     let waited = t["waited_ms"].as_f64().expect("waited_ms");
     assert!((350.0..5000.0).contains(&waited), "{t}");
@@ -379,7 +350,7 @@ async fn reconnect_with_resume_token_keeps_place_and_deadline() {
 
     // alice drops (no leave) and comes back within the grace with her token.
     a.close().await;
-    server.wait_for_event("trio", "participant_dropped").await;
+    server.wait_for_event("trio", Ev::ParticipantDropped).await;
 
     // Without the token, during the grace: refused.
     let mut thief = server.connect().await;
@@ -412,7 +383,7 @@ async fn reconnect_with_resume_token_keeps_place_and_deadline() {
     drop((a2, b, c, thief));
     server.stop().await;
     let events = server.events("trio");
-    let joined = only(&events, "participant_joined");
+    let joined = events_of(&events, Ev::ParticipantJoined);
     assert!(
         joined
             .iter()
@@ -439,11 +410,8 @@ async fn resume_token_takes_over_a_live_connection() {
 #[tokio::test]
 async fn disconnect_during_probe_returns_the_other_member() {
     let server = TestServer::start().await;
-    let (mut a, _) = server.join("alice", "probe").await;
-    let (mut b, _) = server.join("bob", "probe").await;
-    let pa = a.expect_probe_prepare().await;
-    b.expect_probe_prepare().await;
-    a.send(&ready(&pa.probe_session_id)).await;
+    let (mut a, b, id) = server.probe_pair().await;
+    a.send(&ready(&id)).await;
     b.close().await;
     // alice goes back to the waitroom at once, not at the probe deadline (3 s).
     let t0 = std::time::Instant::now();
@@ -453,8 +421,11 @@ async fn disconnect_during_probe_returns_the_other_member() {
         "{:?}",
         t0.elapsed()
     );
-    let events = server.wait_for_event("probe", "match_rejected").await;
-    assert_eq!(only(&events, "match_rejected")[0]["reason"], "disconnected");
+    let events = server.wait_for_event("probe", Ev::MatchRejected).await;
+    assert_eq!(
+        events_of(&events, Ev::MatchRejected)[0]["reason"],
+        "disconnected"
+    );
 }
 
 #[tokio::test]
@@ -463,8 +434,11 @@ async fn leave_is_final() {
     let (mut a, _) = server.join("alice", "noprobe").await;
     a.send(&pairlab_shared::ClientMessage::Leave).await;
     assert_eq!(a.expect_closed().await.0, NORMAL_CLOSE);
-    let events = server.wait_for_event("noprobe", "participant_left").await;
-    assert_eq!(only(&events, "participant_left")[0]["reason"], "leave");
+    let events = server.wait_for_event("noprobe", Ev::ParticipantLeft).await;
+    assert_eq!(
+        events_of(&events, Ev::ParticipantLeft)[0]["reason"],
+        "leave"
+    );
     // bob does not get matched with the departed alice.
     let (mut b, _) = server.join("bob", "noprobe").await;
     b.expect_quiet(QUIET).await;
@@ -480,14 +454,14 @@ async fn first_server_rtt_sample_is_not_delayed_by_nagle() {
     for name in ["n1", "n2", "n3"] {
         clients.push(server.join(name, "trio").await.0);
     }
-    let events = server.wait_for_event("trio", "server_rtt").await;
+    let events = server.wait_for_event("trio", Ev::ServerRtt).await;
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     let mut events = events;
-    while only(&events, "server_rtt").len() < 3 && std::time::Instant::now() < deadline {
+    while events_of(&events, Ev::ServerRtt).len() < 3 && std::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
         events = server.events("trio");
     }
-    let rtts = only(&events, "server_rtt");
+    let rtts = events_of(&events, Ev::ServerRtt);
     assert_eq!(rtts.len(), 3);
     for e in rtts {
         let first = e["samples_ms"][0].as_f64().expect("a first sample");
@@ -565,14 +539,14 @@ async fn partners_never_see_each_others_subject_id() {
         }
     }
     server
-        .wait_for_event("probe", "p2p_connection_failed")
+        .wait_for_event("probe", Ev::P2pConnectionFailed)
         .await;
     drop((a, b));
     server.stop().await;
     let events = server.events("probe");
-    let gc = only(&events, "game_created")[0];
+    let gc = events_of(&events, Ev::GameCreated)[0];
     assert_eq!(gc["players"], serde_json::json!([ALICE, BOB]));
-    let f = only(&events, "p2p_connection_failed")[0];
+    let f = events_of(&events, Ev::P2pConnectionFailed)[0];
     assert_eq!(
         (&f["subject_id"], &f["peer_subject_id"]),
         (&ALICE.into(), &BOB.into())
@@ -626,5 +600,9 @@ async fn signed_links_stop_squatting_by_hello_and_leave() {
     }
     alice.expect_waitroom().await;
     let events = server.events("noprobe");
-    assert_eq!(only(&events, "participant_left").len(), 0, "{events:?}");
+    assert_eq!(
+        events_of(&events, Ev::ParticipantLeft).len(),
+        0,
+        "{events:?}"
+    );
 }

@@ -86,10 +86,10 @@ pub struct Hello {
     pub link_signature: Option<String>,
 }
 
-/// `pong`: echoes a ping's sequence number.
+/// `pong`: echoes a ping's id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Pong {
-    /// The `seq` of the ping being answered.
+    /// The `seq` of the ping being answered, unchanged.
     pub seq: u64,
 }
 
@@ -237,7 +237,8 @@ pub struct Welcome {
 /// `ping`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ping {
-    /// Sequence number to echo in `pong`.
+    /// An opaque id to echo in `pong`: random (not a counter), at most 2^53 − 1 so a
+    /// JavaScript number holds it exactly.
     pub seq: u64,
 }
 

@@ -6,15 +6,18 @@
 //! the event names have one home, the server's record types, and a renamed event fails to
 //! compile here instead of silently matching nothing. The other fields stay JSON
 //! ([`serde_json::Value`]): the tests check what the record holds, including its shape.
+//! [`kind_of`], [`events_of`], [`position_of`] and [`event_names`] are the server's own readers
+//! (`pairlab_server::record`, next to the writer), re-exported here; the filters by subject
+//! ([`events_by`], [`has_event_for`]) are the harness's.
 
 use std::fs;
 use std::path::Path;
 use std::time::Duration;
 
-use serde::Deserialize as _;
 use serde_json::Value;
 
 pub use pairlab_server::core::research::ResearchEventKind;
+pub use pairlab_server::record::{event_names, events_of, kind_of, position_of};
 
 use crate::error::io;
 use crate::process::Wait;
@@ -91,28 +94,9 @@ pub async fn wait_for_events(
     }
 }
 
-/// The kind of a record line (its `event`), `None` when it has none the server writes.
-pub fn kind_of(line: &Value) -> Option<ResearchEventKind> {
-    ResearchEventKind::deserialize(line.get("event")?).ok()
-}
-
 /// The `subject_id` of a record line, if it has one.
 pub fn subject_of(line: &Value) -> Option<&str> {
     line.get("subject_id").and_then(Value::as_str)
-}
-
-/// The `event` of each record line, in order, as written (`?` for a line without one): for
-/// messages. Tests match lines with [`events_of`] and [`position_of`].
-pub fn event_names(events: &[Value]) -> Vec<&str> {
-    events
-        .iter()
-        .map(|e| e.get("event").and_then(Value::as_str).unwrap_or("?"))
-        .collect()
-}
-
-/// The record lines of `kind`.
-pub fn events_of(events: &[Value], kind: ResearchEventKind) -> Vec<&Value> {
-    events.iter().filter(|e| kind_of(e) == Some(kind)).collect()
 }
 
 /// The record lines of `kind` whose `subject_id` is `subject`.
@@ -130,11 +114,6 @@ pub fn events_by<'a>(
 /// Whether some line of `kind` has `subject_id` equal to `subject`.
 pub fn has_event_for(events: &[Value], kind: ResearchEventKind, subject: &str) -> bool {
     !events_by(events, kind, subject).is_empty()
-}
-
-/// The index of the first line of `kind`, `None` when there is none.
-pub fn position_of(events: &[Value], kind: ResearchEventKind) -> Option<usize> {
-    events.iter().position(|e| kind_of(e) == Some(kind))
 }
 
 /// Milliseconds since the Unix epoch of an RFC 3339 UTC time as the record writes its `ts`

@@ -566,7 +566,8 @@ const RELAY_RESTART_TIMEOUT_MS: u64 = 8000;
 
 /// Pauses the proxy until the initiator (A) has started an ICE restart (past its disconnect
 /// grace) and B has too, or B's longer grace has clearly passed without one (an implementation
-/// where only the initiator restarts is allowed by the issue); checks the restarting pages show
+/// where only the initiator restarts is allowed: PROTOCOL.md, `p2p_ice_restart`, has the
+/// initiator send the restart offer); checks the restarting pages show
 /// it, resumes, and requires every started attempt to succeed — failing as soon as one fails —
 /// and the game to play on.
 async fn restart_phase(game: &Game, proxy: &ProxyHandle) -> R<()> {

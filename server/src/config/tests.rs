@@ -25,6 +25,19 @@ fn has(errs: &[ConfigError], at: (usize, usize), fragment: &str) -> bool {
         .any(|e| (e.line, e.column) == at && e.message.contains(fragment))
 }
 
+/// A `[[scene]]` table of a test config: its three required keys, then `options` (TOML
+/// `key = value` lines), each line ending in a newline.
+pub(super) fn scene_toml(id: &str, group_size: u32, matchmaker: &str, options: &[&str]) -> String {
+    let mut text = format!(
+        "[[scene]]\nid = \"{id}\"\ngroup_size = {group_size}\nmatchmaker = \"{matchmaker}\"\n"
+    );
+    for line in options {
+        text.push_str(line);
+        text.push('\n');
+    }
+    text
+}
+
 const MINIMAL: &str = r#"
 [[scene]]
 id = "s1"
@@ -75,8 +88,9 @@ fn turn_static_and_secret() {
         c.turn.unwrap().auth,
         TurnAuth::Secret {
             static_auth_secret: "s3".into(),
-            credential_ttl_s: DEFAULT_CREDENTIAL_TTL_S
-        }
+            credential_ttl_s: 3600
+        },
+        "the default lifetime is the longest game allowance (an hour)"
     );
     for bad in [
         "[turn]\nurls = \"turn:x:1\"\n",
@@ -123,20 +137,24 @@ fn minimal_scene_gets_defaults() {
 
 #[test]
 fn all_options_are_read() {
-    let text = r#"
-[[scene]]
-id = "a.b_c-1"
-group_size = 3
-matchmaker = "latency_fifo"
-max_server_rtt_ms = 250.5
-max_p2p_rtt_ms = 0
-probe_timeout_ms = 5000
-waitroom_timeout_ms = 60_000
-timeout_message = "bye"
-timeout_redirect_url = "https://app.prolific.com/submissions/complete?cc=ABC"
-hide_lobby_count = true
-reconnect_grace_ms = 0
-
+    let scene = scene_toml(
+        "a.b_c-1",
+        3,
+        "latency_fifo",
+        &[
+            "max_server_rtt_ms = 250.5",
+            "max_p2p_rtt_ms = 0",
+            "probe_timeout_ms = 5000",
+            "waitroom_timeout_ms = 60_000",
+            "timeout_message = \"bye\"",
+            "timeout_redirect_url = \"https://app.prolific.com/submissions/complete?cc=ABC\"",
+            "hide_lobby_count = true",
+            "reconnect_grace_ms = 0",
+        ],
+    );
+    let text = format!(
+        r#"
+{scene}
 [[ice_servers]]
 urls = "stun:stun.example.org:3478"
 
@@ -144,8 +162,9 @@ urls = "stun:stun.example.org:3478"
 urls = ["turn:127.0.0.1:3478?transport=udp", "turns:turn.example.org"]
 username = "u"
 credential = "p"
-"#;
-    let c = Config::from_toml_str(text).unwrap();
+"#
+    );
+    let c = Config::from_toml_str(&text).unwrap();
     let s = &c.scenes[0];
     assert_eq!(s.id, "a.b_c-1");
     assert_eq!(s.group_size, 3);
@@ -434,4 +453,125 @@ fn server_table_link_secret() {
     );
     let text = format!("server = 3\n{MINIMAL}");
     assert!(has(&errors(&text), pos_of(&text, "3"), "must be a table"));
+}
+
+/// Without `credential_ttl_s`, minted TURN credentials last the longest probe or game of the
+/// scenes (`game_allowance_ms`, default an hour), not a day; at least the minimum.
+#[test]
+fn default_credential_ttl_follows_the_longest_game_allowance() {
+    let turn = "[turn]\nurls = \"turn:x:1\"\nstatic_auth_secret = \"s\"\n";
+    let ttl = |scenes: &str| {
+        let c = Config::from_toml_str(&format!("{scenes}{turn}")).unwrap();
+        match c.turn.unwrap().auth {
+            TurnAuth::Secret {
+                credential_ttl_s, ..
+            } => credential_ttl_s,
+            other => panic!("{other:?}"),
+        }
+    };
+    assert_eq!(ttl(MINIMAL), DEFAULT_GAME_ALLOWANCE_MS / 1000);
+    let two = "[[scene]]\nid = \"a\"\ngroup_size = 2\nmatchmaker = \"fifo\"\n\
+               game_allowance_ms = 900001\n\
+               [[scene]]\nid = \"b\"\ngroup_size = 2\nmatchmaker = \"fifo\"\n\
+               game_allowance_ms = 120000\n";
+    assert_eq!(
+        ttl(two),
+        901,
+        "the longest scene, rounded up to whole seconds"
+    );
+    let short = "[[scene]]\nid = \"a\"\ngroup_size = 2\nmatchmaker = \"fifo\"\n\
+                 game_allowance_ms = 1000\nprobe_timeout_ms = 5000\n";
+    assert_eq!(ttl(short), MIN_CREDENTIAL_TTL_S);
+    let long_probe = "[[scene]]\nid = \"a\"\ngroup_size = 2\nmatchmaker = \"fifo\"\n\
+                      game_allowance_ms = 1000\nprobe_timeout_ms = 90000\n";
+    assert_eq!(ttl(long_probe), 90);
+    let explicit = format!("{MINIMAL}{turn}credential_ttl_s = 600\n");
+    match Config::from_toml_str(&explicit).unwrap().turn.unwrap().auth {
+        TurnAuth::Secret {
+            credential_ttl_s, ..
+        } => assert_eq!(credential_ttl_s, 600, "an explicit value wins"),
+        other => panic!("{other:?}"),
+    }
+    assert!(Config::from_toml_str(&format!("{MINIMAL}game_allowance_ms = 0\n")).is_err());
+}
+
+/// `[server]`: absent gives the defaults; each key is read; wrong values are placed.
+#[test]
+fn server_table_defaults_values_and_errors() {
+    assert_eq!(
+        ConfigFile::from_toml_str(MINIMAL).unwrap().server,
+        ServerConfig::default()
+    );
+    assert_eq!(
+        ServerConfig::default(),
+        ServerConfig {
+            allowed_origins: AllowedOrigins::SameHost,
+            trusted_proxies: vec![],
+            header_read_timeout_ms: DEFAULT_HEADER_READ_TIMEOUT_MS,
+            max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
+            max_http_connections: DEFAULT_MAX_HTTP_CONNECTIONS,
+            max_http_connections_per_ip: DEFAULT_MAX_HTTP_CONNECTIONS_PER_IP,
+            hello_timeout_ms: DEFAULT_HELLO_TIMEOUT_MS,
+        }
+    );
+    let text = format!(
+        "{MINIMAL}[server]\nallowed_origins = [\"https://a.org\"]\ntrusted_proxies = [\"10.0.0.1\"]\n\
+         header_read_timeout_ms = 1\nmax_header_bytes = 8192\nmax_http_connections = 2\n\
+         max_http_connections_per_ip = 1\nhello_timeout_ms = 3\n"
+    );
+    let server = ConfigFile::from_toml_str(&text).unwrap().server;
+    assert_eq!(
+        server,
+        ServerConfig {
+            allowed_origins: AllowedOrigins::List(vec!["https://a.org".into()]),
+            trusted_proxies: vec!["10.0.0.1".parse().unwrap()],
+            header_read_timeout_ms: 1,
+            max_header_bytes: 8192,
+            max_http_connections: 2,
+            max_http_connections_per_ip: 1,
+            hello_timeout_ms: 3,
+        }
+    );
+    let any = format!("{MINIMAL}[server]\nallowed_origins = [\"https://a.org\", \"*\"]\n");
+    assert_eq!(
+        ConfigFile::from_toml_str(&any)
+            .unwrap()
+            .server
+            .allowed_origins,
+        AllowedOrigins::Any
+    );
+    let text = format!(
+        "{MINIMAL}[server]\nallowed_origins = [\"https://a.org/x\"]\ntrusted_proxies = \"10.0.0.1\"\n\
+         max_header_bytes = 100\nmax_http_connections = 0\nhello_timout_ms = 3\n"
+    );
+    let errs = errors(&text);
+    assert!(
+        has(&errs, pos_of(&text, "\"https://a.org/x\""), "not an origin"),
+        "{errs:?}"
+    );
+    assert!(
+        has(&errs, pos_of(&text, "\"10.0.0.1\""), "an array of strings"),
+        "{errs:?}"
+    );
+    assert!(
+        has(&errs, pos_of(&text, "100"), "at least 8192 (whole bytes)"),
+        "{errs:?}"
+    );
+    assert!(
+        has(
+            &errs,
+            pos_of(&text, "0\nhello"),
+            "greater than 0 (whole number)"
+        ),
+        "{errs:?}"
+    );
+    assert!(
+        has(
+            &errs,
+            pos_of(&text, "hello_timout_ms"),
+            "did you mean `hello_timeout_ms`?"
+        ),
+        "{errs:?}"
+    );
+    assert_eq!(errs.len(), 5, "{errs:?}");
 }

@@ -64,6 +64,11 @@ pub struct SceneConfig {
     /// Whether the game connection must go through a TURN relay (`iceTransportPolicy:
     /// "relay"`); probes always look for the best path.
     pub force_relay: bool,
+    /// How long a game of this scene may need the TURN relay, ms, from `game_start`
+    /// (reconnects included; default [`DEFAULT_GAME_ALLOWANCE_MS`], an hour). The server does
+    /// not end games after it: it only sizes the default lifetime of minted TURN credentials
+    /// ([`Config::default_credential_ttl_s`]).
+    pub game_allowance_ms: u64,
 }
 
 impl SceneConfig {
@@ -85,7 +90,19 @@ impl SceneConfig {
             hide_lobby_count: false,
             reconnect_grace_ms: 10_000,
             force_relay: false,
+            game_allowance_ms: DEFAULT_GAME_ALLOWANCE_MS,
         }
+    }
+
+    /// How long a TURN credential minted for this scene must stay valid, s (whole seconds,
+    /// rounded up): credentials are minted when they are handed out, in `probe_prepare` and
+    /// in `game_start`, so the longest use of one is a probe (`probe_timeout_ms`) or a game
+    /// (`game_allowance_ms`, which covers a resumed session being given its `game_start`
+    /// again); the time spent in the waitroom comes before either.
+    pub fn credential_lifetime_s(&self) -> u64 {
+        self.probe_timeout_ms
+            .max(self.game_allowance_ms)
+            .div_ceil(1000)
     }
 }
 
@@ -118,8 +135,8 @@ pub struct TurnConfig {
     pub auth: TurnAuth,
 }
 
-/// Default lifetime of minted TURN credentials, seconds (a day: longer than any session).
-pub const DEFAULT_CREDENTIAL_TTL_S: u64 = 86_400;
+/// Default `game_allowance_ms`: an hour, longer than the games studies run in a browser.
+pub const DEFAULT_GAME_ALLOWANCE_MS: u64 = 3_600_000;
 
 /// Shortest accepted `credential_ttl_s`, seconds: a minted credential must still be valid
 /// when the browser uses it for a probe or a game.
@@ -129,7 +146,8 @@ pub const MIN_CREDENTIAL_TTL_S: u64 = 60;
 /// be guessed.
 pub const MIN_LINK_SECRET_LEN: usize = 16;
 
-/// The server-wide `[server]` table.
+/// The keys of the server-wide `[server]` table that the core reads (the network shell's are
+/// in [`ServerConfig`]; one reader fills both).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ServerOptions {
     /// The key of signed participant links (`core::link`): with it, a `hello` must carry the
@@ -150,7 +168,7 @@ pub struct Config {
     /// The TURN server whose credentials the server hands out (static or minted per
     /// participant), in addition to `ice_servers`.
     pub turn: Option<TurnConfig>,
-    /// The `[server]` table.
+    /// The `[server]` keys the core reads (`link_secret`).
     pub server: ServerOptions,
 }
 
@@ -162,4 +180,97 @@ impl Config {
             Some(id) => self.scenes.iter().find(|s| s.id == id),
         }
     }
+
+    /// The lifetime of minted TURN credentials when `[turn]` does not set `credential_ttl_s`,
+    /// s: the longest [`SceneConfig::credential_lifetime_s`] of `scenes`, and at least
+    /// [`MIN_CREDENTIAL_TTL_S`]. With the defaults (10 s probes, one-hour games): 3600 s.
+    pub fn default_credential_ttl_s(scenes: &[SceneConfig]) -> u64 {
+        scenes
+            .iter()
+            .map(SceneConfig::credential_lifetime_s)
+            .max()
+            .unwrap_or(0)
+            .max(MIN_CREDENTIAL_TTL_S)
+    }
+}
+
+/// Default [`ServerConfig::header_read_timeout_ms`]: 10 s.
+pub const DEFAULT_HEADER_READ_TIMEOUT_MS: u64 = 10_000;
+/// Default [`ServerConfig::max_header_bytes`]: 16 KiB (a browser's request head is 1–2 KB).
+pub const DEFAULT_MAX_HEADER_BYTES: u64 = 16 * 1024;
+/// Smallest accepted [`ServerConfig::max_header_bytes`]: hyper's smallest read buffer, 8 KiB.
+pub const MIN_MAX_HEADER_BYTES: u64 = 8 * 1024;
+/// Default [`ServerConfig::max_http_connections`].
+pub const DEFAULT_MAX_HTTP_CONNECTIONS: u64 = 512;
+/// Default [`ServerConfig::max_http_connections_per_ip`].
+pub const DEFAULT_MAX_HTTP_CONNECTIONS_PER_IP: u64 = 128;
+/// Default [`ServerConfig::hello_timeout_ms`]: 10 s.
+pub const DEFAULT_HELLO_TIMEOUT_MS: u64 = 10_000;
+
+/// Which `Origin`s may open `/ws` (RFC 6455 §4.1, §10.2: browsers send the page's origin on
+/// every WebSocket handshake; a request without `Origin` is not from a browser page and is
+/// always let through, since a non-browser client can write any `Origin` anyway).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AllowedOrigins {
+    /// The page's own origin: `http://HOST` or `https://HOST`, where HOST is the request's
+    /// `Host` header as sent (port included when the URL has one), compared without case.
+    SameHost,
+    /// These origins (`scheme://host[:port]`, lower case), and nothing else.
+    List(Vec<String>),
+    /// Any origin (`allowed_origins = ["*"]`).
+    Any,
+}
+
+/// The server-wide `[server]` table's keys for the network shell: how it defends itself on the
+/// open internet. The core never sees it; the table's `link_secret` is the core's, in
+/// [`Config::server`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerConfig {
+    /// The `Origin`s accepted on `/ws`; others get 403.
+    pub allowed_origins: AllowedOrigins,
+    /// Reverse proxies whose `X-Forwarded-For` is believed: for a connection from one of
+    /// these, the client is the rightmost `X-Forwarded-For` entry that is not itself one of
+    /// these. Empty: `X-Forwarded-For` is ignored.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// How long a client has to send a complete request head, ms, from the moment the server
+    /// waits for it: after the connection opens, and again after each response (so it is
+    /// also the idle timeout of a kept-alive connection).
+    pub header_read_timeout_ms: u64,
+    /// The largest request head accepted, bytes (the connection's read buffer); a larger one
+    /// gets 431.
+    pub max_header_bytes: u64,
+    /// The most connections that are not (yet) WebSockets, all clients together; one more is
+    /// answered 503 and closed at once.
+    pub max_http_connections: u64,
+    /// The most connections that are not (yet) WebSockets from one client IP address; one
+    /// more is answered 503 and closed at once.
+    pub max_http_connections_per_ip: u64,
+    /// How long a WebSocket may stay open without being welcomed (an accepted `hello`), ms;
+    /// WebSocket pings do not extend it.
+    pub hello_timeout_ms: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            allowed_origins: AllowedOrigins::SameHost,
+            trusted_proxies: Vec::new(),
+            header_read_timeout_ms: DEFAULT_HEADER_READ_TIMEOUT_MS,
+            max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
+            max_http_connections: DEFAULT_MAX_HTTP_CONNECTIONS,
+            max_http_connections_per_ip: DEFAULT_MAX_HTTP_CONNECTIONS_PER_IP,
+            hello_timeout_ms: DEFAULT_HELLO_TIMEOUT_MS,
+        }
+    }
+}
+
+/// Everything a config file says: the study ([`Config`], what the core runs, with the
+/// `[server]` table's `link_secret`) and the rest of the `[server]` table ([`ServerConfig`],
+/// what the network shell runs with).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigFile {
+    /// Scenes, ICE servers and TURN.
+    pub config: Config,
+    /// The `[server]` table (its defaults when the file has none).
+    pub server: ServerConfig,
 }

@@ -25,11 +25,20 @@
 //!   [`Event::Malformed`]; a binary frame is malformed (not JSON); control frames (WebSocket
 //!   ping/pong, answered by the socket itself) reach the core as nothing.
 //! - Once `welcome` is handed to [`Connection::handle_send`], the connection runs its
-//!   [`PingSchedule`]: it sends `ping`s, turns their `pong`s into [`Event::RttSample`]s on its
-//!   own clock (so the core's queue is not in the timing) and does not forward them. Before
-//!   `welcome`, a `pong` goes to the core like any message (there, a protocol error).
+//!   [`PingSchedule`]: it sends `ping`s with unpredictable ids (from the [`PingIds`] it was
+//!   opened with), turns the `pong` answering the outstanding one into an
+//!   [`Event::RttSample`] on its own clock (so the core's queue is not in the timing), and
+//!   forwards no `pong`. A `pong` for an id it did not send, or sooner than
+//!   [`super::rtt::MIN_PLAUSIBLE_RTT`] after its ping, is ignored and counted
+//!   ([`Connection::ignored_pongs`]; the shell logs the count when the connection ends).
+//!   Before `welcome`, a `pong` goes to the core like any message (there, a protocol error).
 //! - A connection that sends no frame at all for its idle timeout ([`IDLE_TIMEOUT`] by default)
 //!   is closed with [`Close::IDLE`] (1008) as dead.
+//! - A connection that has not been welcomed (no `welcome` handed to
+//!   [`Connection::handle_send`], i.e. no accepted `hello`) within its hello timeout
+//!   ([`HELLO_TIMEOUT`] by default) of opening is closed with [`Close::NO_HELLO`] (1008).
+//!   Nothing resets this deadline: a client that only sends WebSocket pings keeps clear of the
+//!   idle rule, not of this one.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -37,7 +46,7 @@ use std::time::{Duration, Instant};
 use pairlab_shared::{ClientMessage, DecodeError, ErrorCode, Ping, ServerMessage, MAX_FRAME_BYTES};
 
 use super::ratelimit::RateLimiter;
-use super::rtt::PingSchedule;
+use super::rtt::{IgnoredPongs, PingIds, PingSchedule, PongOutcome};
 use super::{ConnId, Event};
 
 /// A connection that sends no frame at all for this long is closed (1008) as dead: before
@@ -46,6 +55,30 @@ use super::{ConnId, Event};
 /// so silence this long means the network or the browser is gone. The close is a drop: the
 /// participant's reconnect grace applies.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A connection must be welcomed (its `hello` accepted) this long after it opens, or it is
+/// closed (1008). A browser says `hello` as soon as the socket opens; frames of any kind do
+/// not extend it.
+pub const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A connection's two timeouts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// Silence longer than this closes the connection ([`IDLE_TIMEOUT`] by default).
+    pub idle: Duration,
+    /// Not welcomed this long after opening closes the connection ([`HELLO_TIMEOUT`] by
+    /// default).
+    pub hello: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            idle: IDLE_TIMEOUT,
+            hello: HELLO_TIMEOUT,
+        }
+    }
+}
 
 /// WebSocket close codes (RFC 6455 §7.4.1).
 pub mod close_code {
@@ -56,8 +89,8 @@ pub mod close_code {
     pub const GOING_AWAY: u16 = 1001;
     /// Protocol error: the client broke the WebSocket framing.
     pub const PROTOCOL_ERROR: u16 = 1002;
-    /// Policy violation: rate limited, too slow to read what it is sent, or silent for
-    /// [`super::IDLE_TIMEOUT`].
+    /// Policy violation: rate limited, too slow to read what it is sent, silent for
+    /// [`super::IDLE_TIMEOUT`], or not welcomed within [`super::HELLO_TIMEOUT`].
     pub const POLICY: u16 = 1008;
     /// Message too big: a frame over `MAX_FRAME_BYTES`.
     pub const TOO_BIG: u16 = 1009;
@@ -91,6 +124,8 @@ impl Close {
     pub const TOO_SLOW: Close = Close::new(close_code::POLICY, "too slow to read messages");
     /// The client sent no frame for the idle timeout.
     pub const IDLE: Close = Close::new(close_code::POLICY, "idle: no frames received");
+    /// The client was not welcomed (said no accepted `hello`) within the hello timeout.
+    pub const NO_HELLO: Close = Close::new(close_code::POLICY, "no hello in time");
     /// The client sent a frame over [`MAX_FRAME_BYTES`].
     pub const TOO_BIG: Close = Close::new(close_code::TOO_BIG, "frame larger than 65536 bytes");
 }
@@ -138,10 +173,16 @@ pub struct Connection {
     limiter: RateLimiter,
     /// The server-RTT pings; `None` until `welcome` is sent.
     pings: Option<PingSchedule>,
+    /// Where the pings' ids come from.
+    ping_ids: PingIds,
+    /// The `pong`s ignored so far.
+    ignored_pongs: IgnoredPongs,
     /// Silence longer than this closes the connection.
     idle_timeout: Duration,
     /// When the last frame arrived (or the connection opened).
     last_frame_at: Instant,
+    /// When the connection is closed unless welcomed first; `None` once `welcome` is sent.
+    hello_deadline: Option<Instant>,
     /// Set once the connection has decided to close; then it takes no more input.
     closed: bool,
     /// What the shell has not polled yet.
@@ -150,14 +191,19 @@ pub struct Connection {
 
 impl Connection {
     /// A connection opened at `now`, with the standard rate limit
-    /// ([`RateLimiter::standard`]) and `idle_timeout` (normally [`IDLE_TIMEOUT`]).
-    pub fn new(conn: ConnId, now: Instant, idle_timeout: Duration) -> Self {
+    /// ([`RateLimiter::standard`]), `timeouts` (normally [`Timeouts::default`]) and the source
+    /// of its ping ids (the server's is seeded from the operating system, so a client cannot
+    /// predict them; tests pass [`PingIds::seeded`]).
+    pub fn new(conn: ConnId, now: Instant, timeouts: Timeouts, ping_ids: PingIds) -> Self {
         Connection {
             conn,
             limiter: RateLimiter::standard(now),
             pings: None,
-            idle_timeout,
+            ping_ids,
+            ignored_pongs: IgnoredPongs::default(),
+            idle_timeout: timeouts.idle,
             last_frame_at: now,
+            hello_deadline: Some(now + timeouts.hello),
             closed: false,
             outputs: VecDeque::new(),
         }
@@ -166,6 +212,11 @@ impl Connection {
     /// The connection's id.
     pub fn conn(&self) -> ConnId {
         self.conn
+    }
+
+    /// The `pong`s this connection ignored so far, by kind.
+    pub fn ignored_pongs(&self) -> IgnoredPongs {
+        self.ignored_pongs
     }
 
     /// A frame arrived at `now`.
@@ -194,11 +245,9 @@ impl Connection {
         let conn = self.conn;
         let event = match frame {
             Frame::Text(text) => match ClientMessage::decode(text) {
-                Ok(ClientMessage::Pong(pong)) if self.pings.is_some() => self
-                    .pings
-                    .as_mut()
-                    .and_then(|p| p.on_pong(pong.seq, now))
-                    .map(|rtt_ms| Event::RttSample { conn, rtt_ms }),
+                Ok(ClientMessage::Pong(pong)) if self.pings.is_some() => {
+                    self.on_pong(pong.seq, now)
+                }
                 Ok(msg) => Some(Event::Message { conn, msg }),
                 Err(error) => Some(Event::Malformed { conn, error }),
             },
@@ -224,29 +273,35 @@ impl Connection {
         });
     }
 
-    /// The core wants `msg` written on this connection (at `now`). A `welcome` starts the
-    /// ping schedule: the first `ping` is due right after it.
+    /// The core wants `msg` written on this connection (at `now`). A `welcome` meets the
+    /// hello deadline and starts the ping schedule: the first `ping` is due right after it.
     pub fn handle_send(&mut self, now: Instant, msg: ServerMessage) {
         if self.closed {
             return;
         }
         if matches!(msg, ServerMessage::Welcome(_)) && self.pings.is_none() {
             self.pings = Some(PingSchedule::new(now));
+            self.hello_deadline = None;
         }
         self.outputs.push_back(Output::Send(msg));
     }
 
-    /// Time passed: at or after [`Connection::poll_timeout`], close an idle connection or send
-    /// the `ping` that is due.
+    /// Time passed: at or after [`Connection::poll_timeout`], close an idle or unwelcomed
+    /// connection, or send the `ping` that is due.
     pub fn handle_timeout(&mut self, now: Instant) {
         if self.closed {
+            return;
+        }
+        if self.hello_deadline.is_some_and(|d| now >= d) {
+            self.close(Close::NO_HELLO);
             return;
         }
         if now >= self.idle_deadline() {
             self.close(Close::IDLE);
             return;
         }
-        if let Some(seq) = self.pings.as_mut().and_then(|p| p.poll(now)) {
+        let ids = &mut self.ping_ids;
+        if let Some(seq) = self.pings.as_mut().and_then(|p| p.poll(now, ids)) {
             self.outputs
                 .push_back(Output::Send(ServerMessage::Ping(Ping { seq })));
         }
@@ -257,17 +312,34 @@ impl Connection {
         self.outputs.pop_front()
     }
 
-    /// When [`Connection::handle_timeout`] should be called next: the idle deadline or the
-    /// next `ping`, whichever is first; `None` once closed.
+    /// When [`Connection::handle_timeout`] should be called next: the hello deadline, the
+    /// idle deadline or the next `ping`, whichever is first; `None` once closed.
     pub fn poll_timeout(&self) -> Option<Instant> {
         if self.closed {
             return None;
         }
-        let idle = self.idle_deadline();
-        Some(match &self.pings {
-            Some(p) => idle.min(p.next_at()),
-            None => idle,
-        })
+        [
+            Some(self.idle_deadline()),
+            self.hello_deadline,
+            self.pings.as_ref().map(PingSchedule::next_at),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// A `pong` carrying `id` at `now`, after `welcome`: the RTT sample it gives, if any; an
+    /// ignored one is counted.
+    fn on_pong(&mut self, id: u64, now: Instant) -> Option<Event> {
+        let outcome = self.pings.as_mut()?.on_pong(id, now);
+        self.ignored_pongs.count(outcome);
+        match outcome {
+            PongOutcome::Sample(rtt_ms) => Some(Event::RttSample {
+                conn: self.conn,
+                rtt_ms,
+            }),
+            PongOutcome::Late | PongOutcome::Unsent | PongOutcome::TooFast => None,
+        }
     }
 
     fn idle_deadline(&self) -> Instant {
@@ -283,11 +355,17 @@ impl Connection {
 #[cfg(test)]
 mod tests {
     use super::super::ratelimit::RATE_LIMIT_BURST;
-    use super::super::rtt::{ENTRY_PINGS, PERIODIC_PING_GAP};
+    use super::super::rtt::{ENTRY_PINGS, MIN_PLAUSIBLE_RTT, PERIODIC_PING_GAP, PING_TIMEOUT};
     use super::*;
     use pairlab_shared::{Hello, SubjectId, Welcome};
 
     const CONN: ConnId = ConnId::new(7);
+    const SEED: u64 = 11;
+
+    /// The ping ids the connections of these tests use.
+    fn ids() -> PingIds {
+        PingIds::seeded(SEED)
+    }
 
     fn ms(n: u64) -> Duration {
         Duration::from_millis(n)
@@ -314,7 +392,7 @@ mod tests {
 
     /// A connection that has sent `welcome` at `t0` and drained its outputs.
     fn welcomed(t0: Instant) -> Connection {
-        let mut c = Connection::new(CONN, t0, IDLE_TIMEOUT);
+        let mut c = Connection::new(CONN, t0, Timeouts::default(), ids());
         c.handle_send(t0, welcome());
         assert_eq!(outputs(&mut c), vec![Output::Send(welcome())]);
         c
@@ -323,7 +401,7 @@ mod tests {
     #[test]
     fn text_frames_decode_into_messages_or_malformed() {
         let t0 = Instant::now();
-        let mut c = Connection::new(CONN, t0, IDLE_TIMEOUT);
+        let mut c = Connection::new(CONN, t0, Timeouts::default(), ids());
         let hello = ClientMessage::Hello(Hello {
             subject_id: SubjectId::parse("alice").unwrap(),
             scene_id: None,
@@ -350,7 +428,7 @@ mod tests {
     #[test]
     fn binary_frames_are_malformed_and_control_frames_are_not_forwarded() {
         let t0 = Instant::now();
-        let mut c = Connection::new(CONN, t0, IDLE_TIMEOUT);
+        let mut c = Connection::new(CONN, t0, Timeouts::default(), ids());
         c.handle_frame(t0, Frame::Binary { len_bytes: 3 });
         c.handle_frame(t0, Frame::Control);
         assert_eq!(
@@ -365,7 +443,7 @@ mod tests {
     #[test]
     fn a_flood_gets_rate_limited_then_1008_and_nothing_more() {
         let t0 = Instant::now();
-        let mut c = Connection::new(CONN, t0, IDLE_TIMEOUT);
+        let mut c = Connection::new(CONN, t0, Timeouts::default(), ids());
         for _ in 0..RATE_LIMIT_BURST as usize {
             c.handle_frame(t0, Frame::Control);
         }
@@ -387,7 +465,7 @@ mod tests {
     #[test]
     fn frames_over_the_limit_close_with_1009() {
         let t0 = Instant::now();
-        let mut c = Connection::new(CONN, t0, IDLE_TIMEOUT);
+        let mut c = Connection::new(CONN, t0, Timeouts::default(), ids());
         let at_limit = format!("\"{}\"", "x".repeat(MAX_FRAME_BYTES - 2));
         c.handle_frame(t0, Frame::Text(&at_limit));
         assert!(matches!(
@@ -399,7 +477,7 @@ mod tests {
         assert_eq!(Close::TOO_BIG.code, 1009);
         assert!(Close::TOO_BIG.reason.contains(&MAX_FRAME_BYTES.to_string()));
 
-        let mut c = Connection::new(CONN, t0, IDLE_TIMEOUT);
+        let mut c = Connection::new(CONN, t0, Timeouts::default(), ids());
         c.handle_frame(
             t0,
             Frame::Binary {
@@ -412,10 +490,10 @@ mod tests {
     #[test]
     fn read_errors_close_with_their_codes() {
         let t0 = Instant::now();
-        let mut c = Connection::new(CONN, t0, IDLE_TIMEOUT);
+        let mut c = Connection::new(CONN, t0, Timeouts::default(), ids());
         c.handle_read_error(ReadError::TooBig);
         assert_eq!(outputs(&mut c), vec![Output::Close(Close::TOO_BIG)]);
-        let mut c = Connection::new(CONN, t0, IDLE_TIMEOUT);
+        let mut c = Connection::new(CONN, t0, Timeouts::default(), ids());
         c.handle_read_error(ReadError::Protocol);
         assert_eq!(outputs(&mut c), vec![Output::Close(Close::PROTOCOL_ERROR)]);
         assert_eq!(Close::PROTOCOL_ERROR.code, 1002);
@@ -424,7 +502,7 @@ mod tests {
     #[test]
     fn a_pong_before_welcome_goes_to_the_core() {
         let t0 = Instant::now();
-        let mut c = Connection::new(CONN, t0, IDLE_TIMEOUT);
+        let mut c = Connection::new(CONN, t0, Timeouts::default(), ids());
         c.handle_frame(t0, Frame::Text(&pong(1)));
         assert!(matches!(
             &outputs(&mut c)[..],
@@ -435,19 +513,32 @@ mod tests {
         ));
     }
 
+    /// Sends the ping due at `now` and returns its id.
+    fn ping_at(c: &mut Connection, now: Instant) -> u64 {
+        c.handle_timeout(now);
+        match &outputs(c)[..] {
+            [Output::Send(ServerMessage::Ping(Ping { seq }))] => *seq,
+            other => panic!("expected one ping, got {other:?}"),
+        }
+    }
+
     #[test]
     fn welcome_starts_the_pings_and_pongs_become_rtt_samples() {
         let t0 = Instant::now();
         let mut c = welcomed(t0);
+        let mut expected_ids = ids();
         assert_eq!(c.poll_timeout(), Some(t0), "the first ping is due at once");
-        for seq in 1..=u64::from(ENTRY_PINGS) {
-            let sent = t0 + ms(10 * seq);
-            c.handle_timeout(sent);
+        let mut first = None;
+        for n in 1..=u64::from(ENTRY_PINGS) {
+            let sent = t0 + ms(10 * n);
+            let id = ping_at(&mut c, sent);
             assert_eq!(
-                outputs(&mut c),
-                vec![Output::Send(ServerMessage::Ping(Ping { seq }))]
+                id,
+                expected_ids.next_id(),
+                "ids come from the PingIds given"
             );
-            c.handle_frame(sent + ms(4), Frame::Text(&pong(seq)));
+            first.get_or_insert(id);
+            c.handle_frame(sent + ms(4), Frame::Text(&pong(id)));
             assert_eq!(
                 outputs(&mut c),
                 vec![Output::Event(Event::RttSample {
@@ -457,9 +548,11 @@ mod tests {
                 "the pong is answered here, not forwarded"
             );
         }
-        // A stale pong is dropped; the next ping waits the periodic gap.
-        c.handle_frame(t0 + ms(50), Frame::Text(&pong(1)));
+        // A late pong is dropped (not suspect); the next ping waits the periodic gap.
+        c.handle_frame(t0 + ms(50), Frame::Text(&pong(first.unwrap_or_default())));
         assert_eq!(outputs(&mut c), vec![]);
+        assert_eq!(c.ignored_pongs().late, 1);
+        assert_eq!(c.ignored_pongs().suspect(), 0);
         let last_sent = t0 + ms(10 * u64::from(ENTRY_PINGS));
         assert_eq!(c.poll_timeout(), Some(last_sent + PERIODIC_PING_GAP));
         c.handle_timeout(last_sent + PERIODIC_PING_GAP - ms(1));
@@ -467,20 +560,55 @@ mod tests {
     }
 
     #[test]
+    fn pongs_for_guessed_ids_are_ignored_and_counted() {
+        let t0 = Instant::now();
+        let mut c = welcomed(t0);
+        let id = ping_at(&mut c, t0);
+        // What a client predicting a counter would send, before and after the real ping.
+        for guess in [1, 2, 3, id.wrapping_add(1)] {
+            c.handle_frame(t0 + ms(5), Frame::Text(&pong(guess)));
+        }
+        assert_eq!(outputs(&mut c), vec![], "no sample, nothing for the core");
+        assert_eq!(c.ignored_pongs().unsent, 4);
+        assert_eq!(c.poll_timeout(), Some(t0 + PING_TIMEOUT), "no next ping");
+        c.handle_frame(t0 + ms(150), Frame::Text(&pong(id)));
+        assert_eq!(
+            outputs(&mut c),
+            vec![Output::Event(Event::RttSample {
+                conn: CONN,
+                rtt_ms: 150.0
+            })],
+            "the real pong still counts"
+        );
+        assert_eq!(c.ignored_pongs().suspect(), 4);
+    }
+
+    #[test]
+    fn a_pong_faster_than_plausible_is_ignored_and_counted() {
+        let t0 = Instant::now();
+        let mut c = welcomed(t0);
+        let id = ping_at(&mut c, t0);
+        c.handle_frame(t0, Frame::Text(&pong(id)));
+        assert_eq!(outputs(&mut c), vec![]);
+        assert_eq!(c.ignored_pongs().too_fast, 1);
+        c.handle_frame(t0 + MIN_PLAUSIBLE_RTT, Frame::Text(&pong(id)));
+        assert!(matches!(
+            &outputs(&mut c)[..],
+            [Output::Event(Event::RttSample { .. })]
+        ));
+    }
+
+    #[test]
     fn only_the_first_welcome_starts_the_schedule() {
         let t0 = Instant::now();
         let mut c = welcomed(t0);
-        c.handle_timeout(t0);
-        assert_eq!(
-            outputs(&mut c),
-            vec![Output::Send(ServerMessage::Ping(Ping { seq: 1 }))]
-        );
+        ping_at(&mut c, t0);
         c.handle_send(t0 + ms(1), welcome());
         c.handle_timeout(t0 + ms(1));
         assert_eq!(
             outputs(&mut c),
             vec![Output::Send(welcome())],
-            "ping 1 is still outstanding"
+            "the first ping is still outstanding"
         );
     }
 
@@ -488,7 +616,15 @@ mod tests {
     fn silence_for_the_idle_timeout_closes_with_1008() {
         let t0 = Instant::now();
         let idle = ms(300);
-        let mut c = Connection::new(CONN, t0, idle);
+        let mut c = Connection::new(
+            CONN,
+            t0,
+            Timeouts {
+                idle,
+                ..Timeouts::default()
+            },
+            ids(),
+        );
         assert_eq!(c.poll_timeout(), Some(t0 + idle));
         c.handle_frame(t0 + ms(200), Frame::Control);
         assert_eq!(
@@ -522,5 +658,45 @@ mod tests {
         };
         assert_eq!(now, t0 + IDLE_TIMEOUT);
         assert!(pings >= 2, "{pings}");
+    }
+
+    /// A client that never says `hello` but keeps the socket busy with WebSocket pings (which
+    /// reset the idle rule) is closed at the hello deadline; one that is welcomed in time is
+    /// not.
+    #[test]
+    fn pings_without_hello_are_closed_at_the_hello_deadline() {
+        let t0 = Instant::now();
+        let hello = ms(1000);
+        let timeouts = Timeouts {
+            idle: ms(300),
+            hello,
+        };
+        let mut c = Connection::new(CONN, t0, timeouts, ids());
+        let mut now = t0;
+        while now + ms(100) < t0 + hello {
+            now += ms(100);
+            c.handle_frame(now, Frame::Control);
+            assert_eq!(c.poll_timeout(), Some(now + ms(300)).min(Some(t0 + hello)));
+            c.handle_timeout(now);
+            assert_eq!(outputs(&mut c), vec![], "open at {:?}", now - t0);
+        }
+        c.handle_frame(t0 + hello - ms(1), Frame::Control);
+        assert_eq!(c.poll_timeout(), Some(t0 + hello), "pings do not move it");
+        c.handle_timeout(t0 + hello);
+        assert_eq!(outputs(&mut c), vec![Output::Close(Close::NO_HELLO)]);
+        assert_eq!(Close::NO_HELLO.code, 1008);
+
+        let mut c = Connection::new(CONN, t0, timeouts, ids());
+        c.handle_send(t0 + ms(50), welcome());
+        outputs(&mut c);
+        for step in 1..=20 {
+            let now = t0 + ms(100 * step);
+            c.handle_frame(now, Frame::Control);
+            c.handle_timeout(now);
+            assert!(
+                !outputs(&mut c).contains(&Output::Close(Close::NO_HELLO)),
+                "welcomed: no hello deadline"
+            );
+        }
     }
 }

@@ -1,30 +1,123 @@
 //! Started games: who is in each, the relay of their WebRTC signals, the validation and
 //! recording of their reports, and the end of a game (PROTOCOL.md, Game).
 //!
-//! A game exists from the accepted group's `game_start` until the server process ends; it is
-//! *ended* (once) when a member reports `p2p_connection_failed` or leaves for good. Only a member
-//! may speak for a game, and only about other members; anything else is `not_a_member`. Signals
-//! of an ended game are dropped quietly (the peer is gone); reports are still recorded.
+//! A game exists from the accepted group's `game_start` until it *ends* (once): when a member
+//! reports `p2p_connection_failed` or leaves for good. An ended game is kept for
+//! [`GAME_TOMBSTONE_TTL`] so that its members' late messages are ignored quietly, then
+//! forgotten: the games held are the live ones plus those that ended within the last minute.
+//!
+//! Only a member may speak for a game, and only about other members; anything else is
+//! `not_a_member`. Signals and reports for an ended game are dropped quietly and not recorded.
+//! A game's record holds at most what an honest client sends ([`ReportRefused`], answered
+//! with `bad_message`, the connection staying open; nothing is recorded):
+//! - one `episode_summary` per member per episode: each member's episode numbers must rise
+//!   (a repeat, or an older episode, is refused), and a summary names each partner at most
+//!   once, with no more `quality_changes` than the quality bound allows since the game started;
+//!   at most [`EPISODES_PER_MIN`] summaries a minute per member, in bursts of
+//!   [`EPISODES_BURST`] (episodes shorter than a second are not supported);
+//! - `p2p_quality` changes at most [`QUALITY_CHANGES_PER_MIN`] a minute per member and partner
+//!   (a token bucket of [`QUALITY_CHANGES_BURST`]): the browser's quality monitor samples each
+//!   connection every 2 s and reports only changes of level, so an honest client sends at most
+//!   30 a minute per partner;
+//! - `p2p_connection_type` and `p2p_ice_restart` together at most
+//!   [`CONNECTION_REPORTS_PER_MIN`] a minute per member and partner, in bursts of
+//!   [`CONNECTION_REPORTS_BURST`]: an honest page sends one `p2p_connection_type` each time the
+//!   connection comes up and two `p2p_ice_restart`s per attempt, at most 3 attempts after a
+//!   failure or 5 s of disconnection.
 //!
 //! Members name each other by [`PlayerIndex`] (their place in `members`), never by
 //! `subject_id`: the index is translated to the id here, for the record only.
 
-use std::collections::HashMap;
-use std::time::Instant;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::time::{Duration, Instant};
 
 use pairlab_shared::{
-    ClientMessage, GameEndReason, GameEnded, GameId, GameStart, IceServer, PlayerIndex,
+    ClientMessage, ErrorCode, GameEndReason, GameEnded, GameId, GameStart, IceServer, PlayerIndex,
     ServerMessage, SubjectId, WebrtcSignalIn,
 };
 
+use super::ratelimit::RateLimiter;
 use super::research::{PairRtt, PeerReport, ResearchEvent};
 use super::{Effect, Pid};
+
+/// How long an ended game is remembered, so that its members' late signals and reports are
+/// ignored quietly instead of being answered with `not_a_member`.
+pub const GAME_TOMBSTONE_TTL: Duration = Duration::from_secs(60);
+
+/// Sustained `p2p_quality` changes a member may report per partner, per minute: one per 2 s
+/// sample of the browser's quality monitor.
+pub const QUALITY_CHANGES_PER_MIN: f64 = 30.0;
+
+/// `p2p_quality` changes a member may report per partner at once (a minute's worth).
+pub const QUALITY_CHANGES_BURST: f64 = 30.0;
+
+/// Sustained `p2p_connection_type` and `p2p_ice_restart` reports a member may send per
+/// partner, per minute.
+pub const CONNECTION_REPORTS_PER_MIN: f64 = 30.0;
+
+/// `p2p_connection_type` and `p2p_ice_restart` reports a member may send per partner at once.
+pub const CONNECTION_REPORTS_BURST: f64 = 30.0;
+
+/// Sustained `episode_summary` messages a member may send, per minute: one a second (an
+/// episode lasts the page's `episode_ms`, 10 s by default).
+pub const EPISODES_PER_MIN: f64 = 60.0;
+
+/// `episode_summary` messages a member may send at once.
+pub const EPISODES_BURST: f64 = 10.0;
 
 /// A game message was refused: the sender is not in that game, or a peer it names is not
 /// another member of it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("You are not in that game, or that participant is not your partner.")]
 pub struct NotAMember;
+
+/// A member's report asks for more than an honest client sends; it is not recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ReportRefused {
+    /// An `episode_summary` for an episode this member has reported already, or an older one.
+    #[error("Episode {episode} was already reported (the last reported is {last}); each episode is reported once, in order.")]
+    EpisodeRepeated {
+        /// The episode sent.
+        episode: u32,
+        /// The last episode this member reported.
+        last: u32,
+    },
+    /// More `episode_summary` messages than [`EPISODES_PER_MIN`] allows.
+    #[error("Too many episode summaries: at most one a second.")]
+    EpisodesTooOften,
+    /// An `episode_summary` naming a partner twice.
+    #[error("An episode summary names each partner at most once.")]
+    DuplicatePeer,
+    /// More quality changes than the quality monitor can produce (in `p2p_quality` messages, or
+    /// in an `episode_summary`'s `quality_changes`).
+    #[error("Too many quality changes: at most 30 a minute per partner.")]
+    TooManyQualityChanges,
+    /// More `p2p_connection_type` and `p2p_ice_restart` reports than
+    /// [`CONNECTION_REPORTS_PER_MIN`] allows.
+    #[error("Too many connection reports: at most 30 a minute per partner.")]
+    TooManyConnectionReports,
+}
+
+/// Why a game message was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum GameError {
+    /// Not a member, or the named peer is not a partner (`not_a_member`).
+    #[error(transparent)]
+    NotAMember(#[from] NotAMember),
+    /// Over the bound of an honest client (`bad_message`).
+    #[error(transparent)]
+    Refused(#[from] ReportRefused),
+}
+
+impl GameError {
+    /// The `error` code the sender gets; neither closes the connection.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            GameError::NotAMember(_) => ErrorCode::NotAMember,
+            GameError::Refused(_) => ErrorCode::BadMessage,
+        }
+    }
+}
 
 /// One member of a game.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,36 +168,71 @@ struct Reporter {
     peers: Vec<SubjectId>,
 }
 
+/// What a member has reported so far, for the bounds on reports.
+#[derive(Debug, Clone)]
+struct Reports {
+    /// The last episode summarized.
+    last_episode: Option<u32>,
+    /// The `episode_summary` token bucket.
+    episodes: RateLimiter,
+    /// `p2p_quality` token buckets, one per member of the game (in player order; the one for
+    /// the member themself is unused).
+    quality: Vec<RateLimiter>,
+    /// `p2p_connection_type` and `p2p_ice_restart` token buckets, likewise.
+    connection: Vec<RateLimiter>,
+}
+
+/// Which of a member's per-partner token buckets a report takes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PerPartner {
+    /// `p2p_quality`.
+    Quality,
+    /// `p2p_connection_type`, `p2p_ice_restart`.
+    Connection,
+}
+
 #[derive(Debug)]
 struct GameRoom {
     scene: usize,
     /// In player order.
     members: Vec<GameMember>,
+    /// Each member's reports so far, in player order.
+    reports: Vec<Reports>,
+    started_at: Instant,
     ended: bool,
 }
 
 impl GameRoom {
-    fn member(&self, pid: Pid) -> Option<&GameMember> {
-        self.members.iter().find(|m| m.pid == pid)
+    fn member_index(&self, pid: Pid) -> Option<usize> {
+        self.members.iter().position(|m| m.pid == pid)
     }
 
     /// The player index of member `pid`.
     fn index_of(&self, pid: Pid) -> Option<PlayerIndex> {
-        let i = self.members.iter().position(|m| m.pid == pid)?;
+        let i = self.member_index(pid)?;
         PlayerIndex::try_from(i).ok()
     }
 
-    /// Another member than `pid`, at player index `peer`.
-    fn peer(&self, pid: Pid, peer: PlayerIndex) -> Option<&GameMember> {
-        let member = self.members.get(usize::try_from(peer).ok()?)?;
-        (member.pid != pid).then_some(member)
+    /// The position in `members` of another member than `pid`, at player index `peer`.
+    fn peer_index(&self, pid: Pid, peer: PlayerIndex) -> Option<usize> {
+        let i = usize::try_from(peer).ok()?;
+        (self.members.get(i)?.pid != pid).then_some(i)
+    }
+
+    /// The most quality changes an honest member can report about one partner between the
+    /// game's start and `now`.
+    fn max_quality_changes(&self, now: Instant) -> usize {
+        let minutes = now.saturating_duration_since(self.started_at).as_secs_f64() / 60.0;
+        (QUALITY_CHANGES_BURST + QUALITY_CHANGES_PER_MIN * minutes) as usize
     }
 }
 
-/// Every started game of a server.
+/// The games of a server: the live ones and, for [`GAME_TOMBSTONE_TTL`], the ended ones.
 #[derive(Debug, Default)]
 pub struct Games {
     rooms: HashMap<GameId, GameRoom>,
+    /// Ended games and when to forget them, oldest first.
+    forget: VecDeque<(Instant, GameId)>,
 }
 
 impl Games {
@@ -133,11 +261,25 @@ impl Games {
                 (m.pid, start)
             })
             .collect();
+        let quality = RateLimiter::new(now, QUALITY_CHANGES_PER_MIN / 60.0, QUALITY_CHANGES_BURST);
+        let connection = RateLimiter::new(
+            now,
+            CONNECTION_REPORTS_PER_MIN / 60.0,
+            CONNECTION_REPORTS_BURST,
+        );
+        let reports = Reports {
+            last_episode: None,
+            episodes: RateLimiter::new(now, EPISODES_PER_MIN / 60.0, EPISODES_BURST),
+            quality: vec![quality; game.members.len()],
+            connection: vec![connection; game.members.len()],
+        };
         self.rooms.insert(
             game.game_id.clone(),
             GameRoom {
                 scene: game.scene,
+                reports: vec![reports; game.members.len()],
                 members: game.members,
+                started_at: now,
                 ended: false,
             },
         );
@@ -149,28 +291,60 @@ impl Games {
         StartedGame { starts, record }
     }
 
-    /// Whether the game exists and has ended.
+    /// Whether the game has ended: it did, or it is not known (any more: ended games are
+    /// forgotten [`GAME_TOMBSTONE_TTL`] after their end).
     pub fn is_ended(&self, game_id: &GameId) -> bool {
-        self.rooms.get(game_id).is_some_and(|g| g.ended)
+        self.rooms.get(game_id).is_none_or(|g| g.ended)
     }
 
-    /// A game message (`webrtc_signal`, `p2p_*`, `episode_summary`) from participant `pid`:
-    /// appends the relayed signal or the recorded report (and, for `p2p_connection_failed`,
-    /// the end of the game) to `out`. Other messages are ignored.
+    /// How many games are held (live, and ended within [`GAME_TOMBSTONE_TTL`]).
+    pub fn len(&self) -> usize {
+        self.rooms.len()
+    }
+
+    /// Whether no game is held.
+    pub fn is_empty(&self) -> bool {
+        self.rooms.is_empty()
+    }
+
+    /// When the oldest ended game is to be forgotten.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.forget.front().map(|(t, _)| *t)
+    }
+
+    /// Forgets the games that ended [`GAME_TOMBSTONE_TTL`] or longer before `now`.
+    pub fn expire(&mut self, now: Instant) {
+        while let Some((t, _)) = self.forget.front() {
+            if *t > now {
+                break;
+            }
+            if let Some((_, id)) = self.forget.pop_front() {
+                self.rooms.remove(&id);
+            }
+        }
+    }
+
+    /// A game message (`webrtc_signal`, `p2p_*`, `episode_summary`) from participant `pid` at
+    /// `now`: appends the relayed signal or the recorded report (and, for
+    /// `p2p_connection_failed`, the end of the game) to `out`. Messages for an ended game are
+    /// dropped quietly. Other messages are ignored.
     ///
     /// # Errors
-    /// [`NotAMember`] when `pid` is not in the game or a named peer is not another member.
+    /// [`GameError::NotAMember`] when `pid` is not in the game or a named peer is not another
+    /// member; [`GameError::Refused`] when a report exceeds what an honest client sends (see
+    /// the module docs). Nothing is sent or recorded then.
     pub fn handle(
         &mut self,
+        now: Instant,
         pid: Pid,
         msg: ClientMessage,
         out: &mut Vec<Effect>,
-    ) -> Result<(), NotAMember> {
+    ) -> Result<(), GameError> {
         match msg {
             ClientMessage::WebrtcSignal(s) => {
                 let room = self.rooms.get(&s.game_id).ok_or(NotAMember)?;
                 let from_index = room.index_of(pid).ok_or(NotAMember)?;
-                let to = room.peer(pid, s.target_index).ok_or(NotAMember)?;
+                let to = room.peer_index(pid, s.target_index).ok_or(NotAMember)?;
                 // Late signals of an ended game go nowhere, quietly.
                 if !room.ended {
                     let msg = ServerMessage::WebrtcSignal(WebrtcSignalIn {
@@ -179,15 +353,19 @@ impl Games {
                         signal_type: s.signal_type,
                         payload: s.payload,
                     });
-                    out.push(Effect::Send(to.pid, msg));
+                    out.push(Effect::Send(room.members[to].pid, msg));
                 }
             }
             ClientMessage::P2pConnectionType(m) => {
-                let Reporter {
+                let (game_id, peer) = (&m.game_id, m.peer_index);
+                let Some(Reporter {
                     scene,
                     subject_id,
                     peers,
-                } = self.reporter(&m.game_id, pid, &[m.peer_index])?;
+                }) = self.partner_report(now, game_id, pid, peer, Some(PerPartner::Connection))?
+                else {
+                    return Ok(());
+                };
                 let event = ResearchEvent::P2pConnectionType {
                     game_id: m.game_id,
                     subject_id,
@@ -198,11 +376,15 @@ impl Games {
                 out.push(Effect::Record(scene, event));
             }
             ClientMessage::P2pQuality(m) => {
-                let Reporter {
+                let (game_id, peer) = (&m.game_id, m.peer_index);
+                let Some(Reporter {
                     scene,
                     subject_id,
                     peers,
-                } = self.reporter(&m.game_id, pid, &[m.peer_index])?;
+                }) = self.partner_report(now, game_id, pid, peer, Some(PerPartner::Quality))?
+                else {
+                    return Ok(());
+                };
                 let event = ResearchEvent::P2pQuality {
                     game_id: m.game_id,
                     subject_id,
@@ -213,11 +395,15 @@ impl Games {
                 out.push(Effect::Record(scene, event));
             }
             ClientMessage::P2pIceRestart(m) => {
-                let Reporter {
+                let (game_id, peer) = (&m.game_id, m.peer_index);
+                let Some(Reporter {
                     scene,
                     subject_id,
                     peers,
-                } = self.reporter(&m.game_id, pid, &[m.peer_index])?;
+                }) = self.partner_report(now, game_id, pid, peer, Some(PerPartner::Connection))?
+                else {
+                    return Ok(());
+                };
                 let event = ResearchEvent::P2pIceRestart {
                     game_id: m.game_id,
                     subject_id,
@@ -230,11 +416,15 @@ impl Games {
                 out.push(Effect::Record(scene, event));
             }
             ClientMessage::P2pConnectionFailed(m) => {
-                let Reporter {
+                let (game_id, peer) = (&m.game_id, m.peer_index);
+                let Some(Reporter {
                     scene,
                     subject_id,
                     peers,
-                } = self.reporter(&m.game_id, pid, &[m.peer_index])?;
+                }) = self.partner_report(now, game_id, pid, peer, None)?
+                else {
+                    return Ok(());
+                };
                 let game_id = m.game_id.clone();
                 let event = ResearchEvent::P2pConnectionFailed {
                     game_id: m.game_id,
@@ -243,15 +433,47 @@ impl Games {
                     attempts: m.attempts,
                 };
                 out.push(Effect::Record(scene, event));
-                self.end(&game_id, GameEndReason::ConnectionFailed, subject_id, out);
+                self.end(
+                    now,
+                    &game_id,
+                    GameEndReason::ConnectionFailed,
+                    subject_id,
+                    out,
+                );
             }
             ClientMessage::EpisodeSummary(e) => {
                 let indices: Vec<PlayerIndex> = e.peers.iter().map(|p| p.peer_index).collect();
-                let Reporter {
+                let Some(Reporter {
                     scene,
                     subject_id,
                     peers,
-                } = self.reporter(&e.game_id, pid, &indices)?;
+                }) = self.reporter(&e.game_id, pid, &indices)?
+                else {
+                    return Ok(());
+                };
+                if indices.iter().collect::<HashSet<_>>().len() != indices.len() {
+                    return Err(ReportRefused::DuplicatePeer.into());
+                }
+                let room = self.rooms.get_mut(&e.game_id).ok_or(NotAMember)?;
+                let max_changes = room.max_quality_changes(now);
+                if e.peers
+                    .iter()
+                    .any(|p| p.quality_changes.len() > max_changes)
+                {
+                    return Err(ReportRefused::TooManyQualityChanges.into());
+                }
+                let me = room.member_index(pid).ok_or(NotAMember)?;
+                let reports = &mut room.reports[me];
+                if let Some(last) = reports.last_episode {
+                    if e.episode <= last {
+                        let episode = e.episode;
+                        return Err(ReportRefused::EpisodeRepeated { episode, last }.into());
+                    }
+                }
+                if !reports.episodes.allow(now) {
+                    return Err(ReportRefused::EpisodesTooOften.into());
+                }
+                reports.last_episode = Some(e.episode);
                 let peers = peers
                     .into_iter()
                     .zip(e.peers)
@@ -276,31 +498,84 @@ impl Games {
     }
 
     /// Checks that `pid` is a member of the game and every one of `peers` another member;
-    /// returns the reporter and the peers' ids, in `peers` order.
+    /// returns the reporter and the peers' ids, in `peers` order. `None`: the game has ended
+    /// (the report is dropped quietly).
     fn reporter(
         &self,
         game_id: &GameId,
         pid: Pid,
         peers: &[PlayerIndex],
-    ) -> Result<Reporter, NotAMember> {
+    ) -> Result<Option<Reporter>, NotAMember> {
         let room = self.rooms.get(game_id).ok_or(NotAMember)?;
-        let me = room.member(pid).ok_or(NotAMember)?;
+        let me = room.member_index(pid).ok_or(NotAMember)?;
         let peers = peers
             .iter()
-            .map(|&peer| room.peer(pid, peer).map(|m| m.subject_id.clone()))
+            .map(|&peer| {
+                let i = room.peer_index(pid, peer)?;
+                Some(room.members[i].subject_id.clone())
+            })
             .collect::<Option<Vec<_>>>()
             .ok_or(NotAMember)?;
-        Ok(Reporter {
+        Ok((!room.ended).then(|| Reporter {
             scene: room.scene,
-            subject_id: me.subject_id.clone(),
+            subject_id: room.members[me].subject_id.clone(),
             peers,
-        })
+        }))
     }
 
-    /// Ends a game for everyone in it (once): `game_ended` to every member, and the
-    /// `game_ended` line naming `by`, the member whose report or departure ended it.
+    /// [`Games::reporter`] for a report about one partner, `peer`, which also takes one token
+    /// from the member's `bucket` for that partner (if any).
+    fn partner_report(
+        &mut self,
+        now: Instant,
+        game_id: &GameId,
+        pid: Pid,
+        peer: PlayerIndex,
+        bucket: Option<PerPartner>,
+    ) -> Result<Option<Reporter>, GameError> {
+        let reporter = self.reporter(game_id, pid, &[peer])?;
+        if let (Some(_), Some(bucket)) = (&reporter, bucket) {
+            self.take(now, game_id, pid, peer, bucket)?;
+        }
+        Ok(reporter)
+    }
+
+    /// Takes one report of member `pid` about `peer` out of its `bucket`.
+    fn take(
+        &mut self,
+        now: Instant,
+        game_id: &GameId,
+        pid: Pid,
+        peer: PlayerIndex,
+        bucket: PerPartner,
+    ) -> Result<(), GameError> {
+        let room = self.rooms.get_mut(game_id).ok_or(NotAMember)?;
+        let me = room.member_index(pid).ok_or(NotAMember)?;
+        let to = room.peer_index(pid, peer).ok_or(NotAMember)?;
+        let reports = &mut room.reports[me];
+        let (limiter, refused) = match bucket {
+            PerPartner::Quality => (
+                &mut reports.quality[to],
+                ReportRefused::TooManyQualityChanges,
+            ),
+            PerPartner::Connection => (
+                &mut reports.connection[to],
+                ReportRefused::TooManyConnectionReports,
+            ),
+        };
+        if limiter.allow(now) {
+            Ok(())
+        } else {
+            Err(refused.into())
+        }
+    }
+
+    /// Ends a game for everyone in it (once), at `now`: `game_ended` to every member, and the
+    /// `game_ended` line naming `by`, the member whose report or departure ended it. The game
+    /// is forgotten [`GAME_TOMBSTONE_TTL`] later.
     pub fn end(
         &mut self,
+        now: Instant,
         game_id: &GameId,
         reason: GameEndReason,
         by: SubjectId,
@@ -313,6 +588,8 @@ impl Games {
             return;
         }
         room.ended = true;
+        self.forget
+            .push_back((now + GAME_TOMBSTONE_TTL, game_id.clone()));
         let message = match reason {
             GameEndReason::ConnectionFailed => {
                 "The connection between you and your partner was lost and could not be restored, so the game has ended."

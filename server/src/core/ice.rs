@@ -5,6 +5,11 @@
 //! with either its static credentials or credentials minted for that participant that expire
 //! `credential_ttl_s` after the moment they are handed out. The expiry is wall-clock time; the
 //! core only sees `Instant`s, so [`CoreClock`] says which Unix time its origin stands for.
+//!
+//! The router asks for a list only when it sends `probe_prepare` or `game_start`, so only the
+//! members of a probe or a game ever get credentials (someone who only waits gets none). By
+//! default `credential_ttl_s` is the longest a probe or a game of the scenes may need one
+//! ([`Config::default_credential_ttl_s`]), an hour with the defaults.
 
 use std::time::Instant;
 

@@ -22,7 +22,10 @@
 //!   may be grouped, by server RTT.
 //! - [`probe`]: the `ProbeCoordinator`: probe sessions (ready/start/signal/result, deadlines),
 //!   one probe round per proposed group, and the group's verdict against `max_p2p_rtt_ms`.
-//! - [`games`]: started games: signal relay, report validation and recording, end of a game.
+//! - [`games`]: started games: signal relay, report validation, bounds and recording, end of a
+//!   game; ended games are forgotten a minute later.
+//! - [`remembered`]: the compact, bounded form of each scene's done set and failed pairs, and
+//!   their rebuilding from the research record at start ([`DoneState`], [`Core::restore`]).
 //! - [`ice`]: the ICE servers per participant and TURN REST credential minting.
 //! - [`link`]: signed participant links (`[server] link_secret`): sign, verify.
 //! - [`ids`]: the handles [`ConnId`], [`Pid`], [`GroupId`] and the [`IdSource`]s.
@@ -54,6 +57,7 @@ pub mod link;
 pub mod matchmaker;
 pub mod probe;
 pub mod ratelimit;
+pub mod remembered;
 pub mod research;
 pub mod router;
 pub mod rtt;
@@ -67,8 +71,9 @@ use std::time::Instant;
 use pairlab_shared::{ClientMessage, DecodeError, ServerMessage};
 
 pub use ids::{ConnId, GroupId, IdSource, Pid, RandomIds, SeededIds};
+pub use remembered::DoneState;
 pub use research::ResearchEvent;
-pub use router::{Core, CoreStats};
+pub use router::{Core, CoreStats, MemoryStats};
 
 /// The core's only link to the wall clock, fixed when it is built: the monotonic `origin` and
 /// the Unix time, s, it stands for. The core dates minted TURN credentials with it
@@ -138,6 +143,12 @@ pub enum Event {
     },
     /// Time passed: fire every deadline at or before `now`.
     Tick,
+    /// The server is shutting down. The core records, per scene, `server_stopping` and then a
+    /// `participant_left` with reason `server_shutdown` for every live session (connected or in
+    /// its grace), and from then on ignores every event and has no deadline: the disconnects
+    /// of the shutdown are not recorded as drops. The shell sends it before it closes the
+    /// sockets.
+    Shutdown,
 }
 
 /// Something for the shell to do, in order.

@@ -239,6 +239,11 @@ impl ProbeCoordinator {
         self.probes.is_empty()
     }
 
+    /// Number of ended probes still remembered (for [`TOMBSTONE_TTL`]).
+    pub fn tombstones(&self) -> usize {
+        self.ended.len()
+    }
+
     /// Number of groups being probed.
     pub fn rounds(&self) -> usize {
         self.rounds.len()

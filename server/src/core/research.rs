@@ -198,9 +198,41 @@ pub enum ResearchEvent {
     ParticipantLeft {
         /// Who.
         subject_id: SubjectId,
-        /// `leave` (they quit) or `grace_expired` (dropped and did not come back in time).
+        /// `leave` (they quit), `grace_expired` (dropped and did not come back in time) or
+        /// `server_shutdown` (the server stopped while their session was live).
         reason: LeaveReason,
     },
+    /// The server started: the first line of every scene's record for this run of the server
+    /// (written before any connection is accepted).
+    ServerStarted {
+        /// The server's version (`pairlab --version`).
+        version: &'static str,
+        /// SHA-256 (lower-case hex) of the validated configuration's canonical form (its Rust
+        /// `Debug` rendering): equal for two runs with the same effective options, whatever
+        /// the TOML's comments, spacing or key order; different when any option differs.
+        config_sha256: String,
+    },
+    /// The server began shutting down (SIGTERM, Ctrl-C). Followed, in the same record, by one
+    /// `participant_left` with reason `server_shutdown` for each of the scene's live sessions,
+    /// and by nothing else: a run whose record has `server_started` but no `server_stopping`
+    /// ended in a crash.
+    ServerStopping {
+        /// The scene's live sessions (connected or in their reconnect grace), that is how many
+        /// `participant_left` lines follow.
+        live_participants: usize,
+    },
+}
+
+impl ResearchEvent {
+    /// The `server_started` line for a server running `config`.
+    pub fn server_started(config: &crate::config::Config) -> ResearchEvent {
+        use sha2::Digest as _;
+        let digest = sha2::Sha256::digest(format!("{config:?}").as_bytes());
+        ResearchEvent::ServerStarted {
+            version: env!("CARGO_PKG_VERSION"),
+            config_sha256: digest.iter().map(|b| format!("{b:02x}")).collect(),
+        }
+    }
 }
 
 /// One member's `probe_result`, as recorded.
@@ -240,6 +272,8 @@ pub enum LeaveReason {
     Leave,
     /// They dropped and did not reconnect within `reconnect_grace_ms`.
     GraceExpired,
+    /// The server shut down while their session was live.
+    ServerShutdown,
 }
 
 /// A pair's probe RTT.
@@ -290,6 +324,10 @@ pub enum ResearchEventKind {
     GameEnded,
     /// [`ResearchEvent::ParticipantLeft`].
     ParticipantLeft,
+    /// [`ResearchEvent::ServerStarted`].
+    ServerStarted,
+    /// [`ResearchEvent::ServerStopping`].
+    ServerStopping,
 }
 
 impl ResearchEventKind {
@@ -312,6 +350,8 @@ impl ResearchEventKind {
             ResearchEventKind::EpisodeSummary => "episode_summary",
             ResearchEventKind::GameEnded => "game_ended",
             ResearchEventKind::ParticipantLeft => "participant_left",
+            ResearchEventKind::ServerStarted => "server_started",
+            ResearchEventKind::ServerStopping => "server_stopping",
         }
     }
 }
@@ -342,6 +382,8 @@ impl ResearchEvent {
             ResearchEvent::EpisodeSummary { .. } => ResearchEventKind::EpisodeSummary,
             ResearchEvent::GameEnded { .. } => ResearchEventKind::GameEnded,
             ResearchEvent::ParticipantLeft { .. } => ResearchEventKind::ParticipantLeft,
+            ResearchEvent::ServerStarted { .. } => ResearchEventKind::ServerStarted,
+            ResearchEvent::ServerStopping { .. } => ResearchEventKind::ServerStopping,
         }
     }
 }
@@ -459,7 +501,14 @@ mod kind_tests {
             },
             ResearchEvent::ParticipantLeft {
                 subject_id: a,
-                reason: LeaveReason::Leave,
+                reason: LeaveReason::ServerShutdown,
+            },
+            ResearchEvent::ServerStarted {
+                version: "0.1.0",
+                config_sha256: "00".into(),
+            },
+            ResearchEvent::ServerStopping {
+                live_participants: 2,
             },
         ]
     }
@@ -483,5 +532,38 @@ mod kind_tests {
             kinds.insert(kind);
         }
         assert_eq!(kinds.len(), events.len(), "one event of each kind");
+    }
+
+    /// `server_started` carries the crate's version and a hash of the effective config: the
+    /// same for equal configs, different when an option changes.
+    #[test]
+    fn server_started_hashes_the_config() {
+        use crate::config::Config;
+        let config = |group_size: u32| {
+            let toml = format!(
+                "[[scene]]\nid = \"s\"\ngroup_size = {group_size}\nmatchmaker = \"fifo\"\n"
+            );
+            Config::from_toml_str(&toml).expect("a valid config")
+        };
+        let hash = |c: &Config| match ResearchEvent::server_started(c) {
+            ResearchEvent::ServerStarted {
+                version,
+                config_sha256,
+            } => {
+                assert_eq!(version, env!("CARGO_PKG_VERSION"));
+                config_sha256
+            }
+            other => panic!("{other:?}"),
+        };
+        let h2 = hash(&config(2));
+        assert_eq!(h2.len(), 64);
+        assert!(h2
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+        assert_eq!(h2, hash(&config(2)));
+        assert_ne!(h2, hash(&config(3)));
+        let line = serde_json::to_value(ResearchEvent::server_started(&config(2))).unwrap();
+        assert_eq!(line["event"], "server_started");
+        assert_eq!(line["config_sha256"], h2.as_str());
     }
 }

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use pairlab_shared::*;
 
-use super::research::{ProbeFailure, ResearchEvent};
+use super::research::{ProbeFailure, ResearchEvent, ResearchEventKind};
 use super::*;
 use crate::config::{Config, MatchmakerKind, SceneConfig};
 
@@ -92,6 +92,23 @@ impl H {
             msg,
         })
     }
+    /// A new connection `conn` (no frame yet).
+    fn connect(&mut self, conn: u64) -> Vec<Action> {
+        self.ev(Event::Connected {
+            conn: ConnId::new(conn),
+        })
+    }
+    /// `conn` sends `text`, a frame that does not decode as a client message.
+    fn malformed(&mut self, conn: u64, text: &str) -> Vec<Action> {
+        let error = match ClientMessage::decode(text) {
+            Ok(msg) => panic!("{text} decodes as {msg:?}"),
+            Err(error) => error,
+        };
+        self.ev(Event::Malformed {
+            conn: ConnId::new(conn),
+            error,
+        })
+    }
     fn tick_at(&mut self, ms: u64) -> Vec<Action> {
         self.at(ms);
         self.ev(Event::Tick)
@@ -129,11 +146,9 @@ impl H {
             })
             .unwrap_or_default()
     }
-    fn count(&self, name: &str) -> usize {
-        self.records
-            .iter()
-            .filter(|r| serde_json::to_value(r).unwrap()["event"] == name)
-            .count()
+    /// How many research events of `kind` the core has recorded.
+    fn count(&self, kind: ResearchEventKind) -> usize {
+        self.records.iter().filter(|r| r.kind() == kind).count()
     }
 }
 
@@ -233,16 +248,14 @@ fn fifo_without_probe_starts_game_at_once() {
     assert_eq!(h.game_players(), vec![sid("A"), sid("B")], "arrival order");
     assert_eq!((ga.player_index, gb.player_index), (0, 1));
     assert!(prepare(&b, 1).is_none());
-    assert_eq!(h.count("game_created"), 1);
-    assert_eq!(h.count("match_proposed"), 1);
+    assert_eq!(h.count(ResearchEventKind::GameCreated), 1);
+    assert_eq!(h.count(ResearchEventKind::MatchProposed), 1);
 }
 
 #[test]
 fn waits_for_entry_samples_or_time() {
     let mut h = H::new(SceneConfig::with_defaults("s", 2, MatchmakerKind::Fifo));
-    h.ev(Event::Connected {
-        conn: ConnId::new(1),
-    });
+    h.connect(1);
     h.hello(1, "A", None);
     let a = h.ev(Event::RttSample {
         conn: ConnId::new(1),
@@ -279,7 +292,7 @@ fn latency_prefilter_sums_server_rtts() {
 fn probe_accept_full_life_cycle() {
     let mut h = H::new(latency_scene(Some(150.0)));
     let id = probe_pair(&mut h);
-    assert_eq!(h.count("probe_started"), 1);
+    assert_eq!(h.count(ResearchEventKind::ProbeStarted), 1);
     // Ready counts once per member.
     assert!(sent(&h.msg(1, ready(&id)), 1).is_empty());
     assert!(sent(&h.msg(1, ready(&id)), 1).is_empty(), "duplicate ready");
@@ -399,7 +412,7 @@ fn rejected_pair_returns_and_next_candidate_is_probed_never_the_same_pair() {
         prepare(&a, 1).is_none(),
         "the failed pair is not probed again"
     );
-    assert_eq!(h.count("match_rejected"), 1);
+    assert_eq!(h.count(ResearchEventKind::MatchRejected), 1);
     let c = h.join(3, "C", 10.0);
     let p = prepare(&c, 3).expect("C is probed");
     assert_eq!(
@@ -475,9 +488,7 @@ fn disconnect_during_probe_fails_it_at_once_without_blaming_the_pair() {
         }
     )));
     // B reloads and resumes: the pair may be probed again (a disconnect is not a verdict).
-    h.ev(Event::Connected {
-        conn: ConnId::new(3),
-    });
+    h.connect(3);
     let r = h.hello(3, "B", Some(tok_b));
     assert!(prepare(&r, 1).is_some() && prepare(&r, 3).is_some());
 }
@@ -487,9 +498,7 @@ fn resume_keeps_place_and_duplicate_is_refused() {
     let mut h = H::new(latency_scene(Some(150.0)));
     let a = h.join(1, "A", 10.0);
     let tok = token(&a, 1);
-    h.ev(Event::Connected {
-        conn: ConnId::new(5),
-    });
+    h.connect(5);
     let dup = h.hello(5, "A", None);
     assert_eq!(error_code(&dup, 5), Some(ErrorCode::IdInUse));
     assert!(closed(&dup, 5));
@@ -503,18 +512,14 @@ fn resume_keeps_place_and_duplicate_is_refused() {
         0,
         "a dropped participant is not matchable"
     );
-    h.ev(Event::Connected {
-        conn: ConnId::new(6),
-    });
+    h.connect(6);
     assert_eq!(
         error_code(&h.hello(6, "A", None), 6),
         Some(ErrorCode::IdInUse),
         "during the grace a hello without the token is refused"
     );
     h.at(2_000);
-    h.ev(Event::Connected {
-        conn: ConnId::new(7),
-    });
+    h.connect(7);
     let r = h.hello(7, "A", Some(tok.clone()));
     let new_tok = token(&r, 7);
     assert_ne!(new_tok, tok, "the token changes at each welcome");
@@ -533,9 +538,7 @@ fn takeover_of_a_live_session_closes_the_old_socket() {
     let mut h = H::new(latency_scene(None));
     let a = h.join(1, "A", 10.0);
     let tok = token(&a, 1);
-    h.ev(Event::Connected {
-        conn: ConnId::new(2),
-    });
+    h.connect(2);
     let r = h.hello(2, "A", Some(tok));
     assert!(closed(&r, 1));
     assert!(waitroom(&r, 2).is_some());
@@ -678,10 +681,8 @@ fn session_is_gone_after_the_grace() {
         conn: ConnId::new(1),
     });
     h.tick_at(3_000);
-    assert_eq!(h.count("participant_left"), 1);
-    h.ev(Event::Connected {
-        conn: ConnId::new(2),
-    });
+    assert_eq!(h.count(ResearchEventKind::ParticipantLeft), 1);
+    h.connect(2);
     let r = h.hello(2, "A", Some(tok));
     assert!(
         error_code(&r, 2).is_none(),
@@ -709,10 +710,8 @@ fn waitroom_timeout_is_enforced_and_final() {
         other => panic!("{other:?}"),
     }
     assert!(closed(&a, 1));
-    assert_eq!(h.count("waitroom_timeout"), 1);
-    h.ev(Event::Connected {
-        conn: ConnId::new(2),
-    });
+    assert_eq!(h.count(ResearchEventKind::WaitroomTimeout), 1);
+    h.connect(2);
     let r = h.hello(2, "A", None);
     assert_eq!(error_code(&r, 2), Some(ErrorCode::IdInUse));
     assert!(closed(&r, 2));
@@ -740,23 +739,28 @@ fn leave_is_final_and_frees_the_partner() {
     let a = h.msg(2, ClientMessage::Leave);
     assert!(closed(&a, 2));
     assert!(waitroom(&a, 1).is_some());
-    h.ev(Event::Connected {
-        conn: ConnId::new(3),
-    });
+    h.connect(3);
     assert_eq!(
         error_code(&h.hello(3, "B", None), 3),
         Some(ErrorCode::IdInUse)
     );
 }
 
-#[test]
-fn groups_of_three_probe_every_pair_in_parallel() {
+/// A groups-of-three latency scene (P2P RTT limit 100 ms) with A, B and C joined on
+/// connections 1 to 3: the harness, and what C's join sent (the three probes' prepares).
+fn trio_in_probes() -> (H, Vec<Action>) {
     let mut s = latency_scene(Some(100.0));
     s.group_size = 3;
     let mut h = H::new(s);
     h.join(1, "A", 10.0);
     h.join(2, "B", 10.0);
     let a = h.join(3, "C", 10.0);
+    (h, a)
+}
+
+#[test]
+fn groups_of_three_probe_every_pair_in_parallel() {
+    let (mut h, a) = trio_in_probes();
     let ids: Vec<ProbeSessionId> = [1, 2, 3]
         .iter()
         .flat_map(|&c| {
@@ -784,12 +788,7 @@ fn groups_of_three_probe_every_pair_in_parallel() {
 
 #[test]
 fn group_of_three_with_one_bad_pair_returns_everyone() {
-    let mut s = latency_scene(Some(100.0));
-    s.group_size = 3;
-    let mut h = H::new(s);
-    h.join(1, "A", 10.0);
-    h.join(2, "B", 10.0);
-    let a = h.join(3, "C", 10.0);
+    let (mut h, a) = trio_in_probes();
     let mut last = vec![];
     for conn in [1, 2, 3] {
         for m in sent(&a, conn) {
@@ -820,32 +819,18 @@ fn group_of_three_with_one_bad_pair_returns_everyone() {
 #[test]
 fn hello_rules() {
     let mut h = H::with_scenes(vec![latency_scene(None)]);
-    h.ev(Event::Connected {
-        conn: ConnId::new(1),
-    });
+    h.connect(1);
     let a = h.msg(1, ClientMessage::Leave);
     assert_eq!(error_code(&a, 1), Some(ErrorCode::HelloRequired));
     assert!(closed(&a, 1));
-    h.ev(Event::Connected {
-        conn: ConnId::new(2),
-    });
-    let a = h.ev(Event::Malformed {
-        conn: ConnId::new(2),
-        error: ClientMessage::decode("nonsense").unwrap_err(),
-    });
+    h.connect(2);
+    let a = h.malformed(2, "nonsense");
     assert_eq!(error_code(&a, 2), Some(ErrorCode::HelloRequired));
-    h.ev(Event::Connected {
-        conn: ConnId::new(3),
-    });
-    let a = h.ev(Event::Malformed {
-        conn: ConnId::new(3),
-        error: ClientMessage::decode(r#"{"type":"hello","subject_id":"a b"}"#).unwrap_err(),
-    });
+    h.connect(3);
+    let a = h.malformed(3, r#"{"type":"hello","subject_id":"a b"}"#);
     assert_eq!(error_code(&a, 3), Some(ErrorCode::InvalidSubjectId));
     assert!(closed(&a, 3));
-    h.ev(Event::Connected {
-        conn: ConnId::new(4),
-    });
+    h.connect(4);
     let a = h.msg(
         4,
         ClientMessage::Hello(Hello {
@@ -865,10 +850,7 @@ fn hello_rules() {
     );
     assert!(closed(&a, 5));
     h.join(6, "B", 10.0);
-    let a = h.ev(Event::Malformed {
-        conn: ConnId::new(6),
-        error: ClientMessage::decode(r#"{"type":"dance"}"#).unwrap_err(),
-    });
+    let a = h.malformed(6, r#"{"type":"dance"}"#);
     assert_eq!(error_code(&a, 6), Some(ErrorCode::UnknownType));
     assert!(!closed(&a, 6));
 }
@@ -924,10 +906,7 @@ fn hidden_lobby_count_is_null_and_not_broadcast() {
 fn malformed_after_hello_keeps_connection() {
     let mut h = H::new(latency_scene(None));
     h.join(1, "A", 10.0);
-    let a = h.ev(Event::Malformed {
-        conn: ConnId::new(1),
-        error: ClientMessage::decode(r#"{"type":"probe_ready"}"#).unwrap_err(),
-    });
+    let a = h.malformed(1, r#"{"type":"probe_ready"}"#);
     assert_eq!(error_code(&a, 1), Some(ErrorCode::BadMessage));
     assert!(!closed(&a, 1));
 }
@@ -1019,16 +998,16 @@ fn same_events_and_seed_give_the_same_actions() {
     let b = story(8);
     assert_ne!(a.log, b.log, "other ids");
     assert_eq!(a.records.len(), b.records.len());
-    for name in [
-        "probe_result",
-        "game_created",
-        "match_rejected",
-        "p2p_quality",
-        "participant_dropped",
-        "waitroom_timeout",
-        "game_ended",
+    for kind in [
+        ResearchEventKind::ProbeResult,
+        ResearchEventKind::GameCreated,
+        ResearchEventKind::MatchRejected,
+        ResearchEventKind::P2pQuality,
+        ResearchEventKind::ParticipantDropped,
+        ResearchEventKind::WaitroomTimeout,
+        ResearchEventKind::GameEnded,
     ] {
-        assert!(a.count(name) >= 1, "the story covers {name}");
+        assert!(a.count(kind) >= 1, "the story covers {kind}");
     }
     // Probes that end at one tick are decided in a fixed order (a group of three whose
     // three probes all miss their deadline).
@@ -1040,7 +1019,7 @@ fn same_events_and_seed_give_the_same_actions() {
             h.join(conn, subject, 10.0);
         }
         h.tick_at(6_000);
-        assert_eq!(h.count("probe_result"), 3);
+        assert_eq!(h.count(ResearchEventKind::ProbeResult), 3);
         h.log
     };
     assert_eq!(trio(7), trio(7));
@@ -1066,8 +1045,8 @@ fn cooperative_clients_keep_invariants() {
         let h = cooperative(seed, 1);
         assert_eq!(h.core.stats().probes, 0, "every probe ends by its deadline");
         assert_eq!(h.core.stats().waiting, 0, "every wait ends by its deadline");
-        games += h.count("game_created");
-        rejected += h.count("match_rejected");
+        games += h.count(ResearchEventKind::GameCreated);
+        rejected += h.count(ResearchEventKind::MatchRejected);
     }
     assert!(
         games > 0 && rejected > 0,
@@ -1241,9 +1220,7 @@ fn story(seed: u64) -> H {
         conn: ConnId::new(4),
     });
     h.at(6_500);
-    h.ev(Event::Connected {
-        conn: ConnId::new(5),
-    });
+    h.connect(5);
     h.hello(5, "D", Some(d_token));
     h.tick_at(7_000);
     h.msg(2, ClientMessage::Leave);
@@ -1330,8 +1307,8 @@ fn game_reports_are_recorded_and_connection_failure_ends_the_game_for_all() {
             rtt_ms: Some(170.0),
         }),
     );
-    assert_eq!(h.count("p2p_connection_type"), 1);
-    assert_eq!(h.count("p2p_quality"), 1);
+    assert_eq!(h.count(ResearchEventKind::P2pConnectionType), 1);
+    assert_eq!(h.count(ResearchEventKind::P2pQuality), 1);
     let line = serde_json::to_value(
         h.records
             .iter()
@@ -1360,7 +1337,7 @@ fn game_reports_are_recorded_and_connection_failure_ends_the_game_for_all() {
         }),
     );
     assert_eq!(error_code(&a, 1), Some(ErrorCode::NotAMember));
-    assert_eq!(h.count("p2p_quality"), 1);
+    assert_eq!(h.count(ResearchEventKind::P2pQuality), 1);
     let fail = ClientMessage::P2pConnectionFailed(P2pConnectionFailed {
         game_id: game_id.clone(),
         peer_index: 1,
@@ -1376,7 +1353,7 @@ fn game_reports_are_recorded_and_connection_failure_ends_the_game_for_all() {
             other => panic!("{other:?}"),
         }
     }
-    assert_eq!(h.count("game_ended"), 1);
+    assert_eq!(h.count(ResearchEventKind::GameEnded), 1);
     let fail_b = ClientMessage::P2pConnectionFailed(P2pConnectionFailed {
         game_id: game_id.clone(),
         peer_index: 0,
@@ -1392,8 +1369,12 @@ fn game_reports_are_recorded_and_connection_failure_ends_the_game_for_all() {
         Some(ErrorCode::NotAMember),
         "peer is self"
     );
-    assert_eq!(h.count("game_ended"), 1);
-    assert_eq!(h.count("p2p_connection_failed"), 2, "both reports are kept");
+    assert_eq!(h.count(ResearchEventKind::GameEnded), 1);
+    assert_eq!(
+        h.count(ResearchEventKind::P2pConnectionFailed),
+        1,
+        "a report after the game ended is dropped, not recorded"
+    );
 }
 
 #[test]
@@ -1404,6 +1385,23 @@ fn a_member_leaving_ends_the_game_for_the_others() {
     match &sent(&a, 1)[..] {
         [ServerMessage::GameEnded(e)] => assert_eq!(e.reason, GameEndReason::PeerLeft),
         other => panic!("{other:?}"),
+    }
+}
+
+/// One scene, and a `[turn]` server whose credentials are minted from the secret
+/// `pairlab-secret` and last 600 s.
+fn turn_secret_config(scene: SceneConfig) -> Config {
+    Config {
+        scenes: vec![scene],
+        ice_servers: vec![],
+        turn: Some(crate::config::TurnConfig {
+            urls: vec!["turn:127.0.0.1:3478".into()],
+            auth: crate::config::TurnAuth::Secret {
+                static_auth_secret: "pairlab-secret".into(),
+                credential_ttl_s: 600,
+            },
+        }),
+        server: Default::default(),
     }
 }
 
@@ -1419,19 +1417,7 @@ fn turn_credentials_are_minted_per_participant() {
         )
     );
     let scene = SceneConfig::with_defaults("s", 2, MatchmakerKind::Fifo);
-    let config = Config {
-        scenes: vec![scene],
-        ice_servers: vec![],
-        turn: Some(crate::config::TurnConfig {
-            urls: vec!["turn:127.0.0.1:3478".into()],
-            auth: crate::config::TurnAuth::Secret {
-                static_auth_secret: "pairlab-secret".into(),
-                credential_ttl_s: 600,
-            },
-        }),
-        server: Default::default(),
-    };
-    let mut h = H::with_config(config, 1);
+    let mut h = H::with_config(turn_secret_config(scene), 1);
     h.at(3_000);
     h.join(1, "A", 10.0);
     let b = h.join(2, "B", 10.0);
@@ -1446,4 +1432,551 @@ fn turn_credentials_are_minted_per_participant() {
     assert_eq!(bb[0].username.as_deref(), Some("1700000603:B"));
     let expect = super::ice::turn_rest_credentials("pairlab-secret", "A", 1_700_000_603).1;
     assert_eq!(a[0].credential.as_deref(), Some(expect.as_str()));
+}
+
+// ---------------------------------------------------------------------------------------------
+// The record's order and the server's lifecycle
+// ---------------------------------------------------------------------------------------------
+
+/// Where `game_created` and the first `game_start` are among `actions`.
+fn created_and_first_start(actions: &[Action]) -> (usize, usize) {
+    let created = actions
+        .iter()
+        .position(|a| {
+            matches!(
+                a,
+                Action::Record {
+                    event: ResearchEvent::GameCreated { .. },
+                    ..
+                }
+            )
+        })
+        .expect("a game_created line");
+    let start = actions
+        .iter()
+        .position(|a| {
+            matches!(
+                a,
+                Action::Send {
+                    msg: ServerMessage::GameStart(_),
+                    ..
+                }
+            )
+        })
+        .expect("a game_start");
+    (created, start)
+}
+
+/// `game_created` is recorded before any `game_start` is sent, with or without a probe: the
+/// shell carries actions out in order and the record writer is FIFO.
+#[test]
+fn game_created_is_recorded_before_game_start_is_sent() {
+    let mut h = H::new(SceneConfig::with_defaults("s", 2, MatchmakerKind::Fifo));
+    h.join(1, "A", 10.0);
+    let (created, start) = created_and_first_start(&h.join(2, "B", 10.0));
+    assert!(created < start, "without probe: {created} vs {start}");
+
+    let mut h = H::new(latency_scene(Some(150.0)));
+    let id = probe_pair(&mut h);
+    h.msg(1, result(&id, Some(40.0)));
+    let (created, start) = created_and_first_start(&h.msg(2, result(&id, Some(50.0))));
+    assert!(created < start, "after a probe: {created} vs {start}");
+}
+
+/// At shutdown every live session (waiting, in a game, in its grace) gets `participant_left`
+/// with reason `server_shutdown` as its last line, after its scene's `server_stopping`; the
+/// core then ignores the shutdown's disconnects (no `participant_dropped`) and everything else.
+#[test]
+fn shutdown_ends_every_live_session_as_server_shutdown() {
+    let other = SceneConfig::with_defaults("t", 2, MatchmakerKind::Fifo);
+    let mut h = H::with_scenes(vec![
+        SceneConfig::with_defaults("s", 2, MatchmakerKind::Fifo),
+        other,
+    ]);
+    h.join(1, "A", 10.0);
+    h.join(2, "B", 10.0); // A and B play
+    h.join(3, "C", 10.0); // C waits
+    h.join(4, "D", 10.0); // D plays with C
+    h.join(5, "E", 10.0);
+    h.ev(Event::Disconnected {
+        conn: ConnId::new(5),
+    }); // E is in their grace
+    h.ev(Event::Connected {
+        conn: ConnId::new(6),
+    }); // never says hello
+    let dropped_before = h.count(ResearchEventKind::ParticipantDropped);
+    let first = h.records.len();
+    h.at(1_000);
+    let out = h.ev(Event::Shutdown);
+    assert!(
+        out.iter().all(|a| matches!(a, Action::Record { .. })),
+        "{out:?}"
+    );
+    let lines: Vec<(String, ResearchEvent)> = out
+        .into_iter()
+        .filter_map(|a| match a {
+            Action::Record { scene_id, event } => Some((scene_id, event)),
+            _ => None,
+        })
+        .collect();
+    let left = |s: &str| ResearchEvent::ParticipantLeft {
+        subject_id: sid(s),
+        reason: research::LeaveReason::ServerShutdown,
+    };
+    let expected: Vec<(String, ResearchEvent)> = vec![
+        (
+            "s".into(),
+            ResearchEvent::ServerStopping {
+                live_participants: 5,
+            },
+        ),
+        ("s".into(), left("A")),
+        ("s".into(), left("B")),
+        ("s".into(), left("C")),
+        ("s".into(), left("D")),
+        ("s".into(), left("E")),
+        (
+            "t".into(),
+            ResearchEvent::ServerStopping {
+                live_participants: 0,
+            },
+        ),
+    ];
+    assert_eq!(lines, expected);
+    assert_eq!(h.records.len(), first + expected.len());
+    assert_eq!(
+        h.core.next_deadline(),
+        None,
+        "a stopped core has no deadline"
+    );
+    // The sockets close, time passes, someone new arrives: nothing more happens.
+    for conn in 1..=6 {
+        assert!(h
+            .ev(Event::Disconnected {
+                conn: ConnId::new(conn)
+            })
+            .is_empty());
+    }
+    h.at(60_000);
+    assert!(h.ev(Event::Tick).is_empty());
+    assert!(h
+        .ev(Event::Connected {
+            conn: ConnId::new(7)
+        })
+        .is_empty());
+    assert!(h.hello(7, "F", None).is_empty());
+    assert!(
+        h.ev(Event::Shutdown).is_empty(),
+        "a second shutdown adds nothing"
+    );
+    assert_eq!(
+        h.count(ResearchEventKind::ParticipantDropped),
+        dropped_before
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Bounds: game reports, memory, restart, TURN credentials
+// ---------------------------------------------------------------------------------------------
+
+/// An `episode_summary` naming `peers` by player index (in these tests A is player 0, B 1 and
+/// C 2).
+fn summary(
+    game_id: &GameId,
+    episode: u32,
+    peers: &[PlayerIndex],
+    quality_changes: usize,
+) -> ClientMessage {
+    ClientMessage::EpisodeSummary(EpisodeSummary {
+        game_id: game_id.clone(),
+        episode,
+        frames: 600,
+        inputs_sent: 600,
+        peers: peers
+            .iter()
+            .map(|&peer_index| PeerMetrics {
+                peer_index,
+                inputs_received: 598,
+                connection: None,
+                rtt_ms: None,
+                quality_changes: vec![
+                    QualityChange {
+                        level: QualityLevel::Warning,
+                        at_ms: 1.0,
+                    };
+                    quality_changes
+                ],
+                ice_restarts: 0,
+            })
+            .collect(),
+    })
+}
+
+/// A `p2p_quality` about player `peer_index`.
+fn quality(game_id: &GameId, peer_index: PlayerIndex) -> ClientMessage {
+    ClientMessage::P2pQuality(P2pQuality {
+        game_id: game_id.clone(),
+        peer_index,
+        level: QualityLevel::Warning,
+        rtt_ms: Some(170.0),
+    })
+}
+
+/// One `episode_summary` per member per episode, each partner named once, quality changes no
+/// more than the monitor can produce; a refusal is `bad_message` (the connection stays open)
+/// and nothing is recorded; after `game_ended`, reports are dropped quietly.
+#[test]
+fn episode_summaries_are_accepted_once_per_member_and_episode() {
+    let mut h = H::new(SceneConfig::with_defaults("s", 2, MatchmakerKind::Fifo));
+    let g = game_pair(&mut h);
+    h.at(10_000);
+    assert!(sent(&h.msg(1, summary(&g, 1, &[1], 1)), 1).is_empty());
+    assert!(
+        sent(&h.msg(2, summary(&g, 1, &[0], 1)), 2).is_empty(),
+        "B's own episode 1"
+    );
+    assert_eq!(h.count(ResearchEventKind::EpisodeSummary), 2);
+    for (episode, why) in [(1, "a repeat"), (0, "an older episode")] {
+        let a = h.msg(1, summary(&g, episode, &[1], 1));
+        assert_eq!(error_code(&a, 1), Some(ErrorCode::BadMessage), "{why}");
+        assert!(!closed(&a, 1), "bad_message keeps the connection");
+    }
+    let a = h.msg(1, summary(&g, 2, &[1, 1], 1));
+    assert_eq!(
+        error_code(&a, 1),
+        Some(ErrorCode::BadMessage),
+        "a partner twice"
+    );
+    // 10 s into the game: at most 30 + 5 quality changes per partner.
+    let a = h.msg(1, summary(&g, 2, &[1], 36));
+    assert_eq!(
+        error_code(&a, 1),
+        Some(ErrorCode::BadMessage),
+        "too many changes"
+    );
+    assert_eq!(
+        h.count(ResearchEventKind::EpisodeSummary),
+        2,
+        "no refused summary is recorded"
+    );
+    assert!(sent(&h.msg(1, summary(&g, 2, &[1], 35)), 1).is_empty());
+    assert!(
+        sent(&h.msg(1, summary(&g, 5, &[1], 0)), 1).is_empty(),
+        "a gap is fine"
+    );
+    assert_eq!(h.count(ResearchEventKind::EpisodeSummary), 4);
+    // At most 10 summaries at once (A has sent 3), then one a second.
+    for episode in 6..=12 {
+        assert!(sent(&h.msg(1, summary(&g, episode, &[1], 0)), 1).is_empty());
+    }
+    let a = h.msg(1, summary(&g, 13, &[1], 0));
+    assert_eq!(error_code(&a, 1), Some(ErrorCode::BadMessage), "too often");
+    h.at(11_000);
+    assert!(sent(&h.msg(1, summary(&g, 13, &[1], 0)), 1).is_empty());
+    assert_eq!(h.count(ResearchEventKind::EpisodeSummary), 12);
+
+    // The game ends: every report after it is dropped without a word and not recorded.
+    h.msg(2, ClientMessage::Leave);
+    assert_eq!(h.count(ResearchEventKind::GameEnded), 1);
+    let lines = h.records.len();
+    for msg in [summary(&g, 14, &[1], 0), quality(&g, 1)] {
+        let a = h.msg(1, msg);
+        assert!(sent(&a, 1).is_empty(), "{a:?}");
+    }
+    assert_eq!(h.records.len(), lines, "nothing recorded after game_ended");
+    // An outsider is still told they are not a member.
+    h.join(3, "C", 10.0);
+    assert_eq!(
+        error_code(&h.msg(3, summary(&g, 1, &[0], 0)), 3),
+        Some(ErrorCode::NotAMember)
+    );
+}
+
+/// `p2p_quality`: 30 changes at once per partner, then one every 2 s (30 a minute); the
+/// excess is refused with `bad_message` and not recorded. An honest monitor (one change per
+/// 2 s sample) is never refused.
+#[test]
+fn quality_changes_are_bounded_per_minute_and_partner() {
+    let mut h = H::new(SceneConfig::with_defaults("s", 3, MatchmakerKind::Fifo));
+    h.join(1, "A", 10.0);
+    h.join(2, "B", 10.0);
+    let g = game(&h.join(3, "C", 10.0), 1).expect("game").game_id;
+    h.at(1_000);
+    for _ in 0..30 {
+        assert!(sent(&h.msg(1, quality(&g, 1)), 1).is_empty());
+    }
+    let a = h.msg(1, quality(&g, 1));
+    assert_eq!(error_code(&a, 1), Some(ErrorCode::BadMessage));
+    assert!(!closed(&a, 1));
+    assert!(
+        sent(&h.msg(1, quality(&g, 2)), 1).is_empty(),
+        "each partner has its own bound"
+    );
+    assert!(
+        sent(&h.msg(2, quality(&g, 0)), 2).is_empty(),
+        "and each member"
+    );
+    assert_eq!(h.count(ResearchEventKind::P2pQuality), 32);
+    // Two seconds later, one more.
+    h.at(3_000);
+    assert!(sent(&h.msg(1, quality(&g, 1)), 1).is_empty());
+    assert_eq!(
+        error_code(&h.msg(1, quality(&g, 1)), 1),
+        Some(ErrorCode::BadMessage)
+    );
+    assert_eq!(h.count(ResearchEventKind::P2pQuality), 33);
+    // An honest monitor: one change per 2 s sample for ten minutes.
+    let mut h = H::new(SceneConfig::with_defaults("s", 2, MatchmakerKind::Fifo));
+    let g = game_pair(&mut h);
+    for i in 1..=300 {
+        h.at(i * 2_000);
+        assert!(sent(&h.msg(1, quality(&g, 1)), 1).is_empty(), "sample {i}");
+    }
+    assert_eq!(h.count(ResearchEventKind::P2pQuality), 300);
+}
+
+/// `p2p_ice_restart` and `p2p_connection_type` share a bound of their own: 30 at once per
+/// partner, then 30 a minute; the excess is refused with `bad_message` and not recorded.
+#[test]
+fn connection_reports_are_bounded_per_minute_and_partner() {
+    let mut h = H::new(SceneConfig::with_defaults("s", 2, MatchmakerKind::Fifo));
+    let g = game_pair(&mut h);
+    let restart = ClientMessage::P2pIceRestart(P2pIceRestart {
+        game_id: g.clone(),
+        peer_index: 1,
+        attempt: 1,
+        trigger: IceRestartTrigger::Disconnected,
+        outcome: IceRestartOutcome::Started,
+        duration_ms: None,
+    });
+    for _ in 0..30 {
+        assert!(sent(&h.msg(1, restart.clone()), 1).is_empty());
+    }
+    let a = h.msg(1, restart.clone());
+    assert_eq!(error_code(&a, 1), Some(ErrorCode::BadMessage));
+    assert!(!closed(&a, 1));
+    assert!(
+        sent(&h.msg(1, quality(&g, 1)), 1).is_empty(),
+        "quality has its own"
+    );
+    assert_eq!(h.count(ResearchEventKind::P2pIceRestart), 30);
+    h.at(2_000);
+    assert!(sent(&h.msg(1, restart), 1).is_empty(), "one more after 2 s");
+    assert_eq!(h.count(ResearchEventKind::P2pIceRestart), 31);
+}
+
+/// An ended game is forgotten [`GAME_TOMBSTONE_TTL`] after its end: late reports are ignored
+/// quietly until then, answered with `not_a_member` after; a member who resumes later still
+/// learns that the game ended.
+#[test]
+fn ended_games_are_forgotten_after_their_tombstone() {
+    use super::games::GAME_TOMBSTONE_TTL;
+    let mut s = SceneConfig::with_defaults("s", 2, MatchmakerKind::Fifo);
+    s.reconnect_grace_ms = 600_000;
+    let mut h = H::new(s);
+    let joined = {
+        h.join(1, "A", 10.0);
+        h.join(2, "B", 10.0)
+    };
+    let g = game(&joined, 1).expect("game").game_id;
+    let token_a = token(&h.log.clone(), 1);
+    h.at(1_000);
+    h.msg(2, ClientMessage::Leave);
+    h.tick_at(1_000); // (the count broadcast of the leave)
+    assert_eq!(h.core.memory_stats().games, 1, "kept as a tombstone");
+    let ttl_ms = GAME_TOMBSTONE_TTL.as_millis() as u64;
+    assert_eq!(
+        h.core.next_deadline(),
+        Some(h.t0 + Duration::from_millis(1_000 + ttl_ms)),
+        "the core wakes to forget it"
+    );
+    h.at(1_000 + ttl_ms - 1);
+    assert!(sent(&h.msg(1, quality(&g, 1)), 1).is_empty(), "late: quiet");
+    h.tick_at(1_000 + ttl_ms);
+    assert_eq!(h.core.memory_stats().games, 0, "forgotten");
+    assert_eq!(
+        error_code(&h.msg(1, quality(&g, 1)), 1),
+        Some(ErrorCode::NotAMember)
+    );
+    // A drops and resumes: game_start again, and game_ended, though the game is forgotten.
+    h.ev(Event::Disconnected {
+        conn: ConnId::new(1),
+    });
+    h.ev(Event::Connected {
+        conn: ConnId::new(5),
+    });
+    let a = h.hello(5, "A", Some(token_a));
+    assert!(matches!(
+        &sent(&a, 5)[..],
+        [
+            ServerMessage::Welcome(_),
+            ServerMessage::GameStart(_),
+            ServerMessage::GameEnded(_)
+        ]
+    ));
+}
+
+/// Plays `games` games of two through a probe scene without checking invariants per event
+/// (for speed): every tenth pair's probe fails (too slow); those two then leave from the
+/// waitroom; everyone else plays and leaves. Returns the core and the time after the last.
+fn play_through(games: u64) -> (Core, Instant) {
+    let mut scene = latency_scene(Some(100.0));
+    scene.id = "s".into();
+    let config = Config {
+        scenes: vec![scene],
+        ice_servers: vec![],
+        turn: None,
+        server: Default::default(),
+    };
+    let t0 = Instant::now();
+    let clock = CoreClock {
+        origin: t0,
+        origin_unix_s: UNIX_T0_S,
+    };
+    let mut core = Core::new(Arc::new(config), clock, Box::new(SeededIds::new(3)));
+    let mut out = Vec::new();
+    let mut now = t0;
+    // Each event's actions replace the previous ones (no log: it would hold millions).
+    let handle = |core: &mut Core, now: Instant, e: Event, out: &mut Vec<Action>| {
+        out.clear();
+        core.handle(now, e, out);
+    };
+    let say = |core: &mut Core, now: Instant, conn: ConnId, msg, out: &mut Vec<Action>| {
+        handle(core, now, Event::Message { conn, msg }, out);
+    };
+    for g in 0..games {
+        now += Duration::from_millis(10);
+        let (a, b) = (ConnId::new(2 * g + 1), ConnId::new(2 * g + 2));
+        for (conn, subject) in [(a, format!("a{g}")), (b, format!("b{g}"))] {
+            handle(&mut core, now, Event::Connected { conn }, &mut out);
+            let hello = ClientMessage::Hello(Hello {
+                subject_id: sid(&subject),
+                scene_id: None,
+                resume_token: None,
+                link_signature: None,
+            });
+            say(&mut core, now, conn, hello, &mut out);
+            for _ in 0..3 {
+                let e = Event::RttSample { conn, rtt_ms: 10.0 };
+                handle(&mut core, now, e, &mut out);
+            }
+        }
+        let id = prepare(&out, a.get()).expect("probed").probe_session_id;
+        let rtt = if g % 10 == 0 { 500.0 } else { 20.0 };
+        for msg in [ready(&id), result(&id, Some(rtt)), ClientMessage::Leave] {
+            for conn in [a, b] {
+                say(&mut core, now, conn, msg.clone(), &mut out);
+            }
+        }
+        for conn in [a, b] {
+            handle(&mut core, now, Event::Disconnected { conn }, &mut out);
+        }
+        handle(&mut core, now, Event::Tick, &mut out);
+    }
+    (core, now)
+}
+
+/// 100,000 games played through, then everyone gone: once the last deadlines have passed,
+/// nothing is left of them but the scene's compact memory (200,000 done subjects, 10,000
+/// failed pairs, both within their bounds).
+#[test]
+fn a_hundred_thousand_games_leave_only_the_bounded_memory() {
+    use super::remembered::{DONE_CAP, FAILED_PAIRS_CAP};
+    let games = 100_000;
+    let (mut core, now) = play_through(games);
+    let mut out = Vec::new();
+    // Past every waitroom deadline, grace, and tombstone.
+    core.handle(now + Duration::from_secs(3_600), Event::Tick, &mut out);
+    core.check_invariants().expect("invariants");
+    let m = core.memory_stats();
+    assert_eq!(
+        (m.connections, m.participants, m.probes, m.games, m.timers),
+        (0, 0, 0, 0, 0),
+        "{m:?}"
+    );
+    let s = m.scenes[0];
+    assert_eq!((s.places, s.waiting, s.sessions), (0, 0, 0), "{s:?}");
+    assert_eq!(s.done, (2 * games as usize).min(DONE_CAP));
+    assert_eq!(s.failed_pairs, (games as usize / 10).min(FAILED_PAIRS_CAP));
+    assert_eq!(core.next_deadline(), None, "nothing left to wake for");
+}
+
+/// The done set and the failed pairs rebuilt from the record: a done subject's `hello` is
+/// refused with `id_in_use`; a failed pair is not grouped again; anyone else plays.
+#[test]
+fn restored_done_set_and_failed_pairs_hold_after_a_restart() {
+    let record = concat!(
+        r#"{"ts":"t","event":"participant_left","scene_id":"s","subject_id":"L","reason":"leave"}"#,
+        "\n",
+        r#"{"ts":"t","event":"match_rejected","scene_id":"s","members":["A","B"],"reason":"rtt_too_high","failed_pairs":[["A","B"]]}"#,
+        "\n",
+        r#"{"ts":"t","event":"participant_left","#,
+    );
+    let state = DoneState::from_lines(record.as_bytes().split(|b| *b == b'\n'));
+    let mut h = H::new(SceneConfig::with_defaults("s", 2, MatchmakerKind::Fifo));
+    assert!(h.core.restore("s", &state));
+    assert!(!h.core.restore("nope", &state), "no such scene");
+    h.ev(Event::Connected {
+        conn: ConnId::new(1),
+    });
+    let a = h.hello(1, "L", None);
+    assert_eq!(error_code(&a, 1), Some(ErrorCode::IdInUse));
+    assert!(closed(&a, 1));
+    h.join(2, "A", 10.0);
+    let b = h.join(3, "B", 10.0);
+    assert!(
+        game(&b, 2).is_none(),
+        "the failed pair is not grouped again"
+    );
+    let c = h.join(4, "C", 10.0);
+    assert!(game(&c, 2).is_some(), "A plays with someone else");
+}
+
+/// TURN credentials are minted only for participants in a probe or a game: nothing sent to a
+/// participant who waits and times out, or to anyone before `probe_prepare`, carries one; the
+/// ones minted name their recipient.
+#[test]
+fn turn_credentials_reach_only_probe_and_game_members() {
+    let mut scene = latency_scene(Some(100.0));
+    scene.waitroom_timeout_ms = 5_000;
+    let mut h = H::with_config(turn_secret_config(scene), 1);
+    h.join(1, "A", 10.0);
+    h.join(2, "W", 500.0); // Too slow for A: waits alone, then times out.
+    let id = prepare(&h.join(3, "B", 10.0), 1)
+        .expect("A and B are probed")
+        .probe_session_id;
+    h.at(100);
+    for c in [1, 3] {
+        h.msg(c, ready(&id));
+    }
+    for c in [1, 3] {
+        h.msg(c, result(&id, Some(20.0)));
+    }
+    h.tick_at(6_000);
+    assert_eq!(
+        h.count(ResearchEventKind::WaitroomTimeout),
+        1,
+        "W timed out"
+    );
+    let mut minted = 0;
+    for action in &h.log {
+        let Action::Send { conn, msg } = action else {
+            continue;
+        };
+        let ice = match msg {
+            ServerMessage::ProbePrepare(p) => &p.ice_servers,
+            ServerMessage::GameStart(g) => &g.ice_servers,
+            other => {
+                let json = serde_json::to_string(other).unwrap();
+                assert!(!json.contains("credential"), "{json}");
+                continue;
+            }
+        };
+        assert_ne!(conn.get(), 2, "W is never given TURN credentials");
+        let who = if conn.get() == 1 { "A" } else { "B" };
+        let username = ice[0].username.as_deref().unwrap();
+        assert!(username.ends_with(&format!(":{who}")), "{username}");
+        minted += 1;
+    }
+    assert_eq!(minted, 4, "probe_prepare and game_start, to A and to B");
 }

@@ -11,14 +11,21 @@
 //!
 //! The waitroom runs the scene's [`Matchmaker`] over the waiting set with its own rule on top:
 //! a pair whose probe failed (RTT too high, measurement failed, no report by the deadline) is
-//! remembered by subject id and never grouped again.
+//! remembered and never grouped again.
+//!
+//! The done set and the failed pairs outlive sessions, so they are kept compact and bounded:
+//! keyed 64-bit fingerprints of subject ids, at most [`DONE_CAP`]
+//! subjects and [`FAILED_PAIRS_CAP`] pairs per scene, the
+//! oldest forgotten beyond that (see [`super::remembered`]). Everything else here lives only as
+//! long as the sessions it belongs to.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use pairlab_shared::{SubjectId, Waitroom};
 
 use super::matchmaker::{self, Candidate, Matchmaker};
+use super::remembered::{BoundedSet, DoneState, SubjectHasher, DONE_CAP, FAILED_PAIRS_CAP};
 use super::Pid;
 use crate::config::SceneConfig;
 
@@ -65,6 +72,21 @@ pub struct Broadcast {
     pub again_at: Option<Instant>,
 }
 
+/// How much one scene's waitroom holds (see [`SceneWaitroom::sizes`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct WaitroomSizes {
+    /// Participants with a place (entered the waitroom, session alive).
+    pub places: usize,
+    /// The waiting set.
+    pub waiting: usize,
+    /// Sessions by subject id.
+    pub sessions: usize,
+    /// Subjects in the done set (≤ [`DONE_CAP`]).
+    pub done: usize,
+    /// Remembered failed pairs (≤ [`FAILED_PAIRS_CAP`]).
+    pub failed_pairs: usize,
+}
+
 /// The waitroom state of one scene.
 pub struct SceneWaitroom {
     cfg: SceneConfig,
@@ -77,16 +99,20 @@ pub struct SceneWaitroom {
     next_seq: u64,
     /// Every session of the scene (connected or in its reconnect grace), by subject id.
     sessions: HashMap<SubjectId, Pid>,
-    /// Subjects whose part in the scene is over (left, timed out, or played).
-    done: HashSet<SubjectId>,
-    failed_with: HashMap<SubjectId, HashSet<SubjectId>>,
+    /// Fingerprints the done set and the failed pairs are kept by.
+    hasher: SubjectHasher,
+    /// Subjects whose part in the scene is over (left, timed out, or played), by fingerprint.
+    done: BoundedSet<u64>,
+    /// Pairs whose probe failed, as ordered fingerprint pairs.
+    failed_pairs: BoundedSet<(u64, u64)>,
     broadcast_at: Option<Instant>,
     last_broadcast: Option<Instant>,
 }
 
 impl SceneWaitroom {
-    /// An empty waitroom for `cfg`, with the matchmaker it asks for.
-    pub fn new(cfg: &SceneConfig) -> Self {
+    /// An empty waitroom for `cfg`, with the matchmaker it asks for; `hasher` fingerprints the
+    /// subjects it remembers.
+    pub fn new(cfg: &SceneConfig, hasher: SubjectHasher) -> Self {
         Self {
             mm: matchmaker::for_scene(cfg),
             cfg: cfg.clone(),
@@ -94,8 +120,9 @@ impl SceneWaitroom {
             waiting: BTreeMap::new(),
             next_seq: 0,
             sessions: HashMap::new(),
-            done: HashSet::new(),
-            failed_with: HashMap::new(),
+            hasher,
+            done: BoundedSet::new(DONE_CAP),
+            failed_pairs: BoundedSet::new(FAILED_PAIRS_CAP),
             broadcast_at: None,
             last_broadcast: None,
         }
@@ -135,12 +162,34 @@ impl SceneWaitroom {
 
     /// Whether `subject`'s part in this scene is over: a new `hello` is refused.
     pub fn is_done(&self, subject: &SubjectId) -> bool {
-        self.done.contains(subject)
+        self.done.contains(&self.hasher.fingerprint(subject))
     }
 
     /// Ends `subject`'s part in this scene for good.
     pub fn mark_done(&mut self, subject: SubjectId) {
-        self.done.insert(subject);
+        self.done.insert(self.hasher.fingerprint(&subject));
+    }
+
+    /// Adds what the research record remembers (the done set and the failed pairs, oldest
+    /// first) to this scene's memory.
+    pub fn restore(&mut self, state: &DoneState) {
+        for subject in state.done.iter() {
+            self.done.insert(self.hasher.fingerprint(subject));
+        }
+        for pair in state.failed_pairs.iter() {
+            self.remember_failed_pair(pair);
+        }
+    }
+
+    /// The sizes of what the waitroom holds.
+    pub fn sizes(&self) -> WaitroomSizes {
+        WaitroomSizes {
+            places: self.places.len(),
+            waiting: self.waiting.len(),
+            sessions: self.sessions.len(),
+            done: self.done.len(),
+            failed_pairs: self.failed_pairs.len(),
+        }
     }
 
     // ---- the waiting set --------------------------------------------------------------------
@@ -296,16 +345,12 @@ impl SceneWaitroom {
 
     /// Remembers that the pair's probe failed: they are never grouped again in this scene.
     pub fn remember_failed_pair(&mut self, pair: &[SubjectId; 2]) {
-        for (a, b) in [(&pair[0], &pair[1]), (&pair[1], &pair[0])] {
-            self.failed_with
-                .entry(a.clone())
-                .or_default()
-                .insert(b.clone());
-        }
+        self.failed_pairs
+            .insert(self.hasher.pair(&pair[0], &pair[1]));
     }
 
     fn pair_failed(&self, a: &SubjectId, b: &SubjectId) -> bool {
-        self.failed_with.get(a).is_some_and(|s| s.contains(b))
+        !self.failed_pairs.is_empty() && self.failed_pairs.contains(&self.hasher.pair(a, b))
     }
 
     /// Runs the matchmaker with `arriving` against everyone waiting, in arrival order, excluding

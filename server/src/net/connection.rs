@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use pairlab_shared::ServerMessage;
+use rand_chacha::rand_core::{OsError, OsRng, TryRngCore};
 use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
@@ -22,6 +23,7 @@ use super::core_task::{CoreInput, Link, OUTBOUND_QUEUE};
 use super::upgrade::Socket;
 use super::{sleep_until, Shared};
 use crate::core::connection::{Close, Connection, Frame, Output, ReadError};
+use crate::core::rtt::PingIds;
 use crate::core::Event;
 
 /// How long one write to a socket may take before the client counts as too slow.
@@ -38,6 +40,17 @@ pub(super) async fn run(socket: Socket, shared: Arc<Shared>) {
     let _open = OpenGuard::new(shared.clone());
     let conn = shared.conn_ids.next();
     let (mut sink, mut stream) = socket.split();
+    let ping_ids = match ping_ids_from_os() {
+        Ok(ids) => ids,
+        Err(e) => {
+            tracing::error!(
+                ?conn,
+                "no randomness for ping ids from the operating system: {e}"
+            );
+            close(&mut sink, &mut stream, End::Close(Close::GOING_AWAY)).await;
+            return;
+        }
+    };
     let (out, outbound) = mpsc::channel::<ServerMessage>(OUTBOUND_QUEUE);
     let (too_slow_tx, too_slow) = oneshot::channel::<()>();
     let open = CoreInput::Open {
@@ -55,7 +68,7 @@ pub(super) async fn run(socket: Socket, shared: Arc<Shared>) {
     let mut handler = Handler {
         sink,
         stream,
-        rules: Connection::new(conn, Instant::now(), shared.idle_timeout),
+        rules: Connection::new(conn, Instant::now(), shared.timeouts, ping_ids),
         outbound,
         too_slow: Some(too_slow),
         stop: shared.stop.clone(),
@@ -63,6 +76,14 @@ pub(super) async fn run(socket: Socket, shared: Arc<Shared>) {
     };
     let end = handler.run().await;
     handler.finish(end).await;
+}
+
+/// A connection's ping ids, seeded with 32 bytes of the operating system's randomness so a
+/// client cannot predict them (the core reads no randomness itself).
+fn ping_ids_from_os() -> Result<PingIds, OsError> {
+    let mut seed = [0u8; 32];
+    OsRng.try_fill_bytes(&mut seed)?;
+    Ok(PingIds::from_seed(seed))
 }
 
 /// Counts one open WebSocket in [`Shared::open`] while it lives.
@@ -214,7 +235,16 @@ impl Handler {
                 conn: self.rules.conn(),
             }))
             .await;
-        tracing::debug!(conn = ?self.rules.conn(), ?end, "connection ended");
+        let ignored = self.rules.ignored_pongs();
+        if ignored.suspect() > 0 {
+            tracing::warn!(
+                conn = ?self.rules.conn(),
+                unsent = ignored.unsent,
+                too_fast = ignored.too_fast,
+                "ignored pongs for pings not sent, or faster than plausible"
+            );
+        }
+        tracing::debug!(conn = ?self.rules.conn(), ?end, ?ignored, "connection ended");
         close(&mut self.sink, &mut self.stream, end).await;
     }
 }

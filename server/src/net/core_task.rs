@@ -9,6 +9,8 @@
 //! with 1000.
 
 use std::collections::HashMap;
+use std::io::BufRead as _;
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,7 +21,7 @@ use tokio::task::{JoinError, JoinHandle};
 
 use super::sleep_until;
 use crate::config::Config;
-use crate::core::{Action, ConnId, Core, CoreClock, CoreStats, Event, RandomIds};
+use crate::core::{Action, ConnId, Core, CoreClock, CoreStats, DoneState, Event, RandomIds};
 use crate::record::RecordHandle;
 
 /// Messages the core may queue for one connection before that client counts as too slow and is
@@ -66,8 +68,11 @@ impl ConnIds {
 }
 
 /// The server's [`Core`]: its clock origin is now (the one place the wall clock is read for it)
-/// and its ids are random ([`RandomIds`], UUID v4).
-fn new_core(config: Arc<Config>) -> Core {
+/// and its ids are random ([`RandomIds`], UUID v4). Each scene's done set and failed pairs
+/// are rebuilt from its record, `<data_dir>/<scene_id>/events.jsonl`, if there is one (read
+/// once, line by line, before the server takes connections; unreadable lines, such as a torn
+/// last line, are skipped and counted in the log).
+fn new_core(config: Arc<Config>, data_dir: &Path) -> Core {
     let origin_unix_s = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
@@ -75,7 +80,46 @@ fn new_core(config: Arc<Config>) -> Core {
         origin: std::time::Instant::now(),
         origin_unix_s,
     };
-    Core::new(config, clock, Box::new(RandomIds))
+    let mut core = Core::new(config.clone(), clock, Box::new(RandomIds));
+    for scene in &config.scenes {
+        let path = data_dir.join(&scene.id).join("events.jsonl");
+        let file = match std::fs::File::open(&path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => {
+                tracing::error!(
+                    "cannot read {} to restore the done set: {e}",
+                    path.display()
+                );
+                continue;
+            }
+        };
+        let mut state = DoneState::default();
+        for line in std::io::BufReader::new(file).split(b'\n') {
+            match line {
+                Ok(line) => state.read_line(&line),
+                Err(e) => {
+                    tracing::error!("reading {} stopped: {e}", path.display());
+                    break;
+                }
+            }
+        }
+        if state.unreadable_lines > 0 {
+            tracing::warn!(
+                "{}: skipped {} unreadable line(s)",
+                path.display(),
+                state.unreadable_lines
+            );
+        }
+        tracing::info!(
+            "scene {:?}: {} done subject(s) and {} failed pair(s) restored from the record",
+            scene.id,
+            state.done.len(),
+            state.failed_pairs.len()
+        );
+        core.restore(&scene.id, &state);
+    }
+    core
 }
 
 /// The running core task: its inbox, its published counts, and its handle.
@@ -86,14 +130,14 @@ pub(super) struct CoreTask {
 }
 
 impl CoreTask {
-    /// Builds the [`Core`] for `config` and runs it in a task, with a [`CORE_QUEUE`] inbox;
-    /// research events go to `record`.
-    pub(super) fn spawn(config: Arc<Config>, record: RecordHandle) -> CoreTask {
+    /// Builds the [`Core`] for `config` (with what the records in `data_dir` remember) and runs
+    /// it in a task, with a [`CORE_QUEUE`] inbox; research events go to `record`.
+    pub(super) fn spawn(config: Arc<Config>, record: RecordHandle, data_dir: &Path) -> CoreTask {
         let (inbox, inputs) = mpsc::channel(CORE_QUEUE);
         let (stats_tx, stats) = watch::channel(CoreStats::default());
         let task = tokio::spawn(
             CoreLoop {
-                core: new_core(config),
+                core: new_core(config, data_dir),
                 inputs,
                 links: HashMap::new(),
                 record,
@@ -276,7 +320,7 @@ mod tests {
     async fn a_full_outbound_queue_kills_that_connection_only() {
         let dir = std::env::temp_dir().join(format!("pairlab-net-test-{}", std::process::id()));
         let recorder = RecordWriter::spawn(&dir);
-        let core = CoreTask::spawn(config(), recorder.handle());
+        let core = CoreTask::spawn(config(), recorder.handle(), &dir);
         let tx = core.inbox();
         let ids = ConnIds::default();
         let (slow, fine) = (ids.next(), ids.next());

@@ -1,39 +1,25 @@
-//! The HTTP side: the routes (`/ws`, `/healthz`, the embedded files) and serving them until
-//! shutdown.
+//! The HTTP side: the routes (`/ws`, `/healthz`, the embedded files); `accept.rs` serves
+//! them.
+//!
+//! The embedded files ([`crate::assets`]) are sent in the content coding the request's
+//! `Accept-Encoding` prefers (br, gzip or none), with `Content-Encoding`,
+//! `Vary: Accept-Encoding` and the representation's own `ETag`; a matching `If-None-Match`
+//! gets `304`. A request whose `v` query parameter names the file's current version (the page
+//! refers to the client that way) is cached for a year as immutable ([`IMMUTABLE`]); every
+//! other one, the page included, is `no-cache`: the browser revalidates it each time.
 
 use std::sync::Arc;
 
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 use warp::http::{header, HeaderMap, Response, StatusCode};
 use warp::hyper::upgrade::OnUpgrade;
 use warp::{Filter, Reply};
 
 use super::upgrade::{upgrade, websocket_accept_key};
-use super::{Shared, SHUTDOWN_GRACE};
+use super::Shared;
 use crate::assets;
 
-/// Serves the routes on `listener` until `stop` is cancelled, then lets open requests finish,
-/// waiting at most [`SHUTDOWN_GRACE`] for them.
-pub(super) async fn serve(listener: TcpListener, shared: Arc<Shared>, stop: &CancellationToken) {
-    let http = warp::serve(routes(shared))
-        .incoming(listener)
-        .graceful(stop.clone().cancelled_owned())
-        .run();
-    let grace = async {
-        stop.cancelled().await;
-        tokio::time::sleep(SHUTDOWN_GRACE).await;
-    };
-    tokio::select! {
-        () = http => {}
-        () = grace => {
-            tracing::warn!("HTTP requests still open {SHUTDOWN_GRACE:?} after shutdown began; not waiting for them");
-        }
-    }
-}
-
 /// `/ws` (an upgrade), `/healthz`, then every other `GET` as an embedded file.
-fn routes(
+pub(super) fn routes(
     shared: Arc<Shared>,
 ) -> impl Filter<Extract = (warp::reply::Response,), Error = warp::Rejection>
        + Clone
@@ -51,8 +37,10 @@ fn routes(
         .and(warp::get())
         .and(warp::header::headers_cloned())
         .and_then(|headers: HeaderMap| async move {
-            websocket_accept_key(&headers).ok_or_else(warp::reject::not_found)
+            let accept = websocket_accept_key(&headers).ok_or_else(warp::reject::not_found)?;
+            Ok::<_, warp::Rejection>((accept, headers))
         })
+        .untuple_one()
         .and(warp::ext::optional::<OnUpgrade>())
         .and(with_shared.clone())
         .map(upgrade);
@@ -61,45 +49,95 @@ fn routes(
         .and(warp::get())
         .and(with_shared)
         .map(|shared: Arc<Shared>| health(&shared));
+    let optional_query = warp::query::raw()
+        .map(Some)
+        .or(warp::any().map(|| None))
+        .unify();
     let files = warp::get()
         .and(warp::path::full())
+        .and(optional_query)
+        .and(warp::header::optional::<String>("accept-encoding"))
         .and(warp::header::optional::<String>("if-none-match"))
-        .map(|path: warp::path::FullPath, inm: Option<String>| asset_response(path.as_str(), inm));
+        .map(
+            |path: warp::path::FullPath,
+             query: Option<String>,
+             accept_encoding: Option<String>,
+             if_none_match: Option<String>| {
+                asset_response(
+                    path.as_str(),
+                    query.as_deref(),
+                    accept_encoding.as_deref(),
+                    if_none_match.as_deref(),
+                )
+            },
+        );
     ws.or(health).unify().or(files).unify()
 }
 
-/// `/healthz`: open WebSockets, the core's counts and the scenes, as JSON.
+/// `/healthz`: open WebSockets, the core's counts, the scenes and the research record's
+/// health, as JSON; `"status":"degraded"` with a `"reason"` when the record is degraded (see
+/// [`crate::record::RecordHealth::status`]), `"ok"` otherwise. Always HTTP 200.
 fn health(shared: &Shared) -> warp::reply::Response {
     let stats = *shared.stats.borrow();
-    warp::reply::json(&serde_json::json!({
-        "status": "ok",
+    let record = shared.record.status(std::time::Instant::now());
+    let mut body = serde_json::json!({
+        "status": if record.degraded.is_some() { "degraded" } else { "ok" },
         "connections": *shared.open.borrow(),
         "participants": stats.participants,
         "waiting": stats.waiting,
         "probes": stats.probes,
         "groups": stats.groups,
         "scenes": shared.scene_ids,
-    }))
-    .into_response()
+        "record": record,
+    });
+    if let Some(reason) = &record.degraded {
+        body["reason"] = serde_json::Value::from(reason.as_str());
+    }
+    warp::reply::json(&body).into_response()
 }
 
-/// One embedded file, `no-cache` with its `ETag`; `304` when `If-None-Match` lists that tag.
-fn asset_response(path: &str, if_none_match: Option<String>) -> warp::reply::Response {
+/// `Cache-Control` for a file requested with its current version: the URL changes whenever the
+/// file does, so browsers may keep it for a year without asking again (RFC 8246).
+pub const IMMUTABLE: &str = "public, max-age=31536000, immutable";
+
+/// `Cache-Control` for everything else: cache, but revalidate (by `ETag`) before each use.
+pub const NO_CACHE: &str = "no-cache";
+
+/// One embedded file in the coding `accept_encoding` prefers, with its `ETag`, `Vary` and
+/// cache policy; `304` when `If-None-Match` lists that representation's tag.
+fn asset_response(
+    path: &str,
+    query: Option<&str>,
+    accept_encoding: Option<&str>,
+    if_none_match: Option<&str>,
+) -> warp::reply::Response {
     let Some(asset) = assets::get(path) else {
         return warp::reply::with_status("not found\n", StatusCode::NOT_FOUND).into_response();
     };
-    let not_modified = if_none_match
-        .as_deref()
-        .is_some_and(|v| v.split(',').any(|t| t.trim() == asset.etag));
+    let chosen = asset.negotiate(accept_encoding);
+    let cache_control = if query
+        .and_then(version_parameter)
+        .is_some_and(|v| asset.is_current_version(v))
+    {
+        IMMUTABLE
+    } else {
+        NO_CACHE
+    };
+    let not_modified = if_none_match.is_some_and(|v| etag_listed(v, &chosen.etag));
+    // A 304 carries the headers a 200 would have for caching (RFC 9110 §15.4.5).
     let builder = Response::builder()
-        .header(header::CACHE_CONTROL, "no-cache")
-        .header(header::ETAG, asset.etag.as_str());
+        .header(header::CACHE_CONTROL, cache_control)
+        .header(header::ETAG, chosen.etag.as_str())
+        .header(header::VARY, "Accept-Encoding");
     let built = if not_modified {
         builder.status(StatusCode::NOT_MODIFIED).body(Vec::new())
     } else {
-        builder
-            .header(header::CONTENT_TYPE, asset.content_type.as_ref())
-            .body(asset.body.into_owned())
+        let builder = builder.header(header::CONTENT_TYPE, asset.content_type.as_ref());
+        let builder = match chosen.coding.content_encoding() {
+            Some(coding) => builder.header(header::CONTENT_ENCODING, coding),
+            None => builder,
+        };
+        builder.body(chosen.body.clone().into_owned())
     };
     match built {
         Ok(r) => r.into_response(),
@@ -107,5 +145,47 @@ fn asset_response(path: &str, if_none_match: Option<String>) -> warp::reply::Res
             tracing::error!(path, "cannot build the response: {e}");
             StatusCode::INTERNAL_SERVER_ERROR.into_response()
         }
+    }
+}
+
+/// The value of the first `v` parameter of a query string (the page's versions are hex, so no
+/// percent-decoding is needed).
+fn version_parameter(query: &str) -> Option<&str> {
+    query.split('&').find_map(|pair| pair.strip_prefix("v="))
+}
+
+/// Whether an `If-None-Match` value lists `etag` or is `*`, by the weak comparison the field
+/// calls for (RFC 9110 §13.1.2: a `W/` prefix on either side is ignored).
+fn etag_listed(if_none_match: &str, etag: &str) -> bool {
+    let opaque = |tag: &str| tag.trim().trim_start_matches("W/").to_owned();
+    let etag = opaque(etag);
+    if_none_match
+        .split(',')
+        .any(|listed| listed.trim() == "*" || opaque(listed) == etag)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn if_none_match_compares_weakly() {
+        let tag = "\"abc\"";
+        assert!(etag_listed("\"abc\"", tag));
+        assert!(etag_listed("W/\"abc\"", tag));
+        assert!(etag_listed("\"x\", \"abc\"", tag));
+        assert!(etag_listed(" \"x\" ,W/\"abc\" ", tag));
+        assert!(etag_listed("*", tag));
+        assert!(!etag_listed("\"abcd\"", tag));
+        assert!(!etag_listed("abc", tag));
+        assert!(!etag_listed("", tag));
+    }
+
+    #[test]
+    fn version_from_the_query() {
+        assert_eq!(version_parameter("v=0123abcd"), Some("0123abcd"));
+        assert_eq!(version_parameter("x=1&v=ff"), Some("ff"));
+        assert_eq!(version_parameter("vv=1"), None);
+        assert_eq!(version_parameter(""), None);
     }
 }

@@ -1,5 +1,7 @@
 //! Test harness for the server integration tests: the real server in-process on a free port,
-//! with a temporary data dir, and WebSocket clients that speak PROTOCOL.md as JSON.
+//! with a temporary data dir, WebSocket clients that speak PROTOCOL.md as JSON, and the
+//! research record waited for by [`ResearchEventKind`] (lines are picked with
+//! `pairlab_server::record`'s readers).
 
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
@@ -8,11 +10,14 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use pairlab_server::config::Config;
+pub use pairlab_server::core::research::ResearchEventKind;
 use pairlab_server::net::{RunningServer, Server};
+use pairlab_server::record::position_of;
 use pairlab_shared::{
     ClientMessage, ErrorCode, ErrorMessage, Hello, Pong, ProbeSessionId, ServerMessage, SubjectId,
     Waitroom, Welcome,
 };
+use serde_json::Value;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::Message;
@@ -85,8 +90,16 @@ impl TestServer {
 
     /// Starts a server with the given config and, if given, idle timeout.
     pub async fn with_options(toml: &str, idle: Option<Duration>) -> Self {
+        Self::build(toml, idle, tempfile::tempdir().expect("temp dir")).await
+    }
+
+    /// Starts a server with the given config whose research record goes to `data_dir`.
+    pub async fn with_data_dir(toml: &str, data_dir: tempfile::TempDir) -> Self {
+        Self::build(toml, None, data_dir).await
+    }
+
+    async fn build(toml: &str, idle: Option<Duration>, data_dir: tempfile::TempDir) -> Self {
         let config = Config::from_toml_str(toml).unwrap_or_else(|e| panic!("test config: {e}"));
-        let data_dir = tempfile::tempdir().expect("temp dir");
         let server = Server::bind(
             config.clone(),
             "127.0.0.1:0".parse().unwrap(),
@@ -138,6 +151,16 @@ impl TestServer {
         (c, w)
     }
 
+    /// alice and bob join the `probe` scene and are both asked to prepare a probe: their
+    /// clients and alice's probe id.
+    pub async fn probe_pair(&self) -> (Client, Client, ProbeSessionId) {
+        let (mut a, _) = self.join("alice", "probe").await;
+        let (mut b, _) = self.join("bob", "probe").await;
+        let id = a.expect_probe_prepare().await.probe_session_id;
+        b.expect_probe_prepare().await;
+        (a, b, id)
+    }
+
     /// Shuts the server down (the record is flushed).
     pub async fn stop(&mut self) {
         if let Some(r) = self.running.take() {
@@ -147,30 +170,45 @@ impl TestServer {
         }
     }
 
+    /// Stops the server and starts a new one with the same config on the same data dir (a
+    /// restart), on a new free port.
+    pub async fn restart(&mut self) {
+        self.stop().await;
+        let server = Server::bind(
+            self.config.clone(),
+            "127.0.0.1:0".parse().unwrap(),
+            self.data_dir.path().to_path_buf(),
+        )
+        .await
+        .expect("bind");
+        self.addr = server.local_addr();
+        self.running = Some(server.spawn());
+    }
+
     pub fn record_path(&self, scene: &str) -> PathBuf {
         self.data_dir.path().join(scene).join("events.jsonl")
     }
 
     /// The research record of `scene`, one JSON value per line.
-    pub fn events(&self, scene: &str) -> Vec<serde_json::Value> {
+    pub fn events(&self, scene: &str) -> Vec<Value> {
         let text = std::fs::read_to_string(self.record_path(scene)).unwrap_or_default();
         text.lines()
             .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad line {l:?}: {e}")))
             .collect()
     }
 
-    /// Waits until the record of `scene` holds an event named `name` (the writer is
+    /// Waits until the record of `scene` holds an event of `kind` (the writer is
     /// asynchronous) and returns the events so far.
-    pub async fn wait_for_event(&self, scene: &str, name: &str) -> Vec<serde_json::Value> {
+    pub async fn wait_for_event(&self, scene: &str, kind: ResearchEventKind) -> Vec<Value> {
         let deadline = tokio::time::Instant::now() + RECV_TIMEOUT;
         loop {
             let events = self.events(scene);
-            if events.iter().any(|e| e["event"] == name) {
+            if position_of(&events, kind).is_some() {
                 return events;
             }
             assert!(
                 tokio::time::Instant::now() < deadline,
-                "no {name} event in {scene}: {events:#?}"
+                "no {kind} event in {scene}: {events:#?}"
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -480,6 +518,15 @@ impl Client {
         self.until("probe_start", |m| match m {
             ServerMessage::ProbeStart(p) => Some(p.clone()),
             other => panic!("expected probe_start, got {other:?}"),
+        })
+        .await
+    }
+
+    /// The next relayed `probe_signal`; other messages on the way are skipped.
+    pub async fn expect_probe_signal(&mut self) -> pairlab_shared::ProbeSignalIn {
+        self.until("probe_signal", |m| match m {
+            ServerMessage::ProbeSignal(s) => Some(s.clone()),
+            _ => None,
         })
         .await
     }

@@ -90,7 +90,7 @@ enum Build {
     Debug,
 }
 
-/// Probe accuracy and speed, and client weight, of pairlab (issue 4 §1 and §4).
+/// Probe accuracy and speed, and client weight, of pairlab (BENCHMARKS.md, sections 1 and 4).
 #[derive(Debug, Parser)]
 #[command(name = "bench-probe")]
 struct Args {

@@ -320,7 +320,8 @@ impl Core {
         }
     }
 
-    /// An accepted group becomes a game: `game_start` to every member, who are then `InGame`.
+    /// An accepted group becomes a game: its `game_created` line, then `game_start` to every
+    /// member, who are then `InGame`.
     pub(super) fn start_game(
         &mut self,
         now: Instant,
@@ -347,12 +348,14 @@ impl Core {
         let ice = &self.ice;
         let ice_servers_for = |subject: &SubjectId, now| ice.for_subject(subject, now);
         let StartedGame { starts, record } = self.games.start(game, now, &ice_servers_for);
+        // `game_created` goes to the record before any `game_start` goes out: the shell queues
+        // actions in order, and the record writer is FIFO (see `crate::record`).
+        self.record(scene, record, out);
         for (pid, start) in starts {
             self.send(pid, ServerMessage::GameStart(start.clone()), out);
             if let Some(p) = self.participants.get_mut(&pid) {
                 p.state = PState::InGame(Box::new(start));
             }
         }
-        self.record(scene, record, out);
     }
 }

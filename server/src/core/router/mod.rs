@@ -45,9 +45,10 @@ use super::ice::IceServers;
 use super::ids::{ConnId, GroupId, IdSource, Pid};
 use super::link::LinkSigner;
 use super::probe::{Handled, ProbeCoordinator};
+use super::remembered::{DoneState, SubjectHasher};
 use super::research::ResearchEvent;
 use super::rtt::RttEstimator;
-use super::waitroom::{SceneWaitroom, Waiter};
+use super::waitroom::{SceneWaitroom, Waiter, WaitroomSizes};
 use super::{Action, CoreClock, Effect, Event};
 use crate::config::Config;
 
@@ -110,6 +111,25 @@ pub struct CoreStats {
     pub groups: usize,
 }
 
+/// How much the core holds, for tests and benchmarks of its memory: the maps that follow the
+/// live sessions (empty once everyone is gone and the last deadlines have passed) and the
+/// bounded memory of each scene ([`WaitroomSizes::done`], [`WaitroomSizes::failed_pairs`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct MemoryStats {
+    /// Connections known to the core.
+    pub connections: usize,
+    /// Participants (sessions).
+    pub participants: usize,
+    /// Live probes and ended ones still remembered (their tombstones).
+    pub probes: usize,
+    /// Games held: live, and ended within [`GAME_TOMBSTONE_TTL`](super::games::GAME_TOMBSTONE_TTL).
+    pub games: usize,
+    /// Scheduled timers (waitroom deadlines, graces, count broadcasts).
+    pub timers: usize,
+    /// Each scene's waitroom, in config order.
+    pub scenes: Vec<WaitroomSizes>,
+}
+
 /// The whole matchmaking state of one server: every scene's waitroom, sessions, probes and
 /// games. Driven by [`Core::handle`]; see the module docs of [`crate::core`].
 pub struct Core {
@@ -126,6 +146,8 @@ pub struct Core {
     next_timer: u64,
     next_pid: u64,
     next_group: u64,
+    /// Set by [`Event::Shutdown`]: every later event is ignored.
+    stopped: bool,
 }
 
 fn ms(d: Duration) -> f64 {
@@ -137,25 +159,36 @@ impl Core {
     /// origin stands for (it dates TURN credentials; the core reads no clock itself: every
     /// event comes with its time). `ids` mints probe session ids, game ids and resume tokens:
     /// [`super::RandomIds`] for a server, [`super::SeededIds`] for reproducible runs.
-    pub fn new(config: Arc<Config>, clock: CoreClock, ids: Box<dyn IdSource>) -> Self {
+    /// The key of the fingerprints by which scenes remember done subjects and failed pairs is
+    /// the first id drawn from `ids`.
+    pub fn new(config: Arc<Config>, clock: CoreClock, mut ids: Box<dyn IdSource>) -> Self {
+        let hasher = SubjectHasher::from_ids(&mut *ids);
         Core {
             ice: IceServers::new(&config, clock),
             link: config.server.link_secret.as_deref().map(LinkSigner::new),
             ids,
             conns: HashMap::new(),
             participants: HashMap::new(),
-            scenes: config.scenes.iter().map(SceneWaitroom::new).collect(),
+            scenes: config
+                .scenes
+                .iter()
+                .map(|cfg| SceneWaitroom::new(cfg, hasher.clone()))
+                .collect(),
             probes: ProbeCoordinator::new(),
             games: Games::default(),
             timers: BTreeMap::new(),
             next_timer: 0,
             next_pid: 1,
             next_group: 1,
+            stopped: false,
         }
     }
 
     /// Applies one event that happened at `now` and appends what to do to `out`, in order.
     pub fn handle(&mut self, now: Instant, event: Event, out: &mut Vec<Action>) {
+        if self.stopped {
+            return;
+        }
         match event {
             Event::Connected { conn } => {
                 // Ids are never reused by the shell; should one be, the old socket is gone.
@@ -177,16 +210,49 @@ impl Core {
                 }
             }
             Event::Tick => self.on_tick(now, out),
+            Event::Shutdown => self.on_shutdown(out),
         }
     }
 
     /// The earliest time at which [`Event::Tick`] has work to do; `None` when nothing is
     /// scheduled. (A deadline may turn out to have nothing to do; ticking early is harmless.)
     pub fn next_deadline(&self) -> Option<Instant> {
+        if self.stopped {
+            return None;
+        }
         let timer = self.timers.first_key_value().map(|((t, _), _)| *t);
-        match (timer, self.probes.next_deadline()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
+        [
+            timer,
+            self.probes.next_deadline(),
+            self.games.next_deadline(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// Adds what the research record of scene `scene_id` remembers (its done set and failed
+    /// pairs, see [`DoneState`]) to the scene's memory; the shell calls it at start for every
+    /// scene whose record exists. `false` when no scene has that id.
+    pub fn restore(&mut self, scene_id: &str, state: &DoneState) -> bool {
+        match self.scenes.iter_mut().find(|s| s.cfg().id == scene_id) {
+            Some(scene) => {
+                scene.restore(state);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// How much the core holds (see [`MemoryStats`]).
+    pub fn memory_stats(&self) -> MemoryStats {
+        MemoryStats {
+            connections: self.conns.len(),
+            participants: self.participants.len(),
+            probes: self.probes.len() + self.probes.tombstones(),
+            games: self.games.len(),
+            timers: self.timers.len(),
+            scenes: self.scenes.iter().map(SceneWaitroom::sizes).collect(),
         }
     }
 
@@ -355,9 +421,9 @@ impl Core {
             | ClientMessage::P2pConnectionFailed(_)
             | ClientMessage::EpisodeSummary(_)) => {
                 let mut effects = Vec::new();
-                match self.games.handle(pid, game, &mut effects) {
+                match self.games.handle(now, pid, game, &mut effects) {
                     Ok(()) => self.apply(effects, out),
-                    Err(e) => self.refuse(now, conn, ErrorCode::NotAMember, e.to_string(), out),
+                    Err(e) => self.refuse(now, conn, e.code(), e.to_string(), out),
                 }
             }
         }
@@ -367,8 +433,10 @@ impl Core {
     // Time
     // -----------------------------------------------------------------------------------------
 
-    /// Fires every probe deadline and timer at or before `now`.
+    /// Fires every probe deadline and timer at or before `now`, and forgets the games that
+    /// ended long enough ago.
     fn on_tick(&mut self, now: Instant, out: &mut Vec<Action>) {
+        self.games.expire(now);
         let judged = self.probes.expire(now);
         self.act_on_probes(now, judged, out);
         while let Some(entry) = self.timers.first_entry() {

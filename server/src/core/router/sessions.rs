@@ -210,7 +210,7 @@ impl Core {
             return;
         };
         self.scenes[p.scene].mark_done(p.subject_id.clone());
-        self.member_gone(&p.state, &p.subject_id, out);
+        self.member_gone(now, &p.state, &p.subject_id, out);
         let event = ResearchEvent::ParticipantLeft {
             subject_id: p.subject_id,
             reason: LeaveReason::Leave,
@@ -261,7 +261,7 @@ impl Core {
             // Matched into a game: their part in this scene is done.
             self.scenes[p.scene].mark_done(p.subject_id.clone());
         }
-        self.member_gone(&p.state, &p.subject_id, out);
+        self.member_gone(now, &p.state, &p.subject_id, out);
         let event = ResearchEvent::ParticipantLeft {
             subject_id: p.subject_id,
             reason: LeaveReason::GraceExpired,
@@ -272,6 +272,7 @@ impl Core {
     /// A member of a game is gone for good: the game ends for the others.
     pub(super) fn member_gone(
         &mut self,
+        now: Instant,
         state: &PState,
         subject: &SubjectId,
         out: &mut Vec<Action>,
@@ -279,12 +280,42 @@ impl Core {
         if let PState::InGame(start) = state {
             let mut effects = Vec::new();
             self.games.end(
+                now,
                 &start.game_id,
                 GameEndReason::PeerLeft,
                 subject.clone(),
                 &mut effects,
             );
             self.apply(effects, out);
+        }
+    }
+
+    /// [`Event::Shutdown`](crate::core::Event::Shutdown): per scene, `server_stopping`, then
+    /// `participant_left` (`server_shutdown`) for each live session in the order they began;
+    /// the core stops (every later event is ignored). Games and probes in progress end with the
+    /// server: they get no `game_ended` or `probe_result` line.
+    pub(super) fn on_shutdown(&mut self, out: &mut Vec<Action>) {
+        self.stopped = true;
+        let mut live: Vec<(Pid, usize, SubjectId)> = self
+            .participants
+            .iter()
+            .map(|(pid, p)| (*pid, p.scene, p.subject_id.clone()))
+            .collect();
+        live.sort_by_key(|(pid, ..)| *pid);
+        for scene in 0..self.scenes.len() {
+            let live_participants = live.iter().filter(|(_, s, _)| *s == scene).count();
+            self.record(
+                scene,
+                ResearchEvent::ServerStopping { live_participants },
+                out,
+            );
+            for (_, _, subject_id) in live.iter().filter(|(_, s, _)| *s == scene) {
+                let event = ResearchEvent::ParticipantLeft {
+                    subject_id: subject_id.clone(),
+                    reason: LeaveReason::ServerShutdown,
+                };
+                self.record(scene, event, out);
+            }
         }
     }
 

@@ -1,6 +1,7 @@
 //! The load generator's protocol-speaking WebSocket clients (tokio-tungstenite, small buffers):
 //! [`connect_scene`] (`hello` until `welcome`), the held participant of `hold`, `waitroom` and
-//! `matchmaking` ([`hold_client`], counting into [`HoldCounters`]), and the helpers the
+//! `matchmaking` ([`hold_client`], counting into [`HoldCounters`], started and stopped together
+//! as a [`HoldFleet`]), and the helpers the
 //! scenarios share (the process clock [`clock_ns`], [`sleep_until`]).
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -12,6 +13,7 @@ use pairlab_shared::{ClientMessage, Hello, Pong, ServerMessage, SubjectId};
 use pairlab_tests::stats::nearest_rank;
 use tokio::net::TcpStream;
 use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
@@ -118,6 +120,67 @@ pub(crate) struct HoldOpts {
     /// How long to wait before answering each `ping`: the server measures this client's RTT
     /// as about this much (the `matchmaking` waiters use it to fail the latency pre-filter).
     pub(crate) pong_delay: Duration,
+}
+
+/// The held clients of one run, together: their [`HoldCounters`], the handshakes allowed in
+/// flight at once, and the stop signal they all watch. `hold`, `waitroom` and `matchmaking`
+/// start their waiting participants through [`HoldFleet::spawn`] and end them with
+/// [`HoldFleet::stop`].
+pub(crate) struct HoldFleet {
+    pub(crate) counters: Arc<HoldCounters>,
+    port: u16,
+    handshakes: Arc<Semaphore>,
+    stop_tx: watch::Sender<bool>,
+    stop_rx: watch::Receiver<bool>,
+}
+
+impl HoldFleet {
+    /// No clients yet, for the server on 127.0.0.1:`port`, at most `concurrency` (at least 1)
+    /// handshakes in flight.
+    pub(crate) fn new(port: u16, concurrency: usize) -> Self {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        HoldFleet {
+            counters: Arc::new(HoldCounters::new()),
+            port,
+            handshakes: Arc::new(Semaphore::new(concurrency.max(1))),
+            stop_tx,
+            stop_rx,
+        }
+    }
+
+    /// Starts a held client `subject` that waits for a handshake slot and does not record its
+    /// connect time.
+    pub(crate) fn spawn(&self, subject: String, opts: HoldOpts) -> JoinHandle<()> {
+        tokio::spawn(hold_client(
+            self.port,
+            subject,
+            self.counters.clone(),
+            self.handshakes.clone(),
+            self.stop_rx.clone(),
+            false,
+            opts,
+        ))
+    }
+
+    /// The stop signal, for clients started by other means (with their own handshake limit).
+    pub(crate) fn stop_rx(&self) -> watch::Receiver<bool> {
+        self.stop_rx.clone()
+    }
+
+    /// Tells every client to close, without waiting for them (a run that gives up).
+    pub(crate) fn stop_now(&self) {
+        let _ = self.stop_tx.send(true);
+    }
+
+    /// Tells every client to close and waits for `tasks` to end, 10 s at most.
+    pub(crate) async fn stop(&self, tasks: Vec<JoinHandle<()>>) {
+        self.stop_now();
+        let _ = tokio::time::timeout(
+            Duration::from_secs(10),
+            futures_util::future::join_all(tasks),
+        )
+        .await;
+    }
 }
 
 pub(crate) async fn hold_client(

@@ -3,13 +3,11 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pairlab_tests::WorkDir;
-use tokio::sync::{watch, Semaphore};
 
-use crate::client::{fmt_opt, hold_client, HoldCounters, HoldOpts};
+use crate::client::{fmt_opt, HoldFleet, HoldOpts};
 use crate::server::{start_pairlab, PairlabExt};
 use crate::system::{cpu_percent, machine, raise_fd_limit, rss_kib};
 use crate::{LoadgenError, Result};
@@ -25,16 +23,22 @@ pub(crate) struct HoldArgs {
     pub(crate) deadline: Duration,
 }
 
-/// The scene of `hold`: nobody is ever matched (no two RTTs add up to 1 µs), nobody times out
-/// during a run, and the lobby count is hidden, so no `waitroom` broadcast runs.
-pub(crate) const HOLD_SCENE: &str = r#"[[scene]]
-id = "hold"
+/// A scene `id` in which nobody is ever matched (`latency_fifo` with `max_server_rtt_ms` =
+/// 0.001: no two RTTs add up to 1 µs) and nobody times out during a run (an hour), with the
+/// lobby count hidden or shown. `hold` hides it, so no `waitroom` broadcast runs; `waitroom`
+/// shows it, so every arrival changes what every waiting participant should see.
+pub(crate) fn never_matched_scene(id: &str, hide_lobby_count: bool) -> String {
+    format!(
+        r#"[[scene]]
+id = "{id}"
 group_size = 2
 matchmaker = "latency_fifo"
 max_server_rtt_ms = 0.001
 waitroom_timeout_ms = 3600000
-hide_lobby_count = true
-"#;
+hide_lobby_count = {hide_lobby_count}
+"#
+    )
+}
 
 pub(crate) struct HoldRow {
     pub(crate) target: usize,
@@ -55,7 +59,13 @@ pub(crate) async fn hold(args: HoldArgs) -> Result<()> {
     let machine = machine();
     println!("{machine}");
     let work = WorkDir::fresh("loadgen-hold")?;
-    let mut server = start_pairlab(&args.bin, &args.log, &work, HOLD_SCENE).await?;
+    let mut server = start_pairlab(
+        &args.bin,
+        &args.log,
+        &work,
+        &never_matched_scene("hold", true),
+    )
+    .await?;
     let pid = server.pid();
     tokio::time::sleep(Duration::from_millis(500)).await;
     let idle_kib = rss_kib(pid);
@@ -68,9 +78,8 @@ pub(crate) async fn hold(args: HoldArgs) -> Result<()> {
         args.step
     );
 
-    let counters = Arc::new(HoldCounters::new());
-    let handshakes = Arc::new(Semaphore::new(args.concurrency.max(1)));
-    let (stop_tx, stop_rx) = watch::channel(false);
+    let fleet = HoldFleet::new(server.port(), args.concurrency);
+    let counters = &fleet.counters;
     let mut tasks = Vec::with_capacity(args.n);
     let mut rows = Vec::new();
     let started = Instant::now();
@@ -80,15 +89,7 @@ pub(crate) async fn hold(args: HoldArgs) -> Result<()> {
     while spawned < args.n {
         let target = (spawned + args.step).min(args.n);
         for i in spawned..target {
-            tasks.push(tokio::spawn(hold_client(
-                server.port(),
-                format!("hold-{i}"),
-                counters.clone(),
-                handshakes.clone(),
-                stop_rx.clone(),
-                false,
-                HoldOpts::default(),
-            )));
+            tasks.push(fleet.spawn(format!("hold-{i}"), HoldOpts::default()));
         }
         spawned = target;
         // Wait until each new client has its welcome or has failed.
@@ -134,9 +135,7 @@ pub(crate) async fn hold(args: HoldArgs) -> Result<()> {
             break;
         }
     }
-    let _ = stop_tx.send(true);
-    let closing = futures_util::future::join_all(tasks);
-    let _ = tokio::time::timeout(Duration::from_secs(10), closing).await;
+    fleet.stop(tasks).await;
     server.stop().await;
 
     println!();

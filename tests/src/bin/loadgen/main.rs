@@ -81,6 +81,8 @@
 //! through rates, and [`mod@relay::compare`]), [`mod@matchmaking`]; [`client`] (the protocol-speaking
 //! WebSocket clients and their counters), [`server`] (the relays as processes, through the
 //! harness) and [`system`] (`/proc` readings: RSS, CPU, network counters; the open-files limit).
+//! The rate options' check ([`check_rates`]), [`Search`] and [`highest`] (the highest rate
+//! held) are here, shared by `relay`, `compare` and `matchmaking`.
 
 mod client;
 mod hold;
@@ -457,4 +459,30 @@ pub(crate) struct Search {
     pub(crate) factor: f64,
     /// The highest rate, per second.
     pub(crate) max: f64,
+}
+
+/// Checks the rates of a run and its search: every rate a positive number, and a search that
+/// goes up (factor over 1) to a finite rate.
+///
+/// # Errors
+/// [`LoadgenError::Args`] naming the option that is off.
+pub(crate) fn check_rates(rates: &[f64], search: Option<Search>) -> Result<()> {
+    if rates.is_empty() || rates.iter().any(|r| !(r.is_finite() && *r > 0.0)) {
+        return Err(LoadgenError::Args("--rate needs positive numbers".into()));
+    }
+    if let Some(s) = search {
+        if !(s.factor > 1.0 && s.max.is_finite()) {
+            return Err(LoadgenError::Args(
+                "--search-factor must be over 1 and --search-max a number".into(),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The highest of `rates` (the rates a scenario held), `None` when there are none.
+pub(crate) fn highest(rates: impl IntoIterator<Item = f64>) -> Option<f64> {
+    rates
+        .into_iter()
+        .fold(None, |a: Option<f64>, r| Some(a.map_or(r, |a| a.max(r))))
 }

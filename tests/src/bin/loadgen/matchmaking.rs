@@ -9,15 +9,13 @@ use std::time::{Duration, Instant};
 use futures_util::{SinkExt, StreamExt};
 use pairlab_shared::{ClientMessage, ServerMessage};
 use pairlab_tests::{Server, WorkDir};
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::watch;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::client::{
-    clock_ns, connect_scene, fmt_opt, hold_client, pong, HoldCounters, HoldOpts, Latency,
-};
+use crate::client::{clock_ns, connect_scene, fmt_opt, pong, HoldFleet, HoldOpts, Latency};
 use crate::server::{start_pairlab, PairlabExt};
 use crate::system::{cpu_percent, fd_hard_limit, machine, raise_fd_limit};
-use crate::{LoadgenError, Result, Search};
+use crate::{check_rates, highest, LoadgenError, Result, Search};
 
 /// Which matchmaker the arrivals of `matchmaking` go through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -320,16 +318,7 @@ pub(crate) async fn matchmaking_step(
 /// disabled) through `fifo` and `latency_fifo`; matched arrivals per second and connect →
 /// `game_start` latency.
 pub(crate) async fn matchmaking(args: MatchmakingArgs) -> Result<()> {
-    if args.rates.is_empty() || args.rates.iter().any(|r| !(r.is_finite() && *r > 0.0)) {
-        return Err(LoadgenError::Args("--rate needs positive numbers".into()));
-    }
-    if let Some(s) = args.search {
-        if !(s.factor > 1.0 && s.max.is_finite()) {
-            return Err(LoadgenError::Args(
-                "--search-factor must be over 1 and --search-max a number".into(),
-            ));
-        }
-    }
+    check_rates(&args.rates, args.search)?;
     if args.pong_delay.as_secs_f64() * 1000.0 * 2.0 <= MM_MAX_SERVER_RTT_MS {
         return Err(LoadgenError::Args(format!(
             "--pong-delay-ms must be over {} so two waiters fail the pre-filter",
@@ -351,25 +340,14 @@ pub(crate) async fn matchmaking(args: MatchmakingArgs) -> Result<()> {
         args.pong_delay.as_millis()
     );
     clock_ns();
-    let counters = Arc::new(HoldCounters::new());
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let handshakes = Arc::new(Semaphore::new(args.concurrency.max(1)));
+    let fleet = HoldFleet::new(server.port(), args.concurrency);
+    let counters = &fleet.counters;
     let opts = HoldOpts {
         scene: Some("wait"),
         pong_delay: args.pong_delay,
     };
     let tasks: Vec<_> = (0..args.n)
-        .map(|i| {
-            tokio::spawn(hold_client(
-                server.port(),
-                format!("wait-{i}"),
-                counters.clone(),
-                handshakes.clone(),
-                stop_rx.clone(),
-                false,
-                opts,
-            ))
-        })
+        .map(|i| fleet.spawn(format!("wait-{i}"), opts))
         .collect();
     let t = Instant::now();
     loop {
@@ -379,7 +357,7 @@ pub(crate) async fn matchmaking(args: MatchmakingArgs) -> Result<()> {
         }
         let failed = counters.failed.load(Ordering::Relaxed);
         if t.elapsed() > Duration::from_secs(180) || !server.is_running() || failed > 0 {
-            let _ = stop_tx.send(true);
+            fleet.stop_now();
             return Err(server.failed(&format!(
                 "had {waiting} of {} waiting after {:?} ({failed} failed to connect)",
                 args.n,
@@ -417,12 +395,7 @@ pub(crate) async fn matchmaking(args: MatchmakingArgs) -> Result<()> {
     }
     let waiters_matched = counters.matched.load(Ordering::Relaxed);
     let waiters_dropped = counters.dropped.load(Ordering::Relaxed);
-    let _ = stop_tx.send(true);
-    let _ = tokio::time::timeout(
-        Duration::from_secs(10),
-        futures_util::future::join_all(tasks),
-    )
-    .await;
+    fleet.stop(tasks).await;
     let alive = server.is_running();
     server.stop().await;
 
@@ -451,12 +424,11 @@ pub(crate) async fn matchmaking(args: MatchmakingArgs) -> Result<()> {
         print_match_row(row);
     }
     for &kind in &args.matchmakers {
-        match rows
-            .iter()
-            .filter(|r| r.matchmaker == kind && r.held())
-            .map(|r| r.rate)
-            .fold(None, |a: Option<f64>, r| Some(a.map_or(r, |a| a.max(r))))
-        {
+        match highest(
+            rows.iter()
+                .filter(|r| r.matchmaker == kind && r.held())
+                .map(|r| r.rate),
+        ) {
             Some(best) => println!("{}: highest rate held: {best} arrivals/s", kind.name()),
             None => println!("{}: no rate held", kind.name()),
         }

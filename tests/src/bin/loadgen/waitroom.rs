@@ -7,9 +7,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pairlab_tests::WorkDir;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::Semaphore;
 
-use crate::client::{hold_client, HoldCounters, HoldOpts, Latency};
+use crate::client::{hold_client, HoldFleet, HoldOpts, Latency};
+use crate::hold::never_matched_scene;
 use crate::server::{start_pairlab, PairlabExt};
 use crate::system::{cpu_percent, machine, raise_fd_limit, rss_kib};
 use crate::{LoadgenError, Result};
@@ -24,17 +25,6 @@ pub(crate) struct WaitroomArgs {
     pub(crate) hide_count: bool,
 }
 
-/// The scene of `waitroom`: nobody is ever matched (as in `hold`), and the lobby count is
-/// shown, so every arrival changes what every waiting participant should see.
-pub(crate) const WAITROOM_SCENE: &str = r#"[[scene]]
-id = "waitroom"
-group_size = 2
-matchmaker = "latency_fifo"
-max_server_rtt_ms = 0.001
-waitroom_timeout_ms = 3600000
-hide_lobby_count = false
-"#;
-
 /// `waitroom`: N held with the count shown, then arrivals at a fixed rate; what keeping the
 /// count current costs (PROTOCOL.md: updates coalesced to one a second per participant).
 pub(crate) async fn waitroom(args: WaitroomArgs) -> Result<()> {
@@ -46,11 +36,7 @@ pub(crate) async fn waitroom(args: WaitroomArgs) -> Result<()> {
     let machine = machine();
     println!("{machine}");
     let work = WorkDir::fresh("loadgen-waitroom")?;
-    let scene = if args.hide_count {
-        WAITROOM_SCENE.replace("hide_lobby_count = false", "hide_lobby_count = true")
-    } else {
-        WAITROOM_SCENE.to_owned()
-    };
+    let scene = never_matched_scene("waitroom", args.hide_count);
     let mut server = start_pairlab(&args.bin, &args.log, &work, &scene).await?;
     let pid = server.pid();
     println!(
@@ -61,28 +47,17 @@ pub(crate) async fn waitroom(args: WaitroomArgs) -> Result<()> {
         args.arrival_rate,
         args.seconds.as_secs_f64()
     );
-    let counters = Arc::new(HoldCounters::new());
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let handshakes = Arc::new(Semaphore::new(args.concurrency.max(1)));
+    let fleet = HoldFleet::new(server.port(), args.concurrency);
+    let counters = &fleet.counters;
     let mut tasks: Vec<_> = (0..args.n)
-        .map(|i| {
-            tokio::spawn(hold_client(
-                server.port(),
-                format!("wait-{i}"),
-                counters.clone(),
-                handshakes.clone(),
-                stop_rx.clone(),
-                false,
-                HoldOpts::default(),
-            ))
-        })
+        .map(|i| fleet.spawn(format!("wait-{i}"), HoldOpts::default()))
         .collect();
     let t = Instant::now();
     while counters.welcomed.load(Ordering::Relaxed) + counters.failed.load(Ordering::Relaxed)
         < args.n
     {
         if t.elapsed() > Duration::from_secs(180) || !server.is_running() {
-            let _ = stop_tx.send(true);
+            fleet.stop_now();
             return Err(server.failed(&format!(
                 "took {} of {} connections in 180 s",
                 counters.welcomed.load(Ordering::Relaxed),
@@ -112,7 +87,7 @@ pub(crate) async fn waitroom(args: WaitroomArgs) -> Result<()> {
     let start = Instant::now() + Duration::from_millis(100);
     let spawner = {
         let counters = counters.clone();
-        let stop_rx = stop_rx.clone();
+        let stop_rx = fleet.stop_rx();
         let port = server.port();
         tokio::spawn(async move {
             let mut spawned = Vec::with_capacity(arrivals);
@@ -144,12 +119,7 @@ pub(crate) async fn waitroom(args: WaitroomArgs) -> Result<()> {
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
     let held_now = counters.welcomed.load(Ordering::Relaxed);
-    let _ = stop_tx.send(true);
-    let _ = tokio::time::timeout(
-        Duration::from_secs(10),
-        futures_util::future::join_all(tasks),
-    )
-    .await;
+    fleet.stop(tasks).await;
     server.stop().await;
 
     let mut connect_us = counters

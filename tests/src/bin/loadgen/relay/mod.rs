@@ -22,7 +22,7 @@ use self::ladder::{Ladder, LadderState};
 use crate::client::{clock_ns, connect, sleep_until, Latency, CONNECT_TIMEOUT};
 use crate::server::RelayServer;
 use crate::system::{cpu_percent, machine, raise_fd_limit, NetCounters};
-use crate::{LoadgenError, Result, Search};
+use crate::{check_rates, highest, LoadgenError, Result, Search};
 
 /// The most `probe_signal` frames per second one client is asked to send: a quarter of the
 /// server's sustained per-connection limit (200/s, `server/src/core/ratelimit.rs`), leaving
@@ -359,11 +359,7 @@ pub(crate) struct RelayOutcome {
 
 impl RelayOutcome {
     pub(crate) fn best(&self) -> Option<f64> {
-        self.rows
-            .iter()
-            .filter(|r| r.held())
-            .map(|r| r.rate)
-            .fold(None, |a: Option<f64>, r| Some(a.map_or(r, |a| a.max(r))))
+        highest(self.rows.iter().filter(|r| r.held()).map(|r| r.rate))
     }
 
     /// The last row run at `rate` (a retried rate has two).
@@ -374,16 +370,7 @@ impl RelayOutcome {
 
 /// The pairs a run needs so that no client sends over [`MAX_CLIENT_RATE`] at `max_rate`.
 pub(crate) fn relay_pairs(args: &RelayArgs) -> Result<usize> {
-    if args.rates.is_empty() || args.rates.iter().any(|r| !(r.is_finite() && *r > 0.0)) {
-        return Err(LoadgenError::Args("--rate needs positive numbers".into()));
-    }
-    if let Some(s) = args.search {
-        if !(s.factor > 1.0 && s.max.is_finite()) {
-            return Err(LoadgenError::Args(
-                "--search-factor must be over 1 and --search-max a number".into(),
-            ));
-        }
-    }
+    check_rates(&args.rates, args.search)?;
     let max_rate = args
         .rates
         .iter()

@@ -1,0 +1,302 @@
+//! What a scene remembers of subjects who are no longer connected, in a compact form with a
+//! fixed bound, and how that memory is rebuilt from the research record when the server starts.
+//!
+//! A scene remembers two things beyond its live sessions (see [`super::waitroom`]):
+//! - the **done set**: subjects whose part in the scene is over; their `hello` is refused with
+//!   `id_in_use` (the one answer for an id in use);
+//! - the **failed pairs**: pairs whose probe failed; they are never grouped again.
+//!
+//! Both are kept as keyed 64-bit fingerprints of subject ids ([`SubjectHasher`]: HMAC-SHA1
+//! under a key drawn from the core's [`IdSource`] at start, truncated to 64 bits), so a
+//! remembered subject costs a few bytes whatever the length of their id, and nobody who does
+//! not know the key can craft two ids with the same fingerprint. A failed pair is the ordered
+//! pair of its members' fingerprints. Each set is a [`BoundedSet`]: at most
+//! [`DONE_CAP`] subjects and [`FAILED_PAIRS_CAP`] pairs per scene, the oldest dropped beyond
+//! that (about 40 bytes an entry: the order queue, the hash set and its spare capacity, so
+//! ≤ 10 MB per full set).
+//!
+//! Two different subjects share a fingerprint with probability 2⁻⁶⁴ per pair; with a full
+//! done set, the chance that a new subject is refused as done by mistake is below
+//! `DONE_CAP / 2⁶⁴` ≈ 1.4 × 10⁻¹⁴ per `hello`.
+//!
+//! At start, the shell replays each scene's `events.jsonl` through [`DoneState::read_line`]
+//! and hands the result to [`super::Core::restore`], so a restart keeps both sets. A subject is
+//! done after a restart when the record has (see [`DoneState::read_line`]):
+//! - `participant_left` with reason `leave` (they quit: final, as in a live server),
+//! - `waitroom_timeout` (their waitroom time ran out: final),
+//! - `game_created` naming them (they were matched into a game; the game does not survive a
+//!   restart, and a live server marks them done when their session ends);
+//!
+//! and a pair is failed when a `match_rejected` line lists it in `failed_pairs`. Lines that are
+//! not JSON objects of that shape (a torn last line, another kind of event) are skipped.
+
+use std::collections::{HashSet, VecDeque};
+use std::hash::Hash;
+
+use hmac::Mac as _;
+use pairlab_shared::SubjectId;
+
+use super::ids::IdSource;
+use super::research::{LeaveReason, ResearchEventKind};
+
+/// The most subjects a scene's done set holds; beyond it the oldest are forgotten (and could
+/// take part again). Sized for the largest studies run on one server: 250,000 participants.
+pub const DONE_CAP: usize = 250_000;
+
+/// The most failed pairs a scene remembers; beyond it the oldest are forgotten (and could be
+/// probed again).
+pub const FAILED_PAIRS_CAP: usize = 250_000;
+
+/// A keyed 64-bit fingerprint of subject ids: the first 8 bytes of HMAC-SHA1(key, id). The
+/// key is drawn once per server process from the core's [`IdSource`].
+#[derive(Clone)]
+pub struct SubjectHasher {
+    /// The MAC already keyed; cloned for each fingerprint.
+    mac: hmac::Hmac<sha1::Sha1>,
+}
+
+impl std::fmt::Debug for SubjectHasher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The key stays out of logs.
+        f.write_str("SubjectHasher(..)")
+    }
+}
+
+impl SubjectHasher {
+    /// A hasher with a fresh 128-bit key from `ids`.
+    pub fn from_ids(ids: &mut dyn IdSource) -> Self {
+        Self::with_key(ids.next_uuid().as_bytes())
+    }
+
+    /// A hasher keyed with `key`.
+    pub fn with_key(key: &[u8]) -> Self {
+        Self {
+            // HMAC accepts keys of any length, so this cannot fail.
+            mac: hmac::Hmac::<sha1::Sha1>::new_from_slice(key)
+                .expect("HMAC takes keys of any length"),
+        }
+    }
+
+    /// The fingerprint of `subject`.
+    pub fn fingerprint(&self, subject: &SubjectId) -> u64 {
+        let mut mac = self.mac.clone();
+        mac.update(subject.as_str().as_bytes());
+        let digest = mac.finalize().into_bytes();
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&digest[..8]);
+        u64::from_le_bytes(first)
+    }
+
+    /// The fingerprint of a pair, the same in either order.
+    pub fn pair(&self, a: &SubjectId, b: &SubjectId) -> (u64, u64) {
+        let (x, y) = (self.fingerprint(a), self.fingerprint(b));
+        (x.min(y), x.max(y))
+    }
+}
+
+/// A set that holds at most `cap` values: inserting a new value beyond that forgets the oldest
+/// (insertion order; inserting a value already held changes nothing).
+#[derive(Debug, Clone)]
+pub struct BoundedSet<T> {
+    order: VecDeque<T>,
+    members: HashSet<T>,
+    cap: usize,
+}
+
+impl<T: Clone + Eq + Hash> BoundedSet<T> {
+    /// An empty set holding at most `cap` values.
+    pub fn new(cap: usize) -> Self {
+        Self {
+            order: VecDeque::new(),
+            members: HashSet::new(),
+            cap,
+        }
+    }
+
+    /// Adds `value`; forgets the oldest value when the set is then over its bound.
+    pub fn insert(&mut self, value: T) {
+        if self.cap == 0 || !self.members.insert(value.clone()) {
+            return;
+        }
+        self.order.push_back(value);
+        if self.order.len() > self.cap {
+            if let Some(oldest) = self.order.pop_front() {
+                self.members.remove(&oldest);
+            }
+        }
+    }
+
+    /// Whether `value` is held.
+    pub fn contains(&self, value: &T) -> bool {
+        self.members.contains(value)
+    }
+
+    /// How many values are held (≤ [`BoundedSet::cap`]).
+    pub fn len(&self) -> usize {
+        self.order.len()
+    }
+
+    /// Whether the set is empty.
+    pub fn is_empty(&self) -> bool {
+        self.order.is_empty()
+    }
+
+    /// The bound.
+    pub fn cap(&self) -> usize {
+        self.cap
+    }
+
+    /// The values, oldest first.
+    pub fn iter(&self) -> impl Iterator<Item = &T> {
+        self.order.iter()
+    }
+}
+
+/// A scene's done set and failed pairs as the research record tells them, in record order,
+/// for [`super::Core::restore`]. Built line by line with [`DoneState::read_line`]; holds at
+/// most [`DONE_CAP`] subjects and [`FAILED_PAIRS_CAP`] pairs (the newest), so reading a long
+/// record takes bounded memory.
+#[derive(Debug, Clone)]
+pub struct DoneState {
+    /// Subjects whose part in the scene is over, oldest first.
+    pub done: BoundedSet<SubjectId>,
+    /// Pairs whose probe failed (smaller id first), oldest first.
+    pub failed_pairs: BoundedSet<[SubjectId; 2]>,
+    /// Lines that could not be read (not JSON, or a torn line).
+    pub unreadable_lines: usize,
+}
+
+impl Default for DoneState {
+    fn default() -> Self {
+        Self {
+            done: BoundedSet::new(DONE_CAP),
+            failed_pairs: BoundedSet::new(FAILED_PAIRS_CAP),
+            unreadable_lines: 0,
+        }
+    }
+}
+
+/// The fields of a record line that [`DoneState`] reads; the others are ignored.
+#[derive(serde::Deserialize)]
+struct RecordLine {
+    event: String,
+    #[serde(default)]
+    subject_id: Option<SubjectId>,
+    #[serde(default)]
+    reason: Option<String>,
+    #[serde(default)]
+    players: Vec<SubjectId>,
+    #[serde(default)]
+    failed_pairs: Vec<[SubjectId; 2]>,
+}
+
+impl DoneState {
+    /// The state a whole record gives (its lines, without their line ends).
+    pub fn from_lines<'a>(lines: impl IntoIterator<Item = &'a [u8]>) -> Self {
+        let mut state = Self::default();
+        for line in lines {
+            state.read_line(line);
+        }
+        state
+    }
+
+    /// Takes one line of `events.jsonl` into account (see the module docs for which lines
+    /// count). Empty lines are skipped; a line that is not a JSON object of the record's shape
+    /// is counted in [`DoneState::unreadable_lines`] and skipped.
+    pub fn read_line(&mut self, line: &[u8]) {
+        if line.iter().all(u8::is_ascii_whitespace) {
+            return;
+        }
+        let Ok(line) = serde_json::from_slice::<RecordLine>(line) else {
+            self.unreadable_lines += 1;
+            return;
+        };
+        let leave = serde_json::to_value(LeaveReason::Leave).ok();
+        let is = |kind: ResearchEventKind| line.event == kind.as_str();
+        if is(ResearchEventKind::WaitroomTimeout)
+            || (is(ResearchEventKind::ParticipantLeft)
+                && line.reason.map(serde_json::Value::String) == leave)
+        {
+            if let Some(subject) = line.subject_id {
+                self.done.insert(subject);
+            }
+        } else if is(ResearchEventKind::GameCreated) {
+            for player in line.players {
+                self.done.insert(player);
+            }
+        } else if is(ResearchEventKind::MatchRejected) {
+            for [a, b] in line.failed_pairs {
+                let pair = if a <= b { [a, b] } else { [b, a] };
+                self.failed_pairs.insert(pair);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::SeededIds;
+
+    fn sid(s: &str) -> SubjectId {
+        SubjectId::parse(s).expect("valid id")
+    }
+
+    #[test]
+    fn bounded_set_forgets_the_oldest_beyond_its_cap() {
+        let mut s = BoundedSet::new(3);
+        for v in [1, 2, 2, 3, 4] {
+            s.insert(v);
+        }
+        assert_eq!(s.len(), 3);
+        assert!(!s.contains(&1), "the oldest is forgotten");
+        assert!(s.contains(&2) && s.contains(&3) && s.contains(&4));
+        assert_eq!(s.iter().copied().collect::<Vec<_>>(), vec![2, 3, 4]);
+        let mut none = BoundedSet::new(0);
+        none.insert(1);
+        assert!(none.is_empty());
+    }
+
+    #[test]
+    fn fingerprints_depend_on_the_key_and_pairs_on_no_order() {
+        let a = SubjectHasher::from_ids(&mut SeededIds::new(1));
+        let b = SubjectHasher::from_ids(&mut SeededIds::new(2));
+        let same = SubjectHasher::from_ids(&mut SeededIds::new(1));
+        let x = sid("5f1a2b3c4d5e6f7a8b9c0d1e");
+        assert_eq!(a.fingerprint(&x), same.fingerprint(&x));
+        assert_ne!(a.fingerprint(&x), b.fingerprint(&x));
+        assert_ne!(a.fingerprint(&x), a.fingerprint(&sid("other")));
+        assert_eq!(a.pair(&x, &sid("y")), a.pair(&sid("y"), &x));
+    }
+
+    /// Which record lines make a subject done or a pair failed; a torn line and other events
+    /// are skipped.
+    #[test]
+    fn the_record_gives_the_done_set_and_the_failed_pairs() {
+        let record = concat!(
+            r#"{"ts":"t","event":"participant_joined","scene_id":"s","subject_id":"J","resumed":false}"#,
+            "\n",
+            r#"{"ts":"t","event":"participant_left","scene_id":"s","subject_id":"L","reason":"leave"}"#,
+            "\n",
+            r#"{"ts":"t","event":"participant_left","scene_id":"s","subject_id":"G","reason":"grace_expired"}"#,
+            "\n",
+            r#"{"ts":"t","event":"waitroom_timeout","scene_id":"s","subject_id":"T","waited_ms":1.0}"#,
+            "\n",
+            r#"{"ts":"t","event":"game_created","scene_id":"s","game_id":"g","players":["P","Q"],"p2p_rtts_ms":[]}"#,
+            "\n",
+            r#"{"ts":"t","event":"match_rejected","scene_id":"s","members":["Y","X"],"reason":"rtt_too_high","failed_pairs":[["Y","X"]]}"#,
+            "\n\n",
+            r#"{"ts":"t","event":"participant_left","scene_id":"s","subj"#,
+        );
+        let state = DoneState::from_lines(record.as_bytes().split(|b| *b == b'\n'));
+        let done: Vec<&str> = state.done.iter().map(SubjectId::as_str).collect();
+        assert_eq!(done, vec!["L", "T", "P", "Q"]);
+        let pairs: Vec<[&str; 2]> = state
+            .failed_pairs
+            .iter()
+            .map(|[a, b]| [a.as_str(), b.as_str()])
+            .collect();
+        assert_eq!(pairs, vec![["X", "Y"]], "smaller id first");
+        assert_eq!(state.unreadable_lines, 1, "the torn last line");
+    }
+}

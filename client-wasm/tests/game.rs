@@ -23,8 +23,7 @@ use pairlab_client::signaling::Outbox;
 use pairlab_client::util::now_ms;
 use pairlab_shared::{
     CandidateType, ClientMessage, ConnectionKind, GameEndReason, GameEnded, GameId, GameStart,
-    IceRestartOutcome, IceRestartTrigger, IceServer, RelayProtocol, ServerMessage, SubjectId,
-    WebrtcSignalIn,
+    IceRestartOutcome, IceRestartTrigger, IceServer, RelayProtocol, ServerMessage, WebrtcSignalIn,
 };
 use wasm_bindgen_test::{console_log, wasm_bindgen_test, wasm_bindgen_test_configure};
 use web_sys::{RtcPeerConnection, RtcPeerConnectionState};
@@ -32,7 +31,7 @@ use web_sys::{RtcPeerConnection, RtcPeerConnectionState};
 wasm_bindgen_test_configure!(run_in_browser);
 
 mod common;
-use common::{subject, within};
+use common::within;
 
 fn assert_closed(pc: &RtcPeerConnection, who: &str) {
     assert_eq!(
@@ -83,7 +82,7 @@ async fn unanswered_restarts_time_out_and_end_in_connection_failed() {
                 Some(format!("restart {} {:?}", r.attempt, r.outcome))
             }
             ClientMessage::P2pConnectionFailed(f) => {
-                assert_eq!(f.peer_subject_id, pair.names[1]);
+                assert_eq!(f.peer_index, 1);
                 Some(format!("connection_failed {}", f.attempts))
             }
             _ => None,
@@ -116,9 +115,9 @@ fn outbox(i: usize, inbox: &mut Inbox) -> Outbox {
     })
 }
 
-/// Two managers ("alice" initiates: the smaller id) and the server's part in memory.
+/// Two managers, players 0 and 1 (player 0 initiates: the smaller index), and the server's
+/// part in memory. Side `i` is player `i`.
 struct Pair {
-    names: [SubjectId; 2],
     managers: [WebRtcManager; 2],
     events: [mpsc::UnboundedReceiver<ConnectionEvent>; 2],
     inbox: Inbox,
@@ -147,15 +146,14 @@ impl Pair {
         force_relay: bool,
         tuning: ConnectionTuning,
     ) -> Self {
-        let names = [subject("alice"), subject("bob")];
         let game_id = GameId::from_string("g-test");
         let mut inbox = SelectAll::new();
         let started_at_ms = now_ms();
         let mut make = |i: usize| {
             let spec = ConnectionSpec {
                 game_id: game_id.clone(),
-                local_subject_id: names[i].clone(),
-                peer_subject_id: names[1 - i].clone(),
+                local_index: i as u32,
+                peer_index: 1 - i as u32,
                 ice_servers: ice_servers.clone(),
                 force_relay,
                 started_at_ms,
@@ -166,7 +164,6 @@ impl Pair {
         let (a, ea) = make(0);
         let (b, eb) = make(1);
         Self {
-            names,
             managers: [a, b],
             events: [ea, eb],
             inbox,
@@ -204,7 +201,7 @@ impl Pair {
                 Some(Either::Left(Some((_, ClientMessage::WebrtcSignal(_)))))
                     if !self.route_signals => {}
                 Some(Either::Left(Some((from, ClientMessage::WebrtcSignal(s))))) => {
-                    assert_eq!(s.target_subject_id, self.names[1 - from], "signal target");
+                    assert_eq!(s.target_index, 1 - from as u32, "signal target");
                     self.managers[1 - from].handle_signal(s.signal_type, s.payload);
                 }
                 Some(Either::Left(Some((from, m)))) => self.sent[from].push(m),
@@ -288,7 +285,7 @@ async fn direct_connection_channels_inputs_and_close() {
     for i in 0..2 {
         assert!(pair.managers[i].is_open(), "side {i}: channels open");
         let t = pair.connection_type(i).expect("p2p_connection_type");
-        assert_eq!(t.peer_subject_id, pair.names[1 - i]);
+        assert_eq!(t.peer_index, 1 - i as u32);
         assert_eq!(t.info.connection_type, ConnectionKind::Direct, "side {i}");
         assert_eq!(t.info.local_candidate_type, CandidateType::Host, "side {i}");
         assert_eq!(t.info.relay_protocol, None);
@@ -424,11 +421,10 @@ impl GameLogic for Counter {
 
 #[wasm_bindgen_test]
 async fn game_plays_episodes_sends_summaries_and_closes() {
-    let names = [subject("alice"), subject("bob")];
     let start = GameStart {
         game_id: GameId::from_string("g-loop"),
         player_index: 0,
-        players: names.to_vec(),
+        player_count: 2,
         ice_servers: vec![],
         force_relay: false,
     };
@@ -447,8 +443,10 @@ async fn game_plays_episodes_sends_summaries_and_closes() {
         .map(|i| {
             let u = Rc::clone(&updates[i]);
             Game::start(
-                &start,
-                &names[i],
+                &GameStart {
+                    player_index: i as u32,
+                    ..start.clone()
+                },
                 config,
                 outbox(i, &mut inbox),
                 Box::new(Counter {
@@ -471,7 +469,7 @@ async fn game_plays_episodes_sends_summaries_and_closes() {
                 ClientMessage::WebrtcSignal(s) => {
                     let msg = ServerMessage::WebrtcSignal(WebrtcSignalIn {
                         game_id: s.game_id,
-                        from_subject_id: names[from].clone(),
+                        from_index: from as u32,
                         signal_type: s.signal_type,
                         payload: s.payload,
                     });
@@ -491,7 +489,7 @@ async fn game_plays_episodes_sends_summaries_and_closes() {
             assert_eq!(e.inputs_sent, u64::from(frames));
             assert_eq!(e.peers.len(), 1);
             let p = &e.peers[0];
-            assert_eq!(p.peer_subject_id, names[1 - i]);
+            assert_eq!(p.peer_index, 1 - i as u32);
             assert!(
                 p.inputs_received > u64::from(frames) / 2,
                 "side {i} ep {n}: {p:?}"
@@ -538,11 +536,10 @@ async fn game_plays_episodes_sends_summaries_and_closes() {
 
 #[wasm_bindgen_test]
 async fn game_ended_closes_every_connection() {
-    let names = [subject("alice"), subject("bob")];
     let start = GameStart {
         game_id: GameId::from_string("g-end"),
         player_index: 0,
-        players: names.to_vec(),
+        player_count: 2,
         ice_servers: vec![],
         force_relay: false,
     };
@@ -550,8 +547,10 @@ async fn game_ended_closes_every_connection() {
     let games: Vec<Game> = (0..2)
         .map(|i| {
             Game::start(
-                &start,
-                &names[i],
+                &GameStart {
+                    player_index: i as u32,
+                    ..start.clone()
+                },
                 GameConfig::default(),
                 outbox(i, &mut inbox),
                 Box::new(Counter {
@@ -572,7 +571,7 @@ async fn game_ended_closes_every_connection() {
             if let Either::Left((Some((from, ClientMessage::WebrtcSignal(s))), _)) = step {
                 games[1 - from].handle(&ServerMessage::WebrtcSignal(WebrtcSignalIn {
                     game_id: s.game_id,
-                    from_subject_id: names[from].clone(),
+                    from_index: from as u32,
                     signal_type: s.signal_type,
                     payload: s.payload,
                 }));

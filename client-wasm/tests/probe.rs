@@ -18,7 +18,7 @@ use pairlab_client::probe::ProbeManager;
 use pairlab_client::util::now_ms;
 use pairlab_shared::{
     ClientMessage, GameId, GameStart, ProbePrepare, ProbeResult, ProbeSessionId, ProbeSignalIn,
-    ProbeStart, ServerMessage, SignalPayload, SignalType, SubjectId, Waitroom,
+    ProbeStart, ServerMessage, SignalPayload, SignalType, Waitroom,
 };
 use wasm_bindgen_test::{console_log, wasm_bindgen_test, wasm_bindgen_test_configure};
 use web_sys::{RtcPeerConnection, RtcPeerConnectionState, RtcSignalingState};
@@ -26,7 +26,7 @@ use web_sys::{RtcPeerConnection, RtcPeerConnectionState, RtcSignalingState};
 wasm_bindgen_test_configure!(run_in_browser);
 
 mod common;
-use common::{subject, within};
+use common::within;
 
 /// Lets queued tasks run (promise callbacks, the probe tasks).
 async fn settle(ms: u32) {
@@ -46,10 +46,11 @@ fn assert_closed(pc: &RtcPeerConnection, who: &str) {
     );
 }
 
-fn prepare(id: &ProbeSessionId, peer: &SubjectId, timeout_ms: u64) -> ServerMessage {
+/// `probe_prepare` naming the peer by its player index.
+fn prepare(id: &ProbeSessionId, peer_index: u32, timeout_ms: u64) -> ServerMessage {
     ServerMessage::ProbePrepare(ProbePrepare {
         probe_session_id: id.clone(),
-        peer_subject_id: peer.clone(),
+        peer_index,
         ice_servers: vec![],
         timeout_ms,
     })
@@ -57,22 +58,15 @@ fn prepare(id: &ProbeSessionId, peer: &SubjectId, timeout_ms: u64) -> ServerMess
 
 /// One participant: a [`ProbeManager`] whose outgoing messages land in a channel.
 struct Member {
-    subject: SubjectId,
     manager: ProbeManager,
 }
 
-fn member(name: &str) -> (Member, mpsc::UnboundedReceiver<ClientMessage>) {
+fn member() -> (Member, mpsc::UnboundedReceiver<ClientMessage>) {
     let (tx, rx) = mpsc::unbounded();
     let manager = ProbeManager::new(move |m| {
         let _ = tx.unbounded_send(m);
     });
-    (
-        Member {
-            subject: subject(name),
-            manager,
-        },
-        rx,
-    )
+    (Member { manager }, rx)
 }
 
 /// What the fake server saw of one probe.
@@ -86,8 +80,8 @@ struct ProbeRecord {
 }
 
 /// The server's part, in memory: prepares probes between members, starts them when both are
-/// ready (initiator: the smaller subject id, as PROTOCOL.md says), relays signals (checking
-/// the target), and collects results.
+/// ready (initiator: the smaller player index, as PROTOCOL.md says), relays signals (checking
+/// the target), and collects results. A member's player index is its place in `members`.
 struct FakeServer {
     members: Vec<Member>,
     inbox: stream::SelectAll<stream::BoxStream<'static, (usize, ClientMessage)>>,
@@ -96,11 +90,12 @@ struct FakeServer {
 }
 
 impl FakeServer {
+    /// One member per name (the names only make the tests readable), in player order.
     fn new(names: &[&str]) -> Self {
         let mut members = Vec::new();
         let mut inbox = stream::SelectAll::new();
-        for (i, name) in names.iter().enumerate() {
-            let (m, rx) = member(name);
+        for i in 0..names.len() {
+            let (m, rx) = member();
             members.push(m);
             inbox.push(rx.map(move |msg| (i, msg)).boxed());
         }
@@ -115,16 +110,12 @@ impl FakeServer {
     fn prepare(&mut self, id: &str, a: usize, b: usize, timeout_ms: u64) -> ProbeSessionId {
         let id = ProbeSessionId::from_string(id);
         let prepared_at_ms = now_ms();
-        let (sa, sb) = (
-            self.members[a].subject.clone(),
-            self.members[b].subject.clone(),
-        );
         assert!(self.members[a]
             .manager
-            .handle(&prepare(&id, &sb, timeout_ms)));
+            .handle(&prepare(&id, b as u32, timeout_ms)));
         assert!(self.members[b]
             .manager
-            .handle(&prepare(&id, &sa, timeout_ms)));
+            .handle(&prepare(&id, a as u32, timeout_ms)));
         let ca = self.members[a]
             .manager
             .peer_connection(&id)
@@ -180,7 +171,7 @@ impl FakeServer {
                 if rec.ready == [true, true] {
                     rec.started_at_ms = Some(now_ms());
                     let [a, b] = rec.members;
-                    let a_first = self.members[a].subject < self.members[b].subject;
+                    let a_first = pairlab_shared::is_initiator(a as u32, b as u32);
                     for (m, initiator) in [(a, a_first), (b, !a_first)] {
                         self.members[m]
                             .manager
@@ -203,7 +194,7 @@ impl FakeServer {
                     .expect("a member");
                 let to = rec.members[1 - side];
                 assert_eq!(
-                    s.target_subject_id, self.members[to].subject,
+                    s.target_index, to as u32,
                     "a signal must target the probe's other member"
                 );
                 if let Some(SignalPayload::Description { sdp }) = &s.payload {
@@ -212,7 +203,7 @@ impl FakeServer {
                 self.relayed += 1;
                 let msg = ServerMessage::ProbeSignal(ProbeSignalIn {
                     probe_session_id: s.probe_session_id,
-                    from_subject_id: self.members[from].subject.clone(),
+                    from_index: from as u32,
                     signal_type: s.signal_type,
                     payload: s.payload,
                 });
@@ -372,10 +363,10 @@ async fn group_of_three_runs_three_probes_at_once() {
 
 #[wasm_bindgen_test]
 async fn unanswered_probe_fails_on_the_client_deadline() {
-    let (alice, mut outbox) = member("alice");
+    let (alice, mut outbox) = member();
     let id = ProbeSessionId::from_string("2f0b7e4c-0000-4000-8000-000000000002");
     let prepared_at = now_ms();
-    alice.manager.handle(&prepare(&id, &subject("bob"), 1_000));
+    alice.manager.handle(&prepare(&id, 1, 1_000));
     let pc = alice.manager.peer_connection(&id).expect("a connection");
     alice.manager.handle(&ServerMessage::ProbeStart(ProbeStart {
         probe_session_id: id.clone(),
@@ -427,14 +418,12 @@ async fn unanswered_probe_fails_on_the_client_deadline() {
 
 #[wasm_bindgen_test]
 async fn server_moving_on_closes_probes_and_late_messages_are_ignored() {
-    let (alice, mut outbox) = member("alice");
-    let bob = subject("bob");
+    let (alice, mut outbox) = member();
+    let (bob, carol) = (1, 2);
     let p1 = ProbeSessionId::from_string("2f0b7e4c-0000-4000-8000-000000000003");
     let p2 = ProbeSessionId::from_string("2f0b7e4c-0000-4000-8000-000000000004");
-    alice.manager.handle(&prepare(&p1, &bob, 10_000));
-    alice
-        .manager
-        .handle(&prepare(&p2, &subject("carol"), 10_000));
+    alice.manager.handle(&prepare(&p1, bob, 10_000));
+    alice.manager.handle(&prepare(&p2, carol, 10_000));
     let pc1 = alice.manager.peer_connection(&p1).expect("p1");
     let pc2 = alice.manager.peer_connection(&p2).expect("p2");
     alice.manager.handle(&ServerMessage::ProbeStart(ProbeStart {
@@ -462,7 +451,7 @@ async fn server_moving_on_closes_probes_and_late_messages_are_ignored() {
         .manager
         .handle(&ServerMessage::ProbeSignal(ProbeSignalIn {
             probe_session_id: p1.clone(),
-            from_subject_id: bob.clone(),
+            from_index: bob,
             signal_type: SignalType::IceCandidate,
             payload: None,
         }));
@@ -485,12 +474,12 @@ async fn server_moving_on_closes_probes_and_late_messages_are_ignored() {
 
     // game_start ends probes too.
     let p3 = ProbeSessionId::from_string("2f0b7e4c-0000-4000-8000-000000000005");
-    alice.manager.handle(&prepare(&p3, &bob, 10_000));
+    alice.manager.handle(&prepare(&p3, bob, 10_000));
     let pc3 = alice.manager.peer_connection(&p3).expect("p3");
     alice.manager.handle(&ServerMessage::GameStart(GameStart {
         game_id: GameId::from_string("g"),
         player_index: 0,
-        players: vec![subject("alice"), bob],
+        player_count: 3,
         ice_servers: vec![],
         force_relay: false,
     }));

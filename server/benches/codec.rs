@@ -17,12 +17,10 @@ use std::hint::black_box;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use pairlab_shared::{
     ClientMessage, Ping, ProbeSessionId, ProbeSignalIn, ProbeSignalOut, ServerMessage,
-    SignalPayload, SignalType, SubjectId,
+    SignalPayload, SignalType,
 };
 
 const PROBE: &str = "6f1c2a7e-93d4-4b8e-a5f0-2c9d81e3b4a7";
-const FROM: &str = "5f8a2c1d9e7b3a4c6d0e1f2a";
-const TO: &str = "60b7e4d2c9a1f3e5d7b8c0a9";
 
 /// A server-reflexive candidate as Chromium trickles it (`RTCIceCandidate.candidate`).
 const CANDIDATE: &str = "candidate:3362034548 1 udp 1686052607 203.0.113.47 53421 typ srflx \
@@ -92,10 +90,9 @@ struct Case {
 
 fn probe_signal_case(name: &'static str, signal_type: SignalType, payload: SignalPayload) -> Case {
     let probe_session_id = ProbeSessionId::from_string(PROBE);
-    let subject = |s: &str| SubjectId::parse(s).expect("the bench's ids follow the rule");
     let out = ClientMessage::ProbeSignal(ProbeSignalOut {
         probe_session_id: probe_session_id.clone(),
-        target_subject_id: subject(TO),
+        target_index: 1,
         signal_type,
         payload: Some(payload.clone()),
     });
@@ -104,7 +101,7 @@ fn probe_signal_case(name: &'static str, signal_type: SignalType, payload: Signa
         client_json: out.to_json(),
         server_msg: ServerMessage::ProbeSignal(ProbeSignalIn {
             probe_session_id,
-            from_subject_id: subject(FROM),
+            from_index: 0,
             signal_type,
             payload: Some(payload),
         }),

@@ -152,6 +152,7 @@ fn unmatchable_core() -> Core {
         scenes: vec![scene],
         ice_servers: vec![],
         turn: None,
+        server: Default::default(),
     });
     Core::new(config, clock, Box::new(SeededIds::new(1)))
 }
@@ -174,6 +175,7 @@ fn arrival(n: u64) -> [Event; 5] {
                 subject_id: subject,
                 scene_id: None,
                 resume_token: None,
+                link_signature: None,
             }),
         },
         rtt.clone(),

@@ -5,6 +5,8 @@
 //!   SIGTERM shut it down cleanly (the research record is flushed).
 //! - `pairlab check FILE`: validates a config; prints each problem as `FILE:LINE:COL: message`
 //!   and exits 1, or a summary of the scenes and exits 0.
+//! - `pairlab link ID --config FILE [--base URL]`: prints a participant's signed link (with
+//!   `[server] link_secret`): the query `subject_id=ID&sig=…`, or the whole URL with `--base`.
 //!
 //! Logs go to stderr through `tracing`; `RUST_LOG` filters them (default `info`); colours only
 //! when stderr is a terminal.
@@ -19,7 +21,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use pairlab_server::config::{ConfigErrors, ConfigFile};
+use pairlab_server::core::link::LinkSigner;
 use pairlab_server::net::{raise_open_file_limit, Server};
+use pairlab_shared::SubjectId;
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
@@ -53,12 +57,29 @@ enum Command {
         /// The TOML file to check.
         file: PathBuf,
     },
+    /// Print a participant's signed link (needs [server] link_secret in the config).
+    Link {
+        /// The participant's subject_id.
+        subject_id: String,
+        /// The config whose [server] link_secret signs the link.
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// The page's URL (e.g. https://study.example.org/?scene_id=pairs); without it, only
+        /// the query `subject_id=ID&sig=SIGNATURE` is printed.
+        #[arg(long, value_name = "URL")]
+        base: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Check { file } => check(&file),
+        Command::Link {
+            subject_id,
+            config,
+            base,
+        } => link(&subject_id, &config, base.as_deref()),
         Command::Serve {
             config,
             bind,
@@ -167,6 +188,34 @@ fn check(path: &Path) -> ExitCode {
             ExitCode::SUCCESS
         }
     }
+}
+
+/// `pairlab link`: the signed link of `subject_id` on stdout, or why not on stderr and exit 1.
+fn link(subject_id: &str, config: &Path, base: Option<&str>) -> ExitCode {
+    let subject_id = match SubjectId::parse(subject_id) {
+        Ok(id) => id,
+        Err(e) => {
+            eprintln!("pairlab link: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let file = match load(config) {
+        Ok(f) => f,
+        Err(code) => return code,
+    };
+    let Some(secret) = file.config.server.link_secret.as_deref() else {
+        eprintln!(
+            "pairlab link: the config has no [server] link_secret, so links need no signature; \
+             add one (at least 16 random characters) to sign links"
+        );
+        return ExitCode::FAILURE;
+    };
+    let signer = LinkSigner::new(secret);
+    match base {
+        Some(base) => println!("{}", signer.link(base, &subject_id)),
+        None => println!("{}", signer.query(&subject_id)),
+    }
+    ExitCode::SUCCESS
 }
 
 async fn serve(file: ConfigFile, bind: SocketAddr, data_dir: PathBuf) -> ExitCode {

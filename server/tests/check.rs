@@ -150,3 +150,54 @@ fn unreadable_file() {
     assert_eq!(code, 1);
     assert!(out.starts_with("missing.toml: cannot read: "), "{out}");
 }
+
+/// `pairlab link ID --config FILE [--base URL]`: the signed link's query, or the whole URL; the
+/// signature is the one the server checks. Without `link_secret` it says why and exits 1.
+#[test]
+fn link_prints_a_signed_link() {
+    use pairlab_server::core::link::LinkSigner;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let minimal = "[[scene]]\nid = \"s\"\ngroup_size = 2\nmatchmaker = \"fifo\"\n";
+    let secret = "sixteen-or-more-characters";
+    std::fs::write(
+        dir.path().join("signed.toml"),
+        format!("{minimal}[server]\nlink_secret = \"{secret}\"\n"),
+    )
+    .expect("write config");
+    std::fs::write(dir.path().join("plain.toml"), minimal).expect("write config");
+    let link = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_pairlab"))
+            .arg("link")
+            .args(args)
+            .current_dir(dir.path())
+            .output()
+            .expect("run pairlab link");
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        (out.status.code(), stdout, stderr)
+    };
+    let id = pairlab_shared::SubjectId::parse("P1").expect("valid id");
+    let sig = LinkSigner::new(secret).sign(&id);
+    assert_eq!(
+        link(&["P1", "--config", "signed.toml"]),
+        (Some(0), format!("subject_id=P1&sig={sig}\n"), String::new())
+    );
+    let (code, out, _) = link(&[
+        "P1",
+        "--config",
+        "signed.toml",
+        "--base",
+        "https://study.example.org/?scene_id=s",
+    ]);
+    assert_eq!(code, Some(0));
+    assert_eq!(
+        out,
+        format!("https://study.example.org/?scene_id=s&subject_id=P1&sig={sig}\n")
+    );
+    let (code, out, err) = link(&["P1", "--config", "plain.toml"]);
+    assert_eq!((code, out.as_str()), (Some(1), ""));
+    assert!(err.contains("link_secret"), "{err}");
+    let (code, _, err) = link(&["not an id", "--config", "signed.toml"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("subject_id"), "{err}");
+}

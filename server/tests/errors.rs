@@ -127,15 +127,15 @@ async fn unknown_scene_closes() {
     assert_eq!(c.expect_closed().await.0, NORMAL_CLOSE);
 }
 
-// --- duplicate_session: closed, the first connection unharmed ---------------------------
+// --- id_in_use: closed, the first connection unharmed ----------------------------------
 
 #[tokio::test]
-async fn duplicate_session_closes_the_second_connection_only() {
+async fn id_in_use_closes_the_second_connection_only() {
     let server = TestServer::start().await;
     let mut first = welcomed(&server, "alice").await;
     let mut second = server.connect().await;
     second.send(&hello("alice", Some("trio"), None)).await;
-    second.expect_error(ErrorCode::DuplicateSession).await;
+    second.expect_error(ErrorCode::IdInUse).await;
     assert_eq!(second.expect_closed().await.0, NORMAL_CLOSE);
     first.expect_open().await;
     // The same subject in another scene is a different session.
@@ -143,18 +143,24 @@ async fn duplicate_session_closes_the_second_connection_only() {
     other.hello("alice", Some("noprobe"), None).await;
 }
 
-// --- already_done: closed ---------------------------------------------------------------
+// --- id_in_use after leave: closed, and the same answer as for a connected id ------------
 
 #[tokio::test]
-async fn already_done_after_leave() {
+async fn id_in_use_after_leave_is_answered_as_for_a_connected_id() {
     let server = TestServer::start().await;
     let mut c = welcomed(&server, "alice").await;
     c.send(&pairlab_shared::ClientMessage::Leave).await;
     assert_eq!(c.expect_closed().await.0, NORMAL_CLOSE);
     let mut again = server.connect().await;
     again.send(&hello("alice", Some("trio"), None)).await;
-    again.expect_error(ErrorCode::AlreadyDone).await;
+    let done = again.expect_error(ErrorCode::IdInUse).await;
     assert_eq!(again.expect_closed().await.0, NORMAL_CLOSE);
+    // A connected id gets the very same frame: a hello cannot tell the two apart.
+    let _bob = welcomed(&server, "bob").await;
+    let mut probe = server.connect().await;
+    probe.send(&hello("bob", Some("trio"), None)).await;
+    let connected = probe.expect_error(ErrorCode::IdInUse).await;
+    assert_eq!(done, connected);
 }
 
 // --- not_a_member: stays open, nothing relayed ------------------------------------------
@@ -166,7 +172,7 @@ async fn not_a_member_for_unknown_probe_ids() {
     let bogus = pairlab_shared::ProbeSessionId::from_string("no-such-probe");
     c.send(&ready(&bogus)).await;
     c.expect_error(ErrorCode::NotAMember).await;
-    c.send(&signal(&bogus, "bob", SignalType::IceCandidate, None))
+    c.send(&signal(&bogus, 1, SignalType::IceCandidate, None))
         .await;
     c.expect_error(ErrorCode::NotAMember).await;
     c.send(&result(&bogus, true, Some(3.0))).await;
@@ -185,7 +191,7 @@ async fn not_a_member_for_outsiders_and_outside_targets() {
     c.send(&ready(&id)).await;
     c.expect_error(ErrorCode::NotAMember).await;
     let sdp = SignalPayload::Description { sdp: "v=0".into() };
-    c.send(&signal(&id, "alice", SignalType::Offer, Some(sdp.clone())))
+    c.send(&signal(&id, 0, SignalType::Offer, Some(sdp.clone())))
         .await;
     c.expect_error(ErrorCode::NotAMember).await;
     c.send(&result(&id, true, Some(1.0))).await;
@@ -197,10 +203,10 @@ async fn not_a_member_for_outsiders_and_outside_targets() {
     b.send(&ready(&id)).await;
     a.expect_probe_start().await;
     b.expect_probe_start().await;
-    a.send(&signal(&id, "carol", SignalType::Offer, Some(sdp.clone())))
+    a.send(&signal(&id, 2, SignalType::Offer, Some(sdp.clone())))
         .await;
     a.expect_error(ErrorCode::NotAMember).await;
-    a.send(&signal(&id, "alice", SignalType::Offer, Some(sdp.clone())))
+    a.send(&signal(&id, 0, SignalType::Offer, Some(sdp.clone())))
         .await;
     a.expect_error(ErrorCode::NotAMember).await;
 
@@ -208,10 +214,10 @@ async fn not_a_member_for_outsiders_and_outside_targets() {
     c.expect_quiet(QUIET).await;
     b.expect_quiet(Duration::from_millis(50)).await;
     // The probe itself is unharmed: a proper signal still goes through.
-    a.send(&signal(&id, "bob", SignalType::Offer, Some(sdp.clone())))
+    a.send(&signal(&id, 1, SignalType::Offer, Some(sdp.clone())))
         .await;
     let got = b.expect_probe_signal().await;
-    assert_eq!(got.from_subject_id.as_str(), "alice");
+    assert_eq!(got.from_index, 0);
     a.expect_open().await;
 }
 

@@ -22,12 +22,12 @@ async fn match_probe_accept_game_start() {
     );
     let (mut b, _) = server.join("bob", "probe").await;
 
-    // Both are asked to prepare the same probe, each naming the other.
+    // Both are asked to prepare the same probe, each naming the other by player index.
     let pa = a.expect_probe_prepare().await;
     let pb = b.expect_probe_prepare().await;
     assert_eq!(pa.probe_session_id, pb.probe_session_id);
-    assert_eq!(pa.peer_subject_id.as_str(), "bob");
-    assert_eq!(pb.peer_subject_id.as_str(), "alice");
+    assert_eq!(pa.peer_index, 1, "alice knows bob as player 1");
+    assert_eq!(pb.peer_index, 0, "bob knows alice as player 0");
     assert_eq!(pa.timeout_ms, 3000);
     assert_eq!(pa.ice_servers, server.config.ice_servers);
     let id = pa.probe_session_id.clone();
@@ -41,7 +41,7 @@ async fn match_probe_accept_game_start() {
     assert_eq!(sa.probe_session_id, id);
     assert!(
         sa.initiator,
-        "alice < bob in byte order: alice sends the offer"
+        "alice is player 0, bob player 1: alice sends the offer"
     );
     assert!(!sb.initiator);
 
@@ -49,11 +49,11 @@ async fn match_probe_accept_game_start() {
     let offer = SignalPayload::Description {
         sdp: "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\n".into(),
     };
-    a.send(&signal(&id, "bob", SignalType::Offer, Some(offer.clone())))
+    a.send(&signal(&id, 1, SignalType::Offer, Some(offer.clone())))
         .await;
     let got = b.expect_probe_signal().await;
     assert_eq!(got.probe_session_id, id);
-    assert_eq!(got.from_subject_id.as_str(), "alice");
+    assert_eq!(got.from_index, 0);
     assert_eq!(got.signal_type, SignalType::Offer);
     assert_eq!(got.payload, Some(offer));
     let cand = SignalPayload::Candidate {
@@ -63,15 +63,15 @@ async fn match_probe_accept_game_start() {
     };
     b.send(&signal(
         &id,
-        "alice",
+        0,
         SignalType::IceCandidate,
         Some(cand.clone()),
     ))
     .await;
-    b.send(&signal(&id, "alice", SignalType::IceCandidate, None))
+    b.send(&signal(&id, 0, SignalType::IceCandidate, None))
         .await;
     let got = a.expect_probe_signal().await;
-    assert_eq!(got.from_subject_id.as_str(), "bob");
+    assert_eq!(got.from_index, 1);
     assert_eq!(got.payload, Some(cand));
     let got = a.expect_probe_signal().await;
     assert_eq!(got.signal_type, SignalType::IceCandidate);
@@ -83,8 +83,7 @@ async fn match_probe_accept_game_start() {
     let ga = a.expect_game_start().await;
     let gb = b.expect_game_start().await;
     assert_eq!(ga.game_id, gb.game_id);
-    assert_eq!(ga.players, vec![sid("alice"), sid("bob")]);
-    assert_eq!(gb.players, ga.players);
+    assert_eq!((ga.player_count, gb.player_count), (2, 2));
     assert_eq!((ga.player_index, gb.player_index), (0, 1));
     assert_eq!(ga.ice_servers, server.config.ice_servers);
     assert!(!ga.force_relay);
@@ -158,7 +157,11 @@ async fn run_probe(x: &mut Client, y: &mut Client, rtt_x: Option<f64>, rtt_y: Op
     let px = x.expect_probe_prepare().await;
     let py = y.expect_probe_prepare().await;
     assert_eq!(px.probe_session_id, py.probe_session_id);
-    assert_eq!(px.peer_subject_id.as_str(), y.name);
+    assert_eq!(
+        (px.peer_index, py.peer_index),
+        (1, 0),
+        "x waited longer: player 0"
+    );
     let id = px.probe_session_id;
     x.send(&ready(&id)).await;
     y.send(&ready(&id)).await;
@@ -190,7 +193,7 @@ async fn rejection_returns_both_and_the_next_candidate_is_probed() {
     let ga = a.expect_game_start().await;
     let gc = c.expect_game_start().await;
     assert_eq!(ga.game_id, gc.game_id);
-    assert_eq!(ga.players, vec![sid("alice"), sid("carol")]);
+    assert_eq!((ga.player_index, gc.player_index), (0, 1));
     b.expect_quiet(Duration::from_millis(100)).await;
 
     // A fourth: bob's untried partner.
@@ -198,7 +201,7 @@ async fn rejection_returns_both_and_the_next_candidate_is_probed() {
     run_probe(&mut b, &mut d, Some(5.0), Some(6.0)).await;
     let gb = b.expect_game_start().await;
     d.expect_game_start().await;
-    assert_eq!(gb.players, vec![sid("bob"), sid("dave")]);
+    assert_eq!(gb.player_index, 0);
 
     server.wait_for_event("probe", Ev::GameCreated).await;
     drop((a, b, c, d));
@@ -250,7 +253,7 @@ async fn without_max_p2p_rtt_the_game_starts_at_once() {
     let ga = a.expect_game_start().await;
     let gb = b.expect_game_start().await;
     assert_eq!(ga.game_id, gb.game_id);
-    assert_eq!(ga.players, vec![sid("alice"), sid("bob")]);
+    assert_eq!(ga.player_count, 2);
     assert_eq!((ga.player_index, gb.player_index), (0, 1));
     server.wait_for_event("noprobe", Ev::GameCreated).await;
     drop((a, b));
@@ -293,12 +296,10 @@ async fn waitroom_timeout_sends_message_and_redirect_then_closes() {
     let waited = t["waited_ms"].as_f64().expect("waited_ms");
     assert!((350.0..5000.0).contains(&waited), "{t}");
 
-    // Done in that scene: coming back is refused.
+    // Done in that scene: coming back is refused (with the one answer for an id in use).
     let mut again = server.connect().await;
     again.send(&hello("alice", Some("short"), None)).await;
-    again
-        .expect_error(pairlab_shared::ErrorCode::AlreadyDone)
-        .await;
+    again.expect_error(pairlab_shared::ErrorCode::IdInUse).await;
     assert_eq!(again.expect_closed().await.0, NORMAL_CLOSE);
 }
 
@@ -354,18 +355,14 @@ async fn reconnect_with_resume_token_keeps_place_and_deadline() {
     // Without the token, during the grace: refused.
     let mut thief = server.connect().await;
     thief.send(&hello("alice", Some("trio"), None)).await;
-    thief
-        .expect_error(pairlab_shared::ErrorCode::DuplicateSession)
-        .await;
+    thief.expect_error(pairlab_shared::ErrorCode::IdInUse).await;
     assert_eq!(thief.expect_closed().await.0, NORMAL_CLOSE);
     // With a wrong token: refused too.
     let mut thief = server.connect().await;
     thief
         .send(&hello("alice", Some("trio"), Some("not-the-token")))
         .await;
-    thief
-        .expect_error(pairlab_shared::ErrorCode::DuplicateSession)
-        .await;
+    thief.expect_error(pairlab_shared::ErrorCode::IdInUse).await;
 
     let mut a2 = server.connect().await;
     let w = a2.hello("alice", Some("trio"), Some(&token)).await;
@@ -379,7 +376,7 @@ async fn reconnect_with_resume_token_keeps_place_and_deadline() {
     // carol arrives: alice is still first in line, before bob.
     let (mut c, _) = server.join("carol", "trio").await;
     let g = a2.expect_game_start().await;
-    assert_eq!(g.players, vec![sid("alice"), sid("bob"), sid("carol")]);
+    assert_eq!(g.player_count, 3);
     assert_eq!(g.player_index, 0);
     assert_eq!(c.expect_game_start().await.player_index, 2);
 
@@ -473,4 +470,139 @@ async fn first_server_rtt_sample_is_not_delayed_by_nagle() {
             "first sample {first} ms: TCP_NODELAY missing? {e}"
         );
     }
+}
+
+/// Ids that cannot turn up in a frame by accident.
+const ALICE: &str = "PID-alice-5f8a2c1d9e";
+const BOB: &str = "PID-bob-60b7e4d2c9";
+
+/// Partners never see each other's `subject_id`: over a whole probe (prepare, start, signals
+/// both ways, results), `game_start`, game signals both ways and `game_ended`, no frame a
+/// member receives holds the other's id; the research record still names both.
+#[tokio::test]
+async fn partners_never_see_each_others_subject_id() {
+    let mut server = TestServer::start().await;
+    let (mut a, _) = server.join(ALICE, "probe").await;
+    let (mut b, _) = server.join(BOB, "probe").await;
+    let id = a.expect_probe_prepare().await.probe_session_id;
+    b.expect_probe_prepare().await;
+    a.send(&ready(&id)).await;
+    b.send(&ready(&id)).await;
+    a.expect_probe_start().await;
+    b.expect_probe_start().await;
+    let sdp = SignalPayload::Description { sdp: "v=0".into() };
+    a.send(&signal(&id, 1, SignalType::Offer, Some(sdp.clone())))
+        .await;
+    b.send(&signal(&id, 0, SignalType::Answer, Some(sdp.clone())))
+        .await;
+    let relayed = |m: &ServerMessage| matches!(m, ServerMessage::ProbeSignal(_)).then_some(());
+    b.until("probe_signal", relayed).await;
+    a.until("probe_signal", relayed).await;
+    a.send(&result(&id, true, Some(10.0))).await;
+    b.send(&result(&id, true, Some(11.0))).await;
+    let game_id = a.expect_game_start().await.game_id;
+    b.expect_game_start().await;
+    for (from, target) in [(&mut a, 1), (&mut b, 0)] {
+        let msg = pairlab_shared::ClientMessage::WebrtcSignal(pairlab_shared::WebrtcSignalOut {
+            game_id: game_id.clone(),
+            target_index: target,
+            signal_type: SignalType::Offer,
+            payload: Some(sdp.clone()),
+        });
+        from.send(&msg).await;
+    }
+    let relayed = |m: &ServerMessage| match m {
+        ServerMessage::WebrtcSignal(s) => Some(s.from_index),
+        _ => None,
+    };
+    assert_eq!(b.until("webrtc_signal", relayed).await, 0);
+    assert_eq!(a.until("webrtc_signal", relayed).await, 1);
+    let failed =
+        pairlab_shared::ClientMessage::P2pConnectionFailed(pairlab_shared::P2pConnectionFailed {
+            game_id: game_id.clone(),
+            peer_index: 1,
+            attempts: 3,
+        });
+    a.send(&failed).await;
+    let ended = |m: &ServerMessage| matches!(m, ServerMessage::GameEnded(_)).then_some(());
+    a.until("game_ended", ended).await;
+    b.until("game_ended", ended).await;
+
+    for (member, peer) in [(&a, BOB), (&b, ALICE)] {
+        assert!(member.received.len() >= 6, "{:?}", member.received);
+        for frame in &member.received {
+            assert!(
+                !frame.contains(peer),
+                "{} received its partner's id: {frame}",
+                member.name
+            );
+        }
+    }
+    server
+        .wait_for_event("probe", Ev::P2pConnectionFailed)
+        .await;
+    drop((a, b));
+    server.stop().await;
+    let events = server.events("probe");
+    let gc = events_of(&events, Ev::GameCreated)[0];
+    assert_eq!(gc["players"], serde_json::json!([ALICE, BOB]));
+    let f = events_of(&events, Ev::P2pConnectionFailed)[0];
+    assert_eq!(
+        (&f["subject_id"], &f["peer_subject_id"]),
+        (&ALICE.into(), &BOB.into())
+    );
+}
+
+/// With `[server] link_secret`, `hello` as someone else's id followed by `leave` cannot make the
+/// real participant refused: the squatter is refused at `hello` (`invalid_link`), and the
+/// real participant, with their signed link, joins.
+#[tokio::test]
+async fn signed_links_stop_squatting_by_hello_and_leave() {
+    use pairlab_server::core::link::LinkSigner;
+    use tokio_tungstenite::tungstenite::Message;
+    const SECRET: &str = "a-test-secret-of-32-characters!!";
+    let config = format!("{TEST_CONFIG}\n[server]\nlink_secret = \"{SECRET}\"\n");
+    let server = TestServer::with_config(&config).await;
+    let signer = LinkSigner::new(SECRET);
+    let signed = |subject: &str, signature: Option<String>| {
+        pairlab_shared::ClientMessage::Hello(pairlab_shared::Hello {
+            subject_id: sid(subject),
+            scene_id: Some("noprobe".into()),
+            resume_token: None,
+            link_signature: signature,
+        })
+    };
+    // The squatter: no signature, then another id's signature; each time hello and leave
+    // at once.
+    for signature in [None, Some(signer.sign(&sid("mallory")))] {
+        let mut squatter = server.connect().await;
+        for frame in [
+            signed(ALICE, signature).to_json(),
+            "{\"type\":\"leave\"}".into(),
+        ] {
+            // (The second frame may meet a socket the server has closed already.)
+            let _ = futures_util::SinkExt::send(&mut squatter.ws, Message::text(frame)).await;
+        }
+        let e = squatter
+            .expect_error(pairlab_shared::ErrorCode::InvalidLink)
+            .await;
+        assert!(e.message.contains("link"), "{e:?}");
+        assert_eq!(squatter.expect_closed().await.0, NORMAL_CLOSE);
+    }
+    // The real alice, with her link.
+    let mut alice = server.connect().await;
+    alice
+        .send(&signed(ALICE, Some(signer.sign(&sid(ALICE)))))
+        .await;
+    match alice.recv().await {
+        ServerMessage::Welcome(w) => assert_eq!(w.subject_id.as_str(), ALICE),
+        other => panic!("expected welcome, got {other:?}"),
+    }
+    alice.expect_waitroom().await;
+    let events = server.events("noprobe");
+    assert_eq!(
+        events_of(&events, Ev::ParticipantLeft).len(),
+        0,
+        "{events:?}"
+    );
 }

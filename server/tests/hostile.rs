@@ -73,6 +73,7 @@ impl Hostile {
                 name: "ws".into(),
                 auto_pong: true,
                 welcome: None,
+                received: Vec::new(),
             }),
             Err(WsError::Http(res)) => Err(res.status().as_u16()),
             Err(e) => panic!("handshake: {e}"),
@@ -489,6 +490,7 @@ async fn hostile_load() {
             name: format!("honest{i}"),
             auto_pong: true,
             welcome: None,
+            received: Vec::new(),
         };
         c.send(&common::hello(&format!("honest{i}"), None, None))
             .await;

@@ -6,8 +6,8 @@ mod common;
 use common::*;
 use pairlab_shared::{ClientMessage, ErrorCode};
 
-/// A subject who left is refused with `already_done` by the next server on the same data dir;
-/// someone new is welcome.
+/// A subject who left is refused (`id_in_use`, the one answer for an id that has taken part) by
+/// the next server on the same data dir; someone new is welcome.
 #[tokio::test]
 async fn a_subject_who_left_is_still_done_after_a_restart() {
     let mut server = TestServer::start().await;
@@ -21,7 +21,7 @@ async fn a_subject_who_left_is_still_done_after_a_restart() {
     server.restart().await;
     let mut again = server.connect().await;
     again.send(&hello("alice", Some("noprobe"), None)).await;
-    again.expect_error(ErrorCode::AlreadyDone).await;
+    again.expect_error(ErrorCode::IdInUse).await;
     again.expect_closed().await;
     let (_bob, _) = server.join("bob", "noprobe").await;
     server.stop().await;

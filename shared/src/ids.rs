@@ -1,5 +1,9 @@
-//! Identifiers that travel on the wire: participant ids, and the ids the server mints for probe
-//! sessions and games.
+//! Identifiers that travel on the wire: participant ids, the aliases by which members of a
+//! group name each other, and the ids the server mints for probe sessions and games.
+//!
+//! A `subject_id` travels only between a participant and the server (`hello`, `welcome`): it is
+//! personal data (a Prolific or MTurk id) and goes to the research record, never to another
+//! participant. Wherever a message names a peer it names them by [`PlayerIndex`].
 
 use std::fmt;
 
@@ -12,8 +16,8 @@ pub const SUBJECT_ID_MAX_LEN: usize = 128;
 /// `workerId`, or one the page makes up).
 ///
 /// Rule (PROTOCOL.md, Transport): 1 to 128 characters from `[A-Za-z0-9._:@-]`. The rule keeps ids
-/// safe to use in file names, logs and CSV columns. Ordering is byte order, which is also how the
-/// server picks a probe's initiator (the smaller id sends the offer).
+/// safe to use in file names, logs and CSV columns. It is never sent to another participant:
+/// peers know each other by [`PlayerIndex`].
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct SubjectId(String);
@@ -61,12 +65,22 @@ impl SubjectId {
     }
 }
 
-/// The initiator rule of a pair (PROTOCOL.md, Probe and Game connection): the member whose
-/// `subject_id` is smaller in byte order creates the SDP offer; the other answers. Both ends
-/// apply it, the server to order a probe's members (initiator first) and the browser to decide
-/// who offers on a game connection, so it lives here once.
-pub fn is_initiator(local: &str, peer: &str) -> bool {
-    local.as_bytes() < peer.as_bytes()
+/// A member's alias within its group: its 0-based place in player order (the order in which the
+/// group's members entered the waitroom). Every message that names a peer — in a probe and in a
+/// game — names them by this number, so no participant learns another's `subject_id`.
+///
+/// One scheme for every message: a proposed group's members get their indices when the group is
+/// proposed, keep them through its probes and, once accepted, the game's `player_index` is the
+/// same number. It needs no minting and nothing to look up on either end, it is meaningless
+/// outside its group, and a client cannot name anyone outside its own group with it.
+pub type PlayerIndex = u32;
+
+/// The initiator rule of a pair (PROTOCOL.md, Probe and Game connection): the member with the
+/// smaller [`PlayerIndex`] creates the SDP offer; the other answers. Both ends apply it, the
+/// server to order a probe's members (initiator first, and `probe_start.initiator`) and the
+/// browser to decide who offers on a game connection, so it lives here once.
+pub fn is_initiator(local: PlayerIndex, peer: PlayerIndex) -> bool {
+    local < peer
 }
 
 impl TryFrom<String> for SubjectId {
@@ -159,9 +173,10 @@ mod tests {
     }
 
     #[test]
-    fn byte_order_picks_initiator() {
-        let a = SubjectId::parse("B").unwrap();
-        let b = SubjectId::parse("a").unwrap();
-        assert!(a < b, "uppercase sorts before lowercase in byte order");
+    fn smaller_player_index_is_initiator() {
+        assert!(is_initiator(0, 1));
+        assert!(!is_initiator(1, 0));
+        assert!(is_initiator(1, 2));
+        assert!(!is_initiator(2, 2), "nobody is their own initiator");
     }
 }

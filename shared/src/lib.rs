@@ -5,7 +5,9 @@
 //! Rust types, compiled into both the server (native) and the browser client (wasm32), so the
 //! two cannot drift apart. It does no I/O.
 //!
-//! - [`ids`]: `subject_id` (validated), and the server-minted `probe_session_id` and `game_id`.
+//! - [`ids`]: `subject_id` (validated; never sent to another participant), the
+//!   [`PlayerIndex`] by which group members name each other, and the server-minted
+//!   `probe_session_id` and `game_id`.
 //! - [`messages`]: [`ClientMessage`] (browser → server) and [`ServerMessage`] (server →
 //!   browser), one struct per message, and the [`ErrorCode`]s.
 //! - [`stats`]: [`stats::median`], the one summary of RTT samples both ends use.
@@ -25,7 +27,8 @@ pub use decode::{
     MAX_QUALITY_CHANGES,
 };
 pub use ids::{
-    is_initiator, GameId, InvalidSubjectId, ProbeSessionId, SubjectId, SUBJECT_ID_MAX_LEN,
+    is_initiator, GameId, InvalidSubjectId, PlayerIndex, ProbeSessionId, SubjectId,
+    SUBJECT_ID_MAX_LEN,
 };
 pub use messages::*;
 

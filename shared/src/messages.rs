@@ -5,12 +5,15 @@
 //! [`ServerMessage`] everything the server sends (S→C). Each message with fields has its own
 //! struct, so code can pass one message around by type.
 //!
+//! Peers are named by their [`PlayerIndex`] in the group (`*_index` fields), never by
+//! `subject_id`: a participant's id goes only between them and the server.
+//!
 //! Durations and RTTs are milliseconds (`_ms`) as JSON numbers; measured values may have
 //! fractions, configured ones are whole numbers.
 
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{GameId, ProbeSessionId, SubjectId};
+use crate::ids::{GameId, PlayerIndex, ProbeSessionId, SubjectId};
 
 /// One STUN or TURN server for the browser, in the shape of WebRTC's `RTCIceServer` dictionary
 /// (W3C WebRTC 1.0, §4.2.4): `{ "urls": [string], "username"?: string, "credential"?: string }`.
@@ -61,6 +64,10 @@ pub enum ClientMessage {
     EpisodeSummary(EpisodeSummary),
 }
 
+/// The participant page's URL parameter that carries a signed link's signature, which the page
+/// sends as [`Hello::link_signature`].
+pub const LINK_SIGNATURE_PARAM: &str = "sig";
+
 /// `hello`: who this is, which scene, and the token that resumes an earlier session.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Hello {
@@ -72,6 +79,11 @@ pub struct Hello {
     /// The `resume_token` of the latest `welcome`, to take an existing session over.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resume_token: Option<String>,
+    /// The signature of `subject_id` from the participant's link (its `sig` URL parameter):
+    /// base64url without padding of HMAC-SHA256(`link_secret`, `subject_id`). Required when the
+    /// server's config sets `[server] link_secret`; ignored otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link_signature: Option<String>,
 }
 
 /// `pong`: echoes a ping's id.
@@ -148,8 +160,8 @@ pub fn check_signal(
 pub struct ProbeSignalOut {
     /// The probe this signal belongs to.
     pub probe_session_id: ProbeSessionId,
-    /// The peer it is for; must be the other member of the probe.
-    pub target_subject_id: SubjectId,
+    /// The peer it is for, by player index; must be the other member of the probe.
+    pub target_index: PlayerIndex,
     /// What `payload` is.
     pub signal_type: SignalType,
     /// The SDP or candidate; `null` ends the candidates.
@@ -189,7 +201,7 @@ pub enum ServerMessage {
     Waitroom(Waitroom),
     /// The waitroom deadline passed; the server closes the socket after this.
     WaitroomTimeout(WaitroomTimeout),
-    /// Build a probe connection to `peer_subject_id` and answer `probe_ready`.
+    /// Build a probe connection to the peer `peer_index` and answer `probe_ready`.
     ProbePrepare(ProbePrepare),
     /// Both sides are ready; the initiator sends the offer.
     ProbeStart(ProbeStart),
@@ -255,8 +267,8 @@ pub struct WaitroomTimeout {
 pub struct ProbePrepare {
     /// The probe's id.
     pub probe_session_id: ProbeSessionId,
-    /// The other member.
-    pub peer_subject_id: SubjectId,
+    /// The other member, by player index in the proposed group.
+    pub peer_index: PlayerIndex,
     /// STUN/TURN servers for the probe connection.
     pub ice_servers: Vec<IceServer>,
     /// The server's deadline, ms from this message.
@@ -277,8 +289,8 @@ pub struct ProbeStart {
 pub struct ProbeSignalIn {
     /// The probe.
     pub probe_session_id: ProbeSessionId,
-    /// Who sent it.
-    pub from_subject_id: SubjectId,
+    /// Who sent it, by player index.
+    pub from_index: PlayerIndex,
     /// What `payload` is.
     pub signal_type: SignalType,
     /// Unchanged from the sender.
@@ -290,10 +302,10 @@ pub struct ProbeSignalIn {
 pub struct GameStart {
     /// The game's id.
     pub game_id: GameId,
-    /// This participant's 0-based index in `players`.
-    pub player_index: u32,
-    /// Every member's subject_id, in player order.
-    pub players: Vec<SubjectId>,
+    /// This participant's [`PlayerIndex`]: 0-based, in player order.
+    pub player_index: PlayerIndex,
+    /// Players in the game; their indices are `0..player_count`.
+    pub player_count: u32,
     /// STUN/TURN servers for the game connection.
     pub ice_servers: Vec<IceServer>,
     /// Whether the game connection must use TURN relay only (`iceTransportPolicy: "relay"`).
@@ -309,8 +321,8 @@ pub struct GameStart {
 pub struct WebrtcSignalOut {
     /// The game.
     pub game_id: GameId,
-    /// The member it is for; must be another member of the game.
-    pub target_subject_id: SubjectId,
+    /// The member it is for, by player index; must be another member of the game.
+    pub target_index: PlayerIndex,
     /// What `payload` is.
     pub signal_type: SignalType,
     /// The SDP or candidate; `null` ends the candidates.
@@ -322,8 +334,8 @@ pub struct WebrtcSignalOut {
 pub struct WebrtcSignalIn {
     /// The game.
     pub game_id: GameId,
-    /// Who sent it.
-    pub from_subject_id: SubjectId,
+    /// Who sent it, by player index.
+    pub from_index: PlayerIndex,
     /// What `payload` is.
     pub signal_type: SignalType,
     /// Unchanged from the sender.
@@ -398,8 +410,8 @@ pub struct ConnectionInfo {
 pub struct P2pConnectionType {
     /// The game.
     pub game_id: GameId,
-    /// The peer this connection goes to.
-    pub peer_subject_id: SubjectId,
+    /// The peer this connection goes to, by player index.
+    pub peer_index: PlayerIndex,
     /// The selected candidate pair.
     #[serde(flatten)]
     pub info: ConnectionInfo,
@@ -424,8 +436,8 @@ pub enum QualityLevel {
 pub struct P2pQuality {
     /// The game.
     pub game_id: GameId,
-    /// The peer.
-    pub peer_subject_id: SubjectId,
+    /// The peer, by player index.
+    pub peer_index: PlayerIndex,
     /// The new level.
     pub level: QualityLevel,
     /// The RTT that changed it, ms.
@@ -459,8 +471,8 @@ pub enum IceRestartOutcome {
 pub struct P2pIceRestart {
     /// The game.
     pub game_id: GameId,
-    /// The peer.
-    pub peer_subject_id: SubjectId,
+    /// The peer, by player index.
+    pub peer_index: PlayerIndex,
     /// 1-based attempt number (at most 3 by default).
     pub attempt: u32,
     /// What started it.
@@ -476,8 +488,8 @@ pub struct P2pIceRestart {
 pub struct P2pConnectionFailed {
     /// The game.
     pub game_id: GameId,
-    /// The peer that cannot be reached.
-    pub peer_subject_id: SubjectId,
+    /// The peer that cannot be reached, by player index.
+    pub peer_index: PlayerIndex,
     /// ICE restarts tried.
     pub attempts: u32,
 }
@@ -507,8 +519,8 @@ pub struct QualityChange {
 /// Connection metrics toward one peer over one episode.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PeerMetrics {
-    /// The peer.
-    pub peer_subject_id: SubjectId,
+    /// The peer, by player index.
+    pub peer_index: PlayerIndex,
     /// Inputs received from this peer (after de-duplication of the redundant copies).
     pub inputs_received: u64,
     /// How the connection is made, if known.
@@ -580,10 +592,16 @@ pub enum ErrorCode {
     InvalidSubjectId,
     /// `scene_id` names no scene. Connection closed.
     UnknownScene,
-    /// The subject is connected already (and no valid resume token was given). Closed.
-    DuplicateSession,
-    /// The subject finished or timed out in this scene already. Closed.
+    /// The `subject_id` has a session in this scene (connected, or in its reconnect grace) or
+    /// has taken part already, and the `hello` carried no valid `resume_token`. One answer for
+    /// both, so that a `hello` does not tell a stranger which of the two it is. Closed.
+    IdInUse,
+    /// The session's own `resume_token` came back after the session ended (its waitroom time
+    /// was up). Closed.
     AlreadyDone,
+    /// The server requires signed participant links (`[server] link_secret`) and the `hello`'s
+    /// `link_signature` is missing or is not the signature of its `subject_id`. Closed.
+    InvalidLink,
     /// A probe or game message for something this subject is not in. Stays open.
     NotAMember,
     /// Too many frames. Closed.
@@ -607,8 +625,9 @@ impl ErrorCode {
             ErrorCode::HelloRequired => "hello_required",
             ErrorCode::InvalidSubjectId => "invalid_subject_id",
             ErrorCode::UnknownScene => "unknown_scene",
-            ErrorCode::DuplicateSession => "duplicate_session",
+            ErrorCode::IdInUse => "id_in_use",
             ErrorCode::AlreadyDone => "already_done",
+            ErrorCode::InvalidLink => "invalid_link",
             ErrorCode::NotAMember => "not_a_member",
             ErrorCode::RateLimited => "rate_limited",
         }

@@ -33,14 +33,16 @@ fn client_messages() {
             subject_id: sid("P1"),
             scene_id: None,
             resume_token: None,
+            link_signature: None,
         }),
     );
     pin_client(
-        r#"{"type":"hello","subject_id":"P1","scene_id":"s1","resume_token":"tok"}"#,
+        r#"{"type":"hello","subject_id":"P1","scene_id":"s1","resume_token":"tok","link_signature":"c2ln"}"#,
         ClientMessage::Hello(Hello {
             subject_id: sid("P1"),
             scene_id: Some("s1".into()),
             resume_token: Some("tok".into()),
+            link_signature: Some("c2ln".into()),
         }),
     );
     pin_client(
@@ -55,10 +57,10 @@ fn client_messages() {
         }),
     );
     pin_client(
-        r#"{"type":"probe_signal","probe_session_id":"0b7e4a8e-3c1d-4f6e-9a52-1d2c3b4a5f60","target_subject_id":"P2","signal_type":"offer","payload":{"sdp":"v=0\r\n"}}"#,
+        r#"{"type":"probe_signal","probe_session_id":"0b7e4a8e-3c1d-4f6e-9a52-1d2c3b4a5f60","target_index":1,"signal_type":"offer","payload":{"sdp":"v=0\r\n"}}"#,
         ClientMessage::ProbeSignal(ProbeSignalOut {
             probe_session_id: probe_id(),
-            target_subject_id: sid("P2"),
+            target_index: 1,
             signal_type: SignalType::Offer,
             payload: Some(SignalPayload::Description {
                 sdp: "v=0\r\n".into(),
@@ -66,19 +68,19 @@ fn client_messages() {
         }),
     );
     pin_client(
-        r#"{"type":"probe_signal","probe_session_id":"0b7e4a8e-3c1d-4f6e-9a52-1d2c3b4a5f60","target_subject_id":"P2","signal_type":"answer","payload":{"sdp":"v=0"}}"#,
+        r#"{"type":"probe_signal","probe_session_id":"0b7e4a8e-3c1d-4f6e-9a52-1d2c3b4a5f60","target_index":1,"signal_type":"answer","payload":{"sdp":"v=0"}}"#,
         ClientMessage::ProbeSignal(ProbeSignalOut {
             probe_session_id: probe_id(),
-            target_subject_id: sid("P2"),
+            target_index: 1,
             signal_type: SignalType::Answer,
             payload: Some(SignalPayload::Description { sdp: "v=0".into() }),
         }),
     );
     pin_client(
-        r#"{"type":"probe_signal","probe_session_id":"0b7e4a8e-3c1d-4f6e-9a52-1d2c3b4a5f60","target_subject_id":"P2","signal_type":"ice_candidate","payload":{"candidate":"candidate:1 1 udp 2122260223 10.0.0.2 50000 typ host","sdp_mid":"0","sdp_m_line_index":0}}"#,
+        r#"{"type":"probe_signal","probe_session_id":"0b7e4a8e-3c1d-4f6e-9a52-1d2c3b4a5f60","target_index":1,"signal_type":"ice_candidate","payload":{"candidate":"candidate:1 1 udp 2122260223 10.0.0.2 50000 typ host","sdp_mid":"0","sdp_m_line_index":0}}"#,
         ClientMessage::ProbeSignal(ProbeSignalOut {
             probe_session_id: probe_id(),
-            target_subject_id: sid("P2"),
+            target_index: 1,
             signal_type: SignalType::IceCandidate,
             payload: Some(SignalPayload::Candidate {
                 candidate: "candidate:1 1 udp 2122260223 10.0.0.2 50000 typ host".into(),
@@ -88,10 +90,10 @@ fn client_messages() {
         }),
     );
     pin_client(
-        r#"{"type":"probe_signal","probe_session_id":"0b7e4a8e-3c1d-4f6e-9a52-1d2c3b4a5f60","target_subject_id":"P2","signal_type":"ice_candidate","payload":null}"#,
+        r#"{"type":"probe_signal","probe_session_id":"0b7e4a8e-3c1d-4f6e-9a52-1d2c3b4a5f60","target_index":1,"signal_type":"ice_candidate","payload":null}"#,
         ClientMessage::ProbeSignal(ProbeSignalOut {
             probe_session_id: probe_id(),
-            target_subject_id: sid("P2"),
+            target_index: 1,
             signal_type: SignalType::IceCandidate,
             payload: None,
         }),
@@ -166,10 +168,10 @@ fn server_messages() {
         }),
     );
     pin_server(
-        r#"{"type":"probe_prepare","probe_session_id":"0b7e4a8e-3c1d-4f6e-9a52-1d2c3b4a5f60","peer_subject_id":"P2","ice_servers":[{"urls":["stun:stun.example.org:3478"]},{"urls":["turn:turn.example.org:3478?transport=udp"],"username":"u","credential":"c"}],"timeout_ms":10000}"#,
+        r#"{"type":"probe_prepare","probe_session_id":"0b7e4a8e-3c1d-4f6e-9a52-1d2c3b4a5f60","peer_index":1,"ice_servers":[{"urls":["stun:stun.example.org:3478"]},{"urls":["turn:turn.example.org:3478?transport=udp"],"username":"u","credential":"c"}],"timeout_ms":10000}"#,
         ServerMessage::ProbePrepare(ProbePrepare {
             probe_session_id: probe_id(),
-            peer_subject_id: sid("P2"),
+            peer_index: 1,
             ice_servers: vec![
                 IceServer {
                     urls: vec!["stun:stun.example.org:3478".into()],
@@ -193,20 +195,20 @@ fn server_messages() {
         }),
     );
     pin_server(
-        r#"{"type":"probe_signal","probe_session_id":"0b7e4a8e-3c1d-4f6e-9a52-1d2c3b4a5f60","from_subject_id":"P1","signal_type":"answer","payload":{"sdp":"v=0"}}"#,
+        r#"{"type":"probe_signal","probe_session_id":"0b7e4a8e-3c1d-4f6e-9a52-1d2c3b4a5f60","from_index":0,"signal_type":"answer","payload":{"sdp":"v=0"}}"#,
         ServerMessage::ProbeSignal(ProbeSignalIn {
             probe_session_id: probe_id(),
-            from_subject_id: sid("P1"),
+            from_index: 0,
             signal_type: SignalType::Answer,
             payload: Some(SignalPayload::Description { sdp: "v=0".into() }),
         }),
     );
     pin_server(
-        r#"{"type":"game_start","game_id":"5d6c1a9e-2b3f-4c8d-8e7f-6a5b4c3d2e1f","player_index":1,"players":["P1","P2"],"ice_servers":[],"force_relay":false}"#,
+        r#"{"type":"game_start","game_id":"5d6c1a9e-2b3f-4c8d-8e7f-6a5b4c3d2e1f","player_index":1,"player_count":2,"ice_servers":[],"force_relay":false}"#,
         ServerMessage::GameStart(GameStart {
             game_id: GameId::from_string("5d6c1a9e-2b3f-4c8d-8e7f-6a5b4c3d2e1f"),
             player_index: 1,
-            players: vec![sid("P1"), sid("P2")],
+            player_count: 2,
             ice_servers: vec![],
             force_relay: false,
         }),
@@ -217,8 +219,9 @@ fn server_messages() {
         (ErrorCode::HelloRequired, "hello_required"),
         (ErrorCode::InvalidSubjectId, "invalid_subject_id"),
         (ErrorCode::UnknownScene, "unknown_scene"),
-        (ErrorCode::DuplicateSession, "duplicate_session"),
+        (ErrorCode::IdInUse, "id_in_use"),
         (ErrorCode::AlreadyDone, "already_done"),
+        (ErrorCode::InvalidLink, "invalid_link"),
         (ErrorCode::NotAMember, "not_a_member"),
         (ErrorCode::RateLimited, "rate_limited"),
     ] {
@@ -260,13 +263,13 @@ fn decode_errors_map_to_codes() {
     // Payload must fit the signal type.
     assert_eq!(
         code(
-            r#"{"type":"probe_signal","probe_session_id":"x","target_subject_id":"P2","signal_type":"offer","payload":null}"#
+            r#"{"type":"probe_signal","probe_session_id":"x","target_index":1,"signal_type":"offer","payload":null}"#
         ),
         ErrorCode::BadMessage
     );
     assert_eq!(
         code(
-            r#"{"type":"probe_signal","probe_session_id":"x","target_subject_id":"P2","signal_type":"ice_candidate","payload":{"sdp":"v=0"}}"#
+            r#"{"type":"probe_signal","probe_session_id":"x","target_index":1,"signal_type":"ice_candidate","payload":{"sdp":"v=0"}}"#
         ),
         ErrorCode::BadMessage
     );
@@ -294,8 +297,9 @@ fn closing_codes_follow_the_table() {
         HelloRequired,
         InvalidSubjectId,
         UnknownScene,
-        DuplicateSession,
+        IdInUse,
         AlreadyDone,
+        InvalidLink,
         RateLimited,
     ] {
         assert!(c.closes_connection(), "{c}");
@@ -309,19 +313,19 @@ fn game_id() -> GameId {
 #[test]
 fn game_connection_messages() {
     pin_client(
-        r#"{"type":"webrtc_signal","game_id":"5d6c1a9e-2b3f-4c8d-8e7f-6a5b4c3d2e1f","target_subject_id":"P2","signal_type":"offer","payload":{"sdp":"v=0"}}"#,
+        r#"{"type":"webrtc_signal","game_id":"5d6c1a9e-2b3f-4c8d-8e7f-6a5b4c3d2e1f","target_index":1,"signal_type":"offer","payload":{"sdp":"v=0"}}"#,
         ClientMessage::WebrtcSignal(WebrtcSignalOut {
             game_id: game_id(),
-            target_subject_id: sid("P2"),
+            target_index: 1,
             signal_type: SignalType::Offer,
             payload: Some(SignalPayload::Description { sdp: "v=0".into() }),
         }),
     );
     pin_server(
-        r#"{"type":"webrtc_signal","game_id":"5d6c1a9e-2b3f-4c8d-8e7f-6a5b4c3d2e1f","from_subject_id":"P1","signal_type":"ice_candidate","payload":null}"#,
+        r#"{"type":"webrtc_signal","game_id":"5d6c1a9e-2b3f-4c8d-8e7f-6a5b4c3d2e1f","from_index":0,"signal_type":"ice_candidate","payload":null}"#,
         ServerMessage::WebrtcSignal(WebrtcSignalIn {
             game_id: game_id(),
-            from_subject_id: sid("P1"),
+            from_index: 0,
             signal_type: SignalType::IceCandidate,
             payload: None,
         }),
@@ -334,28 +338,28 @@ fn game_connection_messages() {
         relay_protocol: Some(RelayProtocol::Udp),
     };
     pin_client(
-        r#"{"type":"p2p_connection_type","game_id":"5d6c1a9e-2b3f-4c8d-8e7f-6a5b4c3d2e1f","peer_subject_id":"P2","connection_type":"relay","local_candidate_type":"relay","remote_candidate_type":"srflx","protocol":"udp","relay_protocol":"udp","connect_ms":152.5}"#,
+        r#"{"type":"p2p_connection_type","game_id":"5d6c1a9e-2b3f-4c8d-8e7f-6a5b4c3d2e1f","peer_index":1,"connection_type":"relay","local_candidate_type":"relay","remote_candidate_type":"srflx","protocol":"udp","relay_protocol":"udp","connect_ms":152.5}"#,
         ClientMessage::P2pConnectionType(P2pConnectionType {
             game_id: game_id(),
-            peer_subject_id: sid("P2"),
+            peer_index: 1,
             info,
             connect_ms: Some(152.5),
         }),
     );
     pin_client(
-        r#"{"type":"p2p_quality","game_id":"5d6c1a9e-2b3f-4c8d-8e7f-6a5b4c3d2e1f","peer_subject_id":"P2","level":"warning","rtt_ms":182.0}"#,
+        r#"{"type":"p2p_quality","game_id":"5d6c1a9e-2b3f-4c8d-8e7f-6a5b4c3d2e1f","peer_index":1,"level":"warning","rtt_ms":182.0}"#,
         ClientMessage::P2pQuality(P2pQuality {
             game_id: game_id(),
-            peer_subject_id: sid("P2"),
+            peer_index: 1,
             level: QualityLevel::Warning,
             rtt_ms: Some(182.0),
         }),
     );
     pin_client(
-        r#"{"type":"p2p_ice_restart","game_id":"5d6c1a9e-2b3f-4c8d-8e7f-6a5b4c3d2e1f","peer_subject_id":"P2","attempt":1,"trigger":"disconnected","outcome":"succeeded","duration_ms":840.0}"#,
+        r#"{"type":"p2p_ice_restart","game_id":"5d6c1a9e-2b3f-4c8d-8e7f-6a5b4c3d2e1f","peer_index":1,"attempt":1,"trigger":"disconnected","outcome":"succeeded","duration_ms":840.0}"#,
         ClientMessage::P2pIceRestart(P2pIceRestart {
             game_id: game_id(),
-            peer_subject_id: sid("P2"),
+            peer_index: 1,
             attempt: 1,
             trigger: IceRestartTrigger::Disconnected,
             outcome: IceRestartOutcome::Succeeded,
@@ -363,22 +367,22 @@ fn game_connection_messages() {
         }),
     );
     pin_client(
-        r#"{"type":"p2p_connection_failed","game_id":"5d6c1a9e-2b3f-4c8d-8e7f-6a5b4c3d2e1f","peer_subject_id":"P2","attempts":3}"#,
+        r#"{"type":"p2p_connection_failed","game_id":"5d6c1a9e-2b3f-4c8d-8e7f-6a5b4c3d2e1f","peer_index":1,"attempts":3}"#,
         ClientMessage::P2pConnectionFailed(P2pConnectionFailed {
             game_id: game_id(),
-            peer_subject_id: sid("P2"),
+            peer_index: 1,
             attempts: 3,
         }),
     );
     pin_client(
-        r#"{"type":"episode_summary","game_id":"5d6c1a9e-2b3f-4c8d-8e7f-6a5b4c3d2e1f","episode":1,"frames":600,"inputs_sent":600,"peers":[{"peer_subject_id":"P2","inputs_received":598,"connection":{"connection_type":"relay","local_candidate_type":"relay","remote_candidate_type":"srflx","protocol":"udp","relay_protocol":"udp"},"rtt_ms":{"min":1.0,"median":2.0,"max":9.0,"samples":5},"quality_changes":[{"level":"warning","at_ms":1200.0}],"ice_restarts":0}]}"#,
+        r#"{"type":"episode_summary","game_id":"5d6c1a9e-2b3f-4c8d-8e7f-6a5b4c3d2e1f","episode":1,"frames":600,"inputs_sent":600,"peers":[{"peer_index":1,"inputs_received":598,"connection":{"connection_type":"relay","local_candidate_type":"relay","remote_candidate_type":"srflx","protocol":"udp","relay_protocol":"udp"},"rtt_ms":{"min":1.0,"median":2.0,"max":9.0,"samples":5},"quality_changes":[{"level":"warning","at_ms":1200.0}],"ice_restarts":0}]}"#,
         ClientMessage::EpisodeSummary(EpisodeSummary {
             game_id: game_id(),
             episode: 1,
             frames: 600,
             inputs_sent: 600,
             peers: vec![PeerMetrics {
-                peer_subject_id: sid("P2"),
+                peer_index: 1,
                 inputs_received: 598,
                 connection: Some(info),
                 rtt_ms: Some(RttSummary {
@@ -407,19 +411,17 @@ fn game_connection_messages() {
     let bad = |s: &str| ClientMessage::decode(s).unwrap_err().code();
     assert_eq!(
         bad(
-            r#"{"type":"p2p_ice_restart","game_id":"g","peer_subject_id":"P2","attempt":0,"trigger":"failed","outcome":"started","duration_ms":null}"#
+            r#"{"type":"p2p_ice_restart","game_id":"g","peer_index":1,"attempt":0,"trigger":"failed","outcome":"started","duration_ms":null}"#
         ),
         ErrorCode::BadMessage
     );
     assert_eq!(
-        bad(
-            r#"{"type":"p2p_quality","game_id":"g","peer_subject_id":"P2","level":"dire","rtt_ms":1}"#
-        ),
+        bad(r#"{"type":"p2p_quality","game_id":"g","peer_index":1,"level":"dire","rtt_ms":1}"#),
         ErrorCode::BadMessage
     );
     assert_eq!(
         bad(
-            r#"{"type":"episode_summary","game_id":"g","episode":1,"frames":1,"inputs_sent":1,"peers":[{"peer_subject_id":"P2","inputs_received":1,"connection":null,"rtt_ms":{"min":5,"median":2,"max":9,"samples":3},"quality_changes":[],"ice_restarts":0}]}"#
+            r#"{"type":"episode_summary","game_id":"g","episode":1,"frames":1,"inputs_sent":1,"peers":[{"peer_index":1,"inputs_received":1,"connection":null,"rtt_ms":{"min":5,"median":2,"max":9,"samples":3},"quality_changes":[],"ice_restarts":0}]}"#
         ),
         ErrorCode::BadMessage
     );

@@ -10,6 +10,9 @@
 //!   with the scene's `timeout_message`.
 //! - [`embedded_default_matches_two_tabs_of_one_browser`]: `pairlab serve` without `--config`
 //!   and two tabs of one browser opening `/` with no id: matched, probed, one game.
+//! - [`signed_link_lets_its_page_in_and_a_page_without_it_is_refused`]: with `[server]
+//!   link_secret`, the page opened with its signed link (`sig` in the URL) reaches the waitroom;
+//!   one opened without a signature shows the `invalid_link` error and never joins.
 //! - [`harness_drives_two_separate_chromium_processes`]: the harness itself, without pairlab.
 //!
 //! Needs `target/{debug,release}/pairlab` (or `PAIRLAB_BIN`) built after `www/pkg`, chromedriver
@@ -538,6 +541,65 @@ async fn reject_scenario(work: &WorkDir, server: &Server, a: &Browser, b: &Brows
     check!(
         probe_at < rejected_at && rejected_at < timeout_at,
         "expected probe_result → match_rejected → waitroom_timeout: {order:?}"
+    );
+    Ok(())
+}
+
+const SIGNED_SCENE: &str = "e2e_signed";
+const LINK_SECRET: &str = "e2e-link-secret-of-32-characters";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signed_link_lets_its_page_in_and_a_page_without_it_is_refused() {
+    let toml = format!(
+        "[[scene]]\nid = \"{SIGNED_SCENE}\"\ngroup_size = 2\nmatchmaker = \"fifo\"\n\n\
+         [server]\nlink_secret = \"{LINK_SECRET}\"\n"
+    );
+    run_e2e(
+        "signed",
+        SIGNED_SCENE,
+        &toml,
+        |_work, server, [a, b]| async move {
+            let outcome = signed_scenario(&server, &a, &b).await;
+            (server, [a, b], outcome)
+        },
+    )
+    .await;
+}
+
+/// A opens their signed link (the page sends `sig` in `hello`) and waits; B opens the page with
+/// an id but no signature and is refused with `invalid_link`, in words.
+async fn signed_scenario(server: &Server, a: &Browser, b: &Browser) -> R<()> {
+    use pairlab_server::core::link::LinkSigner;
+    let signer = LinkSigner::new(LINK_SECRET);
+    let id_a = pairlab_shared::SubjectId::parse(A)?;
+    let url_a = server.url(&format!("/?{}", signer.query(&id_a)));
+    let url_b = server.url(&format!("/?subject_id={}", b.name()));
+    let (ra, rb) = tokio::join!(a.goto(&url_a), b.goto(&url_b));
+    ra?;
+    rb?;
+    let (va, vb) = tokio::join!(
+        a.wait_for_state("waitroom", WAIT),
+        b.wait_for_state("error", WAIT)
+    );
+    let (va, vb) = (va?, vb?);
+    check!(
+        va.is("waitroom"),
+        "{A}: the signed link should reach the waitroom: {va:?}"
+    );
+    let error = vb.error.unwrap_or_default();
+    check!(
+        error.contains("invalid_link") && error.contains("link"),
+        "{B}: the page should say its link is not valid (invalid_link): {error:?}"
+    );
+    let path = server.events_path(SIGNED_SCENE);
+    let events = wait_for_events(&path, "A joined", WAIT, |ev| {
+        has_event_for(ev, Ev::ParticipantJoined, A)
+    })
+    .await?;
+    check!(
+        !has_event_for(&events, Ev::ParticipantJoined, B),
+        "{B} was let in without a signature: {:?}",
+        event_names(&events)
     );
     Ok(())
 }

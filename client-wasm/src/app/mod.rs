@@ -3,8 +3,9 @@
 //!
 //! [`start`] is exported to JavaScript; the page's module script calls it once the wasm
 //! module is loaded. It reads the subject id (URL `subject_id`, `PROLIFIC_PID` or `workerId`,
-//! else a random one kept in `sessionStorage`), connects to `/ws`, says `hello` (with the
-//! latest `resume_token` from `sessionStorage`, so a reload resumes the session), and then
+//! else a random one kept in `sessionStorage`) and a signed link's signature (URL `sig`),
+//! connects to `/ws`, says `hello` (with the signature, and the latest `resume_token` from
+//! `sessionStorage`, so a reload resumes the session), and then
 //! follows the server: waitroom, probes (run by a [`ProbeManager`]), game, timeout, errors.
 //! An unexpected close is retried [`MAX_RECONNECTS`] times with the resume token (the server
 //! keeps the participant's place during its reconnect grace); after `waitroom_timeout`, a
@@ -18,7 +19,9 @@ use std::rc::Rc;
 
 use futures::StreamExt;
 use gloo_timers::future::TimeoutFuture;
-use pairlab_shared::{ClientMessage, GameStart, Hello, ServerMessage, SubjectId};
+use pairlab_shared::{
+    ClientMessage, GameStart, Hello, ServerMessage, SubjectId, LINK_SIGNATURE_PARAM,
+};
 use wasm_bindgen::prelude::*;
 use web_sys::{HtmlCanvasElement, Storage, Window};
 
@@ -57,6 +60,8 @@ pub fn start() -> Result<(), JsValue> {
 /// Who is connecting, and where the session token lives.
 struct Identity {
     subject_id: SubjectId,
+    /// The signed link's signature (`sig` in the URL), sent in `hello`.
+    link_signature: Option<String>,
     scene_id: Option<String>,
     token_key: String,
 }
@@ -91,8 +96,13 @@ impl Identity {
         let subject_id = SubjectId::parse(raw.clone())
             .map_err(|e| format!("The participant id in this link ({raw:?}) is not valid: {e}."))?;
         let token_key = resume_token_key(scene_id.as_deref(), subject_id.as_str());
+        let link_signature = params
+            .get(LINK_SIGNATURE_PARAM)
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty());
         Ok(Self {
             subject_id,
+            link_signature,
             scene_id,
             token_key,
         })
@@ -219,6 +229,7 @@ async fn session(app: &App) -> SessionEnd {
                     subject_id: app.identity.subject_id.clone(),
                     scene_id: app.identity.scene_id.clone(),
                     resume_token,
+                    link_signature: app.identity.link_signature.clone(),
                 });
                 if let Err(e) = sig.send(&hello) {
                     return SessionEnd::Lost {
@@ -345,13 +356,12 @@ fn start_game(app: &App, g: &GameStart, out: Outbox) -> Game {
         .and_then(|e| e.dyn_into::<HtmlCanvasElement>().ok());
     let me = g.player_index as usize;
     let logic: Box<dyn GameLogic> = match window {
-        Some(w) => Box::new(Dots::new(w, canvas, me, g.players.len())),
+        Some(w) => Box::new(Dots::new(w, canvas, me, g.player_count as usize)),
         None => Box::new(NoInput),
     };
     let ui = Rc::clone(&app.ui);
     Game::start(
         g,
-        &app.identity.subject_id,
         config,
         out,
         logic,

@@ -114,8 +114,14 @@ pub fn error_status(code: ErrorCode) -> &'static str {
         ErrorCode::HelloRequired => "The server did not accept this page's greeting.",
         ErrorCode::InvalidSubjectId => "Your participant id is not valid.",
         ErrorCode::UnknownScene => "This study link names an experiment that does not exist.",
-        ErrorCode::DuplicateSession => "This study is already open in another tab or window.",
+        ErrorCode::IdInUse => {
+            "This participant id is already in use: the study is open in another tab or window, \
+             or you have taken part already."
+        }
         ErrorCode::AlreadyDone => "You have already taken part in this study.",
+        ErrorCode::InvalidLink => {
+            "This page needs your personal study link; please open the exact link you were given."
+        }
         ErrorCode::RateLimited => "This page sent too many messages and was disconnected.",
     }
 }

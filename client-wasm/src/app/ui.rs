@@ -150,7 +150,7 @@ impl Ui {
         if let Some(el) = &self.player_index {
             let _ = el.set_attribute("data-player-index", &g.player_index.to_string());
         }
-        set_text(&self.player_count, &g.players.len().to_string());
+        set_text(&self.player_count, &g.player_count.to_string());
     }
 
     /// Shows one [`GameUpdate`]: `body[data-game-phase]`, `#connection-type`, `#quality`

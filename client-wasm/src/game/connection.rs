@@ -2,7 +2,8 @@
 //!
 //! One manager per other member of the group, built at `game_start`, on a [`Peer`]:
 //! - ICE servers and `force_relay` (`iceTransportPolicy: "relay"`) from `game_start`; the
-//!   initiator is the member with the smaller subject id in byte order (as for probes).
+//!   initiator is the member with the smaller player index ([`pairlab_shared::is_initiator`],
+//!   as for probes); peers are addressed by player index, never by `subject_id`.
 //! - Signalling as `webrtc_signal` (offer, answer, trickled candidates; the [`Peer`] buffers
 //!   remote candidates that arrive before the remote description).
 //! - Two DataChannels, created by the initiator: [`INPUTS_LABEL`] unordered with
@@ -29,12 +30,11 @@ use futures::{pin_mut, select, StreamExt};
 use gloo_timers::future::TimeoutFuture;
 use pairlab_shared::{
     ClientMessage, ConnectionInfo, GameId, IceRestartOutcome, IceRestartTrigger, IceServer,
-    P2pConnectionFailed, P2pConnectionType, P2pIceRestart, P2pQuality, QualityLevel, SignalPayload,
-    SignalType, SubjectId, WebrtcSignalOut,
+    P2pConnectionFailed, P2pConnectionType, P2pIceRestart, P2pQuality, PlayerIndex, QualityLevel,
+    SignalPayload, SignalType, WebrtcSignalOut,
 };
 use web_sys::{RtcIceConnectionState, RtcPeerConnection};
 
-use super::logic::is_initiator;
 use super::policy::{Action, Attempt, ConnectionPolicy, ConnectionTuning, IceState};
 use crate::peer::{
     Announced, Channels, Delivery, Hooked, MessageHook, Peer, PeerConfig, PeerError, PeerEvent,
@@ -59,10 +59,10 @@ const INFO_RETRY_MS: u32 = 25;
 pub struct ConnectionSpec {
     /// The game.
     pub game_id: GameId,
-    /// This participant.
-    pub local_subject_id: SubjectId,
-    /// The peer.
-    pub peer_subject_id: SubjectId,
+    /// This participant's player index (`game_start.player_index`).
+    pub local_index: PlayerIndex,
+    /// The peer's player index (peers never see each other's `subject_id`).
+    pub peer_index: PlayerIndex,
     /// STUN/TURN servers.
     pub ice_servers: Vec<IceServer>,
     /// TURN relay only (`iceTransportPolicy: "relay"`).
@@ -133,7 +133,7 @@ enum Command {
 
 /// The game connection to one peer. See the module docs.
 pub struct WebRtcManager {
-    peer_subject_id: SubjectId,
+    peer_index: PlayerIndex,
     pc: RtcPeerConnection,
     channels: Channels,
     observations: Rc<RefCell<Observations>>,
@@ -175,14 +175,11 @@ impl WebRtcManager {
         let observations = Rc::new(RefCell::new(Observations::default()));
         let (cmd_tx, cmd_rx) = mpsc::unbounded();
         let (cancel_tx, cancel_rx) = oneshot::channel::<()>();
-        let peer_subject_id = spec.peer_subject_id.clone();
+        let peer_index = spec.peer_index;
         let conn = Conn {
             policy: ConnectionPolicy::new(
                 spec.tuning,
-                is_initiator(
-                    spec.local_subject_id.as_str(),
-                    spec.peer_subject_id.as_str(),
-                ),
+                pairlab_shared::is_initiator(spec.local_index, spec.peer_index),
             ),
             spec,
             peer,
@@ -199,7 +196,7 @@ impl WebRtcManager {
         });
         Ok((
             Self {
-                peer_subject_id,
+                peer_index,
                 pc,
                 channels,
                 observations,
@@ -210,9 +207,9 @@ impl WebRtcManager {
         ))
     }
 
-    /// The peer.
-    pub fn peer_subject_id(&self) -> &SubjectId {
-        &self.peer_subject_id
+    /// The peer's player index.
+    pub fn peer_index(&self) -> PlayerIndex {
+        self.peer_index
     }
 
     /// Takes a `webrtc_signal` from the peer.
@@ -306,7 +303,10 @@ struct Conn {
 
 impl Conn {
     fn name(&self) -> String {
-        format!("game {} → {}", self.spec.game_id, self.spec.peer_subject_id)
+        format!(
+            "game {} → player {}",
+            self.spec.game_id, self.spec.peer_index
+        )
     }
 
     fn send(&self, msg: ClientMessage) {
@@ -320,7 +320,7 @@ impl Conn {
     fn signal(&self, signal_type: SignalType, payload: Option<SignalPayload>) {
         self.send(ClientMessage::WebrtcSignal(WebrtcSignalOut {
             game_id: self.spec.game_id.clone(),
-            target_subject_id: self.spec.peer_subject_id.clone(),
+            target_index: self.spec.peer_index,
             signal_type,
             payload,
         }));
@@ -544,7 +544,7 @@ impl Conn {
                     ));
                     self.send(ClientMessage::P2pConnectionFailed(P2pConnectionFailed {
                         game_id: self.spec.game_id.clone(),
-                        peer_subject_id: self.spec.peer_subject_id.clone(),
+                        peer_index: self.spec.peer_index,
                         attempts,
                     }));
                     self.emit(ConnectionEvent::Failed { attempts });
@@ -581,7 +581,7 @@ impl Conn {
             ));
             self.send(ClientMessage::P2pQuality(P2pQuality {
                 game_id: self.spec.game_id.clone(),
-                peer_subject_id: self.spec.peer_subject_id.clone(),
+                peer_index: self.spec.peer_index,
                 level,
                 rtt_ms: Some(rtt),
             }));
@@ -618,7 +618,7 @@ impl Conn {
         }
         self.send(ClientMessage::P2pConnectionType(P2pConnectionType {
             game_id: self.spec.game_id.clone(),
-            peer_subject_id: self.spec.peer_subject_id.clone(),
+            peer_index: self.spec.peer_index,
             info,
             connect_ms,
         }));
@@ -628,7 +628,7 @@ impl Conn {
     fn report_restart(&self, a: Attempt, outcome: IceRestartOutcome, duration_ms: Option<f64>) {
         self.send(ClientMessage::P2pIceRestart(P2pIceRestart {
             game_id: self.spec.game_id.clone(),
-            peer_subject_id: self.spec.peer_subject_id.clone(),
+            peer_index: self.spec.peer_index,
             attempt: a.number,
             trigger: a.trigger,
             outcome,

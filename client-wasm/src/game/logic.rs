@@ -159,9 +159,6 @@ impl InputReceiver {
     }
 }
 
-/// The initiator of a pair: the rule both ends share ([`pairlab_shared::is_initiator`]).
-pub use pairlab_shared::is_initiator;
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -218,12 +215,5 @@ mod tests {
         tx.start_episode(2);
         let (_, p) = tx.push(0, 1);
         assert_eq!(rx.take(&p), 1);
-    }
-
-    #[test]
-    fn initiator_is_smaller_id() {
-        assert!(is_initiator("alice", "bob"));
-        assert!(!is_initiator("bob", "alice"));
-        assert!(is_initiator("B", "a"), "byte order: uppercase first");
     }
 }

@@ -34,7 +34,7 @@ use futures::{pin_mut, select};
 use gloo_timers::future::TimeoutFuture;
 use pairlab_shared::{
     ClientMessage, ConnectionKind, EpisodeSummary, GameId, GameStart, IceRestartOutcome,
-    PeerMetrics, QualityChange, QualityLevel, ServerMessage, SubjectId,
+    PeerMetrics, PlayerIndex, QualityChange, QualityLevel, ServerMessage,
 };
 use web_sys::RtcPeerConnection;
 
@@ -46,7 +46,7 @@ use crate::signaling::Outbox;
 use crate::util::{log, now_ms, warn};
 
 /// What a researcher implements: the game itself. Inputs are `u32`s (e.g. a bit mask of the
-/// keys held); player order is `game_start.players`.
+/// keys held); players are `0..game_start.player_count`, this one `game_start.player_index`.
 pub trait GameLogic {
     /// Episode `episode` (1-based) begins: reset the state.
     fn episode_start(&mut self, episode: u32);
@@ -147,8 +147,7 @@ pub enum GameUpdate {
 pub type Updates = Rc<dyn Fn(GameUpdate)>;
 
 struct Peer {
-    subject: SubjectId,
-    player_index: usize,
+    player_index: PlayerIndex,
     manager: WebRtcManager,
     inputs: InputReceiver,
     open: bool,
@@ -169,11 +168,11 @@ pub struct Game {
 }
 
 impl Game {
-    /// Starts the game of `start` for `me`: opens a connection to every other member and runs
-    /// the loop in a task. Messages for the server go through `out`.
+    /// Starts the game of `start` for its player `start.player_index`: opens a connection to
+    /// every other player and runs the loop in a task. Messages for the server go through
+    /// `out`.
     pub fn start(
         start: &GameStart,
-        me: &SubjectId,
         config: GameConfig,
         out: Outbox,
         logic: Box<dyn GameLogic>,
@@ -182,14 +181,11 @@ impl Game {
         let started_at_ms = now_ms();
         let mut peers = Vec::new();
         let mut receivers = SelectAll::new();
-        for (index, subject) in start.players.iter().enumerate() {
-            if subject == me {
-                continue;
-            }
+        for index in (0..start.player_count).filter(|&i| i != start.player_index) {
             let spec = ConnectionSpec {
                 game_id: start.game_id.clone(),
-                local_subject_id: me.clone(),
-                peer_subject_id: subject.clone(),
+                local_index: start.player_index,
+                peer_index: index,
                 ice_servers: start.ice_servers.clone(),
                 force_relay: start.force_relay,
                 started_at_ms,
@@ -200,7 +196,6 @@ impl Game {
                     let slot = peers.len();
                     receivers.push(rx.map(move |ev| (slot, ev)).boxed_local());
                     peers.push(Peer {
-                        subject: subject.clone(),
                         player_index: index,
                         manager,
                         inputs: InputReceiver::default(),
@@ -219,12 +214,8 @@ impl Game {
             cancel: RefCell::new(Some(cancel_tx)),
             updates,
         });
-        let local_index = start
-            .players
-            .iter()
-            .position(|p| p == me)
-            .unwrap_or_default();
-        let player_count = start.players.len();
+        let local_index = start.player_index as usize;
+        let player_count = start.player_count as usize;
         let weak = Rc::downgrade(&inner);
         (inner.updates)(GameUpdate::Phase(GamePhase::Connecting));
         wasm_bindgen_futures::spawn_local(async move {
@@ -253,11 +244,11 @@ impl Game {
         match msg {
             ServerMessage::WebrtcSignal(s) if s.game_id == self.inner.game_id => {
                 let peers = self.inner.peers.borrow();
-                match peers.iter().find(|p| p.subject == s.from_subject_id) {
+                match peers.iter().find(|p| p.player_index == s.from_index) {
                     Some(p) => p.manager.handle_signal(s.signal_type, s.payload.clone()),
                     None => warn(&format!(
-                        "game {}: a signal from {}, who is not a peer; ignored",
-                        s.game_id, s.from_subject_id
+                        "game {}: a signal from player {}, who is not a peer; ignored",
+                        s.game_id, s.from_index
                     )),
                 }
                 true
@@ -418,8 +409,8 @@ async fn run_loop(
                     }
                     ConnectionEvent::PeerClosed => {
                         log(&format!(
-                            "game {}: {} closed the connection",
-                            inner.game_id, peer.subject
+                            "game {}: player {} closed the connection",
+                            inner.game_id, peer.player_index
                         ));
                     }
                     ConnectionEvent::Control(_) => {}
@@ -438,12 +429,12 @@ async fn run_loop(
                         if let Err(e) = p.manager.send_input(&text) {
                             if phase == GamePhase::Playing {
                                 warn(&format!(
-                                    "game {}: input to {}: {e}",
-                                    inner.game_id, p.subject
+                                    "game {}: input to player {}: {e}",
+                                    inner.game_id, p.player_index
                                 ));
                             }
                         }
-                        if let Some(slot) = inputs.get_mut(p.player_index) {
+                        if let Some(slot) = inputs.get_mut(p.player_index as usize) {
                             *slot = p.inputs.input_at(frame);
                         }
                     }
@@ -505,7 +496,7 @@ fn summarize(
                 .map(|(_, rtt)| *rtt)
                 .collect();
             PeerMetrics {
-                peer_subject_id: p.subject.clone(),
+                peer_index: p.player_index,
                 inputs_received: p.inputs.received(),
                 connection: obs.info,
                 rtt_ms: rtt_summary(&samples),

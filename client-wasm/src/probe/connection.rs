@@ -10,8 +10,8 @@ use futures::stream::FuturesUnordered;
 use futures::{pin_mut, FutureExt, StreamExt};
 use gloo_timers::future::TimeoutFuture;
 use pairlab_shared::{
-    ClientMessage, IceServer, ProbeResult, ProbeSessionId, ProbeSignalOut, SignalPayload,
-    SignalType, SubjectId,
+    ClientMessage, IceServer, PlayerIndex, ProbeResult, ProbeSessionId, ProbeSignalOut,
+    SignalPayload, SignalType,
 };
 use web_sys::{RtcPeerConnection, RtcPeerConnectionState};
 
@@ -38,8 +38,9 @@ const STATS_RETRY_MS: u32 = 10;
 pub struct ProbeSpec {
     /// The probe's id.
     pub probe_session_id: ProbeSessionId,
-    /// The other member.
-    pub peer_subject_id: SubjectId,
+    /// The other member, by player index (PROTOCOL.md: peers never see each other's
+    /// `subject_id`).
+    pub peer_index: PlayerIndex,
     /// STUN/TURN servers.
     pub ice_servers: Vec<IceServer>,
     /// The server's deadline, ms after `probe_prepare`; the client stops a little earlier
@@ -248,7 +249,7 @@ impl ProbeConnection {
     fn signal(&self, signal_type: SignalType, payload: Option<SignalPayload>) -> ClientMessage {
         ClientMessage::ProbeSignal(ProbeSignalOut {
             probe_session_id: self.spec.probe_session_id.clone(),
-            target_subject_id: self.spec.peer_subject_id.clone(),
+            target_index: self.spec.peer_index,
             signal_type,
             payload,
         })

@@ -8,7 +8,8 @@
 //! 1. `probe_prepare` → build the `RTCPeerConnection` with the given ICE servers, answer
 //!    `probe_ready`.
 //! 2. `probe_start` → the initiator creates the DataChannel and sends the offer; offer, answer
-//!    and trickled candidates travel as `probe_signal` (`target_subject_id` = the peer).
+//!    and trickled candidates travel as `probe_signal` (`target_index` = the peer's player
+//!    index; peers never learn each other's `subject_id`).
 //! 3. DataChannel open → both sides measure (see [`ProbeConnection`] and [`wire`]) and send
 //!    `probe_result`; then the connection closes and every handler is dropped.
 //! 4. On the client deadline (a little before the server's `timeout_ms`) or a failed
@@ -28,7 +29,7 @@ use std::rc::{Rc, Weak};
 use futures::channel::{mpsc, oneshot};
 use futures::future::{self, Either};
 use pairlab_shared::{
-    ClientMessage, ProbeReady, ProbeResult, ProbeSessionId, ServerMessage, SubjectId,
+    ClientMessage, PlayerIndex, ProbeReady, ProbeResult, ProbeSessionId, ServerMessage,
 };
 use web_sys::RtcPeerConnection;
 
@@ -39,7 +40,7 @@ use crate::util::{log, warn};
 
 /// A running probe, as the manager sees it.
 struct Entry {
-    peer_subject_id: SubjectId,
+    peer_index: PlayerIndex,
     commands: mpsc::UnboundedSender<ProbeCommand>,
     /// Dropping this cancels the probe's task, which closes the connection.
     _cancel: oneshot::Sender<()>,
@@ -88,7 +89,7 @@ impl ProbeManager {
             ServerMessage::ProbePrepare(p) => {
                 self.prepare(ProbeSpec {
                     probe_session_id: p.probe_session_id.clone(),
-                    peer_subject_id: p.peer_subject_id.clone(),
+                    peer_index: p.peer_index,
                     ice_servers: p.ice_servers.clone(),
                     timeout_ms: p.timeout_ms,
                     relay_only: false,
@@ -108,7 +109,7 @@ impl ProbeManager {
             ServerMessage::ProbeSignal(s) => {
                 self.command(
                     &s.probe_session_id,
-                    Some(&s.from_subject_id),
+                    Some(s.from_index),
                     ProbeCommand::Signal {
                         signal_type: s.signal_type,
                         payload: s.payload.clone(),
@@ -136,7 +137,7 @@ impl ProbeManager {
             warn(&format!("probe {id}: prepared twice; ignored"));
             return;
         }
-        let peer_subject_id = spec.peer_subject_id.clone();
+        let peer_index = spec.peer_index;
         let conn = match ProbeConnection::new(spec) {
             Ok(c) => c,
             Err(e) => {
@@ -156,7 +157,7 @@ impl ProbeManager {
         self.inner.probes.borrow_mut().insert(
             id.clone(),
             Entry {
-                peer_subject_id,
+                peer_index,
                 commands: cmd_tx,
                 _cancel: cancel_tx,
                 connection: conn.raw(),
@@ -188,13 +189,13 @@ impl ProbeManager {
         });
     }
 
-    fn command(&self, id: &ProbeSessionId, from: Option<&SubjectId>, cmd: ProbeCommand) {
+    fn command(&self, id: &ProbeSessionId, from: Option<PlayerIndex>, cmd: ProbeCommand) {
         let probes = self.inner.probes.borrow();
         let Some(entry) = probes.get(id) else {
             // A late message for a probe that ended, or one we never had.
             return;
         };
-        if from.is_some_and(|f| *f != entry.peer_subject_id) {
+        if from.is_some_and(|f| f != entry.peer_index) {
             warn(&format!(
                 "probe {id}: a signal from someone else than the peer; ignored"
             ));

@@ -4,13 +4,6 @@ use std::future::Future;
 
 use futures::future::{self, Either};
 use gloo_timers::future::TimeoutFuture;
-use pairlab_shared::SubjectId;
-
-/// A subject id for a test; panics on an invalid literal.
-pub fn subject(s: &str) -> SubjectId {
-    SubjectId::parse(s).expect("valid test subject id")
-}
-
 /// Runs `f`, failing the test when it takes longer than `ms`.
 pub async fn within<F: Future>(ms: u32, what: &str, f: F) -> F::Output {
     let f = Box::pin(f);

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::ops::Range;
 
-use super::types::{Config, MatchmakerKind, SCENE_ID_MAX_LEN};
+use super::types::{Config, MatchmakerKind, MIN_LINK_SECRET_LEN, SCENE_ID_MAX_LEN};
 
 /// A value of the right type that breaks one of the config's rules. `Display` is the message a
 /// researcher reads (after `FILE:LINE:COL: `).
@@ -63,6 +63,11 @@ pub(crate) enum RuleError {
     TtlWithStaticCredentials,
     #[error("static_auth_secret is empty")]
     EmptySecret,
+    #[error(
+        "link_secret has {0} characters; use at least {MIN_LINK_SECRET_LEN} random ones (e.g. \
+         the output of `openssl rand -base64 32`), or leave the key out for unsigned links"
+    )]
+    ShortLinkSecret(usize),
     #[error(
         "[turn] needs either `username` and `credential` (static credentials) or \
          `static_auth_secret` (coturn's --static-auth-secret; the server then mints \
@@ -379,6 +384,15 @@ pub(crate) fn turn_auth<'a>(
         (false, false, Some(secret)) => Ok(TurnAuthKeys::Secret(secret)),
         _ => Err(RuleError::TurnAuthChoice),
     }
+}
+
+/// `[server] link_secret` is at least [`MIN_LINK_SECRET_LEN`] characters.
+pub(crate) fn link_secret(secret: &str) -> Result<(), RuleError> {
+    let len = secret.chars().count();
+    if len < MIN_LINK_SECRET_LEN {
+        return Err(RuleError::ShortLinkSecret(len));
+    }
+    Ok(())
 }
 
 /// Scene ids must be unique: each `(id, span)` after the first with the same id, as a

@@ -50,14 +50,15 @@ fn describe_server(s: &ServerConfig) -> String {
 
 impl Config {
     /// A human-readable description, one line per scene, warning, TURN server and ICE
-    /// server, each indented by two spaces and ending in a newline. `pairlab check` prints it
-    /// under `FILE: ok, N scene(s)`.
+    /// server (and one for signed links), each indented by two spaces and ending in a
+    /// newline. `pairlab check` prints it under `FILE: ok, N scene(s)`.
     ///
     /// ```text
     ///   scene "pairs" (default): groups of 2, latency_fifo, server RTT sum <= 200 ms, probe: …
     ///   warning: scene "pairs" has force_relay = true but there is no [turn]: …
     ///   TURN turn:turn.example.org:3478 (static credentials)
     ///   ICE server stun:stun.l.google.com:19302
+    ///   signed participant links: a hello needs its link's signature (`pairlab link ID`)
     /// ```
     pub fn describe(&self) -> String {
         let mut lines = Vec::new();
@@ -90,6 +91,12 @@ impl Config {
                 ""
             };
             lines.push(format!("ICE server {}{credentials}", ice.urls.join(", ")));
+        }
+        if self.server.link_secret.is_some() {
+            lines.push(
+                "signed participant links: a hello needs its link's signature (`pairlab link ID`)"
+                    .to_owned(),
+            );
         }
         lines.iter().map(|line| format!("  {line}\n")).collect()
     }

@@ -2,9 +2,9 @@
 //! `[server]` limits, from TOML.
 //!
 //! [`ConfigFile::from_toml_str`] builds a file's validated form from its text and reports
-//! every problem with its line and column: a [`Config`] (the study: what the core runs) and a
-//! [`ServerConfig`] (the `[server]` table: what the network shell runs with; the core never
-//! sees it). [`ConfigFile::describe`] says in words what a valid file will do
+//! every problem with its line and column: a [`Config`] (the study: what the core runs, with
+//! the `[server]` table's `link_secret` in [`ServerOptions`]) and a [`ServerConfig`] (the rest
+//! of the `[server]` table: what the network shell runs with; the core never sees it). [`ConfigFile::describe`] says in words what a valid file will do
 //! (`pairlab check`).
 //!
 //! The parts:
@@ -58,6 +58,8 @@
 //! max_http_connections = 512     # ≥ 1; connections not (yet) WebSockets
 //! max_http_connections_per_ip = 128  # ≥ 1
 //! hello_timeout_ms = 10000       # ≥ 1; a WebSocket must be welcomed within this
+//! link_secret = "…"              # optional, ≥ 16 characters: hello must carry its link's
+//!                                # signature (`pairlab link ID`)
 //! ```
 
 mod checks;
@@ -69,11 +71,11 @@ mod types;
 pub use checks::ConfigWarning;
 pub use parse::{ConfigError, ConfigErrors};
 pub use types::{
-    AllowedOrigins, Config, ConfigFile, MatchmakerKind, SceneConfig, ServerConfig, TurnAuth,
-    TurnConfig, DEFAULT_GAME_ALLOWANCE_MS, DEFAULT_HEADER_READ_TIMEOUT_MS,
+    AllowedOrigins, Config, ConfigFile, MatchmakerKind, SceneConfig, ServerConfig, ServerOptions,
+    TurnAuth, TurnConfig, DEFAULT_GAME_ALLOWANCE_MS, DEFAULT_HEADER_READ_TIMEOUT_MS,
     DEFAULT_HELLO_TIMEOUT_MS, DEFAULT_MAX_HEADER_BYTES, DEFAULT_MAX_HTTP_CONNECTIONS,
-    DEFAULT_MAX_HTTP_CONNECTIONS_PER_IP, MIN_CREDENTIAL_TTL_S, MIN_MAX_HEADER_BYTES,
-    SCENE_ID_MAX_LEN,
+    DEFAULT_MAX_HTTP_CONNECTIONS_PER_IP, MIN_CREDENTIAL_TTL_S, MIN_LINK_SECRET_LEN,
+    MIN_MAX_HEADER_BYTES, SCENE_ID_MAX_LEN,
 };
 
 #[cfg(test)]

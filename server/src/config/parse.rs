@@ -17,8 +17,8 @@ use toml::Spanned;
 use super::checks::{self, IceScheme, RuleError, TurnAuthKeys};
 use super::suggest;
 use super::types::{
-    AllowedOrigins, Config, ConfigFile, SceneConfig, ServerConfig, TurnAuth, TurnConfig,
-    MIN_CREDENTIAL_TTL_S, MIN_MAX_HEADER_BYTES,
+    AllowedOrigins, Config, ConfigFile, SceneConfig, ServerConfig, ServerOptions, TurnAuth,
+    TurnConfig, MIN_CREDENTIAL_TTL_S, MIN_MAX_HEADER_BYTES,
 };
 
 /// One problem in a config file, at a position a text editor can jump to.
@@ -568,17 +568,19 @@ fn document(cx: &mut Cx<'_>, doc: &DeTable<'_>) -> Option<ConfigFile> {
         }
     };
     let server = match top.optional("server") {
-        None => Some(ServerConfig::default()),
+        None => Some((ServerConfig::default(), ServerOptions::default())),
         Some(field) => single_table(cx, field, server),
     };
     top.finish(cx);
+    let (server, options) = server?;
     Some(ConfigFile {
         config: Config {
             scenes: scenes?,
             ice_servers: ice_servers?,
             turn: turn?,
+            server: options,
         },
-        server: server?,
+        server,
     })
 }
 
@@ -752,8 +754,9 @@ fn turn(cx: &mut Cx<'_>, t: &mut Fields<'_, '_>, default_ttl_s: u64) -> Option<T
     Some(TurnConfig { urls: urls?, auth })
 }
 
-/// The `[server]` table: origins, proxies, and the limits of the HTTP side.
-fn server(cx: &mut Cx<'_>, t: &mut Fields<'_, '_>) -> Option<ServerConfig> {
+/// The `[server]` table: origins, proxies and the limits of the HTTP side (for the network
+/// shell, [`ServerConfig`]), and `link_secret` (for the core, [`ServerOptions`]).
+fn server(cx: &mut Cx<'_>, t: &mut Fields<'_, '_>) -> Option<(ServerConfig, ServerOptions)> {
     let defaults = ServerConfig::default();
     let allowed_origins = match t.optional("allowed_origins") {
         None => Some(defaults.allowed_origins),
@@ -784,7 +787,14 @@ fn server(cx: &mut Cx<'_>, t: &mut Fields<'_, '_>) -> Option<ServerConfig> {
         defaults.max_http_connections_per_ip,
     );
     let hello_timeout_ms = whole("hello_timeout_ms", 1, defaults.hello_timeout_ms);
-    Some(ServerConfig {
+    let link_secret = match t.optional("link_secret") {
+        None => Some(None),
+        Some(f) => f.string(cx).and_then(|secret| {
+            cx.rule(f.span(), checks::link_secret(secret))?;
+            Some(Some(secret.to_owned()))
+        }),
+    };
+    let server = ServerConfig {
         allowed_origins: allowed_origins?,
         trusted_proxies: trusted_proxies?,
         header_read_timeout_ms: header_read_timeout_ms?,
@@ -792,7 +802,13 @@ fn server(cx: &mut Cx<'_>, t: &mut Fields<'_, '_>) -> Option<ServerConfig> {
         max_http_connections: max_http_connections?,
         max_http_connections_per_ip: max_http_connections_per_ip?,
         hello_timeout_ms: hello_timeout_ms?,
-    })
+    };
+    Some((
+        server,
+        ServerOptions {
+            link_secret: link_secret?,
+        },
+    ))
 }
 
 fn type_name(v: &DeValue<'_>) -> &'static str {

@@ -426,6 +426,35 @@ fn url_checks() {
     assert!(checks::redirect_url("https://x.org/a b").is_err());
 }
 
+#[test]
+fn server_table_link_secret() {
+    assert_eq!(
+        Config::from_toml_str(MINIMAL).unwrap().server.link_secret,
+        None
+    );
+    let c = Config::from_toml_str(&format!(
+        "{MINIMAL}[server]\nlink_secret = \"0123456789abcdef\"\n"
+    ))
+    .unwrap();
+    assert_eq!(c.server.link_secret.as_deref(), Some("0123456789abcdef"));
+    let text = format!("{MINIMAL}[server]\nlink_secret = \"short\"\nlink_secrte = 1\n");
+    let errs = errors(&text);
+    assert!(
+        has(&errs, pos_of(&text, "\"short\""), "at least 16"),
+        "{errs:?}"
+    );
+    assert!(
+        has(
+            &errs,
+            pos_of(&text, "link_secrte"),
+            "did you mean `link_secret`"
+        ),
+        "{errs:?}"
+    );
+    let text = format!("server = 3\n{MINIMAL}");
+    assert!(has(&errors(&text), pos_of(&text, "3"), "must be a table"));
+}
+
 /// Without `credential_ttl_s`, minted TURN credentials last the longest probe or game of the
 /// scenes (`game_allowance_ms`, default an hour), not a day; at least the minimum.
 #[test]

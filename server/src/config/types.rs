@@ -142,6 +142,19 @@ pub const DEFAULT_GAME_ALLOWANCE_MS: u64 = 3_600_000;
 /// when the browser uses it for a probe or a game.
 pub const MIN_CREDENTIAL_TTL_S: u64 = 60;
 
+/// Shortest accepted `[server] link_secret`, characters: long enough that the HMAC key cannot
+/// be guessed.
+pub const MIN_LINK_SECRET_LEN: usize = 16;
+
+/// The keys of the server-wide `[server]` table that the core reads (the network shell's are
+/// in [`ServerConfig`]; one reader fills both).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServerOptions {
+    /// The key of signed participant links (`core::link`): with it, a `hello` must carry the
+    /// HMAC-SHA256 of its `subject_id` under this key, or it is refused (`invalid_link`).
+    pub link_secret: Option<String>,
+}
+
 /// Longest accepted scene id, characters (it becomes a folder name).
 pub const SCENE_ID_MAX_LEN: usize = 64;
 
@@ -155,6 +168,8 @@ pub struct Config {
     /// The TURN server whose credentials the server hands out (static or minted per
     /// participant), in addition to `ice_servers`.
     pub turn: Option<TurnConfig>,
+    /// The `[server]` keys the core reads (`link_secret`).
+    pub server: ServerOptions,
 }
 
 impl Config {
@@ -206,8 +221,9 @@ pub enum AllowedOrigins {
     Any,
 }
 
-/// The server-wide `[server]` table: how the network shell defends itself on the open
-/// internet. The core never sees it.
+/// The server-wide `[server]` table's keys for the network shell: how it defends itself on the
+/// open internet. The core never sees it; the table's `link_secret` is the core's, in
+/// [`Config::server`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerConfig {
     /// The `Origin`s accepted on `/ws`; others get 403.
@@ -248,8 +264,9 @@ impl Default for ServerConfig {
     }
 }
 
-/// Everything a config file says: the study ([`Config`], what the core runs) and the
-/// `[server]` table ([`ServerConfig`], what the network shell runs with).
+/// Everything a config file says: the study ([`Config`], what the core runs, with the
+/// `[server]` table's `link_secret`) and the rest of the `[server]` table ([`ServerConfig`],
+/// what the network shell runs with).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ConfigFile {
     /// Scenes, ICE servers and TURN.

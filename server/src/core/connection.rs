@@ -406,6 +406,7 @@ mod tests {
             subject_id: SubjectId::parse("alice").unwrap(),
             scene_id: None,
             resume_token: None,
+            link_signature: None,
         });
         c.handle_frame(t0, Frame::Text(&hello.to_json()));
         c.handle_frame(t0, Frame::Text("[1]"));

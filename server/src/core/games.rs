@@ -24,17 +24,20 @@
 //!   [`CONNECTION_REPORTS_BURST`]: an honest page sends one `p2p_connection_type` each time the
 //!   connection comes up and two `p2p_ice_restart`s per attempt, at most 3 attempts after a
 //!   failure or 5 s of disconnection.
+//!
+//! Members name each other by [`PlayerIndex`] (their place in `members`), never by
+//! `subject_id`: the index is translated to the id here, for the record only.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use pairlab_shared::{
-    ClientMessage, ErrorCode, GameEndReason, GameEnded, GameId, GameStart, IceServer,
+    ClientMessage, ErrorCode, GameEndReason, GameEnded, GameId, GameStart, IceServer, PlayerIndex,
     ServerMessage, SubjectId, WebrtcSignalIn,
 };
 
 use super::ratelimit::RateLimiter;
-use super::research::{PairRtt, ResearchEvent};
+use super::research::{PairRtt, PeerReport, ResearchEvent};
 use super::{Effect, Pid};
 
 /// How long an ended game is remembered, so that its members' late signals and reports are
@@ -149,6 +152,11 @@ pub struct StartedGame {
     pub record: ResearchEvent,
 }
 
+/// The one peer a single-peer report names (checked by [`Games::reporter`]).
+fn first(peers: Vec<SubjectId>) -> Result<SubjectId, NotAMember> {
+    peers.into_iter().next().ok_or(NotAMember)
+}
+
 /// Who may report on a game: a member, about other members.
 #[derive(Debug, Clone, PartialEq)]
 struct Reporter {
@@ -156,6 +164,8 @@ struct Reporter {
     scene: usize,
     /// The reporting member.
     subject_id: SubjectId,
+    /// The ids of the peers the report names, in its order.
+    peers: Vec<SubjectId>,
 }
 
 /// What a member has reported so far, for the bounds on reports.
@@ -197,11 +207,16 @@ impl GameRoom {
         self.members.iter().position(|m| m.pid == pid)
     }
 
-    /// The index of another member than `pid` with id `peer`.
-    fn peer_index(&self, pid: Pid, peer: &SubjectId) -> Option<usize> {
-        self.members
-            .iter()
-            .position(|m| &m.subject_id == peer && m.pid != pid)
+    /// The player index of member `pid`.
+    fn index_of(&self, pid: Pid) -> Option<PlayerIndex> {
+        let i = self.member_index(pid)?;
+        PlayerIndex::try_from(i).ok()
+    }
+
+    /// The position in `members` of another member than `pid`, at player index `peer`.
+    fn peer_index(&self, pid: Pid, peer: PlayerIndex) -> Option<usize> {
+        let i = usize::try_from(peer).ok()?;
+        (self.members.get(i)?.pid != pid).then_some(i)
     }
 
     /// The most quality changes an honest member can report about one partner between the
@@ -230,6 +245,7 @@ impl Games {
         ice_servers_for: &dyn Fn(&SubjectId, Instant) -> Vec<IceServer>,
     ) -> StartedGame {
         let players: Vec<SubjectId> = game.members.iter().map(|m| m.subject_id.clone()).collect();
+        let player_count = players.len() as u32;
         let starts = game
             .members
             .iter()
@@ -237,8 +253,8 @@ impl Games {
             .map(|(i, m)| {
                 let start = GameStart {
                     game_id: game.game_id.clone(),
-                    player_index: i as u32,
-                    players: players.clone(),
+                    player_index: i as PlayerIndex,
+                    player_count,
                     ice_servers: ice_servers_for(&m.subject_id, now),
                     force_relay: game.force_relay,
                 };
@@ -327,15 +343,13 @@ impl Games {
         match msg {
             ClientMessage::WebrtcSignal(s) => {
                 let room = self.rooms.get(&s.game_id).ok_or(NotAMember)?;
-                let from = room.member_index(pid).ok_or(NotAMember)?;
-                let to = room
-                    .peer_index(pid, &s.target_subject_id)
-                    .ok_or(NotAMember)?;
+                let from_index = room.index_of(pid).ok_or(NotAMember)?;
+                let to = room.peer_index(pid, s.target_index).ok_or(NotAMember)?;
                 // Late signals of an ended game go nowhere, quietly.
                 if !room.ended {
                     let msg = ServerMessage::WebrtcSignal(WebrtcSignalIn {
                         game_id: s.game_id,
-                        from_subject_id: room.members[from].subject_id.clone(),
+                        from_index,
                         signal_type: s.signal_type,
                         payload: s.payload,
                     });
@@ -343,48 +357,57 @@ impl Games {
                 }
             }
             ClientMessage::P2pConnectionType(m) => {
-                let (game_id, peer) = (&m.game_id, &m.peer_subject_id);
-                let Some(Reporter { scene, subject_id }) =
-                    self.partner_report(now, game_id, pid, peer, Some(PerPartner::Connection))?
+                let (game_id, peer) = (&m.game_id, m.peer_index);
+                let Some(Reporter {
+                    scene,
+                    subject_id,
+                    peers,
+                }) = self.partner_report(now, game_id, pid, peer, Some(PerPartner::Connection))?
                 else {
                     return Ok(());
                 };
                 let event = ResearchEvent::P2pConnectionType {
                     game_id: m.game_id,
                     subject_id,
-                    peer_subject_id: m.peer_subject_id,
+                    peer_subject_id: first(peers)?,
                     connection: m.info,
                     connect_ms: m.connect_ms,
                 };
                 out.push(Effect::Record(scene, event));
             }
             ClientMessage::P2pQuality(m) => {
-                let (game_id, peer) = (&m.game_id, &m.peer_subject_id);
-                let Some(Reporter { scene, subject_id }) =
-                    self.partner_report(now, game_id, pid, peer, Some(PerPartner::Quality))?
+                let (game_id, peer) = (&m.game_id, m.peer_index);
+                let Some(Reporter {
+                    scene,
+                    subject_id,
+                    peers,
+                }) = self.partner_report(now, game_id, pid, peer, Some(PerPartner::Quality))?
                 else {
                     return Ok(());
                 };
                 let event = ResearchEvent::P2pQuality {
                     game_id: m.game_id,
                     subject_id,
-                    peer_subject_id: m.peer_subject_id,
+                    peer_subject_id: first(peers)?,
                     level: m.level,
                     rtt_ms: m.rtt_ms,
                 };
                 out.push(Effect::Record(scene, event));
             }
             ClientMessage::P2pIceRestart(m) => {
-                let (game_id, peer) = (&m.game_id, &m.peer_subject_id);
-                let Some(Reporter { scene, subject_id }) =
-                    self.partner_report(now, game_id, pid, peer, Some(PerPartner::Connection))?
+                let (game_id, peer) = (&m.game_id, m.peer_index);
+                let Some(Reporter {
+                    scene,
+                    subject_id,
+                    peers,
+                }) = self.partner_report(now, game_id, pid, peer, Some(PerPartner::Connection))?
                 else {
                     return Ok(());
                 };
                 let event = ResearchEvent::P2pIceRestart {
                     game_id: m.game_id,
                     subject_id,
-                    peer_subject_id: m.peer_subject_id,
+                    peer_subject_id: first(peers)?,
                     attempt: m.attempt,
                     trigger: m.trigger,
                     outcome: m.outcome,
@@ -393,9 +416,12 @@ impl Games {
                 out.push(Effect::Record(scene, event));
             }
             ClientMessage::P2pConnectionFailed(m) => {
-                let (game_id, peer) = (&m.game_id, &m.peer_subject_id);
-                let Some(Reporter { scene, subject_id }) =
-                    self.partner_report(now, game_id, pid, peer, None)?
+                let (game_id, peer) = (&m.game_id, m.peer_index);
+                let Some(Reporter {
+                    scene,
+                    subject_id,
+                    peers,
+                }) = self.partner_report(now, game_id, pid, peer, None)?
                 else {
                     return Ok(());
                 };
@@ -403,7 +429,7 @@ impl Games {
                 let event = ResearchEvent::P2pConnectionFailed {
                     game_id: m.game_id,
                     subject_id: subject_id.clone(),
-                    peer_subject_id: m.peer_subject_id,
+                    peer_subject_id: first(peers)?,
                     attempts: m.attempts,
                 };
                 out.push(Effect::Record(scene, event));
@@ -416,13 +442,16 @@ impl Games {
                 );
             }
             ClientMessage::EpisodeSummary(e) => {
-                let peers: Vec<&SubjectId> = e.peers.iter().map(|p| &p.peer_subject_id).collect();
-                let Some(Reporter { scene, subject_id }) =
-                    self.reporter(&e.game_id, pid, &peers)?
+                let indices: Vec<PlayerIndex> = e.peers.iter().map(|p| p.peer_index).collect();
+                let Some(Reporter {
+                    scene,
+                    subject_id,
+                    peers,
+                }) = self.reporter(&e.game_id, pid, &indices)?
                 else {
                     return Ok(());
                 };
-                if peers.iter().collect::<HashSet<_>>().len() != peers.len() {
+                if indices.iter().collect::<HashSet<_>>().len() != indices.len() {
                     return Err(ReportRefused::DuplicatePeer.into());
                 }
                 let room = self.rooms.get_mut(&e.game_id).ok_or(NotAMember)?;
@@ -445,13 +474,21 @@ impl Games {
                     return Err(ReportRefused::EpisodesTooOften.into());
                 }
                 reports.last_episode = Some(e.episode);
+                let peers = peers
+                    .into_iter()
+                    .zip(e.peers)
+                    .map(|(peer_subject_id, metrics)| PeerReport {
+                        peer_subject_id,
+                        metrics,
+                    })
+                    .collect();
                 let event = ResearchEvent::EpisodeSummary {
                     game_id: e.game_id,
                     subject_id,
                     episode: e.episode,
                     frames: e.frames,
                     inputs_sent: e.inputs_sent,
-                    peers: e.peers,
+                    peers,
                 };
                 out.push(Effect::Record(scene, event));
             }
@@ -460,25 +497,29 @@ impl Games {
         Ok(())
     }
 
-    /// Checks that `pid` is a member of the game and every one of `peers` another member.
-    /// `None`: the game has ended (the report is dropped quietly).
+    /// Checks that `pid` is a member of the game and every one of `peers` another member;
+    /// returns the reporter and the peers' ids, in `peers` order. `None`: the game has ended
+    /// (the report is dropped quietly).
     fn reporter(
         &self,
         game_id: &GameId,
         pid: Pid,
-        peers: &[&SubjectId],
+        peers: &[PlayerIndex],
     ) -> Result<Option<Reporter>, NotAMember> {
         let room = self.rooms.get(game_id).ok_or(NotAMember)?;
         let me = room.member_index(pid).ok_or(NotAMember)?;
-        if !peers
+        let peers = peers
             .iter()
-            .all(|peer| room.peer_index(pid, peer).is_some())
-        {
-            return Err(NotAMember);
-        }
+            .map(|&peer| {
+                let i = room.peer_index(pid, peer)?;
+                Some(room.members[i].subject_id.clone())
+            })
+            .collect::<Option<Vec<_>>>()
+            .ok_or(NotAMember)?;
         Ok((!room.ended).then(|| Reporter {
             scene: room.scene,
             subject_id: room.members[me].subject_id.clone(),
+            peers,
         }))
     }
 
@@ -489,7 +530,7 @@ impl Games {
         now: Instant,
         game_id: &GameId,
         pid: Pid,
-        peer: &SubjectId,
+        peer: PlayerIndex,
         bucket: Option<PerPartner>,
     ) -> Result<Option<Reporter>, GameError> {
         let reporter = self.reporter(game_id, pid, &[peer])?;
@@ -505,7 +546,7 @@ impl Games {
         now: Instant,
         game_id: &GameId,
         pid: Pid,
-        peer: &SubjectId,
+        peer: PlayerIndex,
         bucket: PerPartner,
     ) -> Result<(), GameError> {
         let room = self.rooms.get_mut(game_id).ok_or(NotAMember)?;

@@ -27,6 +27,7 @@
 //! - [`remembered`]: the compact, bounded form of each scene's done set and failed pairs, and
 //!   their rebuilding from the research record at start ([`DoneState`], [`Core::restore`]).
 //! - [`ice`]: the ICE servers per participant and TURN REST credential minting.
+//! - [`link`]: signed participant links (`[server] link_secret`): sign, verify.
 //! - [`ids`]: the handles [`ConnId`], [`Pid`], [`GroupId`] and the [`IdSource`]s.
 //! - [`rtt`]: server-RTT samples → median; the per-connection ping schedule.
 //! - [`ratelimit`]: the per-connection frame rate limit.
@@ -52,6 +53,7 @@ pub mod connection;
 pub mod games;
 pub mod ice;
 pub mod ids;
+pub mod link;
 pub mod matchmaker;
 pub mod probe;
 pub mod ratelimit;

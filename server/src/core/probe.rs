@@ -22,6 +22,8 @@
 //!   called, so a silent peer stalled a match forever);
 //! - only the two members may speak for a probe, and a signal goes only to the other member
 //!   (the original relayed to any `target_subject_id`);
+//! - members know each other only by [`PlayerIndex`] (their place in the proposed group, kept
+//!   in the game if it is accepted), never by `subject_id`;
 //! - `ready` counts once per member, a `result` once per member;
 //! - a member's disconnect fails the probe, and with it the group, at once
 //!   ([`ProbeCoordinator::fail_member`]); it is not held against the pair.
@@ -30,8 +32,8 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use pairlab_shared::{
-    IceServer, ProbePrepare, ProbeResult, ProbeSessionId, ProbeSignalIn, ProbeSignalOut,
-    ProbeStart, ServerMessage, SubjectId,
+    IceServer, PlayerIndex, ProbePrepare, ProbeResult, ProbeSessionId, ProbeSignalIn,
+    ProbeSignalOut, ProbeStart, ServerMessage, SubjectId,
 };
 
 use super::ids::{GroupId, IdSource, Pid};
@@ -47,8 +49,10 @@ pub const TOMBSTONE_TTL: Duration = Duration::from_secs(60);
 pub struct ProbeMember {
     /// The router's participant handle.
     pub pid: Pid,
-    /// The participant's id.
+    /// The participant's id (for the record and TURN credentials; never sent to the peer).
     pub subject_id: SubjectId,
+    /// The participant's place in the proposed group, by which the peer knows them.
+    pub index: PlayerIndex,
 }
 
 /// A message for one member, addressed by the router's participant handle.
@@ -292,7 +296,8 @@ impl ProbeCoordinator {
     }
 
     /// Starts a probe of `round` between `a` and `b` (order irrelevant: the member with the
-    /// smaller `subject_id` in byte order becomes the initiator and is listed first). The
+    /// smaller player index becomes the initiator, [`pairlab_shared::is_initiator`], and is
+    /// listed first). The
     /// deadline is `now + round.timeout_ms`.
     fn create_probe(
         &mut self,
@@ -303,8 +308,7 @@ impl ProbeCoordinator {
         b: &ProbeMember,
         ice_servers_for: &dyn Fn(&SubjectId) -> Vec<IceServer>,
     ) -> StartedProbe {
-        let members = if pairlab_shared::is_initiator(b.subject_id.as_str(), a.subject_id.as_str())
-        {
+        let members = if pairlab_shared::is_initiator(b.index, a.index) {
             [b.clone(), a.clone()]
         } else {
             [a.clone(), b.clone()]
@@ -314,7 +318,7 @@ impl ProbeCoordinator {
         let prepare = |me: &ProbeMember, peer: &ProbeMember| {
             ServerMessage::ProbePrepare(ProbePrepare {
                 probe_session_id: id.clone(),
-                peer_subject_id: peer.subject_id.clone(),
+                peer_index: peer.index,
                 ice_servers: ice_servers_for(&me.subject_id),
                 timeout_ms,
             })
@@ -419,14 +423,14 @@ impl ProbeCoordinator {
         };
         let from = &p.members[i];
         let to = &p.members[1 - i];
-        if signal.target_subject_id != to.subject_id {
+        if signal.target_index != to.index {
             return Err(NotAMember);
         }
         Ok(Handled::Applied((
             to.pid,
             ServerMessage::ProbeSignal(ProbeSignalIn {
                 probe_session_id: signal.probe_session_id,
-                from_subject_id: from.subject_id.clone(),
+                from_index: from.index,
                 signal_type: signal.signal_type,
                 payload: signal.payload,
             }),

@@ -3,7 +3,7 @@
 //!
 //! A scene remembers two things beyond its live sessions (see [`super::waitroom`]):
 //! - the **done set**: subjects whose part in the scene is over; their `hello` is refused with
-//!   `already_done`;
+//!   `id_in_use` (the one answer for an id in use);
 //! - the **failed pairs**: pairs whose probe failed; they are never grouped again.
 //!
 //! Both are kept as keyed 64-bit fingerprints of subject ids ([`SubjectHasher`]: HMAC-SHA1

@@ -11,6 +11,17 @@ use pairlab_shared::{
 };
 use serde::Serialize;
 
+/// One peer's metrics in an `episode_summary` line: the client's [`PeerMetrics`] (which names
+/// the peer by player index, as the wire does) with the peer's `subject_id` beside it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PeerReport {
+    /// The peer's id.
+    pub peer_subject_id: SubjectId,
+    /// The metrics as reported.
+    #[serde(flatten)]
+    pub metrics: PeerMetrics,
+}
+
 /// One line of the research record, before `ts` and `scene_id` are added.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
@@ -172,7 +183,7 @@ pub enum ResearchEvent {
         /// Inputs sent.
         inputs_sent: u64,
         /// Per-peer connection metrics.
-        peers: Vec<PeerMetrics>,
+        peers: Vec<PeerReport>,
     },
     /// The server ended a game and told every member (`game_ended`).
     GameEnded {

@@ -49,6 +49,7 @@ impl H {
                 scenes,
                 ice_servers: vec![],
                 turn: None,
+                server: Default::default(),
             },
             seed,
         )
@@ -130,8 +131,20 @@ impl H {
                 subject_id: sid(subject),
                 scene_id: None,
                 resume_token: token,
+                link_signature: None,
             }),
         )
+    }
+    /// The players of the latest `game_created` line, in player order.
+    fn game_players(&self) -> Vec<SubjectId> {
+        self.records
+            .iter()
+            .rev()
+            .find_map(|r| match r {
+                ResearchEvent::GameCreated { players, .. } => Some(players.clone()),
+                _ => None,
+            })
+            .unwrap_or_default()
     }
     /// How many research events of `kind` the core has recorded.
     fn count(&self, kind: ResearchEventKind) -> usize {
@@ -216,8 +229,8 @@ fn probe_pair(h: &mut H) -> ProbeSessionId {
     let p1 = prepare(&a, 1).expect("prepare to A");
     let p2 = prepare(&a, 2).expect("prepare to B");
     assert_eq!(p1.probe_session_id, p2.probe_session_id);
-    assert_eq!(p1.peer_subject_id, sid("B"));
-    assert_eq!(p2.peer_subject_id, sid("A"));
+    assert_eq!(p1.peer_index, 1, "A knows B as player 1");
+    assert_eq!(p2.peer_index, 0, "B knows A as player 0");
     assert_eq!(p1.timeout_ms, 5_000);
     p1.probe_session_id
 }
@@ -231,7 +244,8 @@ fn fifo_without_probe_starts_game_at_once() {
     let b = h.join(2, "B", 500.0);
     let (ga, gb) = (game(&b, 1).unwrap(), game(&b, 2).unwrap());
     assert_eq!(ga.game_id, gb.game_id);
-    assert_eq!(ga.players, vec![sid("A"), sid("B")], "arrival order");
+    assert_eq!(ga.player_count, 2);
+    assert_eq!(h.game_players(), vec![sid("A"), sid("B")], "arrival order");
     assert_eq!((ga.player_index, gb.player_index), (0, 1));
     assert!(prepare(&b, 1).is_none());
     assert_eq!(h.count(ResearchEventKind::GameCreated), 1);
@@ -269,8 +283,8 @@ fn latency_prefilter_sums_server_rtts() {
     let b = h.join(2, "B", 100.0);
     assert!(game(&b, 2).is_none(), "150 + 100 > 200");
     let c = h.join(3, "C", 50.0);
-    let g = game(&c, 3).expect("150 + 50 <= 200: A and C");
-    assert_eq!(g.players, vec![sid("A"), sid("C")]);
+    game(&c, 3).expect("150 + 50 <= 200: A and C");
+    assert_eq!(h.game_players(), vec![sid("A"), sid("C")]);
     assert!(game(&c, 2).is_none());
 }
 
@@ -296,14 +310,14 @@ fn probe_accept_full_life_cycle() {
     // Signals go to the other member only.
     let offer = ProbeSignalOut {
         probe_session_id: id.clone(),
-        target_subject_id: sid("B"),
+        target_index: 1,
         signal_type: SignalType::Offer,
         payload: Some(SignalPayload::Description { sdp: "v=0".into() }),
     };
     let a = h.msg(1, ClientMessage::ProbeSignal(offer.clone()));
     match &sent(&a, 2)[..] {
         [ServerMessage::ProbeSignal(s)] => {
-            assert_eq!(s.from_subject_id, sid("A"));
+            assert_eq!(s.from_index, 0);
             assert_eq!(s.payload, offer.payload);
         }
         other => panic!("{other:?}"),
@@ -343,26 +357,26 @@ fn non_members_are_refused_and_nothing_is_relayed() {
     let mut h = H::new(latency_scene(Some(150.0)));
     let id = probe_pair(&mut h);
     h.join(3, "C", 10.0);
-    let signal = |target: &str| {
+    let signal = |target_index: u32| {
         ClientMessage::ProbeSignal(ProbeSignalOut {
             probe_session_id: id.clone(),
-            target_subject_id: sid(target),
+            target_index,
             signal_type: SignalType::IceCandidate,
             payload: None,
         })
     };
-    let a = h.msg(3, signal("A"));
+    let a = h.msg(3, signal(0));
     assert_eq!(error_code(&a, 3), Some(ErrorCode::NotAMember));
     assert!(!closed(&a, 3), "not_a_member keeps the connection");
     assert!(sent(&a, 1).is_empty() && sent(&a, 2).is_empty());
-    let a = h.msg(1, signal("C"));
+    let a = h.msg(1, signal(2));
     assert_eq!(
         error_code(&a, 1),
         Some(ErrorCode::NotAMember),
         "target outside the probe"
     );
     assert!(sent(&a, 3).is_empty());
-    let a = h.msg(1, signal("A"));
+    let a = h.msg(1, signal(0));
     assert_eq!(
         error_code(&a, 1),
         Some(ErrorCode::NotAMember),
@@ -401,7 +415,10 @@ fn rejected_pair_returns_and_next_candidate_is_probed_never_the_same_pair() {
     assert_eq!(h.count(ResearchEventKind::MatchRejected), 1);
     let c = h.join(3, "C", 10.0);
     let p = prepare(&c, 3).expect("C is probed");
-    assert_eq!(p.peer_subject_id, sid("A"), "FIFO: A waited longest");
+    assert_eq!(
+        p.peer_index, 0,
+        "FIFO: A waited longest (player 0, C is player 1)"
+    );
     assert!(prepare(&c, 2).is_none());
     assert_eq!(h.core.stats().waiting, 1, "B waits");
 }
@@ -483,7 +500,7 @@ fn resume_keeps_place_and_duplicate_is_refused() {
     let tok = token(&a, 1);
     h.connect(5);
     let dup = h.hello(5, "A", None);
-    assert_eq!(error_code(&dup, 5), Some(ErrorCode::DuplicateSession));
+    assert_eq!(error_code(&dup, 5), Some(ErrorCode::IdInUse));
     assert!(closed(&dup, 5));
     // Drop, then resume within the grace with the token.
     h.at(1_000);
@@ -498,7 +515,7 @@ fn resume_keeps_place_and_duplicate_is_refused() {
     h.connect(6);
     assert_eq!(
         error_code(&h.hello(6, "A", None), 6),
-        Some(ErrorCode::DuplicateSession),
+        Some(ErrorCode::IdInUse),
         "during the grace a hello without the token is refused"
     );
     h.at(2_000);
@@ -527,6 +544,132 @@ fn takeover_of_a_live_session_closes_the_old_socket() {
     assert!(waitroom(&r, 2).is_some());
     let b = h.join(3, "B", 10.0);
     assert!(game(&b, 2).is_some() && game(&b, 1).is_none());
+}
+
+/// The answer to a `hello` on a fresh connection `conn` for `subject`, with `token` and
+/// `signature`: everything sent to it, whether it was closed, and everything else the core did
+/// (to other connections, and the record).
+fn hello_answer(
+    h: &mut H,
+    conn: u64,
+    subject: &str,
+    token: Option<String>,
+    signature: Option<String>,
+) -> (Vec<ServerMessage>, bool, Vec<Action>) {
+    h.ev(Event::Connected {
+        conn: ConnId::new(conn),
+    });
+    let out = h.msg(
+        conn,
+        ClientMessage::Hello(Hello {
+            subject_id: sid(subject),
+            scene_id: None,
+            resume_token: token,
+            link_signature: signature,
+        }),
+    );
+    let others = out
+        .iter()
+        .filter(|a| !matches!(a, Action::Send { conn: c, .. } | Action::Close { conn: c } if c.get() == conn))
+        .cloned()
+        .collect();
+    (sent(&out, conn), closed(&out, conn), others)
+}
+
+/// Without signed links, a `hello` without the session's token cannot tell a connected id, an id
+/// in its grace and a done id apart (one answer, `id_in_use`), and it changes nothing for the
+/// id's owner: no takeover, no end of the session, no line in the record.
+#[test]
+fn hello_without_token_answers_uniformly_and_changes_nothing() {
+    let mut h = H::new(latency_scene(None));
+    let a = h.join(1, "A", 10.0);
+    let tok_a = token(&a, 1);
+    let b = h.join(2, "B", 500.0);
+    let tok_b = token(&b, 2);
+    h.ev(Event::Disconnected {
+        conn: ConnId::new(2),
+    });
+    h.join(3, "C", 500.0);
+    h.msg(3, ClientMessage::Leave);
+    let mut answers = Vec::new();
+    for (conn, subject, token) in [
+        (10, "A", None),                         // connected
+        (11, "A", Some("not-the-token".into())), // connected, wrong token
+        (12, "B", None),                         // in its grace
+        (13, "C", None),                         // done
+    ] {
+        let (to_it, closed, others) = hello_answer(&mut h, conn, subject, token, None);
+        assert!(closed, "{subject}: the stranger's socket closes");
+        assert!(
+            others.is_empty(),
+            "{subject}: nothing else happens: {others:?}"
+        );
+        answers.push(to_it);
+    }
+    assert!(
+        matches!(&answers[0][..], [ServerMessage::Error(e)] if e.code == ErrorCode::IdInUse),
+        "{answers:?}"
+    );
+    assert!(answers.iter().all(|a| a == &answers[0]), "{answers:?}");
+    // The owners are untouched: A still resumes with their token, B within the grace.
+    let (to_a, ..) = hello_answer(&mut h, 20, "A", Some(tok_a), None);
+    assert!(matches!(to_a[0], ServerMessage::Welcome(_)), "{to_a:?}");
+    let (to_b, ..) = hello_answer(&mut h, 21, "B", Some(tok_b), None);
+    assert!(matches!(to_b[0], ServerMessage::Welcome(_)), "{to_b:?}");
+}
+
+fn signed_config(scene: SceneConfig) -> Config {
+    Config {
+        scenes: vec![scene],
+        ice_servers: vec![],
+        turn: None,
+        server: crate::config::ServerOptions {
+            link_secret: Some("sixteen-or-more-characters".into()),
+        },
+    }
+}
+
+/// With signed links, a `hello` without its id's signature is refused (`invalid_link`) before
+/// the id is looked at: it cannot take the id, end it by `leave`, or learn whether it is in
+/// use; the real participant, with their link, is unaffected.
+#[test]
+fn signed_links_refuse_squatters_before_looking_at_the_id() {
+    let config = signed_config(latency_scene(None));
+    let signer = link::LinkSigner::new("sixteen-or-more-characters");
+    let mut h = H::with_config(config, 1);
+    let sig = |s: &str| Some(signer.sign(&sid(s)));
+    // A squatter with someone else's id (not yet in use): no signature, a wrong one, another
+    // id's.
+    for (conn, signature) in [(1, None), (2, Some("AAAA".to_owned())), (3, sig("B"))] {
+        let (to_it, closed, others) = hello_answer(&mut h, conn, "A", None, signature);
+        assert!(closed && others.is_empty(), "{others:?}");
+        assert!(
+            matches!(&to_it[..], [ServerMessage::Error(e)] if e.code == ErrorCode::InvalidLink
+                && e.message.contains("link")),
+            "{to_it:?}"
+        );
+    }
+    assert_eq!(h.core.stats().participants, 0, "no session was made");
+    // The real A, with their link, joins; a squatter cannot tell A is in use.
+    let (to_a, ..) = hello_answer(&mut h, 4, "A", None, sig("A"));
+    assert!(matches!(to_a[0], ServerMessage::Welcome(_)), "{to_a:?}");
+    let (probe, ..) = hello_answer(&mut h, 5, "A", None, None);
+    let (fresh, ..) = hello_answer(&mut h, 6, "Z", None, None);
+    assert_eq!(
+        probe, fresh,
+        "in use or not, the answer without a link is the same"
+    );
+    // A leaves and is done; only someone with A's link learns that.
+    h.msg(4, ClientMessage::Leave);
+    let (again, ..) = hello_answer(&mut h, 7, "A", None, sig("A"));
+    assert_eq!(error_code_of(&again), Some(ErrorCode::IdInUse));
+}
+
+fn error_code_of(msgs: &[ServerMessage]) -> Option<ErrorCode> {
+    msgs.iter().find_map(|m| match m {
+        ServerMessage::Error(e) => Some(e.code),
+        _ => None,
+    })
 }
 
 #[test]
@@ -570,7 +713,7 @@ fn waitroom_timeout_is_enforced_and_final() {
     assert_eq!(h.count(ResearchEventKind::WaitroomTimeout), 1);
     h.connect(2);
     let r = h.hello(2, "A", None);
-    assert_eq!(error_code(&r, 2), Some(ErrorCode::AlreadyDone));
+    assert_eq!(error_code(&r, 2), Some(ErrorCode::IdInUse));
     assert!(closed(&r, 2));
 }
 
@@ -599,7 +742,7 @@ fn leave_is_final_and_frees_the_partner() {
     h.connect(3);
     assert_eq!(
         error_code(&h.hello(3, "B", None), 3),
-        Some(ErrorCode::AlreadyDone)
+        Some(ErrorCode::IdInUse)
     );
 }
 
@@ -639,7 +782,7 @@ fn groups_of_three_probe_every_pair_in_parallel() {
         }
     }
     let g = game(&last, 1).expect("all three pairs passed");
-    assert_eq!(g.players.len(), 3);
+    assert_eq!(g.player_count, 3);
     assert!(game(&last, 3).is_some());
 }
 
@@ -650,8 +793,8 @@ fn group_of_three_with_one_bad_pair_returns_everyone() {
     for conn in [1, 2, 3] {
         for m in sent(&a, conn) {
             if let ServerMessage::ProbePrepare(p) = m {
-                let bad = p.peer_subject_id == sid("C") && conn == 2
-                    || p.peer_subject_id == sid("B") && conn == 3;
+                // Players A, B, C are 0, 1, 2: the pair B–C is bad.
+                let bad = p.peer_index == 2 && conn == 2 || p.peer_index == 1 && conn == 3;
                 let rtt = if bad { 300.0 } else { 20.0 };
                 last.extend(h.msg(conn, result(&p.probe_session_id, Some(rtt))));
             }
@@ -694,6 +837,7 @@ fn hello_rules() {
             subject_id: sid("A"),
             scene_id: Some("nope".into()),
             resume_token: None,
+            link_signature: None,
         }),
     );
     assert_eq!(error_code(&a, 4), Some(ErrorCode::UnknownScene));
@@ -928,7 +1072,7 @@ fn cooperative(seed: u64, ids_seed: u64) -> H {
     let mut dropped: Vec<(String, String)> = vec![];
     let mut prepared: Vec<(u64, ProbeSessionId)> = vec![];
     let mut readied: Vec<(u64, ProbeSessionId)> = vec![];
-    let mut games: Vec<(u64, GameId, SubjectId)> = vec![];
+    let mut games: Vec<(u64, GameId, u32)> = vec![];
     let mut next_conn = 1u64;
     let pick = |rnd: &mut dyn FnMut(u64) -> u64, len: usize| rnd(len as u64) as usize;
     for _ in 0..900 {
@@ -975,13 +1119,13 @@ fn cooperative(seed: u64, ids_seed: u64) -> H {
                 let msg = if rnd(4) == 0 {
                     ClientMessage::P2pConnectionFailed(P2pConnectionFailed {
                         game_id,
-                        peer_subject_id: peer,
+                        peer_index: peer,
                         attempts: 3,
                     })
                 } else {
                     ClientMessage::P2pQuality(P2pQuality {
                         game_id,
-                        peer_subject_id: peer,
+                        peer_index: peer,
                         level: QualityLevel::Warning,
                         rtt_ms: Some(rnd(200) as f64),
                     })
@@ -1012,9 +1156,8 @@ fn cooperative(seed: u64, ids_seed: u64) -> H {
                         prepared.push((conn.get(), p.probe_session_id.clone()));
                     }
                     ServerMessage::GameStart(g) => {
-                        let me = who.get(&conn.get()).map(|w| w.0.clone());
-                        for peer in g.players.iter().filter(|p| Some(p.to_string()) != me) {
-                            games.push((conn.get(), g.game_id.clone(), peer.clone()));
+                        for peer in (0..g.player_count).filter(|&p| p != g.player_index) {
+                            games.push((conn.get(), g.game_id.clone(), peer));
                         }
                     }
                     _ => {}
@@ -1065,7 +1208,7 @@ fn story(seed: u64) -> H {
         1,
         ClientMessage::P2pQuality(P2pQuality {
             game_id,
-            peer_subject_id: sid("B"),
+            peer_index: 1,
             level: QualityLevel::Warning,
             rtt_ms: Some(120.0),
         }),
@@ -1108,30 +1251,30 @@ fn webrtc_signals_go_to_game_members_only() {
     assert!(g.force_relay, "the scene's force_relay reaches game_start");
     h.join(3, "C", 10.0);
     h.join(4, "D", 10.0);
-    let signal = |game_id: &GameId, to: &str| {
+    let signal = |game_id: &GameId, target_index: u32| {
         ClientMessage::WebrtcSignal(WebrtcSignalOut {
             game_id: game_id.clone(),
-            target_subject_id: sid(to),
+            target_index,
             signal_type: SignalType::Answer,
             payload: Some(SignalPayload::Description { sdp: "v=0".into() }),
         })
     };
-    let a = h.msg(1, signal(&g.game_id, "B"));
+    let a = h.msg(1, signal(&g.game_id, 1));
     match &sent(&a, 2)[..] {
-        [ServerMessage::WebrtcSignal(s)] => assert_eq!(s.from_subject_id, sid("A")),
+        [ServerMessage::WebrtcSignal(s)] => assert_eq!(s.from_index, 0),
         other => panic!("{other:?}"),
     }
-    let a = h.msg(3, signal(&g.game_id, "B"));
+    let a = h.msg(3, signal(&g.game_id, 1));
     assert_eq!(error_code(&a, 3), Some(ErrorCode::NotAMember));
     assert!(sent(&a, 2).is_empty(), "nothing relayed for an outsider");
-    let a = h.msg(1, signal(&g.game_id, "C"));
+    let a = h.msg(1, signal(&g.game_id, 2));
     assert_eq!(
         error_code(&a, 1),
         Some(ErrorCode::NotAMember),
         "target outside the game"
     );
     assert!(sent(&a, 3).is_empty());
-    let a = h.msg(1, signal(&GameId::from_string("nope"), "B"));
+    let a = h.msg(1, signal(&GameId::from_string("nope"), 1));
     assert_eq!(error_code(&a, 1), Some(ErrorCode::NotAMember));
 }
 
@@ -1150,7 +1293,7 @@ fn game_reports_are_recorded_and_connection_failure_ends_the_game_for_all() {
         1,
         ClientMessage::P2pConnectionType(P2pConnectionType {
             game_id: game_id.clone(),
-            peer_subject_id: sid("B"),
+            peer_index: 1,
             info,
             connect_ms: Some(80.0),
         }),
@@ -1159,7 +1302,7 @@ fn game_reports_are_recorded_and_connection_failure_ends_the_game_for_all() {
         2,
         ClientMessage::P2pQuality(P2pQuality {
             game_id: game_id.clone(),
-            peer_subject_id: sid("A"),
+            peer_index: 0,
             level: QualityLevel::Warning,
             rtt_ms: Some(170.0),
         }),
@@ -1175,6 +1318,10 @@ fn game_reports_are_recorded_and_connection_failure_ends_the_game_for_all() {
     .unwrap();
     assert_eq!(line["subject_id"], "A");
     assert_eq!(
+        line["peer_subject_id"], "B",
+        "the record names the peer by id"
+    );
+    assert_eq!(
         line["connection_type"], "direct",
         "connection info is flattened into the line"
     );
@@ -1184,7 +1331,7 @@ fn game_reports_are_recorded_and_connection_failure_ends_the_game_for_all() {
         1,
         ClientMessage::P2pQuality(P2pQuality {
             game_id: game_id.clone(),
-            peer_subject_id: sid("C"),
+            peer_index: 2,
             level: QualityLevel::Critical,
             rtt_ms: None,
         }),
@@ -1193,7 +1340,7 @@ fn game_reports_are_recorded_and_connection_failure_ends_the_game_for_all() {
     assert_eq!(h.count(ResearchEventKind::P2pQuality), 1);
     let fail = ClientMessage::P2pConnectionFailed(P2pConnectionFailed {
         game_id: game_id.clone(),
-        peer_subject_id: sid("B"),
+        peer_index: 1,
         attempts: 3,
     });
     let a = h.msg(1, fail.clone());
@@ -1209,7 +1356,7 @@ fn game_reports_are_recorded_and_connection_failure_ends_the_game_for_all() {
     assert_eq!(h.count(ResearchEventKind::GameEnded), 1);
     let fail_b = ClientMessage::P2pConnectionFailed(P2pConnectionFailed {
         game_id: game_id.clone(),
-        peer_subject_id: sid("A"),
+        peer_index: 0,
         attempts: 3,
     });
     let a = h.msg(2, fail_b);
@@ -1254,6 +1401,7 @@ fn turn_secret_config(scene: SceneConfig) -> Config {
                 credential_ttl_s: 600,
             },
         }),
+        server: Default::default(),
     }
 }
 
@@ -1431,10 +1579,12 @@ fn shutdown_ends_every_live_session_as_server_shutdown() {
 // Bounds: game reports, memory, restart, TURN credentials
 // ---------------------------------------------------------------------------------------------
 
+/// An `episode_summary` naming `peers` by player index (in these tests A is player 0, B 1 and
+/// C 2).
 fn summary(
     game_id: &GameId,
     episode: u32,
-    peers: &[&str],
+    peers: &[PlayerIndex],
     quality_changes: usize,
 ) -> ClientMessage {
     ClientMessage::EpisodeSummary(EpisodeSummary {
@@ -1444,8 +1594,8 @@ fn summary(
         inputs_sent: 600,
         peers: peers
             .iter()
-            .map(|p| PeerMetrics {
-                peer_subject_id: sid(p),
+            .map(|&peer_index| PeerMetrics {
+                peer_index,
                 inputs_received: 598,
                 connection: None,
                 rtt_ms: None,
@@ -1462,10 +1612,11 @@ fn summary(
     })
 }
 
-fn quality(game_id: &GameId, peer: &str) -> ClientMessage {
+/// A `p2p_quality` about player `peer_index`.
+fn quality(game_id: &GameId, peer_index: PlayerIndex) -> ClientMessage {
     ClientMessage::P2pQuality(P2pQuality {
         game_id: game_id.clone(),
-        peer_subject_id: sid(peer),
+        peer_index,
         level: QualityLevel::Warning,
         rtt_ms: Some(170.0),
     })
@@ -1479,25 +1630,25 @@ fn episode_summaries_are_accepted_once_per_member_and_episode() {
     let mut h = H::new(SceneConfig::with_defaults("s", 2, MatchmakerKind::Fifo));
     let g = game_pair(&mut h);
     h.at(10_000);
-    assert!(sent(&h.msg(1, summary(&g, 1, &["B"], 1)), 1).is_empty());
+    assert!(sent(&h.msg(1, summary(&g, 1, &[1], 1)), 1).is_empty());
     assert!(
-        sent(&h.msg(2, summary(&g, 1, &["A"], 1)), 2).is_empty(),
+        sent(&h.msg(2, summary(&g, 1, &[0], 1)), 2).is_empty(),
         "B's own episode 1"
     );
     assert_eq!(h.count(ResearchEventKind::EpisodeSummary), 2);
     for (episode, why) in [(1, "a repeat"), (0, "an older episode")] {
-        let a = h.msg(1, summary(&g, episode, &["B"], 1));
+        let a = h.msg(1, summary(&g, episode, &[1], 1));
         assert_eq!(error_code(&a, 1), Some(ErrorCode::BadMessage), "{why}");
         assert!(!closed(&a, 1), "bad_message keeps the connection");
     }
-    let a = h.msg(1, summary(&g, 2, &["B", "B"], 1));
+    let a = h.msg(1, summary(&g, 2, &[1, 1], 1));
     assert_eq!(
         error_code(&a, 1),
         Some(ErrorCode::BadMessage),
         "a partner twice"
     );
     // 10 s into the game: at most 30 + 5 quality changes per partner.
-    let a = h.msg(1, summary(&g, 2, &["B"], 36));
+    let a = h.msg(1, summary(&g, 2, &[1], 36));
     assert_eq!(
         error_code(&a, 1),
         Some(ErrorCode::BadMessage),
@@ -1508,27 +1659,27 @@ fn episode_summaries_are_accepted_once_per_member_and_episode() {
         2,
         "no refused summary is recorded"
     );
-    assert!(sent(&h.msg(1, summary(&g, 2, &["B"], 35)), 1).is_empty());
+    assert!(sent(&h.msg(1, summary(&g, 2, &[1], 35)), 1).is_empty());
     assert!(
-        sent(&h.msg(1, summary(&g, 5, &["B"], 0)), 1).is_empty(),
+        sent(&h.msg(1, summary(&g, 5, &[1], 0)), 1).is_empty(),
         "a gap is fine"
     );
     assert_eq!(h.count(ResearchEventKind::EpisodeSummary), 4);
     // At most 10 summaries at once (A has sent 3), then one a second.
     for episode in 6..=12 {
-        assert!(sent(&h.msg(1, summary(&g, episode, &["B"], 0)), 1).is_empty());
+        assert!(sent(&h.msg(1, summary(&g, episode, &[1], 0)), 1).is_empty());
     }
-    let a = h.msg(1, summary(&g, 13, &["B"], 0));
+    let a = h.msg(1, summary(&g, 13, &[1], 0));
     assert_eq!(error_code(&a, 1), Some(ErrorCode::BadMessage), "too often");
     h.at(11_000);
-    assert!(sent(&h.msg(1, summary(&g, 13, &["B"], 0)), 1).is_empty());
+    assert!(sent(&h.msg(1, summary(&g, 13, &[1], 0)), 1).is_empty());
     assert_eq!(h.count(ResearchEventKind::EpisodeSummary), 12);
 
     // The game ends: every report after it is dropped without a word and not recorded.
     h.msg(2, ClientMessage::Leave);
     assert_eq!(h.count(ResearchEventKind::GameEnded), 1);
     let lines = h.records.len();
-    for msg in [summary(&g, 14, &["B"], 0), quality(&g, "B")] {
+    for msg in [summary(&g, 14, &[1], 0), quality(&g, 1)] {
         let a = h.msg(1, msg);
         assert!(sent(&a, 1).is_empty(), "{a:?}");
     }
@@ -1536,7 +1687,7 @@ fn episode_summaries_are_accepted_once_per_member_and_episode() {
     // An outsider is still told they are not a member.
     h.join(3, "C", 10.0);
     assert_eq!(
-        error_code(&h.msg(3, summary(&g, 1, &["A"], 0)), 3),
+        error_code(&h.msg(3, summary(&g, 1, &[0], 0)), 3),
         Some(ErrorCode::NotAMember)
     );
 }
@@ -1552,25 +1703,25 @@ fn quality_changes_are_bounded_per_minute_and_partner() {
     let g = game(&h.join(3, "C", 10.0), 1).expect("game").game_id;
     h.at(1_000);
     for _ in 0..30 {
-        assert!(sent(&h.msg(1, quality(&g, "B")), 1).is_empty());
+        assert!(sent(&h.msg(1, quality(&g, 1)), 1).is_empty());
     }
-    let a = h.msg(1, quality(&g, "B"));
+    let a = h.msg(1, quality(&g, 1));
     assert_eq!(error_code(&a, 1), Some(ErrorCode::BadMessage));
     assert!(!closed(&a, 1));
     assert!(
-        sent(&h.msg(1, quality(&g, "C")), 1).is_empty(),
+        sent(&h.msg(1, quality(&g, 2)), 1).is_empty(),
         "each partner has its own bound"
     );
     assert!(
-        sent(&h.msg(2, quality(&g, "A")), 2).is_empty(),
+        sent(&h.msg(2, quality(&g, 0)), 2).is_empty(),
         "and each member"
     );
     assert_eq!(h.count(ResearchEventKind::P2pQuality), 32);
     // Two seconds later, one more.
     h.at(3_000);
-    assert!(sent(&h.msg(1, quality(&g, "B")), 1).is_empty());
+    assert!(sent(&h.msg(1, quality(&g, 1)), 1).is_empty());
     assert_eq!(
-        error_code(&h.msg(1, quality(&g, "B")), 1),
+        error_code(&h.msg(1, quality(&g, 1)), 1),
         Some(ErrorCode::BadMessage)
     );
     assert_eq!(h.count(ResearchEventKind::P2pQuality), 33);
@@ -1579,10 +1730,7 @@ fn quality_changes_are_bounded_per_minute_and_partner() {
     let g = game_pair(&mut h);
     for i in 1..=300 {
         h.at(i * 2_000);
-        assert!(
-            sent(&h.msg(1, quality(&g, "B")), 1).is_empty(),
-            "sample {i}"
-        );
+        assert!(sent(&h.msg(1, quality(&g, 1)), 1).is_empty(), "sample {i}");
     }
     assert_eq!(h.count(ResearchEventKind::P2pQuality), 300);
 }
@@ -1595,7 +1743,7 @@ fn connection_reports_are_bounded_per_minute_and_partner() {
     let g = game_pair(&mut h);
     let restart = ClientMessage::P2pIceRestart(P2pIceRestart {
         game_id: g.clone(),
-        peer_subject_id: sid("B"),
+        peer_index: 1,
         attempt: 1,
         trigger: IceRestartTrigger::Disconnected,
         outcome: IceRestartOutcome::Started,
@@ -1608,7 +1756,7 @@ fn connection_reports_are_bounded_per_minute_and_partner() {
     assert_eq!(error_code(&a, 1), Some(ErrorCode::BadMessage));
     assert!(!closed(&a, 1));
     assert!(
-        sent(&h.msg(1, quality(&g, "B")), 1).is_empty(),
+        sent(&h.msg(1, quality(&g, 1)), 1).is_empty(),
         "quality has its own"
     );
     assert_eq!(h.count(ResearchEventKind::P2pIceRestart), 30);
@@ -1643,14 +1791,11 @@ fn ended_games_are_forgotten_after_their_tombstone() {
         "the core wakes to forget it"
     );
     h.at(1_000 + ttl_ms - 1);
-    assert!(
-        sent(&h.msg(1, quality(&g, "B")), 1).is_empty(),
-        "late: quiet"
-    );
+    assert!(sent(&h.msg(1, quality(&g, 1)), 1).is_empty(), "late: quiet");
     h.tick_at(1_000 + ttl_ms);
     assert_eq!(h.core.memory_stats().games, 0, "forgotten");
     assert_eq!(
-        error_code(&h.msg(1, quality(&g, "B")), 1),
+        error_code(&h.msg(1, quality(&g, 1)), 1),
         Some(ErrorCode::NotAMember)
     );
     // A drops and resumes: game_start again, and game_ended, though the game is forgotten.
@@ -1681,6 +1826,7 @@ fn play_through(games: u64) -> (Core, Instant) {
         scenes: vec![scene],
         ice_servers: vec![],
         turn: None,
+        server: Default::default(),
     };
     let t0 = Instant::now();
     let clock = CoreClock {
@@ -1707,6 +1853,7 @@ fn play_through(games: u64) -> (Core, Instant) {
                 subject_id: sid(&subject),
                 scene_id: None,
                 resume_token: None,
+                link_signature: None,
             });
             say(&mut core, now, conn, hello, &mut out);
             for _ in 0..3 {
@@ -1755,7 +1902,7 @@ fn a_hundred_thousand_games_leave_only_the_bounded_memory() {
 }
 
 /// The done set and the failed pairs rebuilt from the record: a done subject's `hello` is
-/// refused with `already_done`; a failed pair is not grouped again; anyone else plays.
+/// refused with `id_in_use`; a failed pair is not grouped again; anyone else plays.
 #[test]
 fn restored_done_set_and_failed_pairs_hold_after_a_restart() {
     let record = concat!(
@@ -1773,7 +1920,7 @@ fn restored_done_set_and_failed_pairs_hold_after_a_restart() {
         conn: ConnId::new(1),
     });
     let a = h.hello(1, "L", None);
-    assert_eq!(error_code(&a, 1), Some(ErrorCode::AlreadyDone));
+    assert_eq!(error_code(&a, 1), Some(ErrorCode::IdInUse));
     assert!(closed(&a, 1));
     h.join(2, "A", 10.0);
     let b = h.join(3, "B", 10.0);

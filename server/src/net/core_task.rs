@@ -291,6 +291,7 @@ mod tests {
             scenes: vec![SceneConfig::with_defaults("s", 2, MatchmakerKind::Fifo)],
             ice_servers: vec![],
             turn: None,
+            server: Default::default(),
         })
     }
 
@@ -301,6 +302,7 @@ mod tests {
                 subject_id: SubjectId::parse(subject).unwrap(),
                 scene_id: None,
                 resume_token: None,
+                link_signature: None,
             }),
         })
     }

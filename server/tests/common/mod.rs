@@ -138,6 +138,7 @@ impl TestServer {
             name: String::new(),
             auto_pong: true,
             welcome: None,
+            received: Vec::new(),
         }
     }
 
@@ -301,6 +302,8 @@ pub struct Client {
     /// Answer `ping` with `pong` at once (an honest client does).
     pub auto_pong: bool,
     pub welcome: Option<Welcome>,
+    /// Every text frame received, as sent (pings included), for assertions on the raw JSON.
+    pub received: Vec<String>,
 }
 
 impl Client {
@@ -366,6 +369,7 @@ impl Client {
                 None => return Err(Closed::Abrupt("stream ended".into())),
                 Some(Err(e)) => return Err(Closed::Abrupt(e.to_string())),
                 Some(Ok(Message::Text(t))) => {
+                    self.received.push(t.as_str().to_owned());
                     let msg: ServerMessage = serde_json::from_str(t.as_str())
                         .unwrap_or_else(|e| panic!("{}: server sent {t:?}: {e}", self.name));
                     if let ServerMessage::Ping(p) = &msg {
@@ -546,6 +550,7 @@ pub fn hello(subject: &str, scene: Option<&str>, resume_token: Option<&str>) -> 
         subject_id: sid(subject),
         scene_id: scene.map(str::to_owned),
         resume_token: resume_token.map(str::to_owned),
+        link_signature: None,
     })
 }
 
@@ -567,15 +572,16 @@ pub fn result(id: &ProbeSessionId, success: bool, rtt_ms: Option<f64>) -> Client
     })
 }
 
+/// A `probe_signal` for the peer with player index `target_index`.
 pub fn signal(
     id: &ProbeSessionId,
-    target: &str,
+    target_index: u32,
     signal_type: pairlab_shared::SignalType,
     payload: Option<pairlab_shared::SignalPayload>,
 ) -> ClientMessage {
     ClientMessage::ProbeSignal(pairlab_shared::ProbeSignalOut {
         probe_session_id: id.clone(),
-        target_subject_id: sid(target),
+        target_index,
         signal_type,
         payload,
     })

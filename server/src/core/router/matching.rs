@@ -186,12 +186,15 @@ impl Core {
                 p.state = PState::InGroup(group);
             }
         }
+        // Each member's alias is their place in player order, here and in the game.
         let probe_members: Vec<ProbeMember> = members
             .iter()
-            .filter_map(|&pid| {
+            .zip(0..)
+            .filter_map(|(&pid, index)| {
                 self.participants.get(&pid).map(|p| ProbeMember {
                     pid,
                     subject_id: p.subject_id.clone(),
+                    index,
                 })
             })
             .collect();

@@ -43,6 +43,7 @@ use pairlab_shared::{ClientMessage, DecodeError, ErrorCode, GameStart, ServerMes
 use super::games::Games;
 use super::ice::IceServers;
 use super::ids::{ConnId, GroupId, IdSource, Pid};
+use super::link::LinkSigner;
 use super::probe::{Handled, ProbeCoordinator};
 use super::remembered::{DoneState, SubjectHasher};
 use super::research::ResearchEvent;
@@ -133,6 +134,8 @@ pub struct MemoryStats {
 /// games. Driven by [`Core::handle`]; see the module docs of [`crate::core`].
 pub struct Core {
     ice: IceServers,
+    /// With `[server] link_secret`: every `hello` must carry its link's signature.
+    link: Option<LinkSigner>,
     ids: Box<dyn IdSource>,
     conns: HashMap<ConnId, ConnState>,
     participants: HashMap<Pid, Participant>,
@@ -162,6 +165,7 @@ impl Core {
         let hasher = SubjectHasher::from_ids(&mut *ids);
         Core {
             ice: IceServers::new(&config, clock),
+            link: config.server.link_secret.as_deref().map(LinkSigner::new),
             ids,
             conns: HashMap::new(),
             participants: HashMap::new(),

@@ -2,6 +2,17 @@
 //! samples (and entry to the waitroom once the estimate is ready), `leave`, drops and the
 //! reconnect grace. A session ends for good by `leave`, by its grace running out, or by its
 //! waitroom deadline (see [`super::matching`]).
+//!
+//! Who may speak for a `subject_id` (PROTOCOL.md, Session):
+//! 1. With `[server] link_secret`, only a `hello` carrying the id's link signature is looked at
+//!    at all; any other is refused `invalid_link`, whatever the id's state. Nobody without the
+//!    link can take an id, end it with `leave`, or learn whether it is in use.
+//! 2. A `hello` with the live session's current `resume_token` takes the session over.
+//! 3. Any other `hello` for an id that has a session (connected or in its grace) or has taken
+//!    part already gets one answer, `id_in_use`, and changes nothing: it neither takes over nor
+//!    ends the session, and does not tell which of the two the id is in.
+//! 4. Otherwise a new session starts. Without signed links an id is claimed by whoever says
+//!    `hello` with it first (so use signed links where ids are known to others).
 
 use std::time::{Duration, Instant};
 
@@ -16,8 +27,9 @@ use crate::core::rtt::{RttEstimator, ENTRY_PINGS};
 use crate::core::Action;
 
 impl Core {
-    /// The first `hello` of a connection: refused (unknown scene, done, duplicate), a resume
-    /// (matching `resume_token`), or a new session that starts measuring its server RTT.
+    /// The first `hello` of a connection: refused (invalid link, unknown scene, id in use), a
+    /// resume (matching `resume_token`), or a new session that starts measuring its server
+    /// RTT; the rule is in the module docs.
     pub(super) fn on_hello(
         &mut self,
         now: Instant,
@@ -25,6 +37,11 @@ impl Core {
         hello: Hello,
         out: &mut Vec<Action>,
     ) {
+        if let Some(link) = &self.link {
+            if let Err(e) = link.verify(&hello.subject_id, hello.link_signature.as_deref()) {
+                return self.refuse(now, conn, ErrorCode::InvalidLink, e.to_string(), out);
+            }
+        }
         let scene = match &hello.scene_id {
             None => 0,
             Some(id) => match self.scenes.iter().position(|s| &s.cfg().id == id) {
@@ -36,20 +53,21 @@ impl Core {
             },
         };
         let s = &self.scenes[scene];
-        if s.is_done(&hello.subject_id) {
-            let m = "You have already taken part in this session; thank you.";
-            return self.refuse(now, conn, ErrorCode::AlreadyDone, m, out);
+        let session = s.session(&hello.subject_id);
+        let owner = session.filter(|pid| {
+            self.participants
+                .get(pid)
+                .is_some_and(|p| hello.resume_token.as_deref() == Some(p.resume_token.as_str()))
+        });
+        if let Some(pid) = owner {
+            return self.resume(now, conn, pid, out);
         }
-        if let Some(pid) = s.session(&hello.subject_id) {
-            let token_ok = self
-                .participants
-                .get(&pid)
-                .is_some_and(|p| hello.resume_token.as_deref() == Some(p.resume_token.as_str()));
-            if token_ok {
-                return self.resume(now, conn, pid, out);
-            }
-            let m = "This participant is already connected (another tab or window?).";
-            return self.refuse(now, conn, ErrorCode::DuplicateSession, m, out);
+        if session.is_some() || s.is_done(&hello.subject_id) {
+            // One answer for "connected", "in its grace" and "done" (module docs, rule 3).
+            let m = "This participant id is already in use: the study is open in another tab \
+                     or window, or this id has already taken part. If it is open elsewhere, go \
+                     back there; otherwise please contact the researcher.";
+            return self.refuse(now, conn, ErrorCode::IdInUse, m, out);
         }
         let pid = Pid::new(self.next_pid);
         self.next_pid += 1;

@@ -54,6 +54,7 @@ pub(crate) async fn connect_scene(
             subject_id,
             scene_id: scene_id.map(str::to_owned),
             resume_token: None,
+            link_signature: None,
         });
         ws.send(Message::text(hello.to_json()))
             .await

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use pairlab_shared::{
-    ClientMessage, Pong, ProbeReady, ProbeSessionId, ProbeSignalOut, ServerMessage, SignalPayload,
-    SignalType, SubjectId,
+    ClientMessage, PlayerIndex, Pong, ProbeReady, ProbeSessionId, ProbeSignalOut, ServerMessage,
+    SignalPayload, SignalType,
 };
 use pairlab_tests::{free_port, target_dir, WorkDir};
 use tokio_tungstenite::tungstenite::Message;
@@ -102,9 +102,10 @@ pub(crate) fn data_candidate(data: &serde_json::Value) -> Option<&str> {
 
 /// Where a client sends its frames, once known.
 pub(crate) enum Link {
-    /// pairlab: the probe and the peer, from `probe_prepare`; `started` after `probe_start`.
+    /// pairlab: the probe and the peer's player index, from `probe_prepare`; `started` after
+    /// `probe_start`.
     Pairlab {
-        probe: Option<(ProbeSessionId, SubjectId)>,
+        probe: Option<(ProbeSessionId, PlayerIndex)>,
         started: bool,
     },
     /// An alternative: the peer's id on that server.
@@ -223,7 +224,7 @@ pub(crate) fn incoming(
                     let ready = ClientMessage::ProbeReady(ProbeReady {
                         probe_session_id: p.probe_session_id.clone(),
                     });
-                    *probe = Some((p.probe_session_id, p.peer_subject_id));
+                    *probe = Some((p.probe_session_id, p.peer_index));
                     Incoming::Reply(ready.to_json())
                 }
                 Ok(ServerMessage::ProbeStart(_)) if !*started => {
@@ -275,7 +276,7 @@ pub(crate) fn outgoing(backend: Backend, link: &Link, step: usize, sent_ns: u64)
         ) => Some(
             ClientMessage::ProbeSignal(ProbeSignalOut {
                 probe_session_id: probe_id.clone(),
-                target_subject_id: peer.clone(),
+                target_index: *peer,
                 signal_type: SignalType::IceCandidate,
                 payload: Some(SignalPayload::Candidate {
                     candidate: candidate(step, sent_ns),

@@ -48,6 +48,7 @@ const MESSAGES: &[(&str, &[(&str, Field)])] = &[
             ("subject_id", Field::Subject),
             ("scene_id", Field::OptText),
             ("resume_token", Field::OptText),
+            ("link_signature", Field::OptText),
         ],
     ),
     ("pong", &[("seq", Field::Count)]),
@@ -57,7 +58,7 @@ const MESSAGES: &[(&str, &[(&str, Field)])] = &[
         "probe_signal",
         &[
             ("probe_session_id", Field::Uuid),
-            ("target_subject_id", Field::Subject),
+            ("target_index", Field::SmallCount),
             ("signal_type", Field::SignalType),
             ("payload", Field::Payload),
         ],
@@ -76,7 +77,7 @@ const MESSAGES: &[(&str, &[(&str, Field)])] = &[
         "webrtc_signal",
         &[
             ("game_id", Field::Uuid),
-            ("target_subject_id", Field::Subject),
+            ("target_index", Field::SmallCount),
             ("signal_type", Field::SignalType),
             ("payload", Field::Payload),
         ],
@@ -85,7 +86,7 @@ const MESSAGES: &[(&str, &[(&str, Field)])] = &[
         "p2p_connection_type",
         &[
             ("game_id", Field::Uuid),
-            ("peer_subject_id", Field::Subject),
+            ("peer_index", Field::SmallCount),
             ("connection_type", Field::ConnectionKind),
             ("local_candidate_type", Field::CandidateType),
             ("remote_candidate_type", Field::CandidateType),
@@ -98,7 +99,7 @@ const MESSAGES: &[(&str, &[(&str, Field)])] = &[
         "p2p_quality",
         &[
             ("game_id", Field::Uuid),
-            ("peer_subject_id", Field::Subject),
+            ("peer_index", Field::SmallCount),
             ("level", Field::Level),
             ("rtt_ms", Field::OptMs),
         ],
@@ -107,7 +108,7 @@ const MESSAGES: &[(&str, &[(&str, Field)])] = &[
         "p2p_ice_restart",
         &[
             ("game_id", Field::Uuid),
-            ("peer_subject_id", Field::Subject),
+            ("peer_index", Field::SmallCount),
             ("attempt", Field::SmallCount),
             ("trigger", Field::Trigger),
             ("outcome", Field::Outcome),
@@ -118,7 +119,7 @@ const MESSAGES: &[(&str, &[(&str, Field)])] = &[
         "p2p_connection_failed",
         &[
             ("game_id", Field::Uuid),
-            ("peer_subject_id", Field::Subject),
+            ("peer_index", Field::SmallCount),
             ("attempts", Field::SmallCount),
         ],
     ),
@@ -241,16 +242,16 @@ fn peer() -> impl Strategy<Value = Value> {
         0..4,
     );
     (
-        valid(Field::Subject),
+        valid(Field::SmallCount),
         any::<u32>(),
         connection,
         rtt,
         changes,
         0u32..5,
     )
-        .prop_map(|(subject, received, connection, rtt, changes, restarts)| {
+        .prop_map(|(peer, received, connection, rtt, changes, restarts)| {
             json!({
-                "peer_subject_id": subject, "inputs_received": received,
+                "peer_index": peer, "inputs_received": received,
                 "connection": connection, "rtt_ms": rtt, "quality_changes": changes,
                 "ice_restarts": restarts
             })

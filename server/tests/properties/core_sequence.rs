@@ -271,7 +271,8 @@ struct Harness {
     /// The probes each connection was prepared for.
     prepared: Vec<(ConnId, ProbeSessionId)>,
     /// The games each connection plays.
-    playing: Vec<(ConnId, GameId)>,
+    /// Who plays which game, as which player.
+    playing: Vec<(ConnId, (GameId, PlayerIndex))>,
     /// The last messages sent, with their connection.
     sent: Vec<(ConnId, ClientMessage)>,
     scenes: HashSet<String>,
@@ -327,6 +328,12 @@ impl Harness {
         self.open[usize::from(pick) % self.open.len()]
     }
 
+    /// A peer's player index as a hostile client names it: often a real one (groups hold 2 or
+    /// 3), sometimes its own, sometimes one no group has.
+    fn player(pick: u8) -> PlayerIndex {
+        PlayerIndex::from(pick % 5)
+    }
+
     fn subject(pick: u8) -> SubjectId {
         match SubjectId::parse(format!("S{}", pick % SUBJECTS)) {
             Ok(s) => s,
@@ -373,6 +380,7 @@ impl Harness {
             subject_id,
             scene_id,
             resume_token,
+            link_signature: None,
         })
     }
 
@@ -413,19 +421,17 @@ impl Harness {
         (!mine.is_empty()).then(|| mine[usize::from(pick) % mine.len()].clone())
     }
 
-    /// A game an open connection plays, and one of its peers there.
-    fn own_game(&self, pick: u8) -> Option<(ConnId, GameId, SubjectId)> {
-        let (conn, game) = self.own(&self.playing, pick)?;
-        let me = self.subject_of.get(&conn)?;
-        let mut peers: Vec<&String> = (self.playing.iter())
-            .filter(|(_, g)| *g == game)
-            .filter_map(|(c, _)| self.subject_of.get(c))
-            .filter(|s| *s != me)
+    /// A game an open connection plays, and one of its peers there, by player index.
+    fn own_game(&self, pick: u8) -> Option<(ConnId, GameId, PlayerIndex)> {
+        let (conn, (game, me)) = self.own(&self.playing, pick)?;
+        let mut peers: Vec<PlayerIndex> = (self.playing.iter())
+            .filter(|(_, (g, index))| *g == game && *index != me)
+            .map(|(_, (_, index))| *index)
             .collect();
-        peers.sort();
+        peers.sort_unstable();
         peers.dedup();
-        let peer = peers.get(usize::from(pick) % peers.len().max(1))?;
-        Some((conn, game, SubjectId::parse(peer.as_str()).ok()?))
+        let peer = *peers.get(usize::from(pick) % peers.len().max(1))?;
+        Some((conn, game, peer))
     }
 
     fn honest(&mut self, op: &Honest) -> Result<(), String> {
@@ -502,6 +508,7 @@ impl Harness {
                     subject_id: SubjectId::parse(subject).map_err(|e| e.to_string())?,
                     scene_id: self.scene_of.get(&old).cloned(),
                     resume_token,
+                    link_signature: None,
                 });
                 self.message(new, msg)
             }
@@ -556,7 +563,7 @@ impl Harness {
             Hostile::ProbeSignal { conn, probe, peer } => {
                 let msg = ClientMessage::ProbeSignal(ProbeSignalOut {
                     probe_session_id: self.probe(probe),
-                    target_subject_id: Self::subject(peer),
+                    target_index: Self::player(peer),
                     signal_type: SignalType::IceCandidate,
                     payload: None,
                 });
@@ -576,7 +583,7 @@ impl Harness {
                 peer,
                 report,
             } => {
-                let msg = Self::report(self.game(game), Self::subject(peer), report);
+                let msg = Self::report(self.game(game), Self::player(peer), report);
                 self.message(self.conn(conn), msg)
             }
             Hostile::Flood {
@@ -584,7 +591,7 @@ impl Harness {
                 game,
                 peer,
                 count,
-            } => self.signals(self.conn(conn), self.game(game), Self::subject(peer), count),
+            } => self.signals(self.conn(conn), self.game(game), Self::player(peer), count),
             Hostile::Repeat { back } => {
                 let Some(i) = self
                     .sent
@@ -625,13 +632,13 @@ impl Harness {
         &mut self,
         conn: ConnId,
         game_id: GameId,
-        target_subject_id: SubjectId,
+        target_index: PlayerIndex,
         count: u8,
     ) -> Result<(), String> {
         for _ in 0..count % 65 {
             let msg = ClientMessage::WebrtcSignal(WebrtcSignalOut {
                 game_id: game_id.clone(),
-                target_subject_id: target_subject_id.clone(),
+                target_index,
                 signal_type: SignalType::Offer,
                 payload: Some(SignalPayload::Description { sdp: "v=0".into() }),
             });
@@ -651,11 +658,11 @@ impl Harness {
         })
     }
 
-    fn report(game_id: GameId, peer_subject_id: SubjectId, report: Report) -> ClientMessage {
+    fn report(game_id: GameId, peer_index: PlayerIndex, report: Report) -> ClientMessage {
         match report {
             Report::ConnectionType => ClientMessage::P2pConnectionType(P2pConnectionType {
                 game_id,
-                peer_subject_id,
+                peer_index,
                 info: ConnectionInfo {
                     connection_type: ConnectionKind::Relay,
                     local_candidate_type: CandidateType::Relay,
@@ -667,7 +674,7 @@ impl Harness {
             }),
             Report::Quality(level) => ClientMessage::P2pQuality(P2pQuality {
                 game_id,
-                peer_subject_id,
+                peer_index,
                 level: [
                     QualityLevel::Ok,
                     QualityLevel::Warning,
@@ -677,7 +684,7 @@ impl Harness {
             }),
             Report::IceRestart(attempt) => ClientMessage::P2pIceRestart(P2pIceRestart {
                 game_id,
-                peer_subject_id,
+                peer_index,
                 attempt: 1 + u32::from(attempt % 100),
                 trigger: IceRestartTrigger::Disconnected,
                 outcome: IceRestartOutcome::Started,
@@ -685,7 +692,7 @@ impl Harness {
             }),
             Report::Failed => ClientMessage::P2pConnectionFailed(P2pConnectionFailed {
                 game_id,
-                peer_subject_id,
+                peer_index,
                 attempts: 3,
             }),
             Report::Episode(episode) => ClientMessage::EpisodeSummary(EpisodeSummary {
@@ -694,7 +701,7 @@ impl Harness {
                 frames: 600,
                 inputs_sent: 600,
                 peers: vec![PeerMetrics {
-                    peer_subject_id,
+                    peer_index,
                     inputs_received: 598,
                     connection: None,
                     rtt_ms: None,
@@ -772,7 +779,8 @@ impl Harness {
                 if !self.games.contains(&g.game_id) {
                     self.games.push(g.game_id.clone());
                 }
-                self.playing.push((conn, g.game_id.clone()));
+                self.playing
+                    .push((conn, (g.game_id.clone(), g.player_index)));
             }
             _ => {}
         }

@@ -32,7 +32,7 @@
 //! timeout_redirect_url = "https://…"   # optional, http(s)
 //! hide_lobby_count = false
 //! reconnect_grace_ms = 10000     # ≥ 0
-//! force_relay = false            # true: games only through the [turn] relay
+//! force_relay = false            # true: games only through a TURN relay
 //! game_allowance_ms = 3600000    # > 0; how long a game may use TURN (sizes credential_ttl_s)
 //!
 //! [[ice_servers]]                # server-wide, optional, any number
@@ -57,7 +57,7 @@ pub use checks::ConfigWarning;
 pub use parse::{ConfigError, ConfigErrors};
 pub use types::{
     Config, MatchmakerKind, SceneConfig, TurnAuth, TurnConfig, DEFAULT_GAME_ALLOWANCE_MS,
-    MIN_CREDENTIAL_TTL_S, SCENE_ID_MAX_LEN,
+    DEFAULT_STUN_URL, MIN_CREDENTIAL_TTL_S, SCENE_ID_MAX_LEN,
 };
 
 #[cfg(test)]

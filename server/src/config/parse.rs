@@ -85,7 +85,8 @@ impl Config {
 
     /// The configuration used when `pairlab serve` gets no `--config`: one scene `default`,
     /// `group_size = 2`, `latency_fifo`, `max_server_rtt_ms = 200`, `max_p2p_rtt_ms = 150`,
-    /// no ICE servers. It is `scenes/default.toml`, compiled in.
+    /// and one ICE server, the public STUN server [`DEFAULT_STUN_URL`] (as the original
+    /// framework always added). It is `scenes/default.toml`, compiled in.
     pub fn embedded_default() -> Config {
         // The file is compiled into the binary and parsed by a unit test
         // (`embedded_default_parses`), so this cannot fail in a built binary.

@@ -142,6 +142,11 @@ pub const DEFAULT_GAME_ALLOWANCE_MS: u64 = 3_600_000;
 /// when the browser uses it for a probe or a game.
 pub const MIN_CREDENTIAL_TTL_S: u64 = 60;
 
+/// The public STUN server of the embedded default (`scenes/default.toml`), the one the
+/// original framework always added: browsers behind home routers learn their public address
+/// from it.
+pub const DEFAULT_STUN_URL: &str = "stun:stun.l.google.com:19302";
+
 /// Longest accepted scene id, characters (it becomes a folder name).
 pub const SCENE_ID_MAX_LEN: usize = 64;
 

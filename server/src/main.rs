@@ -1,8 +1,9 @@
 //! `pairlab`: the server binary.
 //!
 //! - `pairlab serve [--config FILE] [--bind ADDR] [--data-dir DIR]`: serves the page, the wasm
-//!   client, `/ws` and `/healthz`; without `--config`, the embedded default scene. Ctrl-C or
-//!   SIGTERM shut it down cleanly (the research record is flushed).
+//!   client, `/ws` and `/healthz`; without `--config`, the embedded default scene. It logs the
+//!   config's warnings (those `pairlab check` prints) at start. Ctrl-C or SIGTERM shut it down
+//!   cleanly (the research record is flushed).
 //! - `pairlab check FILE`: validates a config; prints each problem as `FILE:LINE:COL: message`
 //!   and exits 1, or a summary of the scenes and exits 0.
 //! - `pairlab link ID --config FILE [--base URL]`: prints a participant's signed link (with
@@ -42,7 +43,8 @@ enum Command {
     /// Serve the participants' page, the WebSocket (/ws) and /healthz.
     Serve {
         /// Scene configuration (TOML); without it, the embedded default: one scene "default",
-        /// pairs, latency_fifo, max_server_rtt_ms = 200, max_p2p_rtt_ms = 150.
+        /// pairs, latency_fifo, max_server_rtt_ms = 200, max_p2p_rtt_ms = 150, the public STUN
+        /// server stun:stun.l.google.com:19302.
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
         /// Address and port to listen on. Use 0.0.0.0:PORT to accept other machines.
@@ -241,6 +243,10 @@ async fn serve(file: ConfigFile, bind: SocketAddr, data_dir: PathBuf) -> ExitCod
              {open_files}: WebSockets and files may run out first",
             server.max_http_connections
         );
+    }
+    // The same warnings `pairlab check` prints, so a researcher who never ran it reads them.
+    for warning in config.warnings() {
+        tracing::warn!(scene = warning.scene_id(), "{warning}");
     }
     let server = match Server::bind(config.clone(), bind, data_dir.clone()).await {
         Ok(s) => s.server_config(server),

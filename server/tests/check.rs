@@ -1,9 +1,12 @@
 //! `pairlab check FILE`, the binary itself: its exit code and its output word for word, for
 //! a valid file (the description) and for files with many problems (`FILE:LINE:COL: message`
-//! lines in file order).
+//! lines in file order); and `pairlab serve` logging the same warnings at start.
 
+use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
 
 /// Runs `pairlab check NAME` in `dir`: (exit code, stdout).
 fn check(dir: &Path, name: &str) -> (i32, String) {
@@ -37,7 +40,10 @@ fn example_is_described() {
          https://app.prolific.com/submissions/complete?cc=EXAMPLE, reconnect grace 10000 ms\n  \
          scene \"triads\": groups of 3, fifo, no probe, waitroom timeout 600000 ms, reconnect \
          grace 10000 ms, lobby count hidden\n  \
-         ICE server stun:stun.l.google.com:19302\n  \
+         no TURN relay (participants behind symmetric NATs or strict firewalls cannot connect; \
+         see [turn] in scenes/example.toml)\n  \
+         ICE server stun:stun.l.google.com:19302 (STUN: browsers learn their public address \
+         from it)\n  \
          server: /ws origins: the page's own (http(s):// + Host); X-Forwarded-For ignored; \
          request head within 10000 ms (also the keep-alive idle timeout), at most 16384 bytes; \
          at most 512 HTTP connections, 128 per IP; hello within 10000 ms\n"
@@ -200,4 +206,53 @@ fn link_prints_a_signed_link() {
     let (code, _, err) = link(&["not an id", "--config", "signed.toml"]);
     assert_eq!(code, Some(1));
     assert!(err.contains("subject_id"), "{err}");
+}
+
+/// `pairlab serve` logs the warnings `pairlab check` prints, at start.
+#[test]
+fn serve_logs_the_warnings_of_check() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let text = "[[scene]]\nid = \"a\"\ngroup_size = 2\nmatchmaker = \"fifo\"\nforce_relay = true\n";
+    std::fs::write(dir.path().join("w.toml"), text).expect("write config");
+    let (_, out) = check(dir.path(), "w.toml");
+    let warning = out
+        .lines()
+        .find_map(|line| line.trim_start().strip_prefix("warning: "))
+        .expect("pairlab check warns of force_relay without TURN")
+        .to_owned();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pairlab"))
+        .args(["serve", "--config", "w.toml", "--bind", "127.0.0.1:0"])
+        .args(["--data-dir", "data"])
+        .env("RUST_LOG", "warn")
+        .env("NO_COLOR", "1")
+        .current_dir(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run pairlab serve");
+    let stderr = child.stderr.take().expect("piped stderr");
+    let (tx, rx) = mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    let found = loop {
+        match rx.recv_timeout(Duration::from_secs(20)) {
+            Ok(line) if line.contains(&warning) => break true,
+            Ok(line) => seen.push(line),
+            Err(_) => break false,
+        }
+    };
+    child.kill().expect("stop pairlab serve");
+    child.wait().expect("wait for pairlab serve");
+    drop(rx);
+    reader.join().expect("stderr reader");
+    assert!(
+        found,
+        "serve did not log `{warning}`; its stderr: {seen:#?}"
+    );
 }

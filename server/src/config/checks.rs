@@ -424,7 +424,8 @@ pub(crate) fn duplicate_ids(
 /// check` prints it under the scene or server it concerns.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ConfigWarning {
-    /// A scene forces its games through a TURN relay, but there is no `[turn]`.
+    /// A scene forces its games through a TURN relay, but there is no `[turn]` and no
+    /// `turn:`/`turns:` URL in `[[ice_servers]]`.
     ForceRelayWithoutTurn {
         /// The scene's id.
         scene_id: String,
@@ -445,8 +446,8 @@ impl fmt::Display for ConfigWarning {
         match self {
             ConfigWarning::ForceRelayWithoutTurn { scene_id } => write!(
                 f,
-                "scene {scene_id:?} has force_relay = true but there is no [turn]: its games \
-                 cannot connect"
+                "scene {scene_id:?} has force_relay = true but there is no TURN server ([turn], \
+                 or a turn: URL in [[ice_servers]]): its games cannot connect"
             ),
         }
     }
@@ -454,14 +455,31 @@ impl fmt::Display for ConfigWarning {
 
 impl Config {
     /// What is valid but probably wrong in this config, scene by scene in file order.
+    /// `pairlab check` prints them under their scene and `pairlab serve` logs them at start.
     pub fn warnings(&self) -> Vec<ConfigWarning> {
+        let has_relay = self.has_turn_relay();
         self.scenes
             .iter()
-            .filter(|s| s.force_relay && self.turn.is_none())
+            .filter(|s| s.force_relay && !has_relay)
             .map(|s| ConfigWarning::ForceRelayWithoutTurn {
                 scene_id: s.id.clone(),
             })
             .collect()
+    }
+
+    /// Whether browsers are handed a TURN relay: a `[turn]` table, or an `[[ice_servers]]`
+    /// entry with a `turn:`/`turns:` URL (such an entry always has `username` and
+    /// `credential`, a rule of [`parse`](super::parse)).
+    pub(super) fn has_turn_relay(&self) -> bool {
+        self.turn.is_some()
+            || self.ice_servers.iter().any(|ice| {
+                ice.username.is_some()
+                    && ice.credential.is_some()
+                    && ice
+                        .urls
+                        .iter()
+                        .any(|url| matches!(ice_url(url), Ok(IceScheme::Turn)))
+            })
     }
 }
 

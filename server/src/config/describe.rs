@@ -3,6 +3,7 @@
 
 use super::types::{
     AllowedOrigins, Config, ConfigFile, MatchmakerKind, SceneConfig, ServerConfig, TurnAuth,
+    DEFAULT_STUN_URL,
 };
 
 impl ConfigFile {
@@ -55,9 +56,9 @@ impl Config {
     ///
     /// ```text
     ///   scene "pairs" (default): groups of 2, latency_fifo, server RTT sum <= 200 ms, probe: …
-    ///   warning: scene "pairs" has force_relay = true but there is no [turn]: …
+    ///   warning: scene "pairs" has force_relay = true but there is no TURN server …
     ///   TURN turn:turn.example.org:3478 (static credentials)
-    ///   ICE server stun:stun.l.google.com:19302
+    ///   ICE server stun:stun.l.google.com:19302 (STUN: browsers learn their public address …)
     ///   signed participant links: a hello needs its link's signature (`pairlab link ID`)
     /// ```
     pub fn describe(&self) -> String {
@@ -70,7 +71,17 @@ impl Config {
             }
         }
         if self.ice_servers.is_empty() && self.turn.is_none() {
-            lines.push("no ICE servers (browsers use their own addresses only)".to_owned());
+            lines.push(format!(
+                "no ICE servers (browsers use their own addresses only: participants behind \
+                 different NATs cannot connect; the embedded default has the public STUN \
+                 server {DEFAULT_STUN_URL})"
+            ));
+        } else if !self.has_turn_relay() {
+            lines.push(
+                "no TURN relay (participants behind symmetric NATs or strict firewalls cannot \
+                 connect; see [turn] in scenes/example.toml)"
+                    .to_owned(),
+            );
         }
         if let Some(turn) = &self.turn {
             let auth = match &turn.auth {
@@ -85,8 +96,14 @@ impl Config {
             lines.push(format!("TURN {} ({auth})", turn.urls.join(", ")));
         }
         for ice in &self.ice_servers {
+            let stun_only = ice.urls.iter().all(|url| {
+                url.get(..5)
+                    .is_some_and(|scheme| scheme.eq_ignore_ascii_case("stun:"))
+            });
             let credentials = if ice.username.is_some() {
                 " (with credentials)"
+            } else if stun_only {
+                " (STUN: browsers learn their public address from it)"
             } else {
                 ""
             };
@@ -228,12 +245,42 @@ credential_ttl_s = 600
             config.describe(),
             "  scene \"a\" (default): groups of 2, fifo, no probe, waitroom timeout 300000 ms, \
              reconnect grace 10000 ms, game forced through TURN relay\n  \
-             warning: scene \"a\" has force_relay = true but there is no [turn]: its games \
-             cannot connect\n  \
+             warning: scene \"a\" has force_relay = true but there is no TURN server ([turn], \
+             or a turn: URL in [[ice_servers]]): its games cannot connect\n  \
              scene \"b\": groups of 2, fifo, no probe, waitroom timeout 300000 ms, reconnect \
              grace 10000 ms\n  \
-             no ICE servers (browsers use their own addresses only)\n"
+             no ICE servers (browsers use their own addresses only: participants behind \
+             different NATs cannot connect; the embedded default has the public STUN server \
+             stun:stun.l.google.com:19302)\n"
         );
+    }
+
+    /// A `turn:` URL with credentials in `[[ice_servers]]` is a relay too: no warning.
+    #[test]
+    fn a_turn_url_in_ice_servers_is_a_relay_for_force_relay() {
+        let text = "[[scene]]\nid = \"a\"\ngroup_size = 2\nmatchmaker = \"fifo\"\n\
+                    force_relay = true\n[[ice_servers]]\nurls = [\"stun:s.example.org\", \
+                    \"TURNS:t.example.org:5349\"]\nusername = \"u\"\ncredential = \"p\"\n";
+        let config = Config::from_toml_str(text).unwrap();
+        assert_eq!(config.warnings(), vec![]);
+        assert_eq!(
+            config.describe(),
+            "  scene \"a\" (default): groups of 2, fifo, no probe, waitroom timeout 300000 ms, \
+             reconnect grace 10000 ms, game forced through TURN relay\n  \
+             ICE server stun:s.example.org, TURNS:t.example.org:5349 (with credentials)\n"
+        );
+    }
+
+    /// STUN without TURN: the description says who still cannot connect.
+    #[test]
+    fn stun_without_turn_says_so() {
+        let config = Config::embedded_default();
+        assert!(config.describe().ends_with(
+            "\n  no TURN relay (participants behind symmetric NATs or strict firewalls cannot \
+             connect; see [turn] in scenes/example.toml)\n  \
+             ICE server stun:stun.l.google.com:19302 (STUN: browsers learn their public \
+             address from it)\n"
+        ));
     }
 
     #[test]

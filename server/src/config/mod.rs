@@ -36,7 +36,7 @@
 //! timeout_redirect_url = "https://…"   # optional, http(s)
 //! hide_lobby_count = false
 //! reconnect_grace_ms = 10000     # ≥ 0
-//! force_relay = false            # true: games only through the [turn] relay
+//! force_relay = false            # true: games only through a TURN relay
 //! game_allowance_ms = 3600000    # > 0; how long a game may use TURN (sizes credential_ttl_s)
 //!
 //! [[ice_servers]]                # server-wide, optional, any number
@@ -74,8 +74,8 @@ pub use types::{
     AllowedOrigins, Config, ConfigFile, MatchmakerKind, SceneConfig, ServerConfig, ServerOptions,
     TurnAuth, TurnConfig, DEFAULT_GAME_ALLOWANCE_MS, DEFAULT_HEADER_READ_TIMEOUT_MS,
     DEFAULT_HELLO_TIMEOUT_MS, DEFAULT_MAX_HEADER_BYTES, DEFAULT_MAX_HTTP_CONNECTIONS,
-    DEFAULT_MAX_HTTP_CONNECTIONS_PER_IP, MIN_CREDENTIAL_TTL_S, MIN_LINK_SECRET_LEN,
-    MIN_MAX_HEADER_BYTES, SCENE_ID_MAX_LEN,
+    DEFAULT_MAX_HTTP_CONNECTIONS_PER_IP, DEFAULT_STUN_URL, MIN_CREDENTIAL_TTL_S,
+    MIN_LINK_SECRET_LEN, MIN_MAX_HEADER_BYTES, SCENE_ID_MAX_LEN,
 };
 
 #[cfg(test)]

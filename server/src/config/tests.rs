@@ -55,7 +55,16 @@ fn embedded_default_parses() {
     assert_eq!(s.matchmaker, MatchmakerKind::LatencyFifo);
     assert_eq!(s.max_server_rtt_ms, Some(200.0));
     assert_eq!(s.max_p2p_rtt_ms, Some(150.0));
-    assert!(c.ice_servers.is_empty());
+    assert_eq!(
+        c.ice_servers,
+        vec![IceServer {
+            urls: vec![DEFAULT_STUN_URL.to_owned()],
+            username: None,
+            credential: None,
+        }],
+        "the default must work beyond one network: a public STUN server"
+    );
+    assert!(c.warnings().is_empty());
     // Everything else at the documented defaults.
     let mut expected = SceneConfig::with_defaults("default", 2, MatchmakerKind::LatencyFifo);
     expected.max_server_rtt_ms = Some(200.0);

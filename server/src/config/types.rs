@@ -155,6 +155,11 @@ pub struct ServerOptions {
     pub link_secret: Option<String>,
 }
 
+/// The public STUN server of the embedded default (`scenes/default.toml`), the one the
+/// original framework always added: browsers behind home routers learn their public address
+/// from it.
+pub const DEFAULT_STUN_URL: &str = "stun:stun.l.google.com:19302";
+
 /// Longest accepted scene id, characters (it becomes a folder name).
 pub const SCENE_ID_MAX_LEN: usize = 64;
 

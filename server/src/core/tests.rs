@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use pairlab_shared::*;
 
-use super::research::{ProbeFailure, ResearchEvent, ResearchEventKind};
+use super::research::{LeaveReason, ProbeFailure, ResearchEvent, ResearchEventKind};
 use super::*;
 use crate::config::{Config, MatchmakerKind, SceneConfig};
 
@@ -693,6 +693,55 @@ fn session_is_gone_after_the_grace() {
         .any(|m| matches!(m, ServerMessage::Welcome(_))));
 }
 
+/// `reconnect_grace_ms = 0`: the session ends at the drop (its grace timer is due at once).
+/// A waiting participant who comes back starts over: a new session, a new place at the back
+/// and a fresh waitroom deadline. One who was in a game is done.
+#[test]
+fn zero_grace_ends_the_session_at_the_drop() {
+    let mut s = latency_scene(None);
+    s.reconnect_grace_ms = 0;
+    let mut h = H::new(s);
+    let a = h.join(1, "A", 10.0);
+    let tok = token(&a, 1);
+    h.at(5_000);
+    h.ev(Event::Disconnected {
+        conn: ConnId::new(1),
+    });
+    h.tick_at(5_000);
+    assert!(h.records.iter().any(|r| matches!(
+        r,
+        ResearchEvent::ParticipantLeft {
+            reason: LeaveReason::GraceExpired,
+            ..
+        }
+    )));
+    let back = h.join(2, "A", 10.0);
+    assert!(error_code(&back, 2).is_none(), "not already_done");
+    assert_eq!(
+        waitroom(&back, 2).map(|w| w.remaining_ms),
+        Some(60_000),
+        "a fresh deadline, not the 55 000 ms left of the first session"
+    );
+    assert_ne!(token(&back, 2), tok);
+    assert_eq!(h.count(ResearchEventKind::ParticipantJoined), 2);
+    // In a game, a drop with no grace ends the game for the partner and the dropped one is done.
+    let b = h.join(3, "B", 10.0);
+    assert!(game(&b, 2).is_some());
+    h.ev(Event::Disconnected {
+        conn: ConnId::new(3),
+    });
+    let ended = h.tick_at(5_000);
+    assert!(sent(&ended, 2)
+        .iter()
+        .any(|m| matches!(m, ServerMessage::GameEnded(_))));
+    // Done in this scene: a token-less hello for the id gets the one answer for an id in use.
+    h.connect(4);
+    assert_eq!(
+        error_code(&h.hello(4, "B", None), 4),
+        Some(ErrorCode::IdInUse)
+    );
+}
+
 #[test]
 fn waitroom_timeout_is_enforced_and_final() {
     let mut s = latency_scene(None);
@@ -853,6 +902,21 @@ fn hello_rules() {
     let a = h.malformed(6, r#"{"type":"dance"}"#);
     assert_eq!(error_code(&a, 6), Some(ErrorCode::UnknownType));
     assert!(!closed(&a, 6));
+    // A first hello with a valid subject id but a mistyped optional field: bad_message, the
+    // connection stays open and still awaits its hello.
+    h.connect(7);
+    for frame in [
+        r#"{"type":"hello","subject_id":"C","scene_id":5}"#,
+        r#"{"type":"hello","subject_id":"C","resume_token":[]}"#,
+    ] {
+        let a = h.malformed(7, frame);
+        assert_eq!(error_code(&a, 7), Some(ErrorCode::BadMessage), "{frame}");
+        assert!(!closed(&a, 7), "{frame}");
+    }
+    let a = h.hello(7, "C", None);
+    assert!(sent(&a, 7)
+        .iter()
+        .any(|m| matches!(m, ServerMessage::Welcome(_))));
 }
 
 #[test]

@@ -39,10 +39,14 @@
 //! RTT is the median STUN RTT to coturn on loopback, without the proxy.
 //!
 //! # The weight benchmark (`--weight`)
-//! The bytes the page loads (`/`, `style.css`, the wasm-bindgen loader, the wasm), as served by
-//! the binary, raw and gzip -9; and, in one headless Chromium, the time from navigation start
-//! (`performance.timeOrigin`) to the page sending `hello` on its WebSocket, with the HTTP cache
-//! disabled (CDP `Network.setCacheDisabled`, a first visit) and enabled (a reload).
+//! What headless Chromium received for the page's files (`/`, `style.css`, the wasm-bindgen
+//! loader, the wasm) on the first load of a fresh profile, as the page's own Navigation and
+//! Resource Timing entries tell it (`transferSize` on the wire with headers, `encodedBodySize`
+//! as sent, `decodedBodySize` after content decoding, `contentEncoding`), and on a reload with
+//! the HTTP cache (`transferSize`: 0 for a file the cache served without asking); and the time
+//! from navigation start (`performance.timeOrigin`) to the page sending `hello` on its
+//! WebSocket, with the HTTP cache disabled (CDP `Network.setCacheDisabled`, a first visit) and
+//! enabled (a reload).
 //!
 //! Everything started is stopped by its PID at the end, also on an error (guards), and the run
 //! is bounded (`--time-limit-s`): what was measured until then is printed.
@@ -53,7 +57,6 @@ use std::fs;
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use clap::{Parser, ValueEnum};
@@ -63,7 +66,7 @@ use pairlab_tests::delay_proxy::DelayProxy;
 use pairlab_tests::record::{events_of, read_events, rfc3339_ms, ResearchEventKind as Ev};
 use pairlab_tests::stats::nearest_rank;
 use pairlab_tests::turn::{stun_rtt_ms as stun_once_ms, Coturn, CoturnConfig, TurnAuth};
-use pairlab_tests::{http_get, Browser, ChromeDriver, Server, WorkDir, WASM_ASSET};
+use pairlab_tests::{Browser, ChromeDriver, Server, WorkDir, WASM_ASSET};
 use serde_json::{json, Value};
 use tokio::net::UdpSocket;
 
@@ -237,13 +240,15 @@ const INJECT_JS: &str = r#"
 /// Reads the injected script's record and the page's resource timings.
 const READ_JS: &str = r#"
 const b = window.__pairlabBench || null;
+const path = (name) => { try { return new URL(name).pathname; } catch (e) { return null; } };
 const res = performance.getEntriesByType('resource').map(r => ({
-  name: r.name, transfer: r.transferSize, encoded: r.encodedBodySize, decoded: r.decodedBodySize,
-  start: r.startTime, end: r.responseEnd }));
+  name: r.name, path: path(r.name), transfer: r.transferSize, encoded: r.encodedBodySize,
+  decoded: r.decodedBodySize, coding: r.contentEncoding ?? null, start: r.startTime, end: r.responseEnd }));
 const nav = performance.getEntriesByType('navigation')[0];
 return { bench: b, resources: res,
-  nav: nav ? { response_end: nav.responseEnd, dcl: nav.domContentLoadedEventEnd, load: nav.loadEventEnd,
-               transfer: nav.transferSize } : null };
+  nav: nav ? { path: path(nav.name), response_end: nav.responseEnd, dcl: nav.domContentLoadedEventEnd,
+               load: nav.loadEventEnd, transfer: nav.transferSize, encoded: nav.encodedBodySize,
+               decoded: nav.decodedBodySize, coding: nav.contentEncoding ?? null } : null };
 "#;
 
 /// One headless Chromium for the bench: [`INJECT_JS`] in every document, and
@@ -828,23 +833,141 @@ fn print_probe_tables(results: &[SettingResult], args: &Args) {
 // Client weight
 // ------------------------------------------------------------------------------------------
 
-/// The gzip -9 size of `bytes`, through the system's `gzip`.
-fn gzip_len(bytes: &[u8]) -> R<usize> {
-    let mut child = Command::new("gzip")
-        .arg("-9")
-        .arg("-c")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()?;
-    let mut stdin = child.stdin.take().ok_or("gzip: no stdin")?;
-    let input = bytes.to_vec();
-    let writer = std::thread::spawn(move || stdin.write_all(&input));
-    let out = child.wait_with_output()?;
-    writer.join().map_err(|_| "gzip writer panicked")??;
-    if !out.status.success() {
-        return Err(format!("gzip exited with {}", out.status).into());
+/// The page's own files, by URL path (query left out), in the order the weight table lists
+/// them, with how the table names them.
+const PAGE_FILES: [(&str, &str); 4] = [
+    ("/", "`/` (index.html, with the inline loader script)"),
+    ("/style.css", "`/style.css`"),
+    (
+        "/pkg/pairlab_client.js",
+        "`/pkg/pairlab_client.js` (wasm-bindgen glue)",
+    ),
+    (WASM_ASSET, "`/pkg/pairlab_client_bg.wasm`"),
+];
+
+/// What the browser received for one file, as its Navigation or Resource Timing entry tells it
+/// (W3C Resource Timing: `transferSize`, `encodedBodySize`, `decodedBodySize`).
+#[derive(Debug, Clone, Default, PartialEq)]
+struct Received {
+    /// Bytes fetched over the network, response headers included; 0 when the HTTP cache
+    /// answered without a request, about the headers' size for a `304` revalidation.
+    transfer_bytes: f64,
+    /// The body as sent, before content decoding (bytes).
+    encoded_bytes: f64,
+    /// The body after content decoding, what the page uses (bytes).
+    decoded_bytes: f64,
+    /// `contentEncoding` (`br`, `gzip`, …), where the browser reports it.
+    coding: Option<String>,
+}
+
+impl Received {
+    /// One timing entry of [`READ_JS`] (`transfer`, `encoded`, `decoded`, `coding`); a missing
+    /// number is NaN.
+    fn from_entry(entry: &Value) -> Received {
+        let bytes = |key: &str| entry[key].as_f64().unwrap_or(f64::NAN);
+        Received {
+            transfer_bytes: bytes("transfer"),
+            encoded_bytes: bytes("encoded"),
+            decoded_bytes: bytes("decoded"),
+            coding: entry["coding"]
+                .as_str()
+                .filter(|c| !c.is_empty())
+                .map(str::to_owned),
+        }
     }
-    Ok(out.stdout.len())
+}
+
+/// The page's files as one load of it received them (from [`READ_JS`]'s `nav` and
+/// `resources`), by URL path: the first entry of each path.
+fn received_files(page: &Value) -> HashMap<String, Received> {
+    let mut files = HashMap::new();
+    let entries = std::iter::once(&page["nav"])
+        .chain(page["resources"].as_array().into_iter().flatten())
+        .filter(|entry| entry.is_object());
+    for entry in entries {
+        if let Some(path) = entry["path"].as_str() {
+            files
+                .entry(path.to_owned())
+                .or_insert_with(|| Received::from_entry(entry));
+        }
+    }
+    files
+}
+
+/// A byte count for the table: `12,345`, or `–` when not measured.
+fn bytes(v: f64) -> String {
+    if !v.is_finite() {
+        return "–".into();
+    }
+    let digits = format!("{v:.0}");
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Opens `/` as subject `id` in the bench scene and waits for the page to receive `welcome`;
+/// returns [`READ_JS`]'s record of the page.
+async fn load_page(browser: &Browser, server: &Server, id: &str) -> R<Value> {
+    browser
+        .goto(&server.url(&format!("/?subject_id={id}&scene_id={SCENE}")))
+        .await?;
+    let start = Instant::now();
+    loop {
+        let page = read_page(browser).await?;
+        if page["bench"]["welcome"].is_number() {
+            return Ok(page);
+        }
+        if start.elapsed() > Duration::from_secs(15) {
+            return Err(format!("{id}: no welcome within 15 s: {page}").into());
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// Prints what Chromium received for the page's files on its first load (a fresh profile)
+/// and on a reload with its HTTP cache.
+fn print_received(first: &HashMap<String, Received>, warm: &HashMap<String, Received>) {
+    println!("| resource | first load: transferSize | encodedBodySize | decodedBodySize | contentEncoding | reload (HTTP cache): transferSize |");
+    println!("|---|---:|---:|---:|---|---:|");
+    let mut total = [0.0f64; 4];
+    for (path, label) in PAGE_FILES {
+        let none = Received {
+            transfer_bytes: f64::NAN,
+            encoded_bytes: f64::NAN,
+            decoded_bytes: f64::NAN,
+            coding: None,
+        };
+        let f = first.get(path).unwrap_or(&none);
+        let w = warm.get(path).unwrap_or(&none);
+        for (sum, x) in total.iter_mut().zip([
+            f.transfer_bytes,
+            f.encoded_bytes,
+            f.decoded_bytes,
+            w.transfer_bytes,
+        ]) {
+            *sum += x;
+        }
+        println!(
+            "| {label} | {} | {} | {} | {} | {} |",
+            bytes(f.transfer_bytes),
+            bytes(f.encoded_bytes),
+            bytes(f.decoded_bytes),
+            f.coding.as_deref().unwrap_or("–"),
+            bytes(w.transfer_bytes),
+        );
+    }
+    println!(
+        "| **total** | **{}** | **{}** | **{}** | | **{}** |",
+        bytes(total[0]),
+        bytes(total[1]),
+        bytes(total[2]),
+        bytes(total[3]),
+    );
 }
 
 async fn weight(args: &Args) -> R<()> {
@@ -857,24 +980,7 @@ async fn weight(args: &Args) -> R<()> {
         ),
     )
     .await?;
-    println!(
-        "\n## Client weight: what the page loads, as served by {}\n",
-        describe_bin(server.bin())
-    );
-    println!("| resource | raw bytes | gzip -9 bytes |");
-    println!("|---|---:|---:|");
-    let mut total = (0usize, 0usize);
-    for path in ["/", "/style.css", "/pkg/pairlab_client.js", WASM_ASSET] {
-        let (status, body) = http_get(server.port(), path).await?;
-        if status != 200 {
-            return Err(format!("GET {path}: HTTP {status}").into());
-        }
-        let gz = gzip_len(&body)?;
-        total.0 += body.len();
-        total.1 += gz;
-        println!("| `{path}` | {} | {gz} |", body.len());
-    }
-    println!("| **total** | {} | {} |", total.0, total.1);
+    let served_by = describe_bin(server.bin());
     let pkg = pairlab_tests::workspace_root().join("www").join("pkg");
     let files: Vec<PathBuf> = fs::read_dir(&pkg)
         .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
@@ -894,9 +1000,11 @@ async fn weight(args: &Args) -> R<()> {
 
     let driver = ChromeDriver::start(&work).await?;
     let browser = open_browser(&driver, &work, "w").await?;
+    // The first load of a fresh profile: what a participant's browser receives on a first visit.
+    let first = received_files(&load_page(&browser, &server, "wf-000").await?);
     browser.cdp("Network.enable", json!({})).await?;
     let mut rows = Vec::new();
-    let mut resources_seen = Value::Null;
+    let mut warm_seen = HashMap::new();
     'modes: for (mode, disabled) in [
         ("cold (cache disabled)", true),
         ("warm (HTTP cache)", false),
@@ -919,30 +1027,17 @@ async fn weight(args: &Args) -> R<()> {
                 break 'modes;
             }
             let id = format!("w{}-{i:03}", if disabled { "c" } else { "w" });
-            browser
-                .goto(&server.url(&format!("/?subject_id={id}&scene_id={SCENE}")))
-                .await?;
-            let start = Instant::now();
-            let page = loop {
-                let page = read_page(&browser).await?;
-                if page["bench"]["welcome"].is_number() {
-                    break page;
-                }
-                if start.elapsed() > Duration::from_secs(15) {
-                    return Err(format!("{id}: no welcome within 15 s: {page}").into());
-                }
-                tokio::time::sleep(POLL).await;
-            };
+            let page = load_page(&browser, &server, &id).await?;
             if i == 0 {
                 continue;
             }
             let origin = page["bench"]["origin"].as_f64().unwrap_or(f64::NAN);
             hello.push(page["bench"]["hello"].as_f64().unwrap_or(f64::NAN));
             welcome.push(page["bench"]["welcome"].as_f64().unwrap_or(f64::NAN));
-            if let Some(w) = page["resources"].as_array().and_then(|rs| {
-                rs.iter()
-                    .find(|r| r["name"].as_str().is_some_and(|n| n.ends_with(".wasm")))
-            }) {
+            if let Some(w) = page["resources"]
+                .as_array()
+                .and_then(|rs| rs.iter().find(|r| r["path"].as_str() == Some(WASM_ASSET)))
+            {
                 wasm_end.push(w["end"].as_f64().unwrap_or(f64::NAN));
             }
             let events = read_events(&server.events_path(SCENE))?;
@@ -954,8 +1049,8 @@ async fn weight(args: &Args) -> R<()> {
             {
                 joined.push(ts - origin);
             }
-            if disabled && resources_seen.is_null() {
-                resources_seen = page["resources"].clone();
+            if !disabled {
+                warm_seen = received_files(&page);
             }
         }
         rows.push((mode, hello, welcome, wasm_end, joined));
@@ -963,6 +1058,10 @@ async fn weight(args: &Args) -> R<()> {
     close_browser(browser).await;
     drop(driver);
     drop(server);
+    println!(
+        "\n## Client weight: what headless Chromium received (bytes, Resource Timing), served by {served_by}\n"
+    );
+    print_received(&first, &warm_seen);
     println!(
         "\n## Client weight: navigation start → hello ({} loads per mode after 1 uncounted, ms, headless Chromium, one page at a time)\n",
         args.loads
@@ -979,17 +1078,6 @@ async fn weight(args: &Args) -> R<()> {
             f1(median(welcome.iter().copied())),
             f1(median(joined.iter().copied())),
         );
-    }
-    if let Some(rs) = resources_seen.as_array() {
-        println!("\nResources of a cold load (transferSize / decodedBodySize, bytes):");
-        for r in rs {
-            println!(
-                "- {}: {} / {}",
-                r["name"].as_str().unwrap_or("?"),
-                r["transfer"],
-                r["decoded"]
-            );
-        }
     }
     Ok(())
 }
@@ -1018,6 +1106,32 @@ fn unix_secs(t: std::time::SystemTime) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn received_files_by_path_first_entry_wins() {
+        let page = json!({
+            "nav": {"path": "/", "transfer": 2300, "encoded": 2000, "decoded": 4557, "coding": "br"},
+            "resources": [
+                {"path": "/style.css", "transfer": 0, "encoded": 1446, "decoded": 4011, "coding": ""},
+                {"path": "/style.css", "transfer": 9, "encoded": 9, "decoded": 9},
+                {"name": "no path"}
+            ]
+        });
+        let files = received_files(&page);
+        assert_eq!(files.len(), 2);
+        assert_eq!(files["/"].coding.as_deref(), Some("br"));
+        assert_eq!(files["/"].decoded_bytes, 4557.0);
+        let css = &files["/style.css"];
+        assert_eq!((css.transfer_bytes, css.coding.as_deref()), (0.0, None));
+    }
+
+    #[test]
+    fn byte_counts_have_thousands_separators() {
+        assert_eq!(bytes(703_230.0), "703,230");
+        assert_eq!(bytes(999.0), "999");
+        assert_eq!(bytes(0.0), "0");
+        assert_eq!(bytes(f64::NAN), "–");
+    }
 
     #[test]
     fn quantiles_are_nearest_rank() {

@@ -22,7 +22,16 @@ const READY_POLL: Duration = Duration::from_millis(50);
 /// How many log lines a failure quotes.
 const LOG_LINES: usize = 30;
 
-/// Writes `scene_toml` into `work` and starts `bin serve` on a free port with `RUST_LOG=log`;
+/// The `[server]` table every load-generator server gets unless its scene text has its own: all
+/// generated participants come from 127.0.0.1, one address standing for thousands of
+/// participants' own, and open up to a few hundred WebSocket handshakes at once, so the caps on
+/// connections that are not yet WebSockets (512 in all, 128 per address by default, meant for
+/// strangers on the internet) are raised above what the generator holds in flight.
+pub(crate) const LOADGEN_SERVER_TABLE: &str =
+    "\n[server]\nmax_http_connections = 8192\nmax_http_connections_per_ip = 8192\n";
+
+/// Writes `scene_toml` (plus [`LOADGEN_SERVER_TABLE`] when it has no `[server]` table) into
+/// `work` and starts `bin serve` on a free port with `RUST_LOG=log`;
 /// returns once `/healthz` answers.
 ///
 /// # Errors
@@ -42,7 +51,12 @@ pub(crate) async fn start_pairlab(
         rust_log: Some(log.to_owned()),
         check_client: false,
     };
-    Ok(Server::start_with(work, Some(scene_toml), &options).await?)
+    let config = if scene_toml.contains("[server]") {
+        scene_toml.to_owned()
+    } else {
+        format!("{scene_toml}{LOADGEN_SERVER_TABLE}")
+    };
+    Ok(Server::start_with(work, Some(&config), &options).await?)
 }
 
 /// [`LoadgenError::Server`]: the server `what` (stopped, did not …), with its log.

@@ -6,15 +6,20 @@
 //! - `pairlab check FILE`: validates a config; prints each problem as `FILE:LINE:COL: message`
 //!   and exits 1, or a summary of the scenes and exits 0.
 //!
-//! Logs go to stderr through `tracing`; `RUST_LOG` filters them (default `info`).
+//! Logs go to stderr through `tracing`; `RUST_LOG` filters them (default `info`); colours only
+//! when stderr is a terminal.
+//!
+//! At start, `serve` raises the soft open-file limit to the hard one (every connection is a
+//! file) and logs both.
 
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use pairlab_server::config::{Config, ConfigErrors};
-use pairlab_server::net::Server;
+use pairlab_server::config::{ConfigErrors, ConfigFile};
+use pairlab_server::net::{raise_open_file_limit, Server};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
@@ -61,7 +66,7 @@ fn main() -> ExitCode {
         } => {
             init_logging();
             let config = match config {
-                None => Config::embedded_default(),
+                None => ConfigFile::embedded_default(),
                 Some(path) => match load(&path) {
                     Ok(c) => c,
                     Err(code) => return code,
@@ -84,10 +89,11 @@ fn init_logging() {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
 }
 
-/// Why a config file gave no [`Config`].
+/// Why a config file gave no [`ConfigFile`].
 #[derive(Debug, thiserror::Error)]
 enum ConfigFileError {
     /// The file could not be read.
@@ -118,14 +124,14 @@ impl ConfigFileError {
 /// # Errors
 /// [`ConfigFileError::Read`] when the file cannot be read, [`ConfigFileError::Invalid`] with
 /// every problem when it is not a valid config.
-fn read_config(path: &Path) -> Result<Config, ConfigFileError> {
+fn read_config(path: &Path) -> Result<ConfigFile, ConfigFileError> {
     let text = std::fs::read_to_string(path)?;
-    Ok(Config::from_toml_str(&text)?)
+    Ok(ConfigFile::from_toml_str(&text)?)
 }
 
 /// `serve --config`: the config, or why not on stderr (the problems, then how many) and the
 /// exit code.
-fn load(path: &Path) -> Result<Config, ExitCode> {
+fn load(path: &Path) -> Result<ConfigFile, ExitCode> {
     read_config(path).map_err(|error| {
         for line in error.lines(path) {
             eprintln!("{line}");
@@ -151,17 +157,44 @@ fn check(path: &Path) -> ExitCode {
             }
             ExitCode::FAILURE
         }
-        Ok(config) => {
-            println!("{}: ok, {} scene(s)", path.display(), config.scenes.len());
-            print!("{}", config.describe());
+        Ok(file) => {
+            println!(
+                "{}: ok, {} scene(s)",
+                path.display(),
+                file.config.scenes.len()
+            );
+            print!("{}", file.describe());
             ExitCode::SUCCESS
         }
     }
 }
 
-async fn serve(config: Config, bind: SocketAddr, data_dir: PathBuf) -> ExitCode {
+async fn serve(file: ConfigFile, bind: SocketAddr, data_dir: PathBuf) -> ExitCode {
+    let open_files = match raise_open_file_limit() {
+        Ok(limit) => {
+            tracing::info!(
+                "open-file limit: soft {} (was {}), hard {}",
+                limit.soft,
+                limit.soft_before,
+                limit.hard
+            );
+            Some(limit.soft)
+        }
+        Err(e) => {
+            tracing::warn!("{e}; every connection is an open file");
+            None
+        }
+    };
+    let ConfigFile { config, server } = file;
+    if let Some(open_files) = open_files.filter(|n| server.max_http_connections >= n / 2) {
+        tracing::warn!(
+            "[server] max_http_connections = {} is at least half the open-file limit \
+             {open_files}: WebSockets and files may run out first",
+            server.max_http_connections
+        );
+    }
     let server = match Server::bind(config.clone(), bind, data_dir.clone()).await {
-        Ok(s) => s,
+        Ok(s) => s.server_config(server),
         Err(e) => {
             eprintln!("pairlab: {e}");
             return ExitCode::FAILURE;

@@ -37,7 +37,10 @@ fn example_is_described() {
          https://app.prolific.com/submissions/complete?cc=EXAMPLE, reconnect grace 10000 ms\n  \
          scene \"triads\": groups of 3, fifo, no probe, waitroom timeout 600000 ms, reconnect \
          grace 10000 ms, lobby count hidden\n  \
-         ICE server stun:stun.l.google.com:19302\n"
+         ICE server stun:stun.l.google.com:19302\n  \
+         server: /ws origins: the page's own (http(s):// + Host); X-Forwarded-For ignored; \
+         request head within 10000 ms (also the keep-alive idle timeout), at most 16384 bytes; \
+         at most 512 HTTP connections, 128 per IP; hello within 10000 ms\n"
     );
 }
 
@@ -65,7 +68,7 @@ urls = "stun:x"
     let (code, out) = check_text("s.toml", text);
     assert_eq!(code, 1);
     let expected = [
-        "s.toml:1:1: unknown key `colour` in the top level; known keys: scene, ice_servers, turn",
+        "s.toml:1:1: unknown key `colour` in the top level; known keys: scene, ice_servers, turn, server",
         "s.toml:3:6: scene id `bad id` contains ' '; it names the research record's folder, so use 1 to 64 characters from A-Z a-z 0-9 . _ -",
         "s.toml:4:14: group_size must be at least 2 (participants per game), found 1",
         "s.toml:5:14: unknown matchmaker `fastest`; use \"fifo\" or \"latency_fifo\"",
@@ -132,7 +135,7 @@ fn top_level_problems_word_for_word() {
     let (code, out) = check_text("t.toml", "zz = 1\nturn = 3\nice_servers = 4\n");
     assert_eq!(code, 1);
     let expected = [
-        "t.toml:1:1: unknown key `zz` in the top level; known keys: scene, ice_servers, turn",
+        "t.toml:1:1: unknown key `zz` in the top level; known keys: scene, ice_servers, turn, server",
         "t.toml:1:1: no scenes: add at least one [[scene]] table (see scenes/example.toml)",
         "t.toml:2:8: `turn` must be a table ([turn]), found an integer",
         "t.toml:3:15: `ice_servers` must be an array of tables ([[ice_servers]]), found an integer",

@@ -73,6 +73,17 @@ pub(crate) enum RuleError {
         "duplicate scene id `{id}` (first defined on line {first_line}); scene ids must be unique"
     )]
     DuplicateSceneId { id: String, first_line: usize },
+    #[error(
+        "allowed_origins entry `{0}` is not an origin; write scheme://host or \
+         scheme://host:port with http or https and nothing after it (e.g. \
+         \"https://study.example.org\"), or \"*\" for any origin"
+    )]
+    Origin(String),
+    #[error(
+        "trusted_proxies entry `{0}` is not an IP address; write one address per entry (e.g. \
+         \"127.0.0.1\" or \"::1\")"
+    )]
+    ProxyAddress(String),
 }
 
 /// `"fifo" or "latency_fifo"`: every matchmaker's name, from [`MatchmakerKind::ALL`].
@@ -103,12 +114,17 @@ impl fmt::Display for AtLeast {
     }
 }
 
-/// The unit a key's name ends in: `_ms` milliseconds, `_s` seconds.
+/// The unit a key's name ends in: `_ms` milliseconds, `_s` seconds, `_bytes` bytes; a count
+/// otherwise (`max_http_connections`).
 fn unit_of(key: &str) -> &'static str {
     if key.ends_with("_ms") {
         "milliseconds"
-    } else {
+    } else if key.ends_with("_s") {
         "seconds"
+    } else if key.ends_with("_bytes") {
+        "bytes"
+    } else {
+        "number"
     }
 }
 
@@ -197,6 +213,43 @@ pub(crate) fn latency_fifo_threshold(
     } else {
         Ok(())
     }
+}
+
+/// An `allowed_origins` entry: `"*"`, or an origin as browsers serialise it in the `Origin`
+/// header (RFC 6454 §6.1): `http://` or `https://`, a host, an optional `:port`, nothing
+/// after. Returned lower-cased (browsers send scheme and host in lower case).
+pub(crate) fn origin(entry: &str) -> Result<String, RuleError> {
+    let bad = || RuleError::Origin(entry.to_owned());
+    if entry == "*" {
+        return Ok(entry.to_owned());
+    }
+    let lower = entry.to_ascii_lowercase();
+    let rest = lower
+        .strip_prefix("https://")
+        .or_else(|| lower.strip_prefix("http://"))
+        .ok_or_else(bad)?;
+    let (host, port) = match rest.rsplit_once(':') {
+        Some((h, _)) if !h.ends_with(']') && h.contains(':') => (rest, None),
+        Some((host, port)) => (host, Some(port)),
+        None => (rest, None),
+    };
+    let host_ok = !host.is_empty()
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-.[]:".contains(c));
+    let port_ok = port.is_none_or(|p| p.parse::<u16>().is_ok_and(|n| n > 0));
+    if host_ok && port_ok {
+        Ok(lower)
+    } else {
+        Err(bad())
+    }
+}
+
+/// A `trusted_proxies` entry: one IP address (v4 or v6).
+pub(crate) fn proxy_address(entry: &str) -> Result<std::net::IpAddr, RuleError> {
+    entry
+        .parse()
+        .map_err(|_| RuleError::ProxyAddress(entry.to_owned()))
 }
 
 /// Why a `timeout_redirect_url` is not a URL a browser can be sent to.
@@ -402,6 +455,37 @@ impl Config {
 mod tests {
     use super::super::types::MIN_CREDENTIAL_TTL_S;
     use super::*;
+
+    /// Origins as browsers serialise them pass (lower-cased); anything with a path, another
+    /// scheme, no host or a bad port is refused.
+    #[test]
+    fn origins_are_scheme_host_and_port_only() {
+        for (entry, want) in [
+            ("*", "*"),
+            ("https://Study.Example.org", "https://study.example.org"),
+            ("http://127.0.0.1:8080", "http://127.0.0.1:8080"),
+            ("http://[::1]:8080", "http://[::1]:8080"),
+            ("http://[::1]", "http://[::1]"),
+        ] {
+            assert_eq!(origin(entry).as_deref(), Ok(want), "{entry}");
+        }
+        for bad in [
+            "study.example.org",
+            "ftp://x.org",
+            "https://",
+            "https://x.org/",
+            "https://x.org/page",
+            "https://x.org:0",
+            "https://x.org:99999",
+            "https://x.org?q",
+            "null",
+        ] {
+            assert_eq!(origin(bad), Err(RuleError::Origin(bad.to_owned())), "{bad}");
+        }
+        assert!(proxy_address("10.0.0.1").is_ok());
+        assert!(proxy_address("::1").is_ok());
+        assert!(proxy_address("10.0.0.0/8").is_err());
+    }
 
     /// Every ICE URL case with its verdict, as the rule decided it before `url` was
     /// considered; `url_reads_it_as` is how the URL standard (the `url` crate, as browsers)

@@ -1,7 +1,52 @@
-//! [`Config::describe`]: the summary `pairlab check` prints for a valid config, so that a
+//! [`ConfigFile::describe`]: the summary `pairlab check` prints for a valid config, so that a
 //! researcher can read back what the server will do with their file.
 
-use super::types::{Config, MatchmakerKind, SceneConfig, TurnAuth};
+use super::types::{
+    AllowedOrigins, Config, ConfigFile, MatchmakerKind, SceneConfig, ServerConfig, TurnAuth,
+};
+
+impl ConfigFile {
+    /// [`Config::describe`], then the `[server]` settings on one line (defaults included):
+    ///
+    /// ```text
+    ///   server: /ws origins: the page's own (http(s):// + Host); X-Forwarded-For ignored; …
+    /// ```
+    pub fn describe(&self) -> String {
+        format!(
+            "{}  server: {}\n",
+            self.config.describe(),
+            describe_server(&self.server)
+        )
+    }
+}
+
+/// The `[server]` settings in words.
+fn describe_server(s: &ServerConfig) -> String {
+    let origins = match &s.allowed_origins {
+        AllowedOrigins::SameHost => "the page's own (http(s):// + Host)".to_owned(),
+        AllowedOrigins::Any => "any".to_owned(),
+        AllowedOrigins::List(list) if list.is_empty() => {
+            "none (only clients without Origin)".to_owned()
+        }
+        AllowedOrigins::List(list) => list.join(", "),
+    };
+    let proxies = if s.trusted_proxies.is_empty() {
+        "X-Forwarded-For ignored".to_owned()
+    } else {
+        let list: Vec<String> = s.trusted_proxies.iter().map(ToString::to_string).collect();
+        format!("X-Forwarded-For believed from {}", list.join(", "))
+    };
+    format!(
+        "/ws origins: {origins}; {proxies}; request head within {} ms (also the keep-alive \
+         idle timeout), at most {} bytes; at most {} HTTP connections, {} per IP; hello \
+         within {} ms",
+        s.header_read_timeout_ms,
+        s.max_header_bytes,
+        s.max_http_connections,
+        s.max_http_connections_per_ip,
+        s.hello_timeout_ms,
+    )
+}
 
 impl Config {
     /// A human-readable description, one line per scene, warning, TURN server and ICE
@@ -88,7 +133,32 @@ fn describe_scene(s: &SceneConfig, is_default: bool) -> String {
 #[cfg(test)]
 mod tests {
     use crate::config::tests::scene_toml;
-    use crate::config::Config;
+    use crate::config::{Config, ConfigFile};
+
+    /// The `[server]` line: defaults, then every key set.
+    #[test]
+    fn describes_the_server_table() {
+        let scene = "[[scene]]\nid = \"a\"\ngroup_size = 2\nmatchmaker = \"fifo\"\n";
+        let file = ConfigFile::from_toml_str(scene).unwrap();
+        assert!(file.describe().ends_with(
+            "\n  server: /ws origins: the page's own (http(s):// + Host); X-Forwarded-For \
+             ignored; request head within 10000 ms (also the keep-alive idle timeout), at most \
+             16384 bytes; at most 512 HTTP connections, 128 per IP; hello within 10000 ms\n"
+        ));
+        let text = format!(
+            "{scene}[server]\nallowed_origins = [\"https://Study.example.org\", \
+             \"http://127.0.0.1:8080\"]\ntrusted_proxies = [\"127.0.0.1\", \"::1\"]\n\
+             header_read_timeout_ms = 5000\nmax_header_bytes = 8192\nmax_http_connections = 100\n\
+             max_http_connections_per_ip = 10\nhello_timeout_ms = 3000\n"
+        );
+        let file = ConfigFile::from_toml_str(&text).unwrap();
+        assert!(file.describe().ends_with(
+            "\n  server: /ws origins: https://study.example.org, http://127.0.0.1:8080; \
+             X-Forwarded-For believed from 127.0.0.1, ::1; request head within 5000 ms (also \
+             the keep-alive idle timeout), at most 8192 bytes; at most 100 HTTP connections, \
+             10 per IP; hello within 3000 ms\n"
+        ));
+    }
 
     /// The description of a config with every kind of line, word for word as `pairlab check`
     /// printed it before it moved here.

@@ -1,11 +1,15 @@
-//! The researcher's configuration: scenes, ICE servers and TURN, from TOML.
+//! The researcher's configuration: scenes, ICE servers and TURN, and the server's own
+//! `[server]` limits, from TOML.
 //!
-//! [`Config`] is the validated form the rest of the server uses; [`Config::from_toml_str`]
-//! builds it from a file's text and reports every problem with its line and column;
-//! [`Config::describe`] says in words what a valid one will do (`pairlab check`).
+//! [`ConfigFile::from_toml_str`] builds a file's validated form from its text and reports
+//! every problem with its line and column: a [`Config`] (the study: what the core runs) and a
+//! [`ServerConfig`] (the `[server]` table: what the network shell runs with; the core never
+//! sees it). [`ConfigFile::describe`] says in words what a valid file will do
+//! (`pairlab check`).
 //!
 //! The parts:
-//! - `types`: the validated types ([`Config`], [`SceneConfig`], [`TurnConfig`], …) and their
+//! - `types`: the validated types ([`ConfigFile`], [`Config`], [`SceneConfig`],
+//!   [`TurnConfig`], [`ServerConfig`], …) and their
 //!   defaults. Nothing else in the server needs to know TOML exists.
 //! - `parse`: TOML text → [`Config`]. Reads each table with its keys' and values' positions,
 //!   names each key once (the keys a table's reader asks for are its known keys, so an
@@ -45,6 +49,15 @@
 //! static_auth_secret = "…"       # coturn's; or username + credential (static)
 //! credential_ttl_s = 3600        # ≥ 60, with static_auth_secret only; default: the longest
 //!                                # probe_timeout_ms or game_allowance_ms of the scenes
+//!
+//! [server]                       # optional: the HTTP side's defences (defaults shown)
+//! allowed_origins = ["https://study.example.org"]   # default: the page's own origin; "*": any
+//! trusted_proxies = ["127.0.0.1"]                   # default none: X-Forwarded-For ignored
+//! header_read_timeout_ms = 10000 # ≥ 1; also the idle timeout between requests
+//! max_header_bytes = 16384       # ≥ 8192
+//! max_http_connections = 512     # ≥ 1; connections not (yet) WebSockets
+//! max_http_connections_per_ip = 128  # ≥ 1
+//! hello_timeout_ms = 10000       # ≥ 1; a WebSocket must be welcomed within this
 //! ```
 
 mod checks;
@@ -56,8 +69,11 @@ mod types;
 pub use checks::ConfigWarning;
 pub use parse::{ConfigError, ConfigErrors};
 pub use types::{
-    Config, MatchmakerKind, SceneConfig, TurnAuth, TurnConfig, DEFAULT_GAME_ALLOWANCE_MS,
-    MIN_CREDENTIAL_TTL_S, SCENE_ID_MAX_LEN,
+    AllowedOrigins, Config, ConfigFile, MatchmakerKind, SceneConfig, ServerConfig, TurnAuth,
+    TurnConfig, DEFAULT_GAME_ALLOWANCE_MS, DEFAULT_HEADER_READ_TIMEOUT_MS,
+    DEFAULT_HELLO_TIMEOUT_MS, DEFAULT_MAX_HEADER_BYTES, DEFAULT_MAX_HTTP_CONNECTIONS,
+    DEFAULT_MAX_HTTP_CONNECTIONS_PER_IP, MIN_CREDENTIAL_TTL_S, MIN_MAX_HEADER_BYTES,
+    SCENE_ID_MAX_LEN,
 };
 
 #[cfg(test)]

@@ -16,7 +16,10 @@ use toml::Spanned;
 
 use super::checks::{self, IceScheme, RuleError, TurnAuthKeys};
 use super::suggest;
-use super::types::{Config, SceneConfig, TurnAuth, TurnConfig, MIN_CREDENTIAL_TTL_S};
+use super::types::{
+    AllowedOrigins, Config, ConfigFile, SceneConfig, ServerConfig, TurnAuth, TurnConfig,
+    MIN_CREDENTIAL_TTL_S, MIN_MAX_HEADER_BYTES,
+};
 
 /// One problem in a config file, at a position a text editor can jump to.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -55,16 +58,17 @@ impl fmt::Display for ConfigErrors {
 /// The embedded default configuration (`scenes/default.toml`).
 const DEFAULT_TOML: &str = include_str!("../../../scenes/default.toml");
 
-impl Config {
+impl ConfigFile {
     /// Parses and validates a config file's text.
     ///
     /// Every problem is collected (TOML syntax, unknown keys, missing or mistyped values, rules
     /// such as `group_size ≥ 2`, unique scene ids, `max_server_rtt_ms` for `latency_fifo`, ICE
-    /// server URLs and TURN credentials), each with the line and column it is at.
+    /// server URLs, TURN credentials, `[server]` origins and addresses), each with the line and
+    /// column it is at.
     ///
     /// # Errors
     /// [`ConfigErrors`] holding every problem found, in file order.
-    pub fn from_toml_str(text: &str) -> Result<Config, ConfigErrors> {
+    pub fn from_toml_str(text: &str) -> Result<ConfigFile, ConfigErrors> {
         let mut cx = Cx::new(text);
         let (doc, syntax_errors) = DeTable::parse_recoverable(text);
         for e in syntax_errors {
@@ -76,21 +80,37 @@ impl Config {
             // follow-on errors that vanish once the syntax is fixed.
             return Err(cx.finish());
         }
-        let config = document(&mut cx, doc.get_ref());
-        match config {
-            Some(config) if cx.errors.is_empty() => Ok(config),
+        let file = document(&mut cx, doc.get_ref());
+        match file {
+            Some(file) if cx.errors.is_empty() => Ok(file),
             _ => Err(cx.finish()),
         }
     }
 
     /// The configuration used when `pairlab serve` gets no `--config`: one scene `default`,
     /// `group_size = 2`, `latency_fifo`, `max_server_rtt_ms = 200`, `max_p2p_rtt_ms = 150`,
-    /// no ICE servers. It is `scenes/default.toml`, compiled in.
-    pub fn embedded_default() -> Config {
+    /// no ICE servers, the `[server]` defaults. It is `scenes/default.toml`, compiled in.
+    pub fn embedded_default() -> ConfigFile {
         // The file is compiled into the binary and parsed by a unit test
         // (`embedded_default_parses`), so this cannot fail in a built binary.
-        Config::from_toml_str(DEFAULT_TOML)
+        ConfigFile::from_toml_str(DEFAULT_TOML)
             .unwrap_or_else(|e| panic!("scenes/default.toml is invalid:\n{e}"))
+    }
+}
+
+impl Config {
+    /// The study part of a config file's text: [`ConfigFile::from_toml_str`] (which checks
+    /// the `[server]` table too) without its [`ServerConfig`].
+    ///
+    /// # Errors
+    /// [`ConfigErrors`] holding every problem found in the file, in file order.
+    pub fn from_toml_str(text: &str) -> Result<Config, ConfigErrors> {
+        ConfigFile::from_toml_str(text).map(|file| file.config)
+    }
+
+    /// The study part of [`ConfigFile::embedded_default`].
+    pub fn embedded_default() -> Config {
+        ConfigFile::embedded_default().config
     }
 }
 
@@ -441,6 +461,42 @@ impl<'a, 'i> Field<'a, 'i> {
         )
     }
 
+    /// An array of strings, each through `rule` (reported at the entry); the values the rule
+    /// gives, when every entry passes.
+    fn strings<T>(
+        self,
+        cx: &mut Cx<'_>,
+        rule: impl Fn(&str) -> Result<T, RuleError>,
+    ) -> Option<Vec<T>> {
+        let DeValue::Array(items) = self.value.get_ref() else {
+            self.mistyped(cx, "an array of strings");
+            return None;
+        };
+        let mut out = Vec::with_capacity(items.len());
+        let mut ok = true;
+        for item in items.iter() {
+            let value = match item.get_ref().as_str() {
+                Some(s) => cx.rule(item.span(), rule(s)),
+                None => {
+                    cx.err(
+                        item.span(),
+                        ShapeError::Mistyped {
+                            key: self.key,
+                            expected: "an array of strings",
+                            found: type_name(item.get_ref()),
+                        },
+                    );
+                    None
+                }
+            };
+            match value {
+                Some(v) => out.push(v),
+                None => ok = false,
+            }
+        }
+        ok.then_some(out)
+    }
+
     /// `[[key]]`: an array whose elements are tables; each with its span.
     fn array_of_tables(self, cx: &mut Cx<'_>) -> Option<Vec<(&'a DeTable<'i>, Range<usize>)>> {
         let key = self.key;
@@ -479,8 +535,8 @@ impl<'a, 'i> Field<'a, 'i> {
     }
 }
 
-/// The whole document: `[[scene]]`, `[[ice_servers]]`, `[turn]`.
-fn document(cx: &mut Cx<'_>, doc: &DeTable<'_>) -> Option<Config> {
+/// The whole document: `[[scene]]`, `[[ice_servers]]`, `[turn]`, `[server]`.
+fn document(cx: &mut Cx<'_>, doc: &DeTable<'_>) -> Option<ConfigFile> {
     let mut top = Fields::new(doc, 0..0, TableName::Top);
     // Each scene's id as written (valid or not), for the duplicate check.
     let mut ids = Vec::new();
@@ -506,34 +562,51 @@ fn document(cx: &mut Cx<'_>, doc: &DeTable<'_>) -> Option<Config> {
     }
     let turn = match top.optional("turn") {
         None => Some(None),
-        Some(field) => match field.value.get_ref() {
-            DeValue::Table(table) => {
-                let mut fields = Fields::new(table, field.span(), TableName::Table(field.key));
-                let default_ttl_s =
-                    Config::default_credential_ttl_s(scenes.as_deref().unwrap_or(&[]));
-                let turn = turn(cx, &mut fields, default_ttl_s);
-                fields.finish(cx);
-                turn.map(Some)
-            }
-            other => {
-                let found = type_name(other);
-                cx.err(
-                    field.span(),
-                    ShapeError::NotATable {
-                        key: field.key,
-                        found,
-                    },
-                );
-                None
-            }
-        },
+        Some(field) => {
+            let default_ttl_s = Config::default_credential_ttl_s(scenes.as_deref().unwrap_or(&[]));
+            single_table(cx, field, |cx, fields| turn(cx, fields, default_ttl_s)).map(Some)
+        }
+    };
+    let server = match top.optional("server") {
+        None => Some(ServerConfig::default()),
+        Some(field) => single_table(cx, field, server),
     };
     top.finish(cx);
-    Some(Config {
-        scenes: scenes?,
-        ice_servers: ice_servers?,
-        turn: turn?,
+    Some(ConfigFile {
+        config: Config {
+            scenes: scenes?,
+            ice_servers: ice_servers?,
+            turn: turn?,
+        },
+        server: server?,
     })
+}
+
+/// Reads the single table `[key]` in `field` with `read` and reports its unknown keys.
+fn single_table<'a, 'i, T>(
+    cx: &mut Cx<'_>,
+    field: Field<'a, 'i>,
+    read: impl FnOnce(&mut Cx<'_>, &mut Fields<'a, 'i>) -> Option<T>,
+) -> Option<T> {
+    match field.value.get_ref() {
+        DeValue::Table(table) => {
+            let mut fields = Fields::new(table, field.span(), TableName::Table(field.key));
+            let value = read(cx, &mut fields);
+            fields.finish(cx);
+            value
+        }
+        other => {
+            let found = type_name(other);
+            cx.err(
+                field.span(),
+                ShapeError::NotATable {
+                    key: field.key,
+                    found,
+                },
+            );
+            None
+        }
+    }
 }
 
 /// Reads each table of the array of tables `field` with `read` and reports its unknown keys.
@@ -679,6 +752,49 @@ fn turn(cx: &mut Cx<'_>, t: &mut Fields<'_, '_>, default_ttl_s: u64) -> Option<T
     Some(TurnConfig { urls: urls?, auth })
 }
 
+/// The `[server]` table: origins, proxies, and the limits of the HTTP side.
+fn server(cx: &mut Cx<'_>, t: &mut Fields<'_, '_>) -> Option<ServerConfig> {
+    let defaults = ServerConfig::default();
+    let allowed_origins = match t.optional("allowed_origins") {
+        None => Some(defaults.allowed_origins),
+        Some(f) => f.strings(cx, checks::origin).map(|origins| {
+            if origins.iter().any(|o| o == "*") {
+                AllowedOrigins::Any
+            } else {
+                AllowedOrigins::List(origins)
+            }
+        }),
+    };
+    let trusted_proxies = match t.optional("trusted_proxies") {
+        None => Some(defaults.trusted_proxies),
+        Some(f) => f.strings(cx, checks::proxy_address),
+    };
+    let mut whole = |key, min, default| t.optional(key).map_or(Some(default), |f| f.whole(cx, min));
+    let header_read_timeout_ms =
+        whole("header_read_timeout_ms", 1, defaults.header_read_timeout_ms);
+    let max_header_bytes = whole(
+        "max_header_bytes",
+        MIN_MAX_HEADER_BYTES,
+        defaults.max_header_bytes,
+    );
+    let max_http_connections = whole("max_http_connections", 1, defaults.max_http_connections);
+    let max_http_connections_per_ip = whole(
+        "max_http_connections_per_ip",
+        1,
+        defaults.max_http_connections_per_ip,
+    );
+    let hello_timeout_ms = whole("hello_timeout_ms", 1, defaults.hello_timeout_ms);
+    Some(ServerConfig {
+        allowed_origins: allowed_origins?,
+        trusted_proxies: trusted_proxies?,
+        header_read_timeout_ms: header_read_timeout_ms?,
+        max_header_bytes: max_header_bytes?,
+        max_http_connections: max_http_connections?,
+        max_http_connections_per_ip: max_http_connections_per_ip?,
+        hello_timeout_ms: hello_timeout_ms?,
+    })
+}
+
 fn type_name(v: &DeValue<'_>) -> &'static str {
     match v {
         DeValue::String(_) => "a string",
@@ -706,7 +822,7 @@ pub(super) fn line_col(text: &str, offset: usize) -> (usize, usize) {
 
 /// The keys each table's reader asks for, in order (for tests that check the documentation).
 #[cfg(test)]
-pub(super) fn known_keys() -> [(&'static str, Vec<&'static str>); 3] {
+pub(super) fn known_keys() -> [(&'static str, Vec<&'static str>); 4] {
     let empty = DeTable::new();
     let mut cx = Cx::new("");
     let mut scene_fields = Fields::new(&empty, 0..0, TableName::Top);
@@ -715,9 +831,12 @@ pub(super) fn known_keys() -> [(&'static str, Vec<&'static str>); 3] {
     ice_server(&mut cx, &mut ice_fields);
     let mut turn_fields = Fields::new(&empty, 0..0, TableName::Top);
     turn(&mut cx, &mut turn_fields, MIN_CREDENTIAL_TTL_S);
+    let mut server_fields = Fields::new(&empty, 0..0, TableName::Top);
+    server(&mut cx, &mut server_fields);
     [
         ("[[scene]]", scene_fields.known),
         ("[[ice_servers]]", ice_fields.known),
         ("[turn]", turn_fields.known),
+        ("[server]", server_fields.known),
     ]
 }

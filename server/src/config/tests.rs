@@ -465,3 +465,84 @@ fn default_credential_ttl_follows_the_longest_game_allowance() {
     }
     assert!(Config::from_toml_str(&format!("{MINIMAL}game_allowance_ms = 0\n")).is_err());
 }
+
+/// `[server]`: absent gives the defaults; each key is read; wrong values are placed.
+#[test]
+fn server_table_defaults_values_and_errors() {
+    assert_eq!(
+        ConfigFile::from_toml_str(MINIMAL).unwrap().server,
+        ServerConfig::default()
+    );
+    assert_eq!(
+        ServerConfig::default(),
+        ServerConfig {
+            allowed_origins: AllowedOrigins::SameHost,
+            trusted_proxies: vec![],
+            header_read_timeout_ms: DEFAULT_HEADER_READ_TIMEOUT_MS,
+            max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
+            max_http_connections: DEFAULT_MAX_HTTP_CONNECTIONS,
+            max_http_connections_per_ip: DEFAULT_MAX_HTTP_CONNECTIONS_PER_IP,
+            hello_timeout_ms: DEFAULT_HELLO_TIMEOUT_MS,
+        }
+    );
+    let text = format!(
+        "{MINIMAL}[server]\nallowed_origins = [\"https://a.org\"]\ntrusted_proxies = [\"10.0.0.1\"]\n\
+         header_read_timeout_ms = 1\nmax_header_bytes = 8192\nmax_http_connections = 2\n\
+         max_http_connections_per_ip = 1\nhello_timeout_ms = 3\n"
+    );
+    let server = ConfigFile::from_toml_str(&text).unwrap().server;
+    assert_eq!(
+        server,
+        ServerConfig {
+            allowed_origins: AllowedOrigins::List(vec!["https://a.org".into()]),
+            trusted_proxies: vec!["10.0.0.1".parse().unwrap()],
+            header_read_timeout_ms: 1,
+            max_header_bytes: 8192,
+            max_http_connections: 2,
+            max_http_connections_per_ip: 1,
+            hello_timeout_ms: 3,
+        }
+    );
+    let any = format!("{MINIMAL}[server]\nallowed_origins = [\"https://a.org\", \"*\"]\n");
+    assert_eq!(
+        ConfigFile::from_toml_str(&any)
+            .unwrap()
+            .server
+            .allowed_origins,
+        AllowedOrigins::Any
+    );
+    let text = format!(
+        "{MINIMAL}[server]\nallowed_origins = [\"https://a.org/x\"]\ntrusted_proxies = \"10.0.0.1\"\n\
+         max_header_bytes = 100\nmax_http_connections = 0\nhello_timout_ms = 3\n"
+    );
+    let errs = errors(&text);
+    assert!(
+        has(&errs, pos_of(&text, "\"https://a.org/x\""), "not an origin"),
+        "{errs:?}"
+    );
+    assert!(
+        has(&errs, pos_of(&text, "\"10.0.0.1\""), "an array of strings"),
+        "{errs:?}"
+    );
+    assert!(
+        has(&errs, pos_of(&text, "100"), "at least 8192 (whole bytes)"),
+        "{errs:?}"
+    );
+    assert!(
+        has(
+            &errs,
+            pos_of(&text, "0\nhello"),
+            "greater than 0 (whole number)"
+        ),
+        "{errs:?}"
+    );
+    assert!(
+        has(
+            &errs,
+            pos_of(&text, "hello_timout_ms"),
+            "did you mean `hello_timeout_ms`?"
+        ),
+        "{errs:?}"
+    );
+    assert_eq!(errs.len(), 5, "{errs:?}");
+}

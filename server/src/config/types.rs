@@ -178,3 +178,82 @@ impl Config {
             .max(MIN_CREDENTIAL_TTL_S)
     }
 }
+
+/// Default [`ServerConfig::header_read_timeout_ms`]: 10 s.
+pub const DEFAULT_HEADER_READ_TIMEOUT_MS: u64 = 10_000;
+/// Default [`ServerConfig::max_header_bytes`]: 16 KiB (a browser's request head is 1–2 KB).
+pub const DEFAULT_MAX_HEADER_BYTES: u64 = 16 * 1024;
+/// Smallest accepted [`ServerConfig::max_header_bytes`]: hyper's smallest read buffer, 8 KiB.
+pub const MIN_MAX_HEADER_BYTES: u64 = 8 * 1024;
+/// Default [`ServerConfig::max_http_connections`].
+pub const DEFAULT_MAX_HTTP_CONNECTIONS: u64 = 512;
+/// Default [`ServerConfig::max_http_connections_per_ip`].
+pub const DEFAULT_MAX_HTTP_CONNECTIONS_PER_IP: u64 = 128;
+/// Default [`ServerConfig::hello_timeout_ms`]: 10 s.
+pub const DEFAULT_HELLO_TIMEOUT_MS: u64 = 10_000;
+
+/// Which `Origin`s may open `/ws` (RFC 6455 §4.1, §10.2: browsers send the page's origin on
+/// every WebSocket handshake; a request without `Origin` is not from a browser page and is
+/// always let through, since a non-browser client can write any `Origin` anyway).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AllowedOrigins {
+    /// The page's own origin: `http://HOST` or `https://HOST`, where HOST is the request's
+    /// `Host` header as sent (port included when the URL has one), compared without case.
+    SameHost,
+    /// These origins (`scheme://host[:port]`, lower case), and nothing else.
+    List(Vec<String>),
+    /// Any origin (`allowed_origins = ["*"]`).
+    Any,
+}
+
+/// The server-wide `[server]` table: how the network shell defends itself on the open
+/// internet. The core never sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerConfig {
+    /// The `Origin`s accepted on `/ws`; others get 403.
+    pub allowed_origins: AllowedOrigins,
+    /// Reverse proxies whose `X-Forwarded-For` is believed: for a connection from one of
+    /// these, the client is the rightmost `X-Forwarded-For` entry that is not itself one of
+    /// these. Empty: `X-Forwarded-For` is ignored.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// How long a client has to send a complete request head, ms, from the moment the server
+    /// waits for it: after the connection opens, and again after each response (so it is
+    /// also the idle timeout of a kept-alive connection).
+    pub header_read_timeout_ms: u64,
+    /// The largest request head accepted, bytes (the connection's read buffer); a larger one
+    /// gets 431.
+    pub max_header_bytes: u64,
+    /// The most connections that are not (yet) WebSockets, all clients together; one more is
+    /// answered 503 and closed at once.
+    pub max_http_connections: u64,
+    /// The most connections that are not (yet) WebSockets from one client IP address; one
+    /// more is answered 503 and closed at once.
+    pub max_http_connections_per_ip: u64,
+    /// How long a WebSocket may stay open without being welcomed (an accepted `hello`), ms;
+    /// WebSocket pings do not extend it.
+    pub hello_timeout_ms: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            allowed_origins: AllowedOrigins::SameHost,
+            trusted_proxies: Vec::new(),
+            header_read_timeout_ms: DEFAULT_HEADER_READ_TIMEOUT_MS,
+            max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
+            max_http_connections: DEFAULT_MAX_HTTP_CONNECTIONS,
+            max_http_connections_per_ip: DEFAULT_MAX_HTTP_CONNECTIONS_PER_IP,
+            hello_timeout_ms: DEFAULT_HELLO_TIMEOUT_MS,
+        }
+    }
+}
+
+/// Everything a config file says: the study ([`Config`], what the core runs) and the
+/// `[server]` table ([`ServerConfig`], what the network shell runs with).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigFile {
+    /// Scenes, ICE servers and TURN.
+    pub config: Config,
+    /// The `[server]` table (its defaults when the file has none).
+    pub server: ServerConfig,
+}

@@ -34,6 +34,11 @@
 //!   Before `welcome`, a `pong` goes to the core like any message (there, a protocol error).
 //! - A connection that sends no frame at all for its idle timeout ([`IDLE_TIMEOUT`] by default)
 //!   is closed with [`Close::IDLE`] (1008) as dead.
+//! - A connection that has not been welcomed (no `welcome` handed to
+//!   [`Connection::handle_send`], i.e. no accepted `hello`) within its hello timeout
+//!   ([`HELLO_TIMEOUT`] by default) of opening is closed with [`Close::NO_HELLO`] (1008).
+//!   Nothing resets this deadline: a client that only sends WebSocket pings keeps clear of the
+//!   idle rule, not of this one.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -51,6 +56,30 @@ use super::{ConnId, Event};
 /// participant's reconnect grace applies.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// A connection must be welcomed (its `hello` accepted) this long after it opens, or it is
+/// closed (1008). A browser says `hello` as soon as the socket opens; frames of any kind do
+/// not extend it.
+pub const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A connection's two timeouts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// Silence longer than this closes the connection ([`IDLE_TIMEOUT`] by default).
+    pub idle: Duration,
+    /// Not welcomed this long after opening closes the connection ([`HELLO_TIMEOUT`] by
+    /// default).
+    pub hello: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            idle: IDLE_TIMEOUT,
+            hello: HELLO_TIMEOUT,
+        }
+    }
+}
+
 /// WebSocket close codes (RFC 6455 §7.4.1).
 pub mod close_code {
     /// Normal closure: the core closed the connection (after `waitroom_timeout`, an error
@@ -60,8 +89,8 @@ pub mod close_code {
     pub const GOING_AWAY: u16 = 1001;
     /// Protocol error: the client broke the WebSocket framing.
     pub const PROTOCOL_ERROR: u16 = 1002;
-    /// Policy violation: rate limited, too slow to read what it is sent, or silent for
-    /// [`super::IDLE_TIMEOUT`].
+    /// Policy violation: rate limited, too slow to read what it is sent, silent for
+    /// [`super::IDLE_TIMEOUT`], or not welcomed within [`super::HELLO_TIMEOUT`].
     pub const POLICY: u16 = 1008;
     /// Message too big: a frame over `MAX_FRAME_BYTES`.
     pub const TOO_BIG: u16 = 1009;
@@ -95,6 +124,8 @@ impl Close {
     pub const TOO_SLOW: Close = Close::new(close_code::POLICY, "too slow to read messages");
     /// The client sent no frame for the idle timeout.
     pub const IDLE: Close = Close::new(close_code::POLICY, "idle: no frames received");
+    /// The client was not welcomed (said no accepted `hello`) within the hello timeout.
+    pub const NO_HELLO: Close = Close::new(close_code::POLICY, "no hello in time");
     /// The client sent a frame over [`MAX_FRAME_BYTES`].
     pub const TOO_BIG: Close = Close::new(close_code::TOO_BIG, "frame larger than 65536 bytes");
 }
@@ -150,6 +181,8 @@ pub struct Connection {
     idle_timeout: Duration,
     /// When the last frame arrived (or the connection opened).
     last_frame_at: Instant,
+    /// When the connection is closed unless welcomed first; `None` once `welcome` is sent.
+    hello_deadline: Option<Instant>,
     /// Set once the connection has decided to close; then it takes no more input.
     closed: bool,
     /// What the shell has not polled yet.
@@ -158,18 +191,19 @@ pub struct Connection {
 
 impl Connection {
     /// A connection opened at `now`, with the standard rate limit
-    /// ([`RateLimiter::standard`]), `idle_timeout` (normally [`IDLE_TIMEOUT`]) and the source
+    /// ([`RateLimiter::standard`]), `timeouts` (normally [`Timeouts::default`]) and the source
     /// of its ping ids (the server's is seeded from the operating system, so a client cannot
     /// predict them; tests pass [`PingIds::seeded`]).
-    pub fn new(conn: ConnId, now: Instant, idle_timeout: Duration, ping_ids: PingIds) -> Self {
+    pub fn new(conn: ConnId, now: Instant, timeouts: Timeouts, ping_ids: PingIds) -> Self {
         Connection {
             conn,
             limiter: RateLimiter::standard(now),
             pings: None,
             ping_ids,
             ignored_pongs: IgnoredPongs::default(),
-            idle_timeout,
+            idle_timeout: timeouts.idle,
             last_frame_at: now,
+            hello_deadline: Some(now + timeouts.hello),
             closed: false,
             outputs: VecDeque::new(),
         }
@@ -239,22 +273,27 @@ impl Connection {
         });
     }
 
-    /// The core wants `msg` written on this connection (at `now`). A `welcome` starts the
-    /// ping schedule: the first `ping` is due right after it.
+    /// The core wants `msg` written on this connection (at `now`). A `welcome` meets the
+    /// hello deadline and starts the ping schedule: the first `ping` is due right after it.
     pub fn handle_send(&mut self, now: Instant, msg: ServerMessage) {
         if self.closed {
             return;
         }
         if matches!(msg, ServerMessage::Welcome(_)) && self.pings.is_none() {
             self.pings = Some(PingSchedule::new(now));
+            self.hello_deadline = None;
         }
         self.outputs.push_back(Output::Send(msg));
     }
 
-    /// Time passed: at or after [`Connection::poll_timeout`], close an idle connection or send
-    /// the `ping` that is due.
+    /// Time passed: at or after [`Connection::poll_timeout`], close an idle or unwelcomed
+    /// connection, or send the `ping` that is due.
     pub fn handle_timeout(&mut self, now: Instant) {
         if self.closed {
+            return;
+        }
+        if self.hello_deadline.is_some_and(|d| now >= d) {
+            self.close(Close::NO_HELLO);
             return;
         }
         if now >= self.idle_deadline() {
@@ -273,17 +312,20 @@ impl Connection {
         self.outputs.pop_front()
     }
 
-    /// When [`Connection::handle_timeout`] should be called next: the idle deadline or the
-    /// next `ping`, whichever is first; `None` once closed.
+    /// When [`Connection::handle_timeout`] should be called next: the hello deadline, the
+    /// idle deadline or the next `ping`, whichever is first; `None` once closed.
     pub fn poll_timeout(&self) -> Option<Instant> {
         if self.closed {
             return None;
         }
-        let idle = self.idle_deadline();
-        Some(match &self.pings {
-            Some(p) => idle.min(p.next_at()),
-            None => idle,
-        })
+        [
+            Some(self.idle_deadline()),
+            self.hello_deadline,
+            self.pings.as_ref().map(PingSchedule::next_at),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// A `pong` carrying `id` at `now`, after `welcome`: the RTT sample it gives, if any; an
@@ -350,7 +392,7 @@ mod tests {
 
     /// A connection that has sent `welcome` at `t0` and drained its outputs.
     fn welcomed(t0: Instant) -> Connection {
-        let mut c = Connection::new(CONN, t0, IDLE_TIMEOUT, ids());
+        let mut c = Connection::new(CONN, t0, Timeouts::default(), ids());
         c.handle_send(t0, welcome());
         assert_eq!(outputs(&mut c), vec![Output::Send(welcome())]);
         c
@@ -359,7 +401,7 @@ mod tests {
     #[test]
     fn text_frames_decode_into_messages_or_malformed() {
         let t0 = Instant::now();
-        let mut c = Connection::new(CONN, t0, IDLE_TIMEOUT, ids());
+        let mut c = Connection::new(CONN, t0, Timeouts::default(), ids());
         let hello = ClientMessage::Hello(Hello {
             subject_id: SubjectId::parse("alice").unwrap(),
             scene_id: None,
@@ -385,7 +427,7 @@ mod tests {
     #[test]
     fn binary_frames_are_malformed_and_control_frames_are_not_forwarded() {
         let t0 = Instant::now();
-        let mut c = Connection::new(CONN, t0, IDLE_TIMEOUT, ids());
+        let mut c = Connection::new(CONN, t0, Timeouts::default(), ids());
         c.handle_frame(t0, Frame::Binary { len_bytes: 3 });
         c.handle_frame(t0, Frame::Control);
         assert_eq!(
@@ -400,7 +442,7 @@ mod tests {
     #[test]
     fn a_flood_gets_rate_limited_then_1008_and_nothing_more() {
         let t0 = Instant::now();
-        let mut c = Connection::new(CONN, t0, IDLE_TIMEOUT, ids());
+        let mut c = Connection::new(CONN, t0, Timeouts::default(), ids());
         for _ in 0..RATE_LIMIT_BURST as usize {
             c.handle_frame(t0, Frame::Control);
         }
@@ -422,7 +464,7 @@ mod tests {
     #[test]
     fn frames_over_the_limit_close_with_1009() {
         let t0 = Instant::now();
-        let mut c = Connection::new(CONN, t0, IDLE_TIMEOUT, ids());
+        let mut c = Connection::new(CONN, t0, Timeouts::default(), ids());
         let at_limit = format!("\"{}\"", "x".repeat(MAX_FRAME_BYTES - 2));
         c.handle_frame(t0, Frame::Text(&at_limit));
         assert!(matches!(
@@ -434,7 +476,7 @@ mod tests {
         assert_eq!(Close::TOO_BIG.code, 1009);
         assert!(Close::TOO_BIG.reason.contains(&MAX_FRAME_BYTES.to_string()));
 
-        let mut c = Connection::new(CONN, t0, IDLE_TIMEOUT, ids());
+        let mut c = Connection::new(CONN, t0, Timeouts::default(), ids());
         c.handle_frame(
             t0,
             Frame::Binary {
@@ -447,10 +489,10 @@ mod tests {
     #[test]
     fn read_errors_close_with_their_codes() {
         let t0 = Instant::now();
-        let mut c = Connection::new(CONN, t0, IDLE_TIMEOUT, ids());
+        let mut c = Connection::new(CONN, t0, Timeouts::default(), ids());
         c.handle_read_error(ReadError::TooBig);
         assert_eq!(outputs(&mut c), vec![Output::Close(Close::TOO_BIG)]);
-        let mut c = Connection::new(CONN, t0, IDLE_TIMEOUT, ids());
+        let mut c = Connection::new(CONN, t0, Timeouts::default(), ids());
         c.handle_read_error(ReadError::Protocol);
         assert_eq!(outputs(&mut c), vec![Output::Close(Close::PROTOCOL_ERROR)]);
         assert_eq!(Close::PROTOCOL_ERROR.code, 1002);
@@ -459,7 +501,7 @@ mod tests {
     #[test]
     fn a_pong_before_welcome_goes_to_the_core() {
         let t0 = Instant::now();
-        let mut c = Connection::new(CONN, t0, IDLE_TIMEOUT, ids());
+        let mut c = Connection::new(CONN, t0, Timeouts::default(), ids());
         c.handle_frame(t0, Frame::Text(&pong(1)));
         assert!(matches!(
             &outputs(&mut c)[..],
@@ -573,7 +615,15 @@ mod tests {
     fn silence_for_the_idle_timeout_closes_with_1008() {
         let t0 = Instant::now();
         let idle = ms(300);
-        let mut c = Connection::new(CONN, t0, idle, ids());
+        let mut c = Connection::new(
+            CONN,
+            t0,
+            Timeouts {
+                idle,
+                ..Timeouts::default()
+            },
+            ids(),
+        );
         assert_eq!(c.poll_timeout(), Some(t0 + idle));
         c.handle_frame(t0 + ms(200), Frame::Control);
         assert_eq!(
@@ -607,5 +657,45 @@ mod tests {
         };
         assert_eq!(now, t0 + IDLE_TIMEOUT);
         assert!(pings >= 2, "{pings}");
+    }
+
+    /// A client that never says `hello` but keeps the socket busy with WebSocket pings (which
+    /// reset the idle rule) is closed at the hello deadline; one that is welcomed in time is
+    /// not.
+    #[test]
+    fn pings_without_hello_are_closed_at_the_hello_deadline() {
+        let t0 = Instant::now();
+        let hello = ms(1000);
+        let timeouts = Timeouts {
+            idle: ms(300),
+            hello,
+        };
+        let mut c = Connection::new(CONN, t0, timeouts, ids());
+        let mut now = t0;
+        while now + ms(100) < t0 + hello {
+            now += ms(100);
+            c.handle_frame(now, Frame::Control);
+            assert_eq!(c.poll_timeout(), Some(now + ms(300)).min(Some(t0 + hello)));
+            c.handle_timeout(now);
+            assert_eq!(outputs(&mut c), vec![], "open at {:?}", now - t0);
+        }
+        c.handle_frame(t0 + hello - ms(1), Frame::Control);
+        assert_eq!(c.poll_timeout(), Some(t0 + hello), "pings do not move it");
+        c.handle_timeout(t0 + hello);
+        assert_eq!(outputs(&mut c), vec![Output::Close(Close::NO_HELLO)]);
+        assert_eq!(Close::NO_HELLO.code, 1008);
+
+        let mut c = Connection::new(CONN, t0, timeouts, ids());
+        c.handle_send(t0 + ms(50), welcome());
+        outputs(&mut c);
+        for step in 1..=20 {
+            let now = t0 + ms(100 * step);
+            c.handle_frame(now, Frame::Control);
+            c.handle_timeout(now);
+            assert!(
+                !outputs(&mut c).contains(&Output::Close(Close::NO_HELLO)),
+                "welcomed: no hello deadline"
+            );
+        }
     }
 }

@@ -68,7 +68,7 @@ pub(super) async fn run(socket: Socket, shared: Arc<Shared>) {
     let mut handler = Handler {
         sink,
         stream,
-        rules: Connection::new(conn, Instant::now(), shared.idle_timeout, ping_ids),
+        rules: Connection::new(conn, Instant::now(), shared.timeouts, ping_ids),
         outbound,
         too_slow: Some(too_slow),
         stop: shared.stop.clone(),

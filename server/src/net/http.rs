@@ -1,5 +1,5 @@
-//! The HTTP side: the routes (`/ws`, `/healthz`, the embedded files) and serving them until
-//! shutdown.
+//! The HTTP side: the routes (`/ws`, `/healthz`, the embedded files); `accept.rs` serves
+//! them.
 //!
 //! The embedded files ([`crate::assets`]) are sent in the content coding the request's
 //! `Accept-Encoding` prefers (br, gzip or none), with `Content-Encoding`,
@@ -10,37 +10,16 @@
 
 use std::sync::Arc;
 
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 use warp::http::{header, HeaderMap, Response, StatusCode};
 use warp::hyper::upgrade::OnUpgrade;
 use warp::{Filter, Reply};
 
 use super::upgrade::{upgrade, websocket_accept_key};
-use super::{Shared, SHUTDOWN_GRACE};
+use super::Shared;
 use crate::assets;
 
-/// Serves the routes on `listener` until `stop` is cancelled, then lets open requests finish,
-/// waiting at most [`SHUTDOWN_GRACE`] for them.
-pub(super) async fn serve(listener: TcpListener, shared: Arc<Shared>, stop: &CancellationToken) {
-    let http = warp::serve(routes(shared))
-        .incoming(listener)
-        .graceful(stop.clone().cancelled_owned())
-        .run();
-    let grace = async {
-        stop.cancelled().await;
-        tokio::time::sleep(SHUTDOWN_GRACE).await;
-    };
-    tokio::select! {
-        () = http => {}
-        () = grace => {
-            tracing::warn!("HTTP requests still open {SHUTDOWN_GRACE:?} after shutdown began; not waiting for them");
-        }
-    }
-}
-
 /// `/ws` (an upgrade), `/healthz`, then every other `GET` as an embedded file.
-fn routes(
+pub(super) fn routes(
     shared: Arc<Shared>,
 ) -> impl Filter<Extract = (warp::reply::Response,), Error = warp::Rejection>
        + Clone
@@ -58,8 +37,10 @@ fn routes(
         .and(warp::get())
         .and(warp::header::headers_cloned())
         .and_then(|headers: HeaderMap| async move {
-            websocket_accept_key(&headers).ok_or_else(warp::reject::not_found)
+            let accept = websocket_accept_key(&headers).ok_or_else(warp::reject::not_found)?;
+            Ok::<_, warp::Rejection>((accept, headers))
         })
+        .untuple_one()
         .and(warp::ext::optional::<OnUpgrade>())
         .and(with_shared.clone())
         .map(upgrade);

@@ -1,6 +1,12 @@
 //! The network shell around the sans-IO [`Core`](crate::core::Core): warp routes, one task
 //! per WebSocket, one task owning the core.
 //!
+//! Connections (`accept.rs`): hyper's HTTP/1.1 server with a timer, so that a request head
+//! must arrive within `[server] header_read_timeout_ms` (also the idle timeout between
+//! requests) and within `max_header_bytes`; connections that are not (yet) WebSockets are
+//! capped in total and per client IP (`gate.rs`, which also reads `X-Forwarded-For` from
+//! trusted proxies). `fdlimit.rs` raises the open-file limit (`pairlab serve` calls it).
+//!
 //! Routes (`http.rs`):
 //! - `GET /`: the participants' page; `GET /<file>`: the other embedded assets
 //!   ([`crate::assets`]), with `ETag`s.
@@ -11,7 +17,7 @@
 //!   `"reason"`, while the record cannot be written or for a while after its queue overflowed
 //!   ([`RecordHealth::status`]); the HTTP status stays 200 (the server still serves).
 //! - `GET /ws`: the WebSocket of PROTOCOL.md, upgraded by hand (`upgrade.rs`, which says why:
-//!   memory).
+//!   memory); a browser's `Origin` must be allowed by `[server] allowed_origins` (else 403).
 //!
 //! Shape. No rule of the protocol lives here: the server-wide rules are in
 //! [`crate::core::Core`], the per-connection ones (rate limit, frame size, decoding, pings,
@@ -31,9 +37,11 @@
 //! - No lock is held across an `.await`; the only shared state is channels (a `watch` of the
 //!   open-connection count among them), a cancellation token and the connection-id counter.
 //!
-//! Files: `mod.rs` ([`Server`], [`RunningServer`], the shutdown order), `http.rs` (routes,
-//! `/healthz`, files), `upgrade.rs` (`/ws` upgrade, [`ws_config`]), `connection.rs` (the task
-//! per WebSocket), `core_task.rs` (the task owning the core; connection ids are minted there).
+//! Files: `mod.rs` ([`Server`], [`RunningServer`], the shutdown order), `accept.rs` (the
+//! accept loop, hyper per connection), `gate.rs` (connection caps, client IP), `fdlimit.rs`
+//! (the open-file limit), `http.rs` (routes, `/healthz`, files), `upgrade.rs` (`/ws` upgrade,
+//! origin check, [`ws_config`]), `connection.rs` (the task per WebSocket), `core_task.rs` (the
+//! task owning the core; connection ids are minted there).
 //!
 //! How a client frame reaches the core: `connection.rs` reads it from the socket and hands it
 //! to `Connection::handle_frame` (`core/connection.rs`: rate limit, size, decode), polls the
@@ -46,16 +54,20 @@
 //! Shutdown: when the `shutdown` future given to [`Server::run`] completes, the core gets
 //! `Event::Shutdown` (queued behind the events already sent to it): it records
 //! `server_stopping` and a final `participant_left` (`server_shutdown`) for every live session,
-//! and ignores everything after. Then one [`CancellationToken`] is cancelled. On it warp stops
-//! accepting, and every connection task closes its WebSocket with 1001 ("going away") and tells
-//! the core it is gone (ignored now, so no `participant_dropped`). The server waits (no
+//! and ignores everything after. Then one [`CancellationToken`] is cancelled. On it the accept
+//! loop stops accepting (and open HTTP requests get [`SHUTDOWN_GRACE`] to finish), and every
+//! connection task closes its WebSocket with 1001 ("going away") and tells the core it is gone
+//! (ignored now, so no `participant_dropped`). The server waits (no
 //! polling: a `watch` of the open-connection count) until every WebSocket is closed, then sends
 //! the core task its stop as the last input of its queue, and closes the research record
 //! (written and synced). Each wait is bounded by [`SHUTDOWN_GRACE`], the record's by
 //! [`CLOSE_LIMIT`](crate::record::CLOSE_LIMIT).
 
+mod accept;
 mod connection;
 mod core_task;
+mod fdlimit;
+mod gate;
 mod http;
 mod upgrade;
 
@@ -70,14 +82,18 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Config;
+use crate::config::{Config, ConfigFile, ServerConfig};
+use crate::core::connection::Timeouts;
 use crate::core::{CoreStats, Event, ResearchEvent};
 use crate::record::{RecordHealth, RecordWriter};
 use core_task::{ConnIds, CoreInput, CoreTask};
 
 pub use connection::{CLOSE_TIMEOUT, WRITE_TIMEOUT};
 pub use core_task::{CORE_QUEUE, OUTBOUND_QUEUE};
-pub use upgrade::{websocket_accept_key, ws_config, WS_MAX_WRITE_BUFFER, WS_READ_BUFFER};
+pub use fdlimit::{raise_open_file_limit, FdLimitError, OpenFileLimit};
+pub use upgrade::{
+    origin_allowed, websocket_accept_key, ws_config, WS_MAX_WRITE_BUFFER, WS_READ_BUFFER,
+};
 
 /// How long shutdown waits for HTTP requests to finish, and then for WebSockets to close,
 /// before going on without them.
@@ -97,19 +113,20 @@ pub enum NetError {
     },
 }
 
-/// Runs the server on `bind` until `shutdown` completes, then shuts down cleanly (WebSockets
-/// closed with 1001, research record flushed) and returns.
+/// Runs the server for a config file on `bind` until `shutdown` completes, then shuts down
+/// cleanly (WebSockets closed with 1001, research record flushed) and returns.
 ///
 /// # Errors
 /// [`NetError::Bind`] when the address cannot be bound.
 pub async fn serve(
-    config: Config,
+    file: ConfigFile,
     bind: SocketAddr,
     data_dir: PathBuf,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), NetError> {
-    Server::bind(config, bind, data_dir)
+    Server::bind(file.config, bind, data_dir)
         .await?
+        .server_config(file.server)
         .run(shutdown)
         .await;
     Ok(())
@@ -121,6 +138,7 @@ pub struct Server {
     listener: TcpListener,
     addr: SocketAddr,
     idle_timeout: Duration,
+    server: ServerConfig,
     config: Arc<Config>,
     data_dir: PathBuf,
 }
@@ -143,6 +161,7 @@ impl Server {
             listener,
             addr,
             idle_timeout: crate::core::connection::IDLE_TIMEOUT,
+            server: ServerConfig::default(),
             config: Arc::new(config),
             data_dir,
         })
@@ -157,6 +176,13 @@ impl Server {
     /// [`IDLE_TIMEOUT`](crate::core::connection::IDLE_TIMEOUT) (tests).
     pub fn idle_timeout(mut self, idle: Duration) -> Self {
         self.idle_timeout = idle;
+        self
+    }
+
+    /// Sets the `[server]` settings (origins, proxies, HTTP limits, hello timeout); without
+    /// this, [`ServerConfig::default`].
+    pub fn server_config(mut self, server: ServerConfig) -> Self {
+        self.server = server;
         self
     }
 
@@ -196,12 +222,16 @@ impl Server {
             open: watch::Sender::new(0),
             stop: stop.clone(),
             stats: core.stats(),
-            idle_timeout: self.idle_timeout,
+            timeouts: Timeouts {
+                idle: self.idle_timeout,
+                hello: Duration::from_millis(self.server.hello_timeout_ms),
+            },
+            server: self.server,
             scene_ids: self.config.scenes.iter().map(|s| s.id.clone()).collect(),
             record: recorder.health(),
         });
 
-        http::serve(self.listener, shared.clone(), &stop).await;
+        accept::serve(self.listener, shared.clone(), &stop).await;
 
         tracing::info!("shutting down: waiting for WebSockets to close");
         let mut open = shared.open.subscribe();
@@ -291,8 +321,10 @@ struct Shared {
     stop: CancellationToken,
     /// The core's latest counts, for `/healthz`.
     stats: watch::Receiver<CoreStats>,
-    /// How long a connection may stay silent.
-    idle_timeout: Duration,
+    /// How long a WebSocket may stay silent, and unwelcomed.
+    timeouts: Timeouts,
+    /// The `[server]` settings.
+    server: ServerConfig,
     /// The configured scenes' ids, for `/healthz`.
     scene_ids: Vec<String>,
     /// The research record writer's health, for `/healthz`.

@@ -1,5 +1,6 @@
-//! The `/ws` upgrade, done by hand: RFC 6455 §4.2 ([`websocket_accept_key`]), then hyper's
-//! `OnUpgrade`, then tungstenite over the connection hyper hands over, with [`ws_config`].
+//! The `/ws` upgrade, done by hand: RFC 6455 §4.2 ([`websocket_accept_key`]), the `Origin`
+//! check ([`origin_allowed`]), then hyper's `OnUpgrade`, then tungstenite over the connection
+//! hyper hands over, with [`ws_config`].
 //!
 //! Not `warp::ws()`, for one reason: memory. warp 0.4's `Ws` builder sets tungstenite's message
 //! and frame limits but not its buffers, and tungstenite's default read buffer is 128 KiB,
@@ -19,6 +20,7 @@ use warp::hyper::upgrade::{OnUpgrade, Upgraded};
 use warp::Reply;
 
 use super::{connection, Shared};
+use crate::config::AllowedOrigins;
 
 /// tungstenite's read buffer per connection, bytes (its default is 128 KiB). Frames arrive
 /// a few hundred bytes at a time; a larger frame (up to [`MAX_FRAME_BYTES`]) grows the buffer
@@ -74,14 +76,56 @@ pub fn websocket_accept_key(headers: &HeaderMap) -> Option<String> {
     Some(derive_accept_key(key))
 }
 
+/// Whether a `/ws` handshake with these `headers` may go on under `allowed`.
+///
+/// Browsers send the page's origin on every WebSocket handshake (RFC 6455 §4.1 item 8), and
+/// a server that does not check it lets any web page open sockets in its visitors' names
+/// (§10.2). A handshake without `Origin` comes from a program, not a browser page, and is let
+/// through: such a client can write any `Origin` it likes, so refusing it would protect
+/// nothing. [`AllowedOrigins::SameHost`] accepts `http://` or `https://` followed by the
+/// request's `Host` exactly (without case); an `Origin` that is not text is refused.
+pub fn origin_allowed(headers: &HeaderMap, allowed: &AllowedOrigins) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return true;
+    };
+    let Ok(origin) = origin.to_str() else {
+        return false;
+    };
+    let origin = origin.to_ascii_lowercase();
+    match allowed {
+        AllowedOrigins::Any => true,
+        AllowedOrigins::List(list) => list.contains(&origin),
+        AllowedOrigins::SameHost => headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .is_some_and(|host| {
+                let host = host.to_ascii_lowercase();
+                origin
+                    .strip_prefix("https://")
+                    .or_else(|| origin.strip_prefix("http://"))
+                    == Some(host.as_str())
+            }),
+    }
+}
+
 /// Answers a valid upgrade request (its `Sec-WebSocket-Accept` value is `accept`) with
 /// `101 Switching Protocols` and, once hyper hands the connection over, runs a
-/// [`connection`] task on it with [`ws_config`].
+/// [`connection`] task on it with [`ws_config`]; `403` when its `Origin` is not allowed
+/// ([`origin_allowed`]).
 pub(super) fn upgrade(
     accept: String,
+    headers: HeaderMap,
     on_upgrade: Option<OnUpgrade>,
     shared: Arc<Shared>,
 ) -> warp::reply::Response {
+    if !origin_allowed(&headers, &shared.server.allowed_origins) {
+        tracing::debug!(origin = ?headers.get(header::ORIGIN), "websocket origin refused");
+        return warp::reply::with_status(
+            "this origin may not open the WebSocket\n",
+            StatusCode::FORBIDDEN,
+        )
+        .into_response();
+    }
     let Some(on_upgrade) = on_upgrade else {
         // Not an HTTP/1.1 connection that can be taken over (hyper adds `OnUpgrade` to every
         // request of one).
@@ -162,6 +206,53 @@ mod tests {
                 bad.0
             );
         }
+    }
+
+    /// No `Origin` (not a browser): allowed. Same host over http or https: allowed by
+    /// default; another host, a port that differs, a lookalike: refused. A list replaces the
+    /// default; `*` allows all.
+    #[test]
+    fn origins_follow_the_setting() {
+        let same = AllowedOrigins::SameHost;
+        let host = |origin: &'static str| {
+            upgrade_headers(&[("host", "Study.example.org:8080"), ("origin", origin)])
+        };
+        assert!(origin_allowed(
+            &upgrade_headers(&[("host", "a.org")]),
+            &same
+        ));
+        assert!(origin_allowed(
+            &host("http://study.example.org:8080"),
+            &same
+        ));
+        assert!(origin_allowed(
+            &host("HTTPS://study.EXAMPLE.org:8080"),
+            &same
+        ));
+        for bad in [
+            "http://evil.example",
+            "http://study.example.org",
+            "http://study.example.org:8081",
+            "http://study.example.org:8080.evil.example",
+            "ws://study.example.org:8080",
+            "null",
+        ] {
+            assert!(!origin_allowed(&host(bad), &same), "{bad}");
+        }
+        assert!(!origin_allowed(
+            &upgrade_headers(&[("origin", "http://a.org")]),
+            &same
+        ));
+        let list = AllowedOrigins::List(vec!["https://study.example.org".into()]);
+        assert!(origin_allowed(&host("https://Study.example.org"), &list));
+        assert!(!origin_allowed(
+            &host("http://study.example.org:8080"),
+            &list
+        ));
+        assert!(origin_allowed(
+            &host("http://evil.example"),
+            &AllowedOrigins::Any
+        ));
     }
 
     /// The settings every connection gets: the small read buffer this module exists for, and

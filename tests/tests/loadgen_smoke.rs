@@ -144,3 +144,112 @@ fn matchmaking_matches_every_arrival_and_no_waiter() {
         "{out}"
     );
 }
+
+#[test]
+fn hostile_connections_do_not_stop_honest_pairs() {
+    let out = loadgen(&[
+        "hostile",
+        "--idle",
+        "40",
+        "--slow",
+        "10",
+        "--source-ips",
+        "4",
+        "--honest-rate",
+        "4",
+        "--seconds",
+        "3",
+    ]);
+    let rows = rows_after(&out, "## hostile");
+    assert_eq!(rows.len(), 1, "{out}");
+    assert_eq!(rows[0][0], "50", "every hostile connection opened:\n{out}");
+    let (played, failed) = rows[0][5].split_once(" / ").expect("played / failed");
+    assert!(played.parse::<u64>().expect("played") > 0, "{out}");
+    assert_eq!(failed, "0", "no honest pair failed:\n{out}");
+}
+
+#[test]
+fn flood_records_at_most_the_bound_and_nothing_after_the_game() {
+    let out = loadgen(&[
+        "flood",
+        "--report-kb",
+        "0",
+        "--rate",
+        "50",
+        "--seconds",
+        "1",
+        "--after-seconds",
+        "1",
+    ]);
+    let rows = rows_after(&out, "## flood");
+    assert_eq!(rows.len(), 2, "{out}");
+    let live: u64 = rows[0][4].parse().expect("lines recorded");
+    // One a second sustained, in bursts of 10 (the server's core/games.rs).
+    assert!((1..=12).contains(&live), "{out}");
+    assert_eq!(rows[1][4], "0", "nothing after game_ended:\n{out}");
+    assert!(out.contains("lines_lost 0, queue_overflows 0"), "{out}");
+}
+
+#[test]
+fn churn_plays_every_game_and_everyone_leaves() {
+    let out = loadgen(&[
+        "churn",
+        "--games",
+        "60",
+        "--warmup",
+        "20",
+        "--concurrency",
+        "10",
+        "--settle-s",
+        "0",
+    ]);
+    let rows = rows_after(&out, "## churn");
+    assert_eq!(rows.len(), 2, "before and after:\n{out}");
+    assert_eq!(rows[1][1], "60", "{out}");
+    assert!(out.contains("games played: 60, failed: 0"), "{out}");
+    assert!(out.contains("participants 0, groups 0"), "{out}");
+}
+
+#[test]
+fn soak_loses_nothing_in_the_record() {
+    let out = loadgen(&[
+        "soak",
+        "--game-rate",
+        "3",
+        "--drop-rate",
+        "2",
+        "--seconds",
+        "3",
+        "--sample-s",
+        "1",
+    ]);
+    assert!(out.contains("nothing lost: true"), "{out}");
+}
+
+#[test]
+fn disk_full_tears_no_line_and_counts_the_lost_exactly() {
+    let bin = pairlab_bin().unwrap_or_else(|e| panic!("{e}"));
+    let out = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .arg("--server-bin")
+        .arg(&bin)
+        .args(["disk", "--per-phase", "20"])
+        .output()
+        .expect("run loadgen");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if stderr.contains("cannot mount a tmpfs") {
+        eprintln!("skipped: {stderr}");
+        return;
+    }
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let rows = rows_after(&stdout, "## disk");
+    assert_eq!(rows.len(), 3, "{stdout}");
+    assert_eq!(rows[0][2], "ok", "{stdout}");
+    assert!(rows[1][2].ends_with("degraded"), "{stdout}");
+    assert_eq!(rows[2][2], "ok", "{stdout}");
+    assert!(
+        stdout.contains("torn lines 0, ends with a newline: true"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("(exact: true)"), "{stdout}");
+}

@@ -4,14 +4,17 @@
 //! as a [`HoldFleet`]), and the helpers the
 //! scenarios share (the process clock [`clock_ns`], [`sleep_until`]).
 
+use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
-use pairlab_shared::{ClientMessage, Hello, Pong, ServerMessage, SubjectId};
+use pairlab_shared::{
+    ClientMessage, Hello, Pong, ProbeReady, ProbeResult, ServerMessage, SubjectId,
+};
 use pairlab_tests::stats::nearest_rank;
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
@@ -43,12 +46,41 @@ pub(crate) async fn connect_scene(
     subject: &str,
     scene_id: Option<&str>,
 ) -> std::result::Result<Ws, String> {
+    connect_from(port, subject, scene_id, None).await
+}
+
+/// A TCP connection to 127.0.0.1:`port` from the loopback address `source` (`None`: the
+/// kernel's choice, 127.0.0.1). Linux routes all of 127.0.0.0/8 to loopback, so a run can
+/// spread its clients over many source addresses, as clients from many hosts would be.
+pub(crate) async fn tcp_from(port: u16, source: Option<Ipv4Addr>) -> std::io::Result<TcpStream> {
+    let socket = TcpSocket::new_v4()?;
+    if let Some(ip) = source {
+        socket.bind(SocketAddr::from((ip, 0)))?;
+    }
+    socket
+        .connect(SocketAddr::from((Ipv4Addr::LOCALHOST, port)))
+        .await
+}
+
+/// [`connect_scene`] from the loopback address `source` (see [`tcp_from`]).
+pub(crate) async fn connect_from(
+    port: u16,
+    subject: &str,
+    scene_id: Option<&str>,
+    source: Option<Ipv4Addr>,
+) -> std::result::Result<Ws, String> {
     let url = format!("ws://127.0.0.1:{port}/ws");
     let go = async {
-        let (mut ws, _) =
-            tokio_tungstenite::connect_async_with_config(url.as_str(), Some(client_config()), true)
-                .await
-                .map_err(|e| format!("connect: {e}"))?;
+        let tcp = tcp_from(port, source)
+            .await
+            .map_err(|e| format!("connect: {e}"))?;
+        let (mut ws, _) = tokio_tungstenite::client_async_with_config(
+            url.as_str(),
+            MaybeTlsStream::Plain(tcp),
+            Some(client_config()),
+        )
+        .await
+        .map_err(|e| format!("handshake: {e}"))?;
         let subject_id = SubjectId::parse(subject).map_err(|e| format!("subject id: {e}"))?;
         let hello = ClientMessage::Hello(Hello {
             subject_id,
@@ -311,4 +343,124 @@ impl Latency {
 
 pub(crate) fn fmt_opt<T: std::fmt::Display>(v: Option<T>) -> String {
     v.map_or("?".into(), |v| v.to_string())
+}
+
+/// What a member knows once its game started.
+#[derive(Debug, Clone)]
+pub(crate) struct Started {
+    /// The game's id, as `game_start` gave it.
+    pub(crate) game_id: String,
+    /// The other members' ids as `game_start` lists them (the ids a report names).
+    pub(crate) partners: Vec<String>,
+    /// Whether a probe ran before the game.
+    pub(crate) probed: bool,
+}
+
+/// After `welcome`: answers every `ping` at once and plays any probe as a member whose probe
+/// always succeeds (`probe_ready` on `probe_prepare`, a `probe_result` of [`FAKE_PROBE_RTT_MS`]
+/// on `probe_start`, as the `relay` scenario's members do without a browser), until
+/// `game_start`, for at most `within`.
+///
+/// # Errors
+/// Why no game started: the socket closed or failed, an `error`, or `within` passed.
+pub(crate) async fn until_game(
+    ws: &mut Ws,
+    within: Duration,
+) -> std::result::Result<Started, String> {
+    let go = async {
+        let mut probed = false;
+        loop {
+            let text = match ws.next().await {
+                Some(Ok(Message::Text(t))) => t,
+                Some(Ok(_)) => continue,
+                Some(Err(e)) => return Err(format!("read: {e}")),
+                None => return Err("closed before game_start".into()),
+            };
+            match serde_json::from_str::<ServerMessage>(&text) {
+                Ok(ServerMessage::Ping(p)) => pong(ws, p.seq).await?,
+                Ok(ServerMessage::ProbePrepare(p)) => {
+                    probed = true;
+                    let ready = ClientMessage::ProbeReady(ProbeReady {
+                        probe_session_id: p.probe_session_id,
+                    });
+                    send(ws, &ready).await?;
+                }
+                Ok(ServerMessage::ProbeStart(p)) => {
+                    let result = ClientMessage::ProbeResult(ProbeResult {
+                        probe_session_id: p.probe_session_id,
+                        success: true,
+                        rtt_ms: Some(FAKE_PROBE_RTT_MS),
+                        samples_ms: vec![FAKE_PROBE_RTT_MS; 5],
+                        stats_rtt_ms: Some(FAKE_PROBE_RTT_MS),
+                    });
+                    send(ws, &result).await?;
+                }
+                Ok(ServerMessage::GameStart(_)) => {
+                    // Read as JSON: the ids a member sees of its partners are the protocol's
+                    // business, the load generator only echoes them back.
+                    let v: serde_json::Value =
+                        serde_json::from_str(&text).map_err(|e| format!("game_start: {e}"))?;
+                    let me = v["player_index"].as_u64().unwrap_or(u64::MAX);
+                    let partners = v["players"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .enumerate()
+                        .filter(|(i, _)| *i as u64 != me)
+                        .filter_map(|(_, p)| p.as_str().map(str::to_owned))
+                        .collect();
+                    return Ok(Started {
+                        game_id: v["game_id"].as_str().unwrap_or_default().to_owned(),
+                        partners,
+                        probed,
+                    });
+                }
+                Ok(ServerMessage::Error(e)) => return Err(format!("error {:?}", e.code)),
+                _ => {}
+            }
+        }
+    };
+    tokio::time::timeout(within, go)
+        .await
+        .map_err(|_| format!("no game_start within {within:?}"))?
+}
+
+/// The RTT a faked probe member reports, ms: under any scene's `max_p2p_rtt_ms` of a run.
+pub(crate) const FAKE_PROBE_RTT_MS: f64 = 5.0;
+
+/// Sends one message.
+pub(crate) async fn send(ws: &mut Ws, msg: &ClientMessage) -> std::result::Result<(), String> {
+    ws.send(Message::text(msg.to_json()))
+        .await
+        .map_err(|e| format!("send: {e}"))
+}
+
+/// Says `leave` and closes (1 s at most for the close handshake).
+pub(crate) async fn leave(mut ws: Ws) {
+    let _ = send(&mut ws, &ClientMessage::Leave).await;
+    let _ = tokio::time::timeout(Duration::from_secs(1), ws.close(None)).await;
+}
+
+/// One pair of a `fifo` scene through a whole game: both members connect from `source`
+/// (`subject-a`, `subject-b`), wait for `game_start` (playing a probe if the scene has one)
+/// and `leave`. Returns the connect → `game_start` times of both, µs.
+///
+/// # Errors
+/// The first member's failure (connect, `welcome` or `game_start`).
+pub(crate) async fn play_pair(
+    port: u16,
+    subject: &str,
+    scene: Option<&str>,
+    source: Option<Ipv4Addr>,
+) -> std::result::Result<[u32; 2], String> {
+    let member = |suffix: &'static str| async move {
+        let t0 = Instant::now();
+        let mut ws = connect_from(port, &format!("{subject}-{suffix}"), scene, source).await?;
+        until_game(&mut ws, CONNECT_TIMEOUT).await?;
+        let us = u32::try_from(t0.elapsed().as_micros()).unwrap_or(u32::MAX);
+        leave(ws).await;
+        Ok::<u32, String>(us)
+    };
+    let (a, b) = tokio::join!(member("a"), member("b"));
+    Ok([a?, b?])
 }

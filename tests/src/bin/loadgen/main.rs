@@ -13,6 +13,12 @@
 //! cargo run -j2 -p pairlab-tests --release --bin loadgen -- matchmaking --n 10000 --rate 500,1000,2000,5000 --search
 //! scripts/bench-setup.sh   # once: matchbox_server and the python-socketio venv, under target/
 //! cargo run -j2 -p pairlab-tests --release --bin loadgen -- compare --rates 1000,5000,20000 --seconds 5
+//! # Hostile load (BENCHMARKS.md)
+//! cargo run -j2 -p pairlab-tests --release --bin loadgen -- hostile [--server-nofile 1024]
+//! cargo run -j2 -p pairlab-tests --release --bin loadgen -- flood [--report-kb 0]
+//! cargo run -j2 -p pairlab-tests --release --bin loadgen -- disk      # as root: a tmpfs
+//! cargo run -j2 -p pairlab-tests --release --bin loadgen -- churn --games 100000
+//! cargo run -j2 -p pairlab-tests --release --bin loadgen -- soak --seconds 3600 --sample-s 300
 //! ```
 //!
 //! Smoke sizes (seconds each): `hold --n 200 --step 100 --checkpoints 200 --cpu-window-s 1`,
@@ -67,6 +73,14 @@
 //!   search goes up from the last held (× `--search-factor`) or, when the first is not held,
 //!   down. Prints rate → p50/p99/lost for each and the ratios of the highest rates held.
 //!
+//! - `hostile`, `flood`, `disk`, `churn`, `soak`: the hostile load of BENCHMARKS.md, each
+//!   described in its module: connections that never finish a request while honest pairs play
+//!   ([`mod@hostile`]); one game member flooding its game with reports ([`mod@flood`]); the
+//!   record on a disk that fills up and frees ([`mod@disk`]); 100,000 games played through and
+//!   forgotten ([`mod@churn`]); a steady mix of probed games and drops with the record checked
+//!   against what was done ([`mod@soak`]). Their game members share
+//!   [`client::until_game`] and [`client::play_pair`].
+//!
 //! The server's per-connection rate limit (200 frames/s sustained, burst 400:
 //! `server/src/core/ratelimit.rs`) bounds what one client may send, so the pairs are chosen
 //! (or checked, with `--pairs`) so that each client sends at most [`relay::MAX_CLIENT_RATE`] frames/s.
@@ -78,17 +92,23 @@
 //!
 //! Modules, one per scenario plus what they share: [`mod@hold`], [`mod@waitroom`], [`mod@relay`] (with
 //! [`relay::backend`]: how each relay's clients speak, [`relay::ladder`]: how a run walks
-//! through rates, and [`mod@relay::compare`]), [`mod@matchmaking`]; [`client`] (the protocol-speaking
+//! through rates, and [`mod@relay::compare`]), [`mod@matchmaking`], the hostile load's
+//! [`mod@hostile`], [`mod@flood`], [`mod@disk`], [`mod@churn`], [`mod@soak`]; [`client`] (the protocol-speaking
 //! WebSocket clients and their counters), [`server`] (the relays as processes, through the
-//! harness) and [`system`] (`/proc` readings: RSS, CPU, network counters; the open-files limit).
+//! harness) and [`system`] (`/proc` readings: RSS, CPU, open files, network counters; the open-files limit).
 //! The rate options' check ([`check_rates`]), [`Search`] and [`highest`] (the highest rate
 //! held) are here, shared by `relay`, `compare` and `matchmaking`.
 
+mod churn;
 mod client;
+mod disk;
+mod flood;
 mod hold;
+mod hostile;
 mod matchmaking;
 mod relay;
 mod server;
+mod soak;
 mod system;
 mod waitroom;
 
@@ -99,11 +119,16 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use pairlab_tests::target_dir;
 
+use crate::churn::{churn, ChurnArgs};
+use crate::disk::{disk, DiskArgs};
+use crate::flood::{flood, FloodArgs};
 use crate::hold::{hold, HoldArgs};
+use crate::hostile::{hostile, HostileArgs};
 use crate::matchmaking::{matchmaking, MatchmakingArgs, MmKind};
 use crate::relay::backend::{Backend, CompareWhat};
 use crate::relay::compare::compare;
 use crate::relay::{relay, RelayArgs};
+use crate::soak::{soak, SoakArgs};
 use crate::waitroom::{waitroom, WaitroomArgs};
 
 /// Why a run could not go on.
@@ -302,6 +327,102 @@ enum Scenario {
         #[arg(long, default_value_t = 20_000.0)]
         search_max: f64,
     },
+    /// Idle and slow-header TCP connections while honest pairs play; report when the server
+    /// closed them, the honest pairs' latency and the server's RSS.
+    Hostile {
+        /// Connections that send nothing.
+        #[arg(long, default_value_t = 5_000)]
+        idle: usize,
+        /// Connections that send a never-ending request head.
+        #[arg(long, default_value_t = 1_000)]
+        slow: usize,
+        /// Bytes per header line of a slow connection.
+        #[arg(long, default_value_t = 1_000)]
+        slow_chunk: usize,
+        /// The gap between a slow connection's header lines, ms.
+        #[arg(long, default_value_t = 100)]
+        slow_every_ms: u64,
+        /// The most a slow connection sends, KB.
+        #[arg(long, default_value_t = 390)]
+        slow_max_kb: usize,
+        /// Loopback source addresses of the hostile connections (127.1.0.1 …; 0: 127.0.0.1).
+        #[arg(long, default_value_t = 64)]
+        source_ips: u32,
+        /// Honest pairs starting a game per second, from 127.0.0.1.
+        #[arg(long, default_value_t = 5.0)]
+        honest_rate: f64,
+        /// How long the run lasts, seconds (hostile connections still open then are closed).
+        #[arg(long, default_value_t = 25.0)]
+        seconds: f64,
+        /// Start the server with this soft open-file limit (as `ulimit -n`).
+        #[arg(long)]
+        server_nofile: Option<u64>,
+    },
+    /// One game member floods its game with large episode_summary reports; report what the
+    /// record takes (bytes/s) and the server's CPU, with the game live and after it ended.
+    Flood {
+        /// Size of one report, KB.
+        #[arg(long, default_value_t = 33)]
+        report_kb: usize,
+        /// Reports per second (the server closes a connection over 200 frames/s).
+        #[arg(long, default_value_t = 133.0)]
+        rate: f64,
+        /// How long the flood lasts while the game is live, seconds.
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
+        /// How long it goes on after the partner left (the game ended), seconds.
+        #[arg(long, default_value_t = 5.0)]
+        after_seconds: f64,
+    },
+    /// Games played through (hello → game_start → leave) and forgotten; report RSS after the
+    /// warm-up and after the last game.
+    Churn {
+        /// Games in all.
+        #[arg(long, default_value_t = 100_000)]
+        games: usize,
+        /// Games before the "before" RSS.
+        #[arg(long, default_value_t = 1_000)]
+        warmup: usize,
+        /// Pairs in flight at once.
+        #[arg(long, default_value_t = 100)]
+        concurrency: usize,
+        /// How long to wait, once nobody is left, before reading the RSS, seconds (ended games
+        /// are forgotten a minute after they end).
+        #[arg(long, default_value_t = 65.0)]
+        settle_s: f64,
+        /// Loopback source addresses of the clients (127.2.0.1 …; 0: 127.0.0.1).
+        #[arg(long, default_value_t = 16)]
+        source_ips: u32,
+        /// The scene's waitroom_timeout_ms (a waitroom deadline is kept until it passes).
+        #[arg(long, default_value_t = 3_600_000)]
+        waitroom_timeout_ms: u64,
+    },
+    /// The record on a tmpfs that fills up and frees again (needs root); report /healthz and
+    /// check the record for torn lines and the lost count.
+    Disk {
+        /// Size of the tmpfs, KB.
+        #[arg(long, default_value_t = 256)]
+        size_kb: u64,
+        /// Participants per phase (ok, full, freed).
+        #[arg(long, default_value_t = 100)]
+        per_phase: usize,
+    },
+    /// A steady mix of probed games and drops; RSS and open files per sample, and the record
+    /// checked against what was done.
+    Soak {
+        /// Pairs joining (probe, game, reports, leave) per second.
+        #[arg(long, default_value_t = 10.0)]
+        game_rate: f64,
+        /// Participants joining and dropping per second.
+        #[arg(long, default_value_t = 5.0)]
+        drop_rate: f64,
+        /// How long, seconds.
+        #[arg(long, default_value_t = 300.0)]
+        seconds: f64,
+        /// The gap between samples, seconds.
+        #[arg(long, default_value_t = 30.0)]
+        sample_s: f64,
+    },
 }
 
 fn main() -> ExitCode {
@@ -435,6 +556,93 @@ fn main() -> ExitCode {
                         factor: search_factor,
                         max: search_max,
                     }),
+                })
+                .await
+            }
+            Scenario::Hostile {
+                idle,
+                slow,
+                slow_chunk,
+                slow_every_ms,
+                slow_max_kb,
+                source_ips,
+                honest_rate,
+                seconds,
+                server_nofile,
+            } => {
+                hostile(HostileArgs {
+                    bin,
+                    log: cli.server_log,
+                    idle,
+                    slow,
+                    slow_chunk,
+                    slow_every: Duration::from_millis(slow_every_ms.max(1)),
+                    slow_max_bytes: slow_max_kb * 1000,
+                    source_ips,
+                    honest_rate,
+                    seconds: Duration::from_secs_f64(seconds.max(1.0)),
+                    server_nofile,
+                })
+                .await
+            }
+            Scenario::Flood {
+                report_kb,
+                rate,
+                seconds,
+                after_seconds,
+            } => {
+                flood(FloodArgs {
+                    bin,
+                    log: cli.server_log,
+                    report_kb,
+                    rate,
+                    seconds: Duration::from_secs_f64(seconds.max(0.5)),
+                    after: Duration::from_secs_f64(after_seconds.max(0.5)),
+                })
+                .await
+            }
+            Scenario::Churn {
+                games,
+                warmup,
+                concurrency,
+                settle_s,
+                source_ips,
+                waitroom_timeout_ms,
+            } => {
+                churn(ChurnArgs {
+                    bin,
+                    log: cli.server_log,
+                    games,
+                    warmup,
+                    concurrency,
+                    settle: Duration::from_secs_f64(settle_s.max(0.0)),
+                    source_ips,
+                    waitroom_timeout_ms,
+                })
+                .await
+            }
+            Scenario::Disk { size_kb, per_phase } => {
+                disk(DiskArgs {
+                    bin,
+                    log: cli.server_log,
+                    size_kb,
+                    per_phase,
+                })
+                .await
+            }
+            Scenario::Soak {
+                game_rate,
+                drop_rate,
+                seconds,
+                sample_s,
+            } => {
+                soak(SoakArgs {
+                    bin,
+                    log: cli.server_log,
+                    game_rate,
+                    drop_rate,
+                    seconds: Duration::from_secs_f64(seconds.max(1.0)),
+                    sample: Duration::from_secs_f64(sample_s.max(0.5)),
                 })
                 .await
             }

@@ -72,6 +72,12 @@ pub(crate) trait PairlabExt {
     async fn connections(&self) -> Option<u64>;
     /// The `waiting` count of `/healthz` (participants in a waitroom, all scenes).
     async fn waiting(&self) -> Option<u64>;
+    /// A count of `/healthz` at the JSON pointer `pointer` (`/participants`,
+    /// `/record/lines_lost`, …), if it answers.
+    async fn health_count(&self, pointer: &str) -> Option<u64>;
+    /// Waits (polling every 100 ms, `within` at most) until `/healthz` counts no participant;
+    /// returns whether it did.
+    async fn until_nobody(&self, within: Duration) -> bool;
 }
 
 impl PairlabExt for Server {
@@ -80,11 +86,28 @@ impl PairlabExt for Server {
     }
 
     async fn connections(&self) -> Option<u64> {
-        self.healthz().await.ok()?.get("connections")?.as_u64()
+        self.health_count("/connections").await
     }
 
     async fn waiting(&self) -> Option<u64> {
-        self.healthz().await.ok()?.get("waiting")?.as_u64()
+        self.health_count("/waiting").await
+    }
+
+    async fn health_count(&self, pointer: &str) -> Option<u64> {
+        self.healthz().await.ok()?.pointer(pointer)?.as_u64()
+    }
+
+    async fn until_nobody(&self, within: Duration) -> bool {
+        let until = std::time::Instant::now() + within;
+        loop {
+            if self.health_count("/participants").await == Some(0) {
+                return true;
+            }
+            if std::time::Instant::now() >= until {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 }
 

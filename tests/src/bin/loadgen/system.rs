@@ -70,12 +70,7 @@ pub(crate) async fn cpu_percent(server_pid: u32, window: Duration) -> (Option<f6
 
 /// The hard `RLIMIT_NOFILE` of this process, if `getrlimit` answers.
 pub(crate) fn fd_hard_limit() -> Option<u64> {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes into the struct we own.
-    (unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0).then_some(lim.rlim_max)
+    nofile().ok().map(|(_, hard)| hard)
 }
 
 /// Raises this process's soft `RLIMIT_NOFILE` to at least `needed` (children inherit it).
@@ -84,6 +79,19 @@ pub(crate) fn fd_hard_limit() -> Option<u64> {
 /// [`LoadgenError::FdLimit`] when the hard limit is below `needed`; [`LoadgenError::Io`] when
 /// the system call fails.
 pub(crate) fn raise_fd_limit(needed: u64) -> Result<u64> {
+    let (cur, hard) = nofile()?;
+    if cur >= needed {
+        return Ok(cur);
+    }
+    if hard < needed {
+        return Err(LoadgenError::FdLimit { needed, hard });
+    }
+    set_nofile_soft(needed, hard)?;
+    Ok(needed)
+}
+
+/// This process's `RLIMIT_NOFILE`: (soft, hard).
+fn nofile() -> Result<(u64, u64)> {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -95,23 +103,24 @@ pub(crate) fn raise_fd_limit(needed: u64) -> Result<u64> {
             source: std::io::Error::last_os_error(),
         });
     }
-    let (cur, hard): (u64, u64) = (lim.rlim_cur, lim.rlim_max);
-    if cur >= needed {
-        return Ok(cur);
-    }
-    if hard < needed {
-        return Err(LoadgenError::FdLimit { needed, hard });
-    }
-    lim.rlim_cur = needed;
-    // SAFETY: setrlimit reads the struct we own; raising the soft limit up to the hard one
-    // needs no privilege.
+    Ok((lim.rlim_cur, lim.rlim_max))
+}
+
+/// Sets the soft `RLIMIT_NOFILE` to `soft`, keeping the hard limit `hard`.
+fn set_nofile_soft(soft: u64, hard: u64) -> Result<()> {
+    let lim = libc::rlimit {
+        rlim_cur: soft,
+        rlim_max: hard,
+    };
+    // SAFETY: setrlimit reads the struct we own; a soft limit up to the hard one needs no
+    // privilege.
     if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } != 0 {
         return Err(LoadgenError::Io {
-            what: format!("setrlimit(RLIMIT_NOFILE, {needed})"),
+            what: format!("setrlimit(RLIMIT_NOFILE, {soft})"),
             source: std::io::Error::last_os_error(),
         });
     }
-    Ok(needed)
+    Ok(())
 }
 
 /// Machine-wide network counters: packets dropped at the per-CPU input backlog (column 2 of
@@ -147,4 +156,28 @@ impl NetCounters {
             retrans: self.retrans.saturating_sub(before.retrans),
         }
     }
+}
+
+/// Open file descriptors of a process (entries of `/proc/PID/fd`; needs the same user).
+pub(crate) fn fd_count(pid: u32) -> Option<usize> {
+    Some(fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count())
+}
+
+/// The 1-minute load average (`/proc/loadavg`), for the line of each figure.
+pub(crate) fn load_average() -> String {
+    fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "?".into())
+}
+
+/// Sets this process's soft `RLIMIT_NOFILE` to `soft` (at most the hard limit); returns the
+/// soft limit it had. A child started in between inherits `soft`, as under `ulimit -n soft`.
+///
+/// # Errors
+/// [`LoadgenError::Io`] when a system call fails.
+pub(crate) fn set_fd_soft_limit(soft: u64) -> Result<u64> {
+    let (before, hard) = nofile()?;
+    set_nofile_soft(soft.min(hard), hard)?;
+    Ok(before)
 }

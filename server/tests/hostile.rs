@@ -271,6 +271,8 @@ async fn a_cap_full_of_idle_connections_evicts_the_oldest_for_honest_clients() {
     let v = healthz(&mut again).await;
     assert_eq!(v["evicted_connections"], 2, "{v}");
     assert_eq!(v["connections"], 1, "{v}");
+    // Shutdown would wait for the unfinished heads.
+    drop((idle, ws));
     s.stop().await;
 }
 
@@ -312,6 +314,8 @@ async fn a_cap_full_of_busy_connections_still_answers_503() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     assert_eq!(status, "200");
+    // Shutdown would wait for the response still being written.
+    drop(stuck);
     s.stop().await;
 }
 

@@ -192,22 +192,25 @@ async fn a_head_over_max_header_bytes_gets_431() {
     s.stop().await;
 }
 
-/// Connections that are not WebSockets are capped per address (429) and in total (503); a
-/// WebSocket, once upgraded, no longer counts.
+/// Connections that are not WebSockets are capped per address (429) and in total (the
+/// connection waiting longest for a request head makes room); a WebSocket, once upgraded, no
+/// longer counts.
 #[tokio::test]
 async fn connections_are_capped_per_ip_and_in_total_but_websockets_are_not() {
     let s = Hostile::start("max_http_connections = 3\nmax_http_connections_per_ip = 2\n").await;
-    let _a1 = s.tcp_from("127.0.0.2").await;
+    let mut a1 = s.tcp_from("127.0.0.2").await;
     let _a2 = s.tcp_from("127.0.0.2").await;
     let mut a3 = s.tcp_from("127.0.0.2").await;
     let (sent, _) = until_closed(&mut a3, Duration::from_secs(2)).await;
     assert!(sent.starts_with("HTTP/1.1 429"), "{sent:?}");
     let mut b1 = s.tcp_from("127.0.0.3").await;
     assert_eq!(get(&mut b1, "/healthz", "").await, 200);
+    // The total is full: the oldest idle connection gives its place up, without an answer.
     let mut c1 = s.tcp_from("127.0.0.4").await;
-    let (sent, _) = until_closed(&mut c1, Duration::from_secs(2)).await;
-    assert!(sent.starts_with("HTTP/1.1 503"), "{sent:?}");
-    drop(b1);
+    assert_eq!(get(&mut c1, "/healthz", "").await, 200);
+    let (sent, _) = until_closed(&mut a1, Duration::from_secs(2)).await;
+    assert_eq!(sent, "");
+    drop((b1, c1));
 
     // 127.0.0.1 opens more WebSockets than the per-IP cap, and is still served.
     let mut sockets = Vec::new();
@@ -228,6 +231,103 @@ async fn connections_are_capped_per_ip_and_in_total_but_websockets_are_not() {
     let mut d = s.tcp_from("127.0.0.1").await;
     assert_eq!(get(&mut d, "/healthz", "").await, 200);
     s.stop().await;
+}
+
+/// When idle connections (nothing sent, or an unfinished head) fill the total cap, an honest
+/// request and an honest WebSocket handshake are still served: each newcomer evicts the
+/// connection that has waited longest for a request head, which `/healthz` counts.
+#[tokio::test]
+async fn a_cap_full_of_idle_connections_evicts_the_oldest_for_honest_clients() {
+    let s = Hostile::start("max_http_connections = 8\nmax_http_connections_per_ip = 8\n").await;
+    let mut idle = Vec::new();
+    for i in 0..8 {
+        let mut tcp = s.tcp_from(&format!("127.0.1.{i}")).await;
+        if i % 2 == 1 {
+            tcp.write_all(b"GET /healthz HTTP/1.1\r\nhost: te")
+                .await
+                .expect("write");
+        }
+        idle.push(tcp);
+        // Distinct admission times, so "oldest" is well defined.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let mut honest = s.tcp_from("127.0.0.1").await;
+    assert_eq!(get(&mut honest, "/healthz", "").await, 200);
+    let (sent, _) = until_closed(&mut idle[0], Duration::from_secs(2)).await;
+    assert_eq!(sent, "", "evicted without an answer");
+
+    let mut ws = s.ws(&[]).await.expect("handshake while the cap is full");
+    ws.hello("p", Some("noprobe"), None).await;
+    let (sent, _) = until_closed(&mut idle[1], Duration::from_secs(2)).await;
+    assert_eq!(sent, "");
+    // The rest are still open (they would close at the 10 s header timeout).
+    for tcp in &mut idle[2..] {
+        let mut buf = [0u8; 1];
+        let r = tokio::time::timeout(Duration::from_millis(20), tcp.read(&mut buf)).await;
+        assert!(r.is_err(), "closed early: {r:?}");
+    }
+    // The upgraded WebSocket gave its place back: the next request takes it, evicting nobody.
+    let mut again = s.tcp_from("127.0.0.1").await;
+    let v = healthz(&mut again).await;
+    assert_eq!(v["evicted_connections"], 2, "{v}");
+    assert_eq!(v["connections"], 1, "{v}");
+    // Shutdown would wait for the unfinished heads.
+    drop((idle, ws));
+    s.stop().await;
+}
+
+/// When every place in the total is busy with a response (here: a reader that pipelines
+/// requests for the largest file and reads nothing), there is nobody to evict: 503.
+#[tokio::test]
+async fn a_cap_full_of_busy_connections_still_answers_503() {
+    if !pairlab_server::assets::client_built() {
+        eprintln!("skipped: the wasm client is not built, no file is large enough");
+        return;
+    }
+    let s = Hostile::start("max_http_connections = 2\n").await;
+    let request = "GET /pkg/pairlab_client_bg.wasm HTTP/1.1\r\nhost: test\r\n\r\n".repeat(30);
+    let mut stuck = Vec::new();
+    for _ in 0..2 {
+        let socket = TcpSocket::new_v4().expect("socket");
+        socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+        let mut tcp = socket.connect(s.addr).await.expect("connect");
+        tcp.write_all(request.as_bytes()).await.expect("write");
+        stuck.push(tcp);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut refused = s.tcp_from("127.0.0.1").await;
+    let (sent, _) = until_closed(&mut refused, Duration::from_secs(2)).await;
+    assert!(sent.starts_with("HTTP/1.1 503"), "{sent:?}");
+    // A place given back is a place for the next.
+    stuck.pop();
+    let status = loop {
+        let mut tcp = s.tcp_from("127.0.0.1").await;
+        let mut buf = [0u8; 12];
+        tcp.write_all(b"GET /healthz HTTP/1.1\r\nhost: test\r\n\r\n")
+            .await
+            .expect("write");
+        tcp.read_exact(&mut buf).await.expect("status line");
+        let status = String::from_utf8_lossy(&buf[9..12]).into_owned();
+        if status != "503" {
+            break status;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(status, "200");
+    // Shutdown would wait for the response still being written.
+    drop(stuck);
+    s.stop().await;
+}
+
+/// `GET /healthz` on `tcp`, as JSON.
+async fn healthz(tcp: &mut TcpStream) -> serde_json::Value {
+    tcp.write_all(b"GET /healthz HTTP/1.1\r\nhost: test\r\nconnection: close\r\n\r\n")
+        .await
+        .expect("write");
+    let (sent, _) = until_closed(tcp, Duration::from_secs(5)).await;
+    assert!(sent.starts_with("HTTP/1.1 200"), "{sent:?}");
+    let body = sent.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body:?}"))
 }
 
 /// `X-Forwarded-For` counts only from a trusted proxy: there the per-IP cap applies to the

@@ -55,7 +55,7 @@
 //! trusted_proxies = ["127.0.0.1"]                   # default none: X-Forwarded-For ignored
 //! header_read_timeout_ms = 10000 # ≥ 1; also the idle timeout between requests
 //! max_header_bytes = 16384       # ≥ 8192
-//! max_http_connections = 512     # ≥ 1; connections not (yet) WebSockets
+//! max_http_connections = 512     # ≥ 1; connections not (yet) WebSockets; full: evict the idlest
 //! max_http_connections_per_ip = 128  # ≥ 1
 //! hello_timeout_ms = 10000       # ≥ 1; a WebSocket must be welcomed within this
 //! link_secret = "…"              # optional, ≥ 16 characters: hello must carry its link's

@@ -244,11 +244,12 @@ pub struct ServerConfig {
     /// The largest request head accepted, bytes (the connection's read buffer); a larger one
     /// gets 431.
     pub max_header_bytes: u64,
-    /// The most connections that are not (yet) WebSockets, all clients together; one more is
-    /// answered 503 and closed at once.
+    /// The most connections that are not (yet) WebSockets, all clients together; one more
+    /// evicts (closes) the connection that has waited longest for a request head, or, when
+    /// every one is busy with a request, is answered 503 and closed at once.
     pub max_http_connections: u64,
     /// The most connections that are not (yet) WebSockets from one client IP address; one
-    /// more is answered 503 and closed at once.
+    /// more is answered 429 and closed at once.
     pub max_http_connections_per_ip: u64,
     /// How long a WebSocket may stay open without being welcomed (an accepted `hello`), ms;
     /// WebSocket pings do not extend it.

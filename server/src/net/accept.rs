@@ -12,9 +12,13 @@
 //!   connection closed (hyper's default lets it grow to ~400 KB per connection).
 //!
 //! Before hyper sees a connection, it takes a place in the [`Gate`] (the total and per-IP
-//! caps). A connection over a cap gets a fixed `503` (total) or `429` (per IP) written without
-//! waiting, and is closed. The place is given back when the connection ends or is handed over
-//! as a WebSocket (hyper's connection future completes at the upgrade), so WebSockets are
+//! caps). When the total is full, the connection that has waited longest for a request head
+//! is evicted (closed at once, without an answer) to make room. A connection is busy, not
+//! evictable, from the moment hyper has read a request head until hyper has taken the whole
+//! response body (`BusyBody`), and while hyper's writes wait on a peer that does not read
+//! (`WatchedIo`). A connection over the per-IP cap, or over the total when every holder is
+//! busy, gets a fixed `429` or `503` written without waiting, and is closed. The place is
+//! given back when the connection ends or is handed over as a WebSocket (hyper's connection future completes at the upgrade), so WebSockets are
 //! not counted. A connection from a trusted proxy takes a place in the total only; each of its
 //! requests moves its per-IP place to the client `X-Forwarded-For` names ([`client_ip`]),
 //! where it stays until the next request, the end of the connection or the upgrade; a
@@ -24,21 +28,26 @@
 //! terminate). Errors of single connections (timeouts, resets, malformed requests) are
 //! logged at debug: on the open internet they are routine.
 
+use std::io::IoSlice;
 use std::net::IpAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use hyper::body::Incoming;
+use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use warp::http::{Request, StatusCode};
 use warp::Reply;
 
-use super::gate::{client_ip, Gate, Permit, Refused};
+use super::gate::{client_ip, Busy, Gate, Permit, Refused};
 use super::{http, Shared, SHUTDOWN_GRACE};
 use crate::config::MIN_MAX_HEADER_BYTES;
 
@@ -56,6 +65,7 @@ pub(super) async fn serve(listener: TcpListener, shared: Arc<Shared>, stop: &Can
     let gate = Gate::new(
         usize::try_from(settings.max_http_connections).unwrap_or(usize::MAX),
         usize::try_from(settings.max_http_connections_per_ip).unwrap_or(usize::MAX),
+        shared.evicted_connections.clone(),
     );
     let mut builder = http1::Builder::new();
     builder
@@ -103,6 +113,7 @@ pub(super) async fn serve(listener: TcpListener, shared: Arc<Shared>, stop: &Can
         };
         let conn = Conn {
             tcp,
+            permit,
             peer,
             proxied,
             builder: builder.clone(),
@@ -111,10 +122,7 @@ pub(super) async fn serve(listener: TcpListener, shared: Arc<Shared>, stop: &Can
             shared: shared.clone(),
             stop: stop.clone(),
         };
-        tokio::spawn(async move {
-            conn.serve().await;
-            drop(permit);
-        });
+        tokio::spawn(conn.serve());
     }
     drop(listener);
     if tokio::time::timeout(SHUTDOWN_GRACE, gate.wait_empty())
@@ -143,6 +151,8 @@ fn refusal(refused: Refused) -> &'static [u8] {
 /// One accepted connection and what serving it needs (`R`: the routes as a hyper service).
 struct Conn<R> {
     tcp: TcpStream,
+    /// Its place in the [`Gate`], given back when it ends.
+    permit: Permit,
     /// The TCP peer, canonical.
     peer: IpAddr,
     /// Whether the peer is a trusted proxy.
@@ -170,6 +180,7 @@ where
     async fn serve(self) {
         let Conn {
             tcp,
+            permit,
             peer,
             proxied,
             builder,
@@ -180,7 +191,10 @@ where
         } = self;
         // A proxied connection's per-IP place: for the client its latest request names.
         let held: Mutex<Option<Permit>> = Mutex::new(None);
-        let service = service_fn(move |req: Request<Incoming>| {
+        let evicted = permit.evicted();
+        let service = service_fn(|req: Request<Incoming>| {
+            // hyper calls this once the head has been read.
+            let busy = permit.busy();
             let refused = proxied.then(|| {
                 let client = client_ip(peer, req.headers(), &shared.server.trusted_proxies);
                 let mut held = held.lock().unwrap_or_else(PoisonError::into_inner);
@@ -200,14 +214,23 @@ where
                 None => Ok(routes.call(req)),
             };
             async move {
-                match answer {
-                    Ok(answer) => answer.await,
-                    Err(refused) => Ok(refused_response(refused)),
-                }
+                let response = match answer {
+                    Ok(answer) => answer.await?,
+                    Err(refused) => refused_response(refused),
+                };
+                // Busy until hyper drops the body: taken into its buffer, or the connection
+                // gone (waiting for that buffer to drain is `WatchedIo`'s).
+                Ok::<_, std::convert::Infallible>(
+                    response.map(|body| BusyBody { body, _busy: busy }),
+                )
             }
         });
+        let io = WatchedIo {
+            tcp,
+            write_blocked: permit.write_blocked(),
+        };
         let conn = builder
-            .serve_connection(TokioIo::new(tcp), service)
+            .serve_connection(TokioIo::new(io), service)
             .with_upgrades();
         tokio::pin!(conn);
         let result = tokio::select! {
@@ -215,6 +238,10 @@ where
             () = stop.cancelled() => {
                 conn.as_mut().graceful_shutdown();
                 conn.await
+            }
+            () = evicted.cancelled() => {
+                tracing::debug!(%peer, "HTTP connection evicted: waited longest for a request head");
+                return;
             }
         };
         if let Err(e) = result {
@@ -230,4 +257,90 @@ fn refused_response(refused: Refused) -> warp::reply::Response {
         Refused::PerIp => StatusCode::TOO_MANY_REQUESTS,
     };
     warp::reply::with_status("too many connections\n", status).into_response()
+}
+
+/// A response body that keeps its connection busy (not evictable) until hyper drops it.
+struct BusyBody<B> {
+    body: B,
+    /// Dropped with the body.
+    _busy: Busy,
+}
+
+impl<B: Body + Unpin> Body for BusyBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// The TCP stream as hyper sees it, noting in `write_blocked` whether the last write or
+/// flush had to wait (the peer is not reading what hyper has buffered for it): such a
+/// connection is still busy with its response, and not evicted.
+struct WatchedIo {
+    tcp: TcpStream,
+    write_blocked: Arc<AtomicBool>,
+}
+
+impl WatchedIo {
+    fn note<T>(&self, poll: Poll<T>) -> Poll<T> {
+        self.write_blocked
+            .store(poll.is_pending(), Ordering::Relaxed);
+        poll
+    }
+}
+
+impl AsyncRead for WatchedIo {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.tcp).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for WatchedIo {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let poll = Pin::new(&mut self.tcp).poll_write(cx, buf);
+        self.note(poll)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let poll = Pin::new(&mut self.tcp).poll_write_vectored(cx, bufs);
+        self.note(poll)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.tcp.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let poll = Pin::new(&mut self.tcp).poll_flush(cx);
+        self.note(poll)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.tcp).poll_shutdown(cx)
+    }
 }

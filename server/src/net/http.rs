@@ -74,7 +74,7 @@ pub(super) fn routes(
     ws.or(health).unify().or(files).unify()
 }
 
-/// `/healthz`: open WebSockets, the core's counts, the scenes and the research record's
+/// `/healthz`: open WebSockets, HTTP connections evicted by the full total cap, the core's counts, the scenes and the research record's
 /// health, as JSON; `"status":"degraded"` with a `"reason"` when the record is degraded (see
 /// [`crate::record::RecordHealth::status`]), `"ok"` otherwise. Always HTTP 200.
 fn health(shared: &Shared) -> warp::reply::Response {
@@ -83,6 +83,9 @@ fn health(shared: &Shared) -> warp::reply::Response {
     let mut body = serde_json::json!({
         "status": if record.degraded.is_some() { "degraded" } else { "ok" },
         "connections": *shared.open.borrow(),
+        "evicted_connections": shared
+            .evicted_connections
+            .load(std::sync::atomic::Ordering::Relaxed),
         "participants": stats.participants,
         "waiting": stats.waiting,
         "probes": stats.probes,

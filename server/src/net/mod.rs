@@ -10,9 +10,10 @@
 //! Routes (`http.rs`):
 //! - `GET /`: the participants' page; `GET /<file>`: the other embedded assets
 //!   ([`crate::assets`]), with `ETag`s.
-//! - `GET /healthz`: `{"status":"ok","connections":N,"participants":N,"waiting":N,"probes":N,
-//!   "groups":N,"scenes":[…],"record":{…}}` (`connections`: open WebSockets; the counts from
-//!   the core; `record`: the research record writer's
+//! - `GET /healthz`: `{"status":"ok","connections":N,"evicted_connections":N,"participants":N,
+//!   "waiting":N,"probes":N,"groups":N,"scenes":[…],"record":{…}}` (`connections`: open
+//!   WebSockets; `evicted_connections`: connections closed since start to make room under a
+//!   full `max_http_connections` (`gate.rs`); the counts from the core; `record`: the research record writer's
 //!   [`RecordStatus`](crate::record::RecordStatus)). `"status"` is `"degraded"`, with a
 //!   `"reason"`, while the record cannot be written or for a while after its queue overflowed
 //!   ([`RecordHealth::status`]); the HTTP status stays 200 (the server still serves).
@@ -229,6 +230,7 @@ impl Server {
             server: self.server,
             scene_ids: self.config.scenes.iter().map(|s| s.id.clone()).collect(),
             record: recorder.health(),
+            evicted_connections: Arc::default(),
         });
 
         accept::serve(self.listener, shared.clone(), &stop).await;
@@ -329,6 +331,8 @@ struct Shared {
     scene_ids: Vec<String>,
     /// The research record writer's health, for `/healthz`.
     record: Arc<RecordHealth>,
+    /// How many connections the full total cap has evicted (`gate.rs`), for `/healthz`.
+    evicted_connections: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// Sleeps until `deadline`; forever when there is none.

@@ -10,6 +10,7 @@
 //! [`CLOSE_WITHIN`], the time of the last close, how many were still open when the run ended
 //! after `--seconds`), the honest pairs (played, failed, connect → `game_start` p50/p99/max,
 //! during the hostile phase), and the server's RSS (idle, peak, at the end) and open files.
+//! The server runs with its default connection caps (an empty `[server]` table).
 //! `--server-nofile N` starts the server with a soft open-file limit of N, as under
 //! `ulimit -n N` (the load generator keeps its own, higher one).
 
@@ -134,7 +135,10 @@ pub(crate) async fn hostile(args: HostileArgs) -> Result<()> {
         Some(n) => Some(set_fd_soft_limit(n)?),
         None => None,
     };
-    let started = start_pairlab(&args.bin, &args.log, &work, &fifo_scene(LONG_WAIT_MS)).await;
+    // An empty `[server]` table: the server's default connection caps, the ones this scenario
+    // attacks (without it the load generator raises them, see `LOADGEN_SERVER_TABLE`).
+    let scene = format!("{}\n[server]\n", fifo_scene(LONG_WAIT_MS));
+    let started = start_pairlab(&args.bin, &args.log, &work, &scene).await;
     if let Some(own) = own {
         set_fd_soft_limit(own)?;
     }

@@ -5,6 +5,10 @@
 //! reports `p2p_connection_failed` or leaves for good. An ended game is kept for
 //! [`GAME_TOMBSTONE_TTL`] so that its members' late messages are ignored quietly, then
 //! forgotten: the games held are the live ones plus those that ended within the last minute.
+//! An ended game is kept small, as a tombstone: only its members' [`Pid`]s, in player order,
+//! which is all the rules for late messages need (a member naming another member is ignored
+//! quietly, anyone else gets `not_a_member`); its scene, ids and report buckets are dropped
+//! when it ends, so a burst of ended games costs little memory.
 //!
 //! Only a member may speak for a game, and only about other members; anything else is
 //! `not_a_member`. Signals and reports for an ended game are dropped quietly and not recorded.
@@ -191,6 +195,7 @@ enum PerPartner {
     Connection,
 }
 
+/// A live game.
 #[derive(Debug)]
 struct GameRoom {
     scene: usize,
@@ -199,7 +204,28 @@ struct GameRoom {
     /// Each member's reports so far, in player order.
     reports: Vec<Reports>,
     started_at: Instant,
-    ended: bool,
+}
+
+/// What is kept of an ended game until it is forgotten: its members' [`Pid`]s, in player
+/// order (a few bytes a member, against a few hundred for a [`GameRoom`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Tombstone {
+    /// The members, in player order.
+    pids: Box<[Pid]>,
+}
+
+impl Tombstone {
+    /// Whether a message from `pid` naming the players at `peers` comes from a member about
+    /// other members (then it is ignored quietly; otherwise it is `not_a_member`).
+    fn is_member_about_partners(&self, pid: Pid, peers: &[PlayerIndex]) -> bool {
+        self.pids.contains(&pid)
+            && peers.iter().all(|&peer| {
+                usize::try_from(peer)
+                    .ok()
+                    .and_then(|i| self.pids.get(i))
+                    .is_some_and(|&p| p != pid)
+            })
+    }
 }
 
 impl GameRoom {
@@ -227,11 +253,15 @@ impl GameRoom {
     }
 }
 
-/// The games of a server: the live ones and, for [`GAME_TOMBSTONE_TTL`], the ended ones.
+/// The games of a server: the live ones and, for [`GAME_TOMBSTONE_TTL`], the ended ones (as
+/// tombstones).
 #[derive(Debug, Default)]
 pub struct Games {
+    /// The live games.
     rooms: HashMap<GameId, GameRoom>,
-    /// Ended games and when to forget them, oldest first.
+    /// The ended games not yet forgotten.
+    ended: HashMap<GameId, Tombstone>,
+    /// The ended games and when to forget them, oldest first.
     forget: VecDeque<(Instant, GameId)>,
 }
 
@@ -280,7 +310,6 @@ impl Games {
                 reports: vec![reports; game.members.len()],
                 members: game.members,
                 started_at: now,
-                ended: false,
             },
         );
         let record = ResearchEvent::GameCreated {
@@ -294,17 +323,23 @@ impl Games {
     /// Whether the game has ended: it did, or it is not known (any more: ended games are
     /// forgotten [`GAME_TOMBSTONE_TTL`] after their end).
     pub fn is_ended(&self, game_id: &GameId) -> bool {
-        self.rooms.get(game_id).is_none_or(|g| g.ended)
+        !self.rooms.contains_key(game_id)
     }
 
     /// How many games are held (live, and ended within [`GAME_TOMBSTONE_TTL`]).
     pub fn len(&self) -> usize {
-        self.rooms.len()
+        self.rooms.len() + self.ended.len()
+    }
+
+    /// How many of the games held have ended (kept as tombstones until
+    /// [`GAME_TOMBSTONE_TTL`] after their end).
+    pub fn tombstones(&self) -> usize {
+        self.ended.len()
     }
 
     /// Whether no game is held.
     pub fn is_empty(&self) -> bool {
-        self.rooms.is_empty()
+        self.rooms.is_empty() && self.ended.is_empty()
     }
 
     /// When the oldest ended game is to be forgotten.
@@ -319,7 +354,7 @@ impl Games {
                 break;
             }
             if let Some((_, id)) = self.forget.pop_front() {
-                self.rooms.remove(&id);
+                self.ended.remove(&id);
             }
         }
     }
@@ -342,19 +377,20 @@ impl Games {
     ) -> Result<(), GameError> {
         match msg {
             ClientMessage::WebrtcSignal(s) => {
+                // Late signals of an ended game go nowhere, quietly.
+                if self.ended_quietly(&s.game_id, pid, &[s.target_index])? {
+                    return Ok(());
+                }
                 let room = self.rooms.get(&s.game_id).ok_or(NotAMember)?;
                 let from_index = room.index_of(pid).ok_or(NotAMember)?;
                 let to = room.peer_index(pid, s.target_index).ok_or(NotAMember)?;
-                // Late signals of an ended game go nowhere, quietly.
-                if !room.ended {
-                    let msg = ServerMessage::WebrtcSignal(WebrtcSignalIn {
-                        game_id: s.game_id,
-                        from_index,
-                        signal_type: s.signal_type,
-                        payload: s.payload,
-                    });
-                    out.push(Effect::Send(room.members[to].pid, msg));
-                }
+                let msg = ServerMessage::WebrtcSignal(WebrtcSignalIn {
+                    game_id: s.game_id,
+                    from_index,
+                    signal_type: s.signal_type,
+                    payload: s.payload,
+                });
+                out.push(Effect::Send(room.members[to].pid, msg));
             }
             ClientMessage::P2pConnectionType(m) => {
                 let (game_id, peer) = (&m.game_id, m.peer_index);
@@ -506,6 +542,9 @@ impl Games {
         pid: Pid,
         peers: &[PlayerIndex],
     ) -> Result<Option<Reporter>, NotAMember> {
+        if self.ended_quietly(game_id, pid, peers)? {
+            return Ok(None);
+        }
         let room = self.rooms.get(game_id).ok_or(NotAMember)?;
         let me = room.member_index(pid).ok_or(NotAMember)?;
         let peers = peers
@@ -516,11 +555,31 @@ impl Games {
             })
             .collect::<Option<Vec<_>>>()
             .ok_or(NotAMember)?;
-        Ok((!room.ended).then(|| Reporter {
+        Ok(Some(Reporter {
             scene: room.scene,
             subject_id: room.members[me].subject_id.clone(),
             peers,
         }))
+    }
+
+    /// Whether `game_id` has ended and its tombstone says `pid` is a member naming other
+    /// members at `peers` (the message is then dropped quietly). `Ok(false)`: the game is not
+    /// an ended one (it is live, or not known).
+    ///
+    /// # Errors
+    /// [`NotAMember`] when the game has ended and `pid` was not in it, or a peer is not
+    /// another member.
+    fn ended_quietly(
+        &self,
+        game_id: &GameId,
+        pid: Pid,
+        peers: &[PlayerIndex],
+    ) -> Result<bool, NotAMember> {
+        match self.ended.get(game_id) {
+            None => Ok(false),
+            Some(t) if t.is_member_about_partners(pid, peers) => Ok(true),
+            Some(_) => Err(NotAMember),
+        }
     }
 
     /// [`Games::reporter`] for a report about one partner, `peer`, which also takes one token
@@ -581,13 +640,11 @@ impl Games {
         by: SubjectId,
         out: &mut Vec<Effect>,
     ) {
-        let Some(room) = self.rooms.get_mut(game_id) else {
+        let Some(room) = self.rooms.remove(game_id) else {
             return;
         };
-        if room.ended {
-            return;
-        }
-        room.ended = true;
+        let pids = room.members.iter().map(|m| m.pid).collect();
+        self.ended.insert(game_id.clone(), Tombstone { pids });
         self.forget
             .push_back((now + GAME_TOMBSTONE_TTL, game_id.clone()));
         let message = match reason {

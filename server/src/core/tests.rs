@@ -1847,7 +1847,17 @@ fn ended_games_are_forgotten_after_their_tombstone() {
     h.at(1_000);
     h.msg(2, ClientMessage::Leave);
     h.tick_at(1_000); // (the count broadcast of the leave)
-    assert_eq!(h.core.memory_stats().games, 1, "kept as a tombstone");
+    let m = h.core.memory_stats();
+    assert_eq!(m.games, 1, "kept as a tombstone");
+    assert_eq!(
+        m.game_tombstones, 1,
+        "in the small form: its members' handles only"
+    );
+    assert_eq!(
+        error_code(&h.msg(1, quality(&g, 0)), 1),
+        Some(ErrorCode::NotAMember),
+        "an ended game's member naming themself is still refused"
+    );
     let ttl_ms = GAME_TOMBSTONE_TTL.as_millis() as u64;
     assert_eq!(
         h.core.next_deadline(),
@@ -1857,7 +1867,8 @@ fn ended_games_are_forgotten_after_their_tombstone() {
     h.at(1_000 + ttl_ms - 1);
     assert!(sent(&h.msg(1, quality(&g, 1)), 1).is_empty(), "late: quiet");
     h.tick_at(1_000 + ttl_ms);
-    assert_eq!(h.core.memory_stats().games, 0, "forgotten");
+    let m = h.core.memory_stats();
+    assert_eq!((m.games, m.game_tombstones), (0, 0), "forgotten");
     assert_eq!(
         error_code(&h.msg(1, quality(&g, 1)), 1),
         Some(ErrorCode::NotAMember)

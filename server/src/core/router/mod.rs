@@ -124,6 +124,9 @@ pub struct MemoryStats {
     pub probes: usize,
     /// Games held: live, and ended within [`GAME_TOMBSTONE_TTL`](super::games::GAME_TOMBSTONE_TTL).
     pub games: usize,
+    /// Of [`MemoryStats::games`], the ended ones: kept as tombstones (their members' handles
+    /// only) until [`GAME_TOMBSTONE_TTL`](super::games::GAME_TOMBSTONE_TTL) after their end.
+    pub game_tombstones: usize,
     /// Scheduled timers (waitroom deadlines, graces, count broadcasts).
     pub timers: usize,
     /// Each scene's waitroom, in config order.
@@ -251,6 +254,7 @@ impl Core {
             participants: self.participants.len(),
             probes: self.probes.len() + self.probes.tombstones(),
             games: self.games.len(),
+            game_tombstones: self.games.tombstones(),
             timers: self.timers.len(),
             scenes: self.scenes.iter().map(SceneWaitroom::sizes).collect(),
         }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use pairlab_shared::{
-    ClientMessage, Hello, Pong, ProbeReady, ProbeResult, ServerMessage, SubjectId,
+    ClientMessage, Hello, PlayerIndex, Pong, ProbeReady, ProbeResult, ServerMessage, SubjectId,
 };
 use pairlab_tests::stats::nearest_rank;
 use tokio::net::{TcpSocket, TcpStream};
@@ -350,8 +350,8 @@ pub(crate) fn fmt_opt<T: std::fmt::Display>(v: Option<T>) -> String {
 pub(crate) struct Started {
     /// The game's id, as `game_start` gave it.
     pub(crate) game_id: String,
-    /// The other members' ids as `game_start` lists them (the ids a report names).
-    pub(crate) partners: Vec<String>,
+    /// The other members' player indices (what a report names a partner by).
+    pub(crate) partners: Vec<PlayerIndex>,
     /// Whether a probe ran before the game.
     pub(crate) probed: bool,
 }
@@ -395,22 +395,13 @@ pub(crate) async fn until_game(
                     });
                     send(ws, &result).await?;
                 }
-                Ok(ServerMessage::GameStart(_)) => {
-                    // Read as JSON: the ids a member sees of its partners are the protocol's
-                    // business, the load generator only echoes them back.
-                    let v: serde_json::Value =
-                        serde_json::from_str(&text).map_err(|e| format!("game_start: {e}"))?;
-                    let me = v["player_index"].as_u64().unwrap_or(u64::MAX);
-                    let partners = v["players"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .enumerate()
-                        .filter(|(i, _)| *i as u64 != me)
-                        .filter_map(|(_, p)| p.as_str().map(str::to_owned))
+                Ok(ServerMessage::GameStart(g)) => {
+                    // Partners are named by player index (no member sees another's id).
+                    let partners = (0..g.player_count)
+                        .filter(|&i| i != g.player_index)
                         .collect();
                     return Ok(Started {
-                        game_id: v["game_id"].as_str().unwrap_or_default().to_owned(),
+                        game_id: g.game_id.to_string(),
                         partners,
                         probed,
                     });

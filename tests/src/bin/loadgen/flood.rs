@@ -13,7 +13,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
-use pairlab_shared::{ClientMessage, ErrorCode, Pong, ServerMessage, MAX_QUALITY_CHANGES};
+use pairlab_shared::{
+    ClientMessage, ErrorCode, PlayerIndex, Pong, ServerMessage, MAX_QUALITY_CHANGES,
+};
 use pairlab_tests::record::{events_of, read_events, ResearchEventKind};
 use pairlab_tests::WorkDir;
 use serde_json::json;
@@ -34,9 +36,14 @@ pub(crate) struct FloodArgs {
     pub(crate) after: Duration,
 }
 
-/// An `episode_summary` of `game_id`'s `episode` naming `partner`, padded with quality changes
+/// An `episode_summary` of `game_id`'s `episode` naming `partner` (a player index), padded with quality changes
 /// to about `bytes` bytes (at most [`MAX_QUALITY_CHANGES`] of them).
-pub(crate) fn big_report(game_id: &str, partner: &str, episode: u64, bytes: usize) -> String {
+pub(crate) fn big_report(
+    game_id: &str,
+    partner: PlayerIndex,
+    episode: u64,
+    bytes: usize,
+) -> String {
     // One change is about 32 bytes of JSON.
     let changes: Vec<_> = (0..(bytes / 32).min(MAX_QUALITY_CHANGES))
         .map(|i| json!({"level": "warning", "at_ms": 1000.5 + i as f64}))
@@ -48,7 +55,7 @@ pub(crate) fn big_report(game_id: &str, partner: &str, episode: u64, bytes: usiz
         "frames": 600,
         "inputs_sent": 600,
         "peers": [{
-            "peer_subject_id": partner,
+            "peer_index": partner,
             "inputs_received": 600,
             "connection": null,
             "rtt_ms": null,
@@ -75,7 +82,7 @@ struct Phase {
 async fn flood_for(
     ws: &mut futures_util::stream::SplitSink<Ws, Message>,
     game_id: &str,
-    partner: &str,
+    partner: PlayerIndex,
     args: &FloodArgs,
     episode: &mut u64,
     pings: &mut tokio::sync::mpsc::UnboundedReceiver<u64>,
@@ -124,11 +131,11 @@ pub(crate) async fn flood(args: FloodArgs) -> Result<()> {
         (Ok(a), Ok(b)) => (a, b),
         (Err(e), _) | (_, Err(e)) => return Err(server.failed(&format!("no game: {e}"))),
     };
-    let partner = game.partners.first().cloned().unwrap_or_default();
+    let partner = game.partners.first().copied().unwrap_or_default();
     println!(
         "flood: server pid {pid} on 127.0.0.1:{port}; game {} started; one report is {} bytes",
         game.game_id,
-        big_report(&game.game_id, &partner, 1, args.report_kb * 1000).len()
+        big_report(&game.game_id, partner, 1, args.report_kb * 1000).len()
     );
     let (mut sink, mut stream) = ws.split();
     // The flooder's reader counts refusals and hands the pings to the sender, which answers
@@ -202,7 +209,7 @@ pub(crate) async fn flood(args: FloodArgs) -> Result<()> {
         let sent = flood_for(
             &mut sink,
             &game.game_id,
-            &partner,
+            partner,
             &args,
             &mut episode,
             &mut pings,

@@ -84,9 +84,9 @@ async fn member(port: u16, subject: String, done: Arc<Done>) -> std::result::Res
     let mut ws: Ws = connect_scene(port, &subject, Some("soak")).await?;
     done.joined_soak.fetch_add(1, Ordering::Relaxed);
     let game = until_game(&mut ws, CONNECT_TIMEOUT).await?;
-    let partner = game.partners.first().cloned().unwrap_or_default();
+    let partner = game.partners.first().copied().unwrap_or_default();
     use futures_util::SinkExt;
-    ws.send(Message::text(big_report(&game.game_id, &partner, 1, 0)))
+    ws.send(Message::text(big_report(&game.game_id, partner, 1, 0)))
         .await
         .map_err(|e| format!("send report: {e}"))?;
     done.reports.fetch_add(1, Ordering::Relaxed);

@@ -161,6 +161,17 @@ fn first(peers: Vec<SubjectId>) -> Result<SubjectId, NotAMember> {
     peers.into_iter().next().ok_or(NotAMember)
 }
 
+/// A member's report about one partner, once accepted: where it goes and who is in it.
+#[derive(Debug, Clone, PartialEq)]
+struct PartnerReport {
+    /// The game's scene.
+    scene: usize,
+    /// The reporting member.
+    subject_id: SubjectId,
+    /// The partner the report is about.
+    peer_subject_id: SubjectId,
+}
+
 /// Who may report on a game: a member, about other members.
 #[derive(Debug, Clone, PartialEq)]
 struct Reporter {
@@ -393,82 +404,83 @@ impl Games {
                 out.push(Effect::Send(room.members[to].pid, msg));
             }
             ClientMessage::P2pConnectionType(m) => {
-                let (game_id, peer) = (&m.game_id, m.peer_index);
-                let Some(Reporter {
-                    scene,
-                    subject_id,
-                    peers,
-                }) = self.partner_report(now, game_id, pid, peer, Some(PerPartner::Connection))?
-                else {
-                    return Ok(());
-                };
-                let event = ResearchEvent::P2pConnectionType {
-                    game_id: m.game_id,
-                    subject_id,
-                    peer_subject_id: first(peers)?,
-                    connection: m.info,
-                    connect_ms: m.connect_ms,
-                };
-                out.push(Effect::Record(scene, event));
+                let game_id = m.game_id.clone();
+                let limit = Some(PerPartner::Connection);
+                self.record_partner_report(
+                    now,
+                    &game_id,
+                    pid,
+                    m.peer_index,
+                    limit,
+                    out,
+                    |me, peer| ResearchEvent::P2pConnectionType {
+                        game_id: m.game_id,
+                        subject_id: me,
+                        peer_subject_id: peer,
+                        connection: m.info,
+                        connect_ms: m.connect_ms,
+                    },
+                )?;
             }
             ClientMessage::P2pQuality(m) => {
-                let (game_id, peer) = (&m.game_id, m.peer_index);
-                let Some(Reporter {
-                    scene,
-                    subject_id,
-                    peers,
-                }) = self.partner_report(now, game_id, pid, peer, Some(PerPartner::Quality))?
-                else {
-                    return Ok(());
-                };
-                let event = ResearchEvent::P2pQuality {
-                    game_id: m.game_id,
-                    subject_id,
-                    peer_subject_id: first(peers)?,
-                    level: m.level,
-                    rtt_ms: m.rtt_ms,
-                };
-                out.push(Effect::Record(scene, event));
+                let game_id = m.game_id.clone();
+                let limit = Some(PerPartner::Quality);
+                self.record_partner_report(
+                    now,
+                    &game_id,
+                    pid,
+                    m.peer_index,
+                    limit,
+                    out,
+                    |me, peer| ResearchEvent::P2pQuality {
+                        game_id: m.game_id,
+                        subject_id: me,
+                        peer_subject_id: peer,
+                        level: m.level,
+                        rtt_ms: m.rtt_ms,
+                    },
+                )?;
             }
             ClientMessage::P2pIceRestart(m) => {
-                let (game_id, peer) = (&m.game_id, m.peer_index);
-                let Some(Reporter {
-                    scene,
-                    subject_id,
-                    peers,
-                }) = self.partner_report(now, game_id, pid, peer, Some(PerPartner::Connection))?
-                else {
-                    return Ok(());
-                };
-                let event = ResearchEvent::P2pIceRestart {
-                    game_id: m.game_id,
-                    subject_id,
-                    peer_subject_id: first(peers)?,
-                    attempt: m.attempt,
-                    trigger: m.trigger,
-                    outcome: m.outcome,
-                    duration_ms: m.duration_ms,
-                };
-                out.push(Effect::Record(scene, event));
+                let game_id = m.game_id.clone();
+                let limit = Some(PerPartner::Connection);
+                self.record_partner_report(
+                    now,
+                    &game_id,
+                    pid,
+                    m.peer_index,
+                    limit,
+                    out,
+                    |me, peer| ResearchEvent::P2pIceRestart {
+                        game_id: m.game_id,
+                        subject_id: me,
+                        peer_subject_id: peer,
+                        attempt: m.attempt,
+                        trigger: m.trigger,
+                        outcome: m.outcome,
+                        duration_ms: m.duration_ms,
+                    },
+                )?;
             }
             ClientMessage::P2pConnectionFailed(m) => {
-                let (game_id, peer) = (&m.game_id, m.peer_index);
-                let Some(Reporter {
-                    scene,
-                    subject_id,
-                    peers,
-                }) = self.partner_report(now, game_id, pid, peer, None)?
-                else {
+                let game_id = m.game_id.clone();
+                let reporter = self.record_partner_report(
+                    now,
+                    &game_id,
+                    pid,
+                    m.peer_index,
+                    None,
+                    out,
+                    |me, peer| ResearchEvent::P2pConnectionFailed {
+                        game_id: m.game_id,
+                        subject_id: me,
+                        peer_subject_id: peer,
+                        attempts: m.attempts,
+                    },
+                )?;
+                let Some(subject_id) = reporter else {
                     return Ok(());
                 };
-                let game_id = m.game_id.clone();
-                let event = ResearchEvent::P2pConnectionFailed {
-                    game_id: m.game_id,
-                    subject_id: subject_id.clone(),
-                    peer_subject_id: first(peers)?,
-                    attempts: m.attempts,
-                };
-                out.push(Effect::Record(scene, event));
                 self.end(
                     now,
                     &game_id,
@@ -591,12 +603,42 @@ impl Games {
         pid: Pid,
         peer: PlayerIndex,
         bucket: Option<PerPartner>,
-    ) -> Result<Option<Reporter>, GameError> {
-        let reporter = self.reporter(game_id, pid, &[peer])?;
-        if let (Some(_), Some(bucket)) = (&reporter, bucket) {
+    ) -> Result<Option<PartnerReport>, GameError> {
+        let Some(reporter) = self.reporter(game_id, pid, &[peer])? else {
+            return Ok(None);
+        };
+        if let Some(bucket) = bucket {
             self.take(now, game_id, pid, peer, bucket)?;
         }
-        Ok(reporter)
+        Ok(Some(PartnerReport {
+            scene: reporter.scene,
+            subject_id: reporter.subject_id,
+            peer_subject_id: first(reporter.peers)?,
+        }))
+    }
+
+    /// A report of member `pid` about one partner, `peer`: checked by
+    /// [`Games::partner_report`] (which also takes its token from `bucket`) and, when accepted,
+    /// recorded as the event `event` builds from the reporter's and the partner's subject ids.
+    /// Returns the reporter's subject id when the report was recorded, `None` when it was
+    /// dropped quietly (the game has ended).
+    #[allow(clippy::too_many_arguments)]
+    fn record_partner_report(
+        &mut self,
+        now: Instant,
+        game_id: &GameId,
+        pid: Pid,
+        peer: PlayerIndex,
+        bucket: Option<PerPartner>,
+        out: &mut Vec<Effect>,
+        event: impl FnOnce(SubjectId, SubjectId) -> ResearchEvent,
+    ) -> Result<Option<SubjectId>, GameError> {
+        let Some(report) = self.partner_report(now, game_id, pid, peer, bucket)? else {
+            return Ok(None);
+        };
+        let event = event(report.subject_id.clone(), report.peer_subject_id);
+        out.push(Effect::Record(report.scene, event));
+        Ok(Some(report.subject_id))
     }
 
     /// Takes one report of member `pid` about `peer` out of its `bucket`.

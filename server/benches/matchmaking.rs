@@ -176,6 +176,8 @@ fn arrival(n: u64) -> [Event; 5] {
                 scene_id: None,
                 resume_token: None,
                 link_signature: None,
+                recruiter: None,
+                browser: None,
             }),
         },
         rtt.clone(),

@@ -570,6 +570,8 @@ async fn signed_links_stop_squatting_by_hello_and_leave() {
             scene_id: Some("noprobe".into()),
             resume_token: None,
             link_signature: signature,
+            recruiter: None,
+            browser: None,
         })
     };
     // The squatter: no signature, then another id's signature; each time hello and leave

@@ -4,7 +4,10 @@
 use serde::Deserialize;
 
 use crate::ids::SubjectId;
-use crate::messages::{check_signal, ClientMessage, ErrorCode};
+use crate::messages::{
+    check_signal, ClientMessage, ErrorCode, Outcome, RecordEvent, RECORD_FIELDS_MAX_BYTES,
+    RECRUITER_PARAM_MAX_LEN,
+};
 
 /// The `type` names a client may send (PROTOCOL.md).
 pub const CLIENT_MESSAGE_TYPES: &[&str] = &[
@@ -20,6 +23,9 @@ pub const CLIENT_MESSAGE_TYPES: &[&str] = &[
     "p2p_ice_restart",
     "p2p_connection_failed",
     "episode_summary",
+    "record",
+    "finish",
+    "attention",
 ];
 
 /// Most quality changes accepted per peer in one `episode_summary`.
@@ -124,6 +130,9 @@ impl ClientMessage {
             ClientMessage::P2pIceRestart(_) => "p2p_ice_restart",
             ClientMessage::P2pConnectionFailed(_) => "p2p_connection_failed",
             ClientMessage::EpisodeSummary(_) => "episode_summary",
+            ClientMessage::Record(_) => "record",
+            ClientMessage::Finish(_) => "finish",
+            ClientMessage::Attention(_) => "attention",
         }
     }
 
@@ -152,6 +161,9 @@ impl ClientMessage {
                 Err("attempts must be at most 100")
             }
             ClientMessage::EpisodeSummary(e) => {
+                if !ok(e.hidden_ms) {
+                    return Err("hidden_ms must be finite and non-negative");
+                }
                 if e.episode == 0 {
                     return Err("episode numbers start at 1");
                 }
@@ -177,6 +189,37 @@ impl ClientMessage {
                     }
                 }
                 Ok(())
+            }
+            ClientMessage::Hello(h) => match &h.recruiter {
+                Some(r)
+                    if r.values()
+                        .any(|v| v.chars().count() > RECRUITER_PARAM_MAX_LEN) =>
+                {
+                    Err("recruiter parameter values are at most 128 characters")
+                }
+                _ => Ok(()),
+            },
+            ClientMessage::Record(r) => {
+                if !RecordEvent::valid_name(&r.event) {
+                    return Err("event must be 1 to 64 characters from a-z 0-9 _ . -");
+                }
+                let bytes = serde_json::to_string(&r.fields).map_or(usize::MAX, |t| t.len());
+                if bytes > RECORD_FIELDS_MAX_BYTES {
+                    return Err("fields must be at most 8192 bytes of JSON");
+                }
+                Ok(())
+            }
+            ClientMessage::Finish(f) => {
+                if !RecordEvent::valid_name(&f.outcome) {
+                    return Err("outcome must be 1 to 64 characters from a-z 0-9 _ . -");
+                }
+                if Outcome::SERVER_DECIDED.contains(&f.outcome.as_str()) {
+                    return Err("that outcome is decided by the server, not by finish");
+                }
+                Ok(())
+            }
+            ClientMessage::Attention(a) if !ok_opt(a.hidden_ms) => {
+                Err("hidden_ms must be a finite, non-negative number or null")
             }
             ClientMessage::ProbeResult(r) => {
                 if r.rtt_ms.is_some_and(|v| !ok(v)) || r.stats_rtt_ms.is_some_and(|v| !ok(v)) {

@@ -62,6 +62,14 @@ pub enum ClientMessage {
     P2pConnectionFailed(P2pConnectionFailed),
     /// One episode of the game is over: frames and connection metrics.
     EpisodeSummary(EpisodeSummary),
+    /// A researcher's own event for the research record (the page's `session.record`).
+    Record(RecordEvent),
+    /// The participant is done: the page's `session.finish({ outcome })`. The server answers
+    /// with `outcome` and closes.
+    Finish(Finish),
+    /// The page was hidden or shown again (`visibilitychange`, focus), for the record and the
+    /// scene's `max_hidden_ms` rule.
+    Attention(Attention),
 }
 
 /// The participant page's URL parameter that carries a signed link's signature, which the page
@@ -84,6 +92,172 @@ pub struct Hello {
     /// server's config sets `[server] link_secret`; ignored otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub link_signature: Option<String>,
+    /// The recruiter's URL parameters of the participant's link (Prolific, MTurk), for the
+    /// research record's `participant_joined`. Absent: none were in the link.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recruiter: Option<RecruiterParams>,
+    /// What the page found about this browser before joining. Absent: not checked (an older
+    /// page), taken as capable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub browser: Option<BrowserCheck>,
+}
+
+/// Most characters in one recruiter parameter value; longer values are a `bad_message`.
+pub const RECRUITER_PARAM_MAX_LEN: usize = 128;
+
+/// The recruiting platforms' URL parameters, kept as they came in the participant's link.
+/// Names on the wire are the platforms' own: Prolific's `PROLIFIC_PID`, `STUDY_ID`,
+/// `SESSION_ID` (Prolific help centre, "Recording Prolific IDs via URL parameters") and
+/// MTurk's ExternalQuestion parameters `workerId`, `assignmentId`, `hitId`. Each value is at
+/// most [`RECRUITER_PARAM_MAX_LEN`] characters. These are personal data: they go to the
+/// research record, never to another participant.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecruiterParams {
+    /// Prolific's participant id.
+    #[serde(
+        rename = "PROLIFIC_PID",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub prolific_pid: Option<String>,
+    /// Prolific's study id (the `{study_id}` placeholder of outcome URLs).
+    #[serde(rename = "STUDY_ID", default, skip_serializing_if = "Option::is_none")]
+    pub study_id: Option<String>,
+    /// Prolific's session id (the `{session_id}` placeholder of outcome URLs).
+    #[serde(
+        rename = "SESSION_ID",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub session_id: Option<String>,
+    /// MTurk's worker id.
+    #[serde(rename = "workerId", default, skip_serializing_if = "Option::is_none")]
+    pub worker_id: Option<String>,
+    /// MTurk's assignment id.
+    #[serde(
+        rename = "assignmentId",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub assignment_id: Option<String>,
+    /// MTurk's HIT id.
+    #[serde(rename = "hitId", default, skip_serializing_if = "Option::is_none")]
+    pub hit_id: Option<String>,
+}
+
+impl RecruiterParams {
+    /// The URL parameter names, in wire order.
+    pub const NAMES: [&'static str; 6] = [
+        "PROLIFIC_PID",
+        "STUDY_ID",
+        "SESSION_ID",
+        "workerId",
+        "assignmentId",
+        "hitId",
+    ];
+
+    /// Builds them from a lookup of URL parameters (empty values are left out); `None` when
+    /// the link has none of them.
+    pub fn from_params(get: impl Fn(&str) -> Option<String>) -> Option<Self> {
+        let take = |k: &str| {
+            get(k)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
+        let p = Self {
+            prolific_pid: take("PROLIFIC_PID"),
+            study_id: take("STUDY_ID"),
+            session_id: take("SESSION_ID"),
+            worker_id: take("workerId"),
+            assignment_id: take("assignmentId"),
+            hit_id: take("hitId"),
+        };
+        (p != Self::default()).then_some(p)
+    }
+
+    /// Every value, for checks.
+    pub fn values(&self) -> impl Iterator<Item = &String> {
+        [
+            &self.prolific_pid,
+            &self.study_id,
+            &self.session_id,
+            &self.worker_id,
+            &self.assignment_id,
+            &self.hit_id,
+        ]
+        .into_iter()
+        .flatten()
+    }
+}
+
+/// What the page checked about the browser before joining: a participant whose browser cannot
+/// open a WebRTC DataChannel can neither be probed nor play, and is refused at entry
+/// (`entry_refused`, reason `browser`) instead of waiting for nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrowserCheck {
+    /// `RTCPeerConnection` exists and could be constructed.
+    pub webrtc: bool,
+    /// `RTCPeerConnection.createDataChannel` exists.
+    pub data_channel: bool,
+}
+
+impl BrowserCheck {
+    /// Whether the browser can take part.
+    pub fn capable(&self) -> bool {
+        self.webrtc && self.data_channel
+    }
+}
+
+/// Most bytes of a `record` message's `fields`, as JSON.
+pub const RECORD_FIELDS_MAX_BYTES: usize = 8_192;
+/// Most characters of a `record` message's `event` name.
+pub const RECORD_EVENT_MAX_LEN: usize = 64;
+
+/// `record`: a researcher's own event. The server writes it to the scene's research record as
+/// a `custom` line, attributed to the participant (and their game and player index, when in
+/// one), with the server's time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecordEvent {
+    /// The event's name: 1 to [`RECORD_EVENT_MAX_LEN`] characters from `a-z 0-9 _ . -`
+    /// (a name a researcher can filter on).
+    pub event: String,
+    /// Whatever the researcher wants kept: a JSON object of at most
+    /// [`RECORD_FIELDS_MAX_BYTES`] bytes.
+    #[serde(default)]
+    pub fields: serde_json::Map<String, serde_json::Value>,
+}
+
+impl RecordEvent {
+    /// Whether `name` is a valid event (or outcome) name: 1 to [`RECORD_EVENT_MAX_LEN`]
+    /// characters from `a-z 0-9 _ . -`.
+    pub fn valid_name(name: &str) -> bool {
+        !name.is_empty()
+            && name.len() <= RECORD_EVENT_MAX_LEN
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_.-".contains(&b))
+    }
+}
+
+/// `finish`: this participant is done.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Finish {
+    /// Which outcome: [`Outcome::COMPLETED`] (the default) or another outcome the scene
+    /// defines in `[scene.outcomes]`. The outcomes the server decides (`partner_lost`,
+    /// `waitroom_timeout`, `left`, `entry_refused`) cannot be claimed.
+    #[serde(default = "Outcome::completed")]
+    pub outcome: String,
+}
+
+/// `attention`: the page's visibility changed.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Attention {
+    /// `true`: the page was just hidden (another tab, a minimised window) or lost focus;
+    /// `false`: it is visible and focused again.
+    pub hidden: bool,
+    /// With `hidden: false`: how long it was hidden, ms (the page's own clock).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hidden_ms: Option<f64>,
 }
 
 /// `pong`: echoes a ping's id.
@@ -213,6 +387,8 @@ pub enum ServerMessage {
     WebrtcSignal(WebrtcSignalIn),
     /// The game is over for everyone (e.g. a member's connection failed for good).
     GameEnded(GameEnded),
+    /// How this participant's part ended and where the page goes next.
+    Outcome(Outcome),
     /// Something the client sent was refused.
     Error(ErrorMessage),
 }
@@ -232,6 +408,10 @@ pub struct Welcome {
     pub hide_lobby_count: bool,
     /// The scene's waitroom timeout, ms.
     pub waitroom_timeout_ms: u64,
+    /// When the waitroom's "leave" button appears, ms after entering the waitroom (the
+    /// scene's `leave_button_after_ms`); absent: never.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leave_button_after_ms: Option<u64>,
 }
 
 /// `ping`.
@@ -298,7 +478,7 @@ pub struct ProbeSignalIn {
 }
 
 /// `game_start`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GameStart {
     /// The game's id.
     pub game_id: GameId,
@@ -310,6 +490,120 @@ pub struct GameStart {
     pub ice_servers: Vec<IceServer>,
     /// Whether the game connection must use TURN relay only (`iceTransportPolicy: "relay"`).
     pub force_relay: bool,
+    /// The P2P RTTs the probe measured and the group was accepted on, one per pair of
+    /// members (empty when the scene has no probe).
+    #[serde(default)]
+    pub pair_rtts: Vec<PairRtt>,
+    /// The scene's game settings (`[scene.game]`).
+    #[serde(default)]
+    pub game: GameSettings,
+}
+
+/// One pair's measured P2P RTT, by player index (`a < b`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct PairRtt {
+    /// The lower player index.
+    pub a: PlayerIndex,
+    /// The higher player index.
+    pub b: PlayerIndex,
+    /// The RTT the verdict used, ms (the larger of the pair's two reports).
+    pub rtt_ms: f64,
+}
+
+/// The game's settings, from the scene's `[scene.game]` table, delivered in `game_start` so
+/// that a participant cannot change them by editing the link. The defaults are the original
+/// demo's (33 ms ≈ 30 Hz, three episodes of 10 s, input delay 2 frames; quality thresholds
+/// 150/300 ms; ICE restart after 5 s disconnected, 10 s per attempt).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct GameSettings {
+    /// Frame period, ms.
+    pub tick_ms: u32,
+    /// Episode length, ms.
+    pub episode_ms: u32,
+    /// Episodes per game.
+    pub episodes: u32,
+    /// Input delay, frames.
+    pub input_delay_frames: u32,
+    /// How often the quality monitor reads `getStats`, ms.
+    pub quality_interval_ms: u32,
+    /// RTT above which the quality is `warning`, ms.
+    pub warning_rtt_ms: u32,
+    /// RTT above which the quality is `critical`, ms.
+    pub critical_rtt_ms: u32,
+    /// How long ICE may stay `disconnected` before an ICE restart, ms.
+    pub disconnect_grace_ms: u32,
+    /// How long one ICE restart attempt may take, ms.
+    pub restart_timeout_ms: u32,
+    /// The scene's attention rule: a game ends (`member_hidden`) when a member's page stays
+    /// hidden longer than this, ms. Absent: hidden pages are only recorded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_hidden_ms: Option<u64>,
+    /// Test mode (`[scene.game] url_overrides = true`): the page may take the settings above
+    /// from its URL parameters. Off in a study.
+    pub url_overrides: bool,
+    /// The researcher's own settings (`[scene.game.settings]`), passed to the page as they are.
+    pub settings: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Default for GameSettings {
+    fn default() -> Self {
+        Self {
+            tick_ms: 33,
+            episode_ms: 10_000,
+            episodes: 3,
+            input_delay_frames: 2,
+            quality_interval_ms: 2_000,
+            warning_rtt_ms: 150,
+            critical_rtt_ms: 300,
+            disconnect_grace_ms: 5_000,
+            restart_timeout_ms: 10_000,
+            max_hidden_ms: None,
+            url_overrides: false,
+            settings: serde_json::Map::new(),
+        }
+    }
+}
+
+/// `outcome`: how this participant's part in the study ended, and where the page sends them
+/// next. Sent once per participant, before the server closes the connection (for a finished
+/// game: on `finish`, or with `game_ended`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Outcome {
+    /// Which outcome (see the constants on [`Outcome`], or a researcher's own from `finish`).
+    pub outcome: String,
+    /// The scene's completion code for it (e.g. Prolific's), if it has one.
+    pub completion_code: Option<String>,
+    /// The scene's URL for it with the placeholders filled in, if it has one: the page goes
+    /// there (`location.assign`).
+    pub redirect_url: Option<String>,
+    /// One sentence for the participant.
+    pub message: String,
+}
+
+impl Outcome {
+    /// The participant finished (`finish`).
+    pub const COMPLETED: &'static str = "completed";
+    /// Their game ended because a partner left, failed or was hidden (`game_ended`).
+    pub const PARTNER_LOST: &'static str = "partner_lost";
+    /// Their waitroom deadline passed.
+    pub const WAITROOM_TIMEOUT: &'static str = "waitroom_timeout";
+    /// They left (`leave`, the waitroom's leave button).
+    pub const LEFT: &'static str = "left";
+    /// They were refused at entry (server RTT, browser, already took part).
+    pub const ENTRY_REFUSED: &'static str = "entry_refused";
+    /// The outcomes only the server decides; `finish` cannot name them.
+    pub const SERVER_DECIDED: [&'static str; 4] = [
+        Self::PARTNER_LOST,
+        Self::WAITROOM_TIMEOUT,
+        Self::LEFT,
+        Self::ENTRY_REFUSED,
+    ];
+
+    /// `"completed"`, the default of [`Finish::outcome`].
+    pub fn completed() -> String {
+        Self::COMPLETED.to_owned()
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -546,6 +840,12 @@ pub struct EpisodeSummary {
     pub inputs_sent: u64,
     /// Per peer.
     pub peers: Vec<PeerMetrics>,
+    /// Times this participant's page was hidden during the episode.
+    #[serde(default)]
+    pub hidden_count: u32,
+    /// How long it was hidden in total during the episode, ms.
+    #[serde(default)]
+    pub hidden_ms: f64,
 }
 
 /// Why a game ended.
@@ -556,6 +856,8 @@ pub enum GameEndReason {
     ConnectionFailed,
     /// A member left.
     PeerLeft,
+    /// A member's page was hidden longer than the scene's `max_hidden_ms`.
+    MemberHidden,
 }
 
 /// `game_ended`.
@@ -606,6 +908,9 @@ pub enum ErrorCode {
     NotAMember,
     /// Too many frames. Closed.
     RateLimited,
+    /// The scene's entry rules refused this participant (server RTT above
+    /// `max_entry_server_rtt_ms`, a browser without WebRTC); an `outcome` precedes it. Closed.
+    EntryRefused,
 }
 
 impl ErrorCode {
@@ -630,6 +935,7 @@ impl ErrorCode {
             ErrorCode::InvalidLink => "invalid_link",
             ErrorCode::NotAMember => "not_a_member",
             ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::EntryRefused => "entry_refused",
         }
     }
 }

@@ -34,6 +34,8 @@ fn client_messages() {
             scene_id: None,
             resume_token: None,
             link_signature: None,
+            recruiter: None,
+            browser: None,
         }),
     );
     pin_client(
@@ -43,6 +45,8 @@ fn client_messages() {
             scene_id: Some("s1".into()),
             resume_token: Some("tok".into()),
             link_signature: Some("c2ln".into()),
+            recruiter: None,
+            browser: None,
         }),
     );
     pin_client(
@@ -50,6 +54,63 @@ fn client_messages() {
         ClientMessage::Pong(Pong { seq: 7 }),
     );
     pin_client(r#"{"type":"leave"}"#, ClientMessage::Leave);
+    pin_client(
+        r#"{"type":"hello","subject_id":"P1","recruiter":{"PROLIFIC_PID":"P1","STUDY_ID":"st","SESSION_ID":"se","workerId":"w","assignmentId":"a","hitId":"h"},"browser":{"webrtc":true,"data_channel":false}}"#,
+        ClientMessage::Hello(Hello {
+            subject_id: sid("P1"),
+            scene_id: None,
+            resume_token: None,
+            link_signature: None,
+            recruiter: Some(RecruiterParams {
+                prolific_pid: Some("P1".into()),
+                study_id: Some("st".into()),
+                session_id: Some("se".into()),
+                worker_id: Some("w".into()),
+                assignment_id: Some("a".into()),
+                hit_id: Some("h".into()),
+            }),
+            browser: Some(BrowserCheck {
+                webrtc: true,
+                data_channel: false,
+            }),
+        }),
+    );
+    let mut fields = serde_json::Map::new();
+    fields.insert("move".into(), serde_json::json!(4));
+    pin_client(
+        r#"{"type":"record","event":"move_made","fields":{"move":4}}"#,
+        ClientMessage::Record(RecordEvent {
+            event: "move_made".into(),
+            fields,
+        }),
+    );
+    pin_client(
+        r#"{"type":"finish","outcome":"completed"}"#,
+        ClientMessage::Finish(Finish {
+            outcome: "completed".into(),
+        }),
+    );
+    assert_eq!(
+        ClientMessage::decode(r#"{"type":"finish"}"#).unwrap(),
+        ClientMessage::Finish(Finish {
+            outcome: "completed".into()
+        }),
+        "finish without an outcome is completed"
+    );
+    pin_client(
+        r#"{"type":"attention","hidden":true}"#,
+        ClientMessage::Attention(Attention {
+            hidden: true,
+            hidden_ms: None,
+        }),
+    );
+    pin_client(
+        r#"{"type":"attention","hidden":false,"hidden_ms":1250.5}"#,
+        ClientMessage::Attention(Attention {
+            hidden: false,
+            hidden_ms: Some(1250.5),
+        }),
+    );
     pin_client(
         r#"{"type":"probe_ready","probe_session_id":"0b7e4a8e-3c1d-4f6e-9a52-1d2c3b4a5f60"}"#,
         ClientMessage::ProbeReady(ProbeReady {
@@ -131,6 +192,19 @@ fn server_messages() {
             group_size: 2,
             hide_lobby_count: false,
             waitroom_timeout_ms: 300_000,
+            leave_button_after_ms: None,
+        }),
+    );
+    pin_server(
+        r#"{"type":"welcome","subject_id":"P1","scene_id":"s1","resume_token":"tok","group_size":2,"hide_lobby_count":false,"waitroom_timeout_ms":300000,"leave_button_after_ms":60000}"#,
+        ServerMessage::Welcome(Welcome {
+            subject_id: sid("P1"),
+            scene_id: "s1".into(),
+            resume_token: "tok".into(),
+            group_size: 2,
+            hide_lobby_count: false,
+            waitroom_timeout_ms: 300_000,
+            leave_button_after_ms: Some(60_000),
         }),
     );
     pin_server(
@@ -204,13 +278,64 @@ fn server_messages() {
         }),
     );
     pin_server(
-        r#"{"type":"game_start","game_id":"5d6c1a9e-2b3f-4c8d-8e7f-6a5b4c3d2e1f","player_index":1,"player_count":2,"ice_servers":[],"force_relay":false}"#,
+        r#"{"type":"game_start","game_id":"5d6c1a9e-2b3f-4c8d-8e7f-6a5b4c3d2e1f","player_index":1,"player_count":2,"ice_servers":[],"force_relay":false,"pair_rtts":[{"a":0,"b":1,"rtt_ms":12.5}],"game":{"tick_ms":33,"episode_ms":10000,"episodes":3,"input_delay_frames":2,"quality_interval_ms":2000,"warning_rtt_ms":150,"critical_rtt_ms":300,"disconnect_grace_ms":5000,"restart_timeout_ms":10000,"url_overrides":false,"settings":{}}}"#,
         ServerMessage::GameStart(GameStart {
             game_id: GameId::from_string("5d6c1a9e-2b3f-4c8d-8e7f-6a5b4c3d2e1f"),
             player_index: 1,
             player_count: 2,
             ice_servers: vec![],
             force_relay: false,
+            pair_rtts: vec![PairRtt {
+                a: 0,
+                b: 1,
+                rtt_ms: 12.5,
+            }],
+            game: GameSettings::default(),
+        }),
+    );
+    let mut settings = serde_json::Map::new();
+    settings.insert("board".into(), serde_json::json!([3, 3]));
+    pin_server(
+        r#"{"type":"game_start","game_id":"5d6c1a9e-2b3f-4c8d-8e7f-6a5b4c3d2e1f","player_index":0,"player_count":2,"ice_servers":[],"force_relay":true,"pair_rtts":[],"game":{"tick_ms":50,"episode_ms":2000,"episodes":1,"input_delay_frames":0,"quality_interval_ms":500,"warning_rtt_ms":100,"critical_rtt_ms":200,"disconnect_grace_ms":1000,"restart_timeout_ms":3000,"max_hidden_ms":15000,"url_overrides":true,"settings":{"board":[3,3]}}}"#,
+        ServerMessage::GameStart(GameStart {
+            game_id: GameId::from_string("5d6c1a9e-2b3f-4c8d-8e7f-6a5b4c3d2e1f"),
+            player_index: 0,
+            player_count: 2,
+            ice_servers: vec![],
+            force_relay: true,
+            pair_rtts: vec![],
+            game: GameSettings {
+                tick_ms: 50,
+                episode_ms: 2_000,
+                episodes: 1,
+                input_delay_frames: 0,
+                quality_interval_ms: 500,
+                warning_rtt_ms: 100,
+                critical_rtt_ms: 200,
+                disconnect_grace_ms: 1_000,
+                restart_timeout_ms: 3_000,
+                max_hidden_ms: Some(15_000),
+                url_overrides: true,
+                settings,
+            },
+        }),
+    );
+    pin_server(
+        r#"{"type":"outcome","outcome":"completed","completion_code":"C0DE","redirect_url":"https://app.prolific.com/submissions/complete?cc=C0DE","message":"Thank you!"}"#,
+        ServerMessage::Outcome(Outcome {
+            outcome: Outcome::COMPLETED.into(),
+            completion_code: Some("C0DE".into()),
+            redirect_url: Some("https://app.prolific.com/submissions/complete?cc=C0DE".into()),
+            message: "Thank you!".into(),
+        }),
+    );
+    pin_server(
+        r#"{"type":"outcome","outcome":"entry_refused","completion_code":null,"redirect_url":null,"message":"Your connection is too slow for this study."}"#,
+        ServerMessage::Outcome(Outcome {
+            outcome: Outcome::ENTRY_REFUSED.into(),
+            completion_code: None,
+            redirect_url: None,
+            message: "Your connection is too slow for this study.".into(),
         }),
     );
     for (code, text) in [
@@ -224,6 +349,7 @@ fn server_messages() {
         (ErrorCode::InvalidLink, "invalid_link"),
         (ErrorCode::NotAMember, "not_a_member"),
         (ErrorCode::RateLimited, "rate_limited"),
+        (ErrorCode::EntryRefused, "entry_refused"),
     ] {
         pin_server(
             &format!(r#"{{"type":"error","code":"{text}","message":"Why."}}"#),
@@ -285,6 +411,49 @@ fn decode_errors_map_to_codes() {
         vec!["1"; MAX_PROBE_SAMPLES + 1].join(",")
     );
     assert_eq!(code(&many), ErrorCode::BadMessage);
+    // A researcher's event: a name a researcher can filter on, and bounded fields.
+    assert_eq!(
+        code(r#"{"type":"record","event":"Bad Name","fields":{}}"#),
+        ErrorCode::BadMessage
+    );
+    assert_eq!(
+        code(r#"{"type":"record","event":"","fields":{}}"#),
+        ErrorCode::BadMessage
+    );
+    assert_eq!(
+        code(r#"{"type":"record","event":"x","fields":[1]}"#),
+        ErrorCode::BadMessage
+    );
+    let big = format!(
+        r#"{{"type":"record","event":"x","fields":{{"a":"{}"}}}}"#,
+        "y".repeat(RECORD_FIELDS_MAX_BYTES)
+    );
+    assert_eq!(code(&big), ErrorCode::BadMessage);
+    let fits = format!(
+        r#"{{"type":"record","event":"x","fields":{{"a":"{}"}}}}"#,
+        "y".repeat(RECORD_FIELDS_MAX_BYTES - 8)
+    );
+    assert!(ClientMessage::decode(&fits).is_ok(), "8 KiB of fields fit");
+    // finish cannot claim an outcome the server decides.
+    for o in Outcome::SERVER_DECIDED {
+        assert_eq!(
+            code(&format!(r#"{{"type":"finish","outcome":"{o}"}}"#)),
+            ErrorCode::BadMessage,
+            "{o}"
+        );
+    }
+    assert!(ClientMessage::decode(r#"{"type":"finish","outcome":"failed_check"}"#).is_ok());
+    assert_eq!(
+        code(r#"{"type":"attention","hidden":false,"hidden_ms":-5}"#),
+        ErrorCode::BadMessage
+    );
+    let long = format!(
+        r#"{{"type":"hello","subject_id":"P1","recruiter":{{"STUDY_ID":"{}"}}}}"#,
+        "s".repeat(RECRUITER_PARAM_MAX_LEN + 1)
+    );
+    let e = ClientMessage::decode(&long).unwrap_err();
+    assert_eq!(e.code(), ErrorCode::BadMessage);
+    assert!(e.is_hello());
 }
 
 #[test]
@@ -375,12 +544,14 @@ fn game_connection_messages() {
         }),
     );
     pin_client(
-        r#"{"type":"episode_summary","game_id":"5d6c1a9e-2b3f-4c8d-8e7f-6a5b4c3d2e1f","episode":1,"frames":600,"inputs_sent":600,"peers":[{"peer_index":1,"inputs_received":598,"connection":{"connection_type":"relay","local_candidate_type":"relay","remote_candidate_type":"srflx","protocol":"udp","relay_protocol":"udp"},"rtt_ms":{"min":1.0,"median":2.0,"max":9.0,"samples":5},"quality_changes":[{"level":"warning","at_ms":1200.0}],"ice_restarts":0}]}"#,
+        r#"{"type":"episode_summary","game_id":"5d6c1a9e-2b3f-4c8d-8e7f-6a5b4c3d2e1f","episode":1,"frames":600,"inputs_sent":600,"peers":[{"peer_index":1,"inputs_received":598,"connection":{"connection_type":"relay","local_candidate_type":"relay","remote_candidate_type":"srflx","protocol":"udp","relay_protocol":"udp"},"rtt_ms":{"min":1.0,"median":2.0,"max":9.0,"samples":5},"quality_changes":[{"level":"warning","at_ms":1200.0}],"ice_restarts":0}],"hidden_count":0,"hidden_ms":0.0}"#,
         ClientMessage::EpisodeSummary(EpisodeSummary {
             game_id: game_id(),
             episode: 1,
             frames: 600,
             inputs_sent: 600,
+            hidden_count: 0,
+            hidden_ms: 0.0,
             peers: vec![PeerMetrics {
                 peer_index: 1,
                 inputs_received: 598,
@@ -405,6 +576,14 @@ fn game_connection_messages() {
             game_id: game_id(),
             reason: GameEndReason::ConnectionFailed,
             message: "The connection to your partner was lost.".into(),
+        }),
+    );
+    pin_server(
+        r#"{"type":"game_ended","game_id":"5d6c1a9e-2b3f-4c8d-8e7f-6a5b4c3d2e1f","reason":"member_hidden","message":"Hidden too long."}"#,
+        ServerMessage::GameEnded(GameEnded {
+            game_id: game_id(),
+            reason: GameEndReason::MemberHidden,
+            message: "Hidden too long.".into(),
         }),
     );
     // Sanity checks on what clients report.

@@ -230,6 +230,8 @@ async fn session(app: &App) -> SessionEnd {
                     scene_id: app.identity.scene_id.clone(),
                     resume_token,
                     link_signature: app.identity.link_signature.clone(),
+                    recruiter: None,
+                    browser: None,
                 });
                 if let Err(e) = sig.send(&hello) {
                     return SessionEnd::Lost {
@@ -298,7 +300,8 @@ async fn session(app: &App) -> SessionEnd {
                     | ServerMessage::ProbeStart(_)
                     | ServerMessage::ProbeSignal(_)
                     | ServerMessage::WebrtcSignal(_)
-                    | ServerMessage::GameEnded(_) => {}
+                    | ServerMessage::GameEnded(_)
+                    | ServerMessage::Outcome(_) => {}
                 }
             }
             SignalingEvent::Undecodable { error, frame_start } => {

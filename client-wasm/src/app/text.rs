@@ -123,6 +123,7 @@ pub fn error_status(code: ErrorCode) -> &'static str {
             "This page needs your personal study link; please open the exact link you were given."
         }
         ErrorCode::RateLimited => "This page sent too many messages and was disconnected.",
+        ErrorCode::EntryRefused => "This study cannot be taken part in from here.",
     }
 }
 

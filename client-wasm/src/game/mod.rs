@@ -522,6 +522,8 @@ fn summarize(
         frames,
         inputs_sent,
         peers,
+        hidden_count: 0,
+        hidden_ms: 0.0,
     }
 }
 

@@ -391,6 +391,7 @@ mod tests {
             group_size: 2,
             hide_lobby_count: false,
             waitroom_timeout_ms: 60_000,
+            leave_button_after_ms: None,
         })
     }
 
@@ -415,6 +416,8 @@ mod tests {
             scene_id: None,
             resume_token: None,
             link_signature: None,
+            recruiter: None,
+            browser: None,
         });
         c.handle_frame(t0, Frame::Text(&hello.to_json()));
         c.handle_frame(t0, Frame::Text("[1]"));

@@ -298,6 +298,8 @@ impl Games {
                     player_count,
                     ice_servers: ice_servers_for(&m.subject_id, now),
                     force_relay: game.force_relay,
+                    pair_rtts: Vec::new(),
+                    game: pairlab_shared::GameSettings::default(),
                 };
                 (m.pid, start)
             })
@@ -694,6 +696,9 @@ impl Games {
                 "The connection between you and your partner was lost and could not be restored, so the game has ended."
             }
             GameEndReason::PeerLeft => "Your partner has left, so the game has ended.",
+            GameEndReason::MemberHidden => {
+                "A player's page was hidden for too long, so the game has ended."
+            }
         };
         for m in &room.members {
             let msg = ServerMessage::GameEnded(GameEnded {

@@ -132,6 +132,8 @@ impl H {
                 scene_id: None,
                 resume_token: token,
                 link_signature: None,
+                recruiter: None,
+                browser: None,
             }),
         )
     }
@@ -566,6 +568,8 @@ fn hello_answer(
             scene_id: None,
             resume_token: token,
             link_signature: signature,
+            recruiter: None,
+            browser: None,
         }),
     );
     let others = out
@@ -887,6 +891,8 @@ fn hello_rules() {
             scene_id: Some("nope".into()),
             resume_token: None,
             link_signature: None,
+            recruiter: None,
+            browser: None,
         }),
     );
     assert_eq!(error_code(&a, 4), Some(ErrorCode::UnknownScene));
@@ -1656,6 +1662,8 @@ fn summary(
         episode,
         frames: 600,
         inputs_sent: 600,
+        hidden_count: 0,
+        hidden_ms: 0.0,
         peers: peers
             .iter()
             .map(|&peer_index| PeerMetrics {
@@ -1929,6 +1937,8 @@ fn play_through(games: u64) -> (Core, Instant) {
                 scene_id: None,
                 resume_token: None,
                 link_signature: None,
+                recruiter: None,
+                browser: None,
             });
             say(&mut core, now, conn, hello, &mut out);
             for _ in 0..3 {

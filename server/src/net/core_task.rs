@@ -303,6 +303,8 @@ mod tests {
                 scene_id: None,
                 resume_token: None,
                 link_signature: None,
+                recruiter: None,
+                browser: None,
             }),
         })
     }

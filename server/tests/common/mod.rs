@@ -551,6 +551,8 @@ pub fn hello(subject: &str, scene: Option<&str>, resume_token: Option<&str>) -> 
         scene_id: scene.map(str::to_owned),
         resume_token: resume_token.map(str::to_owned),
         link_signature: None,
+        recruiter: None,
+        browser: None,
     })
 }
 

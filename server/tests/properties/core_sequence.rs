@@ -381,6 +381,8 @@ impl Harness {
             scene_id,
             resume_token,
             link_signature: None,
+            recruiter: None,
+            browser: None,
         })
     }
 
@@ -509,6 +511,8 @@ impl Harness {
                     scene_id: self.scene_of.get(&old).cloned(),
                     resume_token,
                     link_signature: None,
+                    recruiter: None,
+                    browser: None,
                 });
                 self.message(new, msg)
             }
@@ -700,6 +704,8 @@ impl Harness {
                 episode: 1 + u32::from(episode % 4),
                 frames: 600,
                 inputs_sent: 600,
+                hidden_count: 0,
+                hidden_ms: 0.0,
                 peers: vec![PeerMetrics {
                     peer_index,
                     inputs_received: 598,

@@ -397,6 +397,8 @@ impl Core {
             // The shell answers pongs itself (RttSample); one reaching the core is stale.
             ClientMessage::Pong(_) => {}
             ClientMessage::Leave => self.on_leave(now, conn, pid, out),
+            // Not handled yet (issue 8 in progress): accepted and dropped.
+            ClientMessage::Record(_) | ClientMessage::Finish(_) | ClientMessage::Attention(_) => {}
             ClientMessage::ProbeReady(r) => {
                 match self.probes.handle_ready(now, &r.probe_session_id, pid) {
                     Ok(Handled::Applied(msgs)) => {

@@ -107,6 +107,7 @@ impl Core {
             group_size: cfg.group_size,
             hide_lobby_count: cfg.hide_lobby_count,
             waitroom_timeout_ms: cfg.waitroom_timeout_ms,
+            leave_button_after_ms: None,
         });
         self.send(pid, msg, out);
     }

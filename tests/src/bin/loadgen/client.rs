@@ -87,6 +87,8 @@ pub(crate) async fn connect_from(
             scene_id: scene_id.map(str::to_owned),
             resume_token: None,
             link_signature: None,
+            recruiter: None,
+            browser: None,
         });
         ws.send(Message::text(hello.to_json()))
             .await

@@ -34,10 +34,12 @@ pub mod delay_proxy;
 mod error;
 pub mod game;
 pub mod http;
+pub mod landing;
 pub mod process;
 pub mod record;
 pub mod server;
 pub mod stats;
+pub mod tcp_delay;
 pub mod turn;
 
 use std::fs::{self, File};

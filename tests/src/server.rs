@@ -34,6 +34,8 @@ pub struct ServerOptions {
     /// ([`WASM_ASSET`]) are served (the end-to-end tests need them; the load generator does
     /// not).
     pub check_client: bool,
+    /// More arguments after `serve …` (e.g. `--site DIR`).
+    pub extra_args: Vec<String>,
 }
 
 impl Default for ServerOptions {
@@ -42,6 +44,7 @@ impl Default for ServerOptions {
             bin: None,
             rust_log: None,
             check_client: true,
+            extra_args: Vec::new(),
         }
     }
 }
@@ -119,6 +122,7 @@ impl Server {
             .arg(format!("127.0.0.1:{port}"))
             .arg("--data-dir")
             .arg(&data_dir)
+            .args(&options.extra_args)
             .env("RUST_LOG", rust_log);
         let process = Process::spawn("pairlab", &mut command, &work.join("server.log"), "")?;
         let mut server = Server {

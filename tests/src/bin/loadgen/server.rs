@@ -50,6 +50,7 @@ pub(crate) async fn start_pairlab(
         bin: Some(bin.to_path_buf()),
         rust_log: Some(log.to_owned()),
         check_client: false,
+        ..ServerOptions::default()
     };
     let config = if scene_toml.contains("[server]") {
         scene_toml.to_owned()

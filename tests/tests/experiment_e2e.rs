@@ -1,0 +1,558 @@
+//! End to end, a researcher's own experiment: the built `pairlab` binary, two separate headless
+//! Chromium processes, the public JavaScript API (`/pairlab.js`), and a stand-in for the
+//! recruiter's site ([`Landing`]) where participants are sent at the end.
+//!
+//! - [`example_study_plays_records_and_returns_with_its_completion_code`]: the README's example
+//!   (`examples/rock-paper-scissors/`, served with `--site`) matches two participants, who play
+//!   ten rounds over the P2P connection (reliable moves, unreliable heartbeats), each records
+//!   one event of their own, and both land on the completion URL with every placeholder
+//!   filled; the record shows every step. Then the server restarts on the same data folder and
+//!   a participant who finished is not let in again.
+//! - [`built_in_page_sends_every_outcome_home`]: the built-in page, on one server with three
+//!   scenes: a hidden tab is recorded (attention, with its duration); a partner who leaves
+//!   sends the other to the `partner_lost` URL; a lone participant whose waiting time runs out
+//!   goes to the `waitroom_timeout` URL; a participant whose server RTT is above
+//!   `max_entry_server_rtt_ms` (through a TCP proxy that delays every byte) is refused at
+//!   entry and sent to the `entry_refused` URL.
+//!
+//! Needs what `tests/tests/e2e.rs` needs (`./run.sh test` builds it). Work folders in
+//! `target/e2e/<test>/`.
+
+use std::error::Error;
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use pairlab_tests::landing::Landing;
+use pairlab_tests::record::{read_events, wait_for_events};
+use pairlab_tests::tcp_delay::TcpDelayProxy;
+use pairlab_tests::{
+    check, must, workspace_root, Browser, ChromeDriver, Server, ServerOptions, WorkDir, WAIT,
+};
+use serde_json::Value;
+
+type R<T> = Result<T, Box<dyn Error>>;
+
+/// One test at a time: two Chromiums each already fill the machine's two cores.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// The record lines whose `event` is `name`, in order.
+fn lines<'a>(events: &'a [Value], name: &str) -> Vec<&'a Value> {
+    events
+        .iter()
+        .filter(|e| e.get("event").and_then(Value::as_str) == Some(name))
+        .collect()
+}
+
+/// The record lines named `name` about `subject`.
+fn lines_for<'a>(events: &'a [Value], name: &str, subject: &str) -> Vec<&'a Value> {
+    lines(events, name)
+        .into_iter()
+        .filter(|e| e.get("subject_id").and_then(Value::as_str) == Some(subject))
+        .collect()
+}
+
+/// `key=value` pairs of a request target's query.
+fn query(target: &str) -> Vec<(String, String)> {
+    let url = url::Url::parse(&format!("http://landing{target}"));
+    url.map(|u| u.query_pairs().into_owned().collect())
+        .unwrap_or_default()
+}
+
+fn param(target: &str, key: &str) -> Option<String> {
+    query(target)
+        .into_iter()
+        .find_map(|(k, v)| (k == key).then_some(v))
+}
+
+/// What to show when a scenario fails: the pages, the record, the server's log.
+async fn diagnostics(server: &Server, scenes: &[&str], browsers: &[&Browser]) -> String {
+    let mut out = String::new();
+    for b in browsers {
+        let status = b
+            .execute(
+                "const s = document.getElementById('status'); return [location.href, document.body && document.body.dataset.state, s && s.textContent];",
+                vec![],
+            )
+            .await
+            .map_or_else(|e| format!("(unreadable: {e})"), |v| v.to_string());
+        let _ = writeln!(out, "page {}: {status}", b.name());
+    }
+    for scene in scenes {
+        let path = server.events_path(scene);
+        let _ = writeln!(out, "record {}:", path.display());
+        for e in read_events(&path).unwrap_or_default() {
+            let _ = writeln!(out, "  {e}");
+        }
+    }
+    let _ = writeln!(out, "server log:\n{}", server.log_tail(40));
+    out
+}
+
+async fn close_all(browsers: Vec<Browser>) {
+    for b in browsers {
+        let name = b.name().to_owned();
+        if let Err(e) = b.close().await {
+            println!("[experiment] closing {name}: {e} (its processes are killed anyway)");
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The README's example
+// ---------------------------------------------------------------------------------------------
+
+const RPS_SCENE: &str = "rps";
+
+fn rps_toml(landing: &Landing) -> String {
+    let done = landing.url(
+        "/complete?cc={completion_code}&pid={subject_id}&game={game_id}&p={player_index}&study={study_id}&session={session_id}",
+    );
+    format!(
+        r#"
+[[scene]]
+id = "rps"
+group_size = 2
+matchmaker = "latency_fifo"
+max_server_rtt_ms = 200
+max_p2p_rtt_ms = 150
+waitroom_timeout_ms = 60000
+
+[scene.game.settings]
+rounds = 10
+
+[scene.outcomes.completed]
+code = "RPSDONE"
+url = "{done}"
+"#
+    )
+}
+
+/// The example's page of `browser`: `#status`, `#score`, `#partner`, and whether the move
+/// buttons are shown.
+async fn rps_view(browser: &Browser) -> R<Value> {
+    Ok(browser
+        .execute(
+            "const t = (id) => { const e = document.getElementById(id); return e ? e.textContent : null; };
+             const m = document.getElementById('moves');
+             return { href: location.href, status: t('status'), score: t('score'), partner: t('partner'),
+                      moves: !!m && !m.hidden };",
+            vec![],
+        )
+        .await?)
+}
+
+/// The number in the example's "Partner here (N)." line.
+fn heartbeats(view: &Value) -> u64 {
+    view["partner"]
+        .as_str()
+        .and_then(|t| t.split(['(', ')']).nth(1))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+async fn wait_rps(browser: &Browser, what: &str, done: impl Fn(&Value) -> bool) -> R<Value> {
+    let wait = pairlab_tests::process::Wait::new(format!("{}: {what}", browser.name()), WAIT);
+    loop {
+        let view = rps_view(browser).await?;
+        if done(&view) {
+            return Ok(view);
+        }
+        wait.tick(&view).await?;
+    }
+}
+
+async fn click(browser: &Browser, mv: &str) -> R<()> {
+    browser
+        .execute(
+            "document.querySelector(`[data-move=\"${arguments[0]}\"]`).click(); return true;",
+            vec![Value::from(mv)],
+        )
+        .await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn example_study_plays_records_and_returns_with_its_completion_code() {
+    let _serial = SERIAL.lock().await;
+    let work = must(WorkDir::fresh("experiment-example"));
+    let landing = must(Landing::start().await);
+    let site = workspace_root().join("examples/rock-paper-scissors");
+    let options = ServerOptions {
+        extra_args: vec!["--site".into(), site.display().to_string()],
+        ..ServerOptions::default()
+    };
+    let toml = rps_toml(&landing);
+    let server = must(Server::start_with(&work, Some(&toml), &options).await);
+    let driver = must(ChromeDriver::start(&work).await);
+    let (a, b) = tokio::join!(
+        Browser::open(&driver, &work, "rps-A"),
+        Browser::open(&driver, &work, "rps-B")
+    );
+    let (a, b) = (must(a), must(b));
+    let outcome = example_scenario(&server, &landing, &a, &b).await;
+    let (server, outcome) = match outcome {
+        Ok(()) => {
+            // Same data folder, a new process: the finished participant stays finished.
+            server.stop().await;
+            let server = must(Server::start_with(&work, Some(&toml), &options).await);
+            let outcome = restart_scenario(&server, &a).await;
+            (server, outcome)
+        }
+        Err(e) => (server, Err(e)),
+    };
+    let failure = match outcome {
+        Ok(()) => None,
+        Err(e) => Some(format!(
+            "{e}\n\n{}",
+            diagnostics(&server, &[RPS_SCENE], &[&a, &b]).await
+        )),
+    };
+    close_all(vec![a, b]).await;
+    drop(driver);
+    drop(server);
+    if let Some(failure) = failure {
+        panic!("example study failed: {failure}");
+    }
+}
+
+async fn example_scenario(server: &Server, landing: &Landing, a: &Browser, b: &Browser) -> R<()> {
+    let link = |who: &str, session: &str| {
+        server.url(&format!(
+            "/?PROLIFIC_PID={who}&STUDY_ID=study-1&SESSION_ID={session}"
+        ))
+    };
+    let (url_a, url_b) = (link("rps-A", "sess-A"), link("rps-B", "sess-B"));
+    let (ra, rb) = tokio::join!(a.goto(&url_a), b.goto(&url_b));
+    ra?;
+    rb?;
+    for browser in [a, b] {
+        wait_rps(browser, "the first round", |v| v["moves"] == true).await?;
+    }
+    // Ten rounds: A plays rock every time; B plays scissors in even rounds, paper in odd ones.
+    for round in 1..=10u32 {
+        if round == 10 {
+            // Enough heartbeats (unreliable, every 100 ms) both ways before the game ends.
+            for browser in [a, b] {
+                wait_rps(browser, "ten heartbeats from the partner", |v| {
+                    heartbeats(v) >= 10
+                })
+                .await?;
+            }
+        }
+        click(a, "rock").await?;
+        click(b, if round % 2 == 0 { "scissors" } else { "paper" }).await?;
+        let done = format!("Round {round}:");
+        for browser in [a, b] {
+            wait_rps(browser, &format!("round {round} settled"), |v| {
+                v["score"].as_str().is_some_and(|s| s.starts_with(&done))
+            })
+            .await?;
+        }
+    }
+    let path = server.events_path(RPS_SCENE);
+    let events = wait_for_events(&path, "both outcomes", WAIT, |ev| {
+        lines(ev, "participant_outcome").len() >= 2
+    })
+    .await?;
+    let game = lines(&events, "game_created");
+    check!(game.len() == 1, "one game, got {}", game.len());
+    let game_id = game[0]["game_id"].as_str().unwrap_or_default().to_owned();
+    let probe = lines(&events, "probe_result");
+    check!(
+        probe
+            .iter()
+            .any(|p| p["accepted"] == true || p["outcome"] == "accepted"),
+        "an accepted probe: {probe:?}"
+    );
+    for (who, session, won) in [("rps-A", "sess-A", 5), ("rps-B", "sess-B", 0)] {
+        let joined = lines_for(&events, "participant_joined", who);
+        check!(joined.len() == 1, "{who} joined once: {joined:?}");
+        let recruiter = &joined[0]["recruiter"];
+        check!(
+            recruiter["PROLIFIC_PID"] == who
+                && recruiter["STUDY_ID"] == "study-1"
+                && recruiter["SESSION_ID"] == session,
+            "{who}'s recruiter parameters in participant_joined: {}",
+            joined[0]
+        );
+        let custom = lines_for(&events, "custom", who);
+        check!(custom.len() == 1, "{who} recorded one event: {custom:?}");
+        let c = custom[0];
+        check!(
+            c["name"] == "rps_result"
+                || c["custom_event"] == "rps_result"
+                || c["type"] == "rps_result",
+            "{who}'s event is rps_result: {c}"
+        );
+        check!(
+            c["game_id"] == game_id.as_str(),
+            "{who}'s event is attributed to the game: {c}"
+        );
+        let f = &c["fields"];
+        check!(
+            f["wins"] == won && f["rounds"] == 10,
+            "{who} won {won} of 10: {c}"
+        );
+        for side in ["sent", "received"] {
+            let moves = f[side]["moves"].as_u64().unwrap_or(0);
+            let beats = f[side]["beats"].as_u64().unwrap_or(0);
+            check!(
+                moves == 10,
+                "{who} {side} 10 moves (reliable), got {moves}: {c}"
+            );
+            check!(
+                beats >= 10,
+                "{who} {side} at least 10 heartbeats (unreliable), got {beats}: {c}"
+            );
+        }
+        let outcome = lines_for(&events, "participant_outcome", who);
+        check!(
+            outcome.len() == 1
+                && outcome[0]["outcome"] == "completed"
+                && outcome[0]["completion_code"] == "RPSDONE",
+            "{who}'s outcome: {outcome:?}"
+        );
+        let hit = landing
+            .wait_for(&format!("/complete?cc=RPSDONE&pid={who}&"), WAIT)
+            .await?;
+        let index = outcome[0]["player_index"].as_u64();
+        check!(
+            param(&hit, "game").as_deref() == Some(game_id.as_str())
+                && param(&hit, "p").and_then(|p| p.parse().ok()) == index
+                && param(&hit, "study").as_deref() == Some("study-1")
+                && param(&hit, "session").as_deref() == Some(session),
+            "{who} landed with every placeholder filled: {hit} (game {game_id}, player {index:?})"
+        );
+    }
+    println!(
+        "[experiment] example: game {game_id}; landed: {:?}",
+        landing.hits()
+    );
+    Ok(())
+}
+
+async fn restart_scenario(server: &Server, a: &Browser) -> R<()> {
+    a.goto(&server.url("/?PROLIFIC_PID=rps-A&STUDY_ID=study-1&SESSION_ID=sess-A2"))
+        .await?;
+    let view = wait_rps(a, "refused after the restart", |v| {
+        v["status"].as_str().is_some_and(|s| s.starts_with("Sorry"))
+    })
+    .await?;
+    let events = read_events(&server.events_path(RPS_SCENE))?;
+    let started = lines(&events, "server_started").len();
+    check!(
+        started == 2,
+        "two server starts in the record, got {started}"
+    );
+    let joined = lines_for(&events, "participant_joined", "rps-A").len();
+    check!(
+        joined == 1,
+        "rps-A joined only before the restart, got {joined} participant_joined"
+    );
+    check!(
+        view["moves"] == false,
+        "no game for a finished participant: {view}"
+    );
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// The built-in page: every way home
+// ---------------------------------------------------------------------------------------------
+
+const DUO: &str = "duo";
+const SOLO: &str = "solo";
+const FAR: &str = "far";
+
+fn outcomes_toml(landing: &Landing) -> String {
+    let to = |name: &str| {
+        landing.url(&format!(
+            "/{name}?cc={{completion_code}}&pid={{subject_id}}&game={{game_id}}"
+        ))
+    };
+    let (lost, left, timeout, refused) = (
+        to("partner_lost"),
+        to("left"),
+        to("waitroom_timeout"),
+        to("entry_refused"),
+    );
+    format!(
+        r#"
+[[scene]]
+id = "duo"
+group_size = 2
+matchmaker = "fifo"
+max_p2p_rtt_ms = 150
+reconnect_grace_ms = 0
+
+[scene.game]
+episodes = 1
+episode_ms = 120000
+
+[scene.outcomes.partner_lost]
+code = "LOST"
+url = "{lost}"
+
+[scene.outcomes.left]
+code = "LEFT"
+url = "{left}"
+
+[[scene]]
+id = "solo"
+group_size = 2
+matchmaker = "fifo"
+waitroom_timeout_ms = 3000
+
+[scene.outcomes.waitroom_timeout]
+code = "WAITED"
+url = "{timeout}"
+
+[[scene]]
+id = "far"
+group_size = 2
+matchmaker = "fifo"
+max_entry_server_rtt_ms = 60
+
+[scene.outcomes.entry_refused]
+code = "NOENTRY"
+url = "{refused}"
+"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn built_in_page_sends_every_outcome_home() {
+    let _serial = SERIAL.lock().await;
+    let work = must(WorkDir::fresh("experiment-outcomes"));
+    let landing = must(Landing::start().await);
+    let server = must(Server::start(&work, &outcomes_toml(&landing)).await);
+    let driver = must(ChromeDriver::start(&work).await);
+    let (a, b) = tokio::join!(
+        Browser::open(&driver, &work, "out-A"),
+        Browser::open(&driver, &work, "out-B")
+    );
+    let (a, b) = (must(a), must(b));
+    let outcome = outcomes_scenario(&server, &landing, &a, &b).await;
+    let failure = match outcome {
+        Ok(()) => None,
+        Err(e) => Some(format!(
+            "{e}\n\n{}",
+            diagnostics(&server, &[DUO, SOLO, FAR], &[&a, &b]).await
+        )),
+    };
+    close_all(vec![a, b]).await;
+    drop(driver);
+    drop(server);
+    if let Some(failure) = failure {
+        panic!("outcomes failed: {failure}");
+    }
+}
+
+async fn outcomes_scenario(server: &Server, landing: &Landing, a: &Browser, b: &Browser) -> R<()> {
+    // 1. A game; A's tab is hidden for a while (another tab in front), then shown again.
+    let url_a = server.url("/?subject_id=out-A&scene_id=duo");
+    let url_b = server.url("/?subject_id=out-B&scene_id=duo");
+    let (ra, rb) = tokio::join!(a.goto(&url_a), b.goto(&url_b));
+    ra?;
+    rb?;
+    for browser in [a, b] {
+        browser
+            .wait_game("the game is playing", WAIT, |v| v.phase_is("playing"))
+            .await?;
+    }
+    let game_tab = a.current_tab().await?;
+    let other = a.open_tab("about:blank").await?;
+    let path = server.events_path(DUO);
+    wait_for_events(&path, "out-A's page hidden", WAIT, |ev| {
+        lines_for(ev, "attention", "out-A")
+            .iter()
+            .any(|e| e["hidden"] == true)
+    })
+    .await?;
+    a.switch_to(&game_tab).await?;
+    let events = wait_for_events(&path, "out-A's page shown again", WAIT, |ev| {
+        lines_for(ev, "attention", "out-A")
+            .iter()
+            .any(|e| e["hidden"] == false)
+    })
+    .await?;
+    let shown = lines_for(&events, "attention", "out-A")
+        .into_iter()
+        .find(|e| e["hidden"] == false)
+        .cloned()
+        .unwrap_or_default();
+    check!(
+        shown["hidden_ms"].as_f64().is_some_and(|ms| ms > 0.0),
+        "the record says how long the page was hidden: {shown}"
+    );
+    let _ = other;
+
+    // 2. A leaves (navigates away): B's game ends and B goes to the partner_lost URL.
+    a.goto("about:blank").await?;
+    let hit = landing
+        .wait_for("/partner_lost?cc=LOST&pid=out-B&", WAIT)
+        .await?;
+    let events = read_events(&path)?;
+    let game_id = lines(&events, "game_created")
+        .first()
+        .and_then(|g| g["game_id"].as_str())
+        .unwrap_or_default()
+        .to_owned();
+    check!(
+        param(&hit, "game").as_deref() == Some(game_id.as_str()),
+        "partner_lost URL with the game id {game_id}: {hit}"
+    );
+    let ended = lines(&events, "game_ended");
+    check!(!ended.is_empty(), "the record has the game's end");
+    check!(
+        lines_for(&events, "participant_outcome", "out-B")
+            .iter()
+            .any(|o| o["outcome"] == "partner_lost" && o["completion_code"] == "LOST"),
+        "out-B's outcome is partner_lost"
+    );
+
+    // 3. A lone participant waits out the scene's 3 s: the waitroom_timeout URL.
+    a.goto(&server.url("/?subject_id=out-C&scene_id=solo"))
+        .await?;
+    landing
+        .wait_for("/waitroom_timeout?cc=WAITED&pid=out-C&", WAIT)
+        .await?;
+    let events = read_events(&server.events_path(SOLO))?;
+    check!(
+        lines_for(&events, "participant_outcome", "out-C")
+            .iter()
+            .any(|o| o["outcome"] == "waitroom_timeout"),
+        "out-C's outcome is waitroom_timeout"
+    );
+
+    // 4. Through a proxy that delays every byte by 50 ms each way (server RTT ≥ 100 ms, the
+    //    scene allows 60): refused at entry, sent to the entry_refused URL.
+    let upstream: SocketAddr = ([127, 0, 0, 1], server.port()).into();
+    let proxy = TcpDelayProxy::start(upstream, Duration::from_millis(50)).await?;
+    a.goto(&proxy.url("/?subject_id=out-D&scene_id=far"))
+        .await?;
+    landing
+        .wait_for("/entry_refused?cc=NOENTRY&pid=out-D&", WAIT)
+        .await?;
+    let events = read_events(&server.events_path(FAR))?;
+    let refused = lines_for(&events, "participant_refused", "out-D");
+    check!(
+        refused.len() == 1,
+        "out-D refused once at entry: {refused:?}"
+    );
+    check!(
+        lines_for(&events, "participant_outcome", "out-D")
+            .iter()
+            .any(|o| o["outcome"] == "entry_refused"),
+        "out-D's outcome is entry_refused"
+    );
+    check!(
+        lines_for(&events, "waitroom_timeout", "out-D").is_empty()
+            && lines(&events, "match_proposed").is_empty(),
+        "a refused participant never waits"
+    );
+    println!("[experiment] outcomes: landed {:?}", landing.hits());
+    drop(proxy);
+    Ok(())
+}

@@ -756,12 +756,19 @@ fn waitroom_timeout_is_enforced_and_final() {
     assert!(sent(&h.tick_at(1_999), 1).is_empty());
     let a = h.tick_at(2_000);
     match &sent(&a, 1)[..] {
-        [ServerMessage::WaitroomTimeout(t)] => {
+        [ServerMessage::WaitroomTimeout(t), ServerMessage::Outcome(o)] => {
             assert_eq!(t.redirect_url.as_deref(), Some("https://example.org/done"));
             assert!(t.message.contains("partner"));
+            assert_eq!(o.outcome, Outcome::WAITROOM_TIMEOUT);
+            assert_eq!(
+                o.redirect_url, t.redirect_url,
+                "timeout_redirect_url is its url"
+            );
+            assert_eq!(o.message, t.message);
         }
         other => panic!("{other:?}"),
     }
+    assert_eq!(h.count(ResearchEventKind::ParticipantOutcome), 1);
     assert!(closed(&a, 1));
     assert_eq!(h.count(ResearchEventKind::WaitroomTimeout), 1);
     h.connect(2);
@@ -1416,9 +1423,10 @@ fn game_reports_are_recorded_and_connection_failure_ends_the_game_for_all() {
     let a = h.msg(1, fail.clone());
     for c in [1, 2] {
         match &sent(&a, c)[..] {
-            [ServerMessage::GameEnded(e)] => {
+            [ServerMessage::GameEnded(e), ServerMessage::Outcome(o)] => {
                 assert_eq!(e.reason, GameEndReason::ConnectionFailed);
                 assert!(!e.message.is_empty());
+                assert_eq!(o.outcome, Outcome::PARTNER_LOST);
             }
             other => panic!("{other:?}"),
         }
@@ -1453,9 +1461,17 @@ fn a_member_leaving_ends_the_game_for_the_others() {
     game_pair(&mut h);
     let a = h.msg(2, ClientMessage::Leave);
     match &sent(&a, 1)[..] {
-        [ServerMessage::GameEnded(e)] => assert_eq!(e.reason, GameEndReason::PeerLeft),
+        [ServerMessage::GameEnded(e), ServerMessage::Outcome(o)] => {
+            assert_eq!(e.reason, GameEndReason::PeerLeft);
+            assert_eq!(o.outcome, Outcome::PARTNER_LOST);
+        }
         other => panic!("{other:?}"),
     }
+    match &sent(&a, 2)[..] {
+        [ServerMessage::Outcome(o)] => assert_eq!(o.outcome, Outcome::LEFT),
+        other => panic!("{other:?}"),
+    }
+    assert!(closed(&a, 2));
 }
 
 /// One scene, and a `[turn]` server whose credentials are minted from the secret

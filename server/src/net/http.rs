@@ -87,11 +87,15 @@ fn always_embedded(path: &str) -> bool {
     path == "/pairlab.js" || path.starts_with("/pkg/")
 }
 
+/// The server's own one-segment routes, never a participant's address.
+const ROUTES: [&str; 2] = ["ws", "healthz"];
+
 /// Whether `path` is a participant's own address, `/<subject_id>`: one segment that is a valid
-/// subject id (the page reads the id from the path).
+/// subject id and not one of the server's [`ROUTES`] (the page reads the id from the path).
 fn participant_path(path: &str) -> bool {
-    path.strip_prefix('/')
-        .is_some_and(|id| !id.is_empty() && pairlab_shared::SubjectId::parse(id).is_ok())
+    path.strip_prefix('/').is_some_and(|id| {
+        !id.is_empty() && !ROUTES.contains(&id) && pairlab_shared::SubjectId::parse(id).is_ok()
+    })
 }
 
 /// A `GET` for a file: the site folder's file (unless [`always_embedded`]), else the embedded
@@ -151,7 +155,7 @@ fn allow_cross_origin(
     }
 }
 
-/// `/healthz`: open WebSockets, HTTP connections evicted by the full total cap, the core's counts, the scenes and the research record's
+/// `/healthz`: open WebSockets, HTTP connections evicted by the full total cap, the core's counts (with the `record`/`attention` messages refused by their rate limit), the scenes and the research record's
 /// health, as JSON; `"status":"degraded"` with a `"reason"` when the record is degraded (see
 /// [`crate::record::RecordHealth::status`]), `"ok"` otherwise. Always HTTP 200.
 fn health(shared: &Shared) -> warp::reply::Response {
@@ -167,6 +171,7 @@ fn health(shared: &Shared) -> warp::reply::Response {
         "waiting": stats.waiting,
         "probes": stats.probes,
         "groups": stats.groups,
+        "record_events_refused": stats.record_events_refused,
         "scenes": shared.scene_ids,
         "record": record,
     });

@@ -12,7 +12,7 @@
 //!   ([`crate::assets`]), with `ETag`s; with a site folder (`site.rs`, [`Server::site`]) its
 //!   files first; `GET /<subject_id>`: the page too (it reads the id from its path).
 //! - `GET /healthz`: `{"status":"ok","connections":N,"evicted_connections":N,"participants":N,
-//!   "waiting":N,"probes":N,"groups":N,"scenes":[…],"record":{…}}` (`connections`: open
+//!   "waiting":N,"probes":N,"groups":N,"record_events_refused":N,"scenes":[…],"record":{…}}` (`connections`: open
 //!   WebSockets; `evicted_connections`: connections closed since start to make room under a
 //!   full `max_http_connections` (`gate.rs`); the counts from the core; `record`: the research record writer's
 //!   [`RecordStatus`](crate::record::RecordStatus)). `"status"` is `"degraded"`, with a

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use pairlab_shared::{
     Attention, ErrorCode, Finish, GameEndReason, GameId, Hello, Outcome, PlayerIndex, RecordEvent,
-    ServerMessage,
+    ServerMessage, SubjectId,
 };
 
 use super::{Core, PState, Removed, Timer};
@@ -30,7 +30,28 @@ pub const RECORD_EVENTS_PER_S: f64 = 10.0;
 /// `record` (and `attention`) messages a participant may send at once.
 pub const RECORD_EVENTS_BURST: f64 = 100.0;
 
+/// Who a researcher's line is about: the scene, the participant, and their game and player
+/// index while they are in one.
+struct Attribution {
+    scene: usize,
+    subject_id: SubjectId,
+    game_id: Option<GameId>,
+    player_index: Option<PlayerIndex>,
+}
+
 impl Core {
+    /// The attribution of a line about `pid`.
+    fn attribution(&self, pid: Pid) -> Option<Attribution> {
+        let p = self.participants.get(&pid)?;
+        let game = self.game_of(pid);
+        Some(Attribution {
+            scene: p.scene,
+            subject_id: p.subject_id.clone(),
+            game_id: game.as_ref().map(|(g, _)| g.clone()),
+            player_index: game.map(|(_, i)| i),
+        })
+    }
+
     /// The participant's game and player index, while they are in one.
     fn game_of(&self, pid: Pid) -> Option<(GameId, PlayerIndex)> {
         match &self.participants.get(&pid)?.state {
@@ -158,18 +179,23 @@ impl Core {
         if !self.allow_record(now, conn, pid, out) {
             return;
         }
-        let game = self.game_of(pid);
-        let Some(p) = self.participants.get(&pid) else {
+        let Some(Attribution {
+            scene,
+            subject_id,
+            game_id,
+            player_index,
+        }) = self.attribution(pid)
+        else {
             return;
         };
         let line = ResearchEvent::Custom {
-            subject_id: p.subject_id.clone(),
-            game_id: game.as_ref().map(|(g, _)| g.clone()),
-            player_index: game.map(|(_, i)| i),
+            subject_id,
+            game_id,
+            player_index,
             name: event.event,
             fields: event.fields,
         };
-        self.record(p.scene, line, out);
+        self.record(scene, line, out);
     }
 
     /// `attention`: an `attention` line; a hidden page starts the scene's attention rule
@@ -185,18 +211,25 @@ impl Core {
         if !self.allow_record(now, conn, pid, out) {
             return;
         }
-        let game = self.game_of(pid);
-        let Some(p) = self.participants.get_mut(&pid) else {
+        let Some(Attribution {
+            scene,
+            subject_id,
+            game_id,
+            player_index,
+        }) = self.attribution(pid)
+        else {
             return;
         };
         let line = ResearchEvent::Attention {
-            subject_id: p.subject_id.clone(),
-            game_id: game.as_ref().map(|(g, _)| g.clone()),
-            player_index: game.map(|(_, i)| i),
+            subject_id,
+            game_id,
+            player_index,
             hidden: attention.hidden,
             hidden_ms: attention.hidden_ms,
         };
-        let scene = p.scene;
+        let Some(p) = self.participants.get_mut(&pid) else {
+            return;
+        };
         let max_hidden_ms = self.scenes[scene].cfg().game.max_hidden_ms;
         let mut due = None;
         if !attention.hidden {

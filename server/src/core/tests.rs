@@ -2453,3 +2453,38 @@ fn scene_options_reach_welcome_game_start_and_the_record() {
     assert_eq!(g.game, s.game);
     assert!(g.pair_rtts.is_empty(), "no probe, no pair RTTs");
 }
+
+/// A member in their reconnect grace when the game ends under them gets `partner_lost` when
+/// they resume, after `game_start` and `game_ended`; it is recorded once, when decided.
+#[test]
+fn an_outcome_decided_during_the_grace_is_sent_on_resume() {
+    let mut h = H::new(SceneConfig::with_defaults("s", 2, MatchmakerKind::Fifo));
+    let joined = h.join(1, "A", 10.0);
+    h.join(2, "B", 10.0);
+    let token_a = sent(&joined, 1)
+        .into_iter()
+        .find_map(|m| match m {
+            ServerMessage::Welcome(w) => Some(w.resume_token),
+            _ => None,
+        })
+        .expect("A's welcome");
+    h.ev(Event::Disconnected {
+        conn: ConnId::new(1),
+    });
+    h.msg(2, ClientMessage::Leave);
+    assert_eq!(h.count(ResearchEventKind::ParticipantOutcome), 2);
+    h.connect(3);
+    let a = h.hello(3, "A", Some(token_a));
+    match &sent(&a, 3)[..] {
+        [ServerMessage::Welcome(_), ServerMessage::GameStart(_), ServerMessage::GameEnded(_), ServerMessage::Outcome(o)] =>
+        {
+            assert_eq!(o.outcome, Outcome::PARTNER_LOST)
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        h.count(ResearchEventKind::ParticipantOutcome),
+        2,
+        "recorded once"
+    );
+}

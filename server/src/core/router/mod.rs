@@ -88,8 +88,11 @@ struct Participant {
     grace_until: Option<Instant>,
     /// `hello.recruiter` of the hello that began the session.
     recruiter: Option<RecruiterParams>,
-    /// Whether their `outcome` went out (it goes once).
+    /// Whether their `outcome` was decided (it goes once).
     outcome_given: bool,
+    /// An outcome decided while they had no connection (their game ended during their
+    /// reconnect grace): sent when they resume.
+    undelivered: Option<Outcome>,
     /// Since when their page is hidden (`attention`), by the server's clock.
     hidden_since: Option<Instant>,
     /// Their `record` token bucket.

@@ -90,6 +90,7 @@ impl Core {
                 grace_until: None,
                 recruiter: hello.recruiter.clone(),
                 outcome_given: false,
+                undelivered: None,
                 hidden_since: None,
                 records: RateLimiter::new(now, RECORD_EVENTS_PER_S, RECORD_EVENTS_BURST),
             },
@@ -181,6 +182,13 @@ impl Core {
             // Measuring: the new connection's pings bring the first estimate.
             // InGroup cannot happen: a drop takes the participant out of their group.
             PState::Measuring | PState::InGroup(_) => {}
+        }
+        if let Some(outcome) = self
+            .participants
+            .get_mut(&pid)
+            .and_then(|p| p.undelivered.take())
+        {
+            self.send(pid, ServerMessage::Outcome(outcome), out);
         }
     }
 

@@ -61,7 +61,8 @@ impl Core {
     }
 
     /// Sends the participant their `outcome` `name` and writes its `participant_outcome`
-    /// line, unless they had one already (an outcome goes once).
+    /// line, unless they had one already (an outcome goes once). Without a connection (in
+    /// their reconnect grace) it is kept and sent when they resume.
     pub(super) fn give_outcome(&mut self, pid: Pid, name: &str, out: &mut Vec<Action>) {
         let game = self.game_of(pid);
         let Some(p) = self.participants.get_mut(&pid) else {
@@ -89,7 +90,10 @@ impl Core {
             player_index: game.map(|(_, i)| i),
         };
         self.record(scene, event, out);
-        self.send(pid, ServerMessage::Outcome(msg), out);
+        match self.participants.get_mut(&pid) {
+            Some(p) if p.conn.is_none() => p.undelivered = Some(msg),
+            _ => self.send(pid, ServerMessage::Outcome(msg), out),
+        }
     }
 
     /// `finish`: the participant's outcome (`completed`, or one of the scene's own), then the

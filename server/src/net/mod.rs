@@ -118,7 +118,9 @@ pub enum NetError {
 }
 
 /// Runs the server for a config file on `bind` until `shutdown` completes, then shuts down
-/// cleanly (WebSockets closed with 1001, research record flushed) and returns.
+/// cleanly (WebSockets closed with 1001, research record flushed) and returns. The file's
+/// `[site] dir` is relative to the config file, which this function does not know: serve a
+/// site with [`Server::site`] (as `pairlab serve` does).
 ///
 /// # Errors
 /// [`NetError::Bind`] when the address cannot be bound.

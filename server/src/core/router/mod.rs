@@ -6,6 +6,8 @@
 //! - `sessions`: `hello` → `welcome`, resume, server-RTT samples, `leave`, drops, the grace;
 //! - `matching`: the waiting set, count updates, waitroom timeouts, the matchmaker's proposals,
 //!   and acting on the probe coordinator's verdicts (start the game, or return to waiting).
+//! - `study`: the researcher's part: each participant's one `outcome`, `finish`, `record`,
+//!   `attention` and the `max_hidden_ms` rule, and the entry rules.
 //!
 //! A participant's life in a scene (PROTOCOL.md, Session and Waitroom):
 //!
@@ -15,7 +17,7 @@
 //!                                            └──(verdict: rejected)───┘
 //! ```
 //!
-//! Out of every state: `leave` (final), a drop (the socket closed: the participant keeps their
+//! Out of every state: `leave` and `finish` (final), an entry rule (from `Measuring`), a drop (the socket closed: the participant keeps their
 //! place for `reconnect_grace_ms` and can resume with the `resume_token`), and in `Waiting` the
 //! waitroom deadline. Only `Waiting` participants with a live connection can be matched.
 //!

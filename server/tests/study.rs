@@ -398,3 +398,36 @@ async fn the_participant_path_without_a_site() {
     assert_eq!(page, root);
     server.stop().await;
 }
+
+/// More `record` messages than the bucket holds (100 at once): `bad_message` "too many record
+/// events", the connection stays open, the refusal is counted in `/healthz`.
+#[tokio::test]
+async fn record_events_over_the_rate_are_refused_and_counted() {
+    let mut server = TestServer::with_config(STUDY).await;
+    let (mut a, _) = server.join("rita", "study").await;
+    let (_, _, body) = server.get("/healthz").await;
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["record_events_refused"], 0, "{v}");
+    for _ in 0..101 {
+        a.send(&ClientMessage::Record(RecordEvent {
+            event: "tick".into(),
+            fields: serde_json::Map::new(),
+        }))
+        .await;
+    }
+    let e = a.expect_error(ErrorCode::BadMessage).await;
+    assert!(e.message.contains("Too many record events"), "{e:?}");
+    a.expect_open().await;
+    let deadline = tokio::time::Instant::now() + RECV_TIMEOUT;
+    loop {
+        let (_, _, body) = server.get("/healthz").await;
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        if v["record_events_refused"].as_u64().is_some_and(|n| n >= 1) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{v}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    drop(a);
+    server.stop().await;
+}

@@ -754,28 +754,28 @@ pub const GAME_SETTINGS_MAX_BYTES: usize = 16 * 1024;
 fn game(cx: &mut Cx<'_>, t: &mut Fields<'_, '_>) -> Option<GameSettings> {
     let d = GameSettings::default();
     let mut ok = true;
+    // Each key: its value (the default when absent or wrong), its span when present, and
+    // whether it is valid.
     let mut small = |cx: &mut Cx<'_>, t: &mut Fields<'_, '_>, key, min, default: u32| {
-        let (value, span) = match t.optional(key) {
-            None => return (default, None),
-            Some(f) => {
-                let v = f
-                    .whole(cx, min)
-                    .and_then(|n| cx.rule(f.span(), checks::fits_u32(f.key, n)));
-                (v, Some(f.span()))
-            }
+        let Some(f) = t.optional(key) else {
+            return (default, None, true);
         };
+        let value = f
+            .whole(cx, min)
+            .and_then(|n| cx.rule(f.span(), checks::fits_u32(f.key, n)));
         ok &= value.is_some();
-        (value.unwrap_or(default), span)
+        (value.unwrap_or(default), Some(f.span()), value.is_some())
     };
-    let (tick_ms, _) = small(cx, t, "tick_ms", 1, d.tick_ms);
-    let (episode_ms, episode_span) = small(cx, t, "episode_ms", 1, d.episode_ms);
-    let (episodes, _) = small(cx, t, "episodes", 1, d.episodes);
-    let (input_delay_frames, _) = small(cx, t, "input_delay_frames", 0, d.input_delay_frames);
-    let (quality_interval_ms, _) = small(cx, t, "quality_interval_ms", 1, d.quality_interval_ms);
-    let (warning_rtt_ms, _) = small(cx, t, "warning_rtt_ms", 1, d.warning_rtt_ms);
-    let (critical_rtt_ms, critical_span) = small(cx, t, "critical_rtt_ms", 1, d.critical_rtt_ms);
-    let (disconnect_grace_ms, _) = small(cx, t, "disconnect_grace_ms", 0, d.disconnect_grace_ms);
-    let (restart_timeout_ms, _) = small(cx, t, "restart_timeout_ms", 1, d.restart_timeout_ms);
+    let (tick_ms, _, tick_ok) = small(cx, t, "tick_ms", 1, d.tick_ms);
+    let (episode_ms, episode_span, episode_ok) = small(cx, t, "episode_ms", 1, d.episode_ms);
+    let (episodes, ..) = small(cx, t, "episodes", 1, d.episodes);
+    let (input_delay_frames, ..) = small(cx, t, "input_delay_frames", 0, d.input_delay_frames);
+    let (quality_interval_ms, ..) = small(cx, t, "quality_interval_ms", 1, d.quality_interval_ms);
+    let (warning_rtt_ms, _, warning_ok) = small(cx, t, "warning_rtt_ms", 1, d.warning_rtt_ms);
+    let (critical_rtt_ms, critical_span, critical_ok) =
+        small(cx, t, "critical_rtt_ms", 1, d.critical_rtt_ms);
+    let (disconnect_grace_ms, ..) = small(cx, t, "disconnect_grace_ms", 0, d.disconnect_grace_ms);
+    let (restart_timeout_ms, ..) = small(cx, t, "restart_timeout_ms", 1, d.restart_timeout_ms);
     let max_hidden_ms = t.optional("max_hidden_ms").map(|f| f.whole(cx, 1));
     let url_overrides = t.optional("url_overrides").map(|f| f.boolean(cx));
     let settings = match t.optional("settings") {
@@ -798,7 +798,9 @@ fn game(cx: &mut Cx<'_>, t: &mut Fields<'_, '_>) -> Option<GameSettings> {
             }
         },
     };
-    if critical_rtt_ms <= warning_rtt_ms {
+    // A relation between keys is checked once both are valid on their own (a default standing
+    // in for a wrong value would make a misleading second problem).
+    if warning_ok && critical_ok && critical_rtt_ms <= warning_rtt_ms {
         let span = critical_span.unwrap_or_else(|| t.span.clone());
         cx.err(
             span,
@@ -809,7 +811,7 @@ fn game(cx: &mut Cx<'_>, t: &mut Fields<'_, '_>) -> Option<GameSettings> {
         );
         ok = false;
     }
-    if episode_ms < tick_ms {
+    if tick_ok && episode_ok && episode_ms < tick_ms {
         let span = episode_span.unwrap_or_else(|| t.span.clone());
         cx.err(
             span,

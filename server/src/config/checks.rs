@@ -500,13 +500,20 @@ pub enum ConfigWarning {
         /// The scene's id.
         scene_id: String,
     },
+    /// A scene is in test mode (`[scene.game] url_overrides = true`): participants can change
+    /// the game's settings by editing their link.
+    UrlOverrides {
+        /// The scene's id.
+        scene_id: String,
+    },
 }
 
 impl ConfigWarning {
     /// The id of the scene the warning is about.
     pub fn scene_id(&self) -> &str {
         match self {
-            ConfigWarning::ForceRelayWithoutTurn { scene_id } => scene_id,
+            ConfigWarning::ForceRelayWithoutTurn { scene_id }
+            | ConfigWarning::UrlOverrides { scene_id } => scene_id,
         }
     }
 }
@@ -519,6 +526,12 @@ impl fmt::Display for ConfigWarning {
                 "scene {scene_id:?} has force_relay = true but there is no TURN server ([turn], \
                  or a turn: URL in [[ice_servers]]): its games cannot connect"
             ),
+            ConfigWarning::UrlOverrides { scene_id } => write!(
+                f,
+                "scene {scene_id:?} has [scene.game] url_overrides = true (test mode): \
+                 participants can change the game's settings through their link; set it to \
+                 false for a study"
+            ),
         }
     }
 }
@@ -528,13 +541,20 @@ impl Config {
     /// `pairlab check` prints them under their scene and `pairlab serve` logs them at start.
     pub fn warnings(&self) -> Vec<ConfigWarning> {
         let has_relay = self.has_turn_relay();
-        self.scenes
-            .iter()
-            .filter(|s| s.force_relay && !has_relay)
-            .map(|s| ConfigWarning::ForceRelayWithoutTurn {
-                scene_id: s.id.clone(),
-            })
-            .collect()
+        let mut warnings = Vec::new();
+        for s in &self.scenes {
+            if s.force_relay && !has_relay {
+                warnings.push(ConfigWarning::ForceRelayWithoutTurn {
+                    scene_id: s.id.clone(),
+                });
+            }
+            if s.game.url_overrides {
+                warnings.push(ConfigWarning::UrlOverrides {
+                    scene_id: s.id.clone(),
+                });
+            }
+        }
+        warnings
     }
 
     /// Whether browsers are handed a TURN relay: a `[turn]` table, or an `[[ice_servers]]`

@@ -340,6 +340,26 @@ credential_ttl_s = 600
         );
     }
 
+    /// Test mode (`url_overrides`) is a warning under its scene, after the scene's own lines.
+    #[test]
+    fn warns_of_test_mode() {
+        let text = "[[scene]]\nid = \"a\"\ngroup_size = 2\nmatchmaker = \"fifo\"\n\
+                    [scene.game]\nurl_overrides = true\n";
+        let config = Config::from_toml_str(text).unwrap();
+        let d = config.describe();
+        let lines: Vec<&str> = d.lines().collect();
+        assert!(
+            lines[1].starts_with("    game: ") && lines[1].contains("TEST MODE"),
+            "{d}"
+        );
+        assert_eq!(
+            lines[2],
+            "  warning: scene \"a\" has [scene.game] url_overrides = true (test mode): \
+             participants can change the game's settings through their link; set it to false \
+             for a study"
+        );
+    }
+
     /// STUN without TURN: the description says who still cannot connect.
     #[test]
     fn stun_without_turn_says_so() {

@@ -363,6 +363,11 @@ mod tests {
             content_type("pkg/pairlab_client.js"),
             "text/javascript; charset=utf-8"
         );
+        assert_eq!(
+            content_type("pairlab.js"),
+            "text/javascript; charset=utf-8",
+            "any www/*.js, the client helper included, is a module script"
+        );
         assert_eq!(content_type("index.html"), "text/html; charset=utf-8");
         assert_eq!(content_type("style.css"), "text/css; charset=utf-8");
         assert_eq!(content_type("noext"), "application/octet-stream");

@@ -23,7 +23,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use pairlab_server::config::{ConfigErrors, ConfigFile};
 use pairlab_server::core::link::LinkSigner;
-use pairlab_server::net::{raise_open_file_limit, Server};
+use pairlab_server::net::{raise_open_file_limit, Server, SiteDir};
 use pairlab_shared::SubjectId;
 use tracing_subscriber::EnvFilter;
 
@@ -53,6 +53,11 @@ enum Command {
         /// Where the research record goes: DIR/<scene_id>/events.jsonl.
         #[arg(long, value_name = "DIR", default_value = "./data")]
         data_dir: PathBuf,
+        /// Your own page folder, served at / (its index.html replaces the embedded page;
+        /// /pairlab.js and /pkg/* still come from the binary). Overrides the config's
+        /// [site] dir.
+        #[arg(long, value_name = "DIR")]
+        site: Option<PathBuf>,
     },
     /// Check a scene configuration; print every problem as FILE:LINE:COL: message.
     Check {
@@ -86,13 +91,25 @@ fn main() -> ExitCode {
             config,
             bind,
             data_dir,
+            site,
         } => {
             init_logging();
-            let config = match config {
+            let config_path = config;
+            let config = match &config_path {
                 None => ConfigFile::embedded_default(),
-                Some(path) => match load(&path) {
+                Some(path) => match load(path) {
                     Ok(c) => c,
                     Err(code) => return code,
+                },
+            };
+            let site = match site_dir(site, config_path.as_deref(), &config) {
+                None => None,
+                Some(dir) => match SiteDir::open(&dir) {
+                    Ok(s) => Some(s),
+                    Err(e) => {
+                        eprintln!("pairlab: {e}; nothing was started");
+                        return ExitCode::FAILURE;
+                    }
                 },
             };
             let runtime = match tokio::runtime::Runtime::new() {
@@ -102,7 +119,7 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            runtime.block_on(serve(config, bind, data_dir))
+            runtime.block_on(serve(config, bind, data_dir, site))
         }
     }
 }
@@ -187,6 +204,16 @@ fn check(path: &Path) -> ExitCode {
                 file.config.scenes.len()
             );
             print!("{}", file.describe());
+            match site_dir(None, Some(path), &file) {
+                None => println!("  no site folder: the embedded page is served at /"),
+                Some(dir) => match SiteDir::open(&dir) {
+                    Ok(site) => println!("  {}", describe_site(&site)),
+                    Err(e) => {
+                        println!("{}: {e}", path.display());
+                        return ExitCode::FAILURE;
+                    }
+                },
+            }
             ExitCode::SUCCESS
         }
     }
@@ -220,7 +247,43 @@ fn link(subject_id: &str, config: &Path, base: Option<&str>) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-async fn serve(file: ConfigFile, bind: SocketAddr, data_dir: PathBuf) -> ExitCode {
+/// The site folder to serve: `--site` if given, else the config's `[site] dir`, relative to
+/// the config file's folder.
+fn site_dir(
+    flag: Option<PathBuf>,
+    config_path: Option<&Path>,
+    file: &ConfigFile,
+) -> Option<PathBuf> {
+    flag.or_else(|| {
+        let dir = file.site_dir.as_deref()?;
+        let base = config_path
+            .and_then(Path::parent)
+            .unwrap_or_else(|| Path::new(""));
+        Some(base.join(dir))
+    })
+}
+
+/// One line on the site folder, for `check` and `serve`.
+fn describe_site(site: &SiteDir) -> String {
+    if site.has_index() {
+        format!(
+            "site folder {} served at / (its index.html is the page)",
+            site.root().display()
+        )
+    } else {
+        format!(
+            "site folder {} served at / (no index.html: the embedded page stays at /)",
+            site.root().display()
+        )
+    }
+}
+
+async fn serve(
+    file: ConfigFile,
+    bind: SocketAddr,
+    data_dir: PathBuf,
+    site: Option<SiteDir>,
+) -> ExitCode {
     let open_files = match raise_open_file_limit() {
         Ok(limit) => {
             tracing::info!(
@@ -236,7 +299,7 @@ async fn serve(file: ConfigFile, bind: SocketAddr, data_dir: PathBuf) -> ExitCod
             None
         }
     };
-    let ConfigFile { config, server } = file;
+    let ConfigFile { config, server, .. } = file;
     if let Some(open_files) = open_files.filter(|n| server.max_http_connections >= n / 2) {
         tracing::warn!(
             "[server] max_http_connections = {} is at least half the open-file limit \
@@ -248,8 +311,12 @@ async fn serve(file: ConfigFile, bind: SocketAddr, data_dir: PathBuf) -> ExitCod
     for warning in config.warnings() {
         tracing::warn!(scene = warning.scene_id(), "{warning}");
     }
+    match &site {
+        Some(site) => tracing::info!("{}", describe_site(site)),
+        None => tracing::info!("no site folder: the embedded page is served at /"),
+    }
     let server = match Server::bind(config.clone(), bind, data_dir.clone()).await {
-        Ok(s) => s.server_config(server),
+        Ok(s) => s.server_config(server).site(site),
         Err(e) => {
             eprintln!("pairlab: {e}");
             return ExitCode::FAILURE;

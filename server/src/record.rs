@@ -806,6 +806,7 @@ mod tests {
         ResearchEvent::ParticipantJoined {
             subject_id: sid(subject),
             resumed: false,
+            recruiter: None,
         }
     }
 
@@ -990,6 +991,7 @@ mod tests {
                 ResearchEvent::ParticipantJoined {
                     subject_id: sid("c"),
                     resumed: true,
+                    recruiter: None,
                 },
             );
         }

@@ -37,7 +37,20 @@ fn example_is_described() {
         "example.toml: ok, 2 scene(s)\n  \
          scene \"pairs\" (default): groups of 2, latency_fifo, server RTT sum <= 200 ms, probe: \
          P2P RTT <= 150 ms (timeout 10000 ms), waitroom timeout 300000 ms then \
-         https://app.prolific.com/submissions/complete?cc=EXAMPLE, reconnect grace 10000 ms\n  \
+         https://app.prolific.com/submissions/complete?cc=EXAMPLE, reconnect grace 10000 ms\n    \
+         entry: first server RTT <= 400 ms or entry refused, leave button after 60000 ms\n    \
+         game: tick 33 ms, 3 episode(s) of 10000 ms, input delay 2 frame(s), quality every 2000 \
+         ms (warning > 150 ms, critical > 300 ms), ICE restart after 5000 ms disconnected (10000 \
+         ms per attempt), a page hidden > 30000 ms ends the game, 3 own setting(s) (arena, \
+         speed, targets)\n    \
+         outcome completed: code C1A2B3C4, then \
+         https://app.prolific.com/submissions/complete?cc={completion_code}, \"Thank you! You \
+         will now be sent back to Prolific.\"\n    \
+         outcome partner_lost: code PARTNER1, then \
+         https://app.prolific.com/submissions/complete?cc={completion_code}, \"Your partner \
+         could not continue. You will be paid for your time.\"\n    \
+         outcome screened_out: code SCREENED, then \
+         https://app.prolific.com/submissions/complete?cc={completion_code}\n  \
          scene \"triads\": groups of 3, fifo, no probe, waitroom timeout 600000 ms, reconnect \
          grace 10000 ms, lobby count hidden\n  \
          no TURN relay (participants behind symmetric NATs or strict firewalls cannot connect; \
@@ -46,7 +59,8 @@ fn example_is_described() {
          from it)\n  \
          server: /ws origins: the page's own (http(s):// + Host); X-Forwarded-For ignored; \
          request head within 10000 ms (also the keep-alive idle timeout), at most 16384 bytes; \
-         at most 512 HTTP connections, 128 per IP; hello within 10000 ms\n"
+         at most 512 HTTP connections, 128 per IP; hello within 10000 ms\n  \
+         no site folder: the embedded page is served at /\n"
     );
 }
 
@@ -74,7 +88,7 @@ urls = "stun:x"
     let (code, out) = check_text("s.toml", text);
     assert_eq!(code, 1);
     let expected = [
-        "s.toml:1:1: unknown key `colour` in the top level; known keys: scene, ice_servers, turn, server",
+        "s.toml:1:1: unknown key `colour` in the top level; known keys: scene, ice_servers, turn, server, site",
         "s.toml:3:6: scene id `bad id` contains ' '; it names the research record's folder, so use 1 to 64 characters from A-Z a-z 0-9 . _ -",
         "s.toml:4:14: group_size must be at least 2 (participants per game), found 1",
         "s.toml:5:14: unknown matchmaker `fastest`; use \"fifo\" or \"latency_fifo\"",
@@ -82,7 +96,7 @@ urls = "stun:x"
         "s.toml:7:22: reconnect_grace_ms must be 0 or more (whole milliseconds), found -5",
         "s.toml:8:20: hide_lobby_count must be true or false, found a string",
         "s.toml:9:1: unknown key `max_p2p_rtt` in [[scene]]; did you mean `max_p2p_rtt_ms`?",
-        "s.toml:10:1: unknown key `zzzzzzz` in [[scene]]; known keys: id, group_size, matchmaker, max_server_rtt_ms, max_p2p_rtt_ms, probe_timeout_ms, waitroom_timeout_ms, timeout_message, timeout_redirect_url, hide_lobby_count, reconnect_grace_ms, force_relay, game_allowance_ms",
+        "s.toml:10:1: unknown key `zzzzzzz` in [[scene]]; known keys: id, group_size, matchmaker, max_server_rtt_ms, max_p2p_rtt_ms, probe_timeout_ms, waitroom_timeout_ms, timeout_message, timeout_redirect_url, hide_lobby_count, reconnect_grace_ms, force_relay, game_allowance_ms, max_entry_server_rtt_ms, leave_button_after_ms, game, outcomes",
         "s.toml:13:14: group_size must be a whole number (an integer, without quotes), found a string",
         "s.toml:15:6: scene id `bad id` contains ' '; it names the research record's folder, so use 1 to 64 characters from A-Z a-z 0-9 . _ -",
         "s.toml:15:6: duplicate scene id `bad id` (first defined on line 3); scene ids must be unique",
@@ -141,7 +155,7 @@ fn top_level_problems_word_for_word() {
     let (code, out) = check_text("t.toml", "zz = 1\nturn = 3\nice_servers = 4\n");
     assert_eq!(code, 1);
     let expected = [
-        "t.toml:1:1: unknown key `zz` in the top level; known keys: scene, ice_servers, turn, server",
+        "t.toml:1:1: unknown key `zz` in the top level; known keys: scene, ice_servers, turn, server, site",
         "t.toml:1:1: no scenes: add at least one [[scene]] table (see scenes/example.toml)",
         "t.toml:2:8: `turn` must be a table ([turn]), found an integer",
         "t.toml:3:15: `ice_servers` must be an array of tables ([[ice_servers]]), found an integer",
@@ -255,4 +269,93 @@ fn serve_logs_the_warnings_of_check() {
         found,
         "serve did not log `{warning}`; its stderr: {seen:#?}"
     );
+}
+
+/// The researcher's own options: `[scene.game]`, `[scene.game.settings]`,
+/// `[scene.outcomes.<name>]`, `timeout_redirect_url` beside a `waitroom_timeout` url.
+#[test]
+fn study_problems_word_for_word() {
+    let text = r#"[[scene]]
+id = "s"
+group_size = 2
+matchmaker = "fifo"
+timeout_redirect_url = "https://x.org/t"
+max_entry_server_rtt_ms = 0
+[scene.game]
+tick_ms = 0
+warning_rtt_ms = 300
+critical_rtt_ms = 300
+episodes = 0
+tick_msec = 5
+[scene.game.settings]
+ratio = nan
+[scene.outcomes.waitroom_timeout]
+url = "https://x.org/{subject}"
+[scene.outcomes.Bad]
+code = "x"
+[scene.outcomes.done]
+url = "ftp://x.org/{subject_id}"
+code = "has space"
+colour = 1
+"#;
+    let (code, out) = check_text("g.toml", text);
+    assert_eq!(code, 1);
+    let expected = [
+        "g.toml:6:27: max_entry_server_rtt_ms must be greater than 0 (milliseconds), found 0",
+        "g.toml:8:11: tick_ms must be greater than 0 (whole milliseconds), found 0",
+        "g.toml:10:19: critical_rtt_ms (300) must be greater than warning_rtt_ms (300): the quality is `warning` above the first and `critical` above the second",
+        "g.toml:11:12: episodes must be greater than 0 (whole number), found 0",
+        "g.toml:12:1: unknown key `tick_msec` in [scene.game]; did you mean `tick_ms`?",
+        "g.toml:14:9: this number is not finite (nan and inf have no JSON form); write a number or a string",
+        "g.toml:16:7: outcome url `https://x.org/{subject}` unknown placeholder `{subject}`; use {subject_id}, {game_id}, {player_index}, {study_id}, {session_id}, {completion_code}",
+        "g.toml:17:17: outcome name `Bad` must be 1 to 64 characters from a-z 0-9 _ . - (e.g. [scene.outcomes.completed], [scene.outcomes.screened_out])",
+        "g.toml:20:7: outcome url `ftp://x.org/{subject_id}` is not an http:// or https:// URL once its placeholders are filled (scheme `ftp`, filled: ftp://x.org/5f1a2b3c4d5e6f7a8b9c0d1e)",
+        "g.toml:21:8: a completion code must be 1 to 128 characters without whitespace, found \"has space\"",
+        "g.toml:22:1: unknown key `colour` in [scene.outcomes.<name>]; known keys: url, code, message",
+    ];
+    assert_eq!(out.lines().collect::<Vec<_>>(), expected, "{out}");
+}
+
+/// Both `timeout_redirect_url` and a `waitroom_timeout` outcome URL: one must go. A `[site]`
+/// folder that does not exist fails the check; one that does is named, with or without its
+/// index.html.
+#[test]
+fn timeout_url_twice_and_the_site_folder() {
+    let scene = "[[scene]]\nid = \"s\"\ngroup_size = 2\nmatchmaker = \"fifo\"\n";
+    let text = format!(
+        "{scene}timeout_redirect_url = \"https://x.org/t\"\n\
+         [scene.outcomes.waitroom_timeout]\nurl = \"https://x.org/u\"\n"
+    );
+    let (code, out) = check_text("w.toml", &text);
+    assert_eq!(code, 1);
+    assert_eq!(
+        out,
+        "w.toml:5:24: timeout_redirect_url and [scene.outcomes.waitroom_timeout] both say where \
+         a timed-out participant goes; keep one (timeout_redirect_url is the waitroom_timeout \
+         outcome's url)\n"
+    );
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(
+        dir.path().join("c.toml"),
+        format!("{scene}[site]\ndir = \"my-study/\"\n"),
+    )
+    .unwrap();
+    let (code, out) = check(dir.path(), "c.toml");
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.lines()
+            .last()
+            .is_some_and(|l| l.starts_with("c.toml: the site folder") && l.contains("my-study")),
+        "{out}"
+    );
+    std::fs::create_dir(dir.path().join("my-study")).unwrap();
+    let (code, out) = check(dir.path(), "c.toml");
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("(no index.html: the embedded page stays at /)"),
+        "{out}"
+    );
+    std::fs::write(dir.path().join("my-study/index.html"), "<p>hi</p>").unwrap();
+    let (_, out) = check(dir.path(), "c.toml");
+    assert!(out.contains("(its index.html is the page)"), "{out}");
 }

@@ -284,9 +284,15 @@ async fn waitroom_timeout_sends_message_and_redirect_then_closes() {
         timeout.redirect_url.as_deref(),
         Some("https://example.org/done?cc=1")
     );
+    // waitroom_timeout, then its outcome (with the same URL), and nothing after them.
     assert!(
-        matches!(seen.last(), Some(ServerMessage::WaitroomTimeout(_))),
-        "waitroom_timeout is the last message: {seen:?}"
+        matches!(
+            &seen[seen.len().saturating_sub(2)..],
+            [ServerMessage::WaitroomTimeout(_), ServerMessage::Outcome(o)]
+                if o.outcome == pairlab_shared::Outcome::WAITROOM_TIMEOUT
+                    && o.redirect_url == timeout.redirect_url
+        ),
+        "waitroom_timeout and its outcome are the last messages: {seen:?}"
     );
     assert_eq!(closed, NORMAL_CLOSE);
 

@@ -84,6 +84,40 @@ pub(crate) enum RuleError {
          \"https://study.example.org\"), or \"*\" for any origin"
     )]
     Origin(String),
+    #[error("{key} is too large: at most {max} ({found} given)", max = u32::MAX)]
+    TooLarge { key: &'static str, found: u64 },
+    #[error(
+        "critical_rtt_ms ({critical}) must be greater than warning_rtt_ms ({warning}): the \
+         quality is `warning` above the first and `critical` above the second"
+    )]
+    WarningNotBelowCritical { warning: u32, critical: u32 },
+    #[error("episode_ms ({episode_ms}) must be at least tick_ms ({tick_ms}): an episode is whole frames")]
+    EpisodeShorterThanTick { episode_ms: u32, tick_ms: u32 },
+    #[error("[scene.game.settings] is {0} bytes as JSON; at most {max} (it goes to the page in every game_start)", max = super::parse::GAME_SETTINGS_MAX_BYTES)]
+    SettingsTooLarge(usize),
+    #[error(
+        "this number is not finite (nan and inf have no JSON form); write a number or a string"
+    )]
+    SettingNotFinite,
+    #[error(
+        "outcome name `{0}` must be 1 to 64 characters from a-z 0-9 _ . - (e.g. \
+         [scene.outcomes.completed], [scene.outcomes.screened_out])"
+    )]
+    OutcomeName(String),
+    #[error("outcome url `{url}` {problem}")]
+    OutcomeUrl {
+        url: String,
+        problem: super::outcome::TemplateError,
+    },
+    #[error("a completion code must be 1 to 128 characters without whitespace, found {0:?}")]
+    CompletionCode(String),
+    #[error(
+        "timeout_redirect_url and [scene.outcomes.waitroom_timeout] both say where a timed-out \
+         participant goes; keep one (timeout_redirect_url is the waitroom_timeout outcome's url)"
+    )]
+    TwoWaitroomTimeoutUrls,
+    #[error("[site] dir is empty; give the folder of your page, relative to this file (e.g. \"my-study/\")")]
+    EmptySiteDir,
     #[error(
         "trusted_proxies entry `{0}` is not an IP address; write one address per entry (e.g. \
          \"127.0.0.1\" or \"::1\")"
@@ -205,6 +239,42 @@ pub(crate) fn whole_at_least(key: &'static str, n: i64, min: u64) -> Result<u64,
     match u64::try_from(n) {
         Ok(v) if v >= min => Ok(v),
         _ => Err(RuleError::WholeBelow { key, min, found: n }),
+    }
+}
+
+/// A whole number that must fit the `u32` of its wire field (`[scene.game]`).
+pub(crate) fn fits_u32(key: &'static str, n: u64) -> Result<u32, RuleError> {
+    u32::try_from(n).map_err(|_| RuleError::TooLarge { key, found: n })
+}
+
+/// `[scene.game.settings]` as JSON must be at most `max` bytes.
+pub(crate) fn settings_size(bytes: usize, max: usize) -> Result<(), RuleError> {
+    if bytes <= max {
+        Ok(())
+    } else {
+        Err(RuleError::SettingsTooLarge(bytes))
+    }
+}
+
+/// A completion code: 1 to 128 characters, no whitespace or control characters (it is
+/// typed or pasted by participants and filled into URLs).
+pub(crate) fn completion_code(code: &str) -> Result<(), RuleError> {
+    let ok = !code.is_empty()
+        && code.chars().count() <= 128
+        && !code.chars().any(|c| c.is_whitespace() || c.is_control());
+    if ok {
+        Ok(())
+    } else {
+        Err(RuleError::CompletionCode(code.to_owned()))
+    }
+}
+
+/// `[site] dir`: not empty (whether it exists is checked when the server starts).
+pub(crate) fn site_dir(dir: &str) -> Result<(), RuleError> {
+    if dir.trim().is_empty() {
+        Err(RuleError::EmptySiteDir)
+    } else {
+        Ok(())
     }
 }
 
@@ -430,13 +500,20 @@ pub enum ConfigWarning {
         /// The scene's id.
         scene_id: String,
     },
+    /// A scene is in test mode (`[scene.game] url_overrides = true`): participants can change
+    /// the game's settings by editing their link.
+    UrlOverrides {
+        /// The scene's id.
+        scene_id: String,
+    },
 }
 
 impl ConfigWarning {
     /// The id of the scene the warning is about.
     pub fn scene_id(&self) -> &str {
         match self {
-            ConfigWarning::ForceRelayWithoutTurn { scene_id } => scene_id,
+            ConfigWarning::ForceRelayWithoutTurn { scene_id }
+            | ConfigWarning::UrlOverrides { scene_id } => scene_id,
         }
     }
 }
@@ -449,6 +526,12 @@ impl fmt::Display for ConfigWarning {
                 "scene {scene_id:?} has force_relay = true but there is no TURN server ([turn], \
                  or a turn: URL in [[ice_servers]]): its games cannot connect"
             ),
+            ConfigWarning::UrlOverrides { scene_id } => write!(
+                f,
+                "scene {scene_id:?} has [scene.game] url_overrides = true (test mode): \
+                 participants can change the game's settings through their link; set it to \
+                 false for a study"
+            ),
         }
     }
 }
@@ -458,13 +541,20 @@ impl Config {
     /// `pairlab check` prints them under their scene and `pairlab serve` logs them at start.
     pub fn warnings(&self) -> Vec<ConfigWarning> {
         let has_relay = self.has_turn_relay();
-        self.scenes
-            .iter()
-            .filter(|s| s.force_relay && !has_relay)
-            .map(|s| ConfigWarning::ForceRelayWithoutTurn {
-                scene_id: s.id.clone(),
-            })
-            .collect()
+        let mut warnings = Vec::new();
+        for s in &self.scenes {
+            if s.force_relay && !has_relay {
+                warnings.push(ConfigWarning::ForceRelayWithoutTurn {
+                    scene_id: s.id.clone(),
+                });
+            }
+            if s.game.url_overrides {
+                warnings.push(ConfigWarning::UrlOverrides {
+                    scene_id: s.id.clone(),
+                });
+            }
+        }
+        warnings
     }
 
     /// Whether browsers are handed a TURN relay: a `[turn]` table, or an `[[ice_servers]]`

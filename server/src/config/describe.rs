@@ -1,6 +1,8 @@
 //! [`ConfigFile::describe`]: the summary `pairlab check` prints for a valid config, so that a
 //! researcher can read back what the server will do with their file.
 
+use pairlab_shared::GameSettings;
+
 use super::types::{
     AllowedOrigins, Config, ConfigFile, MatchmakerKind, SceneConfig, ServerConfig, TurnAuth,
     DEFAULT_STUN_URL,
@@ -66,6 +68,7 @@ impl Config {
         let warnings = self.warnings();
         for (i, scene) in self.scenes.iter().enumerate() {
             lines.push(format!("scene {}", describe_scene(scene, i == 0)));
+            lines.extend(describe_study(scene).into_iter().map(|l| format!("  {l}")));
             for warning in warnings.iter().filter(|w| w.scene_id() == scene.id) {
                 lines.push(format!("warning: {warning}"));
             }
@@ -117,6 +120,72 @@ impl Config {
         }
         lines.iter().map(|line| format!("  {line}\n")).collect()
     }
+}
+
+/// The researcher's options of a scene, one line each, only those set: entry rules, the game
+/// settings when they differ from the defaults, and each outcome.
+fn describe_study(s: &SceneConfig) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut entry = Vec::new();
+    if let Some(ms) = s.max_entry_server_rtt_ms {
+        entry.push(format!("first server RTT <= {ms} ms or entry refused"));
+    }
+    if let Some(ms) = s.leave_button_after_ms {
+        entry.push(format!("leave button after {ms} ms"));
+    }
+    if !entry.is_empty() {
+        lines.push(format!("entry: {}", entry.join(", ")));
+    }
+    let g = &s.game;
+    if *g != GameSettings::default() {
+        let hidden = match g.max_hidden_ms {
+            Some(ms) => format!("a page hidden > {ms} ms ends the game"),
+            None => "hidden pages only recorded".to_owned(),
+        };
+        let settings = match g.settings.len() {
+            0 => String::new(),
+            n => format!(
+                ", {n} own setting(s) ({})",
+                g.settings.keys().cloned().collect::<Vec<_>>().join(", ")
+            ),
+        };
+        let test_mode = if g.url_overrides {
+            ", TEST MODE: the page may take settings from its URL (url_overrides)"
+        } else {
+            ""
+        };
+        lines.push(format!(
+            "game: tick {} ms, {} episode(s) of {} ms, input delay {} frame(s), quality every {} \
+             ms (warning > {} ms, critical > {} ms), ICE restart after {} ms disconnected ({} ms \
+             per attempt), {hidden}{settings}{test_mode}",
+            g.tick_ms,
+            g.episodes,
+            g.episode_ms,
+            g.input_delay_frames,
+            g.quality_interval_ms,
+            g.warning_rtt_ms,
+            g.critical_rtt_ms,
+            g.disconnect_grace_ms,
+            g.restart_timeout_ms,
+        ));
+    }
+    for (name, o) in &s.outcomes {
+        let mut parts = Vec::new();
+        if let Some(code) = &o.code {
+            parts.push(format!("code {code}"));
+        }
+        if let Some(url) = &o.url {
+            parts.push(format!("then {}", url.as_str()));
+        }
+        if let Some(message) = &o.message {
+            parts.push(format!("{message:?}"));
+        }
+        if parts.is_empty() {
+            parts.push("no code, no URL".to_owned());
+        }
+        lines.push(format!("outcome {name}: {}", parts.join(", ")));
+    }
+    lines
 }
 
 /// `"pairs" (default): groups of 2, latency_fifo, …`: a scene's rules in words.
@@ -268,6 +337,26 @@ credential_ttl_s = 600
             "  scene \"a\" (default): groups of 2, fifo, no probe, waitroom timeout 300000 ms, \
              reconnect grace 10000 ms, game forced through TURN relay\n  \
              ICE server stun:s.example.org, TURNS:t.example.org:5349 (with credentials)\n"
+        );
+    }
+
+    /// Test mode (`url_overrides`) is a warning under its scene, after the scene's own lines.
+    #[test]
+    fn warns_of_test_mode() {
+        let text = "[[scene]]\nid = \"a\"\ngroup_size = 2\nmatchmaker = \"fifo\"\n\
+                    [scene.game]\nurl_overrides = true\n";
+        let config = Config::from_toml_str(text).unwrap();
+        let d = config.describe();
+        let lines: Vec<&str> = d.lines().collect();
+        assert!(
+            lines[1].starts_with("    game: ") && lines[1].contains("TEST MODE"),
+            "{d}"
+        );
+        assert_eq!(
+            lines[2],
+            "  warning: scene \"a\" has [scene.game] url_overrides = true (test mode): \
+             participants can change the game's settings through their link; set it to false \
+             for a study"
         );
     }
 

@@ -64,6 +64,7 @@
 
 mod checks;
 mod describe;
+pub mod outcome;
 mod parse;
 mod suggest;
 mod types;
@@ -71,11 +72,11 @@ mod types;
 pub use checks::ConfigWarning;
 pub use parse::{ConfigError, ConfigErrors};
 pub use types::{
-    AllowedOrigins, Config, ConfigFile, MatchmakerKind, SceneConfig, ServerConfig, ServerOptions,
-    TurnAuth, TurnConfig, DEFAULT_GAME_ALLOWANCE_MS, DEFAULT_HEADER_READ_TIMEOUT_MS,
-    DEFAULT_HELLO_TIMEOUT_MS, DEFAULT_MAX_HEADER_BYTES, DEFAULT_MAX_HTTP_CONNECTIONS,
-    DEFAULT_MAX_HTTP_CONNECTIONS_PER_IP, DEFAULT_STUN_URL, MIN_CREDENTIAL_TTL_S,
-    MIN_LINK_SECRET_LEN, MIN_MAX_HEADER_BYTES, SCENE_ID_MAX_LEN,
+    builtin_outcomes, AllowedOrigins, Config, ConfigFile, MatchmakerKind, OutcomeConfig,
+    SceneConfig, ServerConfig, ServerOptions, TurnAuth, TurnConfig, DEFAULT_GAME_ALLOWANCE_MS,
+    DEFAULT_HEADER_READ_TIMEOUT_MS, DEFAULT_HELLO_TIMEOUT_MS, DEFAULT_MAX_HEADER_BYTES,
+    DEFAULT_MAX_HTTP_CONNECTIONS, DEFAULT_MAX_HTTP_CONNECTIONS_PER_IP, DEFAULT_STUN_URL,
+    MIN_CREDENTIAL_TTL_S, MIN_LINK_SECRET_LEN, MIN_MAX_HEADER_BYTES, SCENE_ID_MAX_LEN,
 };
 
 #[cfg(test)]

@@ -7,18 +7,20 @@
 //! a value of the right type goes through its rule in [`checks`](super::checks). Reading never
 //! stops at the first problem: all of them are collected and sorted by position.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::ops::Range;
 
-use pairlab_shared::IceServer;
+use pairlab_shared::{GameSettings, IceServer, RecordEvent};
 use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
 use super::checks::{self, IceScheme, RuleError, TurnAuthKeys};
+use super::outcome::UrlTemplate;
 use super::suggest;
 use super::types::{
-    AllowedOrigins, Config, ConfigFile, SceneConfig, ServerConfig, ServerOptions, TurnAuth,
-    TurnConfig, MIN_CREDENTIAL_TTL_S, MIN_MAX_HEADER_BYTES,
+    AllowedOrigins, Config, ConfigFile, OutcomeConfig, SceneConfig, ServerConfig, ServerOptions,
+    TurnAuth, TurnConfig, MIN_CREDENTIAL_TTL_S, MIN_MAX_HEADER_BYTES,
 };
 
 /// One problem in a config file, at a position a text editor can jump to.
@@ -200,6 +202,8 @@ enum TableName {
     Entry(&'static str),
     /// A single table, `[key]`.
     Table(&'static str),
+    /// One of a scene's `[scene.outcomes.<name>]` tables.
+    SceneOutcome,
 }
 
 impl fmt::Display for TableName {
@@ -208,6 +212,7 @@ impl fmt::Display for TableName {
             TableName::Top => f.write_str("the top level"),
             TableName::Entry(key) => write!(f, "[[{key}]]"),
             TableName::Table(key) => write!(f, "[{key}]"),
+            TableName::SceneOutcome => f.write_str("[scene.outcomes.<name>]"),
         }
     }
 }
@@ -572,6 +577,10 @@ fn document(cx: &mut Cx<'_>, doc: &DeTable<'_>) -> Option<ConfigFile> {
         None => Some((ServerConfig::default(), ServerOptions::default())),
         Some(field) => single_table(cx, field, server),
     };
+    let site_dir = match top.optional("site") {
+        None => Some(None),
+        Some(field) => single_table(cx, field, site).map(Some),
+    };
     top.finish(cx);
     let (server, options) = server?;
     Some(ConfigFile {
@@ -582,6 +591,7 @@ fn document(cx: &mut Cx<'_>, doc: &DeTable<'_>) -> Option<ConfigFile> {
             server: options,
         },
         server,
+        site_dir: site_dir?,
     })
 }
 
@@ -591,9 +601,20 @@ fn single_table<'a, 'i, T>(
     field: Field<'a, 'i>,
     read: impl FnOnce(&mut Cx<'_>, &mut Fields<'a, 'i>) -> Option<T>,
 ) -> Option<T> {
+    named_table(cx, field, TableName::Table(field.key), read)
+}
+
+/// Reads the table in `field`, named `name` in messages, with `read` and reports its unknown
+/// keys.
+fn named_table<'a, 'i, T>(
+    cx: &mut Cx<'_>,
+    field: Field<'a, 'i>,
+    name: TableName,
+    read: impl FnOnce(&mut Cx<'_>, &mut Fields<'a, 'i>) -> Option<T>,
+) -> Option<T> {
     match field.value.get_ref() {
         DeValue::Table(table) => {
-            let mut fields = Fields::new(table, field.span(), TableName::Table(field.key));
+            let mut fields = Fields::new(table, field.span(), name);
             let value = read(cx, &mut fields);
             fields.finish(cx);
             value
@@ -679,6 +700,31 @@ fn scene<'a>(
         .and_then(|f| f.whole(cx, 0));
     let force_relay = t.optional("force_relay").and_then(|f| f.boolean(cx));
     let game_allowance_ms = t.optional("game_allowance_ms").and_then(|f| f.whole(cx, 1));
+    let max_entry_server_rtt_ms = t.optional("max_entry_server_rtt_ms").and_then(|f| {
+        let x = f.number_ms(cx)?;
+        cx.rule(f.span(), checks::positive_ms(f.key, x))
+    });
+    let leave_button_after_ms = t
+        .optional("leave_button_after_ms")
+        .and_then(|f| f.whole(cx, 0));
+    let game = match t.optional("game") {
+        None => Some(GameSettings::default()),
+        Some(f) => named_table(cx, f, TableName::Table("scene.game"), game),
+    };
+    let outcomes_field = t.optional("outcomes");
+    let outcomes = match outcomes_field {
+        None => Some(BTreeMap::new()),
+        Some(f) => outcomes(cx, f),
+    };
+    let has_timeout_outcome_url = outcomes.as_ref().is_some_and(|list| {
+        list.get(pairlab_shared::Outcome::WAITROOM_TIMEOUT)
+            .is_some_and(|o| o.url.is_some())
+    });
+    if has_timeout_outcome_url && timeout_redirect_url.is_some() {
+        if let Some(f) = t.optional("timeout_redirect_url") {
+            cx.err(f.span(), RuleError::TwoWaitroomTimeoutUrls);
+        }
+    }
 
     let defaults = SceneConfig::with_defaults(id?, group_size?, matchmaker?);
     Some(SceneConfig {
@@ -692,8 +738,240 @@ fn scene<'a>(
         reconnect_grace_ms: reconnect_grace_ms.unwrap_or(defaults.reconnect_grace_ms),
         force_relay: force_relay.unwrap_or(defaults.force_relay),
         game_allowance_ms: game_allowance_ms.unwrap_or(defaults.game_allowance_ms),
+        game: game?,
+        outcomes: outcomes?,
+        max_entry_server_rtt_ms,
+        leave_button_after_ms,
         ..defaults
     })
+}
+
+/// Most bytes of `[scene.game.settings]` as JSON: it goes to the page in every `game_start`.
+pub const GAME_SETTINGS_MAX_BYTES: usize = 16 * 1024;
+
+/// A scene's `[scene.game]` table: the keys of [`GameSettings`] and the researcher's own
+/// `[scene.game.settings]`.
+fn game(cx: &mut Cx<'_>, t: &mut Fields<'_, '_>) -> Option<GameSettings> {
+    let d = GameSettings::default();
+    let mut ok = true;
+    // Each key: its value (the default when absent or wrong), its span when present, and
+    // whether it is valid.
+    let mut small = |cx: &mut Cx<'_>, t: &mut Fields<'_, '_>, key, min, default: u32| {
+        let Some(f) = t.optional(key) else {
+            return (default, None, true);
+        };
+        let value = f
+            .whole(cx, min)
+            .and_then(|n| cx.rule(f.span(), checks::fits_u32(f.key, n)));
+        ok &= value.is_some();
+        (value.unwrap_or(default), Some(f.span()), value.is_some())
+    };
+    let (tick_ms, _, tick_ok) = small(cx, t, "tick_ms", 1, d.tick_ms);
+    let (episode_ms, episode_span, episode_ok) = small(cx, t, "episode_ms", 1, d.episode_ms);
+    let (episodes, ..) = small(cx, t, "episodes", 1, d.episodes);
+    let (input_delay_frames, ..) = small(cx, t, "input_delay_frames", 0, d.input_delay_frames);
+    let (quality_interval_ms, ..) = small(cx, t, "quality_interval_ms", 1, d.quality_interval_ms);
+    let (warning_rtt_ms, _, warning_ok) = small(cx, t, "warning_rtt_ms", 1, d.warning_rtt_ms);
+    let (critical_rtt_ms, critical_span, critical_ok) =
+        small(cx, t, "critical_rtt_ms", 1, d.critical_rtt_ms);
+    let (disconnect_grace_ms, ..) = small(cx, t, "disconnect_grace_ms", 0, d.disconnect_grace_ms);
+    let (restart_timeout_ms, ..) = small(cx, t, "restart_timeout_ms", 1, d.restart_timeout_ms);
+    let max_hidden_ms = t.optional("max_hidden_ms").map(|f| f.whole(cx, 1));
+    let url_overrides = t.optional("url_overrides").map(|f| f.boolean(cx));
+    let settings = match t.optional("settings") {
+        None => Some(serde_json::Map::new()),
+        Some(f) => match f.value.get_ref() {
+            DeValue::Table(_) => match to_json(cx, f.value) {
+                Some(serde_json::Value::Object(map)) => {
+                    let bytes = serde_json::to_string(&map).map_or(usize::MAX, |s| s.len());
+                    cx.rule(
+                        f.span(),
+                        checks::settings_size(bytes, GAME_SETTINGS_MAX_BYTES),
+                    )
+                    .map(|()| map)
+                }
+                _ => None,
+            },
+            _ => {
+                f.mistyped(cx, "a table ([scene.game.settings])");
+                None
+            }
+        },
+    };
+    // A relation between keys is checked once both are valid on their own (a default standing
+    // in for a wrong value would make a misleading second problem).
+    if warning_ok && critical_ok && critical_rtt_ms <= warning_rtt_ms {
+        let span = critical_span.unwrap_or_else(|| t.span.clone());
+        cx.err(
+            span,
+            RuleError::WarningNotBelowCritical {
+                warning: warning_rtt_ms,
+                critical: critical_rtt_ms,
+            },
+        );
+        ok = false;
+    }
+    if tick_ok && episode_ok && episode_ms < tick_ms {
+        let span = episode_span.unwrap_or_else(|| t.span.clone());
+        cx.err(
+            span,
+            RuleError::EpisodeShorterThanTick {
+                episode_ms,
+                tick_ms,
+            },
+        );
+        ok = false;
+    }
+    let max_hidden_ms = match max_hidden_ms {
+        None => None,
+        Some(v) => Some(v?),
+    };
+    let url_overrides = match url_overrides {
+        None => d.url_overrides,
+        Some(v) => v?,
+    };
+    let settings = settings?;
+    ok.then_some(GameSettings {
+        tick_ms,
+        episode_ms,
+        episodes,
+        input_delay_frames,
+        quality_interval_ms,
+        warning_rtt_ms,
+        critical_rtt_ms,
+        disconnect_grace_ms,
+        restart_timeout_ms,
+        max_hidden_ms,
+        url_overrides,
+        settings,
+    })
+}
+
+/// A TOML value as JSON, for `[scene.game.settings]`: strings, integers, finite floats,
+/// booleans, arrays and tables as they are; date-times as their TOML text (RFC 3339).
+fn to_json(cx: &mut Cx<'_>, value: &Value<'_>) -> Option<serde_json::Value> {
+    use serde_json::Value as J;
+    Some(match value.get_ref() {
+        DeValue::String(s) => J::String(s.to_string()),
+        DeValue::Integer(i) => match i64::from_str_radix(i.as_str(), i.radix()) {
+            Ok(n) => J::from(n),
+            Err(_) => {
+                cx.err(value.span(), ShapeError::OutOfRange("this integer"));
+                return None;
+            }
+        },
+        DeValue::Float(f) => match f
+            .as_str()
+            .replace('_', "")
+            .parse::<f64>()
+            .ok()
+            .and_then(serde_json::Number::from_f64)
+        {
+            Some(n) => J::Number(n),
+            None => {
+                cx.err(value.span(), RuleError::SettingNotFinite);
+                return None;
+            }
+        },
+        DeValue::Boolean(b) => J::Bool(*b),
+        DeValue::Datetime(d) => J::String(d.to_string()),
+        DeValue::Array(items) => {
+            let mut out = Vec::with_capacity(items.len());
+            let mut ok = true;
+            for item in items.iter() {
+                match to_json(cx, item) {
+                    Some(v) => out.push(v),
+                    None => ok = false,
+                }
+            }
+            if !ok {
+                return None;
+            }
+            J::Array(out)
+        }
+        DeValue::Table(table) => {
+            let mut out = serde_json::Map::new();
+            let mut ok = true;
+            for (k, v) in table.iter() {
+                match to_json(cx, v) {
+                    Some(v) => {
+                        out.insert(k.get_ref().to_string(), v);
+                    }
+                    None => ok = false,
+                }
+            }
+            if !ok {
+                return None;
+            }
+            J::Object(out)
+        }
+    })
+}
+
+/// A scene's `[scene.outcomes]`: one `[scene.outcomes.<name>]` table per outcome, each with
+/// `url` (a template), `code` and `message`, all optional.
+fn outcomes(cx: &mut Cx<'_>, field: Field<'_, '_>) -> Option<BTreeMap<String, OutcomeConfig>> {
+    let DeValue::Table(table) = field.value.get_ref() else {
+        field.mistyped(cx, "a table of [scene.outcomes.<name>] tables");
+        return None;
+    };
+    let mut out = BTreeMap::new();
+    let mut ok = true;
+    for (name, value) in table.iter() {
+        let name_text: &str = name.get_ref();
+        if !RecordEvent::valid_name(name_text) {
+            cx.err(name.span(), RuleError::OutcomeName(name_text.to_owned()));
+            ok = false;
+            continue;
+        }
+        let entry = Field {
+            key: "outcome",
+            value,
+        };
+        let read = named_table(cx, entry, TableName::SceneOutcome, |cx, t| {
+            let url = match t.optional("url") {
+                None => Some(None),
+                Some(f) => f.string(cx).and_then(|u| {
+                    let template = UrlTemplate::parse(u).map_err(|problem| RuleError::OutcomeUrl {
+                        url: u.to_owned(),
+                        problem,
+                    });
+                    cx.rule(f.span(), template).map(Some)
+                }),
+            };
+            let code = match t.optional("code") {
+                None => Some(None),
+                Some(f) => f.string(cx).and_then(|c| {
+                    cx.rule(f.span(), checks::completion_code(c))
+                        .map(|()| Some(c.to_owned()))
+                }),
+            };
+            let message = match t.optional("message") {
+                None => Some(None),
+                Some(f) => f.string(cx).map(|m| Some(m.to_owned())),
+            };
+            Some(OutcomeConfig {
+                url: url?,
+                code: code?,
+                message: message?,
+            })
+        });
+        match read {
+            Some(o) => {
+                out.insert(name_text.to_owned(), o);
+            }
+            None => ok = false,
+        }
+    }
+    ok.then_some(out)
+}
+
+/// The top-level `[site]` table: `dir`, the researcher's own page folder.
+fn site(cx: &mut Cx<'_>, t: &mut Fields<'_, '_>) -> Option<String> {
+    let dir = t.required(cx, "dir")?;
+    let text = dir.string(cx)?;
+    cx.rule(dir.span(), checks::site_dir(text))?;
+    Some(text.to_owned())
 }
 
 /// One `[[ice_servers]]` entry: the browser's `RTCIceServer`.
@@ -839,7 +1117,7 @@ pub(super) fn line_col(text: &str, offset: usize) -> (usize, usize) {
 
 /// The keys each table's reader asks for, in order (for tests that check the documentation).
 #[cfg(test)]
-pub(super) fn known_keys() -> [(&'static str, Vec<&'static str>); 4] {
+pub(super) fn known_keys() -> [(&'static str, Vec<&'static str>); 7] {
     let empty = DeTable::new();
     let mut cx = Cx::new("");
     let mut scene_fields = Fields::new(&empty, 0..0, TableName::Top);
@@ -850,7 +1128,15 @@ pub(super) fn known_keys() -> [(&'static str, Vec<&'static str>); 4] {
     turn(&mut cx, &mut turn_fields, MIN_CREDENTIAL_TTL_S);
     let mut server_fields = Fields::new(&empty, 0..0, TableName::Top);
     server(&mut cx, &mut server_fields);
+    let mut game_fields = Fields::new(&empty, 0..0, TableName::Top);
+    game(&mut cx, &mut game_fields);
+    let mut site_fields = Fields::new(&empty, 0..0, TableName::Top);
+    site(&mut cx, &mut site_fields);
+    let outcome_keys = vec!["url", "code", "message"];
     [
+        ("[scene.game]", game_fields.known),
+        ("[scene.outcomes.<name>]", outcome_keys),
+        ("[site]", site_fields.known),
         ("[[scene]]", scene_fields.known),
         ("[[ice_servers]]", ice_fields.known),
         ("[turn]", turn_fields.known),

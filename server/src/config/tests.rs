@@ -124,8 +124,9 @@ fn example_parses_and_documents_every_option() {
     assert!(!c.ice_servers.is_empty());
     for (table, keys) in known_keys() {
         for key in keys {
+            // A sub-table key is shown by its header ([scene.game], [scene.outcomes.*]).
             assert!(
-                text.contains(&format!("{key} =")),
+                text.contains(&format!("{key} =")) || text.contains(&format!(".{key}")),
                 "example.toml does not show {table} `{key}`"
             );
         }
@@ -583,4 +584,101 @@ fn server_table_defaults_values_and_errors() {
         "{errs:?}"
     );
     assert_eq!(errs.len(), 5, "{errs:?}");
+}
+
+/// `[scene.game]` and `[scene.game.settings]` (every TOML type; dates as their text),
+/// `[scene.outcomes.<name>]`, the entry options; a second scene keeps the defaults.
+#[test]
+fn study_options_are_read() {
+    let text = r#"[[scene]]
+id = "a"
+group_size = 2
+matchmaker = "fifo"
+max_entry_server_rtt_ms = 250.5
+leave_button_after_ms = 0
+[scene.game]
+tick_ms = 20
+episode_ms = 60000
+episodes = 1
+input_delay_frames = 0
+quality_interval_ms = 500
+warning_rtt_ms = 100
+critical_rtt_ms = 200
+disconnect_grace_ms = 0
+restart_timeout_ms = 3000
+max_hidden_ms = 10000
+url_overrides = true
+[scene.game.settings]
+name = "forest"
+n = 0x10
+x = 1.5e3
+on = true
+when = 2026-11-30T07:00:00Z
+day = 2026-11-30
+list = [1, "two", [3]]
+nested = { a = { b = 1 } }
+[scene.outcomes.completed]
+url = "https://app.prolific.com/submissions/complete?cc={completion_code}"
+code = "C1"
+[scene.outcomes.screened_out]
+message = "Thanks."
+
+[[scene]]
+id = "b"
+group_size = 2
+matchmaker = "fifo"
+"#;
+    let c = Config::from_toml_str(text).unwrap_or_else(|e| panic!("{e}"));
+    let a = &c.scenes[0];
+    assert_eq!(a.max_entry_server_rtt_ms, Some(250.5));
+    assert_eq!(a.leave_button_after_ms, Some(0));
+    let g = &a.game;
+    assert_eq!(
+        (g.tick_ms, g.episode_ms, g.episodes, g.input_delay_frames),
+        (20, 60_000, 1, 0)
+    );
+    assert_eq!(
+        (g.quality_interval_ms, g.warning_rtt_ms, g.critical_rtt_ms),
+        (500, 100, 200)
+    );
+    assert_eq!((g.disconnect_grace_ms, g.restart_timeout_ms), (0, 3000));
+    assert_eq!(g.max_hidden_ms, Some(10_000));
+    assert!(g.url_overrides);
+    assert_eq!(
+        serde_json::Value::Object(g.settings.clone()),
+        serde_json::json!({
+            "name": "forest", "n": 16, "x": 1500.0, "on": true,
+            "when": "2026-11-30T07:00:00Z", "day": "2026-11-30",
+            "list": [1, "two", [3]], "nested": {"a": {"b": 1}}
+        })
+    );
+    let completed = &a.outcomes["completed"];
+    assert_eq!(completed.code.as_deref(), Some("C1"));
+    assert_eq!(
+        completed.url.as_ref().map(|u| u.as_str()),
+        Some("https://app.prolific.com/submissions/complete?cc={completion_code}")
+    );
+    assert_eq!(
+        a.outcomes["screened_out"].message.as_deref(),
+        Some("Thanks.")
+    );
+    assert_eq!(
+        c.scenes[1],
+        SceneConfig::with_defaults("b", 2, MatchmakerKind::Fifo)
+    );
+}
+
+/// `[scene.game.settings]` over 16 KiB as JSON is refused at its table.
+#[test]
+fn game_settings_are_bounded() {
+    let big = "x".repeat(17 * 1024);
+    let text = format!(
+        "{}[scene.game.settings]\nblob = \"{big}\"\n",
+        scene_toml("a", 2, "fifo", &["[scene.game]"])
+    );
+    let errs = errors(&text);
+    assert!(
+        errs.iter().any(|e| e.message.contains("at most 16384")),
+        "{errs:?}"
+    );
 }

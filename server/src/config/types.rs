@@ -2,7 +2,11 @@
 //! [`Config::from_toml_str`] obeys every rule of `checks`, so nothing downstream re-validates;
 //! tests and the embedded default build these types directly.
 
-use pairlab_shared::IceServer;
+use std::collections::BTreeMap;
+
+use pairlab_shared::{GameSettings, IceServer, Outcome};
+
+use super::outcome::UrlTemplate;
 
 /// Which matchmaker a scene uses (the original framework's `FIFOMatchmaker` and
 /// `LatencyFIFOMatchmaker`).
@@ -69,6 +73,36 @@ pub struct SceneConfig {
     /// not end games after it: it only sizes the default lifetime of minted TURN credentials
     /// ([`Config::default_credential_ttl_s`]).
     pub game_allowance_ms: u64,
+    /// The game's settings (`[scene.game]`, with `[scene.game.settings]`), delivered in
+    /// `game_start.game`; its `max_hidden_ms` is also the server's attention rule.
+    pub game: GameSettings,
+    /// Where each outcome sends a participant (`[scene.outcomes.<name>]`), by outcome name.
+    /// Without a `waitroom_timeout` entry with a `url`, `timeout_redirect_url` is that
+    /// outcome's URL (as written; both is a config error).
+    pub outcomes: BTreeMap<String, OutcomeConfig>,
+    /// Entry rule: a new participant whose first server-RTT median (over the samples that
+    /// admit them to the waitroom) is above this, ms, is refused (`entry_refused`). `None`: no
+    /// rule.
+    pub max_entry_server_rtt_ms: Option<f64>,
+    /// When the waitroom's leave button appears, ms after entering (`welcome`); `None`: never.
+    pub leave_button_after_ms: Option<u64>,
+}
+
+/// One `[scene.outcomes.<name>]` table: where the participant goes and what they are told.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct OutcomeConfig {
+    /// The URL to send the participant to, with placeholders (see [`UrlTemplate`]).
+    pub url: Option<UrlTemplate>,
+    /// The completion code (e.g. Prolific's), also the `{completion_code}` placeholder.
+    pub code: Option<String>,
+    /// The sentence shown to the participant; `None`: the server's own for that outcome.
+    pub message: Option<String>,
+}
+
+/// The outcomes a scene may name beyond its own: the ones the server decides, and
+/// `completed`.
+pub fn builtin_outcomes() -> impl Iterator<Item = &'static str> {
+    std::iter::once(Outcome::COMPLETED).chain(Outcome::SERVER_DECIDED)
 }
 
 impl SceneConfig {
@@ -91,6 +125,10 @@ impl SceneConfig {
             reconnect_grace_ms: 10_000,
             force_relay: false,
             game_allowance_ms: DEFAULT_GAME_ALLOWANCE_MS,
+            game: GameSettings::default(),
+            outcomes: BTreeMap::new(),
+            max_entry_server_rtt_ms: None,
+            leave_button_after_ms: None,
         }
     }
 
@@ -279,4 +317,7 @@ pub struct ConfigFile {
     pub config: Config,
     /// The `[server]` table (its defaults when the file has none).
     pub server: ServerConfig,
+    /// `[site] dir`, as written: the researcher's own page folder, relative to the config
+    /// file's folder (the caller resolves it; `pairlab serve --site` overrides it).
+    pub site_dir: Option<String>,
 }

@@ -36,12 +36,12 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use pairlab_shared::{
-    ClientMessage, ErrorCode, GameEndReason, GameEnded, GameId, GameStart, IceServer, PlayerIndex,
-    ServerMessage, SubjectId, WebrtcSignalIn,
+    ClientMessage, ErrorCode, GameEndReason, GameEnded, GameId, GameSettings, GameStart, IceServer,
+    PlayerIndex, ServerMessage, SubjectId, WebrtcSignalIn,
 };
 
 use super::ratelimit::RateLimiter;
-use super::research::{PairRtt, PeerReport, ResearchEvent};
+use super::research::{GameEndCause, PairRtt, PeerReport, ResearchEvent};
 use super::{Effect, Pid};
 
 /// How long an ended game is remembered, so that its members' late signals and reports are
@@ -145,6 +145,8 @@ pub struct NewGame {
     pub pair_rtts: Vec<PairRtt>,
     /// The scene's `force_relay`, passed on in `game_start`.
     pub force_relay: bool,
+    /// The scene's `[scene.game]`, passed on in `game_start.game`.
+    pub settings: GameSettings,
 }
 
 /// A started game: what to send and what to record.
@@ -215,6 +217,8 @@ struct GameRoom {
     /// Each member's reports so far, in player order.
     reports: Vec<Reports>,
     started_at: Instant,
+    /// Which members have finished (`finish`), in player order.
+    finished: Vec<bool>,
 }
 
 /// What is kept of an ended game until it is forgotten: its members' [`Pid`]s, in player
@@ -287,6 +291,20 @@ impl Games {
     ) -> StartedGame {
         let players: Vec<SubjectId> = game.members.iter().map(|m| m.subject_id.clone()).collect();
         let player_count = players.len() as u32;
+        let index_of = |s: &SubjectId| players.iter().position(|p| p == s);
+        let mut pair_rtts: Vec<pairlab_shared::PairRtt> = game
+            .pair_rtts
+            .iter()
+            .filter_map(|p| {
+                let (x, y) = (index_of(&p.members[0])?, index_of(&p.members[1])?);
+                Some(pairlab_shared::PairRtt {
+                    a: x.min(y) as PlayerIndex,
+                    b: x.max(y) as PlayerIndex,
+                    rtt_ms: p.rtt_ms,
+                })
+            })
+            .collect();
+        pair_rtts.sort_by_key(|p| (p.a, p.b));
         let starts = game
             .members
             .iter()
@@ -298,8 +316,8 @@ impl Games {
                     player_count,
                     ice_servers: ice_servers_for(&m.subject_id, now),
                     force_relay: game.force_relay,
-                    pair_rtts: Vec::new(),
-                    game: pairlab_shared::GameSettings::default(),
+                    pair_rtts: pair_rtts.clone(),
+                    game: game.settings.clone(),
                 };
                 (m.pid, start)
             })
@@ -321,6 +339,7 @@ impl Games {
             GameRoom {
                 scene: game.scene,
                 reports: vec![reports; game.members.len()],
+                finished: vec![false; game.members.len()],
                 members: game.members,
                 started_at: now,
             },
@@ -673,9 +692,66 @@ impl Games {
         }
     }
 
-    /// Ends a game for everyone in it (once), at `now`: `game_ended` to every member, and the
-    /// `game_ended` line naming `by`, the member whose report or departure ended it. The game
-    /// is forgotten [`GAME_TOMBSTONE_TTL`] later.
+    /// Whether `pid` is a member of the live game `game_id` who has not finished: the scene
+    /// (for the attention rule).
+    pub fn playing(&self, game_id: &GameId, pid: Pid) -> Option<usize> {
+        let room = self.rooms.get(game_id)?;
+        let i = room.member_index(pid)?;
+        (!room.finished[i]).then_some(room.scene)
+    }
+
+    /// Member `pid` of `game_id` finished (`finish`): the game goes on for the others; once
+    /// every member has finished, it ends (`finished`, recorded, nobody told).
+    pub fn finish_member(
+        &mut self,
+        now: Instant,
+        game_id: &GameId,
+        pid: Pid,
+        subject: SubjectId,
+        out: &mut Vec<Effect>,
+    ) {
+        let Some(room) = self.rooms.get_mut(game_id) else {
+            return;
+        };
+        let Some(i) = room.member_index(pid) else {
+            return;
+        };
+        room.finished[i] = true;
+        if room.finished.iter().all(|f| *f) {
+            self.close(now, game_id, GameEndCause::Finished, subject, out);
+        }
+    }
+
+    /// Member `subject` of `game_id` is gone for good without finishing: the game ends for the
+    /// others who are still playing (`peer_left`), or, when every other member has finished,
+    /// it ends as `finished` and nobody is told. Returns the members told `game_ended`.
+    pub fn member_gone(
+        &mut self,
+        now: Instant,
+        game_id: &GameId,
+        subject: SubjectId,
+        out: &mut Vec<Effect>,
+    ) -> Vec<Pid> {
+        let Some(room) = self.rooms.get(game_id) else {
+            return Vec::new();
+        };
+        let others_finished = room
+            .members
+            .iter()
+            .zip(&room.finished)
+            .all(|(m, f)| m.subject_id == subject || *f);
+        if others_finished {
+            self.close(now, game_id, GameEndCause::Finished, subject, out);
+            Vec::new()
+        } else {
+            self.end(now, game_id, GameEndReason::PeerLeft, subject, out)
+        }
+    }
+
+    /// Ends a game (once), at `now`: `game_ended` to every member who has not finished, and
+    /// the `game_ended` line naming `by`, the member whose report, departure or hidden page
+    /// ended it. The game is forgotten [`GAME_TOMBSTONE_TTL`] later. Returns the members
+    /// told, in player order.
     pub fn end(
         &mut self,
         now: Instant,
@@ -683,36 +759,64 @@ impl Games {
         reason: GameEndReason,
         by: SubjectId,
         out: &mut Vec<Effect>,
-    ) {
+    ) -> Vec<Pid> {
+        self.close(now, game_id, reason.into(), by, out)
+    }
+
+    /// Ends a game for `cause` (see [`Games::end`]); `finished` tells nobody.
+    fn close(
+        &mut self,
+        now: Instant,
+        game_id: &GameId,
+        cause: GameEndCause,
+        by: SubjectId,
+        out: &mut Vec<Effect>,
+    ) -> Vec<Pid> {
         let Some(room) = self.rooms.remove(game_id) else {
-            return;
+            return Vec::new();
         };
         let pids = room.members.iter().map(|m| m.pid).collect();
         self.ended.insert(game_id.clone(), Tombstone { pids });
         self.forget
             .push_back((now + GAME_TOMBSTONE_TTL, game_id.clone()));
-        let message = match reason {
-            GameEndReason::ConnectionFailed => {
-                "The connection between you and your partner was lost and could not be restored, so the game has ended."
-            }
-            GameEndReason::PeerLeft => "Your partner has left, so the game has ended.",
-            GameEndReason::MemberHidden => {
-                "A player's page was hidden for too long, so the game has ended."
-            }
+        let wire = match cause {
+            GameEndCause::ConnectionFailed => Some((
+                GameEndReason::ConnectionFailed,
+                "The connection between you and your partner was lost and could not be restored, so the game has ended.",
+            )),
+            GameEndCause::PeerLeft => Some((
+                GameEndReason::PeerLeft,
+                "Your partner has left, so the game has ended.",
+            )),
+            GameEndCause::MemberHidden => Some((
+                GameEndReason::MemberHidden,
+                "A player's page was hidden for too long, so the game has ended.",
+            )),
+            GameEndCause::Finished => None,
         };
-        for m in &room.members {
-            let msg = ServerMessage::GameEnded(GameEnded {
-                game_id: game_id.clone(),
-                reason,
-                message: message.to_owned(),
-            });
-            out.push(Effect::Send(m.pid, msg));
+        let mut told = Vec::new();
+        if let Some((reason, message)) = wire {
+            for (m, _) in room
+                .members
+                .iter()
+                .zip(&room.finished)
+                .filter(|(_, f)| !**f)
+            {
+                let msg = ServerMessage::GameEnded(GameEnded {
+                    game_id: game_id.clone(),
+                    reason,
+                    message: message.to_owned(),
+                });
+                out.push(Effect::Send(m.pid, msg));
+                told.push(m.pid);
+            }
         }
         let event = ResearchEvent::GameEnded {
             game_id: game_id.clone(),
-            reason,
+            reason: cause,
             subject_id: by,
         };
         out.push(Effect::Record(room.scene, event));
+        told
     }
 }

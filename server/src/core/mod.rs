@@ -26,6 +26,9 @@
 //!   game; ended games are forgotten a minute later.
 //! - [`remembered`]: the compact, bounded form of each scene's done set and failed pairs, and
 //!   their rebuilding from the research record at start ([`DoneState`], [`Core::restore`]).
+//! - [`outcomes`]: what each outcome says (`outcome`: code, filled URL, message) and which
+//!   ones `finish` may claim; the router's `study` submodule decides who gets which, and
+//!   also holds `record`, `attention` and the attention rule, and the entry rules.
 //! - [`ice`]: the ICE servers per participant and TURN REST credential minting.
 //! - [`link`]: signed participant links (`[server] link_secret`): sign, verify.
 //! - [`ids`]: the handles [`ConnId`], [`Pid`], [`GroupId`] and the [`IdSource`]s.
@@ -55,6 +58,7 @@ pub mod ice;
 pub mod ids;
 pub mod link;
 pub mod matchmaker;
+pub mod outcomes;
 pub mod probe;
 pub mod ratelimit;
 pub mod remembered;

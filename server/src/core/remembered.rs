@@ -26,6 +26,8 @@
 //! - `waitroom_timeout` (their waitroom time ran out: final),
 //! - `game_created` naming them (they were matched into a game; the game does not survive a
 //!   restart, and a live server marks them done when their session ends);
+//! - `participant_outcome` with any outcome but `entry_refused` (they finished, left, timed
+//!   out or lost their partner; a refused participant may try again);
 //!
 //! and a pair is failed when a `match_rejected` line lists it in `failed_pairs`. Lines that are
 //! not JSON objects of that shape (a torn last line, another kind of event) are skipped.
@@ -188,6 +190,8 @@ struct RecordLine {
     players: Vec<SubjectId>,
     #[serde(default)]
     failed_pairs: Vec<[SubjectId; 2]>,
+    #[serde(default)]
+    outcome: Option<String>,
 }
 
 impl DoneState {
@@ -213,7 +217,13 @@ impl DoneState {
         };
         let leave = serde_json::to_value(LeaveReason::Leave).ok();
         let is = |kind: ResearchEventKind| line.event == kind.as_str();
-        if is(ResearchEventKind::WaitroomTimeout)
+        let final_outcome = is(ResearchEventKind::ParticipantOutcome)
+            && line
+                .outcome
+                .as_deref()
+                .is_some_and(|o| o != pairlab_shared::Outcome::ENTRY_REFUSED);
+        if final_outcome
+            || is(ResearchEventKind::WaitroomTimeout)
             || (is(ResearchEventKind::ParticipantLeft)
                 && line.reason.map(serde_json::Value::String) == leave)
         {
@@ -285,12 +295,16 @@ mod tests {
             r#"{"ts":"t","event":"game_created","scene_id":"s","game_id":"g","players":["P","Q"],"p2p_rtts_ms":[]}"#,
             "\n",
             r#"{"ts":"t","event":"match_rejected","scene_id":"s","members":["Y","X"],"reason":"rtt_too_high","failed_pairs":[["Y","X"]]}"#,
+            "\n",
+            r#"{"ts":"t","event":"participant_outcome","scene_id":"s","subject_id":"F","outcome":"completed"}"#,
+            "\n",
+            r#"{"ts":"t","event":"participant_outcome","scene_id":"s","subject_id":"R","outcome":"entry_refused"}"#,
             "\n\n",
             r#"{"ts":"t","event":"participant_left","scene_id":"s","subj"#,
         );
         let state = DoneState::from_lines(record.as_bytes().split(|b| *b == b'\n'));
         let done: Vec<&str> = state.done.iter().map(SubjectId::as_str).collect();
-        assert_eq!(done, vec!["L", "T", "P", "Q"]);
+        assert_eq!(done, vec!["L", "T", "P", "Q", "F"], "finished, not refused");
         let pairs: Vec<[&str; 2]> = state
             .failed_pairs
             .iter()

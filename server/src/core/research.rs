@@ -7,7 +7,7 @@
 
 use pairlab_shared::{
     ConnectionInfo, GameEndReason, GameId, IceRestartOutcome, IceRestartTrigger, PeerMetrics,
-    ProbeSessionId, QualityLevel, SubjectId,
+    PlayerIndex, ProbeSessionId, QualityLevel, RecruiterParams, SubjectId,
 };
 use serde::Serialize;
 
@@ -32,6 +32,10 @@ pub enum ResearchEvent {
         subject_id: SubjectId,
         /// Whether this took over an existing session with its `resume_token`.
         resumed: bool,
+        /// The recruiter's URL parameters of the link (`hello.recruiter`: `PROLIFIC_PID`,
+        /// `STUDY_ID`, `SESSION_ID`, `workerId`, `assignmentId`, `hitId`); absent when none.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        recruiter: Option<RecruiterParams>,
     },
     /// The server's own RTT estimate for a participant, when they enter matchmaking.
     ServerRtt {
@@ -185,14 +189,67 @@ pub enum ResearchEvent {
         /// Per-peer connection metrics.
         peers: Vec<PeerReport>,
     },
-    /// The server ended a game and told every member (`game_ended`).
+    /// The server ended a game and told every member still playing (`game_ended`), or every
+    /// member has finished (`finished`, nobody is told).
     GameEnded {
         /// The game.
         game_id: GameId,
         /// Why.
-        reason: GameEndReason,
-        /// The member whose connection failed or who left.
+        reason: GameEndCause,
+        /// The member whose connection failed, who left, who was hidden, or who was the last
+        /// to finish or go.
         subject_id: SubjectId,
+    },
+    /// How a participant's part ended (`outcome`, sent once per participant).
+    ParticipantOutcome {
+        /// Who.
+        subject_id: SubjectId,
+        /// The outcome's name (`completed`, `partner_lost`, `waitroom_timeout`, `left`,
+        /// `entry_refused`, or the scene's own).
+        outcome: String,
+        /// The completion code sent with it, if the scene has one.
+        completion_code: Option<String>,
+        /// Their game, when they were in one.
+        game_id: Option<GameId>,
+        /// Their player index in it.
+        player_index: Option<PlayerIndex>,
+    },
+    /// The scene's entry rules refused a participant (`entry_refused`).
+    ParticipantRefused {
+        /// Who.
+        subject_id: SubjectId,
+        /// Which rule.
+        reason: RefusalReason,
+        /// With `server_rtt`: the median of the first server-RTT samples, ms.
+        server_rtt_median_ms: Option<f64>,
+        /// With `server_rtt`: the scene's `max_entry_server_rtt_ms`.
+        max_entry_server_rtt_ms: Option<f64>,
+    },
+    /// A researcher's own event (`record`), with the server's time in `ts`.
+    Custom {
+        /// Who sent it.
+        subject_id: SubjectId,
+        /// Their game, when in one.
+        game_id: Option<GameId>,
+        /// Their player index in it.
+        player_index: Option<PlayerIndex>,
+        /// The event's name, as sent (`record.event`; the line's own `event` is `custom`).
+        name: String,
+        /// The fields, as sent.
+        fields: serde_json::Map<String, serde_json::Value>,
+    },
+    /// The participant's page was hidden or shown again (`attention`).
+    Attention {
+        /// Who.
+        subject_id: SubjectId,
+        /// Their game, when in one.
+        game_id: Option<GameId>,
+        /// Their player index in it.
+        player_index: Option<PlayerIndex>,
+        /// `true`: hidden now; `false`: visible again.
+        hidden: bool,
+        /// With `hidden: false`: how long it was hidden by the page's clock, ms.
+        hidden_ms: Option<f64>,
     },
     /// A participant is gone from the scene for good.
     ParticipantLeft {
@@ -274,6 +331,44 @@ pub enum LeaveReason {
     GraceExpired,
     /// The server shut down while their session was live.
     ServerShutdown,
+    /// They sent `finish` (their outcome is in the `participant_outcome` line before).
+    Finished,
+    /// The scene's entry rules refused them.
+    EntryRefused,
+}
+
+/// Why a game ended, in the record: the wire's [`GameEndReason`]s and `finished`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GameEndCause {
+    /// A member's connection to a peer failed for good.
+    ConnectionFailed,
+    /// A member left while others were still playing.
+    PeerLeft,
+    /// A member's page was hidden longer than `max_hidden_ms`.
+    MemberHidden,
+    /// Every member finished (`finish`) or, having finished, was gone.
+    Finished,
+}
+
+impl From<GameEndReason> for GameEndCause {
+    fn from(r: GameEndReason) -> Self {
+        match r {
+            GameEndReason::ConnectionFailed => GameEndCause::ConnectionFailed,
+            GameEndReason::PeerLeft => GameEndCause::PeerLeft,
+            GameEndReason::MemberHidden => GameEndCause::MemberHidden,
+        }
+    }
+}
+
+/// Which entry rule refused a participant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RefusalReason {
+    /// Their first server-RTT median was above `max_entry_server_rtt_ms`.
+    ServerRtt,
+    /// `hello.browser` said the browser cannot open a WebRTC DataChannel.
+    Browser,
 }
 
 /// A pair's probe RTT.
@@ -328,6 +423,14 @@ pub enum ResearchEventKind {
     ServerStarted,
     /// [`ResearchEvent::ServerStopping`].
     ServerStopping,
+    /// [`ResearchEvent::ParticipantOutcome`].
+    ParticipantOutcome,
+    /// [`ResearchEvent::ParticipantRefused`].
+    ParticipantRefused,
+    /// [`ResearchEvent::Custom`].
+    Custom,
+    /// [`ResearchEvent::Attention`].
+    Attention,
 }
 
 impl ResearchEventKind {
@@ -352,6 +455,10 @@ impl ResearchEventKind {
             ResearchEventKind::ParticipantLeft => "participant_left",
             ResearchEventKind::ServerStarted => "server_started",
             ResearchEventKind::ServerStopping => "server_stopping",
+            ResearchEventKind::ParticipantOutcome => "participant_outcome",
+            ResearchEventKind::ParticipantRefused => "participant_refused",
+            ResearchEventKind::Custom => "custom",
+            ResearchEventKind::Attention => "attention",
         }
     }
 }
@@ -384,6 +491,10 @@ impl ResearchEvent {
             ResearchEvent::ParticipantLeft { .. } => ResearchEventKind::ParticipantLeft,
             ResearchEvent::ServerStarted { .. } => ResearchEventKind::ServerStarted,
             ResearchEvent::ServerStopping { .. } => ResearchEventKind::ServerStopping,
+            ResearchEvent::ParticipantOutcome { .. } => ResearchEventKind::ParticipantOutcome,
+            ResearchEvent::ParticipantRefused { .. } => ResearchEventKind::ParticipantRefused,
+            ResearchEvent::Custom { .. } => ResearchEventKind::Custom,
+            ResearchEvent::Attention { .. } => ResearchEventKind::Attention,
         }
     }
 }
@@ -411,6 +522,7 @@ mod kind_tests {
             ResearchEvent::ParticipantJoined {
                 subject_id: a.clone(),
                 resumed: false,
+                recruiter: None,
             },
             ResearchEvent::ServerRtt {
                 subject_id: a.clone(),
@@ -495,9 +607,36 @@ mod kind_tests {
                 peers: Vec::new(),
             },
             ResearchEvent::GameEnded {
-                game_id,
-                reason: GameEndReason::PeerLeft,
+                game_id: game_id.clone(),
+                reason: GameEndReason::PeerLeft.into(),
                 subject_id: a.clone(),
+            },
+            ResearchEvent::ParticipantOutcome {
+                subject_id: a.clone(),
+                outcome: "completed".into(),
+                completion_code: None,
+                game_id: Some(game_id.clone()),
+                player_index: Some(0),
+            },
+            ResearchEvent::ParticipantRefused {
+                subject_id: a.clone(),
+                reason: RefusalReason::ServerRtt,
+                server_rtt_median_ms: Some(1.0),
+                max_entry_server_rtt_ms: Some(1.0),
+            },
+            ResearchEvent::Custom {
+                subject_id: a.clone(),
+                game_id: None,
+                player_index: None,
+                name: "trial".into(),
+                fields: serde_json::Map::new(),
+            },
+            ResearchEvent::Attention {
+                subject_id: a.clone(),
+                game_id: Some(game_id),
+                player_index: Some(1),
+                hidden: true,
+                hidden_ms: None,
             },
             ResearchEvent::ParticipantLeft {
                 subject_id: a,

@@ -756,12 +756,19 @@ fn waitroom_timeout_is_enforced_and_final() {
     assert!(sent(&h.tick_at(1_999), 1).is_empty());
     let a = h.tick_at(2_000);
     match &sent(&a, 1)[..] {
-        [ServerMessage::WaitroomTimeout(t)] => {
+        [ServerMessage::WaitroomTimeout(t), ServerMessage::Outcome(o)] => {
             assert_eq!(t.redirect_url.as_deref(), Some("https://example.org/done"));
             assert!(t.message.contains("partner"));
+            assert_eq!(o.outcome, Outcome::WAITROOM_TIMEOUT);
+            assert_eq!(
+                o.redirect_url, t.redirect_url,
+                "timeout_redirect_url is its url"
+            );
+            assert_eq!(o.message, t.message);
         }
         other => panic!("{other:?}"),
     }
+    assert_eq!(h.count(ResearchEventKind::ParticipantOutcome), 1);
     assert!(closed(&a, 1));
     assert_eq!(h.count(ResearchEventKind::WaitroomTimeout), 1);
     h.connect(2);
@@ -1416,9 +1423,10 @@ fn game_reports_are_recorded_and_connection_failure_ends_the_game_for_all() {
     let a = h.msg(1, fail.clone());
     for c in [1, 2] {
         match &sent(&a, c)[..] {
-            [ServerMessage::GameEnded(e)] => {
+            [ServerMessage::GameEnded(e), ServerMessage::Outcome(o)] => {
                 assert_eq!(e.reason, GameEndReason::ConnectionFailed);
                 assert!(!e.message.is_empty());
+                assert_eq!(o.outcome, Outcome::PARTNER_LOST);
             }
             other => panic!("{other:?}"),
         }
@@ -1453,9 +1461,17 @@ fn a_member_leaving_ends_the_game_for_the_others() {
     game_pair(&mut h);
     let a = h.msg(2, ClientMessage::Leave);
     match &sent(&a, 1)[..] {
-        [ServerMessage::GameEnded(e)] => assert_eq!(e.reason, GameEndReason::PeerLeft),
+        [ServerMessage::GameEnded(e), ServerMessage::Outcome(o)] => {
+            assert_eq!(e.reason, GameEndReason::PeerLeft);
+            assert_eq!(o.outcome, Outcome::PARTNER_LOST);
+        }
         other => panic!("{other:?}"),
     }
+    match &sent(&a, 2)[..] {
+        [ServerMessage::Outcome(o)] => assert_eq!(o.outcome, Outcome::LEFT),
+        other => panic!("{other:?}"),
+    }
+    assert!(closed(&a, 2));
 }
 
 /// One scene, and a `[turn]` server whose credentials are minted from the secret
@@ -2064,4 +2080,411 @@ fn turn_credentials_reach_only_probe_and_game_members() {
         minted += 1;
     }
     assert_eq!(minted, 4, "probe_prepare and game_start, to A and to B");
+}
+
+// ---------------------------------------------------------------------------------------------
+// The researcher's own experiment: outcomes, finish, record, attention, entry rules
+// ---------------------------------------------------------------------------------------------
+
+/// A scene of two, no probe, with `completed` and a researcher's own `screened_out` outcome.
+fn study_scene() -> SceneConfig {
+    use crate::config::outcome::UrlTemplate;
+    use crate::config::OutcomeConfig;
+    let mut s = SceneConfig::with_defaults("s", 2, MatchmakerKind::Fifo);
+    let url = |t: &str| Some(UrlTemplate::parse(t).expect("a valid template"));
+    s.outcomes.insert(
+        Outcome::COMPLETED.into(),
+        OutcomeConfig {
+            url: url("https://app.prolific.com/submissions/complete?cc={completion_code}&p={subject_id}&i={player_index}"),
+            code: Some("C1A2".into()),
+            message: Some("Thanks!".into()),
+        },
+    );
+    s.outcomes.insert(
+        "screened_out".into(),
+        OutcomeConfig {
+            code: Some("SCR".into()),
+            ..OutcomeConfig::default()
+        },
+    );
+    s
+}
+
+fn outcome_of(actions: &[Action], to: u64) -> Option<pairlab_shared::Outcome> {
+    sent(actions, to).into_iter().find_map(|m| match m {
+        ServerMessage::Outcome(o) => Some(o),
+        _ => None,
+    })
+}
+
+fn finish(outcome: &str) -> ClientMessage {
+    ClientMessage::Finish(Finish {
+        outcome: outcome.into(),
+    })
+}
+
+/// A member who finishes gets their outcome (code, URL filled for them), their connection
+/// closes, and the game goes on for the partner: neither the finish nor the closed socket
+/// tells the partner anything. The game ends as `finished` once both are done; nobody is told.
+#[test]
+fn finishing_does_not_end_the_game_for_the_partner() {
+    let mut h = H::new(study_scene());
+    let g = game_pair(&mut h);
+    h.at(5_000);
+    let a = h.msg(1, finish(Outcome::COMPLETED));
+    let o = outcome_of(&a, 1).expect("an outcome");
+    assert_eq!(o.outcome, Outcome::COMPLETED);
+    assert_eq!(o.completion_code.as_deref(), Some("C1A2"));
+    assert_eq!(
+        o.redirect_url.as_deref(),
+        Some("https://app.prolific.com/submissions/complete?cc=C1A2&p=A&i=0")
+    );
+    assert_eq!(o.message, "Thanks!");
+    assert!(closed(&a, 1));
+    assert!(sent(&a, 2).is_empty(), "the partner is told nothing: {a:?}");
+    let a = h.ev(Event::Disconnected {
+        conn: ConnId::new(1),
+    });
+    assert!(sent(&a, 2).is_empty(), "nor when the socket closes: {a:?}");
+    assert_eq!(h.count(ResearchEventKind::GameEnded), 0);
+    // The partner plays on: their reports are still recorded.
+    assert!(sent(&h.msg(2, quality(&g, 0)), 2).is_empty());
+    assert_eq!(h.count(ResearchEventKind::P2pQuality), 1);
+    let a = h.msg(2, finish(Outcome::COMPLETED));
+    assert_eq!(
+        outcome_of(&a, 2).and_then(|o| o.redirect_url).as_deref(),
+        Some("https://app.prolific.com/submissions/complete?cc=C1A2&p=B&i=1")
+    );
+    assert!(!sent(&a, 2)
+        .iter()
+        .any(|m| matches!(m, ServerMessage::GameEnded(_))));
+    let ended: Vec<_> = h
+        .records
+        .iter()
+        .filter_map(|r| match r {
+            ResearchEvent::GameEnded { reason, .. } => Some(*reason),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(ended, vec![research::GameEndCause::Finished]);
+    assert_eq!(h.count(ResearchEventKind::ParticipantOutcome), 2);
+    // Both are done in the scene.
+    h.connect(7);
+    assert_eq!(
+        error_code(&h.hello(7, "A", None), 7),
+        Some(ErrorCode::IdInUse)
+    );
+}
+
+/// A member who goes after the partner finished ends the game as `finished`, and the finished
+/// partner is not told; one who goes while the partner still plays ends it as `peer_left`.
+#[test]
+fn going_after_the_partner_finished_ends_the_game_quietly() {
+    let mut h = H::new(study_scene());
+    game_pair(&mut h);
+    h.msg(1, finish("screened_out"));
+    let a = h.msg(2, ClientMessage::Leave);
+    assert_eq!(
+        sent(&a, 2)
+            .iter()
+            .filter(|m| matches!(m, ServerMessage::Outcome(_)))
+            .count(),
+        1
+    );
+    assert!(!a.iter().any(|x| matches!(
+        x,
+        Action::Send {
+            msg: ServerMessage::GameEnded(_),
+            ..
+        }
+    )));
+    assert!(h.records.iter().any(|r| matches!(
+        r,
+        ResearchEvent::GameEnded {
+            reason: research::GameEndCause::Finished,
+            ..
+        }
+    )));
+}
+
+/// `finish` with an outcome the scene does not define, or one only the server decides, is a
+/// `bad_message`; the connection stays open and nothing is recorded. `completed` is always
+/// allowed, without code or URL when the scene does not configure it.
+#[test]
+fn finish_names_only_allowed_outcomes() {
+    let mut h = H::new(SceneConfig::with_defaults("s", 2, MatchmakerKind::Fifo));
+    h.join(1, "A", 10.0);
+    for name in ["nope", Outcome::PARTNER_LOST, Outcome::ENTRY_REFUSED] {
+        let a = h.msg(1, finish(name));
+        assert_eq!(error_code(&a, 1), Some(ErrorCode::BadMessage), "{name}");
+        assert!(!closed(&a, 1));
+    }
+    assert_eq!(h.count(ResearchEventKind::ParticipantOutcome), 0);
+    let a = h.msg(1, finish(Outcome::COMPLETED));
+    let o = outcome_of(&a, 1).expect("an outcome");
+    assert_eq!((o.completion_code, o.redirect_url), (None, None));
+    assert!(closed(&a, 1));
+    assert_eq!(h.core.stats().waiting, 0, "out of the waitroom");
+}
+
+/// The outcome goes once: after `partner_lost`, a `leave` closes without a second one.
+#[test]
+fn an_outcome_goes_once() {
+    let mut h = H::new(SceneConfig::with_defaults("s", 2, MatchmakerKind::Fifo));
+    game_pair(&mut h);
+    let a = h.msg(2, ClientMessage::Leave);
+    assert_eq!(
+        outcome_of(&a, 1).map(|o| o.outcome).as_deref(),
+        Some(Outcome::PARTNER_LOST)
+    );
+    let a = h.msg(1, ClientMessage::Leave);
+    assert!(outcome_of(&a, 1).is_none(), "{a:?}");
+    assert!(closed(&a, 1));
+    assert_eq!(h.count(ResearchEventKind::ParticipantOutcome), 2);
+}
+
+fn attention(hidden: bool) -> ClientMessage {
+    ClientMessage::Attention(Attention {
+        hidden,
+        hidden_ms: (!hidden).then_some(100.0),
+    })
+}
+
+/// `[scene.game] max_hidden_ms`: a member hidden that long ends the game (`member_hidden`):
+/// `game_ended` to both, then `left` to the hidden one and `partner_lost` to the other. Shown
+/// again before the deadline cancels it. Every change is an `attention` line.
+#[test]
+fn a_member_hidden_too_long_ends_the_game() {
+    let mut s = SceneConfig::with_defaults("s", 2, MatchmakerKind::Fifo);
+    s.game.max_hidden_ms = Some(1_000);
+    let mut h = H::new(s);
+    game_pair(&mut h);
+    h.at(100);
+    h.msg(1, attention(true));
+    h.at(600);
+    h.msg(1, attention(false));
+    assert!(
+        h.tick_at(1_100)
+            .iter()
+            .all(|a| !matches!(a, Action::Send { .. })),
+        "cancelled"
+    );
+    h.at(2_000);
+    h.msg(2, attention(true));
+    assert!(sent(&h.tick_at(2_999), 1).is_empty());
+    let a = h.tick_at(3_000);
+    for (conn, outcome) in [(2, Outcome::LEFT), (1, Outcome::PARTNER_LOST)] {
+        match &sent(&a, conn)[..] {
+            [ServerMessage::GameEnded(e), ServerMessage::Outcome(o)] => {
+                assert_eq!(e.reason, GameEndReason::MemberHidden);
+                assert_eq!(o.outcome, outcome);
+            }
+            other => panic!("{conn}: {other:?}"),
+        }
+    }
+    assert_eq!(h.count(ResearchEventKind::Attention), 3);
+    assert!(h.records.iter().any(|r| matches!(
+        r,
+        ResearchEvent::GameEnded {
+            reason: research::GameEndCause::MemberHidden,
+            subject_id,
+            ..
+        } if subject_id.as_str() == "B"
+    )));
+}
+
+/// Without `max_hidden_ms`, hidden pages are only recorded.
+#[test]
+fn without_max_hidden_ms_hidden_pages_are_only_recorded() {
+    let mut h = H::new(SceneConfig::with_defaults("s", 2, MatchmakerKind::Fifo));
+    game_pair(&mut h);
+    h.msg(1, attention(true));
+    assert!(sent(&h.tick_at(3_600_000), 1).is_empty());
+    assert_eq!(h.count(ResearchEventKind::Attention), 1);
+    assert_eq!(h.count(ResearchEventKind::GameEnded), 0);
+}
+
+/// `record` becomes a `custom` line with the game and player index; more than the bucket
+/// allows (100 at once, then 10 a second) is a `bad_message` that keeps the connection, counted.
+#[test]
+fn record_events_are_recorded_within_their_rate() {
+    let mut h = H::new(SceneConfig::with_defaults("s", 2, MatchmakerKind::Fifo));
+    let g = game_pair(&mut h);
+    let event = |n: i64| {
+        let mut fields = serde_json::Map::new();
+        fields.insert("n".into(), n.into());
+        ClientMessage::Record(RecordEvent {
+            event: "trial.end".into(),
+            fields,
+        })
+    };
+    for n in 0..100 {
+        assert!(sent(&h.msg(2, event(n)), 2).is_empty());
+    }
+    let a = h.msg(2, event(100));
+    assert_eq!(error_code(&a, 2), Some(ErrorCode::BadMessage));
+    assert!(!closed(&a, 2));
+    assert_eq!(h.core.stats().record_events_refused, 1);
+    h.at(1_000);
+    assert!(sent(&h.msg(2, event(101)), 2).is_empty(), "refilled");
+    assert_eq!(h.count(ResearchEventKind::Custom), 101);
+    match h.records.last() {
+        Some(ResearchEvent::Custom {
+            subject_id,
+            game_id,
+            player_index,
+            name,
+            fields,
+        }) => {
+            assert_eq!(subject_id.as_str(), "B");
+            assert_eq!(game_id.as_ref(), Some(&g));
+            assert_eq!(*player_index, Some(1));
+            assert_eq!(name, "trial.end");
+            assert_eq!(fields["n"], 101);
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+/// Entry rule `max_entry_server_rtt_ms`: a first median above it refuses the participant
+/// (`outcome entry_refused`, then `error entry_refused`, closed; a `participant_refused` line
+/// with the median); they are not done and may try again. At the limit they enter.
+#[test]
+fn a_slow_first_server_rtt_refuses_entry() {
+    let mut s = SceneConfig::with_defaults("s", 2, MatchmakerKind::Fifo);
+    s.max_entry_server_rtt_ms = Some(100.0);
+    let mut h = H::new(s);
+    let a = h.join(1, "A", 150.0);
+    match &sent(&a, 1)[1..] {
+        [ServerMessage::Outcome(o), ServerMessage::Error(e)] => {
+            assert_eq!(o.outcome, Outcome::ENTRY_REFUSED);
+            assert_eq!(e.code, ErrorCode::EntryRefused);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(closed(&a, 1));
+    assert!(h.records.iter().any(|r| matches!(
+        r,
+        ResearchEvent::ParticipantRefused {
+            reason: research::RefusalReason::ServerRtt,
+            server_rtt_median_ms: Some(m),
+            ..
+        } if *m == 150.0
+    )));
+    assert_eq!(h.core.stats().participants, 0);
+    let a = h.join(2, "A", 100.0);
+    assert!(waitroom(&a, 2).is_some(), "may try again: {a:?}");
+}
+
+/// A `hello` for the default scene with recruiter parameters and a browser check.
+fn study_hello(
+    subject: &str,
+    recruiter: Option<RecruiterParams>,
+    browser: Option<BrowserCheck>,
+) -> ClientMessage {
+    ClientMessage::Hello(Hello {
+        subject_id: sid(subject),
+        scene_id: None,
+        resume_token: None,
+        link_signature: None,
+        recruiter,
+        browser,
+    })
+}
+
+/// Entry rule `hello.browser`: a browser without WebRTC is refused at once, without a session.
+#[test]
+fn an_incapable_browser_is_refused_at_hello() {
+    let mut h = H::new(SceneConfig::with_defaults("s", 2, MatchmakerKind::Fifo));
+    h.connect(1);
+    let no_dc = BrowserCheck {
+        webrtc: true,
+        data_channel: false,
+    };
+    let a = h.msg(1, study_hello("A", None, Some(no_dc)));
+    match &sent(&a, 1)[..] {
+        [ServerMessage::Outcome(o), ServerMessage::Error(e)] => {
+            assert_eq!(o.outcome, Outcome::ENTRY_REFUSED);
+            assert_eq!(e.code, ErrorCode::EntryRefused);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(closed(&a, 1));
+    assert_eq!(h.count(ResearchEventKind::ParticipantRefused), 1);
+    assert_eq!(h.core.stats().participants, 0);
+}
+
+/// `welcome` carries the scene's `leave_button_after_ms`, `game_start` its `[scene.game]`;
+/// `participant_joined` keeps `hello.recruiter`.
+#[test]
+fn scene_options_reach_welcome_game_start_and_the_record() {
+    let mut s = SceneConfig::with_defaults("s", 2, MatchmakerKind::Fifo);
+    s.leave_button_after_ms = Some(60_000);
+    s.game.tick_ms = 50;
+    s.game.settings.insert("arena".into(), "forest".into());
+    let mut h = H::new(s.clone());
+    h.connect(1);
+    let recruiter = RecruiterParams {
+        prolific_pid: Some("P1".into()),
+        study_id: Some("S1".into()),
+        ..RecruiterParams::default()
+    };
+    let capable = BrowserCheck {
+        webrtc: true,
+        data_channel: true,
+    };
+    let a = h.msg(1, study_hello("A", Some(recruiter.clone()), Some(capable)));
+    match &sent(&a, 1)[..] {
+        [ServerMessage::Welcome(w)] => assert_eq!(w.leave_button_after_ms, Some(60_000)),
+        other => panic!("{other:?}"),
+    }
+    assert!(h.records.iter().any(|r| matches!(
+        r,
+        ResearchEvent::ParticipantJoined { recruiter: Some(r), .. } if *r == recruiter
+    )));
+    for _ in 0..3 {
+        h.ev(Event::RttSample {
+            conn: ConnId::new(1),
+            rtt_ms: 10.0,
+        });
+    }
+    let b = h.join(2, "B", 10.0);
+    let g = game(&b, 1).expect("game");
+    assert_eq!(g.game, s.game);
+    assert!(g.pair_rtts.is_empty(), "no probe, no pair RTTs");
+}
+
+/// A member in their reconnect grace when the game ends under them gets `partner_lost` when
+/// they resume, after `game_start` and `game_ended`; it is recorded once, when decided.
+#[test]
+fn an_outcome_decided_during_the_grace_is_sent_on_resume() {
+    let mut h = H::new(SceneConfig::with_defaults("s", 2, MatchmakerKind::Fifo));
+    let joined = h.join(1, "A", 10.0);
+    h.join(2, "B", 10.0);
+    let token_a = sent(&joined, 1)
+        .into_iter()
+        .find_map(|m| match m {
+            ServerMessage::Welcome(w) => Some(w.resume_token),
+            _ => None,
+        })
+        .expect("A's welcome");
+    h.ev(Event::Disconnected {
+        conn: ConnId::new(1),
+    });
+    h.msg(2, ClientMessage::Leave);
+    assert_eq!(h.count(ResearchEventKind::ParticipantOutcome), 2);
+    h.connect(3);
+    let a = h.hello(3, "A", Some(token_a));
+    match &sent(&a, 3)[..] {
+        [ServerMessage::Welcome(_), ServerMessage::GameStart(_), ServerMessage::GameEnded(_), ServerMessage::Outcome(o)] =>
+        {
+            assert_eq!(o.outcome, Outcome::PARTNER_LOST)
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        h.count(ResearchEventKind::ParticipantOutcome),
+        2,
+        "recorded once"
+    );
 }

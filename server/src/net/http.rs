@@ -1,5 +1,10 @@
-//! The HTTP side: the routes (`/ws`, `/healthz`, the embedded files); `accept.rs` serves
-//! them.
+//! The HTTP side: the routes (`/ws`, `/healthz`, the files); `accept.rs` serves them.
+//!
+//! Files: with a site folder (`[site] dir`, `site.rs`), its files first, then the embedded
+//! ones; `/pairlab.js` and `/pkg/*` always from the binary, with CORS for the pages of
+//! `[server] allowed_origins`; `/<subject_id>` (one segment that is a valid subject id and no
+//! file) is the page (the site's `index.html`, or the embedded one), which reads the id from
+//! its path.
 //!
 //! The embedded files ([`crate::assets`]) are sent in the content coding the request's
 //! `Accept-Encoding` prefers (br, gzip or none), with `Content-Encoding`,
@@ -56,25 +61,101 @@ pub(super) fn routes(
     let files = warp::get()
         .and(warp::path::full())
         .and(optional_query)
-        .and(warp::header::optional::<String>("accept-encoding"))
-        .and(warp::header::optional::<String>("if-none-match"))
-        .map(
+        .and(warp::header::headers_cloned())
+        .and(with_shared_files(shared))
+        .then(
             |path: warp::path::FullPath,
              query: Option<String>,
-             accept_encoding: Option<String>,
-             if_none_match: Option<String>| {
-                asset_response(
-                    path.as_str(),
-                    query.as_deref(),
-                    accept_encoding.as_deref(),
-                    if_none_match.as_deref(),
-                )
+             headers: HeaderMap,
+             shared: Arc<Shared>| async move {
+                file_response(&shared, path.as_str(), query.as_deref(), &headers).await
             },
         );
     ws.or(health).unify().or(files).unify()
 }
 
-/// `/healthz`: open WebSockets, HTTP connections evicted by the full total cap, the core's counts, the scenes and the research record's
+fn with_shared_files(
+    shared: Arc<Shared>,
+) -> impl Filter<Extract = (Arc<Shared>,), Error = std::convert::Infallible> + Clone {
+    warp::any().map(move || shared.clone())
+}
+
+/// Whether a path is always served from the binary, whatever the site folder holds: the
+/// client helper `/pairlab.js` and the wasm client under `/pkg/`. Pages of `allowed_origins`
+/// may import them cross-origin (CORS).
+fn always_embedded(path: &str) -> bool {
+    path == "/pairlab.js" || path.starts_with("/pkg/")
+}
+
+/// The server's own one-segment routes, never a participant's address.
+const ROUTES: [&str; 2] = ["ws", "healthz"];
+
+/// Whether `path` is a participant's own address, `/<subject_id>`: one segment that is a valid
+/// subject id and not one of the server's [`ROUTES`] (the page reads the id from the path).
+fn participant_path(path: &str) -> bool {
+    path.strip_prefix('/').is_some_and(|id| {
+        !id.is_empty() && !ROUTES.contains(&id) && pairlab_shared::SubjectId::parse(id).is_ok()
+    })
+}
+
+/// A `GET` for a file: the site folder's file (unless [`always_embedded`]), else the embedded
+/// one, else, at `/<subject_id>`, the page; else `404`.
+async fn file_response(
+    shared: &Shared,
+    path: &str,
+    query: Option<&str>,
+    headers: &HeaderMap,
+) -> warp::reply::Response {
+    let text = |name| {
+        headers
+            .get(name)
+            .and_then(|v: &header::HeaderValue| v.to_str().ok())
+    };
+    let accept_encoding = text(header::ACCEPT_ENCODING);
+    let if_none_match = text(header::IF_NONE_MATCH);
+    if always_embedded(path) {
+        let mut response = asset_response(path, query, accept_encoding, if_none_match);
+        allow_cross_origin(&mut response, headers, &shared.server.allowed_origins);
+        return response;
+    }
+    if let Some(site) = &shared.site {
+        if let Some(r) = site.response(path, if_none_match).await {
+            return r;
+        }
+    }
+    if assets::get(path).is_some() {
+        return asset_response(path, query, accept_encoding, if_none_match);
+    }
+    if participant_path(path) {
+        if let Some(site) = shared.site.as_ref().filter(|s| s.has_index()) {
+            if let Some(r) = site.response("/", if_none_match).await {
+                return r;
+            }
+        }
+        return asset_response("/", query, accept_encoding, if_none_match);
+    }
+    warp::reply::with_status("not found\n", StatusCode::NOT_FOUND).into_response()
+}
+
+/// CORS for a file other pages import (`/pairlab.js`, `/pkg/*`): a request whose `Origin` is
+/// allowed by `[server] allowed_origins` gets `Access-Control-Allow-Origin` with that origin
+/// (Fetch standard, CORS protocol); every such response varies by `Origin`.
+fn allow_cross_origin(
+    response: &mut warp::reply::Response,
+    headers: &HeaderMap,
+    allowed: &crate::config::AllowedOrigins,
+) {
+    let h = response.headers_mut();
+    h.append(header::VARY, header::HeaderValue::from_static("Origin"));
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return;
+    };
+    if super::upgrade::origin_allowed(headers, allowed) {
+        h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
+    }
+}
+
+/// `/healthz`: open WebSockets, HTTP connections evicted by the full total cap, the core's counts (with the `record`/`attention` messages refused by their rate limit), the scenes and the research record's
 /// health, as JSON; `"status":"degraded"` with a `"reason"` when the record is degraded (see
 /// [`crate::record::RecordHealth::status`]), `"ok"` otherwise. Always HTTP 200.
 fn health(shared: &Shared) -> warp::reply::Response {
@@ -90,6 +171,7 @@ fn health(shared: &Shared) -> warp::reply::Response {
         "waiting": stats.waiting,
         "probes": stats.probes,
         "groups": stats.groups,
+        "record_events_refused": stats.record_events_refused,
         "scenes": shared.scene_ids,
         "record": record,
     });
@@ -159,7 +241,7 @@ fn version_parameter(query: &str) -> Option<&str> {
 
 /// Whether an `If-None-Match` value lists `etag` or is `*`, by the weak comparison the field
 /// calls for (RFC 9110 §13.1.2: a `W/` prefix on either side is ignored).
-fn etag_listed(if_none_match: &str, etag: &str) -> bool {
+pub(super) fn etag_listed(if_none_match: &str, etag: &str) -> bool {
     let opaque = |tag: &str| tag.trim().trim_start_matches("W/").to_owned();
     let etag = opaque(etag);
     if_none_match

@@ -9,9 +9,10 @@
 //!
 //! Routes (`http.rs`):
 //! - `GET /`: the participants' page; `GET /<file>`: the other embedded assets
-//!   ([`crate::assets`]), with `ETag`s.
+//!   ([`crate::assets`]), with `ETag`s; with a site folder (`site.rs`, [`Server::site`]) its
+//!   files first; `GET /<subject_id>`: the page too (it reads the id from its path).
 //! - `GET /healthz`: `{"status":"ok","connections":N,"evicted_connections":N,"participants":N,
-//!   "waiting":N,"probes":N,"groups":N,"scenes":[…],"record":{…}}` (`connections`: open
+//!   "waiting":N,"probes":N,"groups":N,"record_events_refused":N,"scenes":[…],"record":{…}}` (`connections`: open
 //!   WebSockets; `evicted_connections`: connections closed since start to make room under a
 //!   full `max_http_connections` (`gate.rs`); the counts from the core; `record`: the research record writer's
 //!   [`RecordStatus`](crate::record::RecordStatus)). `"status"` is `"degraded"`, with a
@@ -70,6 +71,7 @@ mod core_task;
 mod fdlimit;
 mod gate;
 mod http;
+mod site;
 mod upgrade;
 
 use std::future::Future;
@@ -92,6 +94,7 @@ use core_task::{ConnIds, CoreInput, CoreTask};
 pub use connection::{CLOSE_TIMEOUT, WRITE_TIMEOUT};
 pub use core_task::{CORE_QUEUE, OUTBOUND_QUEUE};
 pub use fdlimit::{raise_open_file_limit, FdLimitError, OpenFileLimit};
+pub use site::{SiteDir, SiteError};
 pub use upgrade::{
     origin_allowed, websocket_accept_key, ws_config, WS_MAX_WRITE_BUFFER, WS_READ_BUFFER,
 };
@@ -115,7 +118,9 @@ pub enum NetError {
 }
 
 /// Runs the server for a config file on `bind` until `shutdown` completes, then shuts down
-/// cleanly (WebSockets closed with 1001, research record flushed) and returns.
+/// cleanly (WebSockets closed with 1001, research record flushed) and returns. The file's
+/// `[site] dir` is relative to the config file, which this function does not know: serve a
+/// site with [`Server::site`] (as `pairlab serve` does).
 ///
 /// # Errors
 /// [`NetError::Bind`] when the address cannot be bound.
@@ -142,6 +147,7 @@ pub struct Server {
     server: ServerConfig,
     config: Arc<Config>,
     data_dir: PathBuf,
+    site: Option<Arc<SiteDir>>,
 }
 
 impl Server {
@@ -165,6 +171,7 @@ impl Server {
             server: ServerConfig::default(),
             config: Arc::new(config),
             data_dir,
+            site: None,
         })
     }
 
@@ -184,6 +191,13 @@ impl Server {
     /// this, [`ServerConfig::default`].
     pub fn server_config(mut self, server: ServerConfig) -> Self {
         self.server = server;
+        self
+    }
+
+    /// Serves the researcher's site folder at `/` (see `site.rs`); without this, only the
+    /// embedded files.
+    pub fn site(mut self, site: Option<SiteDir>) -> Self {
+        self.site = site.map(Arc::new);
         self
     }
 
@@ -231,6 +245,7 @@ impl Server {
             scene_ids: self.config.scenes.iter().map(|s| s.id.clone()).collect(),
             record: recorder.health(),
             evicted_connections: Arc::default(),
+            site: self.site,
         });
 
         accept::serve(self.listener, shared.clone(), &stop).await;
@@ -333,6 +348,8 @@ struct Shared {
     record: Arc<RecordHealth>,
     /// How many connections the full total cap has evicted (`gate.rs`), for `/healthz`.
     evicted_connections: Arc<std::sync::atomic::AtomicU64>,
+    /// The researcher's site folder, if any.
+    site: Option<Arc<SiteDir>>,
 }
 
 /// Sleeps until `deadline`; forever when there is none.

@@ -98,6 +98,31 @@ impl TestServer {
         Self::build(toml, None, data_dir).await
     }
 
+    /// Starts a server with the given config file (its `[server]` table too) serving the site
+    /// folder `site`.
+    pub async fn with_site(toml: &str, site: &std::path::Path) -> Self {
+        let file = pairlab_server::config::ConfigFile::from_toml_str(toml)
+            .unwrap_or_else(|e| panic!("test config: {e}"));
+        let data_dir = tempfile::tempdir().expect("temp dir");
+        let site = pairlab_server::net::SiteDir::open(site).expect("a site folder");
+        let server = Server::bind(
+            file.config.clone(),
+            "127.0.0.1:0".parse().unwrap(),
+            data_dir.path().to_path_buf(),
+        )
+        .await
+        .expect("bind")
+        .server_config(file.server)
+        .site(Some(site));
+        let addr = server.local_addr();
+        TestServer {
+            running: Some(server.spawn()),
+            addr,
+            data_dir,
+            config: file.config,
+        }
+    }
+
     async fn build(toml: &str, idle: Option<Duration>, data_dir: tempfile::TempDir) -> Self {
         let config = Config::from_toml_str(toml).unwrap_or_else(|e| panic!("test config: {e}"));
         let server = Server::bind(

@@ -39,6 +39,14 @@ max_p2p_rtt_ms = 100
 probe_timeout_ms = 3000
 waitroom_timeout_ms = 15000
 reconnect_grace_ms = 2000
+max_entry_server_rtt_ms = 150
+
+[scene.game]
+max_hidden_ms = 500
+
+[scene.outcomes.screened_out]
+url = "https://example.org/done?cc={completion_code}&p={subject_id}"
+code = "SCR"
 
 [[scene]]
 id = "trios"
@@ -193,6 +201,13 @@ pub enum Hostile {
     },
     /// One of the last 16 messages sent, again on the same connection.
     Repeat { back: u8 },
+    /// `finish` with `completed`, the scene's own outcome, one the server decides, or an
+    /// unknown one.
+    Finish { conn: u8, outcome: u8 },
+    /// `record`.
+    Record { conn: u8 },
+    /// `attention`.
+    Attention { conn: u8, hidden: bool },
 }
 
 /// The simulated clock.
@@ -537,6 +552,25 @@ impl Harness {
                 self.event(Event::Disconnected { conn })
             }
             Hostile::Leave { conn } => self.message(self.conn(conn), ClientMessage::Leave),
+            Hostile::Finish { conn, outcome } => {
+                let names = ["completed", "screened_out", "partner_lost", "nope"];
+                let outcome = names[usize::from(outcome) % names.len()].to_owned();
+                self.message(self.conn(conn), ClientMessage::Finish(Finish { outcome }))
+            }
+            Hostile::Record { conn } => {
+                let event = RecordEvent {
+                    event: "trial".into(),
+                    fields: serde_json::Map::new(),
+                };
+                self.message(self.conn(conn), ClientMessage::Record(event))
+            }
+            Hostile::Attention { conn, hidden } => {
+                let attention = Attention {
+                    hidden,
+                    hidden_ms: None,
+                };
+                self.message(self.conn(conn), ClientMessage::Attention(attention))
+            }
             Hostile::Pong { conn, seq } => {
                 self.message(self.conn(conn), ClientMessage::Pong(Pong { seq }))
             }

@@ -5,12 +5,13 @@
 
 use std::time::Instant;
 
-use pairlab_shared::{ServerMessage, SubjectId, WaitroomTimeout};
+use pairlab_shared::{Outcome, ServerMessage, SubjectId, WaitroomTimeout};
 
 use super::{ms, Core, PState, Removed, Timer};
 use crate::core::games::{GameMember, NewGame, StartedGame};
 use crate::core::ids::{GroupId, Pid};
 use crate::core::matchmaker::Candidate;
+use crate::core::outcomes::{outcome_message, Recipient};
 use crate::core::probe::{GroupVerdict, NewRound, PairJudged, ProbeMember, Verdict};
 use crate::core::research::{PairRtt, ProbeFailure, ResearchEvent};
 use crate::core::waitroom::Broadcast;
@@ -113,13 +114,34 @@ impl Core {
         else {
             return;
         };
-        let cfg = self.scenes[p.scene].cfg();
         if let Some(conn) = p.conn {
+            let cfg = self.scenes[p.scene].cfg();
+            let outcome = outcome_message(
+                cfg,
+                Outcome::WAITROOM_TIMEOUT,
+                Recipient {
+                    subject_id: &p.subject_id,
+                    recruiter: p.recruiter.as_ref(),
+                    game: None,
+                },
+            );
             let msg = ServerMessage::WaitroomTimeout(WaitroomTimeout {
                 message: cfg.timeout_message.clone(),
-                redirect_url: cfg.timeout_redirect_url.clone(),
+                redirect_url: outcome.redirect_url.clone(),
             });
             out.push(Action::Send { conn, msg });
+            if !p.outcome_given {
+                let event = ResearchEvent::ParticipantOutcome {
+                    subject_id: p.subject_id.clone(),
+                    outcome: outcome.outcome.clone(),
+                    completion_code: outcome.completion_code.clone(),
+                    game_id: None,
+                    player_index: None,
+                };
+                self.record(p.scene, event, out);
+                let msg = ServerMessage::Outcome(outcome);
+                out.push(Action::Send { conn, msg });
+            }
             out.push(Action::Close { conn });
             self.conns.remove(&conn);
         }
@@ -344,6 +366,7 @@ impl Core {
                 .collect(),
             pair_rtts,
             force_relay: self.scenes[scene].cfg().force_relay,
+            settings: self.scenes[scene].cfg().game.clone(),
         };
         let ice = &self.ice;
         let ice_servers_for = |subject: &SubjectId, now| ice.for_subject(subject, now);
@@ -356,6 +379,7 @@ impl Core {
             if let Some(p) = self.participants.get_mut(&pid) {
                 p.state = PState::InGame(Box::new(start));
             }
+            self.watch_hidden_at_start(now, pid);
         }
     }
 }

@@ -6,6 +6,8 @@
 //! - `sessions`: `hello` → `welcome`, resume, server-RTT samples, `leave`, drops, the grace;
 //! - `matching`: the waiting set, count updates, waitroom timeouts, the matchmaker's proposals,
 //!   and acting on the probe coordinator's verdicts (start the game, or return to waiting).
+//! - `study`: the researcher's part: each participant's one `outcome`, `finish`, `record`,
+//!   `attention` and the `max_hidden_ms` rule, and the entry rules.
 //!
 //! A participant's life in a scene (PROTOCOL.md, Session and Waitroom):
 //!
@@ -15,7 +17,7 @@
 //!                                            └──(verdict: rejected)───┘
 //! ```
 //!
-//! Out of every state: `leave` (final), a drop (the socket closed: the participant keeps their
+//! Out of every state: `leave` and `finish` (final), an entry rule (from `Measuring`), a drop (the socket closed: the participant keeps their
 //! place for `reconnect_grace_ms` and can resume with the `resume_token`), and in `Waiting` the
 //! waitroom deadline. Only `Waiting` participants with a live connection can be matched.
 //!
@@ -33,18 +35,23 @@
 
 mod matching;
 mod sessions;
+mod study;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use pairlab_shared::{ClientMessage, DecodeError, ErrorCode, GameStart, ServerMessage, SubjectId};
+use pairlab_shared::{
+    ClientMessage, DecodeError, ErrorCode, GameStart, Outcome, RecruiterParams, ServerMessage,
+    SubjectId,
+};
 
 use super::games::Games;
 use super::ice::IceServers;
 use super::ids::{ConnId, GroupId, IdSource, Pid};
 use super::link::LinkSigner;
 use super::probe::{Handled, ProbeCoordinator};
+use super::ratelimit::RateLimiter;
 use super::remembered::{DoneState, SubjectHasher};
 use super::research::ResearchEvent;
 use super::rtt::RttEstimator;
@@ -81,6 +88,17 @@ struct Participant {
     welcomed_at: Instant,
     state: PState,
     grace_until: Option<Instant>,
+    /// `hello.recruiter` of the hello that began the session.
+    recruiter: Option<RecruiterParams>,
+    /// Whether their `outcome` was decided (it goes once).
+    outcome_given: bool,
+    /// An outcome decided while they had no connection (their game ended during their
+    /// reconnect grace): sent when they resume.
+    undelivered: Option<Outcome>,
+    /// Since when their page is hidden (`attention`), by the server's clock.
+    hidden_since: Option<Instant>,
+    /// Their `record` token bucket.
+    records: RateLimiter,
 }
 
 /// A participant removed from every index, and when they had entered the waitroom.
@@ -94,6 +112,8 @@ enum Timer {
     Waitroom(Pid),
     Grace(Pid),
     Broadcast(usize),
+    /// The attention rule: the member's page may have been hidden too long.
+    Hidden(Pid),
 }
 
 /// Counts for `/healthz` and benchmarks.
@@ -109,6 +129,9 @@ pub struct CoreStats {
     pub probes: usize,
     /// Proposed groups being probed.
     pub groups: usize,
+    /// `record` and `attention` messages refused by the per-participant rate limit since
+    /// start.
+    pub record_events_refused: u64,
 }
 
 /// How much the core holds, for tests and benchmarks of its memory: the maps that follow the
@@ -151,6 +174,8 @@ pub struct Core {
     next_group: u64,
     /// Set by [`Event::Shutdown`]: every later event is ignored.
     stopped: bool,
+    /// `record`/`attention` messages refused by the rate limit ([`CoreStats`]).
+    record_events_refused: u64,
 }
 
 fn ms(d: Duration) -> f64 {
@@ -184,6 +209,7 @@ impl Core {
             next_pid: 1,
             next_group: 1,
             stopped: false,
+            record_events_refused: 0,
         }
     }
 
@@ -268,6 +294,7 @@ impl Core {
             waiting: self.scenes.iter().map(SceneWaitroom::num_waiting).sum(),
             probes: self.probes.len(),
             groups: self.probes.rounds(),
+            record_events_refused: self.record_events_refused,
         }
     }
 
@@ -296,11 +323,24 @@ impl Core {
         });
     }
 
-    /// Carries out a component's effects, in order.
-    fn apply(&self, effects: Vec<Effect>, out: &mut Vec<Action>) {
+    /// Carries out a component's effects, in order. A member told `game_ended` then gets
+    /// their outcome: `partner_lost`, or `left` for `hidden`, the member whose hidden page
+    /// ended the game.
+    fn apply(&mut self, effects: Vec<Effect>, hidden: Option<Pid>, out: &mut Vec<Action>) {
         for effect in effects {
             match effect {
-                Effect::Send(pid, msg) => self.send(pid, msg, out),
+                Effect::Send(pid, msg) => {
+                    let ended = matches!(&msg, ServerMessage::GameEnded(_));
+                    self.send(pid, msg, out);
+                    if ended {
+                        let name = if Some(pid) == hidden {
+                            Outcome::LEFT
+                        } else {
+                            Outcome::PARTNER_LOST
+                        };
+                        self.give_outcome(pid, name, out);
+                    }
+                }
                 Effect::Record(scene, event) => self.record(scene, event, out),
             }
         }
@@ -397,8 +437,9 @@ impl Core {
             // The shell answers pongs itself (RttSample); one reaching the core is stale.
             ClientMessage::Pong(_) => {}
             ClientMessage::Leave => self.on_leave(now, conn, pid, out),
-            // Not handled yet (issue 8 in progress): accepted and dropped.
-            ClientMessage::Record(_) | ClientMessage::Finish(_) | ClientMessage::Attention(_) => {}
+            ClientMessage::Record(r) => self.on_record(now, conn, pid, r, out),
+            ClientMessage::Finish(f) => self.on_finish(now, conn, pid, f, out),
+            ClientMessage::Attention(a) => self.on_attention(now, conn, pid, a, out),
             ClientMessage::ProbeReady(r) => {
                 match self.probes.handle_ready(now, &r.probe_session_id, pid) {
                     Ok(Handled::Applied(msgs)) => {
@@ -428,7 +469,7 @@ impl Core {
             | ClientMessage::EpisodeSummary(_)) => {
                 let mut effects = Vec::new();
                 match self.games.handle(now, pid, game, &mut effects) {
-                    Ok(()) => self.apply(effects, out),
+                    Ok(()) => self.apply(effects, None, out),
                     Err(e) => self.refuse(now, conn, e.code(), e.to_string(), out),
                 }
             }
@@ -453,6 +494,7 @@ impl Core {
                 Timer::Waitroom(pid) => self.waitroom_deadline(now, pid, out),
                 Timer::Grace(pid) => self.grace_expired(now, pid, out),
                 Timer::Broadcast(scene) => self.broadcast(now, scene, out),
+                Timer::Hidden(pid) => self.hidden_too_long(now, pid, out),
             }
         }
     }

@@ -17,13 +17,16 @@
 use std::time::{Duration, Instant};
 
 use pairlab_shared::{
-    ErrorCode, GameEndReason, GameEnded, Hello, ServerMessage, SubjectId, Welcome,
+    ErrorCode, GameEndReason, GameEnded, Hello, Outcome, ServerMessage, SubjectId, Welcome,
 };
 
 use super::{ConnState, Core, PState, Participant, Removed, Timer, ENTRY_MAX_WAIT};
 use crate::core::ids::{ConnId, Pid};
+use crate::core::ratelimit::RateLimiter;
 use crate::core::research::{LeaveReason, ResearchEvent};
 use crate::core::rtt::{RttEstimator, ENTRY_PINGS};
+
+use super::study::{RECORD_EVENTS_BURST, RECORD_EVENTS_PER_S};
 use crate::core::Action;
 
 impl Core {
@@ -69,6 +72,9 @@ impl Core {
                      back there; otherwise please contact the researcher.";
             return self.refuse(now, conn, ErrorCode::IdInUse, m, out);
         }
+        if hello.browser.is_some_and(|b| !b.capable()) {
+            return self.refuse_browser(now, conn, scene, &hello, out);
+        }
         let pid = Pid::new(self.next_pid);
         self.next_pid += 1;
         self.participants.insert(
@@ -82,6 +88,11 @@ impl Core {
                 welcomed_at: now,
                 state: PState::Measuring,
                 grace_until: None,
+                recruiter: hello.recruiter.clone(),
+                outcome_given: false,
+                undelivered: None,
+                hidden_since: None,
+                records: RateLimiter::new(now, RECORD_EVENTS_PER_S, RECORD_EVENTS_BURST),
             },
         );
         self.scenes[scene].add_session(hello.subject_id.clone(), pid);
@@ -90,6 +101,7 @@ impl Core {
         let event = ResearchEvent::ParticipantJoined {
             subject_id: hello.subject_id,
             resumed: false,
+            recruiter: hello.recruiter,
         };
         self.record(scene, event, out);
     }
@@ -107,7 +119,7 @@ impl Core {
             group_size: cfg.group_size,
             hide_lobby_count: cfg.hide_lobby_count,
             waitroom_timeout_ms: cfg.waitroom_timeout_ms,
-            leave_button_after_ms: None,
+            leave_button_after_ms: cfg.leave_button_after_ms,
         });
         self.send(pid, msg, out);
     }
@@ -145,6 +157,7 @@ impl Core {
             ResearchEvent::ParticipantJoined {
                 subject_id,
                 resumed: true,
+                recruiter: None,
             },
             out,
         );
@@ -170,6 +183,13 @@ impl Core {
             // InGroup cannot happen: a drop takes the participant out of their group.
             PState::Measuring | PState::InGroup(_) => {}
         }
+        if let Some(outcome) = self
+            .participants
+            .get_mut(&pid)
+            .and_then(|p| p.undelivered.take())
+        {
+            self.send(pid, ServerMessage::Outcome(outcome), out);
+        }
     }
 
     /// One server-RTT sample: updates the median (and the waiting set's copy); enters the
@@ -194,7 +214,13 @@ impl Core {
         let ready = p.rtt.len() >= ENTRY_PINGS as usize
             || now.saturating_duration_since(p.welcomed_at) >= ENTRY_MAX_WAIT;
         if p.state == PState::Measuring && ready && !p.rtt.is_empty() {
-            self.enter_waitroom(now, pid, out);
+            let limit = self.scenes[p.scene].cfg().max_entry_server_rtt_ms;
+            match (p.rtt.median_ms(), limit) {
+                (Some(median), Some(max)) if median > max => {
+                    self.refuse_server_rtt(now, conn, pid, median, max, out);
+                }
+                _ => self.enter_waitroom(now, pid, out),
+            }
         }
     }
 
@@ -205,6 +231,7 @@ impl Core {
     /// `leave`: final. The socket closes, the session ends, a game ends for the others, a
     /// probe fails at once.
     pub(super) fn on_leave(&mut self, now: Instant, conn: ConnId, pid: Pid, out: &mut Vec<Action>) {
+        self.give_outcome(pid, Outcome::LEFT, out);
         self.conns.remove(&conn);
         out.push(Action::Close { conn });
         let Some(Removed { participant: p, .. }) = self.remove_participant(now, pid) else {
@@ -280,14 +307,9 @@ impl Core {
     ) {
         if let PState::InGame(start) = state {
             let mut effects = Vec::new();
-            self.games.end(
-                now,
-                &start.game_id,
-                GameEndReason::PeerLeft,
-                subject.clone(),
-                &mut effects,
-            );
-            self.apply(effects, out);
+            self.games
+                .member_gone(now, &start.game_id, subject.clone(), &mut effects);
+            self.apply(effects, None, out);
         }
     }
 

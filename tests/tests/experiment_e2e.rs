@@ -24,7 +24,10 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use pairlab_tests::landing::Landing;
-use pairlab_tests::record::{read_events, wait_for_events};
+use pairlab_tests::record::{
+    events_by as lines_for, events_of as lines, read_events, wait_for_events,
+    ResearchEventKind as Ev,
+};
 use pairlab_tests::tcp_delay::TcpDelayProxy;
 use pairlab_tests::{
     check, must, workspace_root, Browser, ChromeDriver, Server, ServerOptions, WorkDir, WAIT,
@@ -35,22 +38,6 @@ type R<T> = Result<T, Box<dyn Error>>;
 
 /// One test at a time: two Chromiums each already fill the machine's two cores.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-/// The record lines whose `event` is `name`, in order.
-fn lines<'a>(events: &'a [Value], name: &str) -> Vec<&'a Value> {
-    events
-        .iter()
-        .filter(|e| e.get("event").and_then(Value::as_str) == Some(name))
-        .collect()
-}
-
-/// The record lines named `name` about `subject`.
-fn lines_for<'a>(events: &'a [Value], name: &str, subject: &str) -> Vec<&'a Value> {
-    lines(events, name)
-        .into_iter()
-        .filter(|e| e.get("subject_id").and_then(Value::as_str) == Some(subject))
-        .collect()
-}
 
 /// `key=value` pairs of a request target's query.
 fn query(target: &str) -> Vec<(String, String)> {
@@ -252,13 +239,13 @@ async fn example_scenario(server: &Server, landing: &Landing, a: &Browser, b: &B
     }
     let path = server.events_path(RPS_SCENE);
     let events = wait_for_events(&path, "both outcomes", WAIT, |ev| {
-        lines(ev, "participant_outcome").len() >= 2
+        lines(ev, Ev::ParticipantOutcome).len() >= 2
     })
     .await?;
-    let game = lines(&events, "game_created");
+    let game = lines(&events, Ev::GameCreated);
     check!(game.len() == 1, "one game, got {}", game.len());
     let game_id = game[0]["game_id"].as_str().unwrap_or_default().to_owned();
-    let probe = lines(&events, "probe_result");
+    let probe = lines(&events, Ev::ProbeResult);
     check!(
         probe
             .iter()
@@ -266,7 +253,7 @@ async fn example_scenario(server: &Server, landing: &Landing, a: &Browser, b: &B
         "an accepted probe: {probe:?}"
     );
     for (who, session, won) in [("rps-A", "sess-A", 5), ("rps-B", "sess-B", 0)] {
-        let joined = lines_for(&events, "participant_joined", who);
+        let joined = lines_for(&events, Ev::ParticipantJoined, who);
         check!(joined.len() == 1, "{who} joined once: {joined:?}");
         let recruiter = &joined[0]["recruiter"];
         check!(
@@ -276,7 +263,7 @@ async fn example_scenario(server: &Server, landing: &Landing, a: &Browser, b: &B
             "{who}'s recruiter parameters in participant_joined: {}",
             joined[0]
         );
-        let custom = lines_for(&events, "custom", who);
+        let custom = lines_for(&events, Ev::Custom, who);
         check!(custom.len() == 1, "{who} recorded one event: {custom:?}");
         let c = custom[0];
         check!(
@@ -306,7 +293,7 @@ async fn example_scenario(server: &Server, landing: &Landing, a: &Browser, b: &B
                 "{who} {side} at least 10 heartbeats (unreliable), got {beats}: {c}"
             );
         }
-        let outcome = lines_for(&events, "participant_outcome", who);
+        let outcome = lines_for(&events, Ev::ParticipantOutcome, who);
         check!(
             outcome.len() == 1
                 && outcome[0]["outcome"] == "completed"
@@ -340,12 +327,12 @@ async fn restart_scenario(server: &Server, a: &Browser) -> R<()> {
     })
     .await?;
     let events = read_events(&server.events_path(RPS_SCENE))?;
-    let started = lines(&events, "server_started").len();
+    let started = lines(&events, Ev::ServerStarted).len();
     check!(
         started == 2,
         "two server starts in the record, got {started}"
     );
-    let joined = lines_for(&events, "participant_joined", "rps-A").len();
+    let joined = lines_for(&events, Ev::ParticipantJoined, "rps-A").len();
     check!(
         joined == 1,
         "rps-A joined only before the restart, got {joined} participant_joined"
@@ -465,19 +452,19 @@ async fn outcomes_scenario(server: &Server, landing: &Landing, a: &Browser, b: &
     let other = a.open_tab("about:blank").await?;
     let path = server.events_path(DUO);
     wait_for_events(&path, "out-A's page hidden", WAIT, |ev| {
-        lines_for(ev, "attention", "out-A")
+        lines_for(ev, Ev::Attention, "out-A")
             .iter()
             .any(|e| e["hidden"] == true)
     })
     .await?;
     a.switch_to(&game_tab).await?;
     let events = wait_for_events(&path, "out-A's page shown again", WAIT, |ev| {
-        lines_for(ev, "attention", "out-A")
+        lines_for(ev, Ev::Attention, "out-A")
             .iter()
             .any(|e| e["hidden"] == false)
     })
     .await?;
-    let shown = lines_for(&events, "attention", "out-A")
+    let shown = lines_for(&events, Ev::Attention, "out-A")
         .into_iter()
         .find(|e| e["hidden"] == false)
         .cloned()
@@ -494,7 +481,7 @@ async fn outcomes_scenario(server: &Server, landing: &Landing, a: &Browser, b: &
         .wait_for("/partner_lost?cc=LOST&pid=out-B&", WAIT)
         .await?;
     let events = read_events(&path)?;
-    let game_id = lines(&events, "game_created")
+    let game_id = lines(&events, Ev::GameCreated)
         .first()
         .and_then(|g| g["game_id"].as_str())
         .unwrap_or_default()
@@ -503,10 +490,10 @@ async fn outcomes_scenario(server: &Server, landing: &Landing, a: &Browser, b: &
         param(&hit, "game").as_deref() == Some(game_id.as_str()),
         "partner_lost URL with the game id {game_id}: {hit}"
     );
-    let ended = lines(&events, "game_ended");
+    let ended = lines(&events, Ev::GameEnded);
     check!(!ended.is_empty(), "the record has the game's end");
     check!(
-        lines_for(&events, "participant_outcome", "out-B")
+        lines_for(&events, Ev::ParticipantOutcome, "out-B")
             .iter()
             .any(|o| o["outcome"] == "partner_lost" && o["completion_code"] == "LOST"),
         "out-B's outcome is partner_lost"
@@ -520,7 +507,7 @@ async fn outcomes_scenario(server: &Server, landing: &Landing, a: &Browser, b: &
         .await?;
     let events = read_events(&server.events_path(SOLO))?;
     check!(
-        lines_for(&events, "participant_outcome", "out-C")
+        lines_for(&events, Ev::ParticipantOutcome, "out-C")
             .iter()
             .any(|o| o["outcome"] == "waitroom_timeout"),
         "out-C's outcome is waitroom_timeout"
@@ -536,20 +523,20 @@ async fn outcomes_scenario(server: &Server, landing: &Landing, a: &Browser, b: &
         .wait_for("/entry_refused?cc=NOENTRY&pid=out-D&", WAIT)
         .await?;
     let events = read_events(&server.events_path(FAR))?;
-    let refused = lines_for(&events, "participant_refused", "out-D");
+    let refused = lines_for(&events, Ev::ParticipantRefused, "out-D");
     check!(
         refused.len() == 1,
         "out-D refused once at entry: {refused:?}"
     );
     check!(
-        lines_for(&events, "participant_outcome", "out-D")
+        lines_for(&events, Ev::ParticipantOutcome, "out-D")
             .iter()
             .any(|o| o["outcome"] == "entry_refused"),
         "out-D's outcome is entry_refused"
     );
     check!(
-        lines_for(&events, "waitroom_timeout", "out-D").is_empty()
-            && lines(&events, "match_proposed").is_empty(),
+        lines_for(&events, Ev::WaitroomTimeout, "out-D").is_empty()
+            && lines(&events, Ev::MatchProposed).is_empty(),
         "a refused participant never waits"
     );
     println!("[experiment] outcomes: landed {:?}", landing.hits());

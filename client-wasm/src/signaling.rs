@@ -361,20 +361,19 @@ mod tests {
             settings: serde_json::from_str(r#"{"level":2,"names":["a"]}"#).expect("json"),
             ..GameSettings::default()
         };
-        let signal = |payload| SignalPayload::clone(&payload);
         let payloads = [
             None,
-            Some(signal(SignalPayload::Description { sdp: "v=0".into() })),
-            Some(signal(SignalPayload::Candidate {
+            Some(SignalPayload::Description { sdp: "v=0".into() }),
+            Some(SignalPayload::Candidate {
                 candidate: "candidate:1 1 udp 1 10.0.0.1 9 typ host".into(),
                 sdp_mid: Some("0".into()),
                 sdp_m_line_index: Some(0),
-            })),
-            Some(signal(SignalPayload::Candidate {
+            }),
+            Some(SignalPayload::Candidate {
                 candidate: "candidate:2".into(),
                 sdp_mid: None,
                 sdp_m_line_index: None,
-            })),
+            }),
         ];
         let mut messages = vec![
             ServerMessage::Welcome(Welcome {

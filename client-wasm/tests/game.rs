@@ -458,12 +458,15 @@ struct Games {
     inbox: Inbox,
     events: [Rc<RefCell<Vec<GameEvent>>>; 2],
     sent: [Vec<ClientMessage>; 2],
+    /// Each side's record of when its page was hidden.
+    hidden: [Rc<RefCell<HiddenLog>>; 2],
 }
 
 impl Games {
     fn start(id: &str, tuning: ConnectionTuning) -> Self {
         let mut inbox: Inbox = SelectAll::new();
         let events: [Rc<RefCell<Vec<GameEvent>>>; 2] = Default::default();
+        let hidden: [Rc<RefCell<HiddenLog>>; 2] = Default::default();
         let games = (0..2)
             .map(|i| {
                 let ev = Rc::clone(&events[i]);
@@ -472,7 +475,7 @@ impl Games {
                     tuning,
                     outbox(i, &mut inbox),
                     Rc::new(move |e| ev.borrow_mut().push(e)),
-                    Rc::new(RefCell::new(HiddenLog::default())),
+                    Rc::clone(&hidden[i]),
                 )
             })
             .collect();
@@ -481,6 +484,7 @@ impl Games {
             inbox,
             events,
             sent: Default::default(),
+            hidden,
         }
     }
 
@@ -539,6 +543,8 @@ async fn game_plays_episodes_sends_summaries_and_closes() {
         tuning: tuning(),
     };
     let mut g = Games::start("g-loop", config.tuning);
+    // Side 0's page is hidden from before the game to its end; side 1's never.
+    g.hidden[0].borrow_mut().set(true, now_ms());
     let logs: [StepLog; 2] = Default::default();
     let results: Rc<RefCell<Vec<Result<u32, PlayError>>>> = Rc::default();
     for (i, log) in logs.iter().enumerate() {
@@ -583,7 +589,16 @@ async fn game_plays_episodes_sends_summaries_and_closes() {
             assert_eq!(e.episode, n as u32 + 1);
             assert_eq!(e.frames, frames);
             assert_eq!(e.inputs_sent, u64::from(frames));
-            assert_eq!((e.hidden_count, e.hidden_ms), (0, 0.0), "never hidden");
+            if i == 0 {
+                assert_eq!(e.hidden_count, 1, "one hidden span in episode {n}");
+                assert!(
+                    e.hidden_ms >= f64::from(config.episode_ms) * 0.8,
+                    "hidden the whole episode {n}: {} ms",
+                    e.hidden_ms
+                );
+            } else {
+                assert_eq!((e.hidden_count, e.hidden_ms), (0, 0.0), "never hidden");
+            }
             assert_eq!(e.peers.len(), 1);
             let p = &e.peers[0];
             assert_eq!(p.peer_index, 1 - i as u32);

@@ -153,7 +153,8 @@ impl Shared {
     }
 
     fn close_game(&self) {
-        if let Some(game) = self.game.borrow_mut().take() {
+        let game = self.game.borrow_mut().take();
+        if let Some(game) = game {
             game.close();
         }
     }
@@ -447,8 +448,14 @@ async fn connection(shared: &Rc<Shared>, identity: &Identity) -> ConnectionEnd {
                         start_game(shared, &g);
                     }
                     ServerMessage::GameEnded(e) => {
-                        if let Some(g) = shared.game.borrow().as_ref() {
+                        // Out of its slot while it reports its last phase, so that a listener
+                        // may call anything (even `close`).
+                        let game = shared.game.borrow_mut().take();
+                        if let Some(g) = &game {
                             g.end();
+                        }
+                        if shared.game.borrow().is_none() {
+                            *shared.game.borrow_mut() = game;
                         }
                         shared.emit(SessionEvent::Ended(e));
                     }

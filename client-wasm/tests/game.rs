@@ -16,13 +16,17 @@ use futures::future::{self, Either};
 use futures::stream::{self, SelectAll, StreamExt};
 use gloo_timers::future::TimeoutFuture;
 use pairlab_client::game::connection::{ConnectionEvent, ConnectionSpec};
+use pairlab_client::game::framing::Frame;
+use pairlab_client::game::logic::HiddenLog;
 use pairlab_client::game::{
-    ConnectionTuning, Game, GameConfig, GameLogic, GamePhase, GameUpdate, WebRtcManager,
+    ConnectionTuning, Game, GameConfig, GameEvent, GameLogic, GamePhase, PlayError, Recipient,
+    SendError, WebRtcManager,
 };
+use pairlab_client::peer::ChannelData;
 use pairlab_client::signaling::Outbox;
 use pairlab_client::util::now_ms;
 use pairlab_shared::{
-    CandidateType, ClientMessage, ConnectionKind, GameEndReason, GameEnded, GameId, GameStart,
+    CandidateType, ClientMessage, ConnectionKind, GameId, GameSettings, GameStart,
     IceRestartOutcome, IceRestartTrigger, IceServer, RelayProtocol, ServerMessage, WebrtcSignalIn,
 };
 use wasm_bindgen_test::{console_log, wasm_bindgen_test, wasm_bindgen_test_configure};
@@ -225,11 +229,15 @@ impl Pair {
         })
     }
 
-    fn inputs(&self, i: usize) -> Vec<String> {
+    /// The researcher's messages side `i` received on the unreliable (`reliable` false) or
+    /// the reliable channel.
+    fn messages(&self, i: usize, reliable: bool) -> Vec<ChannelData> {
         self.seen[i]
             .iter()
             .filter_map(|e| match e {
-                ConnectionEvent::Input(t) => Some(t.clone()),
+                ConnectionEvent::Message { data, reliable: r } if *r == reliable => {
+                    Some(data.clone())
+                }
                 _ => None,
             })
             .collect()
@@ -243,20 +251,24 @@ impl Pair {
         [0, 1].map(|i| self.opened(i).unwrap_or(f64::NAN))
     }
 
+    /// Unreliable strings both ways (a few may be lost: sent until one arrives).
     async fn exchange_inputs(&mut self) {
         for round in 0..20 {
             for i in 0..2 {
-                let _ = self.managers[i].send_input(&format!("in-{i}-{round}"));
+                let _ = self.managers[i].send(&Frame::Text(format!("in-{i}-{round}")), false);
             }
             self.pump(100, |_| false).await;
-            if (0..2).all(|i| !self.inputs(i).is_empty()) {
+            if (0..2).all(|i| !self.messages(i, false).is_empty()) {
                 break;
             }
         }
         for i in 0..2 {
-            let got = self.inputs(i);
+            let got = self.messages(i, false);
             assert!(
-                got.iter().any(|t| t.starts_with(&format!("in-{}-", 1 - i))),
+                got.iter().any(|d| matches!(
+                    d,
+                    ChannelData::Text(t) if t.starts_with(&format!("in-{}-", 1 - i))
+                )),
                 "side {i} got the peer's inputs: {got:?}"
             );
         }
@@ -294,16 +306,24 @@ async fn direct_connection_channels_inputs_and_close() {
     }
     pair.exchange_inputs().await;
     // Control channel: reliable, both ways.
-    pair.managers[0].send_control("hello").expect("control a");
-    pair.managers[1].send_control("hi").expect("control b");
+    pair.managers[0]
+        .send(&Frame::Text("hello".into()), true)
+        .expect("control a");
+    pair.managers[1]
+        .send(&Frame::Bytes(vec![0, 1, 2]), true)
+        .expect("control b");
     pair.pump_until(3000, "control messages", |p| {
-        (0..2).all(|i| {
-            p.seen[i]
-                .iter()
-                .any(|e| matches!(e, ConnectionEvent::Control(_)))
-        })
+        (0..2).all(|i| !p.messages(i, true).is_empty())
     })
     .await;
+    assert_eq!(
+        pair.messages(1, true),
+        vec![ChannelData::Text("hello".into())]
+    );
+    assert_eq!(
+        pair.messages(0, true),
+        vec![ChannelData::Binary(vec![0, 1, 2])]
+    );
     // The quality monitor samples at 200 ms here, and nothing is slow on loopback.
     pair.pump_until(3000, "rtt samples", |p| {
         p.managers
@@ -419,15 +439,101 @@ impl GameLogic for Counter {
     }
 }
 
-#[wasm_bindgen_test]
-async fn game_plays_episodes_sends_summaries_and_closes() {
-    let start = GameStart {
-        game_id: GameId::from_string("g-loop"),
-        player_index: 0,
+fn game_start(id: &str, player_index: u32) -> GameStart {
+    GameStart {
+        game_id: GameId::from_string(id),
+        player_index,
         player_count: 2,
         ice_servers: vec![],
         force_relay: false,
-    };
+        pair_rtts: vec![],
+        game: GameSettings::default(),
+    }
+}
+
+/// Two games (players 0 and 1) joined by the server's part in memory; their events and their
+/// other messages are collected.
+struct Games {
+    games: Vec<Game>,
+    inbox: Inbox,
+    events: [Rc<RefCell<Vec<GameEvent>>>; 2],
+    sent: [Vec<ClientMessage>; 2],
+    /// Each side's record of when its page was hidden.
+    hidden: [Rc<RefCell<HiddenLog>>; 2],
+}
+
+impl Games {
+    fn start(id: &str, tuning: ConnectionTuning) -> Self {
+        let mut inbox: Inbox = SelectAll::new();
+        let events: [Rc<RefCell<Vec<GameEvent>>>; 2] = Default::default();
+        let hidden: [Rc<RefCell<HiddenLog>>; 2] = Default::default();
+        let games = (0..2)
+            .map(|i| {
+                let ev = Rc::clone(&events[i]);
+                Game::start(
+                    &game_start(id, i as u32),
+                    tuning,
+                    outbox(i, &mut inbox),
+                    Rc::new(move |e| ev.borrow_mut().push(e)),
+                    Rc::clone(&hidden[i]),
+                )
+            })
+            .collect();
+        Self {
+            games,
+            inbox,
+            events,
+            sent: Default::default(),
+            hidden,
+        }
+    }
+
+    /// Relays signals and collects messages until `done` holds.
+    async fn pump_until(&mut self, ms: u32, what: &str, done: impl Fn(&Self) -> bool) {
+        within(ms, what, async {
+            while !done(self) {
+                let step = future::select(self.inbox.next(), TimeoutFuture::new(20)).await;
+                match step {
+                    Either::Left((Some((from, ClientMessage::WebrtcSignal(s))), _)) => {
+                        let msg = ServerMessage::WebrtcSignal(WebrtcSignalIn {
+                            game_id: s.game_id,
+                            from_index: from as u32,
+                            signal_type: s.signal_type,
+                            payload: s.payload,
+                        });
+                        assert!(self.games[1 - from].handle(&msg));
+                    }
+                    Either::Left((Some((from, m)), _)) => self.sent[from].push(m),
+                    _ => {}
+                }
+            }
+        })
+        .await;
+    }
+
+    fn saw(&self, i: usize, want: &GameEvent) -> bool {
+        self.events[i].borrow().contains(want)
+    }
+
+    /// The researcher's messages side `i` received, as `(from, data, reliable)`.
+    fn messages(&self, i: usize) -> Vec<(u32, ChannelData, bool)> {
+        self.events[i]
+            .borrow()
+            .iter()
+            .filter_map(|e| match e {
+                GameEvent::Message {
+                    from,
+                    data,
+                    reliable,
+                } => Some((*from, data.clone(), *reliable)),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+#[wasm_bindgen_test]
+async fn game_plays_episodes_sends_summaries_and_closes() {
     let config = GameConfig {
         tick_ms: 20,
         episode_ms: 600,
@@ -436,57 +542,63 @@ async fn game_plays_episodes_sends_summaries_and_closes() {
         redundancy: 3,
         tuning: tuning(),
     };
-    let mut inbox: Inbox = SelectAll::new();
-    let updates: [Rc<RefCell<Vec<GameUpdate>>>; 2] = Default::default();
+    let mut g = Games::start("g-loop", config.tuning);
+    // Side 0's page is hidden from before the game to its end; side 1's never.
+    g.hidden[0].borrow_mut().set(true, now_ms());
     let logs: [StepLog; 2] = Default::default();
-    let games: Vec<Game> = (0..2)
-        .map(|i| {
-            let u = Rc::clone(&updates[i]);
-            Game::start(
-                &GameStart {
-                    player_index: i as u32,
-                    ..start.clone()
-                },
-                config,
-                outbox(i, &mut inbox),
-                Box::new(Counter {
-                    me: i,
-                    log: Rc::clone(&logs[i]),
-                }),
-                Rc::new(move |x| u.borrow_mut().push(x)),
-            )
-        })
-        .collect();
-    let pcs: Vec<RtcPeerConnection> = games.iter().flat_map(|g| g.peer_connections()).collect();
-    assert_eq!(pcs.len(), 2);
-    let mut summaries: [Vec<pairlab_shared::EpisodeSummary>; 2] = Default::default();
-    within(15_000, "two episodes on both sides", async {
-        while summaries.iter().any(|s| s.len() < 2) {
-            let Some((from, m)) = inbox.next().await else {
-                break;
-            };
-            match m {
-                ClientMessage::WebrtcSignal(s) => {
-                    let msg = ServerMessage::WebrtcSignal(WebrtcSignalIn {
-                        game_id: s.game_id,
-                        from_index: from as u32,
-                        signal_type: s.signal_type,
-                        payload: s.payload,
-                    });
-                    assert!(games[1 - from].handle(&msg));
-                }
-                ClientMessage::EpisodeSummary(s) => summaries[from].push(s),
-                _ => {}
-            }
-        }
+    let results: Rc<RefCell<Vec<Result<u32, PlayError>>>> = Rc::default();
+    for (i, log) in logs.iter().enumerate() {
+        let play = g.games[i].play(
+            config,
+            Box::new(Counter {
+                me: i,
+                log: Rc::clone(log),
+            }),
+        );
+        let results = Rc::clone(&results);
+        wasm_bindgen_futures::spawn_local(async move {
+            let r = play.await;
+            results.borrow_mut().push(r);
+        });
+    }
+    g.pump_until(15_000, "two episodes on both sides", |g| {
+        g.sent.iter().all(|s| {
+            s.iter()
+                .filter(|m| matches!(m, ClientMessage::EpisodeSummary(_)))
+                .count()
+                >= 2
+        }) && results.borrow().len() == 2
     })
     .await;
+    assert_eq!(
+        *results.borrow(),
+        vec![Ok(2), Ok(2)],
+        "play resolves to the episodes"
+    );
     let frames = config.frames_per_episode();
-    for (i, s) in summaries.iter().enumerate() {
-        for (n, e) in s.iter().enumerate() {
+    for (i, sent) in g.sent.iter().enumerate() {
+        let summaries: Vec<_> = sent
+            .iter()
+            .filter_map(|m| match m {
+                ClientMessage::EpisodeSummary(s) => Some(s),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(summaries.len(), 2);
+        for (n, e) in summaries.iter().enumerate() {
             assert_eq!(e.episode, n as u32 + 1);
             assert_eq!(e.frames, frames);
             assert_eq!(e.inputs_sent, u64::from(frames));
+            if i == 0 {
+                assert_eq!(e.hidden_count, 1, "one hidden span in episode {n}");
+                assert!(
+                    e.hidden_ms >= f64::from(config.episode_ms) * 0.8,
+                    "hidden the whole episode {n}: {} ms",
+                    e.hidden_ms
+                );
+            } else {
+                assert_eq!((e.hidden_count, e.hidden_ms), (0, 0.0), "never hidden");
+            }
             assert_eq!(e.peers.len(), 1);
             let p = &e.peers[0];
             assert_eq!(p.peer_index, 1 - i as u32);
@@ -508,85 +620,156 @@ async fn game_plays_episodes_sends_summaries_and_closes() {
         // Late in each episode both players' inputs are the real ones (delay 2 frames).
         let last = log.last().expect("frames were stepped");
         assert_eq!(last.1, vec![10, 11], "side {i}: inputs by player index");
+        // The loop's packets never surface as the researcher's messages.
+        assert!(g.messages(i).is_empty(), "side {i}: {:?}", g.messages(i));
+        assert!(g.saw(i, &GameEvent::Open));
+        assert!(g.saw(i, &GameEvent::Phase(GamePhase::Playing)));
+        assert!(g.saw(i, &GameEvent::Phase(GamePhase::Finished)));
+        assert_eq!(g.games[i].phase(), GamePhase::Finished);
     }
-    // Finished: every connection closed.
-    within(2000, "finished phase", async {
-        while !updates
-            .iter()
-            .all(|u| u.borrow().contains(&GameUpdate::Phase(GamePhase::Finished)))
-        {
-            TimeoutFuture::new(20).await;
-        }
-    })
-    .await;
+    // A second play of the same game is refused.
+    let again = g.games[0].play(
+        config,
+        Box::new(Counter {
+            me: 0,
+            log: Rc::default(),
+        }),
+    );
+    assert_eq!(again.await, Err(PlayError::AlreadyPlaying));
+    // Finished: the connections stay open for messages until the game is closed.
+    let pcs: Vec<RtcPeerConnection> = g.games.iter().flat_map(|g| g.peer_connections()).collect();
+    assert_eq!(pcs.len(), 2);
+    for pc in &pcs {
+        assert_eq!(pc.connection_state(), RtcPeerConnectionState::Connected);
+    }
+    for game in &g.games {
+        game.close();
+    }
     for (i, pc) in pcs.iter().enumerate() {
         assert_closed(pc, &format!("game side {i}"));
     }
-    // game_ended after the fact only closes (again) and shows the message.
-    let ended = ServerMessage::GameEnded(GameEnded {
-        game_id: start.game_id.clone(),
-        reason: GameEndReason::PeerLeft,
-        message: "Your partner left.".into(),
-    });
-    assert!(games[0].handle(&ended));
-    assert!(updates[0]
-        .borrow()
-        .contains(&GameUpdate::Message("Your partner left.".into())));
 }
 
 #[wasm_bindgen_test]
-async fn game_ended_closes_every_connection() {
-    let start = GameStart {
-        game_id: GameId::from_string("g-end"),
-        player_index: 0,
-        player_count: 2,
-        ice_servers: vec![],
-        force_relay: false,
-    };
-    let mut inbox: Inbox = SelectAll::new();
-    let games: Vec<Game> = (0..2)
-        .map(|i| {
-            Game::start(
-                &GameStart {
-                    player_index: i as u32,
-                    ..start.clone()
-                },
-                GameConfig::default(),
-                outbox(i, &mut inbox),
-                Box::new(Counter {
-                    me: i,
-                    log: Rc::default(),
-                }),
-                Rc::new(|_| {}),
+async fn researcher_messages_go_both_ways_reliable_and_not_strings_and_bytes() {
+    let mut g = Games::start("g-msg", tuning());
+    g.pump_until(10_000, "open on both sides", |g| {
+        (0..2).all(|i| g.saw(i, &GameEvent::Open))
+    })
+    .await;
+    // Reliable: every message arrives, in order, strings and bytes as sent (bytes that look
+    // like pairlab's own packets included).
+    let reliable = vec![
+        ChannelData::Text("first".into()),
+        ChannelData::Binary(vec![1, 1, 0, 0, 0]),
+        ChannelData::Text(String::new()),
+        ChannelData::Binary(vec![]),
+        ChannelData::Binary((0..=255).collect()),
+        ChannelData::Text("{\"bye\":true}".into()),
+    ];
+    for d in &reliable {
+        g.games[0]
+            .send(Recipient::Player(1), d.clone(), true)
+            .expect("send 0 → 1");
+        g.games[1]
+            .send(Recipient::All, d.clone(), true)
+            .expect("send 1 → all");
+    }
+    g.pump_until(5000, "every reliable message", |g| {
+        (0..2).all(|i| g.messages(i).len() >= reliable.len())
+    })
+    .await;
+    for i in 0..2 {
+        let from = 1 - i as u32;
+        let want: Vec<_> = reliable.iter().map(|d| (from, d.clone(), true)).collect();
+        assert_eq!(g.messages(i), want, "side {i}");
+    }
+    // Unreliable: some arrive (none are lost on loopback, but order is not promised).
+    for round in 0..20u8 {
+        g.games[0]
+            .send(Recipient::All, ChannelData::Binary(vec![round]), false)
+            .expect("unreliable bytes");
+        g.games[1]
+            .send(
+                Recipient::Player(0),
+                ChannelData::Text(format!("u{round}")),
+                false,
             )
-        })
-        .collect();
-    let pcs: Vec<RtcPeerConnection> = games.iter().flat_map(|g| g.peer_connections()).collect();
-    within(10_000, "connected", async {
-        while pcs
-            .iter()
-            .any(|pc| pc.connection_state() != RtcPeerConnectionState::Connected)
-        {
-            let step = future::select(inbox.next(), TimeoutFuture::new(20)).await;
-            if let Either::Left((Some((from, ClientMessage::WebrtcSignal(s))), _)) = step {
-                games[1 - from].handle(&ServerMessage::WebrtcSignal(WebrtcSignalIn {
-                    game_id: s.game_id,
-                    from_index: from as u32,
-                    signal_type: s.signal_type,
-                    payload: s.payload,
-                }));
-            }
+            .expect("unreliable text");
+    }
+    g.pump_until(5000, "unreliable messages", |g| {
+        (0..2).all(|i| g.messages(i).iter().any(|(_, _, reliable)| !reliable))
+    })
+    .await;
+    assert!(g
+        .messages(1)
+        .iter()
+        .all(|(from, d, r)| *r
+            || (*from == 0 && matches!(d, ChannelData::Binary(b) if b.len() == 1))));
+    assert!(g.messages(0).iter().all(|(from, d, r)| *r
+        || (*from == 1 && matches!(d, ChannelData::Text(t) if t.starts_with('u')))));
+    // Nobody else: this player's own index, and an index outside the game.
+    assert_eq!(
+        g.games[0].send(Recipient::Player(0), ChannelData::Text("me".into()), true),
+        Err(SendError::NoSuchPeer(0))
+    );
+    assert_eq!(
+        g.games[0].send(Recipient::Player(7), ChannelData::Text("x".into()), true),
+        Err(SendError::NoSuchPeer(7))
+    );
+    // After the end nothing is sent, and the peer hears the goodbye.
+    g.games[0].end();
+    assert_eq!(g.games[0].phase(), GamePhase::Ended);
+    assert_eq!(
+        g.games[0].send(Recipient::All, ChannelData::Text("late".into()), true),
+        Err(SendError::Closed)
+    );
+    g.pump_until(5000, "the peer's goodbye", |g| {
+        g.saw(1, &GameEvent::PeerClosed { peer: 0 })
+    })
+    .await;
+    for pc in g.games[0].peer_connections() {
+        assert_closed(&pc, "ended side");
+    }
+}
+
+#[wasm_bindgen_test]
+async fn game_ended_stops_play_and_closes_every_connection() {
+    let mut g = Games::start("g-end", tuning());
+    let pcs: Vec<RtcPeerConnection> = g.games.iter().flat_map(|g| g.peer_connections()).collect();
+    let play = g.games[0].play(
+        GameConfig::default(),
+        Box::new(Counter {
+            me: 0,
+            log: Rc::default(),
+        }),
+    );
+    let result: Rc<RefCell<Option<Result<u32, PlayError>>>> = Rc::default();
+    {
+        let result = Rc::clone(&result);
+        wasm_bindgen_futures::spawn_local(async move {
+            *result.borrow_mut() = Some(play.await);
+        });
+    }
+    g.pump_until(10_000, "connected", |_| {
+        pcs.iter()
+            .all(|pc| pc.connection_state() == RtcPeerConnectionState::Connected)
+    })
+    .await;
+    g.games[0].end();
+    assert_closed(&pcs[0], "ended side");
+    within(2000, "play to stop", async {
+        while result.borrow().is_none() {
+            TimeoutFuture::new(10).await;
         }
     })
     .await;
-    let ended = ServerMessage::GameEnded(GameEnded {
-        game_id: start.game_id.clone(),
-        reason: GameEndReason::ConnectionFailed,
-        message: "The connection failed.".into(),
-    });
-    assert!(games[0].handle(&ended));
-    assert_closed(&pcs[0], "ended side");
-    drop(games);
+    assert_eq!(
+        *result.borrow(),
+        Some(Err(PlayError::Ended { episodes_done: 0 }))
+    );
+    assert!(g.saw(0, &GameEvent::Phase(GamePhase::Ended)));
+    drop(g);
     for pc in &pcs {
         assert_closed(pc, "after the games are dropped");
     }

@@ -12,7 +12,7 @@ use std::rc::Rc;
 use futures::channel::mpsc;
 use futures::stream::{self, StreamExt};
 use gloo_timers::future::TimeoutFuture;
-use pairlab_client::peer::{Delivery, Hooked, Peer, PeerConfig, PeerError, PeerEvent};
+use pairlab_client::peer::{ChannelData, Delivery, Hooked, Peer, PeerConfig, PeerError, PeerEvent};
 use pairlab_client::probe::wire::{median, SAMPLE_COUNT};
 use pairlab_client::probe::ProbeManager;
 use pairlab_client::util::now_ms;
@@ -482,6 +482,8 @@ async fn server_moving_on_closes_probes_and_late_messages_are_ignored() {
         player_count: 3,
         ice_servers: vec![],
         force_relay: false,
+        pair_rtts: vec![],
+        game: Default::default(),
     }));
     assert_closed(&pc3, "p3");
 }
@@ -492,11 +494,11 @@ async fn peer_buffers_early_candidates_and_closes_cleanly() {
     let (mut a, mut ev_a) = Peer::new(&config, None).expect("peer a");
     let (mut b, mut ev_b) = Peer::new(
         &config,
-        Some(Rc::new(|_label: &str, t: String| {
-            if t == "ping" {
+        Some(Rc::new(|_label: &str, d: ChannelData| {
+            if d == ChannelData::Text("ping".into()) {
                 Hooked::Reply("pong".to_owned())
             } else {
-                Hooked::PassOn(t)
+                Hooked::PassOn(d)
             }
         })),
     )

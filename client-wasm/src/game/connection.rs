@@ -8,7 +8,9 @@
 //!   remote candidates that arrive before the remote description).
 //! - Two DataChannels, created by the initiator: [`INPUTS_LABEL`] unordered with
 //!   `maxRetransmits: 0` (a late input is useless; the sender repeats the last few instead),
-//!   and [`CONTROL_LABEL`] reliable and ordered. Inputs go from the channel's `message` event
+//!   and [`CONTROL_LABEL`] reliable and ordered. Both carry [`Frame`]s
+//!   ([`super::framing`]): the game loop's inputs, the researcher's strings and bytes, and
+//!   pairlab's control frames. Everything but a `bye` goes from the channel's `message` event
 //!   straight to the game (no hop through this connection's loop).
 //! - Once both channels are open: `getStats` → selected pair → `p2p_connection_type`, with
 //!   `connect_ms` from `game_start` (the spec's `started_at_ms`) to both channels open.
@@ -35,9 +37,12 @@ use pairlab_shared::{
 };
 use web_sys::{RtcIceConnectionState, RtcPeerConnection};
 
+use super::framing::Frame;
+use super::logic::InputPacket;
 use super::policy::{Action, Attempt, ConnectionPolicy, ConnectionTuning, IceState};
 use crate::peer::{
-    Announced, Channels, Delivery, Hooked, MessageHook, Peer, PeerConfig, PeerError, PeerEvent,
+    Announced, ChannelData, Channels, Delivery, Hooked, MessageHook, Peer, PeerConfig, PeerError,
+    PeerEvent,
 };
 use crate::signaling::Outbox;
 use crate::util::{log, now_ms, warn};
@@ -46,9 +51,6 @@ use crate::util::{log, now_ms, warn};
 pub const INPUTS_LABEL: &str = "inputs";
 /// Label of the reliable, ordered control channel.
 pub const CONTROL_LABEL: &str = "control";
-/// Sent on the control channel by a side that closes the game on purpose, so that the other
-/// side does not try to restart a connection that was ended deliberately.
-pub const BYE: &str = "{\"bye\":true}";
 
 /// Reading the connection type right after open: attempts and spacing (ms).
 const INFO_ATTEMPTS: u32 = 40;
@@ -83,10 +85,17 @@ pub enum ConnectionEvent {
     },
     /// The selected candidate pair is known (after open, and again when a restart changed it).
     Info(ConnectionInfo),
-    /// A packet arrived on the inputs channel.
-    Input(String),
-    /// A message arrived on the control channel.
-    Control(String),
+    /// An input packet of the game loop arrived.
+    Input(InputPacket),
+    /// The peer's game loop is ready to start ([`Frame::Ready`]).
+    Ready,
+    /// A researcher's message arrived: text, or the bytes after the tag byte.
+    Message {
+        /// The message as sent.
+        data: ChannelData,
+        /// Whether it came on the reliable `control` channel (else on `inputs`).
+        reliable: bool,
+    },
     /// The quality level changed.
     Quality {
         /// The new level.
@@ -161,13 +170,27 @@ impl WebRtcManager {
         };
         let (events_tx, events_rx) = mpsc::unbounded();
         let inputs_tx = events_tx.clone();
-        let hook: MessageHook = Rc::new(move |label, text| {
-            if label == INPUTS_LABEL {
-                let _ = inputs_tx.unbounded_send(ConnectionEvent::Input(text));
-                Hooked::Taken
-            } else {
-                Hooked::PassOn(text)
-            }
+        // Every frame is decoded here, inside `onmessage`; only a `bye` goes on to the task.
+        let hook: MessageHook = Rc::new(move |label, data| {
+            let event = match Frame::decode(data) {
+                Ok(Frame::Bye) => return Hooked::PassOn(Frame::Bye.encode()),
+                Ok(Frame::Ready) => ConnectionEvent::Ready,
+                Ok(Frame::Inputs(packet)) => ConnectionEvent::Input(packet),
+                Ok(Frame::Text(text)) => ConnectionEvent::Message {
+                    data: ChannelData::Text(text),
+                    reliable: label == CONTROL_LABEL,
+                },
+                Ok(Frame::Bytes(bytes)) => ConnectionEvent::Message {
+                    data: ChannelData::Binary(bytes),
+                    reliable: label == CONTROL_LABEL,
+                },
+                Err(e) => {
+                    warn(&format!("game connection, {label}: {e}; dropped"));
+                    return Hooked::Taken;
+                }
+            };
+            let _ = inputs_tx.unbounded_send(event);
+            Hooked::Taken
         });
         let (peer, peer_events) = Peer::new(&config, Some(hook))?;
         let pc = peer.raw().clone();
@@ -225,21 +248,22 @@ impl WebRtcManager {
         let _ = self.commands.unbounded_send(Command::Restart(trigger));
     }
 
-    /// Sends on the unordered inputs channel.
+    /// Sends one frame: on the reliable, ordered `control` channel when `reliable`, else on
+    /// the unordered `inputs` channel.
     ///
     /// # Errors
     /// [`PeerError::ChannelNotOpen`] before open or after close; [`PeerError::Js`] when `send`
     /// throws.
-    pub fn send_input(&self, text: &str) -> Result<(), PeerError> {
-        self.channels.send(INPUTS_LABEL, text)
-    }
-
-    /// Sends on the reliable control channel.
-    ///
-    /// # Errors
-    /// As [`WebRtcManager::send_input`].
-    pub fn send_control(&self, text: &str) -> Result<(), PeerError> {
-        self.channels.send(CONTROL_LABEL, text)
+    pub fn send(&self, frame: &Frame, reliable: bool) -> Result<(), PeerError> {
+        let label = if reliable {
+            CONTROL_LABEL
+        } else {
+            INPUTS_LABEL
+        };
+        match frame.encode() {
+            ChannelData::Text(text) => self.channels.send(label, &text),
+            ChannelData::Binary(bytes) => self.channels.send_bytes(label, &bytes),
+        }
     }
 
     /// Whether both channels are open now.
@@ -263,7 +287,7 @@ impl WebRtcManager {
         if self.cancel.is_none() {
             return;
         }
-        let _ = self.send_control(BYE);
+        let _ = self.send(&Frame::Bye, true);
         self.pc.close();
         self.channels.clear();
         self.cancel = None;
@@ -461,13 +485,8 @@ impl Conn {
                     self.peer_gone();
                 }
             }
-            PeerEvent::ChannelMessage { label, text, .. } if label == CONTROL_LABEL => {
-                if text == BYE {
-                    self.peer_gone();
-                } else {
-                    self.emit(ConnectionEvent::Control(text));
-                }
-            }
+            // The hook passes on only a `bye`.
+            PeerEvent::ChannelBinary { .. } => self.peer_gone(),
             PeerEvent::IceConnectionState(state) => {
                 let actions = self
                     .policy

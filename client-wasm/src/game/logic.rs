@@ -1,11 +1,10 @@
-//! The pure parts of the game loop, tested natively: RTT summaries, the input wire format with
-//! its redundant copies, and de-duplication. (The connection's pure part, its restart and
+//! The pure parts of the game loop, tested natively: RTT summaries, the inputs with their
+//! redundant copies, de-duplication, and the episode's hidden time. (The connection's pure part, its restart and
 //! quality timing, is [`super::policy`].)
 
 use std::collections::BTreeMap;
 
 use pairlab_shared::RttSummary;
-use serde::{Deserialize, Serialize};
 
 /// Min / median / max of `samples_ms` (non-finite samples are skipped); `None` when empty.
 /// The median is [`pairlab_shared::stats::median`] (of an even count, the mean of the two
@@ -26,25 +25,14 @@ pub fn rtt_summary(samples_ms: &[f64]) -> Option<RttSummary> {
 }
 
 /// One packet on the unordered `inputs` channel: the sender's inputs for the latest frames,
-/// newest last, each `[frame, input]`. Frames are numbered within the episode `e`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// newest last, each `[frame, input]`. Frames are numbered within the episode `e`. On the
+/// wire it is a binary frame ([`super::framing`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InputPacket {
     /// 1-based episode number.
     pub e: u32,
     /// `[frame, input]` pairs.
     pub i: Vec<(u32, u32)>,
-}
-
-impl InputPacket {
-    /// The packet as JSON text.
-    pub fn encode(&self) -> String {
-        serde_json::to_string(self).unwrap_or_default()
-    }
-
-    /// Reads a packet; `None` for anything else.
-    pub fn decode(text: &str) -> Option<Self> {
-        serde_json::from_str(text).ok()
-    }
 }
 
 /// The local side's inputs: schedules each tick's input `delay_frames` ahead, and builds the
@@ -159,6 +147,64 @@ impl InputReceiver {
     }
 }
 
+/// Most hidden spans a [`HiddenLog`] keeps (older ones are forgotten first).
+const HIDDEN_SPANS_MAX: usize = 1_000;
+
+/// When the page was hidden (another tab, a minimised window, focus elsewhere), as spans of
+/// the page clock (ms): what `attention` reports and each `episode_summary` counts.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HiddenLog {
+    /// `(from_ms, until_ms)`; `None`: still hidden. Oldest first.
+    spans: Vec<(f64, Option<f64>)>,
+}
+
+impl HiddenLog {
+    /// Whether the page is hidden now.
+    pub fn is_hidden(&self) -> bool {
+        matches!(self.spans.last(), Some((_, None)))
+    }
+
+    /// The page is `hidden` (or not) at `now_ms`; returns the `attention` message to send when
+    /// that is a change (`hidden_ms` of the span that ended, when shown again).
+    pub fn set(&mut self, hidden: bool, now_ms: f64) -> Option<pairlab_shared::Attention> {
+        if hidden == self.is_hidden() {
+            return None;
+        }
+        if hidden {
+            if self.spans.len() >= HIDDEN_SPANS_MAX {
+                self.spans.remove(0);
+            }
+            self.spans.push((now_ms, None));
+            return Some(pairlab_shared::Attention {
+                hidden: true,
+                hidden_ms: None,
+            });
+        }
+        let last = self.spans.last_mut()?;
+        last.1 = Some(now_ms);
+        Some(pairlab_shared::Attention {
+            hidden: false,
+            hidden_ms: Some((now_ms - last.0).max(0.0)),
+        })
+    }
+
+    /// The spans that overlap `from_ms..until_ms` (a span still open counts up to `until_ms`):
+    /// how many, and their total time within it, ms.
+    pub fn within(&self, from_ms: f64, until_ms: f64) -> (u32, f64) {
+        let mut count = 0u32;
+        let mut total_ms = 0.0;
+        for &(start, end) in &self.spans {
+            let end = end.unwrap_or(until_ms);
+            let overlap = end.min(until_ms) - start.max(from_ms);
+            if overlap > 0.0 || (start >= from_ms && start < until_ms) {
+                count = count.saturating_add(1);
+                total_ms += overlap.max(0.0);
+            }
+        }
+        (count, total_ms)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -199,10 +245,25 @@ mod tests {
             105,
             "missing frames repeat the latest input"
         );
-        assert_eq!(
-            InputPacket::decode(&packets[5].encode()),
-            Some(packets[5].clone())
-        );
+    }
+
+    #[test]
+    fn hidden_spans_are_reported_and_counted_per_window() {
+        let mut log = HiddenLog::default();
+        assert_eq!(log.set(false, 0.0), None, "shown at start is no change");
+        let hide = log.set(true, 100.0).expect("a change");
+        assert!(hide.hidden && hide.hidden_ms.is_none());
+        assert_eq!(log.set(true, 150.0), None, "hidden twice is one span");
+        let show = log.set(false, 400.0).expect("a change");
+        assert_eq!((show.hidden, show.hidden_ms), (false, Some(300.0)));
+        log.set(true, 900.0);
+        assert!(log.is_hidden());
+        // Window 0..1000: both spans, 300 + 100 ms (the open one counts up to the end).
+        assert_eq!(log.within(0.0, 1000.0), (2, 400.0));
+        // Window 200..500: only the part of the first span inside it.
+        assert_eq!(log.within(200.0, 500.0), (1, 200.0));
+        // A window with no hidden time.
+        assert_eq!(log.within(500.0, 800.0), (0, 0.0));
     }
 
     #[test]

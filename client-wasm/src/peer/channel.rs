@@ -2,37 +2,50 @@
 //! removed when the channel is dropped, and [`Channels`], the handle that sends on them.
 //!
 //! A channel reports `open`, `message`, `close` and `error` into its peer's event stream as
-//! [`PeerEvent`]s, labelled. A [`MessageHook`] sees every text message first, inside the
-//! browser's `message` event: the probe answers pings there (so the other side's RTT samples
-//! do not include this page's task scheduling), and the game hands its inputs straight to the
-//! game loop (no extra hop through the connection's own loop for the time-critical channel).
+//! [`PeerEvent`]s, labelled. A [`MessageHook`] sees every message first (text, or binary as
+//! [`ChannelData::Binary`]; `binaryType` is `arraybuffer`), inside the browser's `message`
+//! event: the probe answers pings there (so the other side's RTT samples do not include this
+//! page's task scheduling), and the game decodes its frames there
+//! ([`crate::game::framing`]) and hands them straight to the game (no extra hop through the
+//! connection's own loop for the time-critical channel).
 
 use std::cell::RefCell;
 use std::rc::Rc;
 
 use futures::channel::mpsc;
 use gloo_events::EventListener;
-use js_sys::Reflect;
+use js_sys::{ArrayBuffer, Reflect, Uint8Array};
 use wasm_bindgen::{JsCast, JsValue};
-use web_sys::{MessageEvent, RtcDataChannel, RtcDataChannelState};
+use web_sys::{MessageEvent, RtcDataChannel, RtcDataChannelState, RtcDataChannelType};
 
 use super::{js_err, PeerError, PeerEvent};
 use crate::util::{js_error_text, now_ms, warn};
 
+/// One DataChannel message as it came: a text frame or a binary one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChannelData {
+    /// A text frame (`send(string)`).
+    Text(String),
+    /// A binary frame (`send(ArrayBuffer)`), its bytes.
+    Binary(Vec<u8>),
+}
+
 /// What a [`MessageHook`] did with a DataChannel message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Hooked {
-    /// Send this reply on the same channel at once; the message goes no further.
+    /// Send this text reply on the same channel at once; the message goes no further.
     Reply(String),
     /// The hook took the message; it goes no further.
     Taken,
-    /// Not the hook's: the message goes on as a [`PeerEvent::ChannelMessage`].
-    PassOn(String),
+    /// Not the hook's: the message goes on as a [`PeerEvent::ChannelMessage`] (text) or
+    /// [`PeerEvent::ChannelBinary`] (binary).
+    PassOn(ChannelData),
 }
 
-/// Sees every DataChannel text message first, synchronously inside the browser's `message`
-/// event: called with the channel's label and the text.
-pub type MessageHook = Rc<dyn Fn(&str, String) -> Hooked>;
+/// Sees every DataChannel message first, synchronously inside the browser's `message`
+/// event: called with the channel's label and the message. Without a hook, every message
+/// is passed on.
+pub type MessageHook = Rc<dyn Fn(&str, ChannelData) -> Hooked>;
 
 /// One DataChannel with its four listeners. Dropping it removes the listeners and closes the
 /// channel, so the closures live exactly as long as the channel is in use (probes and games
@@ -58,6 +71,8 @@ impl Channel {
         hook: Option<MessageHook>,
     ) -> Self {
         let label = dc.label();
+        // Binary messages as ArrayBuffers (not Blobs), which can be read synchronously.
+        dc.set_binary_type(RtcDataChannelType::Arraybuffer);
         let on_open = report(&dc, "open", events, &label, |label| {
             PeerEvent::ChannelOpen { label }
         });
@@ -65,14 +80,19 @@ impl Channel {
             let (tx, label, reply_dc) = (events.clone(), label.clone(), dc.clone());
             EventListener::new(&dc, "message", move |ev| {
                 let received_at_ms = now_ms();
-                // Binary messages are not part of any pairlab exchange and are dropped.
-                let Some(text) = ev.unchecked_ref::<MessageEvent>().data().as_string() else {
-                    return;
+                let raw = ev.unchecked_ref::<MessageEvent>().data();
+                let data = match raw.as_string() {
+                    Some(text) => ChannelData::Text(text),
+                    None => match raw.dyn_ref::<ArrayBuffer>() {
+                        Some(buf) => ChannelData::Binary(Uint8Array::new(buf).to_vec()),
+                        // A Blob cannot arrive with `binaryType` arraybuffer.
+                        None => return,
+                    },
                 };
-                let text = match hook.as_ref() {
-                    None => text,
-                    Some(hook) => match hook(&label, text) {
-                        Hooked::PassOn(text) => text,
+                let data = match hook.as_ref() {
+                    None => data,
+                    Some(hook) => match hook(&label, data) {
+                        Hooked::PassOn(data) => data,
                         Hooked::Taken => return,
                         Hooked::Reply(reply) => {
                             if let Err(e) = reply_dc.send_with_str(&reply) {
@@ -82,10 +102,17 @@ impl Channel {
                         }
                     },
                 };
-                let _ = tx.unbounded_send(PeerEvent::ChannelMessage {
-                    label: label.clone(),
-                    text,
-                    received_at_ms,
+                let _ = tx.unbounded_send(match data {
+                    ChannelData::Text(text) => PeerEvent::ChannelMessage {
+                        label: label.clone(),
+                        text,
+                        received_at_ms,
+                    },
+                    ChannelData::Binary(bytes) => PeerEvent::ChannelBinary {
+                        label: label.clone(),
+                        bytes,
+                        received_at_ms,
+                    },
                 });
             })
         };
@@ -187,12 +214,25 @@ impl Channels {
     /// [`PeerError::ChannelNotOpen`] when that channel is missing or not open;
     /// [`PeerError::Js`] when `send` throws.
     pub fn send(&self, label: &str, text: &str) -> Result<(), PeerError> {
+        self.with_open(label, |dc| dc.send_with_str(text))
+    }
+
+    /// Sends a binary message (the bytes as one frame) on the channel labelled `label`.
+    ///
+    /// # Errors
+    /// As [`Channels::send`].
+    pub fn send_bytes(&self, label: &str, bytes: &[u8]) -> Result<(), PeerError> {
+        self.with_open(label, |dc| dc.send_with_u8_array(bytes))
+    }
+
+    fn with_open(
+        &self,
+        label: &str,
+        send: impl FnOnce(&RtcDataChannel) -> Result<(), JsValue>,
+    ) -> Result<(), PeerError> {
         let channels = self.inner.borrow();
         match channels.iter().find(|c| c.label == label) {
-            Some(c) if c.is_open() => {
-                c.dc.send_with_str(text)
-                    .map_err(js_err("RTCDataChannel.send"))
-            }
+            Some(c) if c.is_open() => send(&c.dc).map_err(js_err("RTCDataChannel.send")),
             _ => Err(PeerError::ChannelNotOpen),
         }
     }

@@ -40,7 +40,7 @@ use web_sys::{
     RtcPeerConnectionIceEvent, RtcPeerConnectionState, RtcSdpType, RtcSessionDescriptionInit,
 };
 
-pub use channel::{Channels, Hooked, MessageHook};
+pub use channel::{ChannelData, Channels, Hooked, MessageHook};
 use stats::{SelectedPair, StatsError};
 
 use crate::util::{js_error_text, warn};
@@ -117,6 +117,15 @@ pub enum PeerEvent {
         label: String,
         /// The message.
         text: String,
+        /// `performance.now()` in the `onmessage` handler, ms.
+        received_at_ms: f64,
+    },
+    /// A binary message arrived on a DataChannel (one the [`MessageHook`] passed on).
+    ChannelBinary {
+        /// The channel's label.
+        label: String,
+        /// The message's bytes.
+        bytes: Vec<u8>,
         /// `performance.now()` in the `onmessage` handler, ms.
         received_at_ms: f64,
     },

@@ -19,8 +19,8 @@ use super::wire::{
     client_deadline_ms, echo, median, PingPacer, PongVerdict, ProbeWire, SAMPLE_COUNT,
 };
 use crate::peer::{
-    Announced, CandidateAdded, Delivery, Hooked, MessageHook, Peer, PeerConfig, PeerError,
-    PeerEvent,
+    Announced, CandidateAdded, ChannelData, Delivery, Hooked, MessageHook, Peer, PeerConfig,
+    PeerError, PeerEvent,
 };
 use crate::signaling::Outbox;
 use crate::util::{now_ms, warn};
@@ -137,9 +137,13 @@ impl ProbeConnection {
             announced: Announced::Only(&[PROBE_CHANNEL_LABEL]),
         };
         // Pings are answered inside `onmessage`, everything else goes to the loop.
-        let echo_pings: MessageHook = Rc::new(|_label, text| match echo(&text) {
-            Some(pong) => Hooked::Reply(pong),
-            None => Hooked::PassOn(text),
+        let echo_pings: MessageHook = Rc::new(|_label, data| match data {
+            ChannelData::Text(text) => match echo(&text) {
+                Some(pong) => Hooked::Reply(pong),
+                None => Hooked::PassOn(ChannelData::Text(text)),
+            },
+            // Not part of the probe's exchange.
+            ChannelData::Binary(_) => Hooked::Taken,
         });
         let (peer, events) = Peer::new(&config, Some(echo_pings))?;
         Ok(Self {
@@ -426,8 +430,8 @@ impl ProbeConnection {
             }
             PeerEvent::ChannelError { .. } if self.reported => Ok(true),
             PeerEvent::ChannelError { detail, .. } => Err(format!("DataChannel error: {detail}")),
-            // The probe follows `connectionState`.
-            PeerEvent::IceConnectionState(_) => Ok(false),
+            // The probe follows `connectionState`; its hook takes binary messages.
+            PeerEvent::IceConnectionState(_) | PeerEvent::ChannelBinary { .. } => Ok(false),
             PeerEvent::ChannelMessage {
                 text,
                 received_at_ms,

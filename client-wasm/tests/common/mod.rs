@@ -1,4 +1,4 @@
-//! Helpers shared by the browser test files (`probe.rs`, `game.rs`).
+//! Helpers shared by the browser test files (`probe.rs`, `game.rs`, `session.rs`).
 
 use std::future::Future;
 

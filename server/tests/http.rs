@@ -48,7 +48,9 @@ async fn index_and_assets() {
 
 /// The files a participant's browser loads for the page (the client's only when it was built).
 fn page_files() -> Vec<&'static str> {
-    let mut paths = vec!["/", "/style.css"];
+    // Everything the built-in page loads: the page, its stylesheet, the API module and the
+    // page's own scripts on it, and the wasm client.
+    let mut paths = vec!["/", "/style.css", "/pairlab.js", "/app.js", "/demo.js"];
     if assets::client_built() {
         paths.extend(["/pkg/pairlab_client.js", "/pkg/pairlab_client_bg.wasm"]);
     }

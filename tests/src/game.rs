@@ -178,11 +178,14 @@ fn toml_str(s: &str) -> String {
 
 /// A scene file with one pair scene `scene_id`: `fifo` matchmaking (no probe) unless
 /// `max_p2p_rtt_ms` is given (then `latency_fifo` with a probe), `force_relay` as given, a
-/// 60 s waitroom, followed by `extra` (e.g. [`RelayRig::turn_toml`]).
+/// 60 s waitroom, the game settings `game` (the body of its `[scene.game]` table, e.g.
+/// `"episodes = 2\n"`; empty: the defaults), followed by `extra` (e.g.
+/// [`RelayRig::turn_toml`]).
 pub fn scene_toml(
     scene_id: &str,
     force_relay: bool,
     max_p2p_rtt_ms: Option<u32>,
+    game: &str,
     extra: &str,
 ) -> String {
     let matching = match max_p2p_rtt_ms {
@@ -191,8 +194,13 @@ pub fn scene_toml(
         ),
         None => "matchmaker = \"fifo\"\n".to_owned(),
     };
+    let game = if game.is_empty() {
+        String::new()
+    } else {
+        format!("[scene.game]\n{game}\n")
+    };
     format!(
-        "[[scene]]\nid = {}\ngroup_size = 2\n{matching}waitroom_timeout_ms = 60000\nforce_relay = {force_relay}\n\n{extra}",
+        "[[scene]]\nid = {}\ngroup_size = 2\n{matching}waitroom_timeout_ms = 60000\nforce_relay = {force_relay}\n\n{game}{extra}",
         toml_str(scene_id)
     )
 }
@@ -220,12 +228,14 @@ mod tests {
 
     #[test]
     fn scene_toml_has_the_pair_scene_and_the_extra() {
-        let t = scene_toml("g1", true, None, "[turn]\nurls = [\"turn:x\"]\n");
+        let t = scene_toml("g1", true, None, "", "[turn]\nurls = [\"turn:x\"]\n");
         assert!(t.contains("id = \"g1\""));
         assert!(t.contains("matchmaker = \"fifo\""));
         assert!(t.contains("force_relay = true"));
         assert!(t.ends_with("[turn]\nurls = [\"turn:x\"]\n"));
-        let p = scene_toml("g2", false, Some(150), "");
+        assert!(!t.contains("[scene.game]"));
+        let p = scene_toml("g2", false, Some(150), "episodes = 2\n", "");
+        assert!(p.contains("[scene.game]\nepisodes = 2\n"));
         assert!(p.contains("max_p2p_rtt_ms = 150") && p.contains("latency_fifo"));
         assert!(p.contains("force_relay = false"));
     }

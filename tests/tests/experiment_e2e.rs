@@ -216,7 +216,8 @@ async fn example_scenario(server: &Server, landing: &Landing, a: &Browser, b: &B
     for browser in [a, b] {
         wait_rps(browser, "the first round", |v| v["moves"] == true).await?;
     }
-    // Ten rounds: A plays rock every time; B plays scissors in even rounds, paper in odd ones.
+    // Ten rounds: A plays rock every time; B plays scissors in rounds 1-7 (A wins), paper in
+    // rounds 8-10 (B wins).
     for round in 1..=10u32 {
         if round == 10 {
             // Enough heartbeats (unreliable, every 100 ms) both ways before the game ends.
@@ -228,7 +229,7 @@ async fn example_scenario(server: &Server, landing: &Landing, a: &Browser, b: &B
             }
         }
         click(a, "rock").await?;
-        click(b, if round % 2 == 0 { "scissors" } else { "paper" }).await?;
+        click(b, if round <= 7 { "scissors" } else { "paper" }).await?;
         let done = format!("Round {round}:");
         for browser in [a, b] {
             wait_rps(browser, &format!("round {round} settled"), |v| {
@@ -252,7 +253,7 @@ async fn example_scenario(server: &Server, landing: &Landing, a: &Browser, b: &B
             .any(|p| p["accepted"] == true || p["outcome"] == "accepted"),
         "an accepted probe: {probe:?}"
     );
-    for (who, session, won) in [("rps-A", "sess-A", 5), ("rps-B", "sess-B", 0)] {
+    for (who, session, won) in [("rps-A", "sess-A", 7), ("rps-B", "sess-B", 3)] {
         let joined = lines_for(&events, Ev::ParticipantJoined, who);
         check!(joined.len() == 1, "{who} joined once: {joined:?}");
         let recruiter = &joined[0]["recruiter"];
@@ -542,4 +543,23 @@ async fn outcomes_scenario(server: &Server, landing: &Landing, a: &Browser, b: &
     println!("[experiment] outcomes: landed {:?}", landing.hits());
     drop(proxy);
     Ok(())
+}
+
+/// The README's "Your own experiment" shows the example page as it is in `examples/`, so the
+/// page a researcher copies is the one these tests run.
+#[test]
+fn readme_shows_the_example_page_as_it_is() {
+    let root = workspace_root();
+    let page = must_read(&root.join("examples/rock-paper-scissors/index.html"));
+    let readme = must_read(&root.join("README.md"));
+    assert!(
+        readme.contains(&format!("```html\n{page}```")),
+        "README.md's example page differs from examples/rock-paper-scissors/index.html"
+    );
+    let lines = page.lines().count();
+    assert!(lines < 60, "the example page has {lines} lines; keep it under 60");
+}
+
+fn must_read(path: &std::path::Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
 }

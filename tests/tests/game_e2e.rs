@@ -18,8 +18,11 @@
 //! With both peers relayed through the proxy each datagram crosses it twice per direction, so a
 //! delay of D ms each way gives an RTT of about 4·D plus the base (see
 //! `pairlab_tests::delay_proxy`): D = 45 → ~185 ms (`warning` > 150), D = 90 → ~365 ms (`critical` >
-//! 300). The page's timings are shortened with its URL parameters (`episode_ms`, `episodes`,
-//! `quality_interval_ms`, `disconnect_grace_ms`, `restart_timeout_ms`).
+//! 300). The page's timings are shortened in each scene's `[scene.game]` table (`episode_ms`,
+//! `episodes`, `quality_interval_ms`, `disconnect_grace_ms`, `restart_timeout_ms`); the direct
+//! test's links also carry `episodes=7`, which must change nothing (a study's settings are the
+//! scene's); only the relay test switches the scene's test mode on (`url_overrides = true`) to
+//! give each page its own `disconnect_grace_ms` in its link.
 //!
 //! Every wait polls something observable (the record, the page) with a generous deadline. Each
 //! test prints its figures (connect times, RTTs, restart times) and keeps them in
@@ -409,14 +412,16 @@ fn summaries_text(events: &[Value], who: &str) -> String {
 
 const DIRECT_SCENE: &str = "g_direct";
 /// Two episodes of 1.5 s, the monitor every 500 ms.
-const DIRECT_QUERY: &str = "episode_ms=1500&episodes=2&quality_interval_ms=500";
+const DIRECT_GAME: &str = "episode_ms = 1500\nepisodes = 2\nquality_interval_ms = 500\n";
+/// A participant editing their link: outside test mode it changes nothing.
+const DIRECT_QUERY: &str = "episodes=7&episode_ms=500";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn direct_game_connects_and_plays_its_episodes() {
     let _serial = SERIAL.lock().await;
     // With a probe first, as a study would run it (a generous max_p2p_rtt_ms: a loaded two-core
     // machine must not make the pair fail its probe; the probe has its own tests in e2e.rs).
-    let toml = scene_toml(DIRECT_SCENE, false, Some(1000), "");
+    let toml = scene_toml(DIRECT_SCENE, false, Some(1000), DIRECT_GAME, "");
     let game = Game::start("direct", DIRECT_SCENE, &toml, [DIRECT_QUERY; 2]).await;
     let outcome = direct_scenario(&game).await;
     game.finish(outcome, None).await;
@@ -445,7 +450,7 @@ async fn direct_scenario(game: &Game) -> R<()> {
         let lines = events_by(&events, Ev::EpisodeSummary, who);
         check!(
             lines.len() == 2,
-            "with episodes=2, {who} must send exactly two episode_summary lines: {lines:?}"
+            "with the scene's episodes = 2 (the link's episodes=7 ignored), {who} must send exactly two episode_summary lines: {lines:?}"
         );
         for e in &lines {
             check!(
@@ -482,13 +487,19 @@ async fn direct_scenario(game: &Game) -> R<()> {
     }
     let events = game.events()?;
     // (p2p_quality is not checked: on a loaded two-core machine a loopback RTT can pass 150 ms.)
-    for kind in [Ev::P2pIceRestart, Ev::P2pConnectionFailed, Ev::GameEnded] {
+    for kind in [Ev::P2pIceRestart, Ev::P2pConnectionFailed] {
         check!(
             events_of(&events, kind).is_empty(),
             "a direct game on loopback must have no {kind}: {:?}",
             event_names(&events)
         );
     }
+    // Both pages finish after their last episode: the game ends as finished, not lost.
+    let ended = events_of(&events, Ev::GameEnded);
+    check!(
+        ended.len() == 1 && s(ended[0], "reason") == Some("finished"),
+        "the game ends once, finished by both members: {ended:?}"
+    );
     Ok(())
 }
 
@@ -497,9 +508,14 @@ async fn direct_scenario(game: &Game) -> R<()> {
 // ---------------------------------------------------------------------------------------------
 
 const RELAY_SCENE: &str = "g_relay";
-/// Endless 4 s episodes, the monitor every 500 ms, [`RELAY_RESTART_TIMEOUT_MS`] per restart
-/// attempt; the disconnect graces are [`RELAY_GRACE_MS`].
-const RELAY_QUERY: &str = "episode_ms=4000&episodes=1000&quality_interval_ms=500";
+/// The relay scene's game: endless 4 s episodes, the monitor every 500 ms,
+/// [`RELAY_RESTART_TIMEOUT_MS`] per restart attempt, and test mode (`url_overrides`), so that
+/// each page's link gives it its own `disconnect_grace_ms` ([`RELAY_GRACE_MS`]).
+fn relay_game() -> String {
+    format!(
+        "episode_ms = 4000\nepisodes = 1000\nquality_interval_ms = 500\nrestart_timeout_ms = {RELAY_RESTART_TIMEOUT_MS}\nurl_overrides = true\n"
+    )
+}
 
 /// The disconnect grace of A (the initiator) and of B, ms. Staggered on purpose: after a cut,
 /// the two browsers notice `disconnected` up to ~1 s apart (seen here: either one first), and
@@ -519,12 +535,8 @@ async fn relay_through_the_proxy_restarts_and_reports_quality() {
         })
         .await,
     );
-    let toml = scene_toml(RELAY_SCENE, true, None, &rig.turn_toml(3600));
-    let [query_a, query_b] = RELAY_GRACE_MS.map(|grace| {
-        format!(
-            "{RELAY_QUERY}&restart_timeout_ms={RELAY_RESTART_TIMEOUT_MS}&disconnect_grace_ms={grace}"
-        )
-    });
+    let toml = scene_toml(RELAY_SCENE, true, None, &relay_game(), &rig.turn_toml(3600));
+    let [query_a, query_b] = RELAY_GRACE_MS.map(|grace| format!("disconnect_grace_ms={grace}"));
     let game = Game::start("relay", RELAY_SCENE, &toml, [&query_a, &query_b]).await;
     let outcome = relay_scenario(&game, &rig.proxy()).await;
     game.finish(outcome, Some(&rig)).await;
@@ -561,7 +573,7 @@ async fn relay_scenario(game: &Game, proxy: &ProxyHandle) -> R<()> {
     restart_phase(game, proxy).await
 }
 
-/// The relay test's `restart_timeout_ms` (its URL parameter).
+/// The relay scene's `restart_timeout_ms`.
 const RELAY_RESTART_TIMEOUT_MS: u64 = 8000;
 
 /// Pauses the proxy until the initiator (A) has started an ICE restart (past its disconnect
@@ -795,7 +807,7 @@ async fn quality_phase(game: &Game, proxy: &ProxyHandle) -> R<()> {
 
 const CUT_SCENE: &str = "g_cut";
 /// A 1 s disconnect grace and 3 s per restart attempt: three attempts fail in ~9 s.
-const CUT_QUERY: &str = "episode_ms=4000&episodes=1000&quality_interval_ms=500&disconnect_grace_ms=1000&restart_timeout_ms=3000";
+const CUT_GAME: &str = "episode_ms = 4000\nepisodes = 1000\nquality_interval_ms = 500\ndisconnect_grace_ms = 1000\nrestart_timeout_ms = 3000\n";
 const SECRET: &str = "pairlab-e2e-secret";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -807,8 +819,8 @@ async fn secret_credentials_relay_and_a_permanent_cut_ends_the_game() {
         })
         .await,
     );
-    let toml = scene_toml(CUT_SCENE, true, None, &rig.turn_toml(600));
-    let game = Game::start("cut", CUT_SCENE, &toml, [CUT_QUERY; 2]).await;
+    let toml = scene_toml(CUT_SCENE, true, None, CUT_GAME, &rig.turn_toml(600));
+    let game = Game::start("cut", CUT_SCENE, &toml, [""; 2]).await;
     let outcome = cut_scenario(&game, &rig).await;
     game.finish(outcome, Some(&rig)).await;
     drop(rig);

@@ -463,6 +463,11 @@ async fn direct_scenario(game: &Game) -> R<()> {
                 .find(|p| p.get("episode").and_then(Value::as_u64) == episode)
                 .and_then(|p| p.get("inputs_sent").and_then(Value::as_u64));
             check_summary(e, who, "direct", peer_sent)?;
+            check!(
+                e.get("hidden_count").and_then(Value::as_u64) == Some(0)
+                    && e.get("hidden_ms").and_then(Value::as_f64) == Some(0.0),
+                "a page in front the whole episode was never hidden: {e}"
+            );
             let restarts = e.pointer("/peers/0/ice_restarts").and_then(Value::as_u64);
             check!(
                 restarts == Some(0),

@@ -558,6 +558,8 @@ impl Games {
                     frames: e.frames,
                     inputs_sent: e.inputs_sent,
                     peers,
+                    hidden_count: e.hidden_count,
+                    hidden_ms: e.hidden_ms,
                 };
                 out.push(Effect::Record(scene, event));
             }

@@ -188,6 +188,11 @@ pub enum ResearchEvent {
         inputs_sent: u64,
         /// Per-peer connection metrics.
         peers: Vec<PeerReport>,
+        /// Times the reporter's page was hidden during the episode (`visibilitychange`, focus
+        /// loss).
+        hidden_count: u32,
+        /// How long it was hidden in total during the episode, ms (the page's clock).
+        hidden_ms: f64,
     },
     /// The server ended a game and told every member still playing (`game_ended`), or every
     /// member has finished (`finished`, nobody is told).
@@ -605,6 +610,8 @@ mod kind_tests {
                 frames: 1,
                 inputs_sent: 1,
                 peers: Vec::new(),
+                hidden_count: 1,
+                hidden_ms: 250.0,
             },
             ResearchEvent::GameEnded {
                 game_id: game_id.clone(),

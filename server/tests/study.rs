@@ -396,6 +396,14 @@ async fn the_participant_path_without_a_site() {
     let (status, _, page) = server.get("/PROLIFIC-5f1a").await;
     assert_eq!(status, 200);
     assert_eq!(page, root);
+    let (status, _, page) = server.get("/john.doe").await;
+    assert_eq!((status, page == root), (200, true), "an id with a dot");
+    // What browsers and crawlers ask for by themselves is a file, not a participant: 404, not
+    // the page (the page would join with the id "favicon.ico").
+    for path in ["/favicon.ico", "/robots.txt", "/apple-touch-icon.png", "/Study.HTML"] {
+        let (status, _, _) = server.get(path).await;
+        assert_eq!(status, 404, "{path}");
+    }
     server.stop().await;
 }
 

@@ -63,6 +63,36 @@ impl SubjectId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The id of a participant link of the form `/<subject_id>` (`pathname`, percent-decoded):
+    /// exactly one path segment that is a valid id and does not look like a file
+    /// ([`looks_like_a_file`]). The server serves the page at such a path and the page reads
+    /// the id from it; both ends apply this one rule.
+    pub fn from_path(pathname: &str) -> Option<SubjectId> {
+        let segment = pathname.strip_prefix('/')?;
+        if segment.contains('/') || looks_like_a_file(segment) {
+            return None;
+        }
+        SubjectId::parse(segment).ok()
+    }
+}
+
+/// File extensions a browser or crawler asks a site for by itself, or that name a page or an
+/// asset (`/favicon.ico`, `/robots.txt`, `/apple-touch-icon.png`, `/index.html`, …): a path
+/// segment ending in one is a file, never a participant's id, so such a request gets `404`
+/// instead of the participant page.
+pub const FILE_EXTENSIONS: [&str; 14] = [
+    "html", "htm", "ico", "png", "jpg", "jpeg", "gif", "svg", "txt", "xml", "json", "js", "css",
+    "webmanifest",
+];
+
+/// Whether a path segment ends in one of the [`FILE_EXTENSIONS`] (any case).
+pub fn looks_like_a_file(segment: &str) -> bool {
+    segment.rsplit_once('.').is_some_and(|(_, ext)| {
+        FILE_EXTENSIONS
+            .iter()
+            .any(|known| known.eq_ignore_ascii_case(ext))
+    })
 }
 
 /// A member's alias within its group: its 0-based place in player order (the order in which the

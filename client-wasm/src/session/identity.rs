@@ -32,16 +32,9 @@ pub fn subject_id_from_params(get: impl Fn(&str) -> Option<String>) -> Option<St
 }
 
 /// The id of a participant link of the form `/<subject_id>` (`pathname`, percent-decoded):
-/// exactly one path segment that is a valid [`SubjectId`] and does not name a page
-/// (`*.html`).
+/// the rule of [`SubjectId::from_path`] (one segment, a valid id, not a file's name).
 pub fn subject_id_from_path(pathname: &str) -> Option<String> {
-    let segment = pathname.strip_prefix('/')?;
-    if segment.contains('/') || segment.to_ascii_lowercase().ends_with(".html") {
-        return None;
-    }
-    SubjectId::parse(segment)
-        .ok()
-        .map(|id| id.as_str().to_owned())
+    SubjectId::from_path(pathname).map(|id| id.as_str().to_owned())
 }
 
 /// A page-made subject id: `p-` and 12 lowercase hex digits from 48 random bits.
@@ -168,6 +161,9 @@ mod tests {
         assert_eq!(subject_id_from_path("/"), None);
         assert_eq!(subject_id_from_path("/index.html"), None);
         assert_eq!(subject_id_from_path("/Study.HTML"), None);
+        assert_eq!(subject_id_from_path("/favicon.ico"), None);
+        assert_eq!(subject_id_from_path("/robots.txt"), None);
+        assert_eq!(subject_id_from_path("/john.doe"), Some("john.doe".into()));
         assert_eq!(subject_id_from_path("/a/b"), None);
         assert_eq!(subject_id_from_path("/a b"), None, "not a valid id");
         assert_eq!(subject_id_from_path("abc"), None);

@@ -91,11 +91,11 @@ fn always_embedded(path: &str) -> bool {
 const ROUTES: [&str; 2] = ["ws", "healthz"];
 
 /// Whether `path` is a participant's own address, `/<subject_id>`: one segment that is a valid
-/// subject id and not one of the server's [`ROUTES`] (the page reads the id from the path).
+/// subject id and not a file's name (`pairlab_shared::SubjectId::from_path`, the rule the page
+/// reads the id by) and not one of the server's [`ROUTES`].
 fn participant_path(path: &str) -> bool {
-    path.strip_prefix('/').is_some_and(|id| {
-        !id.is_empty() && !ROUTES.contains(&id) && pairlab_shared::SubjectId::parse(id).is_ok()
-    })
+    pairlab_shared::SubjectId::from_path(path)
+        .is_some_and(|id| !ROUTES.contains(&id.as_str()))
 }
 
 /// A `GET` for a file: the site folder's file (unless [`always_embedded`]), else the embedded

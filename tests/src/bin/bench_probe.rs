@@ -833,17 +833,37 @@ fn print_probe_tables(results: &[SettingResult], args: &Args) {
 // Client weight
 // ------------------------------------------------------------------------------------------
 
-/// The page's own files, by URL path (query left out), in the order the weight table lists
-/// them, with how the table names them.
-const PAGE_FILES: [(&str, &str); 4] = [
+/// How the weight table names some of the page's files (by URL path, query left out); any
+/// other file the page loaded is listed by its path.
+const FILE_LABELS: [(&str, &str); 7] = [
     ("/", "`/` (index.html, with the inline loader script)"),
     ("/style.css", "`/style.css`"),
+    ("/pairlab.js", "`/pairlab.js` (the JavaScript API)"),
+    ("/app.js", "`/app.js` (the page, on the API)"),
+    ("/demo.js", "`/demo.js` (the demo game)"),
     (
         "/pkg/pairlab_client.js",
         "`/pkg/pairlab_client.js` (wasm-bindgen glue)",
     ),
     (WASM_ASSET, "`/pkg/pairlab_client_bg.wasm`"),
 ];
+
+/// Every file the first load received, in table order: the page, then the labelled files in
+/// [`FILE_LABELS`] order, then any other by path.
+fn table_files(first: &HashMap<String, Received>) -> Vec<(String, String)> {
+    let mut rows: Vec<(String, String)> = FILE_LABELS
+        .iter()
+        .filter(|(path, _)| first.contains_key(*path))
+        .map(|(path, label)| ((*path).to_owned(), (*label).to_owned()))
+        .collect();
+    let mut others: Vec<&String> = first
+        .keys()
+        .filter(|path| !FILE_LABELS.iter().any(|(known, _)| known == path))
+        .collect();
+    others.sort();
+    rows.extend(others.into_iter().map(|p| (p.clone(), format!("`{p}`"))));
+    rows
+}
 
 /// What the browser received for one file, as its Navigation or Resource Timing entry tells it
 /// (W3C Resource Timing: `transferSize`, `encodedBodySize`, `decodedBodySize`).
@@ -935,15 +955,15 @@ fn print_received(first: &HashMap<String, Received>, warm: &HashMap<String, Rece
     println!("| resource | first load: transferSize | encodedBodySize | decodedBodySize | contentEncoding | reload (HTTP cache): transferSize |");
     println!("|---|---:|---:|---:|---|---:|");
     let mut total = [0.0f64; 4];
-    for (path, label) in PAGE_FILES {
+    for (path, label) in table_files(first) {
         let none = Received {
             transfer_bytes: f64::NAN,
             encoded_bytes: f64::NAN,
             decoded_bytes: f64::NAN,
             coding: None,
         };
-        let f = first.get(path).unwrap_or(&none);
-        let w = warm.get(path).unwrap_or(&none);
+        let f = first.get(&path).unwrap_or(&none);
+        let w = warm.get(&path).unwrap_or(&none);
         for (sum, x) in total.iter_mut().zip([
             f.transfer_bytes,
             f.encoded_bytes,

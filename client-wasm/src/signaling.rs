@@ -420,7 +420,7 @@ mod tests {
                     b: 1,
                     rtt_ms: 20.5,
                 }],
-                game: settings,
+                game: Box::new(settings),
             }),
             ServerMessage::GameEnded(GameEnded {
                 game_id: GameId::from_string("g-1"),

@@ -75,7 +75,7 @@ fn hello_with(
         scene_id: Some(scene.into()),
         resume_token: None,
         link_signature: None,
-        recruiter,
+        recruiter: recruiter.map(Box::new),
         browser,
     })
 }
@@ -181,7 +181,7 @@ async fn game_start_carries_the_probe_pair_rtt() {
         assert_eq!((g.pair_rtts[0].a, g.pair_rtts[0].b), (0, 1));
         assert_eq!(g.pair_rtts[0].rtt_ms, 14.0);
     }
-    assert_eq!(ga.game, pairlab_shared::GameSettings::default());
+    assert_eq!(*ga.game, pairlab_shared::GameSettings::default());
     drop((a, b));
     server.stop().await;
 }
@@ -400,7 +400,12 @@ async fn the_participant_path_without_a_site() {
     assert_eq!((status, page == root), (200, true), "an id with a dot");
     // What browsers and crawlers ask for by themselves is a file, not a participant: 404, not
     // the page (the page would join with the id "favicon.ico").
-    for path in ["/favicon.ico", "/robots.txt", "/apple-touch-icon.png", "/Study.HTML"] {
+    for path in [
+        "/favicon.ico",
+        "/robots.txt",
+        "/apple-touch-icon.png",
+        "/Study.HTML",
+    ] {
         let (status, _, _) = server.get(path).await;
         assert_eq!(status, 404, "{path}");
     }

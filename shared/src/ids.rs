@@ -82,7 +82,19 @@ impl SubjectId {
 /// segment ending in one is a file, never a participant's id, so such a request gets `404`
 /// instead of the participant page.
 pub const FILE_EXTENSIONS: [&str; 14] = [
-    "html", "htm", "ico", "png", "jpg", "jpeg", "gif", "svg", "txt", "xml", "json", "js", "css",
+    "html",
+    "htm",
+    "ico",
+    "png",
+    "jpg",
+    "jpeg",
+    "gif",
+    "svg",
+    "txt",
+    "xml",
+    "json",
+    "js",
+    "css",
     "webmanifest",
 ];
 

@@ -93,9 +93,11 @@ pub struct Hello {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub link_signature: Option<String>,
     /// The recruiter's URL parameters of the participant's link (Prolific, MTurk), for the
-    /// research record's `participant_joined`. Absent: none were in the link.
+    /// research record's `participant_joined`. Absent: none were in the link. Boxed: six
+    /// optional strings would make every [`ClientMessage`] (and every queued frame) 150 bytes
+    /// larger for a field only `hello` has.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub recruiter: Option<RecruiterParams>,
+    pub recruiter: Option<Box<RecruiterParams>>,
     /// What the page found about this browser before joining. Absent: not checked (an older
     /// page), taken as capable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -494,9 +496,10 @@ pub struct GameStart {
     /// members (empty when the scene has no probe).
     #[serde(default)]
     pub pair_rtts: Vec<PairRtt>,
-    /// The scene's game settings (`[scene.game]`).
+    /// The scene's game settings (`[scene.game]`). Boxed, so that every [`ServerMessage`] a
+    /// connection queues stays small.
     #[serde(default)]
-    pub game: GameSettings,
+    pub game: Box<GameSettings>,
 }
 
 /// One pair's measured P2P RTT, by player index (`a < b`).

@@ -61,14 +61,14 @@ fn client_messages() {
             scene_id: None,
             resume_token: None,
             link_signature: None,
-            recruiter: Some(RecruiterParams {
+            recruiter: Some(Box::new(RecruiterParams {
                 prolific_pid: Some("P1".into()),
                 study_id: Some("st".into()),
                 session_id: Some("se".into()),
                 worker_id: Some("w".into()),
                 assignment_id: Some("a".into()),
                 hit_id: Some("h".into()),
-            }),
+            })),
             browser: Some(BrowserCheck {
                 webrtc: true,
                 data_channel: false,
@@ -290,7 +290,7 @@ fn server_messages() {
                 b: 1,
                 rtt_ms: 12.5,
             }],
-            game: GameSettings::default(),
+            game: Box::new(GameSettings::default()),
         }),
     );
     let mut settings = serde_json::Map::new();
@@ -304,7 +304,7 @@ fn server_messages() {
             ice_servers: vec![],
             force_relay: true,
             pair_rtts: vec![],
-            game: GameSettings {
+            game: Box::new(GameSettings {
                 tick_ms: 50,
                 episode_ms: 2_000,
                 episodes: 1,
@@ -317,7 +317,7 @@ fn server_messages() {
                 max_hidden_ms: Some(15_000),
                 url_overrides: true,
                 settings,
-            },
+            }),
         }),
     );
     pin_server(
@@ -604,4 +604,15 @@ fn game_connection_messages() {
         ),
         ErrorCode::BadMessage
     );
+}
+
+/// Every connection queues messages of these types, so their size is memory per connection:
+/// a field only one message has (hello's recruiter parameters, game_start's settings) is
+/// boxed rather than making every message larger.
+#[test]
+fn messages_stay_small() {
+    let client = std::mem::size_of::<ClientMessage>();
+    let server = std::mem::size_of::<ServerMessage>();
+    assert!(client <= 112, "ClientMessage is {client} bytes");
+    assert!(server <= 104, "ServerMessage is {server} bytes");
 }

@@ -557,7 +557,10 @@ fn readme_shows_the_example_page_as_it_is() {
         "README.md's example page differs from examples/rock-paper-scissors/index.html"
     );
     let lines = page.lines().count();
-    assert!(lines < 60, "the example page has {lines} lines; keep it under 60");
+    assert!(
+        lines < 60,
+        "the example page has {lines} lines; keep it under 60"
+    );
 }
 
 fn must_read(path: &std::path::Path) -> String {

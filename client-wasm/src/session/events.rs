@@ -374,7 +374,7 @@ mod tests {
                 b: 1,
                 rtt_ms: 12.5,
             }],
-            game: game.clone(),
+            game: Box::new(game.clone()),
         };
         let ev = SessionEvent::Matched {
             config: GameConfig::from_settings(&game, |_| None),

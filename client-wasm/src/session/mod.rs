@@ -409,7 +409,7 @@ async fn connection(shared: &Rc<Shared>, identity: &Identity) -> ConnectionEnd {
                     scene_id: identity.scene_id.clone(),
                     resume_token,
                     link_signature: identity.link_signature.clone(),
-                    recruiter: identity.recruiter.clone(),
+                    recruiter: identity.recruiter.clone().map(Box::new),
                     browser: Some(shared.browser),
                 });
                 if let Err(e) = shared.send(&hello) {

@@ -317,7 +317,7 @@ impl Games {
                     ice_servers: ice_servers_for(&m.subject_id, now),
                     force_relay: game.force_relay,
                     pair_rtts: pair_rtts.clone(),
-                    game: game.settings.clone(),
+                    game: Box::new(game.settings.clone()),
                 };
                 (m.pid, start)
             })

@@ -35,7 +35,7 @@ pub enum ResearchEvent {
         /// The recruiter's URL parameters of the link (`hello.recruiter`: `PROLIFIC_PID`,
         /// `STUDY_ID`, `SESSION_ID`, `workerId`, `assignmentId`, `hitId`); absent when none.
         #[serde(skip_serializing_if = "Option::is_none")]
-        recruiter: Option<RecruiterParams>,
+        recruiter: Option<Box<RecruiterParams>>,
     },
     /// The server's own RTT estimate for a participant, when they enter matchmaking.
     ServerRtt {

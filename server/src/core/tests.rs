@@ -2387,7 +2387,7 @@ fn study_hello(
         scene_id: None,
         resume_token: None,
         link_signature: None,
-        recruiter,
+        recruiter: recruiter.map(Box::new),
         browser,
     })
 }
@@ -2440,7 +2440,7 @@ fn scene_options_reach_welcome_game_start_and_the_record() {
     }
     assert!(h.records.iter().any(|r| matches!(
         r,
-        ResearchEvent::ParticipantJoined { recruiter: Some(r), .. } if *r == recruiter
+        ResearchEvent::ParticipantJoined { recruiter: Some(r), .. } if **r == recruiter
     )));
     for _ in 0..3 {
         h.ev(Event::RttSample {
@@ -2450,7 +2450,7 @@ fn scene_options_reach_welcome_game_start_and_the_record() {
     }
     let b = h.join(2, "B", 10.0);
     let g = game(&b, 1).expect("game");
-    assert_eq!(g.game, s.game);
+    assert_eq!(*g.game, s.game);
     assert!(g.pair_rtts.is_empty(), "no probe, no pair RTTs");
 }
 

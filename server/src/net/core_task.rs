@@ -32,10 +32,6 @@ pub const OUTBOUND_QUEUE: usize = 256;
 pub const CORE_QUEUE: usize = 4096;
 
 /// What the core task is sent.
-// `Event` is the large variant (a decoded `hello` with its recruiter parameters) and also the
-// one nearly every input is: boxing it would add an allocation to every frame to shrink the
-// rare `Open` and `Stop`.
-#[allow(clippy::large_enum_variant)]
 pub(super) enum CoreInput {
     /// A new connection and the way to reach it; sent before any of its events.
     Open {

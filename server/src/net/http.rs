@@ -94,8 +94,7 @@ const ROUTES: [&str; 2] = ["ws", "healthz"];
 /// subject id and not a file's name (`pairlab_shared::SubjectId::from_path`, the rule the page
 /// reads the id by) and not one of the server's [`ROUTES`].
 fn participant_path(path: &str) -> bool {
-    pairlab_shared::SubjectId::from_path(path)
-        .is_some_and(|id| !ROUTES.contains(&id.as_str()))
+    pairlab_shared::SubjectId::from_path(path).is_some_and(|id| !ROUTES.contains(&id.as_str()))
 }
 
 /// A `GET` for a file: the site folder's file (unless [`always_embedded`]), else the embedded

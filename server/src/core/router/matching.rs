@@ -121,7 +121,7 @@ impl Core {
                 Outcome::WAITROOM_TIMEOUT,
                 Recipient {
                     subject_id: &p.subject_id,
-                    recruiter: p.recruiter.as_ref(),
+                    recruiter: p.recruiter.as_deref(),
                     game: None,
                 },
             );

@@ -89,7 +89,7 @@ struct Participant {
     state: PState,
     grace_until: Option<Instant>,
     /// `hello.recruiter` of the hello that began the session.
-    recruiter: Option<RecruiterParams>,
+    recruiter: Option<Box<RecruiterParams>>,
     /// Whether their `outcome` was decided (it goes once).
     outcome_given: bool,
     /// An outcome decided while they had no connection (their game ended during their

@@ -78,7 +78,7 @@ impl Core {
             name,
             Recipient {
                 subject_id: &p.subject_id,
-                recruiter: p.recruiter.as_ref(),
+                recruiter: p.recruiter.as_deref(),
                 game: game.as_ref().map(|(g, i)| (g, *i)),
             },
         );
@@ -309,7 +309,7 @@ impl Core {
             Outcome::ENTRY_REFUSED,
             Recipient {
                 subject_id: &hello.subject_id,
-                recruiter: hello.recruiter.as_ref(),
+                recruiter: hello.recruiter.as_deref(),
                 game: None,
             },
         );

@@ -8,6 +8,8 @@
 //!   and exits 1, or a summary of the scenes and exits 0.
 //! - `pairlab link ID --config FILE [--base URL]`: prints a participant's signed link (with
 //!   `[server] link_secret`): the query `subject_id=ID&sig=…`, or the whole URL with `--base`.
+//! - `pairlab export DATA_DIR [--out DIR]`: the research record under DATA_DIR as CSV tables
+//!   and `report.html` in DIR (default DATA_DIR/export); docs/EXPORT.md lists the columns.
 //!
 //! Logs go to stderr through `tracing`; `RUST_LOG` filters them (default `info`); colours only
 //! when stderr is a terminal.
@@ -71,6 +73,14 @@ enum Command {
         #[arg(long, value_name = "URL")]
         base: Option<String>,
     },
+    /// Export the research record as CSV tables and an offline HTML report (docs/EXPORT.md).
+    Export {
+        /// The data directory `pairlab serve` wrote to (DIR/<scene_id>/events.jsonl).
+        data_dir: PathBuf,
+        /// Where the tables and report.html go; default DATA_DIR/export.
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -82,6 +92,10 @@ fn main() -> ExitCode {
             config,
             base,
         } => link(&subject_id, &config, base.as_deref()),
+        Command::Export { data_dir, out } => {
+            let out = out.unwrap_or_else(|| data_dir.join("export"));
+            export(&data_dir, &out)
+        }
         Command::Serve {
             config,
             bind,
@@ -218,6 +232,38 @@ fn link(subject_id: &str, config: &Path, base: Option<&str>) -> ExitCode {
         None => println!("{}", signer.query(&subject_id)),
     }
     ExitCode::SUCCESS
+}
+
+/// `pairlab export`: writes the tables and the report, then lists them with their row counts
+/// on stdout; or why not on stderr and exit 1.
+fn export(data_dir: &Path, out: &Path) -> ExitCode {
+    match pairlab_server::export::export(data_dir, out) {
+        Ok(summary) => {
+            println!(
+                "read {} line(s) of {} scene(s) ({}); {} unreadable",
+                summary.lines,
+                summary.scenes.len(),
+                summary.scenes.join(", "),
+                summary.unreadable_lines
+            );
+            for (name, n) in &summary.unknown_events {
+                println!("skipped {n} line(s) of unknown event {name:?}");
+            }
+            for (path, rows) in &summary.files {
+                let unit = if path.extension().is_some_and(|e| e == "html") {
+                    "chart(s)"
+                } else {
+                    "row(s)"
+                };
+                println!("{}: {rows} {unit}", path.display());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("pairlab export: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 async fn serve(file: ConfigFile, bind: SocketAddr, data_dir: PathBuf) -> ExitCode {

@@ -14,10 +14,12 @@
 //!   only, synced within a second, its health shown by `/healthz`.
 //! - [`assets`]: the page and wasm client embedded in the binary.
 //! - [`export`]: `pairlab export`, the record as CSV tables and an offline HTML report.
+//! - [`metrics`]: the Prometheus metrics `/metrics` serves (with `[server] metrics_token`).
 
 pub mod assets;
 pub mod config;
 pub mod core;
 pub mod export;
+pub mod metrics;
 pub mod net;
 pub mod record;

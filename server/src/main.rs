@@ -1,7 +1,8 @@
 //! `pairlab`: the server binary.
 //!
-//! - `pairlab serve [--config FILE] [--bind ADDR] [--data-dir DIR]`: serves the page, the wasm
-//!   client, `/ws` and `/healthz`; without `--config`, the embedded default scene. It logs the
+//! - `pairlab serve [--config FILE] [--bind ADDR] [--data-dir DIR] [--metrics-token TOKEN]`:
+//!   serves the page, the wasm client, `/ws`, `/healthz` and, with a metrics token,
+//!   `/metrics`; without `--config`, the embedded default scene. It logs the
 //!   config's warnings (those `pairlab check` prints) at start. Ctrl-C or SIGTERM shut it down
 //!   cleanly (the research record is flushed).
 //! - `pairlab check FILE`: validates a config; prints each problem as `FILE:LINE:COL: message`
@@ -55,6 +56,11 @@ enum Command {
         /// Where the research record goes: DIR/<scene_id>/events.jsonl.
         #[arg(long, value_name = "DIR", default_value = "./data")]
         data_dir: PathBuf,
+        /// Serve Prometheus metrics at /metrics to requests with `Authorization: Bearer TOKEN`
+        /// (at least 16 characters); overrides [server] metrics_token. Prefer the config file:
+        /// a command line is visible to other users of the machine.
+        #[arg(long, value_name = "TOKEN")]
+        metrics_token: Option<String>,
     },
     /// Check a scene configuration; print every problem as FILE:LINE:COL: message.
     Check {
@@ -100,15 +106,26 @@ fn main() -> ExitCode {
             config,
             bind,
             data_dir,
+            metrics_token,
         } => {
             init_logging();
-            let config = match config {
+            let mut config = match config {
                 None => ConfigFile::embedded_default(),
                 Some(path) => match load(&path) {
                     Ok(c) => c,
                     Err(code) => return code,
                 },
             };
+            if let Some(token) = metrics_token {
+                if token.chars().count() < MIN_METRICS_TOKEN_LEN {
+                    eprintln!(
+                        "pairlab serve: --metrics-token needs at least {MIN_METRICS_TOKEN_LEN} \
+                         characters (e.g. the output of `openssl rand -hex 16`)"
+                    );
+                    return ExitCode::FAILURE;
+                }
+                config.server.metrics_token = Some(token);
+            }
             let runtime = match tokio::runtime::Runtime::new() {
                 Ok(rt) => rt,
                 Err(e) => {
@@ -120,6 +137,9 @@ fn main() -> ExitCode {
         }
     }
 }
+
+/// Shortest `--metrics-token`: the rule of `[server] metrics_token`.
+const MIN_METRICS_TOKEN_LEN: usize = pairlab_server::config::MIN_LINK_SECRET_LEN;
 
 fn init_logging() {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));

@@ -71,7 +71,8 @@ pub(super) fn routes(
                 )
             },
         );
-    ws.or(health).unify().or(files).unify()
+    let metrics = super::metrics::route(shared.clone());
+    ws.or(health).unify().or(metrics).unify().or(files).unify()
 }
 
 /// `/healthz`: open WebSockets, HTTP connections evicted by the full total cap, the core's counts, the scenes and the research record's

@@ -9,6 +9,7 @@
 //!   and exits 1, or a summary of the scenes and exits 0.
 //! - `pairlab link ID --config FILE [--base URL]`: prints a participant's signed link (with
 //!   `[server] link_secret`): the query `subject_id=ID&sig=…`, or the whole URL with `--base`.
+//! - `pairlab healthcheck [--addr ADDR]`: exit 0 when the server at ADDR says `/healthz` ok.
 //! - `pairlab export DATA_DIR [--out DIR]`: the research record under DATA_DIR as CSV tables
 //!   and `report.html` in DIR (default DATA_DIR/export); docs/EXPORT.md lists the columns.
 //!
@@ -79,6 +80,13 @@ enum Command {
         #[arg(long, value_name = "URL")]
         base: Option<String>,
     },
+    /// Ask a running server's /healthz; exit 0 when it says "ok", 1 otherwise (for a
+    /// container HEALTHCHECK or a monitoring script).
+    Healthcheck {
+        /// The server's address (as given to `serve --bind`; 127.0.0.1 for 0.0.0.0).
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+        addr: SocketAddr,
+    },
     /// Export the research record as CSV tables and an offline HTML report (docs/EXPORT.md).
     Export {
         /// The data directory `pairlab serve` wrote to (DIR/<scene_id>/events.jsonl).
@@ -98,6 +106,7 @@ fn main() -> ExitCode {
             config,
             base,
         } => link(&subject_id, &config, base.as_deref()),
+        Command::Healthcheck { addr } => healthcheck(addr),
         Command::Export { data_dir, out } => {
             let out = out.unwrap_or_else(|| data_dir.join("export"));
             export(&data_dir, &out)
@@ -252,6 +261,31 @@ fn link(subject_id: &str, config: &Path, base: Option<&str>) -> ExitCode {
         None => println!("{}", signer.query(&subject_id)),
     }
     ExitCode::SUCCESS
+}
+
+/// `pairlab healthcheck`: `healthy` on stdout and exit 0, or why not on stderr and exit 1.
+fn healthcheck(addr: SocketAddr) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("pairlab healthcheck: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let limit = std::time::Duration::from_secs(3);
+    match runtime.block_on(pairlab_server::healthcheck::check(addr, limit)) {
+        Ok(()) => {
+            println!("healthy");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("pairlab healthcheck: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// `pairlab export`: writes the tables and the report, then lists them with their row counts

@@ -39,7 +39,8 @@
 //!   the events it makes to the core task, and ends the socket with the close it decides. When
 //!   the socket ends, the core gets `Event::Disconnected`.
 //! - No lock is held across an `.await`; the only shared state is channels (a `watch` of the
-//!   open-connection count among them), a cancellation token and the connection-id counter.
+//!   open-connection count among them), a cancellation token, the connection-id counter and,
+//!   with a metrics token, the [`Metrics`] (atomic counters).
 //!
 //! Files: `mod.rs` ([`Server`], [`RunningServer`], the shutdown order), `accept.rs` (the accept
 //! loop, hyper per connection), `gate.rs` (connection caps, client IP), `fdlimit.rs` (the open-file
@@ -185,8 +186,8 @@ impl Server {
         self
     }
 
-    /// Sets the `[server]` settings (origins, proxies, HTTP limits, hello timeout); without
-    /// this, [`ServerConfig::default`].
+    /// Sets the `[server]` settings (origins, proxies, HTTP limits, hello timeout, metrics
+    /// token); without this, [`ServerConfig::default`].
     pub fn server_config(mut self, server: ServerConfig) -> Self {
         self.server = server;
         self

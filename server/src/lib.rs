@@ -13,9 +13,15 @@
 //! - [`record`]: the research record writer (`<data-dir>/<scene_id>/events.jsonl`): whole lines
 //!   only, synced within a second, its health shown by `/healthz`.
 //! - [`assets`]: the page and wasm client embedded in the binary.
+//! - [`export`]: `pairlab export`, the record as CSV tables and an offline HTML report.
+//! - [`healthcheck`]: `pairlab healthcheck`, a container's HEALTHCHECK against `/healthz`.
+//! - [`metrics`]: the Prometheus metrics `/metrics` serves (with `[server] metrics_token`).
 
 pub mod assets;
 pub mod config;
 pub mod core;
+pub mod export;
+pub mod healthcheck;
+pub mod metrics;
 pub mod net;
 pub mod record;

@@ -1,13 +1,17 @@
 //! `pairlab`: the server binary.
 //!
-//! - `pairlab serve [--config FILE] [--bind ADDR] [--data-dir DIR]`: serves the page, the wasm
-//!   client, `/ws` and `/healthz`; without `--config`, the embedded default scene. It logs the
+//! - `pairlab serve [--config FILE] [--bind ADDR] [--data-dir DIR] [--metrics-token TOKEN]`:
+//!   serves the page, the wasm client, `/ws`, `/healthz` and, with a metrics token,
+//!   `/metrics`; without `--config`, the embedded default scene. It logs the
 //!   config's warnings (those `pairlab check` prints) at start. Ctrl-C or SIGTERM shut it down
 //!   cleanly (the research record is flushed).
 //! - `pairlab check FILE`: validates a config; prints each problem as `FILE:LINE:COL: message`
 //!   and exits 1, or a summary of the scenes and exits 0.
 //! - `pairlab link ID --config FILE [--base URL]`: prints a participant's signed link (with
 //!   `[server] link_secret`): the query `subject_id=ID&sig=…`, or the whole URL with `--base`.
+//! - `pairlab healthcheck [--addr ADDR]`: exit 0 when the server at ADDR says `/healthz` ok.
+//! - `pairlab export DATA_DIR [--out DIR]`: the research record under DATA_DIR as CSV tables
+//!   and `report.html` in DIR (default DATA_DIR/export); docs/EXPORT.md lists the columns.
 //!
 //! Logs go to stderr through `tracing`; `RUST_LOG` filters them (default `info`); colours only
 //! when stderr is a terminal.
@@ -58,6 +62,11 @@ enum Command {
         /// [site] dir.
         #[arg(long, value_name = "DIR")]
         site: Option<PathBuf>,
+        /// Serve Prometheus metrics at /metrics to requests with `Authorization: Bearer TOKEN`
+        /// (at least 16 characters); overrides [server] metrics_token. Prefer the config file:
+        /// a command line is visible to other users of the machine.
+        #[arg(long, value_name = "TOKEN")]
+        metrics_token: Option<String>,
     },
     /// Check a scene configuration; print every problem as FILE:LINE:COL: message.
     Check {
@@ -76,6 +85,21 @@ enum Command {
         #[arg(long, value_name = "URL")]
         base: Option<String>,
     },
+    /// Ask a running server's /healthz; exit 0 when it says "ok", 1 otherwise (for a
+    /// container HEALTHCHECK or a monitoring script).
+    Healthcheck {
+        /// The server's address (as given to `serve --bind`; 127.0.0.1 for 0.0.0.0).
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+        addr: SocketAddr,
+    },
+    /// Export the research record as CSV tables and an offline HTML report (docs/EXPORT.md).
+    Export {
+        /// The data directory `pairlab serve` wrote to (DIR/<scene_id>/events.jsonl).
+        data_dir: PathBuf,
+        /// Where the tables and report.html go; default DATA_DIR/export.
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -87,15 +111,21 @@ fn main() -> ExitCode {
             config,
             base,
         } => link(&subject_id, &config, base.as_deref()),
+        Command::Healthcheck { addr } => healthcheck(addr),
+        Command::Export { data_dir, out } => {
+            let out = out.unwrap_or_else(|| data_dir.join("export"));
+            export(&data_dir, &out)
+        }
         Command::Serve {
             config,
             bind,
             data_dir,
             site,
+            metrics_token,
         } => {
             init_logging();
             let config_path = config;
-            let config = match &config_path {
+            let mut config = match &config_path {
                 None => ConfigFile::embedded_default(),
                 Some(path) => match load(path) {
                     Ok(c) => c,
@@ -112,6 +142,16 @@ fn main() -> ExitCode {
                     }
                 },
             };
+            if let Some(token) = metrics_token {
+                if token.chars().count() < MIN_METRICS_TOKEN_LEN {
+                    eprintln!(
+                        "pairlab serve: --metrics-token needs at least {MIN_METRICS_TOKEN_LEN} \
+                         characters (e.g. the output of `openssl rand -hex 16`)"
+                    );
+                    return ExitCode::FAILURE;
+                }
+                config.server.metrics_token = Some(token);
+            }
             let runtime = match tokio::runtime::Runtime::new() {
                 Ok(rt) => rt,
                 Err(e) => {
@@ -123,6 +163,9 @@ fn main() -> ExitCode {
         }
     }
 }
+
+/// Shortest `--metrics-token`: the rule of `[server] metrics_token`.
+const MIN_METRICS_TOKEN_LEN: usize = pairlab_server::config::MIN_LINK_SECRET_LEN;
 
 fn init_logging() {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
@@ -275,6 +318,63 @@ fn describe_site(site: &SiteDir) -> String {
             "site folder {} served at / (no index.html: the embedded page stays at /)",
             site.root().display()
         )
+    }
+}
+
+/// `pairlab healthcheck`: `healthy` on stdout and exit 0, or why not on stderr and exit 1.
+fn healthcheck(addr: SocketAddr) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("pairlab healthcheck: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let limit = std::time::Duration::from_secs(3);
+    match runtime.block_on(pairlab_server::healthcheck::check(addr, limit)) {
+        Ok(()) => {
+            println!("healthy");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("pairlab healthcheck: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `pairlab export`: writes the tables and the report, then lists them with their row counts
+/// on stdout; or why not on stderr and exit 1.
+fn export(data_dir: &Path, out: &Path) -> ExitCode {
+    match pairlab_server::export::export(data_dir, out) {
+        Ok(summary) => {
+            println!(
+                "read {} line(s) of {} scene(s) ({}); {} unreadable",
+                summary.lines,
+                summary.scenes.len(),
+                summary.scenes.join(", "),
+                summary.unreadable_lines
+            );
+            for (name, n) in &summary.unknown_events {
+                println!("skipped {n} line(s) of unknown event {name:?}");
+            }
+            for (path, rows) in &summary.files {
+                let unit = if path.extension().is_some_and(|e| e == "html") {
+                    "chart(s)"
+                } else {
+                    "row(s)"
+                };
+                println!("{}: {rows} {unit}", path.display());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("pairlab export: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

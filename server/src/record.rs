@@ -263,16 +263,29 @@ impl RecordWriter {
     /// Starts the writer thread for records under `data_dir` (each scene's folder is created on
     /// its first event).
     pub fn spawn(data_dir: impl Into<PathBuf>) -> Self {
-        Self::spawn_on(
-            Box::new(FsStorage {
-                data_dir: data_dir.into(),
-            }),
-            RECORD_QUEUE,
-        )
+        Self::spawn_observed(data_dir, None)
+    }
+
+    /// [`RecordWriter::spawn`], and the writer thread calls `on_written` with each line it has
+    /// written (after the write succeeded, in record order; the `/metrics` counters).
+    pub fn spawn_observed(data_dir: impl Into<PathBuf>, on_written: Option<OnWritten>) -> Self {
+        let storage = Box::new(FsStorage {
+            data_dir: data_dir.into(),
+        });
+        Self::spawn_with(storage, RECORD_QUEUE, on_written)
     }
 
     /// Starts the writer on `storage` with a queue of `capacity` events.
+    #[cfg(test)]
     fn spawn_on(storage: Box<dyn Storage>, capacity: usize) -> Self {
+        Self::spawn_with(storage, capacity, None)
+    }
+
+    fn spawn_with(
+        storage: Box<dyn Storage>,
+        capacity: usize,
+        on_written: Option<OnWritten>,
+    ) -> Self {
         let (tx, rx) = mpsc::sync_channel(capacity);
         let health = Arc::new(RecordHealth::default());
         let (taken_tx, taken) = watch::channel(0);
@@ -286,6 +299,7 @@ impl RecordWriter {
             unsynced_since: None,
             overflows_logged: 0,
             overflow_logged_at: None,
+            on_written,
         };
         let started = std::thread::Builder::new()
             .name("pairlab-record".into())
@@ -337,6 +351,9 @@ impl RecordWriter {
         }
     }
 }
+
+/// What the writer thread calls with each line it has written: the scene id and the event.
+pub type OnWritten = Box<dyn Fn(&str, &ResearchEvent) + Send>;
 
 /// Formats one record line (without the trailing newline).
 ///
@@ -521,6 +538,8 @@ struct Writer {
     overflows_logged: u64,
     /// When overflows were last logged.
     overflow_logged_at: Option<Instant>,
+    /// Told of each line written.
+    on_written: Option<OnWritten>,
 }
 
 impl Writer {
@@ -619,6 +638,9 @@ impl Writer {
         match self.append(scene_id, line.as_bytes()) {
             Ok(()) => {
                 self.health.lines_written.fetch_add(1, Ordering::Relaxed);
+                if let Some(on_written) = &self.on_written {
+                    on_written(scene_id, event);
+                }
                 self.unsynced_since.get_or_insert_with(Instant::now);
                 if let Some(f) = self.failing.remove(scene_id) {
                     tracing::error!(

@@ -23,6 +23,18 @@ pub const HTTP_TIMEOUT: Duration = Duration::from_secs(5);
 /// [`HarnessError::Http`] when the connection fails, the exchange is not valid HTTP/1.1, or no
 /// complete answer comes within [`HTTP_TIMEOUT`].
 pub async fn http_get(port: u16, path: &str) -> Result<(u16, Vec<u8>)> {
+    http_get_with(port, path, &[]).await
+}
+
+/// [`http_get`] with extra request `headers` (name, value), e.g. `Authorization`.
+///
+/// # Errors
+/// As [`http_get`]; also when a header is not a valid name or value.
+pub async fn http_get_with(
+    port: u16,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Result<(u16, Vec<u8>)> {
     let what = format!("GET http://127.0.0.1:{port}{path}");
     let failed = |detail: String| HarnessError::Http {
         what: what.clone(),
@@ -37,8 +49,12 @@ pub async fn http_get(port: u16, path: &str) -> Result<(u16, Vec<u8>)> {
             .map_err(|e| format!("handshake: {e}"))?;
         // The connection task ends when the exchange does (the sender is dropped with it).
         let driver = tokio::spawn(connection);
-        let request = http::Request::get(path)
-            .header(http::header::HOST, format!("127.0.0.1:{port}"))
+        let mut request =
+            http::Request::get(path).header(http::header::HOST, format!("127.0.0.1:{port}"));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let request = request
             .body(Empty::<&'static [u8]>::new())
             .map_err(|e| format!("request: {e}"))?;
         let response = sender

@@ -50,7 +50,7 @@ use serde_json::Value;
 
 pub use browser::{Browser, ChromeDriver, PageView, Tab, CHROMIUM_ARGS};
 pub use error::{HarnessError, Result, BUILD_HINT};
-pub use http::http_get;
+pub use http::{http_get, http_get_with};
 pub use process::{free_port, POLL, WAIT};
 pub use record::{read_events, wait_for_events};
 pub use server::{Server, ServerOptions};

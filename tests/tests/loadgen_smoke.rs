@@ -68,6 +68,37 @@ fn hold_reaches_every_connection() {
     );
 }
 
+/// `hold --metrics-every-ms`: the server has a metrics token and every scrape succeeds.
+#[test]
+fn hold_with_metrics_scrapes_them() {
+    let out = loadgen(&[
+        "hold",
+        "--n",
+        "40",
+        "--step",
+        "40",
+        "--checkpoints",
+        "40",
+        "--cpu-window-s",
+        "0.5",
+        "--metrics-every-ms",
+        "100",
+    ]);
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("/metrics every"))
+        .unwrap_or_else(|| panic!("no /metrics line:\n{out}"));
+    assert!(line.contains(", 0 failed,"), "{line}");
+    let scrapes: usize = line
+        .split(": ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{line}"));
+    assert!(scrapes >= 3, "scraped during the run: {line}");
+    assert!(!line.contains("last body 0 bytes"), "{line}");
+}
+
 #[test]
 fn relay_delivers_every_frame() {
     let out = loadgen(&[

@@ -69,6 +69,11 @@ pub(crate) enum RuleError {
     )]
     ShortLinkSecret(usize),
     #[error(
+        "metrics_token has {0} characters; use at least {MIN_LINK_SECRET_LEN} random ones (e.g. \
+         the output of `openssl rand -hex 16`), or leave the key out to turn /metrics off"
+    )]
+    ShortMetricsToken(usize),
+    #[error(
         "[turn] needs either `username` and `credential` (static credentials) or \
          `static_auth_secret` (coturn's --static-auth-secret; the server then mints \
          short-lived credentials per participant), not both"
@@ -461,6 +466,16 @@ pub(crate) fn link_secret(secret: &str) -> Result<(), RuleError> {
     let len = secret.chars().count();
     if len < MIN_LINK_SECRET_LEN {
         return Err(RuleError::ShortLinkSecret(len));
+    }
+    Ok(())
+}
+
+/// `[server] metrics_token` is at least [`MIN_LINK_SECRET_LEN`] characters, as hard to guess
+/// as a link secret.
+pub(crate) fn metrics_token(token: &str) -> Result<(), RuleError> {
+    let len = token.chars().count();
+    if len < MIN_LINK_SECRET_LEN {
+        return Err(RuleError::ShortMetricsToken(len));
     }
     Ok(())
 }

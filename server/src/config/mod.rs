@@ -60,6 +60,8 @@
 //! hello_timeout_ms = 10000       # ≥ 1; a WebSocket must be welcomed within this
 //! link_secret = "…"              # optional, ≥ 16 characters: hello must carry its link's
 //!                                # signature (`pairlab link ID`)
+//! metrics_token = "…"            # optional, ≥ 16 characters: serves /metrics to
+//!                                # `Authorization: Bearer …` (else 401); absent: no /metrics
 //! ```
 
 mod checks;

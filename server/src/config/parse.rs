@@ -1073,6 +1073,13 @@ fn server(cx: &mut Cx<'_>, t: &mut Fields<'_, '_>) -> Option<(ServerConfig, Serv
             Some(Some(secret.to_owned()))
         }),
     };
+    let metrics_token = match t.optional("metrics_token") {
+        None => Some(None),
+        Some(f) => f.string(cx).and_then(|token| {
+            cx.rule(f.span(), checks::metrics_token(token))?;
+            Some(Some(token.to_owned()))
+        }),
+    };
     let server = ServerConfig {
         allowed_origins: allowed_origins?,
         trusted_proxies: trusted_proxies?,
@@ -1081,6 +1088,7 @@ fn server(cx: &mut Cx<'_>, t: &mut Fields<'_, '_>) -> Option<(ServerConfig, Serv
         max_http_connections: max_http_connections?,
         max_http_connections_per_ip: max_http_connections_per_ip?,
         hello_timeout_ms: hello_timeout_ms?,
+        metrics_token: metrics_token?,
     };
     Some((
         server,

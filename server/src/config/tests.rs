@@ -465,6 +465,20 @@ fn server_table_link_secret() {
     assert!(has(&errors(&text), pos_of(&text, "3"), "must be a table"));
 }
 
+#[test]
+fn server_table_metrics_token_is_long_enough() {
+    let text = format!("{MINIMAL}[server]\nmetrics_token = \"short\"\n");
+    let errs = errors(&text);
+    assert!(
+        has(
+            &errs,
+            pos_of(&text, "\"short\""),
+            "metrics_token has 5 characters"
+        ),
+        "{errs:?}"
+    );
+}
+
 /// Without `credential_ttl_s`, minted TURN credentials last the longest probe or game of the
 /// scenes (`game_allowance_ms`, default an hour), not a day; at least the minimum.
 #[test]
@@ -522,12 +536,13 @@ fn server_table_defaults_values_and_errors() {
             max_http_connections: DEFAULT_MAX_HTTP_CONNECTIONS,
             max_http_connections_per_ip: DEFAULT_MAX_HTTP_CONNECTIONS_PER_IP,
             hello_timeout_ms: DEFAULT_HELLO_TIMEOUT_MS,
+            metrics_token: None,
         }
     );
     let text = format!(
         "{MINIMAL}[server]\nallowed_origins = [\"https://a.org\"]\ntrusted_proxies = [\"10.0.0.1\"]\n\
          header_read_timeout_ms = 1\nmax_header_bytes = 8192\nmax_http_connections = 2\n\
-         max_http_connections_per_ip = 1\nhello_timeout_ms = 3\n"
+         max_http_connections_per_ip = 1\nhello_timeout_ms = 3\nmetrics_token = \"0123456789abcdef\"\n"
     );
     let server = ConfigFile::from_toml_str(&text).unwrap().server;
     assert_eq!(
@@ -540,6 +555,7 @@ fn server_table_defaults_values_and_errors() {
             max_http_connections: 2,
             max_http_connections_per_ip: 1,
             hello_timeout_ms: 3,
+            metrics_token: Some("0123456789abcdef".into()),
         }
     );
     let any = format!("{MINIMAL}[server]\nallowed_origins = [\"https://a.org\", \"*\"]\n");

@@ -292,6 +292,9 @@ pub struct ServerConfig {
     /// How long a WebSocket may stay open without being welcomed (an accepted `hello`), ms;
     /// WebSocket pings do not extend it.
     pub hello_timeout_ms: u64,
+    /// The bearer token `GET /metrics` requires (`Authorization: Bearer <token>`, else 401);
+    /// `None`: no `/metrics` (404) and no metrics kept.
+    pub metrics_token: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -304,6 +307,7 @@ impl Default for ServerConfig {
             max_http_connections: DEFAULT_MAX_HTTP_CONNECTIONS,
             max_http_connections_per_ip: DEFAULT_MAX_HTTP_CONNECTIONS_PER_IP,
             hello_timeout_ms: DEFAULT_HELLO_TIMEOUT_MS,
+            metrics_token: None,
         }
     }
 }

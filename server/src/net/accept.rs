@@ -107,6 +107,9 @@ pub(super) async fn serve(listener: TcpListener, shared: Arc<Shared>, stop: &Can
             Ok(permit) => permit,
             Err(refused) => {
                 tracing::debug!(%peer, ?refused, "connection refused");
+                if let Some(metrics) = &shared.metrics {
+                    metrics.refused(refused == Refused::PerIp);
+                }
                 let _ = tcp.try_write(refusal(refused));
                 continue;
             }
@@ -206,7 +209,12 @@ where
                         *held = Some(permit);
                         None
                     }
-                    Err(refused) => Some(refused),
+                    Err(refused) => {
+                        if let Some(metrics) = &shared.metrics {
+                            metrics.refused(refused == Refused::PerIp);
+                        }
+                        Some(refused)
+                    }
                 }
             });
             let answer = match refused.flatten() {

@@ -73,6 +73,7 @@ pub(super) async fn run(socket: Socket, shared: Arc<Shared>) {
         too_slow: Some(too_slow),
         stop: shared.stop.clone(),
         core: shared.core.clone(),
+        metrics: shared.metrics.clone(),
     };
     let end = handler.run().await;
     handler.finish(end).await;
@@ -146,6 +147,8 @@ struct Handler {
     stop: CancellationToken,
     /// The core task's inbox.
     core: mpsc::Sender<CoreInput>,
+    /// Counts a close for the rate limit, if metrics are kept.
+    metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 impl Handler {
@@ -218,6 +221,13 @@ impl Handler {
                     }
                 }
                 Output::Close(close) => {
+                    if let Some(metrics) = self
+                        .metrics
+                        .as_ref()
+                        .filter(|_| close == Close::RATE_LIMITED)
+                    {
+                        metrics.rate_limited();
+                    }
                     tracing::info!(conn = ?self.rules.conn(), code = close.code, "closing: {}", close.reason);
                     return Some(End::Close(close));
                 }

@@ -22,6 +22,7 @@ use tokio::task::{JoinError, JoinHandle};
 use super::sleep_until;
 use crate::config::Config;
 use crate::core::{Action, ConnId, Core, CoreClock, CoreStats, DoneState, Event, RandomIds};
+use crate::metrics::Metrics;
 use crate::record::RecordHandle;
 
 /// Messages the core may queue for one connection before that client counts as too slow and is
@@ -132,12 +133,20 @@ pub(super) struct CoreTask {
 impl CoreTask {
     /// Builds the [`Core`] for `config` (with what the records in `data_dir` remember) and runs
     /// it in a task, with a [`CORE_QUEUE`] inbox; research events go to `record`.
-    pub(super) fn spawn(config: Arc<Config>, record: RecordHandle, data_dir: &Path) -> CoreTask {
+    /// With `metrics`, it keeps their per-scene waiting counts up to date.
+    pub(super) fn spawn(
+        config: Arc<Config>,
+        record: RecordHandle,
+        data_dir: &Path,
+        metrics: Option<Arc<Metrics>>,
+    ) -> CoreTask {
         let (inbox, inputs) = mpsc::channel(CORE_QUEUE);
         let (stats_tx, stats) = watch::channel(CoreStats::default());
         let task = tokio::spawn(
             CoreLoop {
-                core: new_core(config, data_dir),
+                core: new_core(config.clone(), data_dir),
+                config,
+                metrics,
                 inputs,
                 links: HashMap::new(),
                 record,
@@ -184,6 +193,10 @@ struct CoreLoop {
     stats: watch::Sender<CoreStats>,
     /// The core's actions for the current input (reused).
     actions: Vec<Action>,
+    /// The scenes, in the core's order.
+    config: Arc<Config>,
+    /// Where the per-scene waiting counts go, if metrics are kept.
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl CoreLoop {
@@ -229,8 +242,14 @@ impl CoreLoop {
                 CoreInput::Stop => break,
             }
             let new_stats = self.core.stats();
-            self.stats
+            let changed = self
+                .stats
                 .send_if_modified(|s| std::mem::replace(s, new_stats) != new_stats);
+            if let (true, Some(metrics)) = (changed, &self.metrics) {
+                let sizes = self.core.memory_stats().scenes;
+                let ids = self.config.scenes.iter().map(|s| s.id.as_str());
+                metrics.set_waiting(ids.zip(sizes.iter().map(|s| s.waiting)));
+            }
             min_wake = match self.core.next_deadline() {
                 Some(d) if is_tick && d <= now => {
                     tracing::warn!("core deadline did not advance after a tick");
@@ -322,7 +341,7 @@ mod tests {
     async fn a_full_outbound_queue_kills_that_connection_only() {
         let dir = std::env::temp_dir().join(format!("pairlab-net-test-{}", std::process::id()));
         let recorder = RecordWriter::spawn(&dir);
-        let core = CoreTask::spawn(config(), recorder.handle(), &dir);
+        let core = CoreTask::spawn(config(), recorder.handle(), &dir, None);
         let tx = core.inbox();
         let ids = ConnIds::default();
         let (slow, fine) = (ids.next(), ids.next());

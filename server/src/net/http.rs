@@ -54,6 +54,7 @@ pub(super) fn routes(
         .and(warp::get())
         .and(with_shared)
         .map(|shared: Arc<Shared>| health(&shared));
+    let metrics = super::metrics::route(shared.clone());
     let optional_query = warp::query::raw()
         .map(Some)
         .or(warp::any().map(|| None))
@@ -71,7 +72,7 @@ pub(super) fn routes(
                 file_response(&shared, path.as_str(), query.as_deref(), &headers).await
             },
         );
-    ws.or(health).unify().or(files).unify()
+    ws.or(health).unify().or(metrics).unify().or(files).unify()
 }
 
 fn with_shared_files(
@@ -88,7 +89,7 @@ fn always_embedded(path: &str) -> bool {
 }
 
 /// The server's own one-segment routes, never a participant's address.
-const ROUTES: [&str; 2] = ["ws", "healthz"];
+const ROUTES: [&str; 3] = ["ws", "healthz", "metrics"];
 
 /// Whether `path` is a participant's own address, `/<subject_id>`: one segment that is a valid
 /// subject id and not a file's name (`pairlab_shared::SubjectId::from_path`, the rule the page

@@ -18,6 +18,9 @@
 //!   [`RecordStatus`](crate::record::RecordStatus)). `"status"` is `"degraded"`, with a
 //!   `"reason"`, while the record cannot be written or for a while after its queue overflowed
 //!   ([`RecordHealth::status`]); the HTTP status stays 200 (the server still serves).
+//! - `GET /metrics` (`metrics.rs`): Prometheus' text format with `Authorization: Bearer
+//!   <[server] metrics_token>`, 401 without it; 404 when no token is configured
+//!   ([`crate::metrics`] says what is counted).
 //! - `GET /ws`: the WebSocket of PROTOCOL.md, upgraded by hand (`upgrade.rs`, which says why:
 //!   memory); a browser's `Origin` must be allowed by `[server] allowed_origins` (else 403).
 //!
@@ -37,13 +40,14 @@
 //!   the events it makes to the core task, and ends the socket with the close it decides. When
 //!   the socket ends, the core gets `Event::Disconnected`.
 //! - No lock is held across an `.await`; the only shared state is channels (a `watch` of the
-//!   open-connection count among them), a cancellation token and the connection-id counter.
+//!   open-connection count among them), a cancellation token, the connection-id counter and,
+//!   with a metrics token, the [`Metrics`] (atomic counters).
 //!
-//! Files: `mod.rs` ([`Server`], [`RunningServer`], the shutdown order), `accept.rs` (the
-//! accept loop, hyper per connection), `gate.rs` (connection caps, client IP), `fdlimit.rs`
-//! (the open-file limit), `http.rs` (routes, `/healthz`, files), `upgrade.rs` (`/ws` upgrade,
-//! origin check, [`ws_config`]), `connection.rs` (the task per WebSocket), `core_task.rs` (the
-//! task owning the core; connection ids are minted there).
+//! Files: `mod.rs` ([`Server`], [`RunningServer`], the shutdown order), `accept.rs` (the accept
+//! loop, hyper per connection), `gate.rs` (connection caps, client IP), `fdlimit.rs` (the open-file
+//! limit), `http.rs` (routes, `/healthz`, files), `upgrade.rs` (`/ws` upgrade, origin check,
+//! [`ws_config`]), `metrics.rs` (`/metrics`), `connection.rs` (the task per WebSocket),
+//! `core_task.rs` (the task owning the core; connection ids are minted there).
 //!
 //! How a client frame reaches the core: `connection.rs` reads it from the socket and hands it
 //! to `Connection::handle_frame` (`core/connection.rs`: rate limit, size, decode), polls the
@@ -71,6 +75,7 @@ mod core_task;
 mod fdlimit;
 mod gate;
 mod http;
+mod metrics;
 mod site;
 mod upgrade;
 
@@ -88,6 +93,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{Config, ConfigFile, ServerConfig};
 use crate::core::connection::Timeouts;
 use crate::core::{CoreStats, Event, ResearchEvent};
+use crate::metrics::Metrics;
 use crate::record::{RecordHealth, RecordWriter};
 use core_task::{ConnIds, CoreInput, CoreTask};
 
@@ -187,8 +193,8 @@ impl Server {
         self
     }
 
-    /// Sets the `[server]` settings (origins, proxies, HTTP limits, hello timeout); without
-    /// this, [`ServerConfig::default`].
+    /// Sets the `[server]` settings (origins, proxies, HTTP limits, hello timeout, metrics
+    /// token); without this, [`ServerConfig::default`].
     pub fn server_config(mut self, server: ServerConfig) -> Self {
         self.server = server;
         self
@@ -204,12 +210,21 @@ impl Server {
     /// Serves until `shutdown` completes, then shuts down cleanly (see the module docs) and
     /// returns.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) {
-        let recorder = RecordWriter::spawn(self.data_dir.clone());
+        let metrics = self.metrics();
+        let on_written = metrics.clone().map(|m| -> crate::record::OnWritten {
+            Box::new(move |scene_id, event| m.observe(scene_id, event))
+        });
+        let recorder = RecordWriter::spawn_observed(self.data_dir.clone(), on_written);
         let started = ResearchEvent::server_started(&self.config);
         for scene in &self.config.scenes {
             recorder.handle().send(scene.id.clone(), started.clone());
         }
-        let core = CoreTask::spawn(self.config.clone(), recorder.handle(), &self.data_dir);
+        let core = CoreTask::spawn(
+            self.config.clone(),
+            recorder.handle(),
+            &self.data_dir,
+            metrics.clone(),
+        );
         let stop = CancellationToken::new();
         tokio::spawn({
             let stop = stop.clone();
@@ -246,6 +261,7 @@ impl Server {
             record: recorder.health(),
             evicted_connections: Arc::default(),
             site: self.site,
+            metrics,
         });
 
         accept::serve(self.listener, shared.clone(), &stop).await;
@@ -266,6 +282,19 @@ impl Server {
         }
         recorder.close().await;
         tracing::info!("shut down; research record closed");
+    }
+
+    /// The server's [`Metrics`] when `[server] metrics_token` is set (else none are kept).
+    fn metrics(&self) -> Option<Arc<Metrics>> {
+        self.server.metrics_token.as_ref()?;
+        let scenes = self.config.scenes.iter().map(|s| s.id.as_str());
+        match Metrics::new(scenes) {
+            Ok(m) => Some(Arc::new(m)),
+            Err(e) => {
+                tracing::error!("{e}; /metrics is off");
+                None
+            }
+        }
     }
 
     /// Runs the server in a background task; stop it with [`RunningServer::shutdown`] (or by
@@ -350,6 +379,8 @@ struct Shared {
     evicted_connections: Arc<std::sync::atomic::AtomicU64>,
     /// The researcher's site folder, if any.
     site: Option<Arc<SiteDir>>,
+    /// The `/metrics` counters, when `[server] metrics_token` is set.
+    metrics: Option<Arc<Metrics>>,
 }
 
 /// Sleeps until `deadline`; forever when there is none.

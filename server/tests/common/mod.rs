@@ -75,6 +75,8 @@ pub struct TestServer {
     pub addr: std::net::SocketAddr,
     pub data_dir: tempfile::TempDir,
     pub config: Config,
+    /// The config's `[server]` table for the shell (origins, limits, `metrics_token`).
+    pub server: pairlab_server::config::ServerConfig,
 }
 
 impl TestServer {
@@ -112,7 +114,7 @@ impl TestServer {
         )
         .await
         .expect("bind")
-        .server_config(file.server)
+        .server_config(file.server.clone())
         .site(Some(site));
         let addr = server.local_addr();
         TestServer {
@@ -120,18 +122,23 @@ impl TestServer {
             addr,
             data_dir,
             config: file.config,
+            server: file.server,
         }
     }
 
     async fn build(toml: &str, idle: Option<Duration>, data_dir: tempfile::TempDir) -> Self {
-        let config = Config::from_toml_str(toml).unwrap_or_else(|e| panic!("test config: {e}"));
+        let pairlab_server::config::ConfigFile { config, server, .. } =
+            pairlab_server::config::ConfigFile::from_toml_str(toml)
+                .unwrap_or_else(|e| panic!("test config: {e}"));
+        let shell = server;
         let server = Server::bind(
             config.clone(),
             "127.0.0.1:0".parse().unwrap(),
             data_dir.path().to_path_buf(),
         )
         .await
-        .expect("bind");
+        .expect("bind")
+        .server_config(shell.clone());
         let server = match idle {
             Some(d) => server.idle_timeout(d),
             None => server,
@@ -142,6 +149,7 @@ impl TestServer {
             addr,
             data_dir,
             config,
+            server: shell,
         }
     }
 
@@ -205,7 +213,8 @@ impl TestServer {
             self.data_dir.path().to_path_buf(),
         )
         .await
-        .expect("bind");
+        .expect("bind")
+        .server_config(self.server.clone());
         self.addr = server.local_addr();
         self.running = Some(server.spawn());
     }

@@ -3,12 +3,13 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use pairlab_tests::WorkDir;
+use pairlab_tests::{http_get_with, WorkDir};
 
 use crate::client::{fmt_opt, HoldFleet, HoldOpts};
-use crate::server::{start_pairlab, PairlabExt};
+use crate::server::{start_pairlab, PairlabExt, LOADGEN_SERVER_TABLE};
 use crate::system::{cpu_percent, machine, raise_fd_limit, rss_kib};
 use crate::{LoadgenError, Result};
 
@@ -21,6 +22,42 @@ pub(crate) struct HoldArgs {
     pub(crate) cpu_window: Duration,
     pub(crate) concurrency: usize,
     pub(crate) deadline: Duration,
+    /// Scrape `/metrics` this often during the whole run (the server gets a `metrics_token`);
+    /// `None`: metrics off, as by default.
+    pub(crate) metrics_every: Option<Duration>,
+}
+
+/// The `metrics_token` a `hold --metrics-every-ms` server gets.
+const METRICS_TOKEN: &str = "loadgen-metrics-token-0123456789";
+
+/// What the `/metrics` scraper saw.
+#[derive(Default)]
+struct Scrapes {
+    /// Duration of each successful scrape, ms.
+    ms: Vec<f64>,
+    /// Failed scrapes (no answer, or not 200).
+    failed: usize,
+    /// Size of the last body, bytes.
+    bytes: usize,
+}
+
+/// Scrapes `/metrics` on `port` every `every` into `into`, until aborted.
+async fn scrape_metrics(port: u16, every: Duration, into: Arc<Mutex<Scrapes>>) {
+    let auth = format!("Bearer {METRICS_TOKEN}");
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tick.tick().await;
+        let t0 = Instant::now();
+        let got = http_get_with(port, "/metrics", &[("authorization", &auth)]).await;
+        let mut s = into.lock().unwrap_or_else(PoisonError::into_inner);
+        match got {
+            Ok((200, body)) => {
+                s.ms.push(t0.elapsed().as_secs_f64() * 1000.0);
+                s.bytes = body.len();
+            }
+            _ => s.failed += 1,
+        }
+    }
 }
 
 /// A scene `id` in which nobody is ever matched (`latency_fifo` with `max_server_rtt_ms` =
@@ -58,14 +95,22 @@ pub(crate) async fn hold(args: HoldArgs) -> Result<()> {
     let fds = raise_fd_limit(args.n as u64 + 512)?;
     let machine = machine();
     println!("{machine}");
-    let work = WorkDir::fresh("loadgen-hold")?;
-    let mut server = start_pairlab(
-        &args.bin,
-        &args.log,
-        &work,
-        &never_matched_scene("hold", true),
-    )
-    .await?;
+    // Its own folder with metrics on, so a run without them (the smoke tests run both at
+    // once) does not replace its scene file.
+    let work = WorkDir::fresh(if args.metrics_every.is_some() {
+        "loadgen-hold-metrics"
+    } else {
+        "loadgen-hold"
+    })?;
+    let mut scene = never_matched_scene("hold", true);
+    if args.metrics_every.is_some() {
+        scene = format!("{scene}{LOADGEN_SERVER_TABLE}metrics_token = \"{METRICS_TOKEN}\"\n");
+    }
+    let mut server = start_pairlab(&args.bin, &args.log, &work, &scene).await?;
+    let scrapes = Arc::new(Mutex::new(Scrapes::default()));
+    let scraper = args
+        .metrics_every
+        .map(|every| tokio::spawn(scrape_metrics(server.port(), every, scrapes.clone())));
     let pid = server.pid();
     tokio::time::sleep(Duration::from_millis(500)).await;
     let idle_kib = rss_kib(pid);
@@ -135,6 +180,9 @@ pub(crate) async fn hold(args: HoldArgs) -> Result<()> {
             break;
         }
     }
+    if let Some(scraper) = scraper {
+        scraper.abort();
+    }
     fleet.stop(tasks).await;
     server.stop().await;
 
@@ -155,6 +203,23 @@ pub(crate) async fn hold(args: HoldArgs) -> Result<()> {
         counters.dropped.load(Ordering::Relaxed),
         counters.pongs.load(Ordering::Relaxed)
     );
+    if let Some(every) = args.metrics_every {
+        let s = scrapes.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut ms = s.ms.clone();
+        ms.sort_by(f64::total_cmp);
+        let at = |q: f64| {
+            ms.get(((ms.len() as f64 - 1.0) * q).round() as usize)
+                .copied()
+        };
+        println!(
+            "/metrics every {every:?}: {} scrapes, {} failed, duration p50 {} ms, max {} ms, last body {} bytes",
+            ms.len(),
+            s.failed,
+            fmt_opt(at(0.5).map(|v| format!("{v:.2}"))),
+            fmt_opt(at(1.0).map(|v| format!("{v:.2}"))),
+            s.bytes
+        );
+    }
     println!("server log: {}", work.join("server.log").display());
     Ok(())
 }

@@ -209,6 +209,10 @@ enum Scenario {
         /// Give up ramping after this many seconds (the table shows what was reached).
         #[arg(long, default_value_t = 180)]
         seconds: u64,
+        /// Turn `/metrics` on (a `metrics_token`) and scrape it this often, ms, for the whole
+        /// run; prints the scrapes' durations. Without it, metrics are off.
+        #[arg(long, value_name = "MS")]
+        metrics_every_ms: Option<u64>,
     },
     /// Hold N waiting with the lobby count shown, then add arrivals at a fixed rate; report
     /// the waitroom messages per second and the server's CPU.
@@ -450,6 +454,7 @@ fn main() -> ExitCode {
                 cpu_window_s,
                 concurrency,
                 seconds,
+                metrics_every_ms,
             } => {
                 hold(HoldArgs {
                     bin,
@@ -460,6 +465,7 @@ fn main() -> ExitCode {
                     cpu_window: Duration::from_secs_f64(cpu_window_s.max(0.1)),
                     concurrency,
                     deadline: Duration::from_secs(seconds),
+                    metrics_every: metrics_every_ms.map(Duration::from_millis),
                 })
                 .await
             }

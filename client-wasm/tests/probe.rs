@@ -53,6 +53,7 @@ fn prepare(id: &ProbeSessionId, peer_index: u32, timeout_ms: u64) -> ServerMessa
         peer_index,
         ice_servers: vec![],
         timeout_ms,
+        force_relay: false,
     })
 }
 

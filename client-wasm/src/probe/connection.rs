@@ -16,7 +16,7 @@ use pairlab_shared::{
 use web_sys::{RtcPeerConnection, RtcPeerConnectionState};
 
 use super::wire::{
-    client_deadline_ms, echo, median, PingPacer, PongVerdict, ProbeWire, SAMPLE_COUNT,
+    client_deadline_ms, echo, path_rtt_ms, PingPacer, PongVerdict, ProbeWire, SAMPLE_COUNT,
 };
 use crate::peer::{
     Announced, CandidateAdded, ChannelData, Delivery, Hooked, MessageHook, Peer, PeerConfig,
@@ -101,7 +101,7 @@ pub struct ProbeOutcome {
 ///
 /// The measurement (both sides alike, once the DataChannel is open): [`SAMPLE_COUNT`] pings,
 /// paced by a [`PingPacer`] (back to back on a fast path, overlapping on a slow one), timed
-/// with `performance.now()`; `rtt_ms` is their median; `stats_rtt_ms` the selected pair's
+/// with `performance.now()`; `rtt_ms` is the smallest ([`path_rtt_ms`]); `stats_rtt_ms` the selected pair's
 /// `currentRoundTripTime`. Then `probe_result` goes out and a
 /// [`ProbeWire::Done`] goes to the peer; the connection closes once the peer's `done` arrived
 /// too (so neither side cuts the other's measurement short), or the channel closed, or the
@@ -248,7 +248,11 @@ impl ProbeConnection {
         ProbeResult {
             probe_session_id: self.spec.probe_session_id.clone(),
             success,
-            rtt_ms: if success { median(&self.samples) } else { None },
+            rtt_ms: if success {
+                path_rtt_ms(&self.samples)
+            } else {
+                None
+            },
             samples_ms: self.samples.clone(),
             stats_rtt_ms: self.stats_rtt_ms,
             connection: self.connection,

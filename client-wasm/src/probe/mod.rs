@@ -250,7 +250,7 @@ fn describe(id: &ProbeSessionId, o: &ProbeOutcome) -> String {
     match &o.failure {
         Some(why) if !o.reported => format!("probe {id} closed without a result: {why}"),
         None => format!(
-            "probe {id}: rtt {} (median of {} samples), getStats rtt {}, path {}, reported {:.1} ms after probe_prepare",
+            "probe {id}: rtt {} (smallest of {} samples), getStats rtt {}, path {}, reported {:.1} ms after probe_prepare",
             fmt(o.result.rtt_ms),
             o.result.samples_ms.len(),
             fmt(o.result.stats_rtt_ms),

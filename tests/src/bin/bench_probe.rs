@@ -32,11 +32,12 @@
 //! as the server's record `ts`, so page times are placed on the probe's timeline
 //! (ms after `probe_prepare` = the `probe_started` line's `ts`, 1 ms resolution).
 //!
-//! The true RTT of a relayed setting D: `base + 2·(stun(D) − stun(0))`, where `base` is the
-//! median DataChannel `rtt_ms` of the relayed D = 0 probes, and `stun(D)` the median RTT of STUN
-//! Binding requests (RFC 5389) sent to coturn through the same proxy (one crossing each way:
-//! 2·D plus the proxy's timer overhead, measured, not assumed). For the direct setting the true
-//! RTT is the median STUN RTT to coturn on loopback, without the proxy.
+//! The true RTT of a relayed setting D: `2·stun(D)`, where `stun(D)` is the median RTT of STUN
+//! Binding requests (RFC 5389) sent to coturn through the same proxy: one crossing each way
+//! plus coturn, as a relayed one-way trip A → proxy → coturn → proxy → B is (2·D plus the
+//! proxy's timer overhead, measured, not assumed). For the direct setting (loopback, no proxy)
+//! it is the median of the reports' getStats `currentRoundTripTime` (the ICE agent's consent
+//! checks, whole ms). Neither is fed by the DataChannel samples whose estimator is judged.
 //!
 //! # The weight benchmark (`--weight`)
 //! What headless Chromium received for the page's files (`/`, `style.css`, the wasm-bindgen
@@ -783,25 +784,15 @@ async fn one_round(
     Ok((run, line))
 }
 
-/// The true RTT of each setting, ms (see the module doc).
+/// The true RTT of each setting, ms (see the module doc): nothing the DataChannel estimator
+/// under test feeds.
 fn true_rtts(results: &[SettingResult]) -> HashMap<String, (f64, &'static str)> {
     let mut out = HashMap::new();
-    let base = results
-        .iter()
-        .find(|r| r.setting == Setting::Relay { delay_ms: 0 })
-        .and_then(|r| {
-            let all: Vec<f64> = r.runs.iter().flat_map(|p| p.rtt_ms.clone()).collect();
-            Some((median(all)?, r.stun_ms?))
-        });
     for r in results {
-        let t = match (r.setting, base) {
-            (Setting::Direct, _) => r.stun_ms.map(|s| (s, "STUN RTT on loopback")),
-            (Setting::Relay { .. }, Some((base, stun0))) => r
-                .stun_ms
-                .map(|s| (base + 2.0 * (s - stun0), "base + 2·(stun(D) − stun(0))")),
-            (Setting::Relay { delay_ms }, None) => {
-                Some((4.0 * delay_ms as f64, "4·D (no D=0 base)"))
-            }
+        let t = match r.setting {
+            Setting::Direct => median(r.runs.iter().flat_map(|p| p.stats_rtt_ms.clone()))
+                .map(|s| (s, "median getStats currentRoundTripTime")),
+            Setting::Relay { .. } => r.stun_ms.map(|s| (2.0 * s, "2·stun(D) through the proxy")),
         };
         if let Some(t) = t {
             out.insert(r.setting.label(), t);
@@ -892,7 +883,7 @@ fn print_probe_tables(results: &[SettingResult], args: &Args) {
             f1(split(&|p| Some(p.duration_ms - p.last_report_ms?))),
         );
     }
-    println!("\nTrue RTT: direct = median STUN Binding RTT to coturn on loopback; relayed = base + 2·(stun(D) − stun(0)) with base = median rtt_ms of the relayed D=0 probes (so D=0's rtt_ms error is ~0 by construction).");
+    println!("\nTrue RTT: relayed = 2·stun(D), the median STUN Binding RTT to coturn through the proxy doubled (a relayed one-way trip crosses the proxy twice and coturn once, as a STUN round trip does); direct = the median of the reports' getStats currentRoundTripTime (whole ms). Neither is fed by the DataChannel samples.");
     println!("Split columns use the initiator page's clock placed on the server's (record ts, 1 ms resolution).");
     let rejected: usize = results
         .iter()

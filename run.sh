@@ -125,7 +125,10 @@ cmd_test() {
   if [ "$CLIENT_BUILT" = 1 ]; then
     phase "end to end (pairlab + 2 headless Chromium)" e2e
     # bench-probe once, tiny: the benchmark's whole pipeline (server, coturn, delay proxy, two
-    # Chromiums, forced relay, record parsing) still works; its numbers are not judged here.
+    # Chromiums, force_relay scenes, record parsing) still works. Its numbers are not judged
+    # here, but it exits non-zero (and this phase fails) when a probe fails, fewer probes than
+    # asked are measured, or a probe measured another candidate pair than the setting's
+    # (relayed vs direct); tests/tests/bench_probe_exit.rs shows it with coturn stopped.
     phase "bench smoke (bench-probe: 1 direct + 1 relayed probe)" \
       cargo run "$JOBS" -p pairlab-tests --bin bench-probe -- \
       --server debug --probes 1 --delays 0 --direct --time-limit-s 180

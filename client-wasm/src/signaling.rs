@@ -404,6 +404,7 @@ mod tests {
                     credential: None,
                 }],
                 timeout_ms: 3000,
+                force_relay: true,
             }),
             ServerMessage::ProbeStart(ProbeStart {
                 probe_session_id: ProbeSessionId::from_string("p-1"),

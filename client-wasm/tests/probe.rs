@@ -13,7 +13,7 @@ use futures::channel::mpsc;
 use futures::stream::{self, StreamExt};
 use gloo_timers::future::TimeoutFuture;
 use pairlab_client::peer::{ChannelData, Delivery, Hooked, Peer, PeerConfig, PeerError, PeerEvent};
-use pairlab_client::probe::wire::{median, SAMPLE_COUNT};
+use pairlab_client::probe::wire::{path_rtt_ms, SAMPLE_COUNT};
 use pairlab_client::probe::ProbeManager;
 use pairlab_client::util::now_ms;
 use pairlab_shared::{
@@ -53,6 +53,7 @@ fn prepare(id: &ProbeSessionId, peer_index: u32, timeout_ms: u64) -> ServerMessa
         peer_index,
         ice_servers: vec![],
         timeout_ms,
+        force_relay: false,
     })
 }
 
@@ -227,8 +228,8 @@ impl FakeServer {
     }
 }
 
-/// Checks a successful result: full samples, all finite, `rtt_ms` their median, and a
-/// getStats RTT.
+/// Checks a successful result: full samples, all finite, `rtt_ms` the smallest, a getStats
+/// RTT, and the measured path (direct: these probes have no ICE servers and no relay).
 fn check_success(r: &ProbeResult, who: &str) {
     assert!(r.success, "{who}: success, got {r:?}");
     assert_eq!(r.samples_ms.len(), SAMPLE_COUNT, "{who}: sample count");
@@ -240,12 +241,20 @@ fn check_success(r: &ProbeResult, who: &str) {
     let rtt = r.rtt_ms.expect("rtt_ms on success");
     assert_eq!(
         Some(rtt),
-        median(&r.samples_ms),
-        "{who}: rtt_ms is the median"
+        path_rtt_ms(&r.samples_ms),
+        "{who}: rtt_ms is the path RTT of the samples"
     );
-    let min = r.samples_ms.iter().copied().fold(f64::INFINITY, f64::min);
-    let max = r.samples_ms.iter().copied().fold(0.0, f64::max);
-    assert!(min <= rtt && rtt <= max, "{who}: median within the samples");
+    assert!(
+        r.samples_ms.iter().all(|s| rtt <= *s),
+        "{who}: rtt_ms {rtt} is the smallest sample of {:?}",
+        r.samples_ms
+    );
+    let path = r.connection.expect("the measured candidate pair");
+    assert_eq!(
+        path.connection_type,
+        pairlab_shared::ConnectionKind::Direct,
+        "{who}: no ICE servers, so a direct pair: {path:?}"
+    );
     let stats = r.stats_rtt_ms.expect("stats_rtt_ms from getStats");
     assert!(
         stats.is_finite() && (0.0..1000.0).contains(&stats),

@@ -359,6 +359,11 @@ pub struct ProbeResult {
     /// `currentRoundTripTime` of the selected ICE candidate pair from `getStats()`
     /// (W3C webrtc-stats, `RTCIceCandidatePairStats`), converted to ms; `null` when absent.
     pub stats_rtt_ms: Option<f64>,
+    /// The path measured: the probe connection's selected candidate pair from `getStats()`, in
+    /// the shape of `p2p_connection_type`; absent when the pair was not known (no connection,
+    /// or an older client).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection: Option<ConnectionInfo>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -455,6 +460,11 @@ pub struct ProbePrepare {
     pub ice_servers: Vec<IceServer>,
     /// The server's deadline, ms from this message.
     pub timeout_ms: u64,
+    /// The scene's `force_relay`: the probe connection, like the game's, uses TURN relay
+    /// candidates only (`iceTransportPolicy: "relay"`), so that it measures the game's path.
+    /// Absent: `false`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub force_relay: bool,
 }
 
 /// `probe_start`.

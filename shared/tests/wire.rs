@@ -167,6 +167,7 @@ fn client_messages() {
             rtt_ms: Some(1.25),
             samples_ms: vec![1.5, 1.25, 1.0],
             stats_rtt_ms: Some(1.0),
+            connection: None,
         }),
     );
     pin_client(
@@ -177,6 +178,25 @@ fn client_messages() {
             rtt_ms: None,
             samples_ms: vec![],
             stats_rtt_ms: None,
+            connection: None,
+        }),
+    );
+    // With the path measured: the selected pair, in the shape of `p2p_connection_type`.
+    pin_client(
+        r#"{"type":"probe_result","probe_session_id":"0b7e4a8e-3c1d-4f6e-9a52-1d2c3b4a5f60","success":true,"rtt_ms":101.5,"samples_ms":[101.5],"stats_rtt_ms":101.0,"connection":{"connection_type":"relay","local_candidate_type":"relay","remote_candidate_type":"relay","protocol":"udp","relay_protocol":"udp"}}"#,
+        ClientMessage::ProbeResult(ProbeResult {
+            probe_session_id: probe_id(),
+            success: true,
+            rtt_ms: Some(101.5),
+            samples_ms: vec![101.5],
+            stats_rtt_ms: Some(101.0),
+            connection: Some(ConnectionInfo {
+                connection_type: ConnectionKind::Relay,
+                local_candidate_type: CandidateType::Relay,
+                remote_candidate_type: CandidateType::Relay,
+                protocol: IceProtocol::Udp,
+                relay_protocol: Some(RelayProtocol::Udp),
+            }),
         }),
     );
 }
@@ -259,6 +279,18 @@ fn server_messages() {
                 },
             ],
             timeout_ms: 10_000,
+            force_relay: false,
+        }),
+    );
+    // A `force_relay` scene: the probe uses relay candidates only, as the game will.
+    pin_server(
+        r#"{"type":"probe_prepare","probe_session_id":"0b7e4a8e-3c1d-4f6e-9a52-1d2c3b4a5f60","peer_index":0,"ice_servers":[],"timeout_ms":5000,"force_relay":true}"#,
+        ServerMessage::ProbePrepare(ProbePrepare {
+            probe_session_id: probe_id(),
+            peer_index: 0,
+            ice_servers: vec![],
+            timeout_ms: 5_000,
+            force_relay: true,
         }),
     );
     pin_server(

@@ -13,6 +13,11 @@
 //! - [`signed_link_lets_its_page_in_and_a_page_without_it_is_refused`]: with `[server]
 //!   link_secret`, the page opened with its signed link (`sig` in the URL) reaches the waitroom;
 //!   one opened without a signature shows the `invalid_link` error and never joins.
+//! - [`relayed_probe_decides_between_two_injected_rtts`]: two `force_relay` scenes with
+//!   `max_p2p_rtt_ms = 60`, coturn behind the UDP delay proxy; at D = 25 ms each way (a relayed
+//!   round trip ≈ 100 ms + base) the probe is rejected, at D = 5 ms (≈ 20 ms + base) accepted;
+//!   both probes measured a relayed pair, and each decided RTT is within tolerance of the
+//!   truth (4·D + base, base from the game connection's own getStats).
 //! - [`harness_drives_two_separate_chromium_processes`]: the harness itself, without pairlab.
 //!
 //! Needs `target/{debug,release}/pairlab` (or `PAIRLAB_BIN`) built after `www/pkg`, chromedriver
@@ -25,11 +30,14 @@ use std::error::Error;
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use pairlab_tests::delay_proxy::ProxyHandle;
+use pairlab_tests::game::{scene_toml, RelayRig};
 use pairlab_tests::process::{pids_with_arg, Wait};
 use pairlab_tests::record::{
     event_names, events_of, has_event_for, kind_of, position_of, read_events, wait_for_events,
     ResearchEventKind as Ev,
 };
+use pairlab_tests::turn::TurnAuth;
 use pairlab_tests::{
     check, json_num as num, json_str as s, must, screens_dir, Browser, ChromeDriver, PageView,
     Server, WorkDir, WAIT,
@@ -189,8 +197,9 @@ async fn finish(test: &str, a: Browser, b: Browser) {
 }
 
 /// Starts the server with `scene_toml`, chromedriver and two browsers, runs `scenario`, takes
-/// screenshots, stops everything, and fails the test with diagnostics if the scenario failed.
-async fn run_e2e<F, Fut>(test: &str, scene_id: &str, scene_toml: &str, scenario: F)
+/// screenshots, stops everything, and fails the test with diagnostics (the record of each of
+/// `scene_ids`) if the scenario failed.
+async fn run_e2e<F, Fut>(test: &str, scene_ids: &[&str], scene_toml: &str, scenario: F)
 where
     F: FnOnce(WorkDir, Server, [Browser; 2]) -> Fut,
     Fut: std::future::Future<Output = (Server, [Browser; 2], R<()>)>,
@@ -214,10 +223,17 @@ where
     let (server, [a, b], outcome) = scenario(work, server, [a, b]).await;
     let failure = match outcome {
         Ok(()) => None,
-        Err(e) => Some(format!(
-            "{e}\n\n{}",
-            diagnostics(&server, scene_id, [&a, &b]).await
-        )),
+        Err(e) => {
+            let mut out = format!("{e}\n");
+            for scene_id in scene_ids {
+                let _ = write!(
+                    out,
+                    "\nscene {scene_id}:\n{}",
+                    diagnostics(&server, scene_id, [&a, &b]).await
+                );
+            }
+            Some(out)
+        }
     };
     finish(test, a, b).await;
     drop(driver);
@@ -252,7 +268,7 @@ waitroom_timeout_ms = 60000
 async fn accepted_probe_starts_one_game_on_both_pages() {
     run_e2e(
         "accept",
-        ACCEPT_SCENE,
+        &[ACCEPT_SCENE],
         ACCEPT_TOML,
         |work, server, [a, b]| async move {
             let outcome = accept_scenario(&work, &server, &a, &b).await;
@@ -405,6 +421,181 @@ async fn accept_scenario(work: &WorkDir, server: &Server, a: &Browser, b: &Brows
     Ok(())
 }
 
+// ---------------------------------------------------------------------------------------------
+// A threshold between two known injected RTTs
+// ---------------------------------------------------------------------------------------------
+
+/// The scenes of [`relayed_probe_decides_between_two_injected_rtts`]: both `force_relay`,
+/// `max_p2p_rtt_ms = THRESHOLD_MS`; the near one plays a short game, whose connection's own
+/// getStats RTT gives the base of the truth.
+const FAR_SCENE: &str = "e2e_relay_far";
+const NEAR_SCENE: &str = "e2e_relay_near";
+const THRESHOLD_MS: u32 = 60;
+/// The proxy's delay each way, ms, in the two cases. A relayed round trip crosses the proxy
+/// four times (A → proxy → coturn → proxy → B, and back): 4·25 = 100 ms over the threshold,
+/// 4·5 = 20 ms well under it.
+const FAR_DELAY_MS: u64 = 25;
+const NEAR_DELAY_MS: u64 = 5;
+/// The proxy crossings of a relayed round trip.
+const CROSSINGS: f64 = 4.0;
+
+/// How far a decided RTT may be from the truth: 10 ms + 20 % (the probe's median still carries
+/// the DataChannel's warm-up; a loaded two-core machine adds scheduling delay to both).
+fn within_tolerance(decided_ms: f64, truth_ms: f64) -> bool {
+    (decided_ms - truth_ms).abs() <= 10.0 + 0.2 * truth_ms
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relayed_probe_decides_between_two_injected_rtts() {
+    let test = "threshold";
+    let rig = must(
+        RelayRig::start(TurnAuth::Static {
+            user: "pairlab".into(),
+            pass: "probe-pass".into(),
+        })
+        .await,
+    );
+    let game = "episode_ms = 3000\nepisodes = 1\nquality_interval_ms = 250\n";
+    let toml = format!(
+        "{}\n{}",
+        scene_toml(FAR_SCENE, true, Some(THRESHOLD_MS), game, ""),
+        scene_toml(
+            NEAR_SCENE,
+            true,
+            Some(THRESHOLD_MS),
+            game,
+            &rig.turn_toml(3600)
+        )
+    );
+    let proxy = rig.proxy();
+    run_e2e(
+        test,
+        &[FAR_SCENE, NEAR_SCENE],
+        &toml,
+        |work, server, [a, b]| async move {
+            let outcome = threshold_scenario(&work, &server, &proxy, &a, &b)
+                .await
+                .map_err(|e| format!("{e}\nproxy: {:?}", proxy.counters()).into());
+            (server, [a, b], outcome)
+        },
+    )
+    .await;
+    drop(rig);
+}
+
+/// Opens the scene `scene` in both browsers, as `<prefix>-A` and `<prefix>-B` (new subjects:
+/// the pages of the previous case leave theirs waiting), waits for its `probe_result` line and
+/// checks it measured a relayed pair on both sides. Returns the line.
+async fn relayed_probe(
+    server: &Server,
+    scene: &str,
+    prefix: &str,
+    a: &Browser,
+    b: &Browser,
+) -> R<Value> {
+    let url = |who: &str| server.url(&format!("/?subject_id={prefix}-{who}&scene_id={scene}"));
+    let (url_a, url_b) = (url("A"), url("B"));
+    let (ra, rb) = tokio::join!(a.goto(&url_a), b.goto(&url_b));
+    ra?;
+    rb?;
+    let path = server.events_path(scene);
+    let events = wait_for_events(&path, "probe_result", WAIT, |ev| {
+        !events_of(ev, Ev::ProbeResult).is_empty()
+    })
+    .await?;
+    let probe = events_of(&events, Ev::ProbeResult)[0].clone();
+    let reports = probe
+        .get("reports")
+        .and_then(Value::as_array)
+        .ok_or_else(|| format!("probe_result without reports: {probe}"))?;
+    for r in reports {
+        check!(
+            r.get("success") == Some(&Value::Bool(true)),
+            "{scene}: each report must succeed: {r}"
+        );
+        let path = r.get("connection").unwrap_or(&Value::Null);
+        check!(
+            s(path, "connection_type") == Some("relay")
+                && s(path, "local_candidate_type") == Some("relay")
+                && s(path, "protocol") == Some("udp"),
+            "{scene}: with force_relay the probe must measure a relayed pair over UDP: {r}"
+        );
+    }
+    Ok(probe)
+}
+
+async fn threshold_scenario(
+    work: &WorkDir,
+    server: &Server,
+    proxy: &ProxyHandle,
+    a: &Browser,
+    b: &Browser,
+) -> R<()> {
+    proxy.set_delay_ms(FAR_DELAY_MS, FAR_DELAY_MS);
+    let far = relayed_probe(server, FAR_SCENE, "far", a, b).await?;
+    let far_decided = num(&far, "rtt_ms").ok_or_else(|| format!("no rtt_ms: {far}"))?;
+    check!(
+        far.get("accepted") == Some(&Value::Bool(false))
+            && s(&far, "reason") == Some("rtt_too_high"),
+        "at D = {FAR_DELAY_MS} ms the relayed probe must be rejected as rtt_too_high \
+         (decided {far_decided:.2} ms, threshold {THRESHOLD_MS} ms): {far}"
+    );
+
+    proxy.set_delay_ms(NEAR_DELAY_MS, NEAR_DELAY_MS);
+    let near = relayed_probe(server, NEAR_SCENE, "near", a, b).await?;
+    let near_decided = num(&near, "rtt_ms").ok_or_else(|| format!("no rtt_ms: {near}"))?;
+    check!(
+        near.get("accepted") == Some(&Value::Bool(true)),
+        "at D = {NEAR_DELAY_MS} ms the relayed probe must be accepted \
+         (decided {near_decided:.2} ms, threshold {THRESHOLD_MS} ms): {near}"
+    );
+
+    // The truth: 4·D + base. The base (loopback, coturn, the browsers' stacks) comes from the
+    // game connection — a separate relayed connection over the same proxy, measured by the
+    // browser's ICE consent checks (getStats `currentRoundTripTime`), not by the probe — as its
+    // median RTT at D = NEAR_DELAY_MS minus 4·NEAR_DELAY_MS.
+    let path = server.events_path(NEAR_SCENE);
+    let events = wait_for_events(&path, "episode_summary from both", WAIT, |ev| {
+        events_of(ev, Ev::EpisodeSummary).len() >= 2
+    })
+    .await?;
+    let game_rtts: Vec<f64> = events_of(&events, Ev::EpisodeSummary)
+        .iter()
+        .filter_map(|e| {
+            let peer = e.get("peers")?.as_array()?.first()?;
+            num(peer.get("rtt_ms")?, "median")
+        })
+        .collect();
+    check!(
+        game_rtts.len() >= 2,
+        "each episode_summary must carry the game connection's RTT median: {:?}",
+        events_of(&events, Ev::EpisodeSummary)
+    );
+    let game_rtt = game_rtts.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let base = (game_rtt - CROSSINGS * NEAR_DELAY_MS as f64).max(0.0);
+    let truth = |d: u64| CROSSINGS * d as f64 + base;
+    let (far_truth, near_truth) = (truth(FAR_DELAY_MS), truth(NEAR_DELAY_MS));
+    publish(
+        work,
+        &format!(
+            "[e2e] threshold {THRESHOLD_MS} ms, base {base:.2} ms (game connection's getStats median {game_rtt:.2} ms at D = {NEAR_DELAY_MS} ms, minus 4·D)\n  D = {FAR_DELAY_MS} ms: decided {far_decided:.2} ms, truth {far_truth:.2} ms, error {:+.2} ms\n  {}\n  D = {NEAR_DELAY_MS} ms: decided {near_decided:.2} ms, truth {near_truth:.2} ms, error {:+.2} ms\n  {}",
+            far_decided - far_truth,
+            probe_summary(&far),
+            near_decided - near_truth,
+            probe_summary(&near),
+        ),
+    );
+    check!(
+        within_tolerance(far_decided, far_truth),
+        "D = {FAR_DELAY_MS} ms: decided {far_decided:.2} ms is not within 10 ms + 20 % of the truth {far_truth:.2} ms"
+    );
+    check!(
+        within_tolerance(near_decided, near_truth),
+        "D = {NEAR_DELAY_MS} ms: decided {near_decided:.2} ms is not within 10 ms + 20 % of the truth {near_truth:.2} ms"
+    );
+    Ok(())
+}
+
 fn check_game_page(who: &str, v: &PageView, subject: &str) -> R<()> {
     check!(
         v.game_id.as_deref().is_some_and(|g| !g.is_empty()),
@@ -440,7 +631,7 @@ timeout_message = "No partner with a fast enough connection was found. Thank you
 async fn rejected_probe_leaves_both_to_time_out() {
     run_e2e(
         "reject",
-        REJECT_SCENE,
+        &[REJECT_SCENE],
         REJECT_TOML,
         |work, server, [a, b]| async move {
             let outcome = reject_scenario(&work, &server, &a, &b).await;
@@ -556,7 +747,7 @@ async fn signed_link_lets_its_page_in_and_a_page_without_it_is_refused() {
     );
     run_e2e(
         "signed",
-        SIGNED_SCENE,
+        &[SIGNED_SCENE],
         &toml,
         |_work, server, [a, b]| async move {
             let outcome = signed_scenario(&server, &a, &b).await;

@@ -10,13 +10,13 @@ use futures::stream::FuturesUnordered;
 use futures::{pin_mut, FutureExt, StreamExt};
 use gloo_timers::future::TimeoutFuture;
 use pairlab_shared::{
-    ClientMessage, IceServer, PlayerIndex, ProbeResult, ProbeSessionId, ProbeSignalOut,
-    SignalPayload, SignalType,
+    ClientMessage, ConnectionInfo, IceServer, PlayerIndex, ProbeResult, ProbeSessionId,
+    ProbeSignalOut, SignalPayload, SignalType,
 };
 use web_sys::{RtcPeerConnection, RtcPeerConnectionState};
 
 use super::wire::{
-    client_deadline_ms, echo, median, PingPacer, PongVerdict, ProbeWire, SAMPLE_COUNT,
+    client_deadline_ms, echo, path_rtt_ms, PingPacer, PongVerdict, ProbeWire, SAMPLE_COUNT,
 };
 use crate::peer::{
     Announced, CandidateAdded, ChannelData, Delivery, Hooked, MessageHook, Peer, PeerConfig,
@@ -46,7 +46,8 @@ pub struct ProbeSpec {
     /// The server's deadline, ms after `probe_prepare`; the client stops a little earlier
     /// ([`client_deadline_ms`]).
     pub timeout_ms: u64,
-    /// TURN relay only. Probes measure the best path, so `false` unless a test needs relay.
+    /// TURN relay only (`iceTransportPolicy: "relay"`): `probe_prepare.force_relay`, the
+    /// scene's `force_relay`, so that the probe measures the path its game will use.
     pub relay_only: bool,
 }
 
@@ -100,7 +101,7 @@ pub struct ProbeOutcome {
 ///
 /// The measurement (both sides alike, once the DataChannel is open): [`SAMPLE_COUNT`] pings,
 /// paced by a [`PingPacer`] (back to back on a fast path, overlapping on a slow one), timed
-/// with `performance.now()`; `rtt_ms` is their median; `stats_rtt_ms` the selected pair's
+/// with `performance.now()`; `rtt_ms` is the smallest ([`path_rtt_ms`]); `stats_rtt_ms` the selected pair's
 /// `currentRoundTripTime`. Then `probe_result` goes out and a
 /// [`ProbeWire::Done`] goes to the peer; the connection closes once the peer's `done` arrived
 /// too (so neither side cuts the other's measurement short), or the channel closed, or the
@@ -113,6 +114,8 @@ pub struct ProbeConnection {
     created_at_ms: f64,
     samples: Vec<f64>,
     stats_rtt_ms: Option<f64>,
+    /// The selected candidate pair the samples went over (`probe_result.connection`).
+    connection: Option<ConnectionInfo>,
     /// `addIceCandidate` calls made, whose outcomes are still to come.
     candidate_adds: FuturesUnordered<CandidateAdded>,
     pacer: PingPacer,
@@ -153,6 +156,7 @@ impl ProbeConnection {
             created_at_ms: now_ms(),
             samples: Vec::with_capacity(SAMPLE_COUNT),
             stats_rtt_ms: None,
+            connection: None,
             candidate_adds: FuturesUnordered::new(),
             pacer: PingPacer::new(),
             opened: false,
@@ -244,9 +248,14 @@ impl ProbeConnection {
         ProbeResult {
             probe_session_id: self.spec.probe_session_id.clone(),
             success,
-            rtt_ms: if success { median(&self.samples) } else { None },
+            rtt_ms: if success {
+                path_rtt_ms(&self.samples)
+            } else {
+                None
+            },
             samples_ms: self.samples.clone(),
             stats_rtt_ms: self.stats_rtt_ms,
+            connection: self.connection,
         }
     }
 
@@ -283,20 +292,27 @@ impl ProbeConnection {
         }
     }
 
-    /// Reads the selected pair's RTT, retrying briefly while it is not there yet.
-    async fn read_stats_rtt(&self) -> Option<f64> {
+    /// Reads the selected pair: its RTT and the path it is (candidate types, protocols),
+    /// retrying briefly while either is not there yet. Stores both.
+    async fn read_selected_pair(&mut self) {
         let pair = self
             .peer
             .selected_pair_where(STATS_ATTEMPTS, STATS_RETRY_MS, |p| {
-                p.current_round_trip_time_ms.is_some()
+                p.current_round_trip_time_ms.is_some() && p.connection_info().is_some()
             })
             .await;
-        match pair {
-            Ok(pair) => pair.and_then(|p| p.current_round_trip_time_ms),
+        let pair = match pair {
+            Ok(Some(pair)) => Some(pair),
+            // Not complete within the attempts: take what one more read has.
+            Ok(None) => self.peer.selected_pair().await.ok().flatten(),
             Err(e) => {
                 warn(&format!("probe {}: {e}", self.spec.probe_session_id));
                 None
             }
+        };
+        if let Some(pair) = pair {
+            self.stats_rtt_ms = pair.current_round_trip_time_ms;
+            self.connection = pair.connection_info();
         }
     }
 
@@ -471,7 +487,7 @@ impl ProbeConnection {
                 if !self.pacer.complete() {
                     return Ok(false);
                 }
-                self.stats_rtt_ms = self.read_stats_rtt().await;
+                self.read_selected_pair().await;
                 let result = self.result(false);
                 self.reported = true;
                 self.reported_at_ms = now_ms();

@@ -5,13 +5,14 @@
 //! `probe_session_id`, each in its own task, several at once (in a group of N a participant is
 //! in N − 1 probes concurrently). The life of one probe:
 //!
-//! 1. `probe_prepare` → build the `RTCPeerConnection` with the given ICE servers, answer
-//!    `probe_ready`.
+//! 1. `probe_prepare` → build the `RTCPeerConnection` with the given ICE servers (the same
+//!    the game gets, TURN credentials included) and, with `force_relay`, relay candidates only
+//!    (as the game will), answer `probe_ready`.
 //! 2. `probe_start` → the initiator creates the DataChannel and sends the offer; offer, answer
 //!    and trickled candidates travel as `probe_signal` (`target_index` = the peer's player
 //!    index; peers never learn each other's `subject_id`).
 //! 3. DataChannel open → both sides measure (see [`ProbeConnection`] and [`wire`]) and send
-//!    `probe_result`; then the connection closes and every handler is dropped.
+//!    `probe_result` with the selected candidate pair (`connection`: the path measured); then the connection closes and every handler is dropped.
 //! 4. On the client deadline (a little before the server's `timeout_ms`) or a failed
 //!    connection: `probe_result` with `success: false`, `rtt_ms: null`, and the samples taken.
 //!
@@ -92,7 +93,7 @@ impl ProbeManager {
                     peer_index: p.peer_index,
                     ice_servers: p.ice_servers.clone(),
                     timeout_ms: p.timeout_ms,
-                    relay_only: false,
+                    relay_only: p.force_relay,
                 });
                 true
             }
@@ -148,6 +149,7 @@ impl ProbeManager {
                     rtt_ms: None,
                     samples_ms: Vec::new(),
                     stats_rtt_ms: None,
+                    connection: None,
                 }));
                 return;
             }
@@ -248,10 +250,14 @@ fn describe(id: &ProbeSessionId, o: &ProbeOutcome) -> String {
     match &o.failure {
         Some(why) if !o.reported => format!("probe {id} closed without a result: {why}"),
         None => format!(
-            "probe {id}: rtt {} (median of {} samples), getStats rtt {}, reported {:.1} ms after probe_prepare",
+            "probe {id}: rtt {} (smallest of {} samples), getStats rtt {}, path {}, reported {:.1} ms after probe_prepare",
             fmt(o.result.rtt_ms),
             o.result.samples_ms.len(),
             fmt(o.result.stats_rtt_ms),
+            o.result.connection.map_or("unknown".to_owned(), |c| format!(
+                "{:?} ({:?} → {:?}, {:?})",
+                c.connection_type, c.local_candidate_type, c.remote_candidate_type, c.protocol
+            )),
             o.reported_after_ms
         ),
         Some(why) => format!(

@@ -86,6 +86,9 @@ pub struct NewRound {
     pub max_p2p_rtt_ms: f64,
     /// Each probe's deadline, ms after its `probe_prepare`.
     pub timeout_ms: u64,
+    /// The scene's `force_relay`, passed on in `probe_prepare` so that the probe measures the
+    /// path the game will use (relay candidates only).
+    pub force_relay: bool,
 }
 
 /// One probe a round started.
@@ -313,7 +316,7 @@ impl ProbeCoordinator {
         } else {
             [a.clone(), b.clone()]
         };
-        let timeout_ms = round.timeout_ms;
+        let (timeout_ms, force_relay) = (round.timeout_ms, round.force_relay);
         let id = ids.probe_session_id();
         let prepare = |me: &ProbeMember, peer: &ProbeMember| {
             ServerMessage::ProbePrepare(ProbePrepare {
@@ -321,6 +324,7 @@ impl ProbeCoordinator {
                 peer_index: peer.index,
                 ice_servers: ice_servers_for(&me.subject_id),
                 timeout_ms,
+                force_relay,
             })
         };
         let prepares = [
@@ -461,6 +465,7 @@ impl ProbeCoordinator {
                 rtt_ms: result.rtt_ms,
                 samples_ms: result.samples_ms,
                 stats_rtt_ms: result.stats_rtt_ms,
+                connection: result.connection,
                 received_ms: ms(now.saturating_duration_since(p.prepared_at)),
             });
         }

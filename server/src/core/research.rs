@@ -308,6 +308,9 @@ pub struct ProbeReport {
     pub samples_ms: Vec<f64>,
     /// `currentRoundTripTime` of the selected candidate pair, ms.
     pub stats_rtt_ms: Option<f64>,
+    /// The path measured: the probe connection's selected candidate pair (the shape of
+    /// `p2p_connection_type`); `null` when the client did not know it.
+    pub connection: Option<ConnectionInfo>,
     /// When it arrived, ms after `probe_prepare`.
     pub received_ms: f64,
 }

@@ -221,6 +221,7 @@ fn result(id: &ProbeSessionId, rtt: Option<f64>) -> ClientMessage {
         rtt_ms: rtt,
         samples_ms: rtt.into_iter().collect(),
         stats_rtt_ms: rtt,
+        connection: None,
     })
 }
 
@@ -352,6 +353,55 @@ fn probe_accept_full_life_cycle() {
     // Late messages from members of the ended probe are ignored, not errors.
     assert!(h.msg(1, ClientMessage::ProbeSignal(offer)).is_empty());
     assert!(h.msg(2, result(&id, Some(1.0))).is_empty());
+}
+
+/// A `force_relay` scene probes on relay candidates only (`probe_prepare.force_relay`), as its
+/// game will; a scene without it says nothing (absent = `false`). Each report's measured path
+/// (`probe_result.connection`) is kept in the record line, per member.
+#[test]
+fn force_relay_reaches_the_probe_and_the_measured_path_is_recorded() {
+    let mut plain = H::new(latency_scene(Some(150.0)));
+    plain.join(1, "A", 10.0);
+    let a = plain.join(2, "B", 10.0);
+    assert!(!prepare(&a, 1).expect("prepare to A").force_relay);
+
+    let mut scene = latency_scene(Some(150.0));
+    scene.force_relay = true;
+    let mut h = H::new(scene);
+    h.join(1, "A", 10.0);
+    let a = h.join(2, "B", 10.0);
+    let (p1, p2) = (prepare(&a, 1).unwrap(), prepare(&a, 2).unwrap());
+    assert!(p1.force_relay && p2.force_relay);
+    let id = p1.probe_session_id;
+    let relayed = ConnectionInfo {
+        connection_type: ConnectionKind::Relay,
+        local_candidate_type: CandidateType::Relay,
+        remote_candidate_type: CandidateType::Relay,
+        protocol: IceProtocol::Udp,
+        relay_protocol: Some(RelayProtocol::Udp),
+    };
+    let with_path = |rtt: f64, connection: Option<ConnectionInfo>| {
+        ClientMessage::ProbeResult(ProbeResult {
+            probe_session_id: id.clone(),
+            success: true,
+            rtt_ms: Some(rtt),
+            samples_ms: vec![rtt],
+            stats_rtt_ms: Some(rtt),
+            connection,
+        })
+    };
+    h.msg(1, with_path(101.0, Some(relayed)));
+    h.msg(2, with_path(102.0, None));
+    let reports = h
+        .records
+        .iter()
+        .find_map(|r| match r {
+            ResearchEvent::ProbeResult { reports, .. } => Some(reports.clone()),
+            _ => None,
+        })
+        .expect("a probe_result line");
+    assert_eq!(reports[0].as_ref().unwrap().connection, Some(relayed));
+    assert_eq!(reports[1].as_ref().unwrap().connection, None);
 }
 
 #[test]

@@ -605,6 +605,7 @@ pub fn result(id: &ProbeSessionId, success: bool, rtt_ms: Option<f64>) -> Client
             .map(|r| vec![r, r + 1.0, r - 0.5])
             .unwrap_or_default(),
         stats_rtt_ms: rtt_ms.map(|r| r - 1.0),
+        connection: None,
     })
 }
 

@@ -693,6 +693,7 @@ impl Harness {
             rtt_ms,
             samples_ms: rtt_ms.into_iter().collect(),
             stats_rtt_ms: rtt_ms,
+            connection: None,
         })
     }
 

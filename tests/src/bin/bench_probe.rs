@@ -16,27 +16,28 @@
 //! with a later one); the server matches them, probes them, and writes `probe_started` and
 //! `probe_result` to that scene's research record. Then both pages go to `about:blank`.
 //!
-//! Forcing the relay: probes look for the best path, and the server's `force_relay` only affects
-//! games. Without changing server or client, the harness adds a script to every document
-//! before the page's own (Chrome DevTools `Page.addScriptToEvaluateOnNewDocument`, through
-//! chromedriver's `goog/cdp/execute`) that wraps `window.RTCPeerConnection` and, when the URL
-//! carries `bench_relay=1`, sets `iceTransportPolicy: "relay"` in the configuration (WebRTC 1.0
-//! §4.2.1, `RTCIceTransportPolicy`): the browser then gathers and pairs relay candidates only,
-//! so every packet goes A → proxy → coturn → coturn → proxy → B and crosses the proxy twice per
-//! direction (true RTT ≈ 4·D + base). Chromium's `--force-webrtc-ip-handling-policy` cannot do
-//! this: its only restrictive value, `disable_non_proxied_udp`, disables UDP TURN too.
-//! The same script timestamps the connection's milestones (`createOffer`, ICE `checking` /
+//! Forcing the relay: a relayed setting's rounds use scenes with `force_relay = true` (the
+//! product path: the server sends `probe_prepare.force_relay`, the client sets
+//! `iceTransportPolicy: "relay"`), so every packet goes A → proxy → coturn → coturn → proxy → B
+//! and crosses the proxy twice per direction (true RTT ≈ 4·D + base). Each report names the
+//! candidate pair it measured (`connection`); a run whose pair is not the one asked for
+//! (relayed vs direct) counts against the run's verdict.
+//!
+//! The harness adds a script to every document before the page's own (Chrome DevTools
+//! `Page.addScriptToEvaluateOnNewDocument`, through chromedriver's `goog/cdp/execute`) that
+//! only observes: it timestamps the connection's milestones (`createOffer`, ICE `checking` /
 //! `connected`, `connectionState` `connected` = DTLS done, DataChannel `open`, DataChannel
 //! messages) and the WebSocket's first `hello`, in `performance.now()` of the page, exposed as
 //! `window.__pairlabBench`. `performance.timeOrigin + t` is wall-clock time on the same machine
 //! as the server's record `ts`, so page times are placed on the probe's timeline
 //! (ms after `probe_prepare` = the `probe_started` line's `ts`, 1 ms resolution).
 //!
-//! The true RTT of a relayed setting D: `base + 2·(stun(D) − stun(0))`, where `base` is the
-//! median DataChannel `rtt_ms` of the relayed D = 0 probes, and `stun(D)` the median RTT of STUN
-//! Binding requests (RFC 5389) sent to coturn through the same proxy (one crossing each way:
-//! 2·D plus the proxy's timer overhead, measured, not assumed). For the direct setting the true
-//! RTT is the median STUN RTT to coturn on loopback, without the proxy.
+//! The true RTT of a relayed setting D: `2·stun(D)`, where `stun(D)` is the median RTT of STUN
+//! Binding requests (RFC 5389) sent to coturn through the same proxy: one crossing each way
+//! plus coturn, as a relayed one-way trip A → proxy → coturn → proxy → B is (2·D plus the
+//! proxy's timer overhead, measured, not assumed). For the direct setting (loopback, no proxy)
+//! it is the median of the reports' getStats `currentRoundTripTime` (the ICE agent's consent
+//! checks, whole ms). Neither is fed by the DataChannel samples whose estimator is judged.
 //!
 //! # The weight benchmark (`--weight`)
 //! What headless Chromium received for the page's files (`/`, `style.css`, the wasm-bindgen
@@ -50,6 +51,12 @@
 //!
 //! Everything started is stopped by its PID at the end, also on an error (guards), and the run
 //! is bounded (`--time-limit-s`): what was measured until then is printed.
+//!
+//! # Exit status
+//! Non-zero when the probe benchmark did not measure what was asked: a probe failed or was not
+//! accepted, a setting measured fewer than `--probes` probes (a failed round, the time limit),
+//! or a report's candidate pair is not the kind the setting asks for (relayed vs direct) or is
+//! unknown. The tables are printed first; the reasons follow on stderr.
 
 use std::collections::HashMap;
 use std::error::Error;
@@ -119,6 +126,13 @@ struct Args {
     /// Stop measuring after this many seconds and print what was measured.
     #[arg(long, default_value_t = 900)]
     time_limit_s: u64,
+    /// Each probe's server deadline (the scenes' `probe_timeout_ms`), ms.
+    #[arg(long, default_value_t = 15_000)]
+    probe_timeout_ms: u64,
+    /// Stop coturn before the first relayed setting: a check that a failing probe makes the
+    /// exit status non-zero (`tests/tests/bench_probe_exit.rs`).
+    #[arg(long)]
+    break_turn: bool,
 }
 
 fn main() -> R<()> {
@@ -172,14 +186,13 @@ fn loadavg() -> String {
 // Chromium with the bench's injected script
 // ------------------------------------------------------------------------------------------
 
-/// Wraps `RTCPeerConnection` (relay policy on `bench_relay=1`, milestone timestamps, and the
+/// Wraps `RTCPeerConnection` (milestone timestamps, and the
 /// kind and seq of every DataChannel message sent and received) and
 /// `WebSocket` (the first `hello` sent, the first `welcome` received). Runs before the page's
 /// own scripts in every document (CDP `Page.addScriptToEvaluateOnNewDocument`).
 const INJECT_JS: &str = r#"
 (() => {
   const B = window.__pairlabBench = { origin: performance.timeOrigin, ev: [], hello: null, welcome: null };
-  const relay = new URLSearchParams(location.search).get('bench_relay') === '1';
   const mark = (what, id, data) => B.ev.push(data == null ? { what, id, t: performance.now() } : { what, id, t: performance.now(), data });
   const OrigPC = window.RTCPeerConnection;
   if (OrigPC) {
@@ -193,12 +206,8 @@ const INJECT_JS: &str = r#"
       ch.addEventListener('message', (e) => mark('dc_msg', id, brief(e.data)));
     };
     function PC(config, ...rest) {
-      const c = Object.assign({}, config || {});
       const id = ++next;
-      // Only the page's first connection, the probe's (each round is a fresh page); the game's
-      // keeps the best path, so it holds no TURN allocation.
-      if (relay && id === 1) c.iceTransportPolicy = 'relay';
-      const pc = new OrigPC(c, ...rest);
+      const pc = new OrigPC(config, ...rest);
       mark('pc_created', id);
       pc.addEventListener('iceconnectionstatechange', () => mark('ice_' + pc.iceConnectionState, id));
       pc.addEventListener('connectionstatechange', () => mark('conn_' + pc.connectionState, id));
@@ -375,8 +384,9 @@ struct ProbeRun {
     ice_connected_ms: Option<f64>,
     dtls_connected_ms: Option<f64>,
     dc_open_ms: Option<f64>,
-    /// The candidate pair kind, if the relay was asked for.
-    relay: bool,
+    /// Each report's measured candidate pair kind (`connection.connection_type`: `relay`,
+    /// `direct`), `None` when the report did not name one.
+    paths: Vec<Option<String>>,
     accepted: bool,
     /// Pings sent beyond the client's 10, on both pages: replacements for pings found lost.
     replacement_pings: usize,
@@ -392,28 +402,37 @@ struct SettingResult {
 
 /// The scene of round `round`: each round has its own waitroom, so a participant left over
 /// from an earlier round (a failed probe puts both back in the waitroom; a closed page may be
-/// noticed late) can never be matched with a later round's.
-fn round_scene(round: usize) -> String {
-    format!("r{round:04}")
+/// noticed late) can never be matched with a later round's. A relayed round's scene has
+/// `force_relay = true`.
+fn round_scene(round: usize, relay: bool) -> String {
+    if relay {
+        format!("r{round:04}-relay")
+    } else {
+        format!("r{round:04}")
+    }
 }
 
-/// The config: scenes `r0001..=r{rounds}` and coturn behind the proxy as the only ICE server.
-fn scene_toml(proxy: SocketAddr, rounds: usize) -> String {
+/// The config: scenes `r0001..=r{rounds}` (direct) and `r0001-relay..` (`force_relay`), and
+/// coturn behind the proxy as the only ICE server.
+fn scene_toml(proxy: SocketAddr, rounds: usize, probe_timeout_ms: u64) -> String {
     let mut toml = String::new();
     for round in 1..=rounds {
-        toml.push_str(&format!(
-            r#"[[scene]]
+        for relay in [false, true] {
+            toml.push_str(&format!(
+                r#"[[scene]]
 id = "{}"
 group_size = 2
 matchmaker = "fifo"
 max_p2p_rtt_ms = 100000
-probe_timeout_ms = 15000
+probe_timeout_ms = {probe_timeout_ms}
 waitroom_timeout_ms = 60000
 reconnect_grace_ms = 0
+force_relay = {relay}
 
 "#,
-            round_scene(round)
-        ));
+                round_scene(round, relay)
+            ));
+        }
     }
     toml.push_str(&format!(
         r#"[[ice_servers]]
@@ -445,10 +464,19 @@ async fn probes(args: &Args) -> R<()> {
     }
     let deadline = Instant::now() + Duration::from_secs(args.time_limit_s);
     let work = WorkDir::fresh("bench-probe")?;
-    let coturn = bench_turn(&work).await?;
-    let proxy = DelayProxy::start("127.0.0.1:0".parse()?, coturn.addr()).await?;
+    let mut coturn = Some(bench_turn(&work).await?);
+    let coturn_addr = coturn
+        .as_ref()
+        .map(Coturn::addr)
+        .ok_or("coturn did not start")?;
+    let coturn_pid = coturn.as_ref().map_or(0, Coturn::pid);
+    let proxy = DelayProxy::start("127.0.0.1:0".parse()?, coturn_addr).await?;
     let rounds = settings.len() * (args.probes + 1);
-    let server = Server::start(&work, &scene_toml(proxy.local_addr(), rounds)).await?;
+    let server = Server::start(
+        &work,
+        &scene_toml(proxy.local_addr(), rounds, args.probe_timeout_ms),
+    )
+    .await?;
     let driver = ChromeDriver::start(&work).await?;
     let a = open_browser(&driver, &work, "a").await?;
     let b = open_browser(&driver, &work, "b").await?;
@@ -457,9 +485,9 @@ async fn probes(args: &Args) -> R<()> {
         "bench-probe: server {} (pid {}), coturn pid {}, proxy {} → {}, work dir {}",
         server.bin().display(),
         server.pid(),
-        coturn.pid(),
+        coturn_pid,
         proxy.local_addr(),
-        coturn.addr(),
+        coturn_addr,
         work.path().display()
     );
     let raw_path = work.join("probes.jsonl");
@@ -470,14 +498,23 @@ async fn probes(args: &Args) -> R<()> {
         let (relay, stun_to) = match *setting {
             Setting::Direct => {
                 proxy.set_delay_ms(0, 0);
-                (false, coturn.addr())
+                (false, coturn_addr)
             }
             Setting::Relay { delay_ms } => {
                 proxy.set_delay_ms(delay_ms, delay_ms);
                 (true, proxy.local_addr())
             }
         };
-        let stun_ms = stun_rtt_ms(stun_to).await?;
+        if relay && args.break_turn {
+            if let Some(c) = coturn.take() {
+                eprintln!("bench-probe: --break-turn: stopping coturn (pid {coturn_pid})");
+                c.stop();
+            }
+        }
+        let stun_ms = match coturn {
+            Some(_) => stun_rtt_ms(stun_to).await?,
+            None => None,
+        };
         let mut result = SettingResult {
             setting: *setting,
             stun_ms,
@@ -536,7 +573,65 @@ async fn probes(args: &Args) -> R<()> {
     drop(coturn);
     print_probe_tables(&results, args);
     println!("\nraw per-probe lines: {}", raw_path.display());
-    Ok(())
+    let problems = shortfalls(&settings, &results, args.probes);
+    if problems.is_empty() {
+        return Ok(());
+    }
+    for p in &problems {
+        eprintln!("bench-probe: {p}");
+    }
+    Err(format!(
+        "the benchmark did not measure what was asked ({} problems, above)",
+        problems.len()
+    )
+    .into())
+}
+
+/// What makes a probe run not count as measured (see the module docs' exit status): one line
+/// per problem, empty when every setting measured `probes` accepted probes on the asked path.
+fn shortfalls(settings: &[Setting], results: &[SettingResult], probes: usize) -> Vec<String> {
+    let mut out = Vec::new();
+    for setting in settings {
+        let label = setting.label();
+        let Some(r) = results.iter().find(|r| r.setting == *setting) else {
+            out.push(format!("{label}: not measured (time limit)"));
+            continue;
+        };
+        if r.runs.len() < probes {
+            out.push(format!(
+                "{label}: {} of {probes} probes measured",
+                r.runs.len()
+            ));
+        }
+        for f in &r.failures {
+            out.push(format!("{label}: failed round: {f}"));
+        }
+        let want = match setting {
+            Setting::Direct => "direct",
+            Setting::Relay { .. } => "relay",
+        };
+        for (i, run) in r.runs.iter().enumerate() {
+            if !run.accepted {
+                out.push(format!("{label}: probe {} was not accepted", i + 1));
+            }
+            for path in &run.paths {
+                if path.as_deref() != Some(want) {
+                    out.push(format!(
+                        "{label}: probe {} measured a {} pair, not {want}",
+                        i + 1,
+                        path.as_deref().unwrap_or("unknown")
+                    ));
+                }
+            }
+            if run.paths.len() < 2 {
+                out.push(format!(
+                    "{label}: probe {} has fewer than two reports",
+                    i + 1
+                ));
+            }
+        }
+    }
+    out
 }
 
 /// The subject ids of a round.
@@ -553,14 +648,9 @@ async fn one_round(
     relay: bool,
 ) -> R<(ProbeRun, Value)> {
     let ids = round_ids(round);
-    let scene = round_scene(round);
+    let scene = round_scene(round, relay);
     let record = server.events_path(&scene);
-    let url = |id: &str| {
-        server.url(&format!(
-            "/?subject_id={id}&scene_id={scene}{}",
-            if relay { "&bench_relay=1" } else { "" }
-        ))
-    };
+    let url = |id: &str| server.url(&format!("/?subject_id={id}&scene_id={scene}"));
     let (url_a, url_b) = (url(&ids[0]), url(&ids[1]));
     let (ra, rb) = tokio::join!(a.goto(&url_a), b.goto(&url_b));
     ra?;
@@ -616,7 +706,6 @@ async fn one_round(
         .and_then(rfc3339_ms)
         .ok_or("probe_started without a ts")?;
     let mut run = ProbeRun {
-        relay,
         accepted: result.get("accepted").and_then(Value::as_bool) == Some(true),
         ready_ms: result.get("ready_ms").and_then(Value::as_f64),
         duration_ms: result
@@ -641,6 +730,12 @@ async fn one_round(
         if let Some(v) = r.get("received_ms").and_then(Value::as_f64) {
             received.push(v);
         }
+        run.paths.push(
+            r.get("connection")
+                .and_then(|c| c.get("connection_type"))
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+        );
     }
     run.last_report_ms = received.iter().copied().reduce(f64::max);
     // The initiator (members[0]) page's milestones of its last RTCPeerConnection.
@@ -689,25 +784,15 @@ async fn one_round(
     Ok((run, line))
 }
 
-/// The true RTT of each setting, ms (see the module doc).
+/// The true RTT of each setting, ms (see the module doc): nothing the DataChannel estimator
+/// under test feeds.
 fn true_rtts(results: &[SettingResult]) -> HashMap<String, (f64, &'static str)> {
     let mut out = HashMap::new();
-    let base = results
-        .iter()
-        .find(|r| r.setting == Setting::Relay { delay_ms: 0 })
-        .and_then(|r| {
-            let all: Vec<f64> = r.runs.iter().flat_map(|p| p.rtt_ms.clone()).collect();
-            Some((median(all)?, r.stun_ms?))
-        });
     for r in results {
-        let t = match (r.setting, base) {
-            (Setting::Direct, _) => r.stun_ms.map(|s| (s, "STUN RTT on loopback")),
-            (Setting::Relay { .. }, Some((base, stun0))) => r
-                .stun_ms
-                .map(|s| (base + 2.0 * (s - stun0), "base + 2·(stun(D) − stun(0))")),
-            (Setting::Relay { delay_ms }, None) => {
-                Some((4.0 * delay_ms as f64, "4·D (no D=0 base)"))
-            }
+        let t = match r.setting {
+            Setting::Direct => median(r.runs.iter().flat_map(|p| p.stats_rtt_ms.clone()))
+                .map(|s| (s, "median getStats currentRoundTripTime")),
+            Setting::Relay { .. } => r.stun_ms.map(|s| (2.0 * s, "2·stun(D) through the proxy")),
         };
         if let Some(t) = t {
             out.insert(r.setting.label(), t);
@@ -798,7 +883,7 @@ fn print_probe_tables(results: &[SettingResult], args: &Args) {
             f1(split(&|p| Some(p.duration_ms - p.last_report_ms?))),
         );
     }
-    println!("\nTrue RTT: direct = median STUN Binding RTT to coturn on loopback; relayed = base + 2·(stun(D) − stun(0)) with base = median rtt_ms of the relayed D=0 probes (so D=0's rtt_ms error is ~0 by construction).");
+    println!("\nTrue RTT: relayed = 2·stun(D), the median STUN Binding RTT to coturn through the proxy doubled (a relayed one-way trip crosses the proxy twice and coturn once, as a STUN round trip does); direct = the median of the reports' getStats currentRoundTripTime (whole ms). Neither is fed by the DataChannel samples.");
     println!("Split columns use the initiator page's clock placed on the server's (record ts, 1 ms resolution).");
     let rejected: usize = results
         .iter()
@@ -818,9 +903,18 @@ fn print_probe_tables(results: &[SettingResult], args: &Args) {
     println!(
         "Pings found lost and replaced by the client: {replaced}, in {probes_with_replacement} probes."
     );
+    let paths = |want: &str| -> usize {
+        results
+            .iter()
+            .flat_map(|r| &r.runs)
+            .flat_map(|p| &p.paths)
+            .filter(|k| k.as_deref() == Some(want))
+            .count()
+    };
     println!(
-        "Rejected probes: {rejected}; failed rounds: {failures}; relayed settings asked for iceTransportPolicy=relay: {}.",
-        results.iter().any(|r| r.runs.iter().any(|p| p.relay))
+        "Rejected probes: {rejected}; failed rounds: {failures}; reports that measured a relayed pair: {}, a direct pair: {}.",
+        paths("relay"),
+        paths("direct")
     );
     for r in results {
         for f in &r.failures {
@@ -1126,6 +1220,59 @@ fn unix_secs(t: std::time::SystemTime) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn run(accepted: bool, paths: &[Option<&str>]) -> ProbeRun {
+        ProbeRun {
+            accepted,
+            paths: paths.iter().map(|p| p.map(str::to_owned)).collect(),
+            ..ProbeRun::default()
+        }
+    }
+
+    fn setting(setting: Setting, runs: Vec<ProbeRun>, failures: Vec<String>) -> SettingResult {
+        SettingResult {
+            setting,
+            stun_ms: None,
+            runs,
+            failures,
+        }
+    }
+
+    #[test]
+    fn shortfalls_are_failures_missing_probes_and_wrong_paths() {
+        let relay = Setting::Relay { delay_ms: 0 };
+        let good = [
+            setting(
+                Setting::Direct,
+                vec![run(true, &[Some("direct"); 2])],
+                vec![],
+            ),
+            setting(relay, vec![run(true, &[Some("relay"); 2])], vec![]),
+        ];
+        assert!(shortfalls(&[Setting::Direct, relay], &good, 1).is_empty());
+        // Every way a run can fall short is named.
+        let bad = [
+            setting(
+                Setting::Direct,
+                vec![run(true, &[Some("relay"), Some("direct")])],
+                vec!["no probe_result within 25 s".into()],
+            ),
+            setting(relay, vec![run(false, &[Some("relay"), None])], vec![]),
+        ];
+        let p = shortfalls(&[Setting::Direct, relay], &bad, 2);
+        let has = |needle: &str| p.iter().any(|l| l.contains(needle));
+        assert!(has("direct: 1 of 2 probes measured"), "{p:?}");
+        assert!(has("direct: failed round"), "{p:?}");
+        assert!(
+            has("direct: probe 1 measured a relay pair, not direct"),
+            "{p:?}"
+        );
+        assert!(has("relay D=0: probe 1 was not accepted"), "{p:?}");
+        assert!(has("relay D=0: probe 1 measured a unknown pair"), "{p:?}");
+        // A setting the time limit never reached.
+        let p = shortfalls(&[Setting::Direct, relay], &good[..1], 1);
+        assert_eq!(p, vec!["relay D=0: not measured (time limit)".to_owned()]);
+    }
 
     #[test]
     fn received_files_by_path_first_entry_wins() {

@@ -226,7 +226,8 @@ impl Core {
             .collect();
         let s = &self.scenes[scene];
         let cfg = s.cfg();
-        let (max_p2p_rtt_ms, timeout_ms) = (cfg.max_p2p_rtt_ms, cfg.probe_timeout_ms);
+        let (max_p2p_rtt_ms, timeout_ms, force_relay) =
+            (cfg.max_p2p_rtt_ms, cfg.probe_timeout_ms, cfg.force_relay);
         let event = ResearchEvent::MatchProposed {
             members: probe_members.iter().map(|m| m.subject_id.clone()).collect(),
             server_rtts_ms,
@@ -243,6 +244,7 @@ impl Core {
             members: probe_members,
             max_p2p_rtt_ms,
             timeout_ms,
+            force_relay,
         };
         let ice = &self.ice;
         let ice_servers_for = |subject: &SubjectId| ice.for_subject(subject, now);

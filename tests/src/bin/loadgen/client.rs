@@ -394,6 +394,7 @@ pub(crate) async fn until_game(
                         rtt_ms: Some(FAKE_PROBE_RTT_MS),
                         samples_ms: vec![FAKE_PROBE_RTT_MS; 5],
                         stats_rtt_ms: Some(FAKE_PROBE_RTT_MS),
+                        connection: None,
                     });
                     send(ws, &result).await?;
                 }

@@ -25,6 +25,19 @@ pub fn js_error_text(value: &JsValue) -> String {
     String::from(js_sys::JsString::from(value.clone()))
 }
 
+/// A time or RTT in ms with one decimal, for console lines (`12.3`, `–` when not finite),
+/// written with integer arithmetic: Rust's float formatting would add ~15 KB of code to the
+/// wasm every participant downloads.
+pub fn ms_text(ms: f64) -> String {
+    if !ms.is_finite() {
+        return "–".to_owned();
+    }
+    let tenths = (ms * 10.0).round() as i64;
+    let sign = if tenths < 0 { "-" } else { "" };
+    let tenths = tenths.unsigned_abs();
+    format!("{sign}{}.{}", tenths / 10, tenths % 10)
+}
+
 /// Writes one line to the browser console (`console.log`), prefixed with `[pairlab]`.
 pub fn log(line: &str) {
     web_sys::console::log_1(&JsValue::from_str(&format!("[pairlab] {line}")));
@@ -33,4 +46,19 @@ pub fn log(line: &str) {
 /// Writes one line to the browser console as a warning (`console.warn`).
 pub fn warn(line: &str) {
     web_sys::console::warn_1(&JsValue::from_str(&format!("[pairlab] {line}")));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ms_text;
+
+    #[test]
+    fn ms_text_has_one_decimal() {
+        assert_eq!(ms_text(12.34), "12.3");
+        assert_eq!(ms_text(0.05), "0.1");
+        assert_eq!(ms_text(0.0), "0.0");
+        assert_eq!(ms_text(-2.26), "-2.3");
+        assert_eq!(ms_text(1500.0), "1500.0");
+        assert_eq!(ms_text(f64::NAN), "–");
+    }
 }

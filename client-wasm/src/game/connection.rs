@@ -45,7 +45,7 @@ use crate::peer::{
     PeerEvent,
 };
 use crate::signaling::Outbox;
-use crate::util::{log, now_ms, warn};
+use crate::util::{log, ms_text, now_ms, warn};
 
 /// Label of the unordered, unreliable inputs channel.
 pub const INPUTS_LABEL: &str = "inputs";
@@ -470,8 +470,9 @@ impl Conn {
                     self.opened = true;
                     let connect_ms = now_ms() - self.spec.started_at_ms;
                     log(&format!(
-                        "{}: both channels open {connect_ms:.1} ms after game_start",
-                        self.name()
+                        "{}: both channels open {} ms after game_start",
+                        self.name(),
+                        ms_text(connect_ms)
                     ));
                     self.emit(ConnectionEvent::Open { connect_ms });
                     self.policy.on_open(now_ms());
@@ -550,9 +551,10 @@ impl Conn {
                     duration_ms,
                 } => {
                     log(&format!(
-                        "{}: ICE restart {} {outcome:?} after {duration_ms:.1} ms",
+                        "{}: ICE restart {} {outcome:?} after {} ms",
                         self.name(),
-                        attempt.number
+                        attempt.number,
+                        ms_text(duration_ms)
                     ));
                     self.report_restart(attempt, outcome, Some(duration_ms));
                 }
@@ -595,8 +597,9 @@ impl Conn {
         }
         if let Some(level) = change {
             log(&format!(
-                "{}: quality {level:?} at {rtt:.1} ms",
-                self.name()
+                "{}: quality {level:?} at {} ms",
+                self.name(),
+                ms_text(rtt)
             ));
             self.send(ClientMessage::P2pQuality(P2pQuality {
                 game_id: self.spec.game_id.clone(),

@@ -37,7 +37,7 @@ use web_sys::RtcPeerConnection;
 pub use connection::{ProbeCommand, ProbeConnection, ProbeOutcome, ProbeSpec};
 
 use crate::signaling::Outbox;
-use crate::util::{log, warn};
+use crate::util::{log, ms_text, warn};
 
 /// A running probe, as the manager sees it.
 struct Entry {
@@ -246,11 +246,11 @@ impl Drop for ProbeManager {
 
 /// One console line about a finished probe.
 fn describe(id: &ProbeSessionId, o: &ProbeOutcome) -> String {
-    let fmt = |v: Option<f64>| v.map_or("null".to_owned(), |v| format!("{v:.2} ms"));
+    let fmt = |v: Option<f64>| v.map_or("null".to_owned(), |v| format!("{} ms", ms_text(v)));
     match &o.failure {
         Some(why) if !o.reported => format!("probe {id} closed without a result: {why}"),
         None => format!(
-            "probe {id}: rtt {} (smallest of {} samples), getStats rtt {}, path {}, reported {:.1} ms after probe_prepare",
+            "probe {id}: rtt {} (smallest of {} samples), getStats rtt {}, path {}, reported {} ms after probe_prepare",
             fmt(o.result.rtt_ms),
             o.result.samples_ms.len(),
             fmt(o.result.stats_rtt_ms),
@@ -258,11 +258,11 @@ fn describe(id: &ProbeSessionId, o: &ProbeOutcome) -> String {
                 "{:?} ({:?} → {:?}, {:?})",
                 c.connection_type, c.local_candidate_type, c.remote_candidate_type, c.protocol
             )),
-            o.reported_after_ms
+            ms_text(o.reported_after_ms)
         ),
         Some(why) => format!(
-            "probe {id} failed after {:.1} ms: {why} ({} samples)",
-            o.reported_after_ms,
+            "probe {id} failed after {} ms: {why} ({} samples)",
+            ms_text(o.reported_after_ms),
             o.result.samples_ms.len()
         ),
     }

@@ -162,7 +162,11 @@ impl PingPacer {
     }
 }
 
-/// A probe DataChannel message.
+/// A probe DataChannel message. On the wire (DataChannel text): `p <seq> <µs>` (ping),
+/// `q <seq> <µs>` (its echo), `d` (done); the sending time is whole microseconds of the
+/// sender's page clock, so neither end formats or parses a float (Rust's float formatting
+/// would add ~15 KB to the wasm every participant downloads; `performance.now()` is no finer
+/// than 5 µs anyway).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum ProbeWire {
     /// A ping to echo.
@@ -187,14 +191,14 @@ impl ProbeWire {
     /// The message as DataChannel text.
     pub fn encode(&self) -> String {
         match self {
-            ProbeWire::Ping { seq, sent_at_ms } => format!("p {seq} {sent_at_ms}"),
-            ProbeWire::Pong { seq, sent_at_ms } => format!("q {seq} {sent_at_ms}"),
+            ProbeWire::Ping { seq, sent_at_ms } => format!("p {seq} {}", micros(*sent_at_ms)),
+            ProbeWire::Pong { seq, sent_at_ms } => format!("q {seq} {}", micros(*sent_at_ms)),
             ProbeWire::Done => "d".to_owned(),
         }
     }
 
     /// Parses DataChannel text; `None` for anything that is not exactly one of the three
-    /// messages (with a finite time).
+    /// messages (with a time in whole microseconds).
     pub fn decode(text: &str) -> Option<Self> {
         let mut parts = text.split(' ');
         let kind = parts.next()?;
@@ -202,11 +206,7 @@ impl ProbeWire {
             return parts.next().is_none().then_some(ProbeWire::Done);
         }
         let seq = parts.next()?.parse::<u32>().ok()?;
-        let sent_at_ms = parts
-            .next()?
-            .parse::<f64>()
-            .ok()
-            .filter(|t| t.is_finite())?;
+        let sent_at_ms = parts.next()?.parse::<u64>().ok()? as f64 / 1000.0;
         if parts.next().is_some() {
             return None;
         }
@@ -215,6 +215,16 @@ impl ProbeWire {
             "q" => Some(ProbeWire::Pong { seq, sent_at_ms }),
             _ => None,
         }
+    }
+}
+
+/// `ms` as whole microseconds (0 for a negative or non-finite time, which a page clock never
+/// gives).
+fn micros(ms: f64) -> u64 {
+    if ms.is_finite() && ms > 0.0 {
+        (ms * 1000.0).round() as u64
+    } else {
+        0
     }
 }
 
@@ -270,11 +280,11 @@ mod tests {
             },
             ProbeWire::Ping {
                 seq: 7,
-                sent_at_ms: 12345.678901,
+                sent_at_ms: 12345.678,
             },
             ProbeWire::Pong {
                 seq: u32::MAX,
-                sent_at_ms: 0.1 + 0.2,
+                sent_at_ms: 0.3,
             },
             ProbeWire::Done,
         ] {
@@ -286,15 +296,21 @@ mod tests {
                 sent_at_ms: 1.5
             }
             .encode(),
-            "p 3 1.5"
+            "p 3 1500"
         );
+        // A page clock finer than a microsecond is rounded to one.
+        let fine = ProbeWire::Ping {
+            seq: 1,
+            sent_at_ms: 0.1 + 0.2,
+        };
+        assert_eq!(fine.encode(), "p 1 300");
     }
 
     #[test]
     fn junk_is_rejected() {
         for junk in [
             "", "p", "p 1", "p x 1", "p 1 x", "p 1 2 3", "x 1 2", "d 1", "p -1 2", "p 1 NaN",
-            "p 1 inf",
+            "p 1 inf", "p 1 1.5", "p 1 -2",
         ] {
             assert_eq!(ProbeWire::decode(junk), None, "{junk:?}");
         }
@@ -302,8 +318,8 @@ mod tests {
 
     #[test]
     fn echo_answers_pings_only() {
-        assert_eq!(echo("p 4 10.25").as_deref(), Some("q 4 10.25"));
-        assert_eq!(echo("q 4 10.25"), None);
+        assert_eq!(echo("p 4 10250").as_deref(), Some("q 4 10250"));
+        assert_eq!(echo("q 4 10250"), None);
         assert_eq!(echo("d"), None);
         assert_eq!(echo("hello"), None);
     }

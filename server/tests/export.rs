@@ -71,6 +71,7 @@ fn report(success: bool, rtt_ms: Option<f64>, received_ms: f64) -> ProbeReport {
             .unwrap_or_default(),
         stats_rtt_ms: rtt_ms.map(|r| r - 2.0),
         received_ms,
+        connection: None,
     }
 }
 

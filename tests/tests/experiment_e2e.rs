@@ -6,8 +6,10 @@
 //!   (`examples/rock-paper-scissors/`, served with `--site`) matches two participants, who play
 //!   ten rounds over the P2P connection (reliable moves, unreliable heartbeats), each records
 //!   one event of their own, and both land on the completion URL with every placeholder
-//!   filled; the record shows every step. Then the server restarts on the same data folder and
-//!   a participant who finished is not let in again.
+//!   filled; the record shows every step. `/metrics` (with its token) counts exactly the
+//!   record's lines, and `pairlab export` on the run's data folder gives one `custom.csv` row
+//!   per recorded event and each participant's ending. Then the server restarts on the same
+//!   data folder and a participant who finished is not let in again.
 //! - [`built_in_page_sends_every_outcome_home`]: the built-in page, on one server with three
 //!   scenes: a hidden tab is recorded (attention, with its duration); a partner who leaves
 //!   sends the other to the `partner_lost` URL; a lone participant whose waiting time runs out
@@ -23,6 +25,7 @@ use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use pairlab_tests::http::http_get_with;
 use pairlab_tests::landing::Landing;
 use pairlab_tests::record::{
     events_by as lines_for, events_of as lines, read_events, wait_for_events,
@@ -30,7 +33,8 @@ use pairlab_tests::record::{
 };
 use pairlab_tests::tcp_delay::TcpDelayProxy;
 use pairlab_tests::{
-    check, must, workspace_root, Browser, ChromeDriver, Server, ServerOptions, WorkDir, WAIT,
+    check, http_get, must, workspace_root, Browser, ChromeDriver, Server, ServerOptions, WorkDir,
+    WAIT,
 };
 use serde_json::Value;
 
@@ -90,6 +94,8 @@ async fn close_all(browsers: Vec<Browser>) {
 // ---------------------------------------------------------------------------------------------
 
 const RPS_SCENE: &str = "rps";
+/// The example server's `--metrics-token`.
+const METRICS_TOKEN: &str = "experiment-e2e-metrics-token";
 
 fn rps_toml(landing: &Landing) -> String {
     let done = landing.url(
@@ -166,7 +172,12 @@ async fn example_study_plays_records_and_returns_with_its_completion_code() {
     let landing = must(Landing::start().await);
     let site = workspace_root().join("examples/rock-paper-scissors");
     let options = ServerOptions {
-        extra_args: vec!["--site".into(), site.display().to_string()],
+        extra_args: vec![
+            "--site".into(),
+            site.display().to_string(),
+            "--metrics-token".into(),
+            METRICS_TOKEN.into(),
+        ],
         ..ServerOptions::default()
     };
     let toml = rps_toml(&landing);
@@ -316,6 +327,121 @@ async fn example_scenario(server: &Server, landing: &Landing, a: &Browser, b: &B
     println!(
         "[experiment] example: game {game_id}; landed: {:?}",
         landing.hits()
+    );
+    metrics_count_the_record(server).await?;
+    export_tabulates_the_run(server, &game_id)?;
+    Ok(())
+}
+
+/// `/metrics` answers only with the token, and its `pairlab_record_events_total` equals the
+/// record's lines, event by event.
+async fn metrics_count_the_record(server: &Server) -> R<()> {
+    let (status, _) = http_get(server.port(), "/metrics").await?;
+    check!(status == 401, "/metrics without the token: {status}");
+    let auth = format!("Bearer {METRICS_TOKEN}");
+    let (status, body) =
+        http_get_with(server.port(), "/metrics", &[("authorization", &auth)]).await?;
+    check!(status == 200, "/metrics with the token: {status}");
+    let text = String::from_utf8(body)?;
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned())))?;
+    let events = read_events(&server.events_path(RPS_SCENE))?;
+    let mut in_record = std::collections::BTreeMap::<String, f64>::new();
+    for e in &events {
+        let name = e["event"].as_str().unwrap_or("?").to_owned();
+        *in_record.entry(name).or_default() += 1.0;
+    }
+    let mut scraped = std::collections::BTreeMap::<String, f64>::new();
+    for s in scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == "pairlab_record_events_total")
+        .filter(|s| s.labels.get("scene") == Some(RPS_SCENE))
+    {
+        if let (Some(event), prometheus_parse::Value::Counter(v)) =
+            (s.labels.get("event"), &s.value)
+        {
+            if *v > 0.0 {
+                scraped.insert(event.to_owned(), *v);
+            }
+        }
+    }
+    check!(
+        scraped == in_record,
+        "/metrics counts the record's lines event by event: scraped {scraped:?}, record {in_record:?}"
+    );
+    Ok(())
+}
+
+/// `pairlab export` on this run's data folder: one `custom.csv` row per `custom` line, and
+/// both participants ended `completed`.
+fn export_tabulates_the_run(server: &Server, game_id: &str) -> R<()> {
+    let out = server.data_dir().with_file_name("export");
+    let status = std::process::Command::new(server.bin())
+        .arg("export")
+        .arg(server.data_dir())
+        .arg("--out")
+        .arg(&out)
+        .stdout(std::process::Stdio::null())
+        .status()?;
+    check!(status.success(), "pairlab export: {status}");
+    let rows = |file: &str| -> R<Vec<csv::StringRecord>> {
+        let mut reader = csv::Reader::from_path(out.join(file))?;
+        let headers = reader.headers()?.clone();
+        let mut rows = vec![headers];
+        for row in reader.records() {
+            rows.push(row?);
+        }
+        Ok(rows)
+    };
+    let col = |rows: &[csv::StringRecord], name: &str| rows[0].iter().position(|h| h == name);
+    let custom = rows("custom.csv")?;
+    let (Some(name), Some(game), Some(subject)) = (
+        col(&custom, "name"),
+        col(&custom, "game_id"),
+        col(&custom, "subject_id"),
+    ) else {
+        return Err(format!("custom.csv's columns: {:?}", custom[0]).into());
+    };
+    let events = read_events(&server.events_path(RPS_SCENE))?;
+    let lines = lines(&events, Ev::Custom);
+    check!(
+        custom.len() - 1 == lines.len(),
+        "custom.csv has one row per custom line: {} rows, {} lines",
+        custom.len() - 1,
+        lines.len()
+    );
+    for (row, line) in custom[1..].iter().zip(&lines) {
+        check!(
+            row.get(name) == Some("rps_result")
+                && row.get(game) == Some(game_id)
+                && row.get(subject) == line["subject_id"].as_str(),
+            "custom.csv row {row:?} for the line {line}"
+        );
+    }
+    let participants = rows("participants.csv")?;
+    let (Some(subject), Some(ending)) = (
+        col(&participants, "subject_id"),
+        col(&participants, "ending"),
+    ) else {
+        return Err(format!("participants.csv's columns: {:?}", participants[0]).into());
+    };
+    let mut endings: Vec<(String, String)> = participants[1..]
+        .iter()
+        .map(|r| {
+            (
+                r.get(subject).unwrap_or("").to_owned(),
+                r.get(ending).unwrap_or("").to_owned(),
+            )
+        })
+        .collect();
+    endings.sort();
+    check!(
+        endings
+            == [
+                ("rps-A".to_owned(), "completed".to_owned()),
+                ("rps-B".to_owned(), "completed".to_owned())
+            ],
+        "participants.csv: both completed: {endings:?}"
     );
     Ok(())
 }

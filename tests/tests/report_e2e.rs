@@ -68,6 +68,7 @@ fn write_record(data_dir: &Path) {
             samples_ms: vec![rtt; 10],
             stats_rtt_ms: Some(rtt),
             received_ms: duration_ms,
+            connection: None,
         };
         put(
             duration_ms as u64,

@@ -28,6 +28,9 @@
 //!   their rebuilding from the research record at start ([`DoneState`], [`Core::restore`]).
 //! - [`ice`]: the ICE servers per participant and TURN REST credential minting.
 //! - [`link`]: signed participant links (`[server] link_secret`): sign, verify.
+//! - [`capacity`]: giving back the spare room of maps and queues after a burst (ended games,
+//!   probe tombstones, connections, sessions), so a server's memory does not keep its busiest
+//!   minute.
 //! - [`ids`]: the handles [`ConnId`], [`Pid`], [`GroupId`] and the [`IdSource`]s.
 //! - [`rtt`]: server-RTT samples → median; the per-connection ping schedule.
 //! - [`ratelimit`]: the per-connection frame rate limit.
@@ -49,6 +52,7 @@
 //! Probe deadlines (`Event::Tick` → [`probe::ProbeCoordinator::expire`]) and disconnects
 //! ([`probe::ProbeCoordinator::fail_member`]) take the same path from step 2.
 
+pub mod capacity;
 pub mod connection;
 pub mod games;
 pub mod ice;

@@ -29,7 +29,13 @@ use pairlab_server::config::{ConfigErrors, ConfigFile};
 use pairlab_server::core::link::LinkSigner;
 use pairlab_server::net::{raise_open_file_limit, Server, SiteDir};
 use pairlab_shared::SubjectId;
+use tikv_jemallocator::Jemalloc;
 use tracing_subscriber::EnvFilter;
+
+/// The process's allocator: jemalloc, which gives the pages that a burst of games freed back
+/// to the system; glibc's malloc kept them (BENCHMARKS.md, `churn`).
+#[global_allocator]
+static GLOBAL: Jemalloc = Jemalloc;
 
 #[derive(Parser)]
 #[command(

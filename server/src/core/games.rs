@@ -40,6 +40,7 @@ use pairlab_shared::{
     PlayerIndex, ServerMessage, SubjectId, WebrtcSignalIn,
 };
 
+use super::capacity::ShrinkWhenSparse;
 use super::ratelimit::RateLimiter;
 use super::research::{GameEndCause, PairRtt, PeerReport, ResearchEvent};
 use super::{Effect, Pid};
@@ -369,6 +370,12 @@ impl Games {
         self.ended.len()
     }
 
+    /// How many games the maps and the forget queue have room for, in all: their capacity,
+    /// which stays allocated when they empty (given back once sparse, see `super::capacity`).
+    pub fn room(&self) -> usize {
+        self.rooms.capacity() + self.ended.capacity() + self.forget.capacity()
+    }
+
     /// Whether no game is held.
     pub fn is_empty(&self) -> bool {
         self.rooms.is_empty() && self.ended.is_empty()
@@ -389,6 +396,10 @@ impl Games {
                 self.ended.remove(&id);
             }
         }
+        // After a burst of games, give back the room it took (see `super::capacity`).
+        self.rooms.shrink_when_sparse();
+        self.ended.shrink_when_sparse();
+        self.forget.shrink_when_sparse();
     }
 
     /// A game message (`webrtc_signal`, `p2p_*`, `episode_summary`) from participant `pid` at

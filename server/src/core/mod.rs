@@ -31,6 +31,9 @@
 //!   also holds `record`, `attention` and the attention rule, and the entry rules.
 //! - [`ice`]: the ICE servers per participant and TURN REST credential minting.
 //! - [`link`]: signed participant links (`[server] link_secret`): sign, verify.
+//! - [`capacity`]: giving back the spare room of maps and queues after a burst (ended games,
+//!   probe tombstones, connections, sessions), so a server's memory does not keep its busiest
+//!   minute.
 //! - [`ids`]: the handles [`ConnId`], [`Pid`], [`GroupId`] and the [`IdSource`]s.
 //! - [`rtt`]: server-RTT samples → median; the per-connection ping schedule.
 //! - [`ratelimit`]: the per-connection frame rate limit.
@@ -52,6 +55,7 @@
 //! Probe deadlines (`Event::Tick` → [`probe::ProbeCoordinator::expire`]) and disconnects
 //! ([`probe::ProbeCoordinator::fail_member`]) take the same path from step 2.
 
+pub mod capacity;
 pub mod connection;
 pub mod games;
 pub mod ice;

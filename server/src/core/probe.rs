@@ -36,6 +36,7 @@ use pairlab_shared::{
     ProbeSignalOut, ProbeStart, ServerMessage, SubjectId,
 };
 
+use super::capacity::ShrinkWhenSparse;
 use super::ids::{GroupId, IdSource, Pid};
 use super::research::{PairRtt, ProbeFailure, ProbeReport, ResearchEvent};
 
@@ -240,6 +241,15 @@ impl ProbeCoordinator {
     /// Whether no probe is live.
     pub fn is_empty(&self) -> bool {
         self.probes.is_empty()
+    }
+
+    /// How many entries the coordinator's maps have room for, in all: their capacity, which
+    /// stays allocated when they empty (given back once sparse, see `super::capacity`).
+    pub fn room(&self) -> usize {
+        self.probes.capacity()
+            + self.by_member.capacity()
+            + self.ended.capacity()
+            + self.rounds.capacity()
     }
 
     /// Number of ended probes still remembered (for [`TOMBSTONE_TTL`]).
@@ -510,6 +520,11 @@ impl ProbeCoordinator {
                 judged.extend(self.judge(now, finished));
             }
         }
+        // After a burst of probes, give back the room it took (see `super::capacity`).
+        self.ended.shrink_when_sparse();
+        self.probes.shrink_when_sparse();
+        self.by_member.shrink_when_sparse();
+        self.rounds.shrink_when_sparse();
         judged
     }
 

@@ -10,10 +10,12 @@
 //! under a key drawn from the core's [`IdSource`] at start, truncated to 64 bits), so a
 //! remembered subject costs a few bytes whatever the length of their id, and nobody who does
 //! not know the key can craft two ids with the same fingerprint. A failed pair is the ordered
-//! pair of its members' fingerprints. Each set is a [`BoundedSet`]: at most
-//! [`DONE_CAP`] subjects and [`FAILED_PAIRS_CAP`] pairs per scene, the oldest dropped beyond
-//! that (about 40 bytes an entry: the order queue, the hash set and its spare capacity, so
-//! ≤ 10 MB per full set).
+//! pair of its members' fingerprints. The done set, which grows with every participant, is a
+//! [`FingerprintSet`]: the newest [`DONE_CAP`] subjects per scene at 8 bytes each (sorted
+//! blocks, no spare capacity: 2 MB when full), the oldest block forgotten beyond that. The
+//! failed pairs, which grow only with failed probes and are asked about for every candidate
+//! pair while matching, are a [`BoundedSet`] (a hash set with an order queue, about 40 bytes a
+//! pair, O(1) lookups): at most [`FAILED_PAIRS_CAP`] per scene, the oldest dropped beyond.
 //!
 //! Two different subjects share a fingerprint with probability 2⁻⁶⁴ per pair; with a full
 //! done set, the chance that a new subject is refused as done by mistake is below
@@ -41,8 +43,8 @@ use pairlab_shared::SubjectId;
 use super::ids::IdSource;
 use super::research::{LeaveReason, ResearchEventKind};
 
-/// The most subjects a scene's done set holds; beyond it the oldest are forgotten (and could
-/// take part again). Sized for the largest studies run on one server: 250,000 participants.
+/// The subjects a scene's done set keeps at least (the newest; up to [`FINGERPRINT_BLOCK`]
+/// more); beyond it the oldest are forgotten (and could take part again). Sized for the largest studies run on one server: 250,000 participants.
 pub const DONE_CAP: usize = 250_000;
 
 /// The most failed pairs a scene remembers; beyond it the oldest are forgotten (and could be
@@ -151,6 +153,93 @@ impl<T: Clone + Eq + Hash> BoundedSet<T> {
     /// The values, oldest first.
     pub fn iter(&self) -> impl Iterator<Item = &T> {
         self.order.iter()
+    }
+}
+
+/// Values a [`FingerprintSet`] gathers before it sorts them into a block: 4,096 (32 KiB of
+/// 64-bit fingerprints).
+pub const FINGERPRINT_BLOCK: usize = 4096;
+
+/// A set of fingerprints (random-looking values, such as [`SubjectHasher::fingerprint`]) that
+/// holds at least the newest `cap` values, in as little memory as a list of them: the newest
+/// values in insertion order (fewer than [`FINGERPRINT_BLOCK`]), and the older ones in sorted
+/// blocks of [`FINGERPRINT_BLOCK`], oldest block first, each exactly sized. Beyond `cap` the
+/// oldest *block* is forgotten once the newest `cap` values lie in the others, so the set holds
+/// between `cap` and `cap + FINGERPRINT_BLOCK` values when full.
+///
+/// A value costs its own size (8 bytes for a `u64`), against about 40 for a hash set and an
+/// order queue with their spare capacity ([`BoundedSet`]). A lookup scans the unsorted values
+/// and binary-searches each block: a few microseconds with 250,000 values (61 blocks), which
+/// suits a set asked once per `hello`. Inserting a value already held changes nothing.
+#[derive(Debug, Clone)]
+pub struct FingerprintSet<T> {
+    /// Full blocks, each sorted, oldest first.
+    blocks: VecDeque<Box<[T]>>,
+    /// The newest values, in insertion order, fewer than [`FINGERPRINT_BLOCK`].
+    newest: Vec<T>,
+    /// Values held, in all.
+    len: usize,
+    cap: usize,
+}
+
+impl<T: Copy + Ord> FingerprintSet<T> {
+    /// An empty set that keeps at least the newest `cap` values.
+    pub fn new(cap: usize) -> Self {
+        Self {
+            blocks: VecDeque::new(),
+            newest: Vec::new(),
+            len: 0,
+            cap,
+        }
+    }
+
+    /// Adds `value`; forgets the oldest block when the newest `cap` values lie in the others.
+    pub fn insert(&mut self, value: T) {
+        if self.cap == 0 || self.contains(&value) {
+            return;
+        }
+        self.newest.push(value);
+        self.len += 1;
+        if self.newest.len() >= FINGERPRINT_BLOCK {
+            let mut block = std::mem::take(&mut self.newest).into_boxed_slice();
+            block.sort_unstable();
+            self.blocks.push_back(block);
+        }
+        while let Some(oldest) = self.blocks.front() {
+            if self.len - oldest.len() < self.cap {
+                break;
+            }
+            self.len -= oldest.len();
+            self.blocks.pop_front();
+        }
+    }
+
+    /// Whether `value` is held.
+    pub fn contains(&self, value: &T) -> bool {
+        self.newest.contains(value)
+            || self
+                .blocks
+                .iter()
+                .rev()
+                .any(|block| block.binary_search(value).is_ok())
+    }
+
+    /// How many values are held (between `cap` and `cap + FINGERPRINT_BLOCK` when full).
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the set is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The heap the set holds, bytes: its values and the block list (for memory tests).
+    pub fn heap_bytes(&self) -> usize {
+        let value = std::mem::size_of::<T>();
+        self.blocks.iter().map(|b| b.len() * value).sum::<usize>()
+            + self.blocks.capacity() * std::mem::size_of::<Box<[T]>>()
+            + self.newest.capacity() * value
     }
 }
 
@@ -265,6 +354,40 @@ mod tests {
         let mut none = BoundedSet::new(0);
         none.insert(1);
         assert!(none.is_empty());
+    }
+
+    #[test]
+    fn fingerprint_set_keeps_the_newest_cap_values_in_their_own_size() {
+        let cap = 3 * FINGERPRINT_BLOCK + 10;
+        let mut s = FingerprintSet::new(cap);
+        let value = |i: u64| i.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        for i in 0..cap as u64 {
+            s.insert(value(i));
+            s.insert(value(i / 2)); // already held: nothing changes
+        }
+        assert_eq!(s.len(), cap);
+        assert!((0..cap as u64).all(|i| s.contains(&value(i))));
+        assert!(!s.contains(&value(cap as u64)));
+        assert!(
+            s.heap_bytes() <= cap * 8 + FINGERPRINT_BLOCK * 8 + 1024,
+            "{}",
+            s.heap_bytes()
+        );
+        // One more block's worth: the oldest block goes, the newest `cap` stay.
+        let more = cap as u64 + FINGERPRINT_BLOCK as u64;
+        for i in cap as u64..more {
+            s.insert(value(i));
+        }
+        assert!(
+            s.len() >= cap && s.len() <= cap + FINGERPRINT_BLOCK,
+            "{}",
+            s.len()
+        );
+        assert!((more - cap as u64..more).all(|i| s.contains(&value(i))));
+        assert!(!s.contains(&value(0)), "the oldest block is forgotten");
+        let mut none = FingerprintSet::new(0);
+        none.insert(1u64);
+        assert!(none.is_empty() && !none.contains(&1));
     }
 
     #[test]

@@ -2052,6 +2052,34 @@ fn a_hundred_thousand_games_leave_only_the_bounded_memory() {
     assert_eq!(core.next_deadline(), None, "nothing left to wake for");
 }
 
+/// A burst of games, everyone gone: their waitroom deadlines go with their sessions (not kept
+/// until their time, which may be an hour away), and once the ended games are forgotten the
+/// core's maps give back the room the burst took; the done set costs 8 bytes a subject.
+#[test]
+fn a_burst_of_games_leaves_no_timers_and_gives_its_room_back() {
+    use super::capacity::SPARE_FLOOR;
+    use super::games::GAME_TOMBSTONE_TTL;
+    let games = 20_000;
+    let (mut core, now) = play_through(games);
+    let mut out = Vec::new();
+    core.handle(now, Event::Tick, &mut out);
+    let m = core.memory_stats();
+    assert_eq!(m.participants, 0, "{m:?}");
+    assert!(m.timers <= 1, "at most the scene's count broadcast: {m:?}");
+    assert!(m.game_tombstones > 1_000, "the last minute's games: {m:?}");
+    core.handle(now + GAME_TOMBSTONE_TTL, Event::Tick, &mut out);
+    core.check_invariants().expect("invariants");
+    let m = core.memory_stats();
+    assert_eq!((m.probes, m.games, m.timers), (0, 0, 0), "{m:?}");
+    assert!(
+        m.room <= 10 * SPARE_FLOOR,
+        "room kept after the burst: {m:?}"
+    );
+    let s = m.scenes[0];
+    assert_eq!(s.done, 2 * games as usize);
+    assert!(s.done_bytes <= 8 * s.done + 40_000, "{s:?}");
+}
+
 /// The done set and the failed pairs rebuilt from the record: a done subject's `hello` is
 /// refused with `id_in_use`; a failed pair is not grouped again; anyone else plays.
 #[test]

@@ -14,9 +14,9 @@
 //! remembered and never grouped again.
 //!
 //! The done set and the failed pairs outlive sessions, so they are kept compact and bounded:
-//! keyed 64-bit fingerprints of subject ids, at most [`DONE_CAP`]
-//! subjects and [`FAILED_PAIRS_CAP`] pairs per scene, the
-//! oldest forgotten beyond that (see [`super::remembered`]). Everything else here lives only as
+//! keyed 64-bit fingerprints of subject ids, the newest [`DONE_CAP`] subjects (8 bytes each, in
+//! a [`FingerprintSet`]) and at most [`FAILED_PAIRS_CAP`] pairs per scene, the oldest forgotten
+//! beyond that (see [`super::remembered`]). Everything else here lives only as
 //! long as the sessions it belongs to.
 
 use std::collections::{BTreeMap, HashMap};
@@ -25,7 +25,9 @@ use std::time::{Duration, Instant};
 use pairlab_shared::{SubjectId, Waitroom};
 
 use super::matchmaker::{self, Candidate, Matchmaker};
-use super::remembered::{BoundedSet, DoneState, SubjectHasher, DONE_CAP, FAILED_PAIRS_CAP};
+use super::remembered::{
+    BoundedSet, DoneState, FingerprintSet, SubjectHasher, DONE_CAP, FAILED_PAIRS_CAP,
+};
 use super::Pid;
 use crate::config::SceneConfig;
 
@@ -81,8 +83,11 @@ pub struct WaitroomSizes {
     pub waiting: usize,
     /// Sessions by subject id.
     pub sessions: usize,
-    /// Subjects in the done set (≤ [`DONE_CAP`]).
+    /// Subjects in the done set (at least the newest [`DONE_CAP`] are kept, see
+    /// [`FingerprintSet`]).
     pub done: usize,
+    /// The heap the done set holds, bytes (8 a subject, see [`FingerprintSet`]).
+    pub done_bytes: usize,
     /// Remembered failed pairs (≤ [`FAILED_PAIRS_CAP`]).
     pub failed_pairs: usize,
 }
@@ -102,7 +107,7 @@ pub struct SceneWaitroom {
     /// Fingerprints the done set and the failed pairs are kept by.
     hasher: SubjectHasher,
     /// Subjects whose part in the scene is over (left, timed out, or played), by fingerprint.
-    done: BoundedSet<u64>,
+    done: FingerprintSet<u64>,
     /// Pairs whose probe failed, as ordered fingerprint pairs.
     failed_pairs: BoundedSet<(u64, u64)>,
     broadcast_at: Option<Instant>,
@@ -121,7 +126,7 @@ impl SceneWaitroom {
             next_seq: 0,
             sessions: HashMap::new(),
             hasher,
-            done: BoundedSet::new(DONE_CAP),
+            done: FingerprintSet::new(DONE_CAP),
             failed_pairs: BoundedSet::new(FAILED_PAIRS_CAP),
             broadcast_at: None,
             last_broadcast: None,
@@ -188,6 +193,7 @@ impl SceneWaitroom {
             waiting: self.waiting.len(),
             sessions: self.sessions.len(),
             done: self.done.len(),
+            done_bytes: self.done.heap_bytes(),
             failed_pairs: self.failed_pairs.len(),
         }
     }

@@ -46,6 +46,7 @@ use pairlab_shared::{
     SubjectId,
 };
 
+use super::capacity::ShrinkWhenSparse;
 use super::games::Games;
 use super::ice::IceServers;
 use super::ids::{ConnId, GroupId, IdSource, Pid};
@@ -99,7 +100,13 @@ struct Participant {
     hidden_since: Option<Instant>,
     /// Their `record` token bucket.
     records: RateLimiter,
+    /// The keys of this participant's own timers (waitroom deadline, grace) not yet fired:
+    /// cancelled when the session ends, so a deadline an hour away is not kept for nobody.
+    timers: Vec<TimerKey>,
 }
+
+/// A timer's place in [`Core`]'s schedule: when, then the order of scheduling.
+type TimerKey = (Instant, u64);
 
 /// A participant removed from every index, and when they had entered the waitroom.
 struct Removed {
@@ -152,6 +159,10 @@ pub struct MemoryStats {
     pub game_tombstones: usize,
     /// Scheduled timers (waitroom deadlines, graces, count broadcasts).
     pub timers: usize,
+    /// Entries the maps and queues of connections, sessions, probes and games have room for
+    /// (their capacity, summed): allocated even when they are empty, given back once sparse
+    /// ([`super::capacity`]), so it follows what is held, not the busiest moment.
+    pub room: usize,
     /// Each scene's waitroom, in config order.
     pub scenes: Vec<WaitroomSizes>,
 }
@@ -168,7 +179,7 @@ pub struct Core {
     scenes: Vec<SceneWaitroom>,
     probes: ProbeCoordinator,
     games: Games,
-    timers: BTreeMap<(Instant, u64), Timer>,
+    timers: BTreeMap<TimerKey, Timer>,
     next_timer: u64,
     next_pid: u64,
     next_group: u64,
@@ -282,6 +293,10 @@ impl Core {
             games: self.games.len(),
             game_tombstones: self.games.tombstones(),
             timers: self.timers.len(),
+            room: self.conns.capacity()
+                + self.participants.capacity()
+                + self.probes.room()
+                + self.games.room(),
             scenes: self.scenes.iter().map(SceneWaitroom::sizes).collect(),
         }
     }
@@ -305,7 +320,14 @@ impl Core {
     /// Fires `timer` at the first tick at or after `at`.
     fn schedule(&mut self, at: Instant, timer: Timer) {
         self.next_timer += 1;
-        self.timers.insert((at, self.next_timer), timer);
+        let key = (at, self.next_timer);
+        if let Timer::Waitroom(pid) | Timer::Grace(pid) | Timer::Hidden(pid) = timer {
+            if let Some(p) = self.participants.get_mut(&pid) {
+                p.timers.retain(|k| self.timers.contains_key(k));
+                p.timers.push(key);
+            }
+        }
+        self.timers.insert(key, timer);
     }
 
     /// Sends `msg` to the participant's connection; dropped when they have none.
@@ -483,6 +505,8 @@ impl Core {
     /// Fires every probe deadline and timer at or before `now`, and forgets the games that
     /// ended long enough ago.
     fn on_tick(&mut self, now: Instant, out: &mut Vec<Action>) {
+        self.conns.shrink_when_sparse();
+        self.participants.shrink_when_sparse();
         self.games.expire(now);
         let judged = self.probes.expire(now);
         self.act_on_probes(now, judged, out);

@@ -93,6 +93,7 @@ impl Core {
                 undelivered: None,
                 hidden_since: None,
                 records: RateLimiter::new(now, RECORD_EVENTS_PER_S, RECORD_EVENTS_BURST),
+                timers: Vec::new(),
             },
         );
         self.scenes[scene].add_session(hello.subject_id.clone(), pid);
@@ -345,6 +346,9 @@ impl Core {
     /// Removes a participant from every index (not from a probe: callers fail those).
     pub(super) fn remove_participant(&mut self, now: Instant, pid: Pid) -> Option<Removed> {
         let participant = self.participants.remove(&pid)?;
+        for key in &participant.timers {
+            self.timers.remove(key);
+        }
         let scene = participant.scene;
         let departure = self.scenes[scene].end_session(now, pid, &participant.subject_id);
         if let Some(at) = departure.broadcast_at {

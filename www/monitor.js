@@ -15,8 +15,10 @@ const el = (tag, attrs = {}, text = "") => {
 const secs = (ms) => `${(ms / 1000).toFixed(1)} s`;
 const pairs = (obj) => Object.entries(obj).map(([k, n]) => `${k}: ${n}`).join(", ") || "none";
 
-function field(name, value) {
-  return el("div", {}, `${name.replaceAll("-", " ")}: `).appendChild(el("b", { "data-field": name }, String(value))).parentNode;
+function field(name, value, label = name.replaceAll("-", " ")) {
+  const d = el("div", {}, `${label}: `);
+  d.append(el("b", { "data-field": name }, String(value)));
+  return d;
 }
 
 function list(name, items) {
@@ -51,7 +53,8 @@ function scene(s) {
     grid.append(d);
   };
   col("Waiting",
-    field("waiting-now", s.waiting_now), field("waiting-count", s.waiting_count),
+    field("waiting-now", s.waiting_now, "waiting now (server)"),
+    field("waiting-count", s.waiting_count, "waiting (record)"),
     field("waitroom-timeouts", s.waitroom_timeouts),
     list("waiting", s.waiting.map((w) => [{}, `${w.who} ${secs(w.waited_ms)}`])));
   col("Probes",

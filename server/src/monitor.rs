@@ -252,7 +252,7 @@ pub struct LinkView {
     pub from: String,
     /// The peer (alias).
     pub to: String,
-    /// `host`, `srflx`/`prflx` or `relay` (the record's `connection_type`); `null` until up.
+    /// `direct` or `relay` (the record's `connection_type`); `null` until reported.
     pub connection_type: Option<String>,
     /// The last quality level (`ok`, `warning`, `critical`); `null` before the first.
     pub quality: Option<String>,

@@ -99,6 +99,40 @@ fn hold_with_metrics_scrapes_them() {
     assert!(!line.contains("last body 0 bytes"), "{line}");
 }
 
+/// `hold --monitor-streams`: the server has a monitor token and every stream stays open and
+/// receives snapshots.
+#[test]
+fn hold_with_monitor_streams_reads_them() {
+    let out = loadgen(&[
+        "hold",
+        "--n",
+        "40",
+        "--step",
+        "40",
+        "--checkpoints",
+        "40",
+        "--cpu-window-s",
+        "1.5",
+        "--monitor-streams",
+        "2",
+    ]);
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("/monitor on"))
+        .unwrap_or_else(|| panic!("no /monitor line:\n{out}"));
+    assert!(line.ends_with(", 0 failed"), "{line}");
+    let snapshots: usize = line
+        .split(": ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{line}"));
+    assert!(
+        snapshots >= 4,
+        "two streams, a snapshot a second each: {line}"
+    );
+}
+
 #[test]
 fn relay_delivers_every_frame() {
     let out = loadgen(&[

@@ -800,6 +800,35 @@ mod tests {
         assert_eq!(snap.recent[0].line["subject_id"], "W-3");
     }
 
+    /// A participant's own strings that name another participant are aliased too.
+    #[test]
+    fn ids_in_researcher_fields_are_aliased() {
+        let t0 = Instant::now();
+        let mut m = Monitor::new(["s"], false);
+        enter(&mut m, t0, "alice");
+        enter(&mut m, t0, "bob");
+        let mut fields = serde_json::Map::new();
+        fields.insert("partner".into(), "bob".into());
+        fields.insert("choice".into(), "left".into());
+        m.observe(
+            t0,
+            "s",
+            &ResearchEvent::Custom {
+                subject_id: sid("alice"),
+                game_id: None,
+                player_index: None,
+                name: "chose".into(),
+                fields,
+            },
+        );
+        let snap = m.snapshot(t0);
+        let line = &snap.recent[0].line;
+        assert_eq!(line["subject_id"], "W-1");
+        assert_eq!(line["fields"]["partner"], "W-2");
+        assert_eq!(line["fields"]["choice"], "left");
+        assert_eq!(line["name"], "chose");
+    }
+
     #[test]
     fn opted_in_ids_are_shown_and_recent_lines_are_bounded() {
         let t0 = Instant::now();

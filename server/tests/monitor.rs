@@ -53,6 +53,12 @@ async fn monitor_needs_the_token_and_exists_only_with_one() {
         Some("text/html; charset=utf-8")
     );
     assert_eq!(header(&headers, "cache-control"), Some("no-store"));
+    assert_eq!(header(&headers, "referrer-policy"), Some("no-referrer"));
+    let csp = header(&headers, "content-security-policy").unwrap_or_default();
+    assert!(
+        csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"),
+        "{csp}"
+    );
     let page = String::from_utf8(body).unwrap();
     assert!(page.contains("/monitor.js"), "{page}");
     assert_eq!(

@@ -1,4 +1,5 @@
-//! The HTTP side: the routes (`/ws`, `/healthz`, the files); `accept.rs` serves them.
+//! The HTTP side: the routes (`/ws`, `/healthz`, `/metrics` and `/monitor` from their own
+//! modules, the files); `accept.rs` serves them.
 //!
 //! Files: with a site folder (`[site] dir`, `site.rs`), its files first, then the embedded
 //! ones; `/pairlab.js` and `/pkg/*` always from the binary, with CORS for the pages of

@@ -33,6 +33,12 @@ pub const PUSH_EVERY: Duration = Duration::from_secs(1);
 /// The page's embedded file (served only through `/monitor`).
 pub(super) const PAGE: &str = "/monitor.html";
 
+/// The page's `Content-Security-Policy`: its own script and stream only, its inline styles,
+/// no framing (the page shows participants' own strings, as text; this is a second fence).
+pub(super) const PAGE_CSP: &str =
+    "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'unsafe-inline'; \
+     img-src data:; frame-ancestors 'none'; base-uri 'none'";
+
 /// The query of both routes.
 #[derive(Debug, Deserialize)]
 struct TokenQuery {
@@ -94,7 +100,8 @@ fn unauthorized() -> warp::reply::Response {
     .into_response()
 }
 
-/// The page, never cached (it is only served with the token).
+/// The page, never cached (it is only served with the token), sending no `Referer` (its URL
+/// holds the token) and under [`PAGE_CSP`].
 fn page() -> warp::reply::Response {
     let Some(asset) = crate::assets::get(PAGE) else {
         return warp::reply::with_status("not found\n", StatusCode::NOT_FOUND).into_response();
@@ -102,6 +109,7 @@ fn page() -> warp::reply::Response {
     let body = asset.negotiate(None).body.clone().into_owned();
     let reply = warp::reply::with_header(body, header::CONTENT_TYPE, "text/html; charset=utf-8");
     let reply = warp::reply::with_header(reply, header::CACHE_CONTROL, "no-store");
+    let reply = warp::reply::with_header(reply, header::CONTENT_SECURITY_POLICY, PAGE_CSP);
     warp::reply::with_header(reply, header::REFERRER_POLICY, "no-referrer").into_response()
 }
 

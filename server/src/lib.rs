@@ -16,6 +16,7 @@
 //! - [`export`]: `pairlab export`, the record as CSV tables and an offline HTML report.
 //! - [`healthcheck`]: `pairlab healthcheck`, a container's HEALTHCHECK against `/healthz`.
 //! - [`metrics`]: the Prometheus metrics `/metrics` serves (with `[server] metrics_token`).
+//! - [`monitor`]: what the live monitor page `/monitor` shows (with `[server] monitor_token`).
 
 pub mod assets;
 pub mod config;
@@ -23,5 +24,6 @@ pub mod core;
 pub mod export;
 pub mod healthcheck;
 pub mod metrics;
+pub mod monitor;
 pub mod net;
 pub mod record;

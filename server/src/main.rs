@@ -1,8 +1,8 @@
 //! `pairlab`: the server binary.
 //!
-//! - `pairlab serve [--config FILE] [--bind ADDR] [--data-dir DIR] [--metrics-token TOKEN]`:
-//!   serves the page, the wasm client, `/ws`, `/healthz` and, with a metrics token,
-//!   `/metrics`; without `--config`, the embedded default scene. It logs the
+//! - `pairlab serve [--config FILE] [--bind ADDR] [--data-dir DIR] [--metrics-token TOKEN]
+//!   [--monitor-token TOKEN]`: serves the page, the wasm client, `/ws`, `/healthz` and, with a
+//!   metrics token, `/metrics`, with a monitor token, the live monitor page `/monitor`; without `--config`, the embedded default scene. It logs the
 //!   config's warnings (those `pairlab check` prints) at start. Ctrl-C or SIGTERM shut it down
 //!   cleanly (the research record is flushed).
 //! - `pairlab check FILE`: validates a config; prints each problem as `FILE:LINE:COL: message`
@@ -73,6 +73,11 @@ enum Command {
         /// a command line is visible to other users of the machine.
         #[arg(long, value_name = "TOKEN")]
         metrics_token: Option<String>,
+        /// Serve the live monitor page at /monitor?token=TOKEN (at least 16 characters);
+        /// overrides [server] monitor_token. Prefer the config file: a command line is visible
+        /// to other users of the machine.
+        #[arg(long, value_name = "TOKEN")]
+        monitor_token: Option<String>,
     },
     /// Check a scene configuration; print every problem as FILE:LINE:COL: message.
     Check {
@@ -128,6 +133,7 @@ fn main() -> ExitCode {
             data_dir,
             site,
             metrics_token,
+            monitor_token,
         } => {
             init_logging();
             let config_path = config;
@@ -148,15 +154,27 @@ fn main() -> ExitCode {
                     }
                 },
             };
-            if let Some(token) = metrics_token {
+            for (flag, token, slot) in [
+                (
+                    "--metrics-token",
+                    metrics_token,
+                    &mut config.server.metrics_token,
+                ),
+                (
+                    "--monitor-token",
+                    monitor_token,
+                    &mut config.server.monitor_token,
+                ),
+            ] {
+                let Some(token) = token else { continue };
                 if token.chars().count() < MIN_METRICS_TOKEN_LEN {
                     eprintln!(
-                        "pairlab serve: --metrics-token needs at least {MIN_METRICS_TOKEN_LEN} \
+                        "pairlab serve: {flag} needs at least {MIN_METRICS_TOKEN_LEN} \
                          characters (e.g. the output of `openssl rand -hex 16`)"
                     );
                     return ExitCode::FAILURE;
                 }
-                config.server.metrics_token = Some(token);
+                *slot = Some(token);
             }
             let runtime = match tokio::runtime::Runtime::new() {
                 Ok(rt) => rt,
@@ -170,7 +188,8 @@ fn main() -> ExitCode {
     }
 }
 
-/// Shortest `--metrics-token`: the rule of `[server] metrics_token`.
+/// Shortest `--metrics-token` and `--monitor-token`: the rule of `[server] metrics_token`
+/// and `monitor_token`.
 const MIN_METRICS_TOKEN_LEN: usize = pairlab_server::config::MIN_LINK_SECRET_LEN;
 
 fn init_logging() {

@@ -103,7 +103,7 @@ pub struct Metrics {
 }
 
 /// The serde name of an enum value (`peer_left`, `rtt_too_high`, …), as the record writes it.
-fn label<T: Serialize>(value: &T) -> String {
+pub(crate) fn label<T: Serialize>(value: &T) -> String {
     match serde_json::to_value(value) {
         Ok(serde_json::Value::String(s)) => s,
         _ => "unknown".to_owned(),
@@ -390,19 +390,24 @@ impl Metrics {
         String::from_utf8(text).map_err(|e| MetricsError(prometheus::Error::Msg(e.to_string())))
     }
 
-    /// Whether `authorization` (the request's `Authorization` header) is `Bearer <token>`.
-    /// Compares SHA-256 digests, so the time taken says nothing about how much of the token
-    /// matched.
+    /// Whether `authorization` (the request's `Authorization` header) is `Bearer <token>`
+    /// ([`token_matches`]).
     pub fn authorized(token: &str, authorization: Option<&str>) -> bool {
-        use sha2::Digest as _;
         let Some(given) = authorization.and_then(|h| {
             let (scheme, rest) = h.trim().split_once(' ')?;
             scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
         }) else {
             return false;
         };
-        sha2::Sha256::digest(given.as_bytes()) == sha2::Sha256::digest(token.as_bytes())
+        token_matches(token, given)
     }
+}
+
+/// Whether `given` is `token`. Compares SHA-256 digests, so the time taken says nothing about
+/// how much of the token matched (`/metrics` and `/monitor`).
+pub fn token_matches(token: &str, given: &str) -> bool {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(given.as_bytes()) == sha2::Sha256::digest(token.as_bytes())
 }
 
 #[cfg(test)]

@@ -59,7 +59,7 @@ fn example_is_described() {
          from it)\n  \
          server: /ws origins: the page's own (http(s):// + Host); X-Forwarded-For ignored; \
          request head within 10000 ms (also the keep-alive idle timeout), at most 16384 bytes; \
-         at most 512 HTTP connections, 128 per IP; hello within 10000 ms\n  \
+         at most 512 HTTP connections, 128 per IP; hello within 10000 ms; no /monitor\n  \
          no site folder: the embedded page is served at /\n"
     );
 }

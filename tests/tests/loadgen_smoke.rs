@@ -68,6 +68,22 @@ fn hold_reaches_every_connection() {
     );
 }
 
+/// The summary line of stdout that starts with `prefix`, and the number right after its
+/// first `": "` (`/metrics every 100ms: 14 scrapes, …` → 14).
+fn summary<'a>(stdout: &'a str, prefix: &str) -> (&'a str, usize) {
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with(prefix))
+        .unwrap_or_else(|| panic!("no {prefix:?} line:\n{stdout}"));
+    let n = line
+        .split(": ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no count in {line}"));
+    (line, n)
+}
+
 /// `hold --metrics-every-ms`: the server has a metrics token and every scrape succeeds.
 #[test]
 fn hold_with_metrics_scrapes_them() {
@@ -84,19 +100,35 @@ fn hold_with_metrics_scrapes_them() {
         "--metrics-every-ms",
         "100",
     ]);
-    let line = out
-        .lines()
-        .find(|l| l.starts_with("/metrics every"))
-        .unwrap_or_else(|| panic!("no /metrics line:\n{out}"));
+    let (line, scrapes) = summary(&out, "/metrics every");
     assert!(line.contains(", 0 failed,"), "{line}");
-    let scrapes: usize = line
-        .split(": ")
-        .nth(1)
-        .and_then(|rest| rest.split(' ').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("{line}"));
     assert!(scrapes >= 3, "scraped during the run: {line}");
     assert!(!line.contains("last body 0 bytes"), "{line}");
+}
+
+/// `hold --monitor-streams`: the server has a monitor token and every stream stays open and
+/// receives snapshots.
+#[test]
+fn hold_with_monitor_streams_reads_them() {
+    let out = loadgen(&[
+        "hold",
+        "--n",
+        "40",
+        "--step",
+        "40",
+        "--checkpoints",
+        "40",
+        "--cpu-window-s",
+        "1.5",
+        "--monitor-streams",
+        "2",
+    ]);
+    let (line, snapshots) = summary(&out, "/monitor on");
+    assert!(line.ends_with(", 0 failed"), "{line}");
+    assert!(
+        snapshots >= 4,
+        "two streams, a snapshot a second each: {line}"
+    );
 }
 
 #[test]

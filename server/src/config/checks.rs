@@ -74,6 +74,11 @@ pub(crate) enum RuleError {
     )]
     ShortMetricsToken(usize),
     #[error(
+        "monitor_token has {0} characters; use at least {MIN_LINK_SECRET_LEN} random ones (e.g. \
+         the output of `openssl rand -hex 16`), or leave the key out to turn /monitor off"
+    )]
+    ShortMonitorToken(usize),
+    #[error(
         "[turn] needs either `username` and `credential` (static credentials) or \
          `static_auth_secret` (coturn's --static-auth-secret; the server then mints \
          short-lived credentials per participant), not both"
@@ -476,6 +481,16 @@ pub(crate) fn metrics_token(token: &str) -> Result<(), RuleError> {
     let len = token.chars().count();
     if len < MIN_LINK_SECRET_LEN {
         return Err(RuleError::ShortMetricsToken(len));
+    }
+    Ok(())
+}
+
+/// `[server] monitor_token` is at least [`MIN_LINK_SECRET_LEN`] characters, like
+/// [`metrics_token`].
+pub(crate) fn monitor_token(token: &str) -> Result<(), RuleError> {
+    let len = token.chars().count();
+    if len < MIN_LINK_SECRET_LEN {
+        return Err(RuleError::ShortMonitorToken(len));
     }
     Ok(())
 }

@@ -39,10 +39,15 @@ fn describe_server(s: &ServerConfig) -> String {
         let list: Vec<String> = s.trusted_proxies.iter().map(ToString::to_string).collect();
         format!("X-Forwarded-For believed from {}", list.join(", "))
     };
+    let monitor = match (&s.monitor_token, s.monitor_subject_ids) {
+        (None, _) => "no /monitor".to_owned(),
+        (Some(_), false) => "/monitor?token=… (participants as aliases)".to_owned(),
+        (Some(_), true) => "/monitor?token=… (showing subject ids)".to_owned(),
+    };
     format!(
         "/ws origins: {origins}; {proxies}; request head within {} ms (also the keep-alive \
          idle timeout), at most {} bytes; at most {} HTTP connections, {} per IP; hello \
-         within {} ms",
+         within {} ms; {monitor}",
         s.header_read_timeout_ms,
         s.max_header_bytes,
         s.max_http_connections,
@@ -236,20 +241,22 @@ mod tests {
         assert!(file.describe().ends_with(
             "\n  server: /ws origins: the page's own (http(s):// + Host); X-Forwarded-For \
              ignored; request head within 10000 ms (also the keep-alive idle timeout), at most \
-             16384 bytes; at most 512 HTTP connections, 128 per IP; hello within 10000 ms\n"
+             16384 bytes; at most 512 HTTP connections, 128 per IP; hello within 10000 ms; no \
+             /monitor\n"
         ));
         let text = format!(
             "{scene}[server]\nallowed_origins = [\"https://Study.example.org\", \
              \"http://127.0.0.1:8080\"]\ntrusted_proxies = [\"127.0.0.1\", \"::1\"]\n\
              header_read_timeout_ms = 5000\nmax_header_bytes = 8192\nmax_http_connections = 100\n\
-             max_http_connections_per_ip = 10\nhello_timeout_ms = 3000\n"
+             max_http_connections_per_ip = 10\nhello_timeout_ms = 3000\n\
+             monitor_token = \"0123456789abcdef\"\n"
         );
         let file = ConfigFile::from_toml_str(&text).unwrap();
         assert!(file.describe().ends_with(
             "\n  server: /ws origins: https://study.example.org, http://127.0.0.1:8080; \
              X-Forwarded-For believed from 127.0.0.1, ::1; request head within 5000 ms (also \
              the keep-alive idle timeout), at most 8192 bytes; at most 100 HTTP connections, \
-             10 per IP; hello within 3000 ms\n"
+             10 per IP; hello within 3000 ms; /monitor?token=… (participants as aliases)\n"
         ));
     }
 

@@ -62,6 +62,9 @@
 //!                                # signature (`pairlab link ID`)
 //! metrics_token = "…"            # optional, ≥ 16 characters: serves /metrics to
 //!                                # `Authorization: Bearer …` (else 401); absent: no /metrics
+//! monitor_token = "…"            # optional, ≥ 16 characters: serves the live monitor page at
+//!                                # /monitor?token=… (else 401); absent: no /monitor
+//! monitor_subject_ids = false    # default false: the monitor shows aliases (W-3), not ids
 //! ```
 
 mod checks;

@@ -1080,6 +1080,16 @@ fn server(cx: &mut Cx<'_>, t: &mut Fields<'_, '_>) -> Option<(ServerConfig, Serv
             Some(Some(token.to_owned()))
         }),
     };
+    let monitor_token = match t.optional("monitor_token") {
+        None => Some(None),
+        Some(f) => f.string(cx).and_then(|token| {
+            cx.rule(f.span(), checks::monitor_token(token))?;
+            Some(Some(token.to_owned()))
+        }),
+    };
+    let monitor_subject_ids = t
+        .optional("monitor_subject_ids")
+        .map_or(Some(defaults.monitor_subject_ids), |f| f.boolean(cx));
     let server = ServerConfig {
         allowed_origins: allowed_origins?,
         trusted_proxies: trusted_proxies?,
@@ -1089,6 +1099,8 @@ fn server(cx: &mut Cx<'_>, t: &mut Fields<'_, '_>) -> Option<(ServerConfig, Serv
         max_http_connections_per_ip: max_http_connections_per_ip?,
         hello_timeout_ms: hello_timeout_ms?,
         metrics_token: metrics_token?,
+        monitor_token: monitor_token?,
+        monitor_subject_ids: monitor_subject_ids?,
     };
     Some((
         server,

@@ -537,12 +537,15 @@ fn server_table_defaults_values_and_errors() {
             max_http_connections_per_ip: DEFAULT_MAX_HTTP_CONNECTIONS_PER_IP,
             hello_timeout_ms: DEFAULT_HELLO_TIMEOUT_MS,
             metrics_token: None,
+            monitor_token: None,
+            monitor_subject_ids: false,
         }
     );
     let text = format!(
         "{MINIMAL}[server]\nallowed_origins = [\"https://a.org\"]\ntrusted_proxies = [\"10.0.0.1\"]\n\
          header_read_timeout_ms = 1\nmax_header_bytes = 8192\nmax_http_connections = 2\n\
-         max_http_connections_per_ip = 1\nhello_timeout_ms = 3\nmetrics_token = \"0123456789abcdef\"\n"
+         max_http_connections_per_ip = 1\nhello_timeout_ms = 3\nmetrics_token = \"0123456789abcdef\"\n\
+         monitor_token = \"fedcba9876543210\"\nmonitor_subject_ids = true\n"
     );
     let server = ConfigFile::from_toml_str(&text).unwrap().server;
     assert_eq!(
@@ -556,6 +559,8 @@ fn server_table_defaults_values_and_errors() {
             max_http_connections_per_ip: 1,
             hello_timeout_ms: 3,
             metrics_token: Some("0123456789abcdef".into()),
+            monitor_token: Some("fedcba9876543210".into()),
+            monitor_subject_ids: true,
         }
     );
     let any = format!("{MINIMAL}[server]\nallowed_origins = [\"https://a.org\", \"*\"]\n");

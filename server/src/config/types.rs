@@ -295,6 +295,12 @@ pub struct ServerConfig {
     /// The bearer token `GET /metrics` requires (`Authorization: Bearer <token>`, else 401);
     /// `None`: no `/metrics` (404) and no metrics kept.
     pub metrics_token: Option<String>,
+    /// The token the live monitor page requires (`GET /monitor?token=<token>`, else 401);
+    /// `None`: no `/monitor` (404) and no monitor state kept.
+    pub monitor_token: Option<String>,
+    /// Whether the monitor page shows participants' subject ids; `false` (the default): each
+    /// id is shown as an alias (`W-3`), since ids are personal data.
+    pub monitor_subject_ids: bool,
 }
 
 impl Default for ServerConfig {
@@ -308,6 +314,8 @@ impl Default for ServerConfig {
             max_http_connections_per_ip: DEFAULT_MAX_HTTP_CONNECTIONS_PER_IP,
             hello_timeout_ms: DEFAULT_HELLO_TIMEOUT_MS,
             metrics_token: None,
+            monitor_token: None,
+            monitor_subject_ids: false,
         }
     }
 }

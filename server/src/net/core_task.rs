@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::io::BufRead as _;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use pairlab_shared::ServerMessage;
@@ -23,6 +23,7 @@ use super::sleep_until;
 use crate::config::Config;
 use crate::core::{Action, ConnId, Core, CoreClock, CoreStats, DoneState, Event, RandomIds};
 use crate::metrics::Metrics;
+use crate::monitor::Monitor;
 use crate::record::RecordHandle;
 
 /// Messages the core may queue for one connection before that client counts as too slow and is
@@ -133,12 +134,13 @@ pub(super) struct CoreTask {
 impl CoreTask {
     /// Builds the [`Core`] for `config` (with what the records in `data_dir` remember) and runs
     /// it in a task, with a [`CORE_QUEUE`] inbox; research events go to `record`.
-    /// With `metrics`, it keeps their per-scene waiting counts up to date.
+    /// With `metrics` and `monitor`, it keeps their per-scene waiting counts up to date.
     pub(super) fn spawn(
         config: Arc<Config>,
         record: RecordHandle,
         data_dir: &Path,
         metrics: Option<Arc<Metrics>>,
+        monitor: Option<Arc<Mutex<Monitor>>>,
     ) -> CoreTask {
         let (inbox, inputs) = mpsc::channel(CORE_QUEUE);
         let (stats_tx, stats) = watch::channel(CoreStats::default());
@@ -147,6 +149,7 @@ impl CoreTask {
                 core: new_core(config.clone(), data_dir),
                 config,
                 metrics,
+                monitor,
                 inputs,
                 links: HashMap::new(),
                 record,
@@ -197,6 +200,8 @@ struct CoreLoop {
     config: Arc<Config>,
     /// Where the per-scene waiting counts go, if metrics are kept.
     metrics: Option<Arc<Metrics>>,
+    /// Where the per-scene waiting counts go, if the monitor is on.
+    monitor: Option<Arc<Mutex<Monitor>>>,
 }
 
 impl CoreLoop {
@@ -245,10 +250,21 @@ impl CoreLoop {
             let changed = self
                 .stats
                 .send_if_modified(|s| std::mem::replace(s, new_stats) != new_stats);
-            if let (true, Some(metrics)) = (changed, &self.metrics) {
+            if changed && (self.metrics.is_some() || self.monitor.is_some()) {
                 let sizes = self.core.memory_stats().scenes;
-                let ids = self.config.scenes.iter().map(|s| s.id.as_str());
-                metrics.set_waiting(ids.zip(sizes.iter().map(|s| s.waiting)));
+                let waiting = || {
+                    let ids = self.config.scenes.iter().map(|s| s.id.as_str());
+                    ids.zip(sizes.iter().map(|s| s.waiting))
+                };
+                if let Some(metrics) = &self.metrics {
+                    metrics.set_waiting(waiting());
+                }
+                if let Some(monitor) = &self.monitor {
+                    monitor
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .set_waiting(waiting());
+                }
             }
             min_wake = match self.core.next_deadline() {
                 Some(d) if is_tick && d <= now => {
@@ -341,7 +357,7 @@ mod tests {
     async fn a_full_outbound_queue_kills_that_connection_only() {
         let dir = std::env::temp_dir().join(format!("pairlab-net-test-{}", std::process::id()));
         let recorder = RecordWriter::spawn(&dir);
-        let core = CoreTask::spawn(config(), recorder.handle(), &dir, None);
+        let core = CoreTask::spawn(config(), recorder.handle(), &dir, None, None);
         let tx = core.inbox();
         let ids = ConnIds::default();
         let (slow, fine) = (ids.next(), ids.next());

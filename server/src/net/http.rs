@@ -1,4 +1,5 @@
-//! The HTTP side: the routes (`/ws`, `/healthz`, the files); `accept.rs` serves them.
+//! The HTTP side: the routes (`/ws`, `/healthz`, `/metrics` and `/monitor` from their own
+//! modules, the files); `accept.rs` serves them.
 //!
 //! Files: with a site folder (`[site] dir`, `site.rs`), its files first, then the embedded
 //! ones; `/pairlab.js` and `/pkg/*` always from the binary, with CORS for the pages of
@@ -55,6 +56,7 @@ pub(super) fn routes(
         .and(with_shared)
         .map(|shared: Arc<Shared>| health(&shared));
     let metrics = super::metrics::route(shared.clone());
+    let monitor = super::monitor::routes(shared.clone());
     let optional_query = warp::query::raw()
         .map(Some)
         .or(warp::any().map(|| None))
@@ -72,7 +74,14 @@ pub(super) fn routes(
                 file_response(&shared, path.as_str(), query.as_deref(), &headers).await
             },
         );
-    ws.or(health).unify().or(metrics).unify().or(files).unify()
+    ws.or(health)
+        .unify()
+        .or(metrics)
+        .unify()
+        .or(monitor)
+        .unify()
+        .or(files)
+        .unify()
 }
 
 fn with_shared_files(
@@ -89,7 +98,7 @@ fn always_embedded(path: &str) -> bool {
 }
 
 /// The server's own one-segment routes, never a participant's address.
-const ROUTES: [&str; 3] = ["ws", "healthz", "metrics"];
+const ROUTES: [&str; 4] = ["ws", "healthz", "metrics", "monitor"];
 
 /// Whether `path` is a participant's own address, `/<subject_id>`: one segment that is a valid
 /// subject id and not a file's name (`pairlab_shared::SubjectId::from_path`, the rule the page
@@ -123,7 +132,8 @@ async fn file_response(
             return r;
         }
     }
-    if assets::get(path).is_some() {
+    // The monitor's page is served only by `/monitor`, with its token.
+    if assets::get(path).is_some() && path != super::monitor::PAGE {
         return asset_response(path, query, accept_encoding, if_none_match);
     }
     if participant_path(path) {

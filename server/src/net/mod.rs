@@ -21,6 +21,9 @@
 //! - `GET /metrics` (`metrics.rs`): Prometheus' text format with `Authorization: Bearer
 //!   <[server] metrics_token>`, 401 without it; 404 when no token is configured
 //!   ([`crate::metrics`] says what is counted).
+//! - `GET /monitor?token=…` and `/monitor/events?token=…` (`monitor.rs`): the live monitor
+//!   page and its Server-Sent Events stream with `[server] monitor_token`, 401 without it; 404
+//!   when no token is configured ([`crate::monitor`] says what it shows).
 //! - `GET /ws`: the WebSocket of PROTOCOL.md, upgraded by hand (`upgrade.rs`, which says why:
 //!   memory); a browser's `Origin` must be allowed by `[server] allowed_origins` (else 403).
 //!
@@ -41,12 +44,13 @@
 //!   the socket ends, the core gets `Event::Disconnected`.
 //! - No lock is held across an `.await`; the only shared state is channels (a `watch` of the
 //!   open-connection count among them), a cancellation token, the connection-id counter and,
-//!   with a metrics token, the [`Metrics`] (atomic counters).
+//!   with a metrics token, the [`Metrics`] (atomic counters) and, with a monitor token, the
+//!   [`Monitor`] (behind a mutex held only to feed it or take a snapshot).
 //!
 //! Files: `mod.rs` ([`Server`], [`RunningServer`], the shutdown order), `accept.rs` (the accept
 //! loop, hyper per connection), `gate.rs` (connection caps, client IP), `fdlimit.rs` (the open-file
 //! limit), `http.rs` (routes, `/healthz`, files), `upgrade.rs` (`/ws` upgrade, origin check,
-//! [`ws_config`]), `metrics.rs` (`/metrics`), `connection.rs` (the task per WebSocket),
+//! [`ws_config`]), `metrics.rs` (`/metrics`), `monitor.rs` (`/monitor`), `connection.rs` (the task per WebSocket),
 //! `core_task.rs` (the task owning the core; connection ids are minted there).
 //!
 //! How a client frame reaches the core: `connection.rs` reads it from the socket and hands it
@@ -76,6 +80,7 @@ mod fdlimit;
 mod gate;
 mod http;
 mod metrics;
+mod monitor;
 mod site;
 mod upgrade;
 
@@ -94,6 +99,7 @@ use crate::config::{Config, ConfigFile, ServerConfig};
 use crate::core::connection::Timeouts;
 use crate::core::{CoreStats, Event, ResearchEvent};
 use crate::metrics::Metrics;
+use crate::monitor::Monitor;
 use crate::record::{RecordHealth, RecordWriter};
 use core_task::{ConnIds, CoreInput, CoreTask};
 
@@ -211,8 +217,25 @@ impl Server {
     /// returns.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) {
         let metrics = self.metrics();
-        let on_written = metrics.clone().map(|m| -> crate::record::OnWritten {
-            Box::new(move |scene_id, event| m.observe(scene_id, event))
+        let monitor = self.server.monitor_token.as_ref().map(|_| {
+            let scenes = self.config.scenes.iter().map(|s| s.id.as_str());
+            Arc::new(std::sync::Mutex::new(Monitor::new(
+                scenes,
+                self.server.monitor_subject_ids,
+            )))
+        });
+        let on_written = (metrics.is_some() || monitor.is_some()).then(|| {
+            let (metrics, monitor) = (metrics.clone(), monitor.clone());
+            Box::new(move |scene_id: &str, event: &ResearchEvent| {
+                if let Some(m) = &metrics {
+                    m.observe(scene_id, event);
+                }
+                if let Some(m) = &monitor {
+                    m.lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .observe(Instant::now(), scene_id, event);
+                }
+            }) as crate::record::OnWritten
         });
         let recorder = RecordWriter::spawn_observed(self.data_dir.clone(), on_written);
         let started = ResearchEvent::server_started(&self.config);
@@ -224,6 +247,7 @@ impl Server {
             recorder.handle(),
             &self.data_dir,
             metrics.clone(),
+            monitor.clone(),
         );
         let stop = CancellationToken::new();
         tokio::spawn({
@@ -262,6 +286,7 @@ impl Server {
             evicted_connections: Arc::default(),
             site: self.site,
             metrics,
+            monitor,
         });
 
         accept::serve(self.listener, shared.clone(), &stop).await;
@@ -381,6 +406,8 @@ struct Shared {
     site: Option<Arc<SiteDir>>,
     /// The `/metrics` counters, when `[server] metrics_token` is set.
     metrics: Option<Arc<Metrics>>,
+    /// What `/monitor` shows, when `[server] monitor_token` is set.
+    monitor: Option<Arc<std::sync::Mutex<Monitor>>>,
 }
 
 /// Sleeps until `deadline`; forever when there is none.

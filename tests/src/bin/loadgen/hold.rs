@@ -25,10 +25,65 @@ pub(crate) struct HoldArgs {
     /// Scrape `/metrics` this often during the whole run (the server gets a `metrics_token`);
     /// `None`: metrics off, as by default.
     pub(crate) metrics_every: Option<Duration>,
+    /// Turn `/monitor` on (the server gets a `monitor_token`, so it keeps the monitor's
+    /// state) and keep this many of its event streams open for the whole run, as that many
+    /// open monitor pages would; `None`: the monitor off, as by default.
+    pub(crate) monitor_streams: Option<usize>,
 }
 
 /// The `metrics_token` a `hold --metrics-every-ms` server gets.
 const METRICS_TOKEN: &str = "loadgen-metrics-token-0123456789";
+
+/// The `monitor_token` a `hold --monitor-streams` server gets.
+const MONITOR_TOKEN: &str = "loadgen-monitor-token-0123456789";
+
+/// What the `/monitor/events` readers received, all streams together.
+#[derive(Default)]
+struct Streamed {
+    /// `snapshot` events.
+    snapshots: usize,
+    /// Bytes, headers included.
+    bytes: usize,
+    /// Streams that failed to connect or ended early.
+    failed: usize,
+}
+
+/// Keeps one `GET /monitor/events` open on `port`, as an open monitor page does, counting
+/// what arrives into `into`, until aborted. A plain HTTP/1.1 request on a socket: the body
+/// is read and counted, not parsed (an event name in the chunked stream is enough to count
+/// snapshots).
+async fn read_monitor_stream(port: u16, into: Arc<Mutex<Streamed>>) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let failed = |into: &Mutex<Streamed>| {
+        into.lock().unwrap_or_else(PoisonError::into_inner).failed += 1;
+    };
+    let Ok(mut tcp) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
+        return failed(&into);
+    };
+    let request = format!(
+        "GET /monitor/events?token={MONITOR_TOKEN} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\
+         Accept: text/event-stream\r\n\r\n"
+    );
+    if tcp.write_all(request.as_bytes()).await.is_err() {
+        return failed(&into);
+    }
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match tcp.read(&mut buf).await {
+            Ok(0) | Err(_) => return failed(&into),
+            Ok(n) => {
+                let got = &buf[..n];
+                let snapshots = got
+                    .windows(b"event:snapshot".len())
+                    .filter(|w| *w == b"event:snapshot")
+                    .count();
+                let mut s = into.lock().unwrap_or_else(PoisonError::into_inner);
+                s.bytes += n;
+                s.snapshots += snapshots;
+            }
+        }
+    }
+}
 
 /// What the `/metrics` scraper saw.
 #[derive(Default)]
@@ -97,20 +152,30 @@ pub(crate) async fn hold(args: HoldArgs) -> Result<()> {
     println!("{machine}");
     // Its own folder with metrics on, so a run without them (the smoke tests run both at
     // once) does not replace its scene file.
-    let work = WorkDir::fresh(if args.metrics_every.is_some() {
-        "loadgen-hold-metrics"
-    } else {
-        "loadgen-hold"
+    let work = WorkDir::fresh(match (args.metrics_every, args.monitor_streams) {
+        (Some(_), _) => "loadgen-hold-metrics",
+        (None, Some(_)) => "loadgen-hold-monitor",
+        (None, None) => "loadgen-hold",
     })?;
     let mut scene = never_matched_scene("hold", true);
+    if args.metrics_every.is_some() || args.monitor_streams.is_some() {
+        scene.push_str(LOADGEN_SERVER_TABLE);
+    }
     if args.metrics_every.is_some() {
-        scene = format!("{scene}{LOADGEN_SERVER_TABLE}metrics_token = \"{METRICS_TOKEN}\"\n");
+        scene.push_str(&format!("metrics_token = \"{METRICS_TOKEN}\"\n"));
+    }
+    if args.monitor_streams.is_some() {
+        scene.push_str(&format!("monitor_token = \"{MONITOR_TOKEN}\"\n"));
     }
     let mut server = start_pairlab(&args.bin, &args.log, &work, &scene).await?;
     let scrapes = Arc::new(Mutex::new(Scrapes::default()));
     let scraper = args
         .metrics_every
         .map(|every| tokio::spawn(scrape_metrics(server.port(), every, scrapes.clone())));
+    let streamed = Arc::new(Mutex::new(Streamed::default()));
+    let streams: Vec<_> = (0..args.monitor_streams.unwrap_or(0))
+        .map(|_| tokio::spawn(read_monitor_stream(server.port(), streamed.clone())))
+        .collect();
     let pid = server.pid();
     tokio::time::sleep(Duration::from_millis(500)).await;
     let idle_kib = rss_kib(pid);
@@ -183,6 +248,9 @@ pub(crate) async fn hold(args: HoldArgs) -> Result<()> {
     if let Some(scraper) = scraper {
         scraper.abort();
     }
+    for stream in &streams {
+        stream.abort();
+    }
     fleet.stop(tasks).await;
     server.stop().await;
 
@@ -218,6 +286,13 @@ pub(crate) async fn hold(args: HoldArgs) -> Result<()> {
             fmt_opt(at(0.5).map(|v| format!("{v:.2}"))),
             fmt_opt(at(1.0).map(|v| format!("{v:.2}"))),
             s.bytes
+        );
+    }
+    if let Some(n) = args.monitor_streams {
+        let s = streamed.lock().unwrap_or_else(PoisonError::into_inner);
+        println!(
+            "/monitor on, {n} event stream(s) open: {} snapshots, {} bytes received, {} failed",
+            s.snapshots, s.bytes, s.failed
         );
     }
     println!("server log: {}", work.join("server.log").display());

@@ -213,6 +213,11 @@ enum Scenario {
         /// run; prints the scrapes' durations. Without it, metrics are off.
         #[arg(long, value_name = "MS")]
         metrics_every_ms: Option<u64>,
+        /// Turn `/monitor` on (a `monitor_token`) and keep this many of its event streams
+        /// open for the whole run (0: the monitor's state is kept, no page open); prints what
+        /// they received. Without it, the monitor is off.
+        #[arg(long, value_name = "N")]
+        monitor_streams: Option<usize>,
     },
     /// Hold N waiting with the lobby count shown, then add arrivals at a fixed rate; report
     /// the waitroom messages per second and the server's CPU.
@@ -455,6 +460,7 @@ fn main() -> ExitCode {
                 concurrency,
                 seconds,
                 metrics_every_ms,
+                monitor_streams,
             } => {
                 hold(HoldArgs {
                     bin,
@@ -466,6 +472,7 @@ fn main() -> ExitCode {
                     concurrency,
                     deadline: Duration::from_secs(seconds),
                     metrics_every: metrics_every_ms.map(Duration::from_millis),
+                    monitor_streams,
                 })
                 .await
             }

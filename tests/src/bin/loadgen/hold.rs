@@ -32,14 +32,14 @@ pub(crate) struct HoldArgs {
 }
 
 /// The `metrics_token` a `hold --metrics-every-ms` server gets.
-const METRICS_TOKEN: &str = "loadgen-metrics-token-0123456789";
+pub(crate) const METRICS_TOKEN: &str = "loadgen-metrics-token-0123456789";
 
 /// The `monitor_token` a `hold --monitor-streams` server gets.
-const MONITOR_TOKEN: &str = "loadgen-monitor-token-0123456789";
+pub(crate) const MONITOR_TOKEN: &str = "loadgen-monitor-token-0123456789";
 
 /// What the `/monitor/events` readers received, all streams together.
 #[derive(Default)]
-struct Streamed {
+pub(crate) struct Streamed {
     /// `snapshot` events.
     snapshots: usize,
     /// Bytes, headers included.
@@ -52,7 +52,7 @@ struct Streamed {
 /// what arrives into `into`, until aborted. A plain HTTP/1.1 request on a socket: the body
 /// is read and counted, not parsed (an event name in the chunked stream is enough to count
 /// snapshots).
-async fn read_monitor_stream(port: u16, into: Arc<Mutex<Streamed>>) {
+pub(crate) async fn read_monitor_stream(port: u16, into: Arc<Mutex<Streamed>>) {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     let failed = |into: &Mutex<Streamed>| {
         into.lock().unwrap_or_else(PoisonError::into_inner).failed += 1;
@@ -87,7 +87,7 @@ async fn read_monitor_stream(port: u16, into: Arc<Mutex<Streamed>>) {
 
 /// What the `/metrics` scraper saw.
 #[derive(Default)]
-struct Scrapes {
+pub(crate) struct Scrapes {
     /// Duration of each successful scrape, ms.
     ms: Vec<f64>,
     /// Failed scrapes (no answer, or not 200).
@@ -97,7 +97,7 @@ struct Scrapes {
 }
 
 /// Scrapes `/metrics` on `port` every `every` into `into`, until aborted.
-async fn scrape_metrics(port: u16, every: Duration, into: Arc<Mutex<Scrapes>>) {
+pub(crate) async fn scrape_metrics(port: u16, every: Duration, into: Arc<Mutex<Scrapes>>) {
     let auth = format!("Bearer {METRICS_TOKEN}");
     let mut tick = tokio::time::interval(every);
     loop {

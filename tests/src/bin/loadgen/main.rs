@@ -264,6 +264,10 @@ enum Scenario {
         /// The search's highest rate (also sizes the pairs), frames/s.
         #[arg(long, default_value_t = 80_000.0)]
         search_max: f64,
+        /// Watch the run as a researcher would: the server gets a metrics_token and a
+        /// monitor_token, /metrics is scraped every second and one /monitor stream stays open.
+        #[arg(long)]
+        observed: bool,
     },
     /// The relay load of `relay` against pairlab, matchbox_server and a python-socketio relay
     /// (scripts/bench-setup.sh installs the last two under target/), in one run; prints
@@ -502,6 +506,7 @@ fn main() -> ExitCode {
                 search,
                 search_factor,
                 search_max,
+                observed,
             } => {
                 relay(RelayArgs {
                     bin,
@@ -514,6 +519,7 @@ fn main() -> ExitCode {
                         factor: search_factor,
                         max: search_max,
                     }),
+                    observed,
                 })
                 .await
             }
@@ -540,6 +546,7 @@ fn main() -> ExitCode {
                             factor: search_factor,
                             max: search_max,
                         }),
+                        observed: false,
                     },
                     &backends,
                 )

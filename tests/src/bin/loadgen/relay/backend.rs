@@ -15,7 +15,8 @@ use tokio_tungstenite::tungstenite::Message;
 
 use super::{RelayArgs, RelayShared, RELAY_SCENE};
 use crate::client::{client_config, Ws, CONNECT_TIMEOUT};
-use crate::server::{start_pairlab, RelayServer};
+use crate::hold::{read_monitor_stream, scrape_metrics, METRICS_TOKEN, MONITOR_TOKEN};
+use crate::server::{start_pairlab, RelayServer, LOADGEN_SERVER_TABLE};
 use crate::Result;
 
 /// The candidate line of a frame: a plausible host candidate (about the size of a real one)
@@ -305,6 +306,21 @@ pub(crate) async fn start_backend(
     work: &WorkDir,
 ) -> Result<RelayServer> {
     match backend {
+        Backend::Pairlab if args.observed => {
+            let scene = format!(
+                "{RELAY_SCENE}{LOADGEN_SERVER_TABLE}metrics_token = \"{METRICS_TOKEN}\"\nmonitor_token = \"{MONITOR_TOKEN}\"\n"
+            );
+            let server = start_pairlab(&args.bin, &args.log, work, &scene).await?;
+            // Both run until the process ends; their failures only show in their own counts.
+            let port = server.port();
+            tokio::spawn(scrape_metrics(
+                port,
+                Duration::from_secs(1),
+                Default::default(),
+            ));
+            tokio::spawn(read_monitor_stream(port, Default::default()));
+            Ok(RelayServer::Pairlab(server))
+        }
         Backend::Pairlab => Ok(RelayServer::Pairlab(
             start_pairlab(&args.bin, &args.log, work, RELAY_SCENE).await?,
         )),

@@ -41,6 +41,10 @@ pub(crate) struct RelayArgs {
     pub(crate) seconds: Duration,
     pub(crate) concurrency: usize,
     pub(crate) search: Option<Search>,
+    /// pairlab only: the server gets a `metrics_token` and a `monitor_token`; `/metrics` is
+    /// scraped every second and one `/monitor/events` stream stays open for the whole run (the
+    /// cost of watching a study, against a run without).
+    pub(crate) observed: bool,
 }
 
 /// A rate counts as held when the relay latency's p99 is under this, ms, and nothing is lost

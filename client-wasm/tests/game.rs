@@ -447,7 +447,7 @@ fn game_start(id: &str, player_index: u32) -> GameStart {
         ice_servers: vec![],
         force_relay: false,
         pair_rtts: vec![],
-        game: GameSettings::default(),
+        game: Box::new(GameSettings::default()),
     }
 }
 

@@ -213,6 +213,13 @@ enum Scenario {
         /// run; prints the scrapes' durations. Without it, metrics are off.
         #[arg(long, value_name = "MS")]
         metrics_every_ms: Option<u64>,
+        /// Hold in a `fifo` scene with groups of this size (larger than N: everyone waits and
+        /// every arrival runs the matchmaker) instead of the never-matched pairs scene.
+        #[arg(long, value_name = "G")]
+        fifo_group_size: Option<u32>,
+        /// Connect at this many per second instead of each step at once.
+        #[arg(long, value_name = "PER_S")]
+        arrival_rate: Option<f64>,
     },
     /// Hold N waiting with the lobby count shown, then add arrivals at a fixed rate; report
     /// the waitroom messages per second and the server's CPU.
@@ -455,6 +462,8 @@ fn main() -> ExitCode {
                 concurrency,
                 seconds,
                 metrics_every_ms,
+                fifo_group_size,
+                arrival_rate,
             } => {
                 hold(HoldArgs {
                     bin,
@@ -466,6 +475,8 @@ fn main() -> ExitCode {
                     concurrency,
                     deadline: Duration::from_secs(seconds),
                     metrics_every: metrics_every_ms.map(Duration::from_millis),
+                    fifo_group_size,
+                    arrival_rate,
                 })
                 .await
             }

@@ -179,6 +179,8 @@ pub(crate) async fn hold(args: HoldArgs) -> Result<()> {
     let started = Instant::now();
     let ramp_cpu0 = crate::system::cpu_seconds(&pid.to_string());
     let mut spawned = 0;
+    // When the last step's clients had their welcome (or failed), and the server's CPU seconds then.
+    let mut ramp_end: Option<(f64, Option<f64>)> = None;
     let mut checkpoints = args.checkpoints.clone();
     checkpoints.push(args.n);
     while spawned < args.n {
@@ -204,6 +206,12 @@ pub(crate) async fn hold(args: HoldArgs) -> Result<()> {
         }
         if !server.is_running() {
             return Err(server.failed("stopped during the ramp"));
+        }
+        if target == args.n || gave_up {
+            ramp_end = Some((
+                started.elapsed().as_secs_f64(),
+                crate::system::cpu_seconds(&pid.to_string()),
+            ));
         }
         let welcomed = counters.welcomed.load(Ordering::Relaxed);
         // Let the first ping exchanges of the step settle before measuring.
@@ -234,8 +242,8 @@ pub(crate) async fn hold(args: HoldArgs) -> Result<()> {
             break;
         }
     }
-    let ramp_s = started.elapsed().as_secs_f64();
-    let ramp_cpu = crate::system::cpu_seconds(&pid.to_string())
+    let (ramp_s, ramp_cpu1) = ramp_end.unwrap_or((started.elapsed().as_secs_f64(), None));
+    let ramp_cpu = ramp_cpu1
         .zip(ramp_cpu0)
         .map(|(b, a)| (b - a) / ramp_s * 100.0);
     if let Some(scraper) = scraper {
@@ -269,7 +277,7 @@ pub(crate) async fn hold(args: HoldArgs) -> Result<()> {
             .map(|v| format!("{v:.2}"))
     };
     println!(
-        "ramp: {ramp_s:.1} s, server CPU over the ramp {} %core; entry server RTTs the server measured ({} samples): p50 {} ms, p99 {} ms, max {} ms",
+        "ramp (first connect to the last welcome or failure): {ramp_s:.1} s, server CPU over it {} %core; entry server RTTs the server measured ({} samples): p50 {} ms, p99 {} ms, max {} ms",
         fmt_opt(ramp_cpu.map(|c| format!("{c:.1}"))),
         rtts_ms.len(),
         fmt_opt(q(0.5)),

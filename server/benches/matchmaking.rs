@@ -314,19 +314,21 @@ fn bench_core_fifo_everyone_waits(c: &mut Criterion) {
         });
         // One leave of the longest waiting (a `leave` message); a new arrival replaces them
         // untimed, so every iteration sees `n` waiting.
-        let mut oldest = next_conn - n as u64 + 1;
+        // Those waiting, oldest first: connections 1..=n (each timed arrival above left again).
+        let mut queue: std::collections::VecDeque<u64> = (1..=n as u64).collect();
         g.bench_function(BenchmarkId::new("leave", n), |b| {
             b.iter_custom(|iters| {
                 let mut timed = Duration::ZERO;
                 for _ in 0..iters {
+                    let oldest = queue.pop_front().expect("n waiting");
                     let event = leave(oldest);
                     let start = Instant::now();
                     core.handle(now, event, &mut out);
                     timed += start.elapsed();
                     black_box(&out);
                     assert_eq!(core.stats().waiting, n - 1, "the oldest left");
-                    oldest += 1;
                     next_conn += 1;
+                    queue.push_back(next_conn);
                     for e in arrival(next_conn) {
                         core.handle(now, e, &mut out);
                     }

@@ -1,5 +1,6 @@
 //! Micro-benchmarks of matchmaking (BENCHMARKS.md, section 3 "Micro-benchmarks"): the
-//! matchmakers' `find_match` alone, and one arrival through the whole sans-IO [`Core`], with
+//! waiting set's greedy search (`WaitingSet::find_group`) alone, one arrival through the whole
+//! sans-IO [`Core`], and one arrival and one leave in a `fifo` scene where everyone waits, with
 //! 10, 1,000 and 10,000 waiting.
 //!
 //! Run: `cargo bench -p pairlab-server --bench matchmaking` (numbers), or
@@ -16,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use pairlab_server::config::{Config, MatchmakerKind, SceneConfig};
+use pairlab_server::core::candidates::{Waiter, WaitingSet};
 use pairlab_server::core::matchmaker::{
     Candidate, FifoMatchmaker, LatencyFifoMatchmaker, Matchmaker,
 };
@@ -55,19 +57,26 @@ fn always(_: Pid, _: Pid) -> bool {
     true
 }
 
-/// `n` waiting candidates, ids `1..=n` in arrival order, every one with `rtt_ms`.
-fn waiting(n: usize, rtt_ms: f64) -> Vec<Candidate> {
-    (1..=n as u64)
-        .map(|id| Candidate {
-            id: Pid::new(id),
-            rtt_ms: Some(rtt_ms),
-        })
-        .collect()
+/// `n` waiting, ids `1..=n` in arrival order (arrival positions `0..n`), every one with
+/// `rtt_ms`.
+fn waiting(n: usize, rtt_ms: f64) -> WaitingSet {
+    let mut set = WaitingSet::new();
+    for id in 1..=n as u64 {
+        set.insert(
+            id - 1,
+            Waiter {
+                pid: Pid::new(id),
+                rtt_ms: Some(rtt_ms),
+            },
+        );
+    }
+    set
 }
 
-/// The ids of the group found, as numbers.
-fn find(mm: &dyn Matchmaker, arriving: &Candidate, waiting: &[Candidate]) -> Option<Vec<u64>> {
-    mm.find_match(arriving, &mut waiting.iter().copied(), 2, &always)
+/// The ids of the group of two found, as numbers.
+fn find(mm: &dyn Matchmaker, arriving: &Candidate, waiting: &WaitingSet) -> Option<Vec<u64>> {
+    waiting
+        .find_group(mm, arriving, None, 2, &always)
         .map(|group| group.into_iter().map(Pid::get).collect())
 }
 
@@ -76,14 +85,14 @@ fn bench_find_match(c: &mut Criterion) {
     let latency = LatencyFifoMatchmaker {
         max_server_rtt_ms: MAX_SERVER_RTT_MS,
     };
-    let mut g = c.benchmark_group("find_match");
+    let mut g = c.benchmark_group("find_group");
     for &n in sizes() {
         let arriving = Candidate {
             id: Pid::new(n as u64 + 1),
             rtt_ms: Some(NEAR_MS),
         };
-        // Throughput in elements: the waiting candidates the matchmaker examines, 1 when the
-        // match is at the front, `n` for a full scan.
+        // Throughput in elements: the waiting candidates a plain scan would examine, 1 when
+        // the match is at the front, `n` for a full scan.
         g.throughput(Throughput::Elements(1));
 
         // FIFO: the match is the first waiting one, whatever the waitroom's size.
@@ -110,9 +119,7 @@ fn bench_find_match(c: &mut Criterion) {
         // Latency FIFO, worst case with a match: all but the last fail the pre-filter.
         g.throughput(Throughput::Elements(n as u64));
         let mut last_passes = waiting(n, FAR_MS);
-        if let Some(last) = last_passes.last_mut() {
-            last.rtt_ms = Some(NEAR_MS);
-        }
+        last_passes.update_rtt(n as u64 - 1, Some(NEAR_MS));
         assert_eq!(
             find(&latency, &arriving, &last_passes),
             Some(vec![n as u64 + 1, n as u64])
@@ -123,7 +130,7 @@ fn bench_find_match(c: &mut Criterion) {
             |b, w| b.iter(|| find(&latency, black_box(&arriving), black_box(w))),
         );
 
-        // Latency FIFO, no match: everyone fails, a full scan for nothing.
+        // Latency FIFO, no match: everyone fails (a full scan for nothing before the index).
         let all_far = waiting(n, FAR_MS);
         assert_eq!(find(&latency, &arriving, &all_far), None);
         g.bench_with_input(
@@ -142,7 +149,12 @@ fn bench_find_match(c: &mut Criterion) {
 fn unmatchable_core() -> Core {
     let mut scene = SceneConfig::with_defaults("bench", 2, MatchmakerKind::LatencyFifo);
     scene.max_server_rtt_ms = Some(MAX_SERVER_RTT_MS);
-    // Far beyond the bench's run, and the virtual clock never moves anyway.
+    core_with(scene)
+}
+
+/// A core with the one `scene`, whose waitroom timeout is far beyond the bench's run (the
+/// virtual clock never moves anyway).
+fn core_with(mut scene: SceneConfig) -> Core {
     scene.waitroom_timeout_ms = 24 * 3_600_000;
     let clock = CoreClock {
         origin: Instant::now(),
@@ -186,21 +198,26 @@ fn arrival(n: u64) -> [Event; 5] {
     ]
 }
 
+/// `n` arrivals (connections `1..=n`), all of whom wait; returns the last connection number.
+fn fill(core: &mut Core, now: Instant, n: usize) -> u64 {
+    let mut out = Vec::new();
+    for conn in 1..=n as u64 {
+        for e in arrival(conn) {
+            core.handle(now, e, &mut out);
+        }
+        out.clear();
+    }
+    assert_eq!(core.stats().waiting, n, "setup: {n} waiting");
+    n as u64
+}
+
 fn bench_core_arrival(c: &mut Criterion) {
     let mut g = c.benchmark_group("core_arrival");
     for &n in sizes() {
         let now = Instant::now();
         let mut core = unmatchable_core();
         let mut out: Vec<Action> = Vec::new();
-        let mut next_conn: u64 = 0;
-        for _ in 0..n {
-            next_conn += 1;
-            for e in arrival(next_conn) {
-                core.handle(now, e, &mut out);
-            }
-            out.clear();
-        }
-        assert_eq!(core.stats().waiting, n, "setup: {n} waiting");
+        let mut next_conn = fill(&mut core, now, n);
 
         // One measured arrival = the five events above. The arriving participant then leaves
         // (`leave`, untimed) so every iteration sees exactly `n` waiting; criterion's
@@ -243,5 +260,96 @@ fn bench_core_arrival(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench_find_match, bench_core_arrival);
+/// A `fifo` scene whose groups (`n + 10`) are larger than the crowd: everyone waits, and every
+/// arrival and every leave runs the matchmaker over all `n` waiting (groups larger than two
+/// make a leave retry matching).
+fn everyone_waits_core(n: usize) -> Core {
+    let group_size = u32::try_from(n + 10).expect("bench sizes fit in u32");
+    core_with(SceneConfig::with_defaults(
+        "bench",
+        group_size,
+        MatchmakerKind::Fifo,
+    ))
+}
+
+fn leave(conn: u64) -> Event {
+    Event::Message {
+        conn: ConnId::new(conn),
+        msg: ClientMessage::Leave,
+    }
+}
+
+/// One arrival and one leave in a `fifo` scene where everyone waits (see
+/// [`everyone_waits_core`]), with `n` waiting.
+fn bench_core_fifo_everyone_waits(c: &mut Criterion) {
+    let mut g = c.benchmark_group("core_fifo_everyone_waits");
+    g.sample_size(10)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(3));
+    for &n in sizes() {
+        let now = Instant::now();
+        let mut core = everyone_waits_core(n);
+        let mut out: Vec<Action> = Vec::new();
+        let mut next_conn = fill(&mut core, now, n);
+        g.throughput(Throughput::Elements(1));
+        // One arrival (the five events of `arrival`); it leaves again untimed.
+        g.bench_function(BenchmarkId::new("arrival", n), |b| {
+            b.iter_custom(|iters| {
+                let mut timed = Duration::ZERO;
+                for _ in 0..iters {
+                    next_conn += 1;
+                    let events = arrival(next_conn);
+                    let start = Instant::now();
+                    for e in events {
+                        core.handle(now, e, &mut out);
+                    }
+                    timed += start.elapsed();
+                    black_box(&out);
+                    assert_eq!(core.stats().waiting, n + 1, "the arrival waits");
+                    core.handle(now, leave(next_conn), &mut out);
+                    out.clear();
+                }
+                timed
+            })
+        });
+        // One leave of the longest waiting (a `leave` message); a new arrival replaces them
+        // untimed, so every iteration sees `n` waiting.
+        // Those waiting, oldest first: connections 1..=n (each timed arrival above left again).
+        let mut queue: std::collections::VecDeque<u64> = (1..=n as u64).collect();
+        g.bench_function(BenchmarkId::new("leave", n), |b| {
+            b.iter_custom(|iters| {
+                let mut timed = Duration::ZERO;
+                for _ in 0..iters {
+                    let oldest = queue.pop_front().expect("n waiting");
+                    let event = leave(oldest);
+                    let start = Instant::now();
+                    core.handle(now, event, &mut out);
+                    timed += start.elapsed();
+                    black_box(&out);
+                    assert_eq!(core.stats().waiting, n - 1, "the oldest left");
+                    next_conn += 1;
+                    queue.push_back(next_conn);
+                    for e in arrival(next_conn) {
+                        core.handle(now, e, &mut out);
+                    }
+                    out.clear();
+                }
+                timed
+            })
+        });
+        assert_eq!(
+            core.stats().waiting,
+            n,
+            "every iteration ends with {n} waiting"
+        );
+    }
+    g.finish();
+}
+
+criterion_group!(
+    benches,
+    bench_find_match,
+    bench_core_arrival,
+    bench_core_fifo_everyone_waits
+);
 criterion_main!(benches);

@@ -6,7 +6,7 @@
 //! never checked against each other. Here every pair of a group passes the pre-filter.
 //!
 //! Two-stage latency filtering (the original's design):
-//! 1. a cheap pre-filter in [`Matchmaker::find_match`] on server RTTs — the sum of two
+//! 1. a cheap pre-filter ([`Matchmaker::pair_passes`]) on server RTTs — the sum of two
 //!    participants' RTTs to the server estimates their peer-to-peer RTT
 //!    (`max_server_rtt_ms`);
 //! 2. a real WebRTC probe per pair of a proposed group, judged against the scene's
@@ -24,70 +24,25 @@ pub struct Candidate {
     pub rtt_ms: Option<f64>,
 }
 
-/// Decides which waiting participants form a group. Implementations are pure: the waitroom
-/// owns the waiting set and calls these with its current state.
+/// Decides which waiting participants may form a group. Implementations are pure: the
+/// waitroom owns the waiting set and runs the greedy search
+/// ([`super::candidates::WaitingSet::find_group`]) with these rules.
 pub trait Matchmaker: Send {
     /// The name used in the config and the research record (`fifo`, `latency_fifo`).
     fn name(&self) -> &'static str;
 
-    /// Whether `a` and `b` may be in one group by this matchmaker's pre-filter.
+    /// Whether `a` and `b` may be in one group by this matchmaker's pre-filter. Symmetric.
     fn pair_passes(&self, a: &Candidate, b: &Candidate) -> bool;
 
-    /// The waiting candidates the arriving one may be grouped with, best first, as indices into
-    /// `waiting` (which is in arrival order). Default: FIFO among those passing
-    /// [`Matchmaker::pair_passes`].
-    fn rank_candidates(&self, arriving: &Candidate, waiting: &[Candidate]) -> Vec<usize> {
-        (0..waiting.len())
-            .filter(|&i| self.pair_passes(arriving, &waiting[i]))
-            .collect()
+    /// The largest server RTT, ms, a partner of `member` may have: for every candidate `c`
+    /// whose RTT is known, finite and non-negative, `pair_passes(member, c)` implies
+    /// `c.rtt_ms ≤` this (up to floating-point rounding, well under a millisecond). Must not
+    /// grow as `member`'s known RTT grows. `f64::INFINITY`: no limit (the default); NaN counts
+    /// as −∞. The waiting set uses it to skip, by RTT bucket, participants who cannot pass.
+    fn max_partner_rtt_ms(&self, member: &Candidate) -> f64 {
+        let _ = member;
+        f64::INFINITY
     }
-
-    /// Proposes a group of `group_size`: `arriving` first, then members taken greedily in rank
-    /// order, each of which passes the pre-filter with every member already taken and is
-    /// `allowed` with each of them (the waitroom's rule: pairs whose probe failed are never grouped
-    /// again). Returns the chosen members' ids, `arriving` first; `None` when no full group
-    /// forms.
-    ///
-    /// `waiting` yields the other waiting participants in arrival order; it is consumed lazily,
-    /// so a match near the front of a long waitroom costs little.
-    fn find_match(
-        &self,
-        arriving: &Candidate,
-        waiting: &mut dyn Iterator<Item = Candidate>,
-        group_size: usize,
-        allowed: &dyn Fn(Pid, Pid) -> bool,
-    ) -> Option<Vec<Pid>> {
-        greedy_group(self, arriving, waiting, group_size, allowed)
-    }
-}
-
-fn greedy_group<M: Matchmaker + ?Sized>(
-    mm: &M,
-    arriving: &Candidate,
-    waiting: &mut dyn Iterator<Item = Candidate>,
-    group_size: usize,
-    allowed: &dyn Fn(Pid, Pid) -> bool,
-) -> Option<Vec<Pid>> {
-    if group_size < 2 {
-        return None;
-    }
-    let mut group: Vec<Candidate> = Vec::with_capacity(group_size);
-    group.push(*arriving);
-    for c in waiting {
-        if c.id == arriving.id {
-            continue;
-        }
-        let fits = group
-            .iter()
-            .all(|m| mm.pair_passes(m, &c) && allowed(m.id, c.id));
-        if fits {
-            group.push(c);
-            if group.len() == group_size {
-                return Some(group.iter().map(|m| m.id).collect());
-            }
-        }
-    }
-    None
 }
 
 /// `FIFOMatchmaker`: the first `group_size − 1` waiting, in arrival order, plus the arriving
@@ -123,6 +78,13 @@ impl Matchmaker for LatencyFifoMatchmaker {
             _ => true,
         }
     }
+    fn max_partner_rtt_ms(&self, member: &Candidate) -> f64 {
+        match member.rtt_ms {
+            // `x + y ≤ max` ⇒ `y ≤ max − x`; an infinite `max` has no limit.
+            Some(x) if self.max_server_rtt_ms.is_finite() => self.max_server_rtt_ms - x,
+            _ => f64::INFINITY,
+        }
+    }
 }
 
 /// The matchmaker a scene asks for.
@@ -139,6 +101,7 @@ pub fn for_scene(scene: &SceneConfig) -> Box<dyn Matchmaker> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::candidates::{Waiter, WaitingSet};
 
     fn c(id: u64, rtt: Option<f64>) -> Candidate {
         Candidate {
@@ -152,13 +115,34 @@ mod tests {
     fn pids(ids: &[u64]) -> Option<Vec<Pid>> {
         Some(ids.iter().copied().map(Pid::new).collect())
     }
+    /// The group the waitroom's search finds for `arriving` among `waiting` (in arrival
+    /// order), excluding the pairs `allowed` refuses.
+    fn find_with(
+        mm: &dyn Matchmaker,
+        arriving: Candidate,
+        waiting: &[Candidate],
+        n: usize,
+        allowed: &dyn Fn(Pid, Pid) -> bool,
+    ) -> Option<Vec<Pid>> {
+        let mut set = WaitingSet::new();
+        for (seq, w) in (0..).zip(waiting) {
+            set.insert(
+                seq,
+                Waiter {
+                    pid: w.id,
+                    rtt_ms: w.rtt_ms,
+                },
+            );
+        }
+        set.find_group(mm, &arriving, None, n, allowed)
+    }
     fn find(
         mm: &dyn Matchmaker,
         arriving: Candidate,
         waiting: &[Candidate],
         n: usize,
     ) -> Option<Vec<Pid>> {
-        mm.find_match(&arriving, &mut waiting.iter().copied(), n, &any)
+        find_with(mm, arriving, waiting, n, &any)
     }
     /// Excludes the pair `{a, b}`.
     fn not(a: u64, b: u64) -> impl Fn(Pid, Pid) -> bool {
@@ -213,7 +197,7 @@ mod tests {
             pids(&[9, 1]),
             "arriving unknown passes"
         );
-        assert_eq!(mm.rank_candidates(&c(9, Some(50.0)), &w), vec![1, 2]);
+        assert_eq!(find(&mm, c(9, Some(50.0)), &w, 3), pids(&[9, 2, 3]));
     }
 
     #[test]
@@ -232,17 +216,14 @@ mod tests {
     fn allowed_excludes_failed_pairs() {
         let mm = FifoMatchmaker;
         let w = [c(1, None), c(2, None), c(3, None)];
-        assert_eq!(
-            mm.find_match(&c(9, None), &mut w.iter().copied(), 2, &not(9, 1)),
-            pids(&[9, 2])
-        );
+        assert_eq!(find_with(&mm, c(9, None), &w, 2, &not(9, 1)), pids(&[9, 2]));
         // In a group of three, 1 is excluded with 9 but also each pair among the others counts.
         assert_eq!(
-            mm.find_match(&c(9, None), &mut w.iter().copied(), 3, &not(2, 3)),
+            find_with(&mm, c(9, None), &w, 3, &not(2, 3)),
             pids(&[9, 1, 2])
         );
         assert_eq!(
-            mm.find_match(&c(9, None), &mut w.iter().copied(), 3, &not(1, 2)),
+            find_with(&mm, c(9, None), &w, 3, &not(1, 2)),
             pids(&[9, 1, 3])
         );
     }

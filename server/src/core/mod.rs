@@ -55,6 +55,7 @@
 //! Probe deadlines (`Event::Tick` → [`probe::ProbeCoordinator::expire`]) and disconnects
 //! ([`probe::ProbeCoordinator::fail_member`]) take the same path from step 2.
 
+pub mod candidates;
 pub mod capacity;
 pub mod connection;
 pub mod games;

@@ -19,11 +19,12 @@
 //! beyond that (see [`super::remembered`]). Everything else here lives only as
 //! long as the sessions it belongs to.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use pairlab_shared::{SubjectId, Waitroom};
 
+use super::candidates::WaitingSet;
 use super::matchmaker::{self, Candidate, Matchmaker};
 use super::remembered::{
     BoundedSet, DoneState, FingerprintSet, SubjectHasher, DONE_CAP, FAILED_PAIRS_CAP,
@@ -35,14 +36,7 @@ use crate::config::SceneConfig;
 /// (PROTOCOL.md, Waitroom).
 pub const WAITROOM_UPDATE_INTERVAL: Duration = Duration::from_secs(1);
 
-/// An entry of a scene's waiting set.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Waiter {
-    /// Who.
-    pub pid: Pid,
-    /// Their current server-RTT median, ms (`None`: unknown).
-    pub rtt_ms: Option<f64>,
-}
+pub use super::candidates::Waiter;
 
 /// A participant's place in the waitroom, from their first entry for the life of their session.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -98,9 +92,9 @@ pub struct SceneWaitroom {
     mm: Box<dyn Matchmaker>,
     /// Every participant who has entered the waitroom and whose session lives.
     places: HashMap<Pid, Place>,
-    /// Connected participants in `Waiting`, by arrival sequence, with their current server-RTT
-    /// median: the matchmaker scans this alone, without a lookup per candidate.
-    waiting: BTreeMap<u64, Waiter>,
+    /// Connected participants in `Waiting`, by arrival sequence and by server-RTT bucket, with
+    /// their current server-RTT median: the matching search runs on this alone.
+    waiting: WaitingSet,
     next_seq: u64,
     /// Every session of the scene (connected or in its reconnect grace), by subject id.
     sessions: HashMap<SubjectId, Pid>,
@@ -122,7 +116,7 @@ impl SceneWaitroom {
             mm: matchmaker::for_scene(cfg),
             cfg: cfg.clone(),
             places: HashMap::new(),
-            waiting: BTreeMap::new(),
+            waiting: WaitingSet::new(),
             next_seq: 0,
             sessions: HashMap::new(),
             hasher,
@@ -246,17 +240,17 @@ impl SceneWaitroom {
     /// `pid`'s entry in the waiting set, if they are in it.
     pub fn waiter(&self, pid: Pid) -> Option<&Waiter> {
         let seq = self.places.get(&pid)?.seq;
-        self.waiting.get(&seq).filter(|w| w.pid == pid)
+        self.waiting.get(seq).filter(|w| w.pid == pid)
     }
 
     /// The waiting set in arrival order, with each entry's arrival position.
     pub fn entries(&self) -> impl Iterator<Item = (u64, &Waiter)> {
-        self.waiting.iter().map(|(seq, w)| (*seq, w))
+        self.waiting.entries()
     }
 
     /// The waiting participants in arrival order.
     pub fn waiting_pids(&self) -> Vec<Pid> {
-        self.waiting.values().map(|w| w.pid).collect()
+        self.waiting.entries().map(|(_, w)| w.pid).collect()
     }
 
     /// Puts `pid`, who has a place, into the waiting set with their server-RTT median, ms.
@@ -270,7 +264,7 @@ impl SceneWaitroom {
     /// Takes `pid` out of the waiting set. Returns when to broadcast the new count.
     pub fn remove(&mut self, now: Instant, pid: Pid) -> Option<Instant> {
         let seq = self.places.get(&pid)?.seq;
-        self.waiting.remove(&seq)?;
+        self.waiting.remove(seq)?;
         self.count_changed(now)
     }
 
@@ -279,9 +273,7 @@ impl SceneWaitroom {
         let Some(seq) = self.places.get(&pid).map(|p| p.seq) else {
             return;
         };
-        if let Some(w) = self.waiting.get_mut(&seq) {
-            w.rtt_ms = rtt_ms;
-        }
+        self.waiting.update_rtt(seq, rtt_ms);
     }
 
     /// The `waitroom` message for `pid` at `now` (the current count, the time left until their
@@ -361,22 +353,28 @@ impl SceneWaitroom {
 
     /// Runs the matchmaker with `arriving` against everyone waiting, in arrival order, excluding
     /// pairs whose probe failed (`subject_of` gives each participant's subject id). Returns the
-    /// proposed group, `arriving` first; `None` when no full group forms.
+    /// proposed group, `arriving` first; `None` when no full group forms. Bounded work when
+    /// nobody could pass with `arriving` (see [`WaitingSet::find_group`]).
     pub fn find_match<'s>(
         &self,
         arriving: &Candidate,
         subject_of: &dyn Fn(Pid) -> Option<&'s SubjectId>,
     ) -> Option<Vec<Pid>> {
-        let mut waiting = self.waiting.values().map(|w| Candidate {
-            id: w.pid,
-            rtt_ms: w.rtt_ms,
-        });
         let allowed = |a: Pid, b: Pid| match (subject_of(a), subject_of(b)) {
             (Some(x), Some(y)) => !self.pair_failed(x, y),
             _ => false,
         };
         let group_size = self.cfg.group_size as usize;
-        self.mm
-            .find_match(arriving, &mut waiting, group_size, &allowed)
+        let seq = self.arrival_seq(arriving.id);
+        self.waiting
+            .find_group(&*self.mm, arriving, seq, group_size, &allowed)
+    }
+
+    /// Whether a group could form among those waiting now, by the matchmaker's pre-filter
+    /// alone: `false` proves that [`Self::find_match`] finds nothing for anyone waiting, so a
+    /// leave need not retry them (O(log) per call; see [`WaitingSet::may_form_group`]).
+    pub fn may_form_group(&self) -> bool {
+        self.waiting
+            .may_form_group(&*self.mm, self.cfg.group_size as usize)
     }
 }

@@ -160,9 +160,12 @@ impl Core {
     // -----------------------------------------------------------------------------------------
 
     /// Someone left the waitroom. With groups of two that cannot make a new match; with larger
-    /// groups the greedy search may now succeed where it failed, so retry everyone.
+    /// groups the greedy search may now succeed where it failed, so retry everyone, in arrival
+    /// order — unless the waiting set proves that no group can pass the pre-filter (too few
+    /// waiting, or too few within each other's RTT limits), which it does in O(log).
     pub(super) fn retry_if_groups(&mut self, now: Instant, scene: usize, out: &mut Vec<Action>) {
-        if self.scenes[scene].cfg().group_size > 2 {
+        let s = &self.scenes[scene];
+        if s.cfg().group_size > 2 && s.may_form_group() {
             for pid in self.scenes[scene].waiting_pids() {
                 self.try_match(now, pid, out);
             }

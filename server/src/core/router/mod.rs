@@ -22,11 +22,12 @@
 //! waitroom deadline. Only `Waiting` participants with a live connection can be matched.
 //!
 //! Matching is retried whenever someone arrives, returns from a rejected group, leaves or drops:
-//! each arriving or returning participant is the "arriving" side of
-//! [`super::matchmaker::Matchmaker::find_match`] against everyone waiting, in arrival order. For
+//! each arriving or returning participant is the "arriving" side of the greedy search
+//! ([`super::candidates::WaitingSet::find_group`]) against everyone waiting, in arrival order. For
 //! groups of two this guarantees that no participant waits while an untried compatible partner
-//! waits too; for larger groups the matchmaker's greedy search is retried from every waiting
-//! participant when someone leaves.
+//! waits too; for larger groups the greedy search is retried from every waiting participant when
+//! someone leaves, unless the waiting set proves that no group can pass the pre-filter
+//! ([`super::candidates::WaitingSet::may_form_group`]).
 //!
 //! Probe messages go to the [`ProbeCoordinator`], which decides; the router then acts on each
 //! [`PairJudged`](super::probe::PairJudged) in order: it writes the `probe_result` line and, when the judgement completed a

@@ -29,6 +29,11 @@ pub(crate) struct HoldArgs {
     /// state) and keep this many of its event streams open for the whole run, as that many
     /// open monitor pages would; `None`: the monitor off, as by default.
     pub(crate) monitor_streams: Option<usize>,
+    /// The scene is `fifo` with this group size instead of the never-matched pairs scene
+    /// (a group larger than `n` keeps everyone waiting, each arrival running the matchmaker).
+    pub(crate) fifo_group_size: Option<u32>,
+    /// Arrivals per second during the ramp (`None`: each step at once).
+    pub(crate) arrival_rate: Option<f64>,
 }
 
 /// The `metrics_token` a `hold --metrics-every-ms` server gets.
@@ -132,6 +137,41 @@ hide_lobby_count = {hide_lobby_count}
     )
 }
 
+/// A `fifo` scene `id` with groups of `group_size`, nobody timing out during a run, the count
+/// hidden (as in `hold`).
+fn fifo_scene(id: &str, group_size: u32) -> String {
+    format!(
+        r#"[[scene]]
+id = "{id}"
+group_size = {group_size}
+matchmaker = "fifo"
+waitroom_timeout_ms = 3600000
+hide_lobby_count = true
+"#
+    )
+}
+
+/// The server RTTs the server measured at entry (`server_rtt` lines of the record at `path`):
+/// every sample, ms, sorted; empty when the record cannot be read.
+fn recorded_server_rtts_ms(path: &std::path::Path) -> Vec<f64> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Vec::new();
+    };
+    let mut ms: Vec<f64> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["event"] == "server_rtt")
+        .filter_map(|v| {
+            v["samples_ms"]
+                .as_array()
+                .map(|a| a.iter().filter_map(|x| x.as_f64()).collect::<Vec<_>>())
+        })
+        .flatten()
+        .collect();
+    ms.sort_by(f64::total_cmp);
+    ms
+}
+
 pub(crate) struct HoldRow {
     pub(crate) target: usize,
     pub(crate) welcomed: usize,
@@ -142,6 +182,12 @@ pub(crate) struct HoldRow {
 }
 
 pub(crate) async fn hold(args: HoldArgs) -> Result<()> {
+    if args
+        .arrival_rate
+        .is_some_and(|r| !(r.is_finite() && r > 0.0))
+    {
+        return Err(LoadgenError::Args("--arrival-rate must be positive".into()));
+    }
     if args.n == 0 || args.step == 0 {
         return Err(LoadgenError::Args(
             "--n and --step must be at least 1".into(),
@@ -157,7 +203,10 @@ pub(crate) async fn hold(args: HoldArgs) -> Result<()> {
         (None, Some(_)) => "loadgen-hold-monitor",
         (None, None) => "loadgen-hold",
     })?;
-    let mut scene = never_matched_scene("hold", true);
+    let mut scene = match args.fifo_group_size {
+        Some(g) => fifo_scene("hold", g),
+        None => never_matched_scene("hold", true),
+    };
     if args.metrics_every.is_some() || args.monitor_streams.is_some() {
         scene.push_str(LOADGEN_SERVER_TABLE);
     }
@@ -193,12 +242,19 @@ pub(crate) async fn hold(args: HoldArgs) -> Result<()> {
     let mut tasks = Vec::with_capacity(args.n);
     let mut rows = Vec::new();
     let started = Instant::now();
+    let ramp_cpu0 = crate::system::cpu_seconds(&pid.to_string());
     let mut spawned = 0;
+    // When the last step's clients had their welcome (or failed), and the server's CPU seconds then.
+    let mut ramp_end: Option<(f64, Option<f64>)> = None;
     let mut checkpoints = args.checkpoints.clone();
     checkpoints.push(args.n);
     while spawned < args.n {
         let target = (spawned + args.step).min(args.n);
         for i in spawned..target {
+            if let Some(rate) = args.arrival_rate {
+                let at = started + Duration::from_secs_f64(i as f64 / rate);
+                tokio::time::sleep_until(at.into()).await;
+            }
             tasks.push(fleet.spawn(format!("hold-{i}"), HoldOpts::default()));
         }
         spawned = target;
@@ -215,6 +271,12 @@ pub(crate) async fn hold(args: HoldArgs) -> Result<()> {
         }
         if !server.is_running() {
             return Err(server.failed("stopped during the ramp"));
+        }
+        if target == args.n || gave_up {
+            ramp_end = Some((
+                started.elapsed().as_secs_f64(),
+                crate::system::cpu_seconds(&pid.to_string()),
+            ));
         }
         let welcomed = counters.welcomed.load(Ordering::Relaxed);
         // Let the first ping exchanges of the step settle before measuring.
@@ -245,6 +307,10 @@ pub(crate) async fn hold(args: HoldArgs) -> Result<()> {
             break;
         }
     }
+    let (ramp_s, ramp_cpu1) = ramp_end.unwrap_or((started.elapsed().as_secs_f64(), None));
+    let ramp_cpu = ramp_cpu1
+        .zip(ramp_cpu0)
+        .map(|(b, a)| (b - a) / ramp_s * 100.0);
     if let Some(scraper) = scraper {
         scraper.abort();
     }
@@ -252,7 +318,9 @@ pub(crate) async fn hold(args: HoldArgs) -> Result<()> {
         stream.abort();
     }
     fleet.stop(tasks).await;
+    let events = server.events_path("hold");
     server.stop().await;
+    let rtts_ms = recorded_server_rtts_ms(&events);
 
     println!();
     println!(
@@ -270,6 +338,19 @@ pub(crate) async fn hold(args: HoldArgs) -> Result<()> {
         counters.failed.load(Ordering::Relaxed),
         counters.dropped.load(Ordering::Relaxed),
         counters.pongs.load(Ordering::Relaxed)
+    );
+    let q = |q: f64| {
+        rtts_ms
+            .get(((rtts_ms.len() as f64 - 1.0) * q).round() as usize)
+            .map(|v| format!("{v:.2}"))
+    };
+    println!(
+        "ramp (first connect to the last welcome or failure): {ramp_s:.1} s, server CPU over it {} %core; entry server RTTs the server measured ({} samples): p50 {} ms, p99 {} ms, max {} ms",
+        fmt_opt(ramp_cpu.map(|c| format!("{c:.1}"))),
+        rtts_ms.len(),
+        fmt_opt(q(0.5)),
+        fmt_opt(q(0.99)),
+        fmt_opt(q(1.0)),
     );
     if let Some(every) = args.metrics_every {
         let s = scrapes.lock().unwrap_or_else(PoisonError::into_inner);

@@ -218,6 +218,13 @@ enum Scenario {
         /// they received. Without it, the monitor is off.
         #[arg(long, value_name = "N")]
         monitor_streams: Option<usize>,
+        /// Hold in a `fifo` scene with groups of this size (larger than N: everyone waits and
+        /// every arrival runs the matchmaker) instead of the never-matched pairs scene.
+        #[arg(long, value_name = "G")]
+        fifo_group_size: Option<u32>,
+        /// Connect at this many per second instead of each step at once.
+        #[arg(long, value_name = "PER_S")]
+        arrival_rate: Option<f64>,
     },
     /// Hold N waiting with the lobby count shown, then add arrivals at a fixed rate; report
     /// the waitroom messages per second and the server's CPU.
@@ -465,6 +472,8 @@ fn main() -> ExitCode {
                 seconds,
                 metrics_every_ms,
                 monitor_streams,
+                fifo_group_size,
+                arrival_rate,
             } => {
                 hold(HoldArgs {
                     bin,
@@ -477,6 +486,8 @@ fn main() -> ExitCode {
                     deadline: Duration::from_secs(seconds),
                     metrics_every: metrics_every_ms.map(Duration::from_millis),
                     monitor_streams,
+                    fifo_group_size,
+                    arrival_rate,
                 })
                 .await
             }

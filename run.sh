@@ -88,8 +88,10 @@ skip() {
 }
 
 # The end-to-end tests need the `pairlab` binary built after www/pkg exists (it embeds it).
+# One build of the binary, the harness and its binaries (bench-probe, loadgen) together, so
+# that they share one feature set and the tests below reuse it.
 e2e() {
-  cargo build "$JOBS" -p pairlab-server --bin pairlab &&
+  cargo build "$JOBS" -p pairlab-server -p pairlab-tests --bins &&
     PAIRLAB_BIN="$TARGET_DIR/debug/pairlab" \
       cargo test "$JOBS" --no-fail-fast -p pairlab-tests -- --nocapture --test-threads=1
 }
@@ -129,8 +131,9 @@ cmd_test() {
     # here, but it exits non-zero (and this phase fails) when a probe fails, fewer probes than
     # asked are measured, or a probe measured another candidate pair than the setting's
     # (relayed vs direct); tests/tests/bench_probe_exit.rs shows it with coturn stopped.
+    # (The binary the end-to-end phase built.)
     phase "bench smoke (bench-probe: 1 direct + 1 relayed probe)" \
-      cargo run "$JOBS" -p pairlab-tests --bin bench-probe -- \
+      "$TARGET_DIR/debug/bench-probe" \
       --server debug --probes 1 --delays 0 --direct --time-limit-s 180
   else
     skip "end to end (pairlab + 2 headless Chromium)" "the client build failed"

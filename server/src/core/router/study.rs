@@ -170,6 +170,21 @@ impl Core {
         allowed
     }
 
+    /// The attribution of a `record` or `attention` from `pid`, once its rate allows it
+    /// (`None`: over the rate, already answered, or no longer a participant).
+    fn allowed_attribution(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        pid: Pid,
+        out: &mut Vec<Action>,
+    ) -> Option<Attribution> {
+        if !self.allow_record(now, conn, pid, out) {
+            return None;
+        }
+        self.attribution(pid)
+    }
+
     /// `record`: a researcher's own event, written as a `custom` line (name and size were
     /// checked when the frame was decoded; the rate here).
     pub(super) fn on_record(
@@ -180,15 +195,12 @@ impl Core {
         event: RecordEvent,
         out: &mut Vec<Action>,
     ) {
-        if !self.allow_record(now, conn, pid, out) {
-            return;
-        }
         let Some(Attribution {
             scene,
             subject_id,
             game_id,
             player_index,
-        }) = self.attribution(pid)
+        }) = self.allowed_attribution(now, conn, pid, out)
         else {
             return;
         };
@@ -212,15 +224,12 @@ impl Core {
         attention: Attention,
         out: &mut Vec<Action>,
     ) {
-        if !self.allow_record(now, conn, pid, out) {
-            return;
-        }
         let Some(Attribution {
             scene,
             subject_id,
             game_id,
             player_index,
-        }) = self.attribution(pid)
+        }) = self.allowed_attribution(now, conn, pid, out)
         else {
             return;
         };

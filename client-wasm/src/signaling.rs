@@ -114,6 +114,7 @@ pub fn decode_server_frame(text: &str) -> Result<ServerMessage, String> {
         "waitroom_timeout" => ServerMessage::WaitroomTimeout(from_value(value).map_err(err)?),
         "probe_prepare" => ServerMessage::ProbePrepare(from_value(value).map_err(err)?),
         "probe_start" => ServerMessage::ProbeStart(from_value(value).map_err(err)?),
+        "probe_close" => ServerMessage::ProbeClose(from_value(value).map_err(err)?),
         "game_start" => ServerMessage::GameStart(from_value(value).map_err(err)?),
         "game_ended" => ServerMessage::GameEnded(from_value(value).map_err(err)?),
         "outcome" => ServerMessage::Outcome(from_value(value).map_err(err)?),
@@ -405,12 +406,13 @@ mod tests {
                 }],
                 timeout_ms: 3000,
                 force_relay: true,
+                keep_ms: None,
             }),
             ServerMessage::ProbeStart(ProbeStart {
                 probe_session_id: ProbeSessionId::from_string("p-1"),
                 initiator: true,
             }),
-            ServerMessage::GameStart(GameStart {
+            ServerMessage::GameStart(Box::new(GameStart {
                 game_id: GameId::from_string("g-1"),
                 player_index: 0,
                 player_count: 2,
@@ -422,7 +424,8 @@ mod tests {
                     rtt_ms: 20.5,
                 }],
                 game: Box::new(settings),
-            }),
+                probes: Vec::new(),
+            })),
             ServerMessage::GameEnded(GameEnded {
                 game_id: GameId::from_string("g-1"),
                 reason: GameEndReason::MemberHidden,

@@ -448,6 +448,7 @@ fn game_start(id: &str, player_index: u32) -> GameStart {
         force_relay: false,
         pair_rtts: vec![],
         game: Box::new(GameSettings::default()),
+        probes: Vec::new(),
     }
 }
 

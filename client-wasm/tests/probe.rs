@@ -54,6 +54,7 @@ fn prepare(id: &ProbeSessionId, peer_index: u32, timeout_ms: u64) -> ServerMessa
         ice_servers: vec![],
         timeout_ms,
         force_relay: false,
+        keep_ms: None,
     })
 }
 
@@ -485,15 +486,18 @@ async fn server_moving_on_closes_probes_and_late_messages_are_ignored() {
     let p3 = ProbeSessionId::from_string("2f0b7e4c-0000-4000-8000-000000000005");
     alice.manager.handle(&prepare(&p3, bob, 10_000));
     let pc3 = alice.manager.peer_connection(&p3).expect("p3");
-    alice.manager.handle(&ServerMessage::GameStart(GameStart {
-        game_id: GameId::from_string("g"),
-        player_index: 0,
-        player_count: 3,
-        ice_servers: vec![],
-        force_relay: false,
-        pair_rtts: vec![],
-        game: Default::default(),
-    }));
+    alice
+        .manager
+        .handle(&ServerMessage::GameStart(Box::new(GameStart {
+            game_id: GameId::from_string("g"),
+            player_index: 0,
+            player_count: 3,
+            ice_servers: vec![],
+            force_relay: false,
+            pair_rtts: vec![],
+            game: Default::default(),
+            probes: Vec::new(),
+        })));
     assert_closed(&pc3, "p3");
 }
 

@@ -388,8 +388,11 @@ pub enum ServerMessage {
     ProbeStart(ProbeStart),
     /// A signalling message from the probe peer.
     ProbeSignal(ProbeSignalIn),
-    /// The group was accepted: the game begins.
-    GameStart(GameStart),
+    /// Close a probe connection (running or kept for a game); the server will not adopt it.
+    ProbeClose(ProbeClose),
+    /// The group was accepted: the game begins. Boxed, so that every [`ServerMessage`] a
+    /// connection queues stays small.
+    GameStart(Box<GameStart>),
     /// A signalling message from a game peer.
     WebrtcSignal(WebrtcSignalIn),
     /// The game is over for everyone (e.g. a member's connection failed for good).
@@ -465,6 +468,33 @@ pub struct ProbePrepare {
     /// Absent: `false`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub force_relay: bool,
+    /// Keep the probe connection for a game: how long after its `probe_result` the browser
+    /// keeps the connection open (parked) so that a `game_start` can adopt it, ms. With it,
+    /// both sides create the game's DataChannels on the probe connection before the offer, as
+    /// negotiated channels with fixed ids ([`GAME_INPUTS_CHANNEL_ID`], [`GAME_CONTROL_CHANNEL_ID`];
+    /// W3C WebRTC §6.2 `negotiated`/`id`, RFC 8832 not used), so that adopting it needs no new
+    /// ICE, DTLS or SCTP handshake. A parked connection is closed by `probe_close`, by a
+    /// `game_start` that does not adopt it, by `waitroom_timeout`, or when `keep_ms` has passed.
+    /// Absent: the connection closes once the result is sent (a client that does not know the
+    /// field behaves so, and its games open fresh connections).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_ms: Option<u64>,
+}
+
+/// The SCTP stream id of the game's `inputs` DataChannel (unordered, `maxRetransmits: 0`) when
+/// it is created as a negotiated channel on a probe connection kept for a game.
+pub const GAME_INPUTS_CHANNEL_ID: u16 = 1;
+/// The SCTP stream id of the game's `control` DataChannel (reliable, ordered) when it is
+/// created as a negotiated channel on a probe connection kept for a game.
+pub const GAME_CONTROL_CHANNEL_ID: u16 = 2;
+
+/// `probe_close`: the server will not hand this probe's connection to a game (the pair or
+/// group was rejected, a member left, the measurement expired): close it now. Also ends a
+/// probe still running, without a result. Unknown or closed ids are ignored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProbeClose {
+    /// The probe.
+    pub probe_session_id: ProbeSessionId,
 }
 
 /// `probe_start`.
@@ -510,6 +540,30 @@ pub struct GameStart {
     /// connection queues stays small.
     #[serde(default)]
     pub game: Box<GameSettings>,
+    /// The probe that verified each pair this member belongs to, by the peer's player index,
+    /// and whether its connection becomes the game connection to that peer (`handover`).
+    /// A peer not listed, or listed with `handover: false`, gets a fresh connection. Empty when
+    /// the scene has no probe.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub probes: Vec<PeerProbe>,
+}
+
+/// In `game_start`: the probe that verified the pair (this member, `peer_index`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerProbe {
+    /// The peer, by player index in the game.
+    pub peer_index: PlayerIndex,
+    /// The probe, as in its `probe_prepare`.
+    pub probe_session_id: ProbeSessionId,
+    /// `true`: the probe's connection (kept since the probe, `keep_ms`) becomes the game
+    /// connection to this peer; the server says so only when both members are still on the
+    /// signalling connections that ran the probe and both reported success. If the browser
+    /// no longer has it open, it opens a fresh connection and sends the offer itself, whatever
+    /// the initiator rule; a member holding the handed-over connection that receives an offer
+    /// whose DTLS fingerprint (`a=fingerprint`) differs from the current remote description's
+    /// replaces it with a fresh connection and answers. `false`: a fresh connection, as for a
+    /// peer not listed.
+    pub handover: bool,
 }
 
 /// One pair's measured P2P RTT, by player index (`a < b`).
@@ -724,6 +778,27 @@ pub struct P2pConnectionType {
     pub info: ConnectionInfo,
     /// From `game_start` to the connection being up (DataChannels open), ms.
     pub connect_ms: Option<f64>,
+    /// How the game connection was set up: the probe's connection handed over, or a fresh
+    /// one. Absent from clients that do not say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub setup: Option<ConnectionSetup>,
+    /// Whether the game connection's selected candidate pair is the path the probe measured:
+    /// on a handed-over connection, the same candidate pair id; on a fresh one, the same
+    /// local and remote candidate types, protocol and relay protocol. `null` when no probe
+    /// measured this pair or its path was not known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub same_path_as_probe: Option<bool>,
+}
+
+/// How a game connection to a peer was set up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConnectionSetup {
+    /// The accepted probe's `RTCPeerConnection` became the game connection (`game_start`
+    /// `probes[].handover`): no new ICE, DTLS or SCTP handshake.
+    Handover,
+    /// A new `RTCPeerConnection` was negotiated after `game_start`.
+    Fresh,
 }
 
 /// Quality of a game connection, from the selected pair's `currentRoundTripTime`.
@@ -838,6 +913,13 @@ pub struct PeerMetrics {
     pub quality_changes: Vec<QualityChange>,
     /// ICE restarts attempted.
     pub ice_restarts: u32,
+    /// How the game connection to this peer was set up; absent from clients that do not say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub setup: Option<ConnectionSetup>,
+    /// Whether the connection's path during the episode was the path the probe measured (as
+    /// in `p2p_connection_type`); `null` when unknown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub same_path_as_probe: Option<bool>,
 }
 
 /// `episode_summary`.

@@ -280,6 +280,7 @@ fn server_messages() {
             ],
             timeout_ms: 10_000,
             force_relay: false,
+            keep_ms: None,
         }),
     );
     // A `force_relay` scene: the probe uses relay candidates only, as the game will.
@@ -291,7 +292,48 @@ fn server_messages() {
             ice_servers: vec![],
             timeout_ms: 5_000,
             force_relay: true,
+            keep_ms: None,
         }),
+    );
+    // A probe whose connection is kept for the game (negotiated game channels, parked 30 s).
+    pin_server(
+        r#"{"type":"probe_prepare","probe_session_id":"0b7e4a8e-3c1d-4f6e-9a52-1d2c3b4a5f60","peer_index":1,"ice_servers":[],"timeout_ms":5000,"keep_ms":30000}"#,
+        ServerMessage::ProbePrepare(ProbePrepare {
+            probe_session_id: probe_id(),
+            peer_index: 1,
+            ice_servers: vec![],
+            timeout_ms: 5_000,
+            force_relay: false,
+            keep_ms: Some(30_000),
+        }),
+    );
+    pin_server(
+        r#"{"type":"probe_close","probe_session_id":"0b7e4a8e-3c1d-4f6e-9a52-1d2c3b4a5f60"}"#,
+        ServerMessage::ProbeClose(ProbeClose {
+            probe_session_id: probe_id(),
+        }),
+    );
+    // A game whose pair's probe connection is handed over.
+    pin_server(
+        r#"{"type":"game_start","game_id":"5d6c1a9e-2b3f-4c8d-8e7f-6a5b4c3d2e1f","player_index":0,"player_count":2,"ice_servers":[],"force_relay":false,"pair_rtts":[{"a":0,"b":1,"rtt_ms":12.5}],"game":{"tick_ms":33,"episode_ms":10000,"episodes":3,"input_delay_frames":2,"quality_interval_ms":2000,"warning_rtt_ms":150,"critical_rtt_ms":300,"disconnect_grace_ms":5000,"restart_timeout_ms":10000,"url_overrides":false,"settings":{}},"probes":[{"peer_index":1,"probe_session_id":"0b7e4a8e-3c1d-4f6e-9a52-1d2c3b4a5f60","handover":true}]}"#,
+        ServerMessage::GameStart(Box::new(GameStart {
+            game_id: GameId::from_string("5d6c1a9e-2b3f-4c8d-8e7f-6a5b4c3d2e1f"),
+            player_index: 0,
+            player_count: 2,
+            ice_servers: vec![],
+            force_relay: false,
+            pair_rtts: vec![PairRtt {
+                a: 0,
+                b: 1,
+                rtt_ms: 12.5,
+            }],
+            game: Box::new(GameSettings::default()),
+            probes: vec![PeerProbe {
+                peer_index: 1,
+                probe_session_id: probe_id(),
+                handover: true,
+            }],
+        })),
     );
     pin_server(
         r#"{"type":"probe_start","probe_session_id":"0b7e4a8e-3c1d-4f6e-9a52-1d2c3b4a5f60","initiator":true}"#,
@@ -311,7 +353,7 @@ fn server_messages() {
     );
     pin_server(
         r#"{"type":"game_start","game_id":"5d6c1a9e-2b3f-4c8d-8e7f-6a5b4c3d2e1f","player_index":1,"player_count":2,"ice_servers":[],"force_relay":false,"pair_rtts":[{"a":0,"b":1,"rtt_ms":12.5}],"game":{"tick_ms":33,"episode_ms":10000,"episodes":3,"input_delay_frames":2,"quality_interval_ms":2000,"warning_rtt_ms":150,"critical_rtt_ms":300,"disconnect_grace_ms":5000,"restart_timeout_ms":10000,"url_overrides":false,"settings":{}}}"#,
-        ServerMessage::GameStart(GameStart {
+        ServerMessage::GameStart(Box::new(GameStart {
             game_id: GameId::from_string("5d6c1a9e-2b3f-4c8d-8e7f-6a5b4c3d2e1f"),
             player_index: 1,
             player_count: 2,
@@ -323,13 +365,14 @@ fn server_messages() {
                 rtt_ms: 12.5,
             }],
             game: Box::new(GameSettings::default()),
-        }),
+            probes: Vec::new(),
+        })),
     );
     let mut settings = serde_json::Map::new();
     settings.insert("board".into(), serde_json::json!([3, 3]));
     pin_server(
         r#"{"type":"game_start","game_id":"5d6c1a9e-2b3f-4c8d-8e7f-6a5b4c3d2e1f","player_index":0,"player_count":2,"ice_servers":[],"force_relay":true,"pair_rtts":[],"game":{"tick_ms":50,"episode_ms":2000,"episodes":1,"input_delay_frames":0,"quality_interval_ms":500,"warning_rtt_ms":100,"critical_rtt_ms":200,"disconnect_grace_ms":1000,"restart_timeout_ms":3000,"max_hidden_ms":15000,"url_overrides":true,"settings":{"board":[3,3]}}}"#,
-        ServerMessage::GameStart(GameStart {
+        ServerMessage::GameStart(Box::new(GameStart {
             game_id: GameId::from_string("5d6c1a9e-2b3f-4c8d-8e7f-6a5b4c3d2e1f"),
             player_index: 0,
             player_count: 2,
@@ -350,7 +393,8 @@ fn server_messages() {
                 url_overrides: true,
                 settings,
             }),
-        }),
+            probes: Vec::new(),
+        })),
     );
     pin_server(
         r#"{"type":"outcome","outcome":"completed","completion_code":"C0DE","redirect_url":"https://app.prolific.com/submissions/complete?cc=C0DE","message":"Thank you!"}"#,
@@ -545,6 +589,19 @@ fn game_connection_messages() {
             peer_index: 1,
             info,
             connect_ms: Some(152.5),
+            setup: None,
+            same_path_as_probe: None,
+        }),
+    );
+    pin_client(
+        r#"{"type":"p2p_connection_type","game_id":"5d6c1a9e-2b3f-4c8d-8e7f-6a5b4c3d2e1f","peer_index":1,"connection_type":"relay","local_candidate_type":"relay","remote_candidate_type":"srflx","protocol":"udp","relay_protocol":"udp","connect_ms":0.5,"setup":"handover","same_path_as_probe":true}"#,
+        ClientMessage::P2pConnectionType(P2pConnectionType {
+            game_id: game_id(),
+            peer_index: 1,
+            info,
+            connect_ms: Some(0.5),
+            setup: Some(ConnectionSetup::Handover),
+            same_path_as_probe: Some(true),
         }),
     );
     pin_client(
@@ -599,6 +656,8 @@ fn game_connection_messages() {
                     at_ms: 1200.0,
                 }],
                 ice_restarts: 0,
+                setup: None,
+                same_path_as_probe: None,
             }],
         }),
     );

@@ -643,6 +643,8 @@ impl Conn {
             peer_index: self.spec.peer_index,
             info,
             connect_ms,
+            setup: None,
+            same_path_as_probe: None,
         }));
         self.emit(ConnectionEvent::Info(info));
     }

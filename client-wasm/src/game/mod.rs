@@ -770,6 +770,8 @@ fn summarize(
                     obs.restarts.iter().filter(|at| **at >= started_ms).count(),
                 )
                 .unwrap_or(u32::MAX),
+                setup: None,
+                same_path_as_probe: None,
             }
         })
         .collect();

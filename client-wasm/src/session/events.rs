@@ -375,6 +375,7 @@ mod tests {
                 rtt_ms: 12.5,
             }],
             game: Box::new(game.clone()),
+            probes: Vec::new(),
         };
         let ev = SessionEvent::Matched {
             config: GameConfig::from_settings(&game, |_| None),

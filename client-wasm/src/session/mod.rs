@@ -484,6 +484,7 @@ async fn connection(shared: &Rc<Shared>, identity: &Identity) -> ConnectionEnd {
                     ServerMessage::Ping(_)
                     | ServerMessage::ProbeStart(_)
                     | ServerMessage::ProbeSignal(_)
+                    | ServerMessage::ProbeClose(_)
                     | ServerMessage::WebrtcSignal(_) => {}
                 }
             }

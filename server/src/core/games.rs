@@ -319,6 +319,7 @@ impl Games {
                     force_relay: game.force_relay,
                     pair_rtts: pair_rtts.clone(),
                     game: Box::new(game.settings.clone()),
+                    probes: Vec::new(),
                 };
                 (m.pid, start)
             })

@@ -335,6 +335,7 @@ impl ProbeCoordinator {
                 ice_servers: ice_servers_for(&me.subject_id),
                 timeout_ms,
                 force_relay,
+                keep_ms: None,
             })
         };
         let prepares = [

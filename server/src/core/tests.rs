@@ -186,7 +186,7 @@ fn prepare(actions: &[Action], to: u64) -> Option<ProbePrepare> {
 
 fn game(actions: &[Action], to: u64) -> Option<GameStart> {
     sent(actions, to).into_iter().find_map(|m| match m {
-        ServerMessage::GameStart(g) => Some(g),
+        ServerMessage::GameStart(g) => Some(*g),
         _ => None,
     })
 }
@@ -1423,6 +1423,8 @@ fn game_reports_are_recorded_and_connection_failure_ends_the_game_for_all() {
             peer_index: 1,
             info,
             connect_ms: Some(80.0),
+            setup: None,
+            same_path_as_probe: None,
         }),
     );
     h.msg(
@@ -1745,6 +1747,8 @@ fn summary(
                     quality_changes
                 ],
                 ice_restarts: 0,
+                setup: None,
+                same_path_as_probe: None,
             })
             .collect(),
     })

@@ -567,7 +567,7 @@ impl Client {
 
     pub async fn expect_game_start(&mut self) -> pairlab_shared::GameStart {
         self.until("game_start", |m| match m {
-            ServerMessage::GameStart(g) => Some(g.clone()),
+            ServerMessage::GameStart(g) => Some((**g).clone()),
             ServerMessage::Waitroom(_) => None,
             other => panic!("expected game_start, got {other:?}"),
         })

@@ -710,6 +710,8 @@ impl Harness {
                     relay_protocol: Some(RelayProtocol::Tcp),
                 },
                 connect_ms: Some(850.0),
+                setup: None,
+                same_path_as_probe: None,
             }),
             Report::Quality(level) => ClientMessage::P2pQuality(P2pQuality {
                 game_id,
@@ -748,6 +750,8 @@ impl Harness {
                     rtt_ms: None,
                     quality_changes: vec![],
                     ice_restarts: 0,
+                    setup: None,
+                    same_path_as_probe: None,
                 }],
             }),
         }

@@ -380,7 +380,7 @@ impl Core {
         // actions in order, and the record writer is FIFO (see `crate::record`).
         self.record(scene, record, out);
         for (pid, start) in starts {
-            self.send(pid, ServerMessage::GameStart(start.clone()), out);
+            self.send(pid, ServerMessage::GameStart(Box::new(start.clone())), out);
             if let Some(p) = self.participants.get_mut(&pid) {
                 p.state = PState::InGame(Box::new(start));
             }

@@ -170,7 +170,7 @@ impl Core {
             PState::InGame(start) => {
                 let ended = self.games.is_ended(&start.game_id);
                 let game_id = start.game_id.clone();
-                self.send(pid, ServerMessage::GameStart(*start), out);
+                self.send(pid, ServerMessage::GameStart(start), out);
                 if ended {
                     let msg = ServerMessage::GameEnded(GameEnded {
                         game_id,

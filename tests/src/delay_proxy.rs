@@ -17,6 +17,12 @@
 //!
 //! All settings change while the proxy runs, through a cloneable [`ProxyHandle`].
 //!
+//! Per participant: with TURN REST credentials (username `"<expiry>:<subject_id>"`), each
+//! client flow can get its own extra delay ([`ProxyHandle::set_user_delay_ms`]). The proxy reads
+//! the STUN `USERNAME` attribute (RFC 8489 §14.3) of the flow's authenticated TURN requests
+//! and, once it names a user with a delay, holds every later datagram of that flow, both
+//! directions, that much longer: several browsers behind one proxy then have different paths.
+//!
 //! Through the proxy a request/answer exchange crosses it once each way, so its RTT is about
 //! `up + down` plus the base RTT. With both WebRTC peers relayed through a proxy in front of
 //! coturn, each packet crosses it twice per direction (an RTT of ≈ 4·D plus the base for
@@ -105,6 +111,8 @@ struct Shared {
     clients: AtomicU64,
     /// The upstream port of each client, for tests and debugging.
     upstream_ports: Mutex<HashMap<SocketAddr, u16>>,
+    /// Extra one-way delay per TURN username suffix, ms (see [`ProxyHandle::set_user_delay_ms`]).
+    user_delays_ms: Mutex<Vec<(String, u64)>>,
     /// Every task of the proxy, aborted on stop.
     tasks: Mutex<Vec<AbortHandle>>,
     stopped: AtomicBool,
@@ -127,6 +135,15 @@ impl Shared {
 
     fn paused(&self) -> bool {
         self.paused.load(Ordering::Relaxed)
+    }
+
+    /// The extra one-way delay for a flow whose TURN username is `user`, ms, if one is set.
+    fn user_delay_ms(&self, user: &str) -> Option<u64> {
+        let delays = self.user_delays_ms.lock().ok()?;
+        delays
+            .iter()
+            .find(|(suffix, _)| user.ends_with(suffix.as_str()))
+            .map(|&(_, ms)| ms)
     }
 
     /// A uniform sample in [0, 1) from splitmix64 (Steele, Lea, Flood 2014).
@@ -212,6 +229,7 @@ impl DelayProxy {
             down_dropped: AtomicU64::new(0),
             clients: AtomicU64::new(0),
             upstream_ports: Mutex::new(HashMap::new()),
+            user_delays_ms: Mutex::new(Vec::new()),
             tasks: Mutex::new(Vec::new()),
             stopped: AtomicBool::new(false),
         });
@@ -308,6 +326,19 @@ impl ProxyHandle {
         }
     }
 
+    /// Delays every flow whose TURN username ends with `user_suffix` by `one_way_ms` more in
+    /// each direction (on top of [`ProxyHandle::set_delay_ms`]), from its first authenticated
+    /// TURN request on. With coturn's REST credentials the username is
+    /// `"<expiry>:<subject_id>"`, so `":alice"` gives alice's browser its own path: a relayed
+    /// round trip between alice (`a` ms) and bob (`b` ms) is then ≈ 2·(a + b) plus the rest.
+    /// A later call for the same suffix replaces its delay; flows already identified keep theirs.
+    pub fn set_user_delay_ms(&self, user_suffix: &str, one_way_ms: u64) {
+        if let Ok(mut delays) = self.shared.user_delays_ms.lock() {
+            delays.retain(|(s, _)| s != user_suffix);
+            delays.push((user_suffix.to_owned(), one_way_ms));
+        }
+    }
+
     /// The local port of the upstream socket the proxy opened for `client`, if it has seen it.
     pub fn upstream_port_of(&self, client: SocketAddr) -> Option<u16> {
         self.shared
@@ -320,7 +351,7 @@ impl ProxyHandle {
 
 /// Receives from clients; opens one upstream flow per new client address.
 async fn listen_loop(socket: Arc<UdpSocket>, shared: Arc<Shared>) {
-    let mut flows: HashMap<SocketAddr, mpsc::UnboundedSender<Queued>> = HashMap::new();
+    let mut flows: HashMap<SocketAddr, Flow> = HashMap::new();
     let mut buf = vec![0u8; MAX_DATAGRAM];
     loop {
         // Errors on a UDP socket are per datagram (an ICMP report, a truncation): keep going.
@@ -328,25 +359,67 @@ async fn listen_loop(socket: Arc<UdpSocket>, shared: Arc<Shared>) {
             continue;
         };
         let received_at = Instant::now();
-        let tx = match flows.entry(client) {
+        let flow = match flows.entry(client) {
             Entry::Occupied(flow) => flow.into_mut(),
             Entry::Vacant(slot) => match open_flow(&socket, &shared, client).await {
-                Some(tx) => slot.insert(tx),
+                Some(flow) => slot.insert(flow),
                 None => {
                     shared.count(Direction::Up, false);
                     continue;
                 }
             },
         };
+        if !flow.identified {
+            if let Some(ms) = stun_username(&buf[..n]).and_then(|u| shared.user_delay_ms(u)) {
+                flow.extra_ms.store(ms, Ordering::Relaxed);
+                flow.identified = true;
+            }
+        }
         if !shared.admit() {
             shared.count(Direction::Up, false);
             continue;
         }
-        let due = received_at + shared.delay(Direction::Up);
-        if tx.send((due, buf[..n].to_vec())).is_err() {
+        let extra = Duration::from_millis(flow.extra_ms.load(Ordering::Relaxed));
+        let due = received_at + shared.delay(Direction::Up) + extra;
+        if flow.up.send((due, buf[..n].to_vec())).is_err() {
             shared.count(Direction::Up, false);
         }
     }
+}
+
+/// One client's flow, as the listen loop keeps it.
+struct Flow {
+    /// The up direction's queue.
+    up: mpsc::UnboundedSender<Queued>,
+    /// The flow's own extra one-way delay, ms (shared with its upstream receiver).
+    extra_ms: Arc<AtomicU64>,
+    /// Whether a TURN username with a delay was found (then it is not looked for again).
+    identified: bool,
+}
+
+/// The `USERNAME` attribute (type 0x0006, RFC 8489 §14.3) of a STUN message, if `datagram`
+/// is one (the first two bits 0, the magic cookie 0x2112A442 at bytes 4..8, RFC 8489 §5) and
+/// carries it as UTF-8. TURN ChannelData (first byte 0x40–0x7F) and anything else: `None`.
+pub fn stun_username(datagram: &[u8]) -> Option<&str> {
+    const MAGIC_COOKIE: [u8; 4] = [0x21, 0x12, 0xA4, 0x42];
+    const USERNAME: u16 = 0x0006;
+    if datagram.len() < 20 || datagram[0] & 0xC0 != 0 || datagram[4..8] != MAGIC_COOKIE {
+        return None;
+    }
+    let length = usize::from(u16::from_be_bytes([datagram[2], datagram[3]]));
+    let body = datagram.get(20..20 + length)?;
+    let mut at = 0;
+    while at + 4 <= body.len() {
+        let kind = u16::from_be_bytes([body[at], body[at + 1]]);
+        let len = usize::from(u16::from_be_bytes([body[at + 2], body[at + 3]]));
+        let value = body.get(at + 4..at + 4 + len)?;
+        if kind == USERNAME {
+            return std::str::from_utf8(value).ok();
+        }
+        // Attributes are padded to a multiple of 4 bytes.
+        at += 4 + len.div_ceil(4) * 4;
+    }
+    None
 }
 
 /// Binds the upstream socket of a new client and starts its three tasks: the up queue, the
@@ -355,7 +428,7 @@ async fn open_flow(
     listen: &Arc<UdpSocket>,
     shared: &Arc<Shared>,
     client: SocketAddr,
-) -> Option<mpsc::UnboundedSender<Queued>> {
+) -> Option<Flow> {
     let bind: SocketAddr = if shared.upstream.is_ipv4() {
         SocketAddr::from(([127, 0, 0, 1], 0))
     } else {
@@ -381,10 +454,12 @@ async fn open_flow(
     ));
     shared.track(up_queue.abort_handle());
 
+    let extra_ms = Arc::new(AtomicU64::new(0));
     let receiver = tokio::spawn(upstream_receiver(
         Arc::clone(&up_socket),
         Arc::clone(shared),
         down_tx,
+        Arc::clone(&extra_ms),
     ));
     shared.track(receiver.abort_handle());
 
@@ -395,7 +470,11 @@ async fn open_flow(
         Target::Client(Arc::clone(listen), client),
     ));
     shared.track(down_queue.abort_handle());
-    Some(up_tx)
+    Some(Flow {
+        up: up_tx,
+        extra_ms,
+        identified: false,
+    })
 }
 
 /// Where a queue delivers: the upstream (connected socket) or a client (via the listen socket).
@@ -409,6 +488,7 @@ async fn upstream_receiver(
     socket: Arc<UdpSocket>,
     shared: Arc<Shared>,
     down: mpsc::UnboundedSender<Queued>,
+    extra_ms: Arc<AtomicU64>,
 ) {
     let mut buf = vec![0u8; MAX_DATAGRAM];
     loop {
@@ -421,7 +501,8 @@ async fn upstream_receiver(
             shared.count(Direction::Down, false);
             continue;
         }
-        let due = received_at + shared.delay(Direction::Down);
+        let extra = Duration::from_millis(extra_ms.load(Ordering::Relaxed));
+        let due = received_at + shared.delay(Direction::Down) + extra;
         if down.send((due, buf[..n].to_vec())).is_err() {
             shared.count(Direction::Down, false);
             return;

@@ -342,3 +342,82 @@ async fn stop_ends_forwarding() {
     // The handle outlives the proxy and still reads the final counters.
     assert_eq!(handle.counters().up_forwarded, 1);
 }
+
+/// A STUN Binding request (RFC 8489 §5) carrying `USERNAME` = `user`, then a `SOFTWARE`
+/// attribute after it (so the parser must step over the username's padding), with a
+/// transaction id ending in `tag`.
+fn stun_with_username(user: &str, tag: u8) -> Vec<u8> {
+    let mut attrs = Vec::new();
+    for (kind, value) in [
+        (0x0006u16, user.as_bytes()),
+        (0x8022, b"pairlab-test".as_slice()),
+    ] {
+        attrs.extend_from_slice(&kind.to_be_bytes());
+        attrs.extend_from_slice(&u16::try_from(value.len()).expect("short").to_be_bytes());
+        attrs.extend_from_slice(value);
+        attrs.resize(attrs.len().div_ceil(4) * 4, 0);
+    }
+    let mut msg = vec![0x00, 0x01];
+    msg.extend_from_slice(&u16::try_from(attrs.len()).expect("short").to_be_bytes());
+    msg.extend_from_slice(&[0x21, 0x12, 0xA4, 0x42]);
+    msg.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, tag]);
+    msg.extend_from_slice(&attrs);
+    msg
+}
+
+#[test]
+fn stun_username_reads_the_attribute_and_nothing_else() {
+    use pairlab_tests::delay_proxy::stun_username;
+    let msg = stun_with_username("1767225600:alice", 1);
+    assert_eq!(stun_username(&msg), Some("1767225600:alice"));
+    // A username whose length is not a multiple of 4 is padded; the next attribute still parses.
+    assert_eq!(
+        stun_username(&stun_with_username("1:bob", 2)),
+        Some("1:bob")
+    );
+    // TURN ChannelData (RFC 8656 §12.4: first byte 0x40–0x7F), plain text, a short datagram.
+    let mut channel_data = vec![0x40, 0x00, 0x00, 0x04];
+    channel_data.extend_from_slice(b"ping");
+    assert_eq!(stun_username(&channel_data), None);
+    assert_eq!(stun_username(b"hello, this is not STUN at all"), None);
+    assert_eq!(stun_username(&msg[..19]), None);
+    // A length that runs past the datagram is not trusted.
+    let mut truncated = msg.clone();
+    truncated.truncate(msg.len() - 4);
+    assert_eq!(stun_username(&truncated), None);
+}
+
+#[tokio::test]
+async fn a_turn_users_flow_gets_its_own_delay_and_others_do_not() {
+    let upstream = Echo::start().await;
+    let proxy = DelayProxy::start(localhost(), upstream.addr)
+        .await
+        .expect("start proxy");
+    proxy.set_user_delay_ms(":alice", 40);
+    let (alice, bob) = (client_of(&proxy).await, client_of(&proxy).await);
+    // Each flow names its user in a STUN request, as a browser's TURN Allocate does.
+    let alice_stun = stun_with_username("1767225600:alice", 1);
+    let bob_stun = stun_with_username("1767225600:bob", 2);
+    let alice_first = echo(&alice, &alice_stun, PATIENCE)
+        .await
+        .expect("alice's STUN request echoed");
+    echo(&bob, &bob_stun, PATIENCE)
+        .await
+        .expect("bob's STUN request echoed");
+    // 40 ms added each way from the identifying datagram on, to every later datagram.
+    assert!(
+        alice_first >= Duration::from_millis(80),
+        "the identifying datagram is delayed: {alice_first:?}"
+    );
+    let alice_rtt = median_rtt(&alice, 5, "alice").await;
+    let bob_rtt = median_rtt(&bob, 5, "bob").await;
+    eprintln!("alice (40 ms each way) {alice_rtt:?}, bob (none) {bob_rtt:?}");
+    assert!(
+        alice_rtt >= Duration::from_millis(80),
+        "alice's later datagrams keep her delay: {alice_rtt:?}"
+    );
+    assert!(
+        bob_rtt < Duration::from_millis(80),
+        "bob's flow does not get alice's delay: {bob_rtt:?}"
+    );
+}

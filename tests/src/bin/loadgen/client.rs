@@ -15,7 +15,7 @@ use pairlab_shared::{
 };
 use pairlab_tests::stats::nearest_rank;
 use tokio::net::{TcpSocket, TcpStream};
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{oneshot, watch, Semaphore};
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
@@ -125,6 +125,8 @@ pub(crate) struct HoldCounters {
     pub(crate) failed: AtomicUsize,
     /// Connections that ended while they should have stayed.
     pub(crate) dropped: AtomicUsize,
+    /// Clients that sent `leave` when asked to (see [`HoldFleet::spawn_leaving`]).
+    pub(crate) left: AtomicUsize,
     pub(crate) pongs: AtomicUsize,
     /// `waitroom` messages received, all clients.
     pub(crate) waitrooms: AtomicU64,
@@ -190,7 +192,29 @@ impl HoldFleet {
             subject,
             self.counters.clone(),
             self.handshakes.clone(),
-            self.stop_rx.clone(),
+            Signals::stop_only(self.stop_rx.clone()),
+            false,
+            opts,
+        ))
+    }
+
+    /// As [`HoldFleet::spawn`], and the client sends `leave` and closes its socket when
+    /// `leave` fires (counted in [`HoldCounters::left`]).
+    pub(crate) fn spawn_leaving(
+        &self,
+        subject: String,
+        opts: HoldOpts,
+        leave: oneshot::Receiver<()>,
+    ) -> JoinHandle<()> {
+        tokio::spawn(hold_client(
+            self.port,
+            subject,
+            self.counters.clone(),
+            self.handshakes.clone(),
+            Signals {
+                stop: self.stop_rx.clone(),
+                leave: Some(leave),
+            },
             false,
             opts,
         ))
@@ -217,15 +241,33 @@ impl HoldFleet {
     }
 }
 
+/// What a held client watches besides its socket: the fleet's stop signal and, for some, a
+/// signal to `leave`.
+pub(crate) struct Signals {
+    pub(crate) stop: watch::Receiver<bool>,
+    pub(crate) leave: Option<oneshot::Receiver<()>>,
+}
+
+impl Signals {
+    /// The stop signal alone: the client stays until the fleet stops.
+    pub(crate) fn stop_only(stop: watch::Receiver<bool>) -> Self {
+        Signals { stop, leave: None }
+    }
+}
+
 pub(crate) async fn hold_client(
     port: u16,
     subject: String,
     counters: Arc<HoldCounters>,
     handshakes: Arc<Semaphore>,
-    mut stop: watch::Receiver<bool>,
+    signals: Signals,
     record_connect: bool,
     opts: HoldOpts,
 ) {
+    let Signals {
+        mut stop,
+        mut leave,
+    } = signals;
     let permit = handshakes.acquire_owned().await;
     let t0 = Instant::now();
     let mut ws = match connect_scene(port, &subject, opts.scene).await {
@@ -256,6 +298,17 @@ pub(crate) async fn hold_client(
         tokio::select! {
             _ = stop.changed() => {
                 let _ = tokio::time::timeout(Duration::from_secs(1), ws.close(None)).await;
+                return;
+            }
+            Ok(()) = async {
+                match leave.as_mut() {
+                    Some(rx) => rx.await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                let _ = ws.send(Message::text(ClientMessage::Leave.to_json())).await;
+                let _ = tokio::time::timeout(Duration::from_secs(1), ws.close(None)).await;
+                counters.left.fetch_add(1, Ordering::Relaxed);
                 return;
             }
             () = sleep_until(pong_due), if pong_due.is_some() => {

@@ -34,7 +34,21 @@ pub(crate) struct HoldArgs {
     pub(crate) fifo_group_size: Option<u32>,
     /// Arrivals per second during the ramp (`None`: each step at once).
     pub(crate) arrival_rate: Option<f64>,
+    /// The never-matched scene's group size (`None`: pairs).
+    pub(crate) group_size: Option<u32>,
+    /// Once the ramp is done: leaves and arrivals at a steady rate.
+    pub(crate) churn: Option<Churn>,
 }
+
+/// The churn after the ramp: `rate` held participants send `leave` and `rate` new ones
+/// arrive, per second each, for `seconds`.
+pub(crate) struct Churn {
+    pub(crate) seconds: f64,
+    pub(crate) rate: f64,
+}
+
+/// The subject ids of the participants arriving during the churn start with this.
+const CHURN_PREFIX: &str = "churn-";
 
 /// The `metrics_token` a `hold --metrics-every-ms` server gets.
 pub(crate) const METRICS_TOKEN: &str = "loadgen-metrics-token-0123456789";
@@ -125,10 +139,15 @@ pub(crate) async fn scrape_metrics(port: u16, every: Duration, into: Arc<Mutex<S
 /// lobby count hidden or shown. `hold` hides it, so no `waitroom` broadcast runs; `waitroom`
 /// shows it, so every arrival changes what every waiting participant should see.
 pub(crate) fn never_matched_scene(id: &str, hide_lobby_count: bool) -> String {
+    never_matched_groups_scene(id, hide_lobby_count, 2)
+}
+
+/// As [`never_matched_scene`], with groups of `group_size`.
+fn never_matched_groups_scene(id: &str, hide_lobby_count: bool, group_size: u32) -> String {
     format!(
         r#"[[scene]]
 id = "{id}"
-group_size = 2
+group_size = {group_size}
 matchmaker = "latency_fifo"
 max_server_rtt_ms = 0.001
 waitroom_timeout_ms = 3600000
@@ -151,9 +170,10 @@ hide_lobby_count = true
     )
 }
 
-/// The server RTTs the server measured at entry (`server_rtt` lines of the record at `path`):
-/// every sample, ms, sorted; empty when the record cannot be read.
-fn recorded_server_rtts_ms(path: &std::path::Path) -> Vec<f64> {
+/// The server RTTs the server measured at entry (`server_rtt` lines of the record at `path`)
+/// of the participants whose subject id starts with `prefix`: every sample, ms, sorted; empty
+/// when the record cannot be read.
+fn recorded_server_rtts_ms(path: &std::path::Path, prefix: &str) -> Vec<f64> {
     let Ok(text) = std::fs::read_to_string(path) else {
         return Vec::new();
     };
@@ -161,6 +181,11 @@ fn recorded_server_rtts_ms(path: &std::path::Path) -> Vec<f64> {
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
         .filter(|v| v["event"] == "server_rtt")
+        .filter(|v| {
+            v["subject_id"]
+                .as_str()
+                .is_some_and(|id| id.starts_with(prefix))
+        })
         .filter_map(|v| {
             v["samples_ms"]
                 .as_array()
@@ -205,8 +230,15 @@ pub(crate) async fn hold(args: HoldArgs) -> Result<()> {
     })?;
     let mut scene = match args.fifo_group_size {
         Some(g) => fifo_scene("hold", g),
-        None => never_matched_scene("hold", true),
+        None => never_matched_groups_scene("hold", true, args.group_size.unwrap_or(2)),
     };
+    if args.churn.as_ref().is_some_and(|c| {
+        !(c.seconds.is_finite() && c.seconds > 0.0 && c.rate.is_finite() && c.rate > 0.0)
+    }) {
+        return Err(LoadgenError::Args(
+            "--churn-s and --churn-rate must be positive".into(),
+        ));
+    }
     if args.metrics_every.is_some() || args.monitor_streams.is_some() {
         scene.push_str(LOADGEN_SERVER_TABLE);
     }
@@ -240,6 +272,7 @@ pub(crate) async fn hold(args: HoldArgs) -> Result<()> {
     let fleet = HoldFleet::new(server.port(), args.concurrency);
     let counters = &fleet.counters;
     let mut tasks = Vec::with_capacity(args.n);
+    let mut leave_triggers = Vec::new();
     let mut rows = Vec::new();
     let started = Instant::now();
     let ramp_cpu0 = crate::system::cpu_seconds(&pid.to_string());
@@ -255,7 +288,14 @@ pub(crate) async fn hold(args: HoldArgs) -> Result<()> {
                 let at = started + Duration::from_secs_f64(i as f64 / rate);
                 tokio::time::sleep_until(at.into()).await;
             }
-            tasks.push(fleet.spawn(format!("hold-{i}"), HoldOpts::default()));
+            let subject = format!("hold-{i}");
+            if args.churn.is_some() {
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                leave_triggers.push(tx);
+                tasks.push(fleet.spawn_leaving(subject, HoldOpts::default(), rx));
+            } else {
+                tasks.push(fleet.spawn(subject, HoldOpts::default()));
+            }
         }
         spawned = target;
         // Wait until each new client has its welcome or has failed.
@@ -311,6 +351,21 @@ pub(crate) async fn hold(args: HoldArgs) -> Result<()> {
     let ramp_cpu = ramp_cpu1
         .zip(ramp_cpu0)
         .map(|(b, a)| (b - a) / ramp_s * 100.0);
+    let churned = match &args.churn {
+        Some(churn) => Some(
+            run_churn(
+                churn,
+                &fleet,
+                &mut tasks,
+                leave_triggers,
+                &mut server,
+                pid,
+                args.deadline,
+            )
+            .await?,
+        ),
+        None => None,
+    };
     if let Some(scraper) = scraper {
         scraper.abort();
     }
@@ -320,7 +375,8 @@ pub(crate) async fn hold(args: HoldArgs) -> Result<()> {
     fleet.stop(tasks).await;
     let events = server.events_path("hold");
     server.stop().await;
-    let rtts_ms = recorded_server_rtts_ms(&events);
+    let rtts_ms = recorded_server_rtts_ms(&events, "hold-");
+    let churn_rtts_ms = recorded_server_rtts_ms(&events, CHURN_PREFIX);
 
     println!();
     println!(
@@ -339,7 +395,7 @@ pub(crate) async fn hold(args: HoldArgs) -> Result<()> {
         counters.dropped.load(Ordering::Relaxed),
         counters.pongs.load(Ordering::Relaxed)
     );
-    let q = |q: f64| {
+    let q = |rtts_ms: &[f64], q: f64| {
         rtts_ms
             .get(((rtts_ms.len() as f64 - 1.0) * q).round() as usize)
             .map(|v| format!("{v:.2}"))
@@ -348,10 +404,27 @@ pub(crate) async fn hold(args: HoldArgs) -> Result<()> {
         "ramp (first connect to the last welcome or failure): {ramp_s:.1} s, server CPU over it {} %core; entry server RTTs the server measured ({} samples): p50 {} ms, p99 {} ms, max {} ms",
         fmt_opt(ramp_cpu.map(|c| format!("{c:.1}"))),
         rtts_ms.len(),
-        fmt_opt(q(0.5)),
-        fmt_opt(q(0.99)),
-        fmt_opt(q(1.0)),
+        fmt_opt(q(&rtts_ms, 0.5)),
+        fmt_opt(q(&rtts_ms, 0.99)),
+        fmt_opt(q(&rtts_ms, 1.0)),
     );
+    if let (Some(c), Some(churn)) = (churned, &args.churn) {
+        println!(
+            "churn: {:.1} s at {}/s leaves and {}/s arrivals: {} left, {} arrived (welcomed), {} held at the end (server connections {}), server CPU over it {} %core; the arrivals' entry server RTTs ({} samples): p50 {} ms, p99 {} ms, max {} ms",
+            c.seconds,
+            churn.rate,
+            churn.rate,
+            c.left,
+            c.arrived,
+            c.held,
+            fmt_opt(c.server_conns),
+            fmt_opt(c.server_cpu.map(|v| format!("{v:.1}"))),
+            churn_rtts_ms.len(),
+            fmt_opt(q(&churn_rtts_ms, 0.5)),
+            fmt_opt(q(&churn_rtts_ms, 0.99)),
+            fmt_opt(q(&churn_rtts_ms, 1.0)),
+        );
+    }
     if let Some(every) = args.metrics_every {
         let s = scrapes.lock().unwrap_or_else(PoisonError::into_inner);
         let mut ms = s.ms.clone();
@@ -378,6 +451,90 @@ pub(crate) async fn hold(args: HoldArgs) -> Result<()> {
     }
     println!("server log: {}", work.join("server.log").display());
     Ok(())
+}
+
+/// What the churn phase did.
+struct Churned {
+    /// How long it lasted, seconds (the leaves and arrivals, then the last welcomes).
+    seconds: f64,
+    left: usize,
+    arrived: usize,
+    /// Welcomed, minus those who left or dropped, at the end.
+    held: usize,
+    server_conns: Option<u64>,
+    server_cpu: Option<f64>,
+}
+
+/// The churn after the ramp: every 1/`rate` s one held participant (in random order) sends
+/// `leave` and one new participant arrives, for `seconds`; then waits for the last arrivals'
+/// welcomes. The server's CPU is measured over the whole phase.
+async fn run_churn(
+    churn: &Churn,
+    fleet: &HoldFleet,
+    tasks: &mut Vec<tokio::task::JoinHandle<()>>,
+    leave_triggers: Vec<tokio::sync::oneshot::Sender<()>>,
+    server: &mut pairlab_tests::Server,
+    pid: u32,
+    deadline: Duration,
+) -> Result<Churned> {
+    let events = (churn.seconds * churn.rate).round() as usize;
+    // Leavers spread over arrival order (early and late waiters alike): stride through the
+    // held participants by a step coprime with their count.
+    let held = leave_triggers.len();
+    let stride = (held / 2 + 1..held.max(2))
+        .chain(1..2)
+        .find(|s| gcd(*s, held) == 1)
+        .unwrap_or(1);
+    let mut slots: Vec<Option<tokio::sync::oneshot::Sender<()>>> =
+        leave_triggers.into_iter().map(Some).collect();
+    let mut leave_order = (0..held).map(|i| (i * stride) % held.max(1));
+    let counters = &fleet.counters;
+    let welcomed0 = counters.welcomed.load(Ordering::Relaxed);
+    let failed0 = counters.failed.load(Ordering::Relaxed);
+    let cpu0 = crate::system::cpu_seconds(&pid.to_string());
+    let t0 = Instant::now();
+    for i in 0..events {
+        tokio::time::sleep_until((t0 + Duration::from_secs_f64(i as f64 / churn.rate)).into())
+            .await;
+        if let Some(leave) = leave_order.next().and_then(|k| slots[k].take()) {
+            let _ = leave.send(());
+        }
+        tasks.push(fleet.spawn(format!("{CHURN_PREFIX}{i}"), HoldOpts::default()));
+    }
+    while counters.welcomed.load(Ordering::Relaxed) + counters.failed.load(Ordering::Relaxed)
+        < welcomed0 + failed0 + events
+    {
+        if t0.elapsed() > deadline || !server.is_running() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    if !server.is_running() {
+        return Err(server.failed("stopped during the churn"));
+    }
+    let seconds = t0.elapsed().as_secs_f64();
+    let cpu1 = crate::system::cpu_seconds(&pid.to_string());
+    // Let the last leaves reach the server before counting its connections.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let left = counters.left.load(Ordering::Relaxed);
+    let welcomed = counters.welcomed.load(Ordering::Relaxed);
+    Ok(Churned {
+        seconds,
+        left,
+        arrived: welcomed - welcomed0,
+        held: welcomed - left - counters.dropped.load(Ordering::Relaxed),
+        server_conns: server.connections().await,
+        server_cpu: cpu1.zip(cpu0).map(|(b, a)| (b - a) / seconds * 100.0),
+    })
+}
+
+/// Greatest common divisor (Euclid).
+fn gcd(a: usize, b: usize) -> usize {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
+    }
 }
 
 pub(crate) fn print_hold_row_header() {

@@ -122,7 +122,7 @@ use pairlab_tests::target_dir;
 use crate::churn::{churn, ChurnArgs};
 use crate::disk::{disk, DiskArgs};
 use crate::flood::{flood, FloodArgs};
-use crate::hold::{hold, HoldArgs};
+use crate::hold::{hold, Churn, HoldArgs};
 use crate::hostile::{hostile, HostileArgs};
 use crate::matchmaking::{matchmaking, MatchmakingArgs, MmKind};
 use crate::relay::backend::{Backend, CompareWhat};
@@ -225,6 +225,18 @@ enum Scenario {
         /// Connect at this many per second instead of each step at once.
         #[arg(long, value_name = "PER_S")]
         arrival_rate: Option<f64>,
+        /// Groups of this size in the never-matched `latency_fifo` scene (default 2): every
+        /// event still runs the matchmaker, nobody passes its pre-filter.
+        #[arg(long, value_name = "G", conflicts_with = "fifo_group_size")]
+        group_size: Option<u32>,
+        /// Once N are held, this many seconds of churn: `--churn-rate` held participants
+        /// leave (`leave`) and as many new ones arrive, per second; reports the server's CPU
+        /// over the churn and the arrivals' entry server RTTs.
+        #[arg(long, value_name = "S")]
+        churn_s: Option<f64>,
+        /// Leaves and arrivals per second each during `--churn-s`.
+        #[arg(long, value_name = "PER_S", default_value_t = 50.0)]
+        churn_rate: f64,
     },
     /// Hold N waiting with the lobby count shown, then add arrivals at a fixed rate; report
     /// the waitroom messages per second and the server's CPU.
@@ -474,6 +486,9 @@ fn main() -> ExitCode {
                 monitor_streams,
                 fifo_group_size,
                 arrival_rate,
+                group_size,
+                churn_s,
+                churn_rate,
             } => {
                 hold(HoldArgs {
                     bin,
@@ -488,6 +503,11 @@ fn main() -> ExitCode {
                     monitor_streams,
                     fifo_group_size,
                     arrival_rate,
+                    group_size,
+                    churn: churn_s.map(|s| Churn {
+                        seconds: s,
+                        rate: churn_rate,
+                    }),
                 })
                 .await
             }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use pairlab_tests::WorkDir;
 use tokio::sync::Semaphore;
 
-use crate::client::{hold_client, HoldFleet, HoldOpts, Latency};
+use crate::client::{hold_client, HoldFleet, HoldOpts, Latency, Signals};
 use crate::hold::never_matched_scene;
 use crate::server::{start_pairlab, PairlabExt};
 use crate::system::{cpu_percent, machine, raise_fd_limit, rss_kib};
@@ -99,7 +99,7 @@ pub(crate) async fn waitroom(args: WaitroomArgs) -> Result<()> {
                     format!("arrive-{i}"),
                     counters.clone(),
                     arrivals_sem.clone(),
-                    stop_rx.clone(),
+                    Signals::stop_only(stop_rx.clone()),
                     true,
                     HoldOpts::default(),
                 )));

@@ -7,14 +7,14 @@ use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use pairlab_server::core::research::{
-    LeaveReason, PairRtt, PeerReport, ProbeFailure, ProbeReport, ResearchEvent,
+    LeaveReason, PairProbe, PairRtt, PeerReport, ProbeFailure, ProbeReport, ResearchEvent,
     ResearchEventKind as Kind,
 };
 use pairlab_server::export::{export, ExportError, REPORT_FILE};
 use pairlab_server::record::{events_of, format_line, RECORD_FILE};
 use pairlab_shared::{
-    GameEndReason, GameId, IceRestartOutcome, IceRestartTrigger, ProbeSessionId, QualityLevel,
-    SubjectId,
+    ConnectionSetup, GameEndReason, GameId, IceRestartOutcome, IceRestartTrigger, ProbeSessionId,
+    QualityLevel, SubjectId,
 };
 use serde_json::{json, Value};
 
@@ -165,6 +165,11 @@ fn fixture(data_dir: &Path) {
                 members: [a.clone(), b.clone()],
                 rtt_ms: 40.0,
             }],
+            probes: vec![PairProbe {
+                members: [a.clone(), b.clone()],
+                probe_session_id: ProbeSessionId::from_string("p1"),
+                handover: true,
+            }],
         },
     );
     let p2 = ProbeSessionId::from_string("p2");
@@ -176,9 +181,17 @@ fn fixture(data_dir: &Path) {
             timeout_ms: 10_000,
         },
     );
-    for (who, peer, kind, local, relay) in [
-        (&a, &b, "direct", "host", None),
-        (&b, &a, "relay", "relay", Some("udp")),
+    for (who, peer, kind, local, relay, setup, same_path) in [
+        (
+            &a,
+            &b,
+            "direct",
+            "host",
+            None,
+            Some(ConnectionSetup::Handover),
+            Some(true),
+        ),
+        (&b, &a, "relay", "relay", Some("udp"), None, None),
     ] {
         s1.put(
             300,
@@ -188,6 +201,8 @@ fn fixture(data_dir: &Path) {
                 peer_subject_id: peer.clone(),
                 connection: conn(kind, local, relay),
                 connect_ms: Some(250.0),
+                setup,
+                same_path_as_probe: same_path,
             },
         );
     }

@@ -10,6 +10,10 @@
 //!   when fewer than `group_size − 1` waiting participants could pass with the arriving one;
 //!   [`WaitingSet::may_form_group`] says whether any group at all could pass the pre-filter,
 //!   which is what a leave asks);
+//! - when every RTT waiting is known, an exact necessary condition on the smallest RTTs, in
+//!   O(log n + group size) (`order_gate`, over an ordered set of the RTTs): the buckets are
+//!   4 ms wide, so a crowd whose RTTs sit within one bucket of the pre-filter's limit would
+//!   otherwise look matchable to every leave, and each leave would re-check everyone;
 //! - the greedy search itself, which visits only the participants whose bucket can still pass
 //!   with every member taken so far, in arrival order.
 //!
@@ -32,6 +36,10 @@ pub const RTT_BUCKETS: usize = 1024;
 /// A bucket is skipped only when its lower bound exceeds the limit by more than this, ms, so
 /// floating-point rounding in a limit never skips a participant who passes.
 const LIMIT_SLACK_MS: f64 = 1.0;
+/// The rounding allowed when a limit is compared with one exact RTT (the order-statistic gate,
+/// [`WaitingSet::may_form_group`]), ms: far above the rounding of a sum or difference of RTTs
+/// (about 1e-12 ms for RTTs below an hour), far below any RTT that matters.
+const EXACT_SLACK_MS: f64 = 1e-6;
 
 /// An entry of a scene's waiting set.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -116,6 +124,15 @@ pub struct WaitingSet {
     unknown: BTreeSet<u64>,
     /// Arrival positions of those whose RTT is non-finite or negative (none in practice).
     unusual: BTreeSet<u64>,
+    /// The bucketed (known, finite, non-negative) RTTs in ascending order, as
+    /// `(f64::to_bits, arrival position)`: for non-negative floats the bits order as the
+    /// values do. Gives the smallest RTTs waiting in O(log n + k) (the order-statistic gate).
+    by_rtt: BTreeSet<(u64, u64)>,
+}
+
+/// The key of a bucketed RTT in [`WaitingSet::by_rtt`] (`-0.0` counted as `0.0`).
+fn rtt_key(rtt_ms: f64) -> u64 {
+    (rtt_ms + 0.0).to_bits()
 }
 
 impl Default for WaitingSet {
@@ -133,6 +150,7 @@ impl WaitingSet {
             counts: BucketCounts::new(),
             unknown: BTreeSet::new(),
             unusual: BTreeSet::new(),
+            by_rtt: BTreeSet::new(),
         }
     }
 
@@ -161,6 +179,9 @@ impl WaitingSet {
             Some(b) => {
                 self.buckets.entry(b).or_default().insert(seq);
                 self.counts.add(b, 1);
+                if let Some(x) = rtt_ms {
+                    self.by_rtt.insert((rtt_key(x), seq));
+                }
             }
             None if rtt_ms.is_none() => {
                 self.unknown.insert(seq);
@@ -181,6 +202,9 @@ impl WaitingSet {
                     if set.is_empty() {
                         self.buckets.remove(&b);
                     }
+                }
+                if let Some(x) = rtt_ms {
+                    self.by_rtt.remove(&(rtt_key(x), seq));
                 }
             }
             None if rtt_ms.is_none() => {
@@ -211,8 +235,9 @@ impl WaitingSet {
         let Some(old) = self.by_seq.get(&seq).map(|w| w.rtt_ms) else {
             return;
         };
-        // Unknown and unusual RTTs both have no bucket but live in different sets.
-        if bucket_of(old) != bucket_of(rtt_ms) || old.is_none() != rtt_ms.is_none() {
+        // Re-indexed whenever it changes: the bucket, the unknown/unusual sets and the exact
+        // order of `by_rtt` all depend on it.
+        if old.map(f64::to_bits) != rtt_ms.map(f64::to_bits) {
             self.unindex(seq, old);
             self.index(seq, rtt_ms);
         }
@@ -295,6 +320,29 @@ impl WaitingSet {
         if self.count_within(limit) - usize::from(arriving_counted) < group_size - 1 {
             return None;
         }
+        if let Some(x) = arriving
+            .rtt_ms
+            .filter(|_| bucket_of(arriving.rtt_ms).is_some())
+        {
+            // With everyone's RTT known: the arriving one with the `group_size − 1` smallest
+            // RTTs of the others must pass the order-statistic gate.
+            if self.unknown.is_empty() && self.unusual.is_empty() {
+                let own_seq = arriving_seq
+                    .filter(|s| self.by_seq.get(s).is_some_and(|w| w.pid == arriving.id));
+                let mut rtts: Vec<f64> = self
+                    .by_rtt
+                    .iter()
+                    .filter(|&&(_, seq)| Some(seq) != own_seq)
+                    .take(group_size - 1)
+                    .map(|&(bits, _)| f64::from_bits(bits))
+                    .collect();
+                rtts.push(x);
+                rtts.sort_by(f64::total_cmp);
+                if !order_gate(mm, &rtts) {
+                    return None;
+                }
+            }
+        }
         let mut group: Vec<Candidate> = Vec::with_capacity(group_size);
         group.push(*arriving);
         let mut cursor = None;
@@ -359,8 +407,41 @@ impl WaitingSet {
         if let Some(&b) = self.buckets.keys().next() {
             best = best.max(limit_of(Some(b as f64 * RTT_BUCKET_MS)));
         }
-        self.count_within(best) >= group_size
+        if self.count_within(best) < group_size {
+            return false;
+        }
+        if !(self.unknown.is_empty() && self.unusual.is_empty()) {
+            return true;
+        }
+        // Everyone's RTT is known: the exact order-statistic gate on the smallest RTTs.
+        let rtts: Vec<f64> = self
+            .by_rtt
+            .iter()
+            .take(group_size)
+            .map(|&(bits, _)| f64::from_bits(bits))
+            .collect();
+        order_gate(mm, &rtts)
     }
+}
+
+/// The order-statistic gate: `rtts_ms` are the `g` smallest known RTTs among those who could
+/// form a group (ascending, `g ≥ 2`); `false` proves no group of `g` of them passes `mm`'s
+/// pre-filter. Why: sort a group that passes as `s₁ ≤ … ≤ s_g`; its pair `(s_{g−1}, s_g)`
+/// passes, so `s_g ≤ L(s_{g−1})` with `L` = [`Matchmaker::max_partner_rtt_ms`]; the `i`-th
+/// smallest of a subset is at least the `i`-th smallest of all (`s_i ≥ r_i`) and `L` does not
+/// grow with the RTT, so `r_g ≤ s_g ≤ L(s_{g−1}) ≤ L(r_{g−1})`. O(1) once the RTTs are taken.
+fn order_gate(mm: &dyn Matchmaker, rtts_ms: &[f64]) -> bool {
+    let [.., second_largest, largest] = rtts_ms else {
+        return true;
+    };
+    let limit = mm.max_partner_rtt_ms(&Candidate {
+        id: Pid::new(0),
+        rtt_ms: Some(*second_largest),
+    });
+    if limit.is_nan() {
+        return false;
+    }
+    *largest <= limit + EXACT_SLACK_MS
 }
 
 #[cfg(test)]

@@ -36,7 +36,8 @@ pub trait Matchmaker: Send {
 
     /// The largest server RTT, ms, a partner of `member` may have: for every candidate `c`
     /// whose RTT is known, finite and non-negative, `pair_passes(member, c)` implies
-    /// `c.rtt_ms ≤` this (up to floating-point rounding, well under a millisecond). Must not
+    /// `c.rtt_ms ≤` this (up to floating-point rounding: the waiting set allows 1e-6 ms when
+    /// it compares this limit with one exact RTT, and 1 ms when with a bucket). Must not
     /// grow as `member`'s known RTT grows. `f64::INFINITY`: no limit (the default); NaN counts
     /// as −∞. The waiting set uses it to skip, by RTT bucket, participants who cannot pass.
     fn max_partner_rtt_ms(&self, member: &Candidate) -> f64 {

@@ -344,3 +344,75 @@ fn buckets_count_and_skip_only_who_cannot_pass() {
     );
     assert_eq!(set.len(), 4);
 }
+
+#[test]
+fn the_order_statistic_gate_sees_what_buckets_cannot() {
+    // Everyone within one bucket and far under the bucket slack: a crowd that can never
+    // match (0.1 + 0.1 > 0.001), which the buckets alone cannot prove.
+    let tiny = LatencyFifoMatchmaker {
+        max_server_rtt_ms: 0.001,
+    };
+    let mut set = WaitingSet::new();
+    for seq in 0..50 {
+        set.insert(
+            seq,
+            Waiter {
+                pid: Pid::new(seq + 1),
+                rtt_ms: Some(0.1 + seq as f64 * 1e-3),
+            },
+        );
+    }
+    let any = |_: Pid, _: Pid| true;
+    for g in [2, 3, 5] {
+        assert!(!set.may_form_group(&tiny, g), "nobody passes, g = {g}");
+    }
+    let arriving = Candidate {
+        id: Pid::new(99),
+        rtt_ms: Some(0.0),
+    };
+    assert_eq!(set.find_group(&tiny, &arriving, None, 3, &any), None);
+    // Where a group exists the gate lets it through: 10, 20, 30 pass pairwise under 100, the
+    // 96 does not matter.
+    let mm = LatencyFifoMatchmaker {
+        max_server_rtt_ms: 100.0,
+    };
+    let mut set = WaitingSet::new();
+    for (seq, rtt) in [(0, 96.0), (1, 30.0), (2, 20.0), (3, 10.0)] {
+        set.insert(
+            seq,
+            Waiter {
+                pid: Pid::new(seq + 1),
+                rtt_ms: Some(rtt),
+            },
+        );
+    }
+    assert!(set.may_form_group(&mm, 3));
+    assert!(!set.may_form_group(&mm, 4), "96 + 30 > 100");
+    // An unknown RTT passes everyone under latency_fifo: the gate steps aside.
+    set.insert(
+        9,
+        Waiter {
+            pid: Pid::new(10),
+            rtt_ms: None,
+        },
+    );
+    assert!(set.may_form_group(&mm, 4), "10, 20, 30 and the unknown");
+    // The gate follows RTT changes: 10 → 75 leaves 20 + 30 + 75 (75 + 30 > 100).
+    set.remove(9);
+    set.update_rtt(3, Some(75.0));
+    assert!(!set.may_form_group(&mm, 3));
+    assert_eq!(
+        set.find_group(
+            &mm,
+            &Candidate {
+                id: Pid::new(20),
+                rtt_ms: Some(5.0),
+            },
+            None,
+            3,
+            &any
+        ),
+        Some(vec![Pid::new(20), Pid::new(2), Pid::new(3)]),
+        "an arriving 5 makes 5, 30, 20 possible (5 + 96 > 100 skips the first)"
+    );
+}

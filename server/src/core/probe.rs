@@ -556,6 +556,25 @@ impl ProbeCoordinator {
         Ok(())
     }
 
+    /// Ends round `group` without a verdict: its live probes end unjudged (no `probe_result`
+    /// line) and their members' late messages are ignored. Returns the ended probes' ids. For a
+    /// background probe of `p2p_matrix` whose pair is no longer wanted (a member left the
+    /// waitroom).
+    pub fn abandon_round(&mut self, now: Instant, group: GroupId) -> Vec<ProbeSessionId> {
+        let Some(round) = self.rounds.remove(&group) else {
+            return Vec::new();
+        };
+        let live: Vec<ProbeSessionId> = round
+            .probe_ids
+            .into_iter()
+            .filter(|id| self.probes.contains_key(id))
+            .collect();
+        for id in &live {
+            self.cancel(now, id);
+        }
+        live
+    }
+
     /// Ends a live probe without judging it (its group is decided); its members' late messages
     /// are then ignored.
     fn cancel(&mut self, now: Instant, id: &ProbeSessionId) {

@@ -2570,3 +2570,5 @@ fn an_outcome_decided_during_the_grace_is_sent_on_resume() {
         "recorded once"
     );
 }
+
+mod matrix;

@@ -5,7 +5,7 @@
 
 use std::time::Instant;
 
-use pairlab_shared::{Outcome, ServerMessage, SubjectId, WaitroomTimeout};
+use pairlab_shared::{Outcome, ProbeSessionId, ServerMessage, SubjectId, WaitroomTimeout};
 
 use super::{ms, Core, PState, Removed, Timer};
 use crate::core::games::{GameMember, NewGame, StartedGame};
@@ -182,6 +182,10 @@ impl Core {
             return;
         }
         let scene = p.scene;
+        if self.scenes[scene].matrix().is_some() {
+            // p2p_matrix groups on measurements (router/background.rs).
+            return;
+        }
         let arriving = Candidate {
             id: anchor,
             rtt_ms: p.rtt.median_ms(),
@@ -236,6 +240,7 @@ impl Core {
             server_rtts_ms,
             matchmaker: s.matchmaker_name(),
             probe: max_p2p_rtt_ms.is_some(),
+            pair_rtts: Vec::new(),
         };
         self.record(scene, event, out);
         let Some(max_p2p_rtt_ms) = max_p2p_rtt_ms else {
@@ -249,17 +254,37 @@ impl Core {
             timeout_ms,
             force_relay,
         };
+        self.launch_round(now, round, None, out);
+    }
+
+    /// Starts probing `round` with the members' ICE servers: sends each `probe_prepare` (with
+    /// `keep_ms` when the connection is to be kept for a game) and writes each `probe_started`
+    /// line. Returns the probes' ids, in pair order.
+    pub(super) fn launch_round(
+        &mut self,
+        now: Instant,
+        round: NewRound,
+        keep_ms: Option<u64>,
+        out: &mut Vec<Action>,
+    ) -> Vec<ProbeSessionId> {
+        let scene = round.scene;
         let ice = &self.ice;
         let ice_servers_for = |subject: &SubjectId| ice.for_subject(subject, now);
         let started = self
             .probes
             .start_round(now, &mut *self.ids, round, &ice_servers_for);
+        let mut ids = Vec::with_capacity(started.len());
         for probe in started {
-            for (to, m) in probe.prepares {
+            for (to, mut m) in probe.prepares {
+                if let ServerMessage::ProbePrepare(p) = &mut m {
+                    p.keep_ms = keep_ms;
+                }
                 self.send(to, m, out);
             }
             self.record(scene, probe.record, out);
+            ids.push(probe.probe_session_id);
         }
+        ids
     }
 
     /// Acts on the coordinator's judgements, in order: the `probe_result` line, then, when the
@@ -271,6 +296,9 @@ impl Core {
         out: &mut Vec<Action>,
     ) {
         for j in judged {
+            if self.on_background_judged(now, &j, out) {
+                continue;
+            }
             self.record(j.scene, j.record, out);
             let Some(GroupVerdict {
                 scene,
@@ -379,7 +407,10 @@ impl Core {
         // `game_created` goes to the record before any `game_start` goes out: the shell queues
         // actions in order, and the record writer is FIFO (see `crate::record`).
         self.record(scene, record, out);
-        for (pid, start) in starts {
+        for (pid, mut start) in starts {
+            if let Some(probes) = self.take_game_probes(scene, pid) {
+                start.probes = probes;
+            }
             self.send(pid, ServerMessage::GameStart(Box::new(start.clone())), out);
             if let Some(p) = self.participants.get_mut(&pid) {
                 p.state = PState::InGame(Box::new(start));

@@ -348,6 +348,10 @@ pub enum ProbeFailure {
     Timeout,
     /// A member disconnected or left during the probe.
     Disconnected,
+    /// The server ended the probe before its result because it no longer needed it: a
+    /// background probe of `p2p_matrix` whose pair left the waitroom (a member was grouped,
+    /// left or dropped). Not held against the pair.
+    Withdrawn,
 }
 
 /// Why a participant left for good.

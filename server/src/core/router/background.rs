@@ -41,7 +41,9 @@ impl Core {
                             self.send(pid, msg, out);
                         }
                         Todo::Abandon(group) => {
-                            self.probes.abandon_round(now, group);
+                            for line in self.probes.abandon_round(now, group) {
+                                self.record(scene, line, out);
+                            }
                             if let Some(m) = self.scenes[scene].matrix_mut() {
                                 m.forget_round(group);
                             }
@@ -206,7 +208,7 @@ impl Core {
                 None => ProbeEnd::Gone,
             },
             Verdict::Rejected {
-                reason: ProbeFailure::Disconnected,
+                reason: ProbeFailure::Disconnected | ProbeFailure::Withdrawn,
                 ..
             } => ProbeEnd::Gone,
             Verdict::Rejected { failed_pairs, .. } => {

@@ -165,7 +165,8 @@ impl Core {
     /// waiting, or too few within each other's RTT limits), which it does in O(log).
     pub(super) fn retry_if_groups(&mut self, now: Instant, scene: usize, out: &mut Vec<Action>) {
         let s = &self.scenes[scene];
-        if s.cfg().group_size > 2 && s.may_form_group() {
+        // (p2p_matrix: a leave cannot complete a group; router/background.rs.)
+        if s.matrix().is_none() && s.cfg().group_size > 2 && s.may_form_group() {
             for pid in self.scenes[scene].waiting_pids() {
                 self.try_match(now, pid, out);
             }

@@ -222,6 +222,21 @@ fn a_pair_within_the_threshold_is_a_game_at_once_with_its_probe_handed_over() {
     expect.sort_by_key(|p| p.to_string());
     assert_eq!(c_closed, expect);
     assert_eq!(matrix_of(&h).live_probes(pid_of(&h, 3)), 0);
+    let withdrawn = h
+        .records
+        .iter()
+        .filter(|r| {
+            matches!(
+                r,
+                ResearchEvent::ProbeResult {
+                    reason: Some(ProbeFailure::Withdrawn),
+                    accepted: false,
+                    ..
+                }
+            )
+        })
+        .count();
+    assert_eq!(withdrawn, 2, "A–C and B–C end with a probe_result line");
     let proposed = h.records.iter().find_map(|r| match r {
         ResearchEvent::MatchProposed {
             probe, pair_rtts, ..

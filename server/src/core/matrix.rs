@@ -37,9 +37,10 @@
 //! the change, and [`PairMatrix::best_group`] picks among them the one containing the oldest
 //! waiter, then the smallest maximum pair RTT, then the earliest arrivals.
 //!
-//! Work per event touches only the pairs of the participants concerned: a refill scans the
-//! waiting set once per started probe, a group search visits the usable partners of the
-//! change (at most [`MAX_GROUPS_VISITED`] candidate groups).
+//! Work per event touches only the pairs of the participants concerned: a refill visits, once
+//! per started probe, the members with a free slot (indexed by arrival; the busy ones are not
+//! looked at), a group search visits the usable partners of the change (at most
+//! [`MAX_GROUPS_VISITED`] candidate groups).
 
 use std::cmp::Ordering;
 use std::collections::{BTreeSet, HashMap};
@@ -178,6 +179,9 @@ pub struct PairMatrix {
     max_p2p_rtt_ms: f64,
     window: Duration,
     members: HashMap<Pid, Member>,
+    /// Members with a free probe slot (fewer than K running), by arrival position: the
+    /// scheduler's candidates, so a refill skips everyone busy without looking at them.
+    free: BTreeSet<(u64, Pid)>,
     pairs: HashMap<PairKey, Pair>,
     partners: HashMap<Pid, BTreeSet<Pid>>,
     /// Background probe rounds, until judged or abandoned.
@@ -197,6 +201,7 @@ impl PairMatrix {
             max_p2p_rtt_ms,
             window: Duration::from_millis(probe_timeout_ms),
             members: HashMap::new(),
+            free: BTreeSet::new(),
             pairs: HashMap::new(),
             partners: HashMap::new(),
             rounds: HashMap::new(),
@@ -276,16 +281,31 @@ impl PairMatrix {
                 window_from,
             },
         );
+        self.free.insert((seq, pid));
         self.due.insert((window_from, Due::Window(pid)));
         self.todo.push(Todo::Refill(pid));
+    }
+
+    /// Adds `delta` to `pid`'s running probes, keeping [`Self::free`] in step.
+    fn add_live(&mut self, pid: Pid, delta: i32) {
+        let k = self.opts.probe_concurrency;
+        if let Some(m) = self.members.get_mut(&pid) {
+            m.live = m.live.saturating_add_signed(delta);
+            if m.live < k {
+                self.free.insert((m.seq, pid));
+            } else {
+                self.free.remove(&(m.seq, pid));
+            }
+        }
     }
 
     /// `pid` left the waiting set: their running probes are abandoned and closed, their kept
     /// connections closed, their pairs forgotten; partners whose slot freed look for probes.
     pub fn leave(&mut self, pid: Pid) {
-        if self.members.remove(&pid).is_none() {
+        let Some(me) = self.members.remove(&pid) else {
             return;
-        }
+        };
+        self.free.remove(&(me.seq, pid));
         for other in self.partners.remove(&pid).unwrap_or_default() {
             if let Some(set) = self.partners.get_mut(&other) {
                 set.remove(&pid);
@@ -298,9 +318,7 @@ impl PairMatrix {
             };
             if let Some(live) = pair.live {
                 self.abandon(live, [pid, other]);
-                if let Some(m) = self.members.get_mut(&other) {
-                    m.live = m.live.saturating_sub(1);
-                }
+                self.add_live(other, -1);
                 self.todo.push(Todo::Refill(other));
             }
             if let Some(last) = pair.last.filter(|l| l.parked) {
@@ -365,10 +383,10 @@ impl PairMatrix {
             rtt_ms: my_rtt,
         };
         let mut fallback = None;
-        for (_, w) in waiting.entries() {
-            if w.pid == pid || self.members.get(&w.pid).is_none_or(|m| m.live >= k) {
+        for &(seq, other) in &self.free {
+            let Some(w) = waiting.get(seq).filter(|w| w.pid == other && other != pid) else {
                 continue;
-            }
+            };
             if let Some(pair) = self.pairs.get(&pair_key(pid, w.pid)) {
                 if pair.live.is_some() || pair.last.as_ref().is_some_and(|m| self.fresh(m, now)) {
                     continue;
@@ -415,9 +433,7 @@ impl PairMatrix {
         self.partners.entry(b).or_default().insert(a);
         self.rounds.insert(group, key);
         for pid in [a, b] {
-            if let Some(m) = self.members.get_mut(&pid) {
-                m.live += 1;
-            }
+            self.add_live(pid, 1);
             while self.open_connections(pid) > self.opts.max_probe_connections {
                 if !self.evict_worst(pid) {
                     break;
@@ -472,15 +488,12 @@ impl PairMatrix {
         let max_age = self.max_age();
         let pair = self.pairs.get_mut(&key)?;
         let live = pair.live.take()?;
-        for pid in [key.0, key.1] {
-            if let Some(m) = self.members.get_mut(&pid) {
-                m.live = m.live.saturating_sub(1);
-            }
-        }
         let previous_age_ms = pair
             .last
             .as_ref()
             .map(|m| now.saturating_duration_since(m.measured_at).as_secs_f64() * 1000.0);
+        self.add_live(key.0, -1);
+        self.add_live(key.1, -1);
         match end {
             ProbeEnd::Measured { rtt_ms, path } => {
                 self.unpark(key);
@@ -636,7 +649,9 @@ impl PairMatrix {
                 for pid in [pa, pb] {
                     if let Some(m) = self.members.get_mut(&pid) {
                         m.parked = m.parked.saturating_sub(u32::from(parked));
-                        m.live = m.live.saturating_sub(u32::from(running));
+                    }
+                    if running {
+                        self.add_live(pid, -1);
                     }
                 }
             }
@@ -702,6 +717,12 @@ impl PairMatrix {
                     "{pid} runs {l} probes and keeps {p}: over the bounds"
                 ));
             }
+            if self.free.contains(&(m.seq, *pid)) != (l < self.opts.probe_concurrency) {
+                return Err(format!("{pid}'s free slot is not indexed right"));
+            }
+        }
+        if self.free.len() > self.members.len() {
+            return Err("a free slot of a non-member is indexed".into());
         }
         Ok(())
     }

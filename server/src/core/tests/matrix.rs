@@ -419,3 +419,29 @@ fn the_matrix_scene_is_deterministic() {
     };
     assert_eq!(run(7), run(7));
 }
+
+#[test]
+fn the_oldest_waiter_s_group_wins_over_a_faster_one_without_them() {
+    // A, B, C, D wait for a trio. A–B and A–C are slow (90), B–D and C–D fast (40), A–D
+    // failed; then B–C (30) completes {A, B, C} (max 90) and {B, C, D} (max 40): the group
+    // with the oldest waiter, A, is formed.
+    let mut h = H::new(matrix_scene(3, 3));
+    let mut all = Vec::new();
+    for (n, s) in [(1, "A"), (2, "B"), (3, "C"), (4, "D")] {
+        all.extend(h.join(n, s, 10.0));
+    }
+    for ((x, y), rtt) in [
+        ((1, 2), 90.0),
+        ((1, 3), 90.0),
+        ((2, 4), 40.0),
+        ((3, 4), 40.0),
+        ((1, 4), 500.0),
+    ] {
+        let id = probe_between(&all, x, y).unwrap_or_else(|| panic!("{x}–{y} probed"));
+        let out = answer(&mut h, &id, [x, y], Some(rtt));
+        assert!(game(&out, x).is_none(), "no trio yet");
+    }
+    let bc = probe_between(&all, 2, 3).unwrap();
+    answer(&mut h, &bc, [2, 3], Some(30.0));
+    assert_eq!(h.game_players(), vec![sid("A"), sid("B"), sid("C")]);
+}

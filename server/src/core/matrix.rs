@@ -516,9 +516,17 @@ impl PairMatrix {
                 self.todo.push(Todo::Match(vec![key.0, key.1]));
             }
             ProbeEnd::Failed | ProbeEnd::Gone => {
+                // Nothing usable is known: the pair is forgotten (a failed one stays in the
+                // waitroom's failed pairs, which keep it from being probed again).
                 self.unpark(key);
-                if let Some(pair) = self.pairs.get_mut(&key) {
-                    pair.last = None;
+                self.pairs.remove(&key);
+                for (a, b) in [(key.0, key.1), (key.1, key.0)] {
+                    if let Some(set) = self.partners.get_mut(&a) {
+                        set.remove(&b);
+                        if set.is_empty() {
+                            self.partners.remove(&a);
+                        }
+                    }
                 }
                 for pid in [key.0, key.1] {
                     self.todo

@@ -686,6 +686,7 @@ mod tests {
                 server_rtts_ms: vec![None, None],
                 matchmaker: "fifo",
                 probe: true,
+                pair_rtts: vec![],
             },
         );
         m.observe(

@@ -128,6 +128,7 @@ fn fixture(data_dir: &Path) {
             server_rtts_ms: vec![Some(20.0), None],
             matchmaker: "latency_fifo",
             probe: true,
+            pair_rtts: vec![],
         },
     );
     let p1 = ProbeSessionId::from_string("p1");

@@ -34,8 +34,8 @@ fn bytes_become_ops() {
 }
 
 /// The sequences reach deep into the core, not only its refusals: over a hundred of them,
-/// probes are accepted and rejected, games start, get every kind of report and end, and
-/// participants drop, leave and time out.
+/// probes are accepted and rejected, background probes measure pairs, games start, get every
+/// kind of report and end, and participants drop, leave and time out.
 #[test]
 fn sequences_reach_probes_games_and_reports() {
     let mut x: u64 = 0x2545_F491_4F6C_DD1D;
@@ -69,6 +69,7 @@ fn sequences_reach_probes_games_and_reports() {
         "participant_dropped",
         "participant_left",
         "waitroom_timeout",
+        "pair_measured",
     ] {
         assert!(seen.contains(event), "no {event} in {seen:?}");
     }

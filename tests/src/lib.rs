@@ -15,6 +15,8 @@
 //!   the server's typed event kinds ([`record::ResearchEventKind`]).
 //! - [`game`]: the game-connection tests' page view and relay rig.
 //! - [`stats`]: the benchmarks' nearest-rank percentiles.
+//! - [`simulate`]: matchmakers compared on a simulated population with known pair RTTs (the
+//!   sans-IO core on virtual time; the `simulate` binary).
 //!
 //! This module holds what they share: where the workspace, the target folder and the binary
 //! are, a test's [`WorkDir`], the error type ([`HarnessError`]) and the small helpers the test
@@ -38,6 +40,7 @@ pub mod landing;
 pub mod process;
 pub mod record;
 pub mod server;
+pub mod simulate;
 pub mod stats;
 pub mod tcp_delay;
 pub mod turn;

@@ -38,6 +38,16 @@ pub(crate) enum RuleError {
     )]
     LatencyFifoNeedsMaxServerRtt,
     #[error(
+        "matchmaker = \"p2p_matrix\" needs max_p2p_rtt_ms: the largest peer-to-peer \
+         round-trip time a pair may have, in milliseconds (e.g. max_p2p_rtt_ms = 150)"
+    )]
+    MatrixNeedsMaxP2pRtt,
+    #[error(
+        "max_probe_connections ({connections}) must be at least probe_concurrency \
+         ({concurrency}): each running probe holds a connection"
+    )]
+    ProbeConnectionsBelowConcurrency { connections: u64, concurrency: u64 },
+    #[error(
         "timeout_redirect_url `{url}` {problem}; write a full http:// or https:// URL (e.g. \
          Prolific's completion link), or leave the key out"
     )]
@@ -135,14 +145,17 @@ pub(crate) enum RuleError {
     ProxyAddress(String),
 }
 
-/// `"fifo" or "latency_fifo"`: every matchmaker's name, from [`MatchmakerKind::ALL`].
+/// `"fifo", "latency_fifo" or "p2p_matrix"`: every matchmaker's name, from [`MatchmakerKind::ALL`].
 struct MatchmakerNames;
 
 impl fmt::Display for MatchmakerNames {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let last = MatchmakerKind::ALL.len() - 1;
         for (i, kind) in MatchmakerKind::ALL.iter().enumerate() {
-            if i > 0 {
+            if i == last && i > 0 {
                 f.write_str(" or ")?;
+            } else if i > 0 {
+                f.write_str(", ")?;
             }
             write!(f, "{:?}", kind.as_str())?;
         }
@@ -295,6 +308,30 @@ pub(crate) fn latency_fifo_threshold(
 ) -> Result<(), RuleError> {
     if matchmaker == MatchmakerKind::LatencyFifo && !has_max_server_rtt {
         Err(RuleError::LatencyFifoNeedsMaxServerRtt)
+    } else {
+        Ok(())
+    }
+}
+
+/// `matchmaker = "p2p_matrix"` groups on measured pair RTTs, judged against `max_p2p_rtt_ms`.
+pub(crate) fn matrix_threshold(
+    matchmaker: MatchmakerKind,
+    has_max_p2p_rtt: bool,
+) -> Result<(), RuleError> {
+    if matchmaker == MatchmakerKind::P2pMatrix && !has_max_p2p_rtt {
+        Err(RuleError::MatrixNeedsMaxP2pRtt)
+    } else {
+        Ok(())
+    }
+}
+
+/// `max_probe_connections ≥ probe_concurrency`: a running probe holds a connection.
+pub(crate) fn probe_connections(connections: u64, concurrency: u64) -> Result<(), RuleError> {
+    if connections < concurrency {
+        Err(RuleError::ProbeConnectionsBelowConcurrency {
+            connections,
+            concurrency,
+        })
     } else {
         Ok(())
     }
@@ -770,8 +807,9 @@ mod tests {
     fn matchmaker_names_come_from_the_kinds() {
         assert_eq!(
             matchmaker("fastest").unwrap_err().to_string(),
-            "unknown matchmaker `fastest`; use \"fifo\" or \"latency_fifo\""
+            "unknown matchmaker `fastest`; use \"fifo\", \"latency_fifo\" or \"p2p_matrix\""
         );
         assert_eq!(matchmaker("latency_fifo"), Ok(MatchmakerKind::LatencyFifo));
+        assert_eq!(matchmaker("p2p_matrix"), Ok(MatchmakerKind::P2pMatrix));
     }
 }

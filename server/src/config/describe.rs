@@ -198,6 +198,11 @@ fn describe_scene(s: &SceneConfig, is_default: bool) -> String {
     let default = if is_default { " (default)" } else { "" };
     let rtt = match (s.matchmaker, s.max_server_rtt_ms) {
         (MatchmakerKind::LatencyFifo, Some(ms)) => format!(", server RTT sum <= {ms} ms"),
+        (MatchmakerKind::P2pMatrix, _) => format!(
+            ", background probes: {} at once per participant, pairs re-measured after {} ms, \
+             {} probe connections per browser",
+            s.matrix.probe_concurrency, s.matrix.pair_max_age_ms, s.matrix.max_probe_connections
+        ),
         _ => String::new(),
     };
     let probe = match (s.max_p2p_rtt_ms, s.probe_keep_ms()) {

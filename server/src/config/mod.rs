@@ -27,9 +27,12 @@
 //! [[scene]]                      # one or more, in order; the first is the default scene
 //! id = "pairs"                   # [A-Za-z0-9._-], unique: the research record's folder name
 //! group_size = 2                 # ≥ 2
-//! matchmaker = "latency_fifo"    # "fifo" | "latency_fifo"
+//! matchmaker = "latency_fifo"    # "fifo" | "latency_fifo" | "p2p_matrix"
 //! max_server_rtt_ms = 200        # > 0; required for latency_fifo
-//! max_p2p_rtt_ms = 150           # ≥ 0; optional: without it no probe runs
+//! max_p2p_rtt_ms = 150           # ≥ 0; optional (required for p2p_matrix): without it no probe runs
+//! probe_concurrency = 2          # ≥ 1; p2p_matrix: background probes at once per participant
+//! pair_max_age_ms = 60000        # ≥ 1; p2p_matrix: a pair is measured again after this
+//! max_probe_connections = 8      # ≥ probe_concurrency; p2p_matrix: open probe connections per browser
 //! probe_timeout_ms = 10000       # > 0
 //! waitroom_timeout_ms = 300000   # > 0
 //! timeout_message = "…"
@@ -79,12 +82,12 @@ mod types;
 pub use checks::ConfigWarning;
 pub use parse::{ConfigError, ConfigErrors};
 pub use types::{
-    builtin_outcomes, AllowedOrigins, Config, ConfigFile, MatchmakerKind, OutcomeConfig,
-    SceneConfig, ServerConfig, ServerOptions, TurnAuth, TurnConfig, DEFAULT_GAME_ALLOWANCE_MS,
-    DEFAULT_HEADER_READ_TIMEOUT_MS, DEFAULT_HELLO_TIMEOUT_MS, DEFAULT_MAX_HEADER_BYTES,
-    DEFAULT_MAX_HTTP_CONNECTIONS, DEFAULT_MAX_HTTP_CONNECTIONS_PER_IP, DEFAULT_STUN_URL,
-    MIN_CREDENTIAL_TTL_S, MIN_LINK_SECRET_LEN, MIN_MAX_HEADER_BYTES, PROBE_KEEP_MARGIN_MS,
-    SCENE_ID_MAX_LEN,
+    builtin_outcomes, AllowedOrigins, Config, ConfigFile, MatchmakerKind, MatrixOptions,
+    OutcomeConfig, SceneConfig, ServerConfig, ServerOptions, TurnAuth, TurnConfig,
+    DEFAULT_GAME_ALLOWANCE_MS, DEFAULT_HEADER_READ_TIMEOUT_MS, DEFAULT_HELLO_TIMEOUT_MS,
+    DEFAULT_MAX_HEADER_BYTES, DEFAULT_MAX_HTTP_CONNECTIONS, DEFAULT_MAX_HTTP_CONNECTIONS_PER_IP,
+    DEFAULT_STUN_URL, MIN_CREDENTIAL_TTL_S, MIN_LINK_SECRET_LEN, MIN_MAX_HEADER_BYTES,
+    PROBE_KEEP_MARGIN_MS, SCENE_ID_MAX_LEN,
 };
 
 #[cfg(test)]

@@ -19,8 +19,8 @@ use super::checks::{self, IceScheme, RuleError, TurnAuthKeys};
 use super::outcome::UrlTemplate;
 use super::suggest;
 use super::types::{
-    AllowedOrigins, Config, ConfigFile, OutcomeConfig, SceneConfig, ServerConfig, ServerOptions,
-    TurnAuth, TurnConfig, MIN_CREDENTIAL_TTL_S, MIN_MAX_HEADER_BYTES,
+    AllowedOrigins, Config, ConfigFile, MatrixOptions, OutcomeConfig, SceneConfig, ServerConfig,
+    ServerOptions, TurnAuth, TurnConfig, MIN_CREDENTIAL_TTL_S, MIN_MAX_HEADER_BYTES,
 };
 
 /// One problem in a config file, at a position a text editor can jump to.
@@ -684,6 +684,10 @@ fn scene<'a>(
         let x = f.number_ms(cx)?;
         cx.rule(f.span(), checks::non_negative_ms(f.key, x))
     });
+    if let (Some(kind), Some(f)) = (matchmaker, matchmaker_field) {
+        let verdict = checks::matrix_threshold(kind, max_p2p_rtt_ms.is_some());
+        cx.rule(f.span(), verdict);
+    }
     let probe_timeout_ms = t.optional("probe_timeout_ms").and_then(|f| f.whole(cx, 1));
     let waitroom_timeout_ms = t
         .optional("waitroom_timeout_ms")
@@ -708,6 +712,7 @@ fn scene<'a>(
     let leave_button_after_ms = t
         .optional("leave_button_after_ms")
         .and_then(|f| f.whole(cx, 0));
+    let matrix = matrix_options(cx, t);
     let game = match t.optional("game") {
         None => Some(GameSettings::default()),
         Some(f) => named_table(cx, f, TableName::Table("scene.game"), game),
@@ -744,7 +749,33 @@ fn scene<'a>(
         outcomes: outcomes?,
         max_entry_server_rtt_ms,
         leave_button_after_ms,
+        matrix: matrix?,
         ..defaults
+    })
+}
+
+/// The `p2p_matrix` keys of a scene (`probe_concurrency`, `pair_max_age_ms`,
+/// `max_probe_connections`), each defaulted when absent.
+fn matrix_options(cx: &mut Cx<'_>, t: &mut Fields<'_, '_>) -> Option<MatrixOptions> {
+    let d = MatrixOptions::default();
+    let concurrency_field = t.optional("probe_concurrency");
+    let concurrency = concurrency_field.map(|f| f.whole(cx, 1));
+    let max_age = t.optional("pair_max_age_ms").map(|f| f.whole(cx, 1));
+    let connections_field = t.optional("max_probe_connections");
+    let connections = connections_field.map(|f| f.whole(cx, 1));
+    let probe_concurrency = concurrency.unwrap_or(Some(u64::from(d.probe_concurrency)))?;
+    let max_probe_connections = connections.unwrap_or(Some(u64::from(d.max_probe_connections)))?;
+    let span = connections_field.or(concurrency_field).map(|f| f.span());
+    if let Some(span) = span {
+        cx.rule(
+            span,
+            checks::probe_connections(max_probe_connections, probe_concurrency),
+        )?;
+    }
+    Some(MatrixOptions {
+        probe_concurrency: u32::try_from(probe_concurrency).unwrap_or(u32::MAX),
+        pair_max_age_ms: max_age.unwrap_or(Some(d.pair_max_age_ms))?,
+        max_probe_connections: u32::try_from(max_probe_connections).unwrap_or(u32::MAX),
     })
 }
 

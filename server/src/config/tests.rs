@@ -703,3 +703,46 @@ fn game_settings_are_bounded() {
         "{errs:?}"
     );
 }
+
+#[test]
+fn p2p_matrix_needs_a_p2p_threshold_and_its_bounds_are_checked() {
+    let scene = |extra: &str| {
+        format!("[[scene]]\nid = \"s\"\ngroup_size = 2\nmatchmaker = \"p2p_matrix\"\n{extra}")
+    };
+    let errs = Config::from_toml_str(&scene("")).unwrap_err().errors;
+    assert!(
+        errs[0].message.contains("needs max_p2p_rtt_ms"),
+        "{}",
+        errs[0].message
+    );
+    let c = Config::from_toml_str(&scene("max_p2p_rtt_ms = 150\n")).expect("valid");
+    assert_eq!(c.scenes[0].matchmaker, MatchmakerKind::P2pMatrix);
+    assert_eq!(c.scenes[0].matrix, crate::config::MatrixOptions::default());
+    let c = Config::from_toml_str(&scene(
+        "max_p2p_rtt_ms = 150\nprobe_concurrency = 3\npair_max_age_ms = 5000\nmax_probe_connections = 3\n",
+    ))
+    .expect("valid");
+    let m = c.scenes[0].matrix;
+    assert_eq!(
+        (
+            m.probe_concurrency,
+            m.pair_max_age_ms,
+            m.max_probe_connections
+        ),
+        (3, 5000, 3)
+    );
+    let errs = Config::from_toml_str(&scene(
+        "max_p2p_rtt_ms = 150\nprobe_concurrency = 4\nmax_probe_connections = 3\n",
+    ))
+    .unwrap_err()
+    .errors;
+    assert!(errs[0]
+        .message
+        .contains("must be at least probe_concurrency"));
+    for bad in ["probe_concurrency = 0\n", "pair_max_age_ms = 0\n"] {
+        assert!(
+            Config::from_toml_str(&scene(&format!("max_p2p_rtt_ms = 150\n{bad}"))).is_err(),
+            "{bad}"
+        );
+    }
+}

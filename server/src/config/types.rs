@@ -17,17 +17,25 @@ pub enum MatchmakerKind {
     /// `"latency_fifo"`: FIFO among candidates whose summed server RTTs pass
     /// `max_server_rtt_ms`.
     LatencyFifo,
+    /// `"p2p_matrix"`: measures waiting pairs' peer-to-peer RTTs in the background and groups
+    /// on those measurements (`core::matrix`); needs `max_p2p_rtt_ms`.
+    P2pMatrix,
 }
 
 impl MatchmakerKind {
     /// Every matchmaker, in the order the config file's documentation lists them.
-    pub const ALL: [MatchmakerKind; 2] = [MatchmakerKind::Fifo, MatchmakerKind::LatencyFifo];
+    pub const ALL: [MatchmakerKind; 3] = [
+        MatchmakerKind::Fifo,
+        MatchmakerKind::LatencyFifo,
+        MatchmakerKind::P2pMatrix,
+    ];
 
     /// The name used in the config file and the research record.
     pub fn as_str(self) -> &'static str {
         match self {
             MatchmakerKind::Fifo => "fifo",
             MatchmakerKind::LatencyFifo => "latency_fifo",
+            MatchmakerKind::P2pMatrix => "p2p_matrix",
         }
     }
 
@@ -91,6 +99,33 @@ pub struct SceneConfig {
     pub max_entry_server_rtt_ms: Option<f64>,
     /// When the waitroom's leave button appears, ms after entering (`welcome`); `None`: never.
     pub leave_button_after_ms: Option<u64>,
+    /// The background probes of `p2p_matrix` (ignored by the other matchmakers).
+    pub matrix: MatrixOptions,
+}
+
+/// The scene options of `matchmaker = "p2p_matrix"`: how its background probes are bounded
+/// (see `core::matrix`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MatrixOptions {
+    /// `probe_concurrency`: the most background probes running at once per participant, ≥ 1
+    /// (default 2).
+    pub probe_concurrency: u32,
+    /// `pair_max_age_ms`: how long a pair's measurement counts as fresh, ms (default 60000);
+    /// the pair is measured again after it.
+    pub pair_max_age_ms: u64,
+    /// `max_probe_connections`: the most probe connections a browser holds open at once,
+    /// running and kept for a game together, ≥ `probe_concurrency` (default 8).
+    pub max_probe_connections: u32,
+}
+
+impl Default for MatrixOptions {
+    fn default() -> Self {
+        MatrixOptions {
+            probe_concurrency: 2,
+            pair_max_age_ms: 60_000,
+            max_probe_connections: 8,
+        }
+    }
 }
 
 /// One `[scene.outcomes.<name>]` table: where the participant goes and what they are told.
@@ -135,6 +170,7 @@ impl SceneConfig {
             outcomes: BTreeMap::new(),
             max_entry_server_rtt_ms: None,
             leave_button_after_ms: None,
+            matrix: MatrixOptions::default(),
         }
     }
 

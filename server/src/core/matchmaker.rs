@@ -88,6 +88,28 @@ impl Matchmaker for LatencyFifoMatchmaker {
     }
 }
 
+/// `p2p_matrix`'s pre-filter, which only orders its background probes (pairs passing first):
+/// the sum of two server RTTs against `max_server_rtt_ms` when the scene sets it (as
+/// `latency_fifo`), else every pair passes. Its grouping reads measured pair RTTs
+/// ([`super::matrix`]), not this.
+#[derive(Debug, Clone)]
+pub struct P2pMatrixMatchmaker {
+    /// The same rule as `latency_fifo`'s (infinite: no pre-filter).
+    pub prefilter: LatencyFifoMatchmaker,
+}
+
+impl Matchmaker for P2pMatrixMatchmaker {
+    fn name(&self) -> &'static str {
+        "p2p_matrix"
+    }
+    fn pair_passes(&self, a: &Candidate, b: &Candidate) -> bool {
+        self.prefilter.pair_passes(a, b)
+    }
+    fn max_partner_rtt_ms(&self, member: &Candidate) -> f64 {
+        self.prefilter.max_partner_rtt_ms(member)
+    }
+}
+
 /// The matchmaker a scene asks for.
 pub fn for_scene(scene: &SceneConfig) -> Box<dyn Matchmaker> {
     match scene.matchmaker {
@@ -95,6 +117,11 @@ pub fn for_scene(scene: &SceneConfig) -> Box<dyn Matchmaker> {
         MatchmakerKind::LatencyFifo => Box::new(LatencyFifoMatchmaker {
             // Config validation requires it for latency_fifo; infinity keeps the rule total.
             max_server_rtt_ms: scene.max_server_rtt_ms.unwrap_or(f64::INFINITY),
+        }),
+        MatchmakerKind::P2pMatrix => Box::new(P2pMatrixMatchmaker {
+            prefilter: LatencyFifoMatchmaker {
+                max_server_rtt_ms: scene.max_server_rtt_ms.unwrap_or(f64::INFINITY),
+            },
         }),
     }
 }

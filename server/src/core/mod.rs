@@ -63,6 +63,7 @@ pub mod ice;
 pub mod ids;
 pub mod link;
 pub mod matchmaker;
+pub mod matrix;
 pub mod outcomes;
 pub mod probe;
 pub mod ratelimit;

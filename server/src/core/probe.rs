@@ -632,6 +632,28 @@ impl ProbeCoordinator {
         Ok(())
     }
 
+    /// Ends round `group` without a verdict: each live probe ends with a `probe_result` line
+    /// whose reason is [`ProbeFailure::Withdrawn`] (returned, in pair order), and its members'
+    /// late messages are ignored. For a background probe of `p2p_matrix` whose pair is no
+    /// longer wanted (a member left the waitroom).
+    pub fn abandon_round(&mut self, now: Instant, group: GroupId) -> Vec<ResearchEvent> {
+        let Some(round) = self.rounds.remove(&group) else {
+            return Vec::new();
+        };
+        let mut lines = Vec::new();
+        for id in &round.probe_ids {
+            if self.probes.contains_key(id) {
+                let f = self.finish(now, id, Some(ProbeFailure::Withdrawn));
+                lines.push(result_line(
+                    f,
+                    round.max_p2p_rtt_ms,
+                    Err(ProbeFailure::Withdrawn),
+                ));
+            }
+        }
+        lines
+    }
+
     /// Ends a live probe without judging it (its group is decided); its members' late messages
     /// are then ignored. `None` when it had ended already.
     fn cancel(&mut self, now: Instant, id: &ProbeSessionId) -> Option<Finished> {
@@ -668,15 +690,16 @@ impl ProbeCoordinator {
             .iter()
             .map(|r| r.as_ref().filter(|r| r.success).and_then(|r| r.rtt_ms))
             .collect();
-        let failure = if forced == Some(ProbeFailure::Disconnected) {
-            Some(ProbeFailure::Disconnected)
-        } else if !both {
-            Some(ProbeFailure::Timeout)
-        } else if measured.is_none() {
-            Some(ProbeFailure::MeasurementFailed)
-        } else {
-            None
-        };
+        let failure =
+            if let Some(f @ (ProbeFailure::Disconnected | ProbeFailure::Withdrawn)) = forced {
+                Some(f)
+            } else if !both {
+                Some(ProbeFailure::Timeout)
+            } else if measured.is_none() {
+                Some(ProbeFailure::MeasurementFailed)
+            } else {
+                None
+            };
         let rtt_ms = match (failure, measured) {
             (None, Some(v)) => v.into_iter().reduce(f64::max),
             _ => None,
@@ -715,17 +738,8 @@ impl ProbeCoordinator {
             kept: round.kept,
             cut_short: f.reports.iter().any(Option::is_none),
         });
-        let record = ResearchEvent::ProbeResult {
-            probe_session_id: f.probe_session_id,
-            members: pair.clone(),
-            reports: f.reports,
-            accepted: judged.is_ok(),
-            rtt_ms: f.rtt_ms,
-            max_p2p_rtt_ms: round.max_p2p_rtt_ms,
-            reason: judged.err(),
-            ready_ms: f.ready_ms,
-            duration_ms: f.duration_ms,
-        };
+        let group = f.group;
+        let record = result_line(f, round.max_p2p_rtt_ms, judged);
         round.pending = round.pending.saturating_sub(1);
         match judged {
             Ok(rtt_ms) => round.pair_rtts.push(PairRtt {
@@ -748,7 +762,7 @@ impl ProbeCoordinator {
                 verdict: None,
             });
         }
-        let mut round = self.rounds.remove(&f.group)?;
+        let mut round = self.rounds.remove(&group)?;
         if disconnected {
             // A member is gone: the group cannot be; its other probes end now.
             for id in &round.probe_ids {
@@ -776,13 +790,35 @@ impl ProbeCoordinator {
             scene,
             record,
             verdict: Some(GroupVerdict {
-                group: f.group,
+                group,
                 scene,
                 members: round.members,
                 verdict,
                 probes: round.ended,
             }),
         })
+    }
+}
+
+/// The `probe_result` line of an ended probe judged `judged` against `max_p2p_rtt_ms`.
+fn result_line(
+    f: Finished,
+    max_p2p_rtt_ms: f64,
+    judged: Result<f64, ProbeFailure>,
+) -> ResearchEvent {
+    ResearchEvent::ProbeResult {
+        probe_session_id: f.probe_session_id,
+        members: [
+            f.members[0].subject_id.clone(),
+            f.members[1].subject_id.clone(),
+        ],
+        reports: f.reports,
+        accepted: judged.is_ok(),
+        rtt_ms: f.rtt_ms,
+        max_p2p_rtt_ms,
+        reason: judged.err(),
+        ready_ms: f.ready_ms,
+        duration_ms: f.duration_ms,
     }
 }
 

@@ -6,8 +6,9 @@
 //! `{"ts":"2026-11-22T01:16:43.123Z","event":"probe_result","scene_id":"s1",…}`.
 
 use pairlab_shared::{
-    ConnectionInfo, ConnectionSetup, GameEndReason, GameId, IceRestartOutcome, IceRestartTrigger,
-    PeerMetrics, PlayerIndex, ProbeSessionId, QualityLevel, RecruiterParams, SubjectId,
+    ConnectionInfo, ConnectionKind, ConnectionSetup, GameEndReason, GameId, IceRestartOutcome,
+    IceRestartTrigger, PeerMetrics, PlayerIndex, ProbeSessionId, QualityLevel, RecruiterParams,
+    SubjectId,
 };
 use serde::Serialize;
 
@@ -54,8 +55,29 @@ pub enum ResearchEvent {
         server_rtts_ms: Vec<Option<f64>>,
         /// `fifo` or `latency_fifo`.
         matchmaker: &'static str,
-        /// Whether the group will be probed (the scene has `max_p2p_rtt_ms`).
+        /// Whether the group will be probed (the scene has `max_p2p_rtt_ms`; `false` for
+        /// `p2p_matrix`, which groups on measurements already taken).
         probe: bool,
+        /// `p2p_matrix`: the measured RTT of every pair that the decision used; absent for the
+        /// other matchmakers (their probe comes after the proposal).
+        #[serde(skip_serializing_if = "Vec::is_empty", default)]
+        pair_rtts: Vec<PairRtt>,
+    },
+    /// `p2p_matrix`: a background probe measured a waiting pair's peer-to-peer RTT (its
+    /// `probe_result` line precedes this one).
+    PairMeasured {
+        /// The probe.
+        probe_session_id: ProbeSessionId,
+        /// The pair.
+        members: [SubjectId; 2],
+        /// The judged RTT (the larger of the two reports), ms.
+        rtt_ms: f64,
+        /// The path the probe took (`direct` or `relay`), `null` when no member reported it.
+        path: Option<ConnectionKind>,
+        /// Whether the RTT is within `max_p2p_rtt_ms` (above it, the pair is never grouped).
+        usable: bool,
+        /// The age of the measurement this one replaces, ms; `null` for the pair's first.
+        previous_age_ms: Option<f64>,
     },
     /// A probe began: `probe_prepare` went to both members.
     ProbeStarted {
@@ -336,6 +358,10 @@ pub enum ProbeFailure {
     Timeout,
     /// A member disconnected or left during the probe.
     Disconnected,
+    /// The server ended the probe before its result because it no longer needed it: a
+    /// background probe of `p2p_matrix` whose pair left the waitroom (a member was grouped,
+    /// left or dropped). Not held against the pair.
+    Withdrawn,
 }
 
 /// Why a participant left for good.
@@ -424,6 +450,8 @@ pub enum ResearchEventKind {
     MatchProposed,
     /// [`ResearchEvent::ProbeStarted`].
     ProbeStarted,
+    /// [`ResearchEvent::PairMeasured`].
+    PairMeasured,
     /// [`ResearchEvent::ProbeResult`].
     ProbeResult,
     /// [`ResearchEvent::MatchRejected`].
@@ -470,6 +498,7 @@ impl ResearchEventKind {
             ResearchEventKind::ServerRtt => "server_rtt",
             ResearchEventKind::MatchProposed => "match_proposed",
             ResearchEventKind::ProbeStarted => "probe_started",
+            ResearchEventKind::PairMeasured => "pair_measured",
             ResearchEventKind::ProbeResult => "probe_result",
             ResearchEventKind::MatchRejected => "match_rejected",
             ResearchEventKind::GameCreated => "game_created",
@@ -506,6 +535,7 @@ impl ResearchEvent {
             ResearchEvent::ServerRtt { .. } => ResearchEventKind::ServerRtt,
             ResearchEvent::MatchProposed { .. } => ResearchEventKind::MatchProposed,
             ResearchEvent::ProbeStarted { .. } => ResearchEventKind::ProbeStarted,
+            ResearchEvent::PairMeasured { .. } => ResearchEventKind::PairMeasured,
             ResearchEvent::ProbeResult { .. } => ResearchEventKind::ProbeResult,
             ResearchEvent::MatchRejected { .. } => ResearchEventKind::MatchRejected,
             ResearchEvent::GameCreated { .. } => ResearchEventKind::GameCreated,
@@ -563,11 +593,20 @@ mod kind_tests {
                 server_rtts_ms: vec![None, Some(1.0)],
                 matchmaker: "fifo",
                 probe: true,
+                pair_rtts: vec![],
             },
             ResearchEvent::ProbeStarted {
                 probe_session_id: probe_session_id.clone(),
                 members: [a.clone(), b.clone()],
                 timeout_ms: 1,
+            },
+            ResearchEvent::PairMeasured {
+                probe_session_id: probe_session_id.clone(),
+                members: [a.clone(), b.clone()],
+                rtt_ms: 1.0,
+                path: Some(ConnectionKind::Relay),
+                usable: true,
+                previous_age_ms: None,
             },
             ResearchEvent::ProbeResult {
                 probe_session_id: probe_session_id.clone(),

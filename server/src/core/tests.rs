@@ -2909,3 +2909,5 @@ fn connection_setup_and_probe_path_are_recorded() {
     assert_eq!(line["peers"][0]["same_path_as_probe"], false);
     assert_eq!(line["peers"][0]["peer_subject_id"], "B");
 }
+
+mod matrix;

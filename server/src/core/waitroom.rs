@@ -26,11 +26,12 @@ use pairlab_shared::{SubjectId, Waitroom};
 
 use super::candidates::WaitingSet;
 use super::matchmaker::{self, Candidate, Matchmaker};
+use super::matrix::PairMatrix;
 use super::remembered::{
     BoundedSet, DoneState, FingerprintSet, SubjectHasher, DONE_CAP, FAILED_PAIRS_CAP,
 };
 use super::Pid;
-use crate::config::SceneConfig;
+use crate::config::{MatchmakerKind, SceneConfig};
 
 /// The coalescing window of `waitroom` count updates: at most one per participant per this
 /// (PROTOCOL.md, Waitroom).
@@ -106,6 +107,9 @@ pub struct SceneWaitroom {
     failed_pairs: BoundedSet<(u64, u64)>,
     broadcast_at: Option<Instant>,
     last_broadcast: Option<Instant>,
+    /// `p2p_matrix` only: the waiting pairs' measured RTTs, its members kept equal to the
+    /// waiting set by [`Self::insert`] and [`Self::remove`].
+    matrix: Option<PairMatrix>,
 }
 
 impl SceneWaitroom {
@@ -124,6 +128,13 @@ impl SceneWaitroom {
             failed_pairs: BoundedSet::new(FAILED_PAIRS_CAP),
             broadcast_at: None,
             last_broadcast: None,
+            matrix: (cfg.matchmaker == MatchmakerKind::P2pMatrix).then(|| {
+                PairMatrix::new(
+                    cfg.matrix,
+                    cfg.max_p2p_rtt_ms.unwrap_or(f64::INFINITY),
+                    cfg.probe_timeout_ms,
+                )
+            }),
         }
     }
 
@@ -256,8 +267,12 @@ impl SceneWaitroom {
     /// Puts `pid`, who has a place, into the waiting set with their server-RTT median, ms.
     /// Returns when to broadcast the new count.
     pub fn insert(&mut self, now: Instant, pid: Pid, rtt_ms: Option<f64>) -> Option<Instant> {
-        let seq = self.places.get(&pid)?.seq;
+        let place = self.places.get(&pid)?;
+        let (seq, deadline) = (place.seq, place.deadline);
         self.waiting.insert(seq, Waiter { pid, rtt_ms });
+        if let Some(m) = &mut self.matrix {
+            m.join(pid, seq, deadline);
+        }
         self.count_changed(now)
     }
 
@@ -265,6 +280,9 @@ impl SceneWaitroom {
     pub fn remove(&mut self, now: Instant, pid: Pid) -> Option<Instant> {
         let seq = self.places.get(&pid)?.seq;
         self.waiting.remove(seq)?;
+        if let Some(m) = &mut self.matrix {
+            m.leave(pid);
+        }
         self.count_changed(now)
     }
 
@@ -347,7 +365,8 @@ impl SceneWaitroom {
             .insert(self.hasher.pair(&pair[0], &pair[1]));
     }
 
-    fn pair_failed(&self, a: &SubjectId, b: &SubjectId) -> bool {
+    /// Whether the pair's probe failed in this scene (they are never grouped or probed again).
+    pub fn pair_failed(&self, a: &SubjectId, b: &SubjectId) -> bool {
         !self.failed_pairs.is_empty() && self.failed_pairs.contains(&self.hasher.pair(a, b))
     }
 
@@ -376,5 +395,41 @@ impl SceneWaitroom {
     pub fn may_form_group(&self) -> bool {
         self.waiting
             .may_form_group(&*self.mm, self.cfg.group_size as usize)
+    }
+
+    // ---- p2p_matrix -------------------------------------------------------------------------
+
+    /// The scene's pair-RTT matrix (`p2p_matrix` scenes only).
+    pub fn matrix(&self) -> Option<&PairMatrix> {
+        self.matrix.as_ref()
+    }
+
+    /// The scene's pair-RTT matrix, to change (`p2p_matrix` scenes only).
+    pub fn matrix_mut(&mut self) -> Option<&mut PairMatrix> {
+        self.matrix.as_mut()
+    }
+
+    /// The partner `pid` should start a background probe with now, if any (see
+    /// [`PairMatrix::next_partner`]; pairs whose probe failed are never probed again).
+    pub fn next_probe_partner<'s>(
+        &self,
+        now: Instant,
+        pid: Pid,
+        subject_of: &dyn Fn(Pid) -> Option<&'s SubjectId>,
+    ) -> Option<Pid> {
+        let blocked = |a: Pid, b: Pid| match (subject_of(a), subject_of(b)) {
+            (Some(x), Some(y)) => self.pair_failed(x, y),
+            _ => true,
+        };
+        self.matrix
+            .as_ref()?
+            .next_partner(now, pid, &self.waiting, &*self.mm, &blocked)
+    }
+
+    /// Checks the matrix against the waiting set (see [`PairMatrix::check_invariants`]).
+    pub fn check_matrix(&self) -> Result<(), String> {
+        self.matrix
+            .as_ref()
+            .map_or(Ok(()), |m| m.check_invariants(&self.waiting))
     }
 }

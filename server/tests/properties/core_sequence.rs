@@ -28,7 +28,8 @@ use pairlab_server::core::{Action, ConnId, Core, CoreClock, Event, SeededIds};
 use pairlab_shared::*;
 
 /// The server the sequences run against: a probed scene of pairs (the default), an unprobed
-/// scene of three, and a TURN server minting credentials.
+/// scene of three, a `p2p_matrix` scene of three (background probes, groups on
+/// measurements), and a TURN server minting credentials.
 const CONFIG: &str = r#"
 [[scene]]
 id = "pairs"
@@ -56,6 +57,18 @@ waitroom_timeout_ms = 20000
 reconnect_grace_ms = 1000
 hide_lobby_count = true
 
+[[scene]]
+id = "matrix"
+group_size = 3
+matchmaker = "p2p_matrix"
+max_p2p_rtt_ms = 100
+probe_timeout_ms = 3000
+waitroom_timeout_ms = 15000
+reconnect_grace_ms = 2000
+probe_concurrency = 2
+pair_max_age_ms = 4000
+max_probe_connections = 3
+
 [turn]
 urls = ["turn:127.0.0.1:3478"]
 static_auth_secret = "fuzz"
@@ -72,8 +85,21 @@ pub enum SceneChoice {
     Default,
     /// The unprobed scene of three.
     Trios,
+    /// The `p2p_matrix` scene of three.
+    Matrix,
     /// A scene that does not exist.
     Unknown,
+}
+
+/// Which real scene an honest client joins.
+#[derive(Debug, Clone, Copy, Arbitrary)]
+pub enum JoinScene {
+    /// The default, probed scene of pairs.
+    Pairs,
+    /// The unprobed scene of three.
+    Trios,
+    /// The `p2p_matrix` scene of three.
+    Matrix,
 }
 
 /// Which `resume_token` a `hello` carries.
@@ -129,11 +155,11 @@ impl<'a> Arbitrary<'a> for Op {
 /// told (their probes, their games and peers).
 #[derive(Debug, Clone, Arbitrary)]
 pub enum Honest {
-    /// A new connection says hello (to the default scene or the scene of three) and answers
-    /// three pings.
+    /// A new connection says hello (to the default scene, the scene of three or the
+    /// `p2p_matrix` scene) and answers three pings.
     Join {
         subject: u8,
-        trios: bool,
+        scene: JoinScene,
         rtt_ms: u16,
     },
     /// Both members of a probe some connection was prepared for answer it: `probe_ready`
@@ -389,6 +415,7 @@ impl Harness {
         let scene_id = match scene {
             SceneChoice::Default => None,
             SceneChoice::Trios => Some("trios".to_owned()),
+            SceneChoice::Matrix => Some("matrix".to_owned()),
             SceneChoice::Unknown => Some("nowhere".to_owned()),
         };
         ClientMessage::Hello(Hello {
@@ -455,14 +482,14 @@ impl Harness {
         match *op {
             Honest::Join {
                 subject,
-                trios,
+                scene,
                 rtt_ms,
             } => {
                 let conn = self.connect()?;
-                let scene = if trios {
-                    SceneChoice::Trios
-                } else {
-                    SceneChoice::Default
+                let scene = match scene {
+                    JoinScene::Pairs => SceneChoice::Default,
+                    JoinScene::Trios => SceneChoice::Trios,
+                    JoinScene::Matrix => SceneChoice::Matrix,
                 };
                 self.message(conn, self.hello(subject, scene, TokenChoice::None))?;
                 for _ in 0..3 {

@@ -171,6 +171,9 @@ fn run(kind: MatchmakerKind, max_server_rtt_ms: f64, group_size: u32, ops: &[Op]
     let mm: Box<dyn Matchmaker> = match kind {
         MatchmakerKind::Fifo => Box::new(FifoMatchmaker),
         MatchmakerKind::LatencyFifo => Box::new(LatencyFifoMatchmaker { max_server_rtt_ms }),
+        // Its waiting set's search is the same as latency_fifo's (the differential test runs
+        // the two others only; p2p_matrix groups on measurements, core::matrix).
+        MatchmakerKind::P2pMatrix => Box::new(LatencyFifoMatchmaker { max_server_rtt_ms }),
     };
     let now = Instant::now();
     let hasher = SubjectHasher::with_key(b"differential test key 0123456789");

@@ -7,7 +7,7 @@
 
 use std::time::Instant;
 
-use pairlab_shared::{Outcome, ServerMessage, SubjectId, WaitroomTimeout};
+use pairlab_shared::{Outcome, ProbeSessionId, ServerMessage, SubjectId, WaitroomTimeout};
 
 use super::{ms, Core, PState, Removed, Timer};
 use crate::core::games::{GameMember, NewGame, StartedGame};
@@ -167,7 +167,8 @@ impl Core {
     /// waiting, or too few within each other's RTT limits), which it does in O(log).
     pub(super) fn retry_if_groups(&mut self, now: Instant, scene: usize, out: &mut Vec<Action>) {
         let s = &self.scenes[scene];
-        if s.cfg().group_size > 2 && s.may_form_group() {
+        // (p2p_matrix: a leave cannot complete a group; router/background.rs.)
+        if s.matrix().is_none() && s.cfg().group_size > 2 && s.may_form_group() {
             for pid in self.scenes[scene].waiting_pids() {
                 self.try_match(now, pid, out);
             }
@@ -184,6 +185,10 @@ impl Core {
             return;
         }
         let scene = p.scene;
+        if self.scenes[scene].matrix().is_some() {
+            // p2p_matrix groups on measurements (router/background.rs).
+            return;
+        }
         let arriving = Candidate {
             id: anchor,
             rtt_ms: p.rtt.median_ms(),
@@ -243,6 +248,7 @@ impl Core {
             server_rtts_ms,
             matchmaker: s.matchmaker_name(),
             probe: max_p2p_rtt_ms.is_some(),
+            pair_rtts: Vec::new(),
         };
         self.record(scene, event, out);
         let Some(max_p2p_rtt_ms) = max_p2p_rtt_ms else {
@@ -257,17 +263,33 @@ impl Core {
             force_relay,
             keep_ms,
         };
+        self.launch_round(now, round, out);
+    }
+
+    /// Starts probing `round` with the members' ICE servers: sends each `probe_prepare` (with
+    /// `keep_ms` when the connection is to be kept for a game) and writes each `probe_started`
+    /// line. Returns the probes' ids, in pair order.
+    pub(super) fn launch_round(
+        &mut self,
+        now: Instant,
+        round: NewRound,
+        out: &mut Vec<Action>,
+    ) -> Vec<ProbeSessionId> {
+        let scene = round.scene;
         let ice = &self.ice;
         let ice_servers_for = |subject: &SubjectId| ice.for_subject(subject, now);
         let started = self
             .probes
             .start_round(now, &mut *self.ids, round, &ice_servers_for);
+        let mut ids = Vec::with_capacity(started.len());
         for probe in started {
             for (to, m) in probe.prepares {
                 self.send(to, m, out);
             }
             self.record(scene, probe.record, out);
+            ids.push(probe.probe_session_id);
         }
+        ids
     }
 
     /// Acts on the coordinator's judgements, in order: the `probe_result` line, then, when the
@@ -279,6 +301,9 @@ impl Core {
         out: &mut Vec<Action>,
     ) {
         for j in judged {
+            if self.on_background_judged(now, &j, out) {
+                continue;
+            }
             self.record(j.scene, j.record, out);
             let Some(GroupVerdict {
                 scene,

@@ -34,6 +34,7 @@
 //! group's [`Verdict`](super::probe::Verdict), starts the game or returns the members to the waitroom (which remembers
 //! the failed pairs).
 
+mod background;
 mod matching;
 mod sessions;
 mod study;
@@ -251,8 +252,10 @@ impl Core {
                 }
             }
             Event::Tick => self.on_tick(now, out),
-            Event::Shutdown => self.on_shutdown(out),
+            Event::Shutdown => return self.on_shutdown(out),
         }
+        // p2p_matrix: the background probes and groups this event made due.
+        self.run_background(now, out);
     }
 
     /// The earliest time at which [`Event::Tick`] has work to do; `None` when nothing is
@@ -266,6 +269,7 @@ impl Core {
             timer,
             self.probes.next_deadline(),
             self.games.next_deadline(),
+            self.background_deadline(),
         ]
         .into_iter()
         .flatten()
@@ -511,6 +515,7 @@ impl Core {
         self.games.expire(now);
         let judged = self.probes.expire(now);
         self.act_on_probes(now, judged, out);
+        self.expire_background(now);
         while let Some(entry) = self.timers.first_entry() {
             if entry.key().0 > now {
                 break;
@@ -530,6 +535,7 @@ impl Core {
     /// deadline and a round, every bound connection belongs to its participant.
     pub fn check_invariants(&self) -> Result<(), String> {
         for (i, s) in self.scenes.iter().enumerate() {
+            s.check_matrix()?;
             for (seq, Waiter { pid, .. }) in s.entries() {
                 let p = self
                     .participants
@@ -548,6 +554,9 @@ impl Core {
         }
         let mut seen = HashSet::new();
         for (gid, members) in self.probes.round_members() {
+            if self.is_background_round(gid) {
+                continue;
+            }
             for pid in members {
                 if !seen.insert(*pid) {
                     return Err(format!("participant {pid} is in two groups"));

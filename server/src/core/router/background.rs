@@ -86,8 +86,6 @@ impl Core {
             .any(|s| s.matrix().is_some_and(|m| m.owns(group)))
     }
 
-    /// `pid`'s `game_start.probes` for the group being formed from measurements, if any.
-
     /// Starts background probes for `pid` while their slots and the scheduler allow.
     fn start_background_probes(
         &mut self,

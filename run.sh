@@ -98,7 +98,7 @@ e2e() {
 
 e2e_summary() {
   local f
-  for f in "$TARGET_DIR"/e2e/{accept,reject,default-tabs,direct,relay,cut}/summary.txt; do
+  for f in "$TARGET_DIR"/e2e/{accept,reject,default-tabs,direct,relay,relay-equal,cut}/summary.txt; do
     if [ -f "$f" ]; then cat "$f"; fi
   done
 }

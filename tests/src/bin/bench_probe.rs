@@ -70,6 +70,7 @@ use clap::{Parser, ValueEnum};
 use pairlab_shared::stats::median;
 use pairlab_tests::browser::BrowserOptions;
 use pairlab_tests::delay_proxy::DelayProxy;
+use pairlab_tests::ports::{free_block, Protocols};
 use pairlab_tests::record::{events_of, read_events, rfc3339_ms, ResearchEventKind as Ev};
 use pairlab_tests::stats::nearest_rank;
 use pairlab_tests::turn::{stun_rtt_ms as stun_once_ms, Coturn, CoturnConfig, TurnAuth};
@@ -319,23 +320,23 @@ async fn stun_rtt_ms(to: SocketAddr) -> R<Option<f64>> {
 // coturn with room for every round's allocations
 // ------------------------------------------------------------------------------------------
 
-/// coturn's relay ports for the bench: far more than the harness's 32 (`turn::RELAY_PORTS`),
-/// which a full run exhausts (coturn logs `create_relay_ioa_sockets: no available ports`, the
-/// browsers get no relay candidate and the probe times out): closed connections' allocations
-/// are not all released at once. Below the kernel's ephemeral range.
-const RELAY_MIN_PORT: u16 = 20_000;
-const RELAY_MAX_PORT: u16 = 23_999;
+/// How many relay ports the bench's coturn gets: far more than the harness's 32
+/// (`turn::RELAY_PORTS`), which a full run exhausts (coturn logs `create_relay_ioa_sockets: no
+/// available ports`, the browsers get no relay candidate and the probe times out): closed
+/// connections' allocations are not all released at once.
+const RELAY_PORT_COUNT: u16 = 4000;
 
-/// The harness's coturn with static credentials, relay ports
-/// [`RELAY_MIN_PORT`]..=[`RELAY_MAX_PORT`], and its files (`turn.log`, …) in `work`. Stopped by
-/// PID on drop.
+/// The harness's coturn with static credentials, [`RELAY_PORT_COUNT`] relay ports chosen at
+/// run time below the kernel's ephemeral range, and its files (`turn.log`, …) in `work`.
+/// Stopped by PID on drop.
 async fn bench_turn(work: &WorkDir) -> R<Coturn> {
+    let min = free_block(RELAY_PORT_COUNT, Protocols::UDP)?;
     Ok(Coturn::start_with(CoturnConfig {
         auth: TurnAuth::Static {
             user: TURN_USER.to_owned(),
             pass: TURN_PASS.to_owned(),
         },
-        relay_ports: Some((RELAY_MIN_PORT, RELAY_MAX_PORT)),
+        relay_ports: Some((min, min + (RELAY_PORT_COUNT - 1))),
         dir: Some(work.path().to_path_buf()),
     })
     .await?)

@@ -12,6 +12,8 @@
 //!   slow, drop or cut a path ([`delay_proxy::DelayProxy`]).
 //! - [`ports`]: ports for the children, chosen at run time below the kernel's ephemeral range
 //!   ([`free_port`], [`ports::free_block`]).
+//! - [`relay_echo`]: a relayed path's RTT without a browser (two TURN allocations echoing
+//!   through each other's relay), the benchmarks' truth for relayed settings.
 //! - [`http`]: the one HTTP GET ([`http_get`]).
 //! - [`record`]: the research record (`<data-dir>/<scene_id>/events.jsonl`) read and matched by
 //!   the server's typed event kinds ([`record::ResearchEventKind`]).
@@ -40,6 +42,7 @@ pub mod landing;
 pub mod ports;
 pub mod process;
 pub mod record;
+pub mod relay_echo;
 pub mod server;
 pub mod stats;
 pub mod tcp_delay;

@@ -415,7 +415,7 @@ pub fn is_binding_success(msg: &[u8], transaction_id: &[u8; 12]) -> bool {
 
 /// 12 transaction-id bytes that differ per call (time, PID and a counter through splitmix64;
 /// STUN needs uniqueness here, not secrecy).
-fn transaction_id() -> [u8; 12] {
+pub(crate) fn transaction_id() -> [u8; 12] {
     static COUNTER: AtomicU32 = AtomicU32::new(0);
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)

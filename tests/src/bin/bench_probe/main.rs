@@ -4,7 +4,14 @@
 //! ```text
 //! cargo run -p pairlab-tests --release --bin bench-probe -- --probes 20 --delays 0,5,10,25,50,75 --direct
 //! cargo run -p pairlab-tests --release --bin bench-probe -- --weight --loads 10
+//! cargo run -p pairlab-tests --release --bin bench-probe -- --product-path --probes 20 --delays 0,5,25,75 --direct [--probe-handover true|false]
 //! ```
+//!
+//! # The product-path benchmark (`--product-path`, [`product`])
+//! The served page with nothing injected, a short game after every probe: each pair's probe
+//! RTT against (a) the game connection's own `getStats` RTT and (b) a relay echo through the
+//! same proxy and coturn, and `game_start` → both game channels open (`connect_ms`). See
+//! `product.rs`.
 //!
 //! # The probe benchmark
 //! It starts coturn (static credentials, 4,000 relay ports: [`bench_turn`]), a [`DelayProxy`] in front of it, the real `pairlab`
@@ -57,6 +64,8 @@
 //! accepted, a setting measured fewer than `--probes` probes (a failed round, the time limit),
 //! or a report's candidate pair is not the kind the setting asks for (relayed vs direct) or is
 //! unknown. The tables are printed first; the reasons follow on stderr.
+
+mod product;
 
 use std::collections::HashMap;
 use std::error::Error;
@@ -134,6 +143,19 @@ struct Args {
     /// exit status non-zero (`tests/tests/bench_probe_exit.rs`).
     #[arg(long)]
     break_turn: bool,
+    /// The product-path mode (`product.rs`): the served page with nothing injected, a short
+    /// game after every probe; the probe's RTT against the game connection's own and the
+    /// proxy's truth, and `game_start` → both game channels open.
+    #[arg(long)]
+    product_path: bool,
+    /// With `--product-path`: write `probe_handover = <true|false>` into every scene (whether
+    /// the accepted probe's connection becomes the game's); without it the key is left out
+    /// (the server's default).
+    #[arg(long)]
+    probe_handover: Option<bool>,
+    /// With `--product-path`: the game episode played after each probe, ms.
+    #[arg(long, default_value_t = 3000)]
+    episode_ms: u64,
 }
 
 fn main() -> R<()> {
@@ -164,6 +186,8 @@ fn main() -> R<()> {
     let outcome = runtime.block_on(async {
         if args.weight {
             weight(&args).await
+        } else if args.product_path {
+            product::run(&args, &settings(&args)?).await
         } else {
             probes(&args).await
         }
@@ -445,7 +469,8 @@ credential = "{TURN_PASS}"
     toml
 }
 
-async fn probes(args: &Args) -> R<()> {
+/// The settings `--direct` and `--delays` ask for, direct first.
+fn settings(args: &Args) -> R<Vec<Setting>> {
     let mut settings = Vec::new();
     if args.direct {
         settings.push(Setting::Direct);
@@ -463,6 +488,11 @@ async fn probes(args: &Args) -> R<()> {
     if settings.is_empty() {
         return Err("nothing to measure: give --delays and/or --direct".into());
     }
+    Ok(settings)
+}
+
+async fn probes(args: &Args) -> R<()> {
+    let settings = settings(args)?;
     let deadline = Instant::now() + Duration::from_secs(args.time_limit_s);
     let work = WorkDir::fresh("bench-probe")?;
     let mut coturn = Some(bench_turn(&work).await?);
@@ -492,10 +522,9 @@ async fn probes(args: &Args) -> R<()> {
         work.path().display()
     );
     let raw_path = work.join("probes.jsonl");
-    let mut raw = fs::File::create(&raw_path)?;
+    let mut rounds = Rounds::new(&a, &b, deadline, args.probes, &raw_path)?;
     let mut results: Vec<SettingResult> = Vec::new();
-    let mut round = 0usize;
-    'settings: for setting in &settings {
+    for setting in &settings {
         let (relay, stun_to) = match *setting {
             Setting::Direct => {
                 proxy.set_delay_ms(0, 0);
@@ -524,47 +553,17 @@ async fn probes(args: &Args) -> R<()> {
         };
         // One warm-up probe per setting, not counted (the first TURN allocation of a new
         // delay, the first page of a browser).
-        for i in 0..=args.probes {
-            if Instant::now() > deadline {
-                eprintln!("bench-probe: time limit reached; printing what was measured");
-                results.push(result);
-                break 'settings;
-            }
-            round += 1;
-            let outcome = one_round(&server, &a, &b, round, relay).await;
-            // Leave the page: its game connection stops using the CPU.
-            let (ra, rb) = tokio::join!(a.goto("about:blank"), b.goto("about:blank"));
-            if let Err(e) = ra.and(rb) {
-                eprintln!("bench-probe: {} round {round}: {e}", setting.label());
-                result.failures.push(e.to_string());
-            }
-            match outcome {
-                Ok((run, line)) => {
-                    writeln!(
-                        raw,
-                        "{}",
-                        json!({"setting": setting.label(), "warmup": i == 0, "probe": line})
-                    )?;
-                    if i > 0 {
-                        result.runs.push(run);
-                    }
-                }
-                Err(e) => {
-                    eprintln!("bench-probe: {} round {round}: {e}", setting.label());
-                    result.failures.push(e.to_string());
-                }
-            }
-            if result.failures.len() > 3 {
-                eprintln!("bench-probe: too many failures; next setting");
-                break;
-            }
-        }
-        eprintln!(
-            "bench-probe: {} done: {} probes",
-            setting.label(),
-            result.runs.len()
-        );
+        let got = rounds
+            .setting(&setting.label(), "probe", |round| {
+                one_round(&server, &a, &b, round, relay)
+            })
+            .await?;
+        result.runs = got.kept;
+        result.failures = got.failures;
         results.push(result);
+        if got.timed_out {
+            break;
+        }
     }
     close_browser(a).await;
     close_browser(b).await;
@@ -586,6 +585,106 @@ async fn probes(args: &Args) -> R<()> {
         problems.len()
     )
     .into())
+}
+
+/// The rounds of a probe benchmark, setting after setting: their numbering, the uncounted
+/// warm-up round of each setting, the time limit, leaving both pages for `about:blank` after
+/// each round, one raw JSON line per round, and giving up on a setting after 4 failures.
+struct Rounds<'a> {
+    a: &'a Browser,
+    b: &'a Browser,
+    deadline: Instant,
+    /// Rounds counted per setting (one more is run first, as the warm-up).
+    probes: usize,
+    /// The last round's number (1-based; each round has its own scene).
+    last: usize,
+    raw: fs::File,
+}
+
+/// One setting's rounds.
+struct SettingRounds<T> {
+    /// The counted rounds' measurements.
+    kept: Vec<T>,
+    /// Why rounds failed.
+    failures: Vec<String>,
+    /// The time limit stopped the setting (and the run).
+    timed_out: bool,
+}
+
+impl<'a> Rounds<'a> {
+    fn new(
+        a: &'a Browser,
+        b: &'a Browser,
+        deadline: Instant,
+        probes: usize,
+        raw_path: &Path,
+    ) -> R<Rounds<'a>> {
+        Ok(Rounds {
+            a,
+            b,
+            deadline,
+            probes,
+            last: 0,
+            raw: fs::File::create(raw_path)?,
+        })
+    }
+
+    /// Runs one setting's rounds with `one(round)`, which returns the measurement and the JSON
+    /// written to the raw file under `raw_key`.
+    async fn setting<T, F, Fut>(
+        &mut self,
+        label: &str,
+        raw_key: &str,
+        mut one: F,
+    ) -> R<SettingRounds<T>>
+    where
+        F: FnMut(usize) -> Fut,
+        Fut: std::future::Future<Output = R<(T, Value)>>,
+    {
+        let mut out = SettingRounds {
+            kept: Vec::new(),
+            failures: Vec::new(),
+            timed_out: false,
+        };
+        for i in 0..=self.probes {
+            if Instant::now() > self.deadline {
+                eprintln!("bench-probe: time limit reached; printing what was measured");
+                out.timed_out = true;
+                break;
+            }
+            self.last += 1;
+            let round = self.last;
+            let outcome = one(round).await;
+            // Leave the page: its connections close and stop using the CPU.
+            let (ra, rb) = tokio::join!(self.a.goto("about:blank"), self.b.goto("about:blank"));
+            if let Err(e) = ra.and(rb) {
+                eprintln!("bench-probe: {label} round {round}: {e}");
+                out.failures.push(e.to_string());
+            }
+            match outcome {
+                Ok((measured, line)) => {
+                    writeln!(
+                        self.raw,
+                        "{}",
+                        json!({"setting": label, "warmup": i == 0, raw_key: line})
+                    )?;
+                    if i > 0 {
+                        out.kept.push(measured);
+                    }
+                }
+                Err(e) => {
+                    eprintln!("bench-probe: {label} round {round}: {e}");
+                    out.failures.push(e.to_string());
+                }
+            }
+            if out.failures.len() > 3 {
+                eprintln!("bench-probe: too many failures; next setting");
+                break;
+            }
+        }
+        eprintln!("bench-probe: {label} done: {} measured", out.kept.len());
+        Ok(out)
+    }
 }
 
 /// What makes a probe run not count as measured (see the module docs' exit status): one line

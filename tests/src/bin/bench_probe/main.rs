@@ -377,6 +377,14 @@ enum Setting {
 }
 
 impl Setting {
+    /// The candidate pair kind (`connection_type`) the setting asks for.
+    fn path_kind(&self) -> &'static str {
+        match self {
+            Setting::Direct => "direct",
+            Setting::Relay { .. } => "relay",
+        }
+    }
+
     fn label(&self) -> String {
         match self {
             Setting::Direct => "direct".into(),
@@ -573,11 +581,16 @@ async fn probes(args: &Args) -> R<()> {
     drop(coturn);
     print_probe_tables(&results, args);
     println!("\nraw per-probe lines: {}", raw_path.display());
-    let problems = shortfalls(&settings, &results, args.probes);
+    verdict(&shortfalls(&settings, &results, args.probes))
+}
+
+/// The exit status of a probe benchmark: `Ok` when nothing fell short, else each problem on
+/// stderr and an error that counts them.
+fn verdict(problems: &[String]) -> R<()> {
     if problems.is_empty() {
         return Ok(());
     }
-    for p in &problems {
+    for p in problems {
         eprintln!("bench-probe: {p}");
     }
     Err(format!(
@@ -693,45 +706,73 @@ fn shortfalls(settings: &[Setting], results: &[SettingResult], probes: usize) ->
     let mut out = Vec::new();
     for setting in settings {
         let label = setting.label();
-        let Some(r) = results.iter().find(|r| r.setting == *setting) else {
-            out.push(format!("{label}: not measured (time limit)"));
+        let r = results.iter().find(|r| r.setting == *setting);
+        let measured = r.map(|r| (r.runs.len(), r.failures.as_slice()));
+        let Some(r) = count_shortfalls(&label, measured, probes, "probes", &mut out).and(r) else {
             continue;
         };
-        if r.runs.len() < probes {
-            out.push(format!(
-                "{label}: {} of {probes} probes measured",
-                r.runs.len()
-            ));
-        }
-        for f in &r.failures {
-            out.push(format!("{label}: failed round: {f}"));
-        }
-        let want = match setting {
-            Setting::Direct => "direct",
-            Setting::Relay { .. } => "relay",
-        };
         for (i, run) in r.runs.iter().enumerate() {
+            let who = format!("probe {}", i + 1);
             if !run.accepted {
-                out.push(format!("{label}: probe {} was not accepted", i + 1));
+                out.push(format!("{label}: {who} was not accepted"));
             }
-            for path in &run.paths {
-                if path.as_deref() != Some(want) {
-                    out.push(format!(
-                        "{label}: probe {} measured a {} pair, not {want}",
-                        i + 1,
-                        path.as_deref().unwrap_or("unknown")
-                    ));
-                }
-            }
-            if run.paths.len() < 2 {
-                out.push(format!(
-                    "{label}: probe {} has fewer than two reports",
-                    i + 1
-                ));
-            }
+            path_shortfalls(
+                &label,
+                &who,
+                "reports",
+                &run.paths,
+                setting.path_kind(),
+                &mut out,
+            );
         }
     }
     out
+}
+
+/// The shortfalls every mode shares for one setting, pushed to `out`: not measured at all
+/// (`measured` is `None`: the time limit), fewer than `probes` measured (`noun`: what is
+/// counted), failed rounds. `Some(())` when the setting was measured at all.
+fn count_shortfalls(
+    label: &str,
+    measured: Option<(usize, &[String])>,
+    probes: usize,
+    noun: &str,
+    out: &mut Vec<String>,
+) -> Option<()> {
+    let Some((count, failures)) = measured else {
+        out.push(format!("{label}: not measured (time limit)"));
+        return None;
+    };
+    if count < probes {
+        out.push(format!("{label}: {count} of {probes} {noun} measured"));
+    }
+    for f in failures {
+        out.push(format!("{label}: failed round: {f}"));
+    }
+    Some(())
+}
+
+/// `who`'s candidate pairs (one per side) that are not `want`, and fewer than two of them
+/// (`what`: what names them), pushed to `out`.
+fn path_shortfalls(
+    label: &str,
+    who: &str,
+    what: &str,
+    paths: &[Option<String>],
+    want: &str,
+    out: &mut Vec<String>,
+) {
+    for path in paths {
+        if path.as_deref() != Some(want) {
+            out.push(format!(
+                "{label}: {who} measured a {} pair, not {want}",
+                path.as_deref().unwrap_or("unknown")
+            ));
+        }
+    }
+    if paths.len() < 2 {
+        out.push(format!("{label}: {who} has fewer than two {what}"));
+    }
 }
 
 /// The subject ids of a round.

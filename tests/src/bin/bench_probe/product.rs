@@ -50,8 +50,8 @@ use pairlab_tests::{Browser, ChromeDriver, Server, WorkDir};
 use serde_json::Value;
 
 use super::{
-    bench_turn, describe_bin, f1, quantile, round_ids, stun_rtt_ms, Args, Rounds, Setting, POLL, R,
-    TURN_PASS, TURN_USER,
+    bench_turn, close_browser, count_shortfalls, describe_bin, f1, path_shortfalls, quantile,
+    round_ids, stun_rtt_ms, verdict, Args, Rounds, Setting, POLL, R, TURN_PASS, TURN_USER,
 };
 
 /// Relay echoes per relayed setting for reference (b).
@@ -251,30 +251,15 @@ pub(crate) async fn run(args: &Args, settings: &[Setting]) -> R<()> {
             break;
         }
     }
-    close(a).await;
-    close(b).await;
+    close_browser(a).await;
+    close_browser(b).await;
     drop(driver);
     drop(server);
     proxy.stop();
     drop::<Coturn>(coturn);
     print_tables(&runs, args, handover);
     println!("\nraw per-pair record lines: {}", raw_path.display());
-    let problems = shortfalls(settings, &runs, args.probes);
-    if problems.is_empty() {
-        return Ok(());
-    }
-    for p in &problems {
-        eprintln!("bench-probe: {p}");
-    }
-    Err(format!(
-        "the benchmark did not measure what was asked ({} problems, above)",
-        problems.len()
-    )
-    .into())
-}
-
-async fn close(browser: Browser) {
-    let _ = browser.close().await;
+    verdict(&shortfalls(settings, &runs, args.probes))
 }
 
 /// One pair: both pages load with fresh ids in the pair's scene; waits for the probe's result,
@@ -401,41 +386,28 @@ fn shortfalls(settings: &[Setting], runs: &[SettingRun], probes: usize) -> Vec<S
     let mut out = Vec::new();
     for setting in settings {
         let label = setting.label();
-        let Some(r) = runs.iter().find(|r| r.setting == *setting) else {
-            out.push(format!("{label}: not measured (time limit)"));
+        let r = runs.iter().find(|r| r.setting == *setting);
+        let measured = r.map(|r| (r.pairs.len(), r.failures.as_slice()));
+        let Some(r) = count_shortfalls(&label, measured, probes, "pairs", &mut out).and(r) else {
             continue;
         };
-        if r.pairs.len() < probes {
-            out.push(format!(
-                "{label}: {} of {probes} pairs measured",
-                r.pairs.len()
-            ));
-        }
-        for f in &r.failures {
-            out.push(format!("{label}: failed pair: {f}"));
-        }
-        let want = match setting {
-            Setting::Direct => "direct",
-            Setting::Relay { .. } => "relay",
-        };
+        let want = setting.path_kind();
         for (i, pair) in r.pairs.iter().enumerate() {
             let n = i + 1;
             if !pair.accepted {
                 out.push(format!("{label}: pair {n}: the probe was not accepted"));
             }
-            for (what, paths) in [("probe", &pair.probe_paths), ("game", &pair.game_paths)] {
-                if paths.len() < 2 {
-                    out.push(format!("{label}: pair {n}: fewer than two {what} paths"));
-                }
-                for p in paths {
-                    if p.as_deref() != Some(want) {
-                        out.push(format!(
-                            "{label}: pair {n}: the {what} measured a {} pair, not {want}",
-                            p.as_deref().unwrap_or("unknown")
-                        ));
-                    }
-                }
-            }
+            let probe = format!("pair {n}'s probe");
+            path_shortfalls(&label, &probe, "reports", &pair.probe_paths, want, &mut out);
+            let game = format!("pair {n}'s game");
+            path_shortfalls(
+                &label,
+                &game,
+                "connections",
+                &pair.game_paths,
+                want,
+                &mut out,
+            );
             if pair.game_rtt_ms.len() < 2 {
                 out.push(format!(
                     "{label}: pair {n}: an episode summary without the game's RTT"
@@ -622,13 +594,13 @@ mod tests {
         }];
         let p = shortfalls(&[relay], &runs, 2);
         assert_eq!(p.len(), 2, "{p:?}");
-        assert!(p[0].contains("pair 2: the game measured a direct pair, not relay"));
+        assert!(p[0].contains("pair 2's game measured a direct pair, not relay"));
         assert!(p[1].contains("pair 2: an episode summary without the game's RTT"));
         assert_eq!(
             shortfalls(&[relay, Setting::Direct], &runs, 3),
             vec![
                 "relay D=5: 2 of 3 pairs measured".to_owned(),
-                "relay D=5: pair 2: the game measured a direct pair, not relay".to_owned(),
+                "relay D=5: pair 2's game measured a direct pair, not relay".to_owned(),
                 "relay D=5: pair 2: an episode summary without the game's RTT".to_owned(),
                 "direct: not measured (time limit)".to_owned(),
             ]

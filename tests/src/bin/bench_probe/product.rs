@@ -20,17 +20,22 @@
 //!   `currentRoundTripTime` readings, whole ms).
 //!
 //! A pair's probe RTT is the larger report (the one the server judges against
-//! `max_p2p_rtt_ms`); its game RTT is the larger of the members' episode medians (the same
-//! rule on the game's own readings). Two references, neither fed by the probe:
-//! - (a) the game connection's RTT, as above;
-//! - (b) the path's truth for a relayed setting: the median of [`ECHOES`] relay echoes
-//!   (`pairlab_tests::relay_echo`): two TURN allocations of the harness's own on the same
-//!   coturn, through the same proxy, sending to each other's relay, so every echo takes the
-//!   hops a relayed WebRTC packet takes (proxy, coturn, relay port to relay port, coturn,
-//!   proxy, both ways) with no browser in it. Measured before the setting's pairs. Printed
-//!   beside it: `2·stun(D)` (STUN Binding RTT to coturn through the proxy, doubled: the same
-//!   crossings without the forward between allocations) and the proxy's overhead
-//!   `stun(D) − 2·D`. The direct setting has no proxy: its reference is (a) only.
+//! `max_p2p_rtt_ms`). Its references, none fed by the probe:
+//! - (a) the game connection's own RTT: the larger member's episode median of its `getStats`
+//!   readings (`game median`), and the larger member's smallest reading (`game floor`, the
+//!   same kind of estimate as the probe's minimum: what a browser adds to a round trip is
+//!   never negative);
+//! - (b) the path's truth for a relayed pair: the smallest of [`ECHOES_PER_PAIR`] relay
+//!   echoes (`pairlab_tests::relay_echo`) just before the pair — two TURN allocations of the
+//!   harness's own on the same coturn, through the same proxy, sending to each other's relay,
+//!   so every echo takes the hops a relayed WebRTC packet takes (proxy, coturn, relay port to
+//!   relay port, coturn, proxy, both ways) with no browser in it. Printed beside it: the
+//!   median of [`ECHOES`] echoes at the setting's start, `2·stun(D)` (STUN Binding RTT to
+//!   coturn through the proxy, doubled) and the proxy's overhead `stun(D) − 2·D`. The direct
+//!   setting has no proxy: its references are (a) only.
+//!
+//! The same pairs are also judged with the estimator before the minimum (the median of each
+//! report's samples), from the recorded `samples_ms`.
 //!
 //! A pair counts as within tolerance when `|probe − reference| ≤ 2 ms + 3 % of the reference`.
 //! The run fails (non-zero exit) when a probe fails or is not accepted, a game does not connect
@@ -54,8 +59,10 @@ use super::{
     round_ids, stun_rtt_ms, verdict, Args, Rounds, Setting, POLL, R, TURN_PASS, TURN_USER,
 };
 
-/// Relay echoes per relayed setting for reference (b).
+/// Relay echoes per relayed setting (its printed median), and before each pair (reference
+/// (b) of that pair: their minimum).
 const ECHOES: usize = 30;
+const ECHOES_PER_PAIR: usize = 10;
 
 /// How often the quality monitor reads `getStats` during the game episode, ms.
 const QUALITY_INTERVAL_MS: u64 = 250;
@@ -70,6 +77,11 @@ struct Pair {
     probe_median_ms: Vec<f64>,
     /// Each member's episode-1 median game RTT (`getStats`), ms.
     game_rtt_ms: Vec<f64>,
+    /// Each member's episode-1 smallest game RTT reading, ms.
+    game_min_ms: Vec<f64>,
+    /// Reference (b) of a relayed pair: the smallest of [`ECHOES_PER_PAIR`] relay echoes just
+    /// before the pair, ms.
+    truth_ms: Option<f64>,
     /// Each member's `connect_ms`.
     connect_ms: Vec<f64>,
     /// The probe reports' and the game connections' candidate pair kinds.
@@ -97,6 +109,16 @@ impl Pair {
         self.game_rtt_ms.iter().copied().reduce(f64::max)
     }
 
+    /// The game's floor: the larger member's smallest reading (the same kind of estimate as
+    /// the probe's minimum).
+    fn game_min_ms(&self) -> Option<f64> {
+        self.game_min_ms.iter().copied().reduce(f64::max)
+    }
+
+    fn truth_ms(&self) -> Option<f64> {
+        self.truth_ms
+    }
+
     /// `game_start` → both channels open on both sides: the later member.
     fn connect_ms(&self) -> Option<f64> {
         self.connect_ms.iter().copied().reduce(f64::max)
@@ -112,16 +134,6 @@ struct SettingRun {
     echo_ms: Option<f64>,
     pairs: Vec<Pair>,
     failures: Vec<String>,
-}
-
-impl SettingRun {
-    /// Reference (b): the relay echo, for a relayed setting.
-    fn truth_ms(&self) -> Option<f64> {
-        match self.setting {
-            Setting::Relay { .. } => self.echo_ms,
-            Setting::Direct => None,
-        }
-    }
 }
 
 /// Whether `value` is within 2 ms + 3 % of `reference`.
@@ -241,7 +253,8 @@ pub(crate) async fn run(args: &Args, settings: &[Setting]) -> R<()> {
         // One warm-up pair per setting, not counted.
         let got = rounds
             .setting(&setting.label(), "lines", |round| {
-                product_round(&server, &a, &b, round, relay, args)
+                let echo_via = relay.then(|| proxy.local_addr());
+                product_round(&server, &a, &b, round, echo_via, args)
             })
             .await?;
         run.pairs = got.kept;
@@ -270,11 +283,19 @@ async fn product_round(
     a: &Browser,
     b: &Browser,
     round: usize,
-    relay: bool,
+    echo_via: Option<std::net::SocketAddr>,
     args: &Args,
 ) -> R<(Pair, Value)> {
+    // Reference (b) of a relayed pair, just before it: the path as it is now.
+    let truth_ms = match echo_via {
+        Some(via) => relay_echo_rtts_ms(via, TURN_USER, TURN_PASS, ECHOES_PER_PAIR)
+            .await?
+            .into_iter()
+            .reduce(f64::min),
+        None => None,
+    };
     let ids = round_ids(round);
-    let scene = round_scene(round, relay);
+    let scene = round_scene(round, echo_via.is_some());
     let record = server.events_path(&scene);
     let url = |id: &str| server.url(&format!("/?subject_id={id}&scene_id={scene}"));
     let (url_a, url_b) = (url(&ids[0]), url(&ids[1]));
@@ -321,6 +342,7 @@ async fn product_round(
     let result = events_of(&events, Ev::ProbeResult)[0].clone();
     let mut pair = Pair {
         accepted: true,
+        truth_ms,
         ..Pair::default()
     };
     for r in result
@@ -356,15 +378,15 @@ async fn product_round(
         pair.same_path
             .push(conn.get("same_path_as_probe").and_then(Value::as_bool));
         let summary = events_by(&events, Ev::EpisodeSummary, id)[0];
-        if let Some(m) = summary
+        let rtt = summary
             .get("peers")
             .and_then(Value::as_array)
             .and_then(|p| p.first())
-            .and_then(|p| p.get("rtt_ms"))
-            .and_then(|r| r.get("median"))
-            .and_then(Value::as_f64)
-        {
-            pair.game_rtt_ms.push(m);
+            .and_then(|p| p.get("rtt_ms"));
+        let rtt_at = |key: &str| rtt.and_then(|r| r.get(key)).and_then(Value::as_f64);
+        if let (Some(median), Some(min)) = (rtt_at("median"), rtt_at("min")) {
+            pair.game_rtt_ms.push(median);
+            pair.game_min_ms.push(min);
         }
         lines.push(conn.clone());
         lines.push(summary.clone());
@@ -454,47 +476,50 @@ fn print_tables(runs: &[SettingRun], args: &Args, handover: Option<bool>) {
         None => "no probe_handover key (the server's default)".to_owned(),
     };
     println!(
-        "\n## Product path: probe vs the game's own RTT and the proxy's truth ({} pairs per setting after 1 warm-up, {handover_text}; a pair's probe = the larger report, its game RTT = the larger member's episode median of getStats)\n",
+        "\n## Product path: probe vs the game's own RTT and the path's truth ({} pairs per setting after 1 warm-up, {handover_text})\n",
         args.probes
     );
-    println!("| setting | pairs | truth (b) relay echo | 2·stun(D) | proxy overhead stun(D) − 2·D | game RTT median | probe rtt_ms median | probe − game median | worst | within 2 ms + 3 % of game | probe − truth median | worst | within of truth | before (median of samples): within of game / of truth | game − truth median |");
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---|---|---:|");
+    println!("A pair's probe = its larger report's rtt_ms (what the server judges); its game RTT = the larger member's episode-1 getStats median, its game floor = the larger member's smallest reading; its truth = the smallest of {ECHOES_PER_PAIR} relay echoes just before it. Columns are medians over pairs; \"within\" counts pairs with |probe − reference| ≤ 2 ms + 3 %.\n");
+    println!("| setting | pairs | relay echo, setting median | 2·stun(D) | proxy overhead stun(D) − 2·D | truth (pair echo min) | game floor | game median | probe rtt_ms | probe − truth (median, worst) | probe within of: truth / game floor / game median | before (median of samples) within of: truth / game floor / game median |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---|");
+    let truth = |p: &Pair| p.truth_ms();
+    let floor = |p: &Pair| p.game_min_ms();
+    let game = |p: &Pair| p.game_ms();
     for r in runs {
-        let truth = r.truth_ms();
-        let t = move |_: &Pair| truth;
-        let game = |p: &Pair| p.game_ms();
-        let (pg_med, pg_worst) = errors(&r.pairs, Pair::probe_ms, &game);
-        let (pt_med, pt_worst) = errors(&r.pairs, Pair::probe_ms, &t);
-        let (gt_med, _) = errors(&r.pairs, Pair::game_ms, &t);
+        let relayed = matches!(r.setting, Setting::Relay { .. });
         let overhead = match r.setting {
             Setting::Relay { delay_ms } => r.stun_ms.map(|s| s - 2.0 * delay_ms as f64),
             Setting::Direct => None,
         };
-        let truth_share = |v: &dyn Fn(&Pair) -> Option<f64>| {
-            if truth.is_some() {
-                share(&r.pairs, v, &t)
+        let (pt_med, pt_worst) = errors(&r.pairs, Pair::probe_ms, &truth);
+        let shares = |v: fn(&Pair) -> Option<f64>| {
+            let of_truth = if relayed {
+                share(&r.pairs, v, &truth)
             } else {
                 "–".to_owned()
-            }
+            };
+            format!(
+                "{of_truth} / {} / {}",
+                share(&r.pairs, v, &floor),
+                share(&r.pairs, v, &game)
+            )
         };
+        let med = |v: fn(&Pair) -> Option<f64>| f1(median(r.pairs.iter().filter_map(v)));
         println!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} / {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {}, {} | {} | {} |",
             r.setting.label(),
             r.pairs.len(),
-            f1(truth),
+            f1(r.echo_ms),
             f1(r.stun_ms.map(|s| 2.0 * s)),
             f1(overhead),
-            f1(median(r.pairs.iter().filter_map(Pair::game_ms))),
-            f1(median(r.pairs.iter().filter_map(Pair::probe_ms))),
-            f1(pg_med),
-            f1(pg_worst),
-            share(&r.pairs, Pair::probe_ms, &game),
+            med(Pair::truth_ms),
+            med(Pair::game_min_ms),
+            med(Pair::game_ms),
+            med(Pair::probe_ms),
             f1(pt_med),
             f1(pt_worst),
-            truth_share(&Pair::probe_ms),
-            share(&r.pairs, Pair::probe_before_ms, &game),
-            truth_share(&Pair::probe_before_ms),
-            f1(gt_med),
+            shares(Pair::probe_ms),
+            shares(Pair::probe_before_ms),
         );
     }
     println!(
@@ -535,7 +560,7 @@ fn print_tables(runs: &[SettingRun], args: &Args, handover: Option<bool>) {
         );
     }
     let failures: usize = runs.iter().map(|r| r.failures.len()).sum();
-    println!("\nFailed pairs: {failures}. Tolerance: |x − reference| ≤ 2 ms + 3 % of the reference. The game's RTT readings are whole ms (getStats), the probe's are not. Truth (b): the median of {ECHOES} relay echoes between two TURN allocations of the harness's own through the same proxy and coturn (no browser).");
+    println!("\nFailed pairs: {failures}. Tolerance: |x − reference| ≤ 2 ms + 3 % of the reference. The game's RTT readings are whole ms (getStats), the probe's are not. Relay echo: two TURN allocations of the harness's own through the same proxy and coturn, echoing through each other's relay (no browser); {ECHOES} per setting at its start, {ECHOES_PER_PAIR} before each pair.");
 }
 
 #[cfg(test)]
@@ -549,9 +574,11 @@ mod tests {
             probe_rtt_ms: vec![26.0, 27.5],
             probe_median_ms: vec![29.0, 31.0],
             game_rtt_ms: vec![27.0, 26.0],
+            game_min_ms: vec![25.0, 26.0],
             connect_ms: vec![3.0, 4.5],
             ..Pair::default()
         };
+        assert_eq!(pair.game_min_ms(), Some(26.0));
         assert_eq!(pair.probe_ms(), Some(27.5));
         assert_eq!(pair.probe_before_ms(), Some(31.0));
         assert_eq!(pair.game_ms(), Some(27.0));

@@ -15,7 +15,10 @@
 //! request is answered 401 with `REALM` and `NONCE`, the second carries `USERNAME`, `REALM`,
 //! `NONCE` and `MESSAGE-INTEGRITY` keyed with `MD5(user:realm:pass)`), CreatePermission for the
 //! other's relayed address, then Send indications out and Data indications in (RFC 5766 §9,
-//! §10). Only IPv4, only what coturn on loopback answers.
+//! §10), and a Refresh with `LIFETIME` 0 at the end (§7): the allocation is released at once,
+//! so a later client that the kernel gives the same local port (the same 5-tuple through the
+//! proxy) is not refused with 437 Allocation Mismatch. Only IPv4, only what coturn on loopback
+//! answers.
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::{Duration, Instant};
@@ -35,6 +38,7 @@ const MAGIC_COOKIE: u32 = 0x2112_A442;
 const ALLOCATE: u16 = 0x0003;
 const ALLOCATE_OK: u16 = 0x0103;
 const ALLOCATE_ERR: u16 = 0x0113;
+const REFRESH: u16 = 0x0004;
 const CREATE_PERMISSION: u16 = 0x0008;
 const CREATE_PERMISSION_OK: u16 = 0x0108;
 const SEND_INDICATION: u16 = 0x0016;
@@ -46,6 +50,7 @@ const MESSAGE_INTEGRITY: u16 = 0x0008;
 const ERROR_CODE: u16 = 0x0009;
 const REALM: u16 = 0x0014;
 const NONCE: u16 = 0x0015;
+const LIFETIME: u16 = 0x000D;
 const XOR_PEER_ADDRESS: u16 = 0x0012;
 const DATA: u16 = 0x0013;
 const XOR_RELAYED_ADDRESS: u16 = 0x0016;
@@ -159,6 +164,12 @@ impl<'a> Parsed<'a> {
     }
 }
 
+/// `ERROR-CODE` (RFC 5389 §15.6): class · 100 + number, e.g. 437.
+fn error_code(p: &Parsed<'_>) -> Option<u16> {
+    let v = p.get(ERROR_CODE)?;
+    (v.len() >= 4).then(|| u16::from(v[2] & 0x07) * 100 + u16::from(v[3]))
+}
+
 fn turn_error(what: impl Into<String>) -> HarnessError {
     HarnessError::Io {
         what: what.into(),
@@ -204,11 +215,28 @@ async fn transact(socket: &UdpSocket, server: SocketAddr, msg: &Message) -> Resu
 }
 
 impl Client {
-    /// Allocates a UDP relay on `server` with the long-term credentials `user`/`pass`.
+    /// Allocates a UDP relay on `server` with the long-term credentials `user`/`pass`; a
+    /// refused attempt is tried again from a fresh socket (up to 3 in all).
     async fn allocate(server: SocketAddr, user: &str, pass: &str) -> Result<Client> {
-        let socket = UdpSocket::bind(("127.0.0.1", 0))
-            .await
-            .map_err(io("bind 127.0.0.1:0 for the TURN echo"))?;
+        let mut last = None;
+        for _ in 0..3 {
+            let socket = UdpSocket::bind(("127.0.0.1", 0))
+                .await
+                .map_err(io("bind 127.0.0.1:0 for the TURN echo"))?;
+            match Client::allocate_on(socket, server, user, pass).await {
+                Ok(client) => return Ok(client),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| turn_error("no allocation attempt")))
+    }
+
+    async fn allocate_on(
+        socket: UdpSocket,
+        server: SocketAddr,
+        user: &str,
+        pass: &str,
+    ) -> Result<Client> {
         let transport = [17u8, 0, 0, 0];
         let first = Message::new(ALLOCATE, transaction_id()).attr(REQUESTED_TRANSPORT, &transport);
         let answer = transact(&socket, server, &first).await?;
@@ -244,7 +272,7 @@ impl Client {
                 return Err(turn_error(format!(
                     "Allocate failed (type {:#06x}, error {:?})",
                     p.kind,
-                    p.get(ERROR_CODE)
+                    error_code(&p)
                 )))
             }
         };
@@ -257,6 +285,17 @@ impl Client {
             key,
             relayed,
         })
+    }
+
+    /// Releases the allocation (Refresh with `LIFETIME` 0, RFC 5766 §7); best effort.
+    async fn release(self) {
+        let msg = Message::new(REFRESH, transaction_id())
+            .attr(LIFETIME, &0u32.to_be_bytes())
+            .attr(USERNAME, self.user.as_bytes())
+            .attr(REALM, &self.realm)
+            .attr(NONCE, &self.nonce)
+            .integrity(&self.key);
+        let _ = transact(&self.socket, self.server, &msg).await;
     }
 
     /// Lets `peer` (a relayed address) send to this allocation.
@@ -321,7 +360,21 @@ pub async fn relay_echo_rtts_ms(
     count: usize,
 ) -> Result<Vec<f64>> {
     let a = Client::allocate(server, user, pass).await?;
-    let b = Client::allocate(server, user, pass).await?;
+    let b = match Client::allocate(server, user, pass).await {
+        Ok(b) => b,
+        Err(e) => {
+            a.release().await;
+            return Err(e);
+        }
+    };
+    let outcome = echoes(&a, &b, count).await;
+    a.release().await;
+    b.release().await;
+    outcome
+}
+
+/// `count` echoes A → B → A, one at a time.
+async fn echoes(a: &Client, b: &Client, count: usize) -> Result<Vec<f64>> {
     a.permit(b.relayed).await?;
     b.permit(a.relayed).await?;
     let mut rtts = Vec::with_capacity(count);

@@ -366,7 +366,8 @@ async fn product_round(
         }
         pair.probe_paths.push(kind_of(r.get("connection")));
     }
-    let mut lines = vec![result];
+    // The pair's truth first (it is not in the record), then the record lines.
+    let mut lines = vec![serde_json::json!({ "relay_echo_min_ms": truth_ms }), result];
     for id in &ids {
         let conn = events_by(&events, Ev::P2pConnectionType, id)[0];
         if let Some(c) = conn.get("connect_ms").and_then(Value::as_f64) {

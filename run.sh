@@ -98,7 +98,7 @@ e2e() {
 
 e2e_summary() {
   local f
-  for f in "$TARGET_DIR"/e2e/{accept,reject,default-tabs,direct,relay,cut}/summary.txt; do
+  for f in "$TARGET_DIR"/e2e/{accept,reject,default-tabs,direct,relay,relay-equal,cut}/summary.txt; do
     if [ -f "$f" ]; then cat "$f"; fi
   done
 }
@@ -136,6 +136,11 @@ cmd_test() {
     phase "bench smoke (bench-probe: 1 direct + 1 relayed probe)" \
       "$TARGET_DIR/debug/bench-probe" \
       --server debug --probes 1 --delays 0 --direct --time-limit-s 180
+    # The product-path mode once, tiny (the page with nothing injected, a game after the
+    # probe, the relay echo): it fails likewise when a probe or a game falls short.
+    phase "bench smoke (bench-probe --product-path: 1 direct + 1 relayed pair)" \
+      "$TARGET_DIR/debug/bench-probe" \
+      --server debug --product-path --probes 1 --delays 0 --direct --time-limit-s 180
   else
     skip "end to end (pairlab + 2 headless Chromium)" "the client build failed"
   fi

@@ -494,8 +494,11 @@ async fn leave_is_final() {
 }
 
 /// The first `ping` goes out right after `welcome`. With Nagle's algorithm on, it would wait
-/// for the client's delayed ACK of the welcome (40 ms on Linux) and inflate the first server-RTT
-/// sample; on loopback every sample is well under a millisecond.
+/// for the client's delayed ACK of the welcome (40 ms on Linux) and inflate the first
+/// server-RTT sample of *every* connection; on loopback every sample is well under a
+/// millisecond. A busy machine may delay any one sample by tens of ms, so the test asks that
+/// not all three first samples are that late (Nagle's delay would hit each of them) and prints
+/// them.
 #[tokio::test]
 async fn first_server_rtt_sample_is_not_delayed_by_nagle() {
     let server = TestServer::start().await;
@@ -512,13 +515,15 @@ async fn first_server_rtt_sample_is_not_delayed_by_nagle() {
     }
     let rtts = events_of(&events, Ev::ServerRtt);
     assert_eq!(rtts.len(), 3);
-    for e in rtts {
-        let first = e["samples_ms"][0].as_f64().expect("a first sample");
-        assert!(
-            first < 35.0,
-            "first sample {first} ms: TCP_NODELAY missing? {e}"
-        );
-    }
+    let firsts: Vec<f64> = rtts
+        .iter()
+        .map(|e| e["samples_ms"][0].as_f64().expect("a first sample"))
+        .collect();
+    eprintln!("first server-RTT samples, ms: {firsts:?}");
+    assert!(
+        firsts.iter().any(|first| *first < 35.0),
+        "every first sample is 35 ms or more ({firsts:?}): TCP_NODELAY missing? {rtts:?}"
+    );
 }
 
 /// Ids that cannot turn up in a frame by accident.

@@ -27,7 +27,8 @@ use serde_json::{json, Value};
 
 use crate::error::io;
 use crate::http::http_get;
-use crate::process::{free_port, kill_pid, pids_with_arg, Process, Wait, WAIT};
+use crate::ports::free_port;
+use crate::process::{kill_pid, pids_with_arg, Process, Wait, WAIT};
 use crate::{HarnessError, Result, WorkDir};
 
 /// A running `chromedriver --port=<free port>` (output to `<work>/chromedriver.log`). Killed by

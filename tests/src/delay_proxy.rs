@@ -69,6 +69,11 @@ pub struct ProxyHandle {
 /// A snapshot of a proxy's datagram counters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct ProxyCounters {
+    /// Datagrams from clients the proxy has taken in (admitted into their flow's queue), sent
+    /// on or not yet: what a test waits for instead of sleeping ("the proxy has it").
+    pub up_queued: u64,
+    /// Datagrams from the upstream taken in, likewise.
+    pub down_queued: u64,
     /// Datagrams sent on to the upstream (client → upstream).
     pub up_forwarded: u64,
     /// Datagrams from clients dropped (loss or pause).
@@ -104,6 +109,8 @@ struct Shared {
     paused: AtomicBool,
     /// splitmix64 state: a tiny deterministic PRNG for the loss decisions.
     rng: AtomicU64,
+    up_queued: AtomicU64,
+    down_queued: AtomicU64,
     up_forwarded: AtomicU64,
     up_dropped: AtomicU64,
     down_forwarded: AtomicU64,
@@ -223,6 +230,8 @@ impl DelayProxy {
             loss_bits: AtomicU64::new(0f64.to_bits()),
             paused: AtomicBool::new(false),
             rng: AtomicU64::new(LOSS_SEED),
+            up_queued: AtomicU64::new(0),
+            down_queued: AtomicU64::new(0),
             up_forwarded: AtomicU64::new(0),
             up_dropped: AtomicU64::new(0),
             down_forwarded: AtomicU64::new(0),
@@ -318,6 +327,8 @@ impl ProxyHandle {
     pub fn counters(&self) -> ProxyCounters {
         let s = &self.shared;
         ProxyCounters {
+            up_queued: s.up_queued.load(Ordering::Relaxed),
+            down_queued: s.down_queued.load(Ordering::Relaxed),
             up_forwarded: s.up_forwarded.load(Ordering::Relaxed),
             up_dropped: s.up_dropped.load(Ordering::Relaxed),
             down_forwarded: s.down_forwarded.load(Ordering::Relaxed),
@@ -381,7 +392,10 @@ async fn listen_loop(socket: Arc<UdpSocket>, shared: Arc<Shared>) {
         }
         let extra = Duration::from_millis(flow.extra_ms.load(Ordering::Relaxed));
         let due = received_at + shared.delay(Direction::Up) + extra;
+        // Counted before it is handed on, so `queued` is never behind `forwarded`.
+        shared.up_queued.fetch_add(1, Ordering::Relaxed);
         if flow.up.send((due, buf[..n].to_vec())).is_err() {
+            shared.up_queued.fetch_sub(1, Ordering::Relaxed);
             shared.count(Direction::Up, false);
         }
     }
@@ -503,7 +517,9 @@ async fn upstream_receiver(
         }
         let extra = Duration::from_millis(extra_ms.load(Ordering::Relaxed));
         let due = received_at + shared.delay(Direction::Down) + extra;
+        shared.down_queued.fetch_add(1, Ordering::Relaxed);
         if down.send((due, buf[..n].to_vec())).is_err() {
+            shared.down_queued.fetch_sub(1, Ordering::Relaxed);
             shared.count(Direction::Down, false);
             return;
         }

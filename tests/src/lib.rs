@@ -10,6 +10,10 @@
 //!   participant driven through WebDriver ([`Browser`]), the page's DOM contract ([`PageView`]).
 //! - [`turn`]: coturn on loopback ([`turn::Coturn`]); [`delay_proxy`]: a UDP delay proxy to
 //!   slow, drop or cut a path ([`delay_proxy::DelayProxy`]).
+//! - [`ports`]: ports for the children, chosen at run time below the kernel's ephemeral range
+//!   ([`free_port`], [`ports::free_block`]).
+//! - [`relay_echo`]: a relayed path's RTT without a browser (two TURN allocations echoing
+//!   through each other's relay), the benchmarks' truth for relayed settings.
 //! - [`http`]: the one HTTP GET ([`http_get`]).
 //! - [`record`]: the research record (`<data-dir>/<scene_id>/events.jsonl`) read and matched by
 //!   the server's typed event kinds ([`record::ResearchEventKind`]).
@@ -37,8 +41,10 @@ mod error;
 pub mod game;
 pub mod http;
 pub mod landing;
+pub mod ports;
 pub mod process;
 pub mod record;
+pub mod relay_echo;
 pub mod server;
 pub mod simulate;
 pub mod stats;
@@ -54,7 +60,8 @@ use serde_json::Value;
 pub use browser::{Browser, ChromeDriver, PageView, Tab, CHROMIUM_ARGS};
 pub use error::{HarnessError, Result, BUILD_HINT};
 pub use http::{http_get, http_get_with};
-pub use process::{free_port, POLL, WAIT};
+pub use ports::free_port;
+pub use process::{POLL, WAIT};
 pub use record::{read_events, wait_for_events};
 pub use server::{Server, ServerOptions};
 

@@ -12,7 +12,6 @@
 //!   something (`/healthz`, a page's `data-state`, a record line) and calls [`Wait::tick`],
 //!   which sleeps one poll interval or gives up with [`HarnessError::Timeout`]; sleeps are never
 //!   assertions.
-//! - [`free_port`]: a free TCP port of 127.0.0.1 for a child to listen on.
 
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
@@ -92,19 +91,6 @@ impl Wait {
             last: last.to_string(),
         }
     }
-}
-
-/// A free TCP port on 127.0.0.1 (bound once by the OS, then released for the child to take).
-///
-/// # Errors
-/// [`HarnessError::Io`] if no socket can be bound.
-pub fn free_port() -> Result<u16> {
-    let listener = std::net::TcpListener::bind(("127.0.0.1", 0)).map_err(io("bind 127.0.0.1:0"))?;
-    let port = listener
-        .local_addr()
-        .map_err(io("local address of 127.0.0.1:0"))?
-        .port();
-    Ok(port)
 }
 
 /// A child process with its output in a log file. Stopped by its PID and reaped when dropped.

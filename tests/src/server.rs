@@ -17,7 +17,8 @@ use serde_json::Value;
 
 use crate::error::io;
 use crate::http::http_get;
-use crate::process::{free_port, Process, Wait, WAIT};
+use crate::ports::free_port;
+use crate::process::{Process, Wait, WAIT};
 use crate::{pairlab_bin, HarnessError, Result, WorkDir, WASM_ASSET};
 
 /// How long [`Server::stop`] lets the server shut down cleanly before SIGKILL.

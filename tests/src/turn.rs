@@ -3,16 +3,16 @@
 //! coturn's short-lived REST credentials (`--use-auth-secret --static-auth-secret=SECRET`, see
 //! [`rest_credentials`]); no TLS, no DTLS, no CLI, loopback peers allowed.
 //!
-//! Each server gets a free listening port (UDP and TCP), a relay port range (by default a free
-//! one of [`RELAY_PORTS`] ports below the kernel's ephemeral range; [`CoturnConfig`] may fix a
-//! wider one), and a folder for `turndb`, `turn.pid` and `turn.log` (coturn's
+//! Each server gets a free listening port (UDP and TCP) and a relay port range (by default a
+//! free one of [`RELAY_PORTS`] ports; [`CoturnConfig`] may ask for a wider one), both chosen at
+//! run time below the kernel's ephemeral range ([`crate::ports`]), and a folder for `turndb`, `turn.pid` and `turn.log` (coturn's
 //! `--log-file=stdout`): its own temp dir, or a given one. [`Coturn`] waits until the server
 //! answers a STUN Binding Request (RFC 5389 §6) and stops it by its PID when dropped (SIGTERM,
 //! then SIGKILL after [`STOP_GRACE`]; the child is reaped). An own temp dir is removed then,
 //! unless the thread is panicking (a failing test): then it stays for whoever debugs it.
 
 use std::fs;
-use std::net::{SocketAddr, TcpListener, UdpSocket as StdUdpSocket};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -25,8 +25,9 @@ use sha1::Sha1;
 use tokio::net::UdpSocket;
 
 use crate::error::io;
+use crate::ports::{free_block, Protocols};
 use crate::process::{Process, Wait, POLL, WAIT};
-use crate::{HarnessError, Result};
+use crate::Result;
 
 /// How many relay ports each server gets (`--min-port`..=`--max-port`).
 pub const RELAY_PORTS: u16 = 32;
@@ -85,8 +86,9 @@ pub struct CoturnConfig {
     /// How clients authenticate.
     pub auth: TurnAuth,
     /// The relay port range `(min, max)`, inclusive (`None`: a free range of [`RELAY_PORTS`]
-    /// ports). A benchmark that opens many allocations one after the other needs more: coturn
-    /// does not release closed allocations at once.
+    /// ports below the ephemeral range). A benchmark that opens many allocations one after
+    /// the other needs more (coturn does not release closed allocations at once): it asks
+    /// [`crate::ports::free_block`] for a longer block.
     pub relay_ports: Option<(u16, u16)>,
     /// Where `turndb`, `turn.pid` and `turn.log` go, kept after the server stops (`None`: a
     /// fresh temp dir of its own, removed on drop).
@@ -145,9 +147,9 @@ impl Coturn {
     /// answers STUN (at most [`WAIT`]).
     ///
     /// # Errors
-    /// [`HarnessError::Io`] (temp dir, ports, spawn: `turnserver` missing — install `coturn`
-    /// with scripts/setup.sh), [`HarnessError::Exited`] with the log tail when it stops before
-    /// answering, [`HarnessError::Timeout`] with the log tail.
+    /// [`crate::HarnessError::Io`] (temp dir, ports, spawn: `turnserver` missing — install `coturn`
+    /// with scripts/setup.sh), [`crate::HarnessError::Exited`] with the log tail when it stops before
+    /// answering, [`crate::HarnessError::Timeout`] with the log tail.
     pub async fn start_static(user: &str, pass: &str) -> Result<Coturn> {
         Self::start(TurnAuth::Static {
             user: user.to_owned(),
@@ -188,10 +190,15 @@ impl Coturn {
             }
             None => (fresh_temp_dir()?, true),
         };
-        let port = free_udp_tcp_port()?;
+        // coturn listens on UDP and TCP; its relay ports are UDP. Both below the kernel's
+        // ephemeral range (`crate::ports`), so no other socket is handed them meanwhile.
+        let port = free_block(1, Protocols::BOTH)?;
         let relay_ports = match config.relay_ports {
             Some(range) => range,
-            None => free_relay_range(port)?,
+            None => {
+                let min = free_block(RELAY_PORTS, Protocols::UDP)?;
+                (min, min + (RELAY_PORTS - 1))
+            }
         };
         let mut command = Command::new("turnserver");
         command
@@ -275,7 +282,7 @@ impl Coturn {
     /// Success response: whether it came.
     ///
     /// # Errors
-    /// [`HarnessError::Io`] when the probe socket fails.
+    /// [`crate::HarnessError::Io`] when the probe socket fails.
     pub async fn stun_ping(&self, timeout: Duration) -> Result<bool> {
         let socket = UdpSocket::bind(("127.0.0.1", 0))
             .await
@@ -386,50 +393,6 @@ fn fresh_temp_dir() -> Result<PathBuf> {
     Ok(dir)
 }
 
-/// A port of 127.0.0.1 free for both UDP and TCP (coturn listens on both).
-fn free_udp_tcp_port() -> Result<u16> {
-    for _ in 0..50 {
-        let udp = StdUdpSocket::bind(("127.0.0.1", 0)).map_err(io("bind udp 127.0.0.1:0"))?;
-        let port = udp
-            .local_addr()
-            .map_err(io("local address of udp 127.0.0.1:0"))?
-            .port();
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return Ok(port);
-        }
-    }
-    Err(HarnessError::Io {
-        what: "find a port of 127.0.0.1 free for UDP and TCP".into(),
-        source: std::io::Error::from(std::io::ErrorKind::AddrInUse),
-    })
-}
-
-/// [`RELAY_PORTS`] consecutive UDP ports of 127.0.0.1 free now, in 20000..32000 (below Linux's
-/// default ephemeral range 32768–60999, so the kernel does not hand them to other sockets).
-/// The start depends on `seed` (the listening port) so parallel servers try different ranges.
-fn free_relay_range(seed: u16) -> Result<(u16, u16)> {
-    const LOW: u32 = 20_000;
-    const SLOTS: u32 = (32_000 - LOW) / RELAY_PORTS as u32;
-    let first = (u32::from(seed) ^ std::process::id()).wrapping_mul(2_654_435_761) % SLOTS;
-    for i in 0..SLOTS {
-        let min = LOW + ((first + i) % SLOTS) * u32::from(RELAY_PORTS);
-        let (Ok(min16), Ok(max16)) = (
-            u16::try_from(min),
-            u16::try_from(min + u32::from(RELAY_PORTS) - 1),
-        ) else {
-            continue;
-        };
-        let all_free = (min16..=max16).all(|p| StdUdpSocket::bind(("127.0.0.1", p)).is_ok());
-        if all_free {
-            return Ok((min16, max16));
-        }
-    }
-    Err(HarnessError::Io {
-        what: "find a free relay port range on 127.0.0.1".into(),
-        source: std::io::Error::from(std::io::ErrorKind::AddrInUse),
-    })
-}
-
 /// A STUN Binding Request (RFC 5389 §6): type 0x0001, length 0, the magic cookie and a
 /// 12-byte transaction id.
 pub fn binding_request(transaction_id: [u8; 12]) -> [u8; 20] {
@@ -452,7 +415,7 @@ pub fn is_binding_success(msg: &[u8], transaction_id: &[u8; 12]) -> bool {
 
 /// 12 transaction-id bytes that differ per call (time, PID and a counter through splitmix64;
 /// STUN needs uniqueness here, not secrecy).
-fn transaction_id() -> [u8; 12] {
+pub(crate) fn transaction_id() -> [u8; 12] {
     static COUNTER: AtomicU32 = AtomicU32::new(0);
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -478,7 +441,7 @@ fn transaction_id() -> [u8; 12] {
 /// Binding Success came within `timeout`. The benchmarks' independent RTT measurement.
 ///
 /// # Errors
-/// [`HarnessError::Io`] when the request cannot be sent.
+/// [`crate::HarnessError::Io`] when the request cannot be sent.
 pub async fn stun_rtt_ms(
     socket: &UdpSocket,
     server: SocketAddr,

@@ -37,6 +37,7 @@ use pairlab_tests::record::{
     event_names, events_of, has_event_for, kind_of, position_of, read_events, wait_for_events,
     ResearchEventKind as Ev,
 };
+use pairlab_tests::relay_echo::relay_echo_rtts_ms;
 use pairlab_tests::turn::TurnAuth;
 use pairlab_tests::{
     check, json_num as num, json_str as s, must, screens_dir, Browser, ChromeDriver, PageView,
@@ -426,8 +427,10 @@ async fn accept_scenario(work: &WorkDir, server: &Server, a: &Browser, b: &Brows
 // ---------------------------------------------------------------------------------------------
 
 /// The scenes of [`relayed_probe_decides_between_two_injected_rtts`]: both `force_relay`,
-/// `max_p2p_rtt_ms = THRESHOLD_MS`; the near one plays a short game, whose connection's own
-/// getStats RTT gives the base of the truth.
+/// `max_p2p_rtt_ms = THRESHOLD_MS`. The truth at each delay is the relay echo
+/// (`pairlab_tests::relay_echo`: two TURN allocations of the test's own echoing through each
+/// other's relay, through the same proxy and coturn, no browser); the near scene also plays a
+/// short game whose connection's own getStats RTT is printed beside it.
 const FAR_SCENE: &str = "e2e_relay_far";
 const NEAR_SCENE: &str = "e2e_relay_near";
 const THRESHOLD_MS: u32 = 60;
@@ -438,6 +441,20 @@ const FAR_DELAY_MS: u64 = 25;
 const NEAR_DELAY_MS: u64 = 5;
 /// The proxy crossings of a relayed round trip.
 const CROSSINGS: f64 = 4.0;
+/// The static TURN credentials of the threshold test's coturn.
+const TURN_USER: &str = "pairlab";
+const TURN_PASS: &str = "probe-pass";
+/// Relay echoes per delay; the truth is their smallest (the path with nothing added).
+const ECHOES: usize = 10;
+
+/// The relayed path's RTT at the proxy's current delay: the smallest of [`ECHOES`] relay
+/// echoes through `proxy`.
+async fn relay_truth_ms(proxy: &ProxyHandle) -> R<f64> {
+    let rtts = relay_echo_rtts_ms(proxy.local_addr(), TURN_USER, TURN_PASS, ECHOES).await?;
+    rtts.into_iter()
+        .reduce(f64::min)
+        .ok_or_else(|| "no relay echo came back through the proxy".into())
+}
 
 /// How far a decided RTT may be from the truth: 10 ms + 20 % (the probe's median still carries
 /// the DataChannel's warm-up; a loaded two-core machine adds scheduling delay to both).
@@ -450,8 +467,8 @@ async fn relayed_probe_decides_between_two_injected_rtts() {
     let test = "threshold";
     let rig = must(
         RelayRig::start(TurnAuth::Static {
-            user: "pairlab".into(),
-            pass: "probe-pass".into(),
+            user: TURN_USER.into(),
+            pass: TURN_PASS.into(),
         })
         .await,
     );
@@ -533,6 +550,7 @@ async fn threshold_scenario(
 ) -> R<()> {
     proxy.set_delay_ms(FAR_DELAY_MS, FAR_DELAY_MS);
     let far = relayed_probe(server, FAR_SCENE, "far", a, b).await?;
+    let far_truth = relay_truth_ms(proxy).await?;
     let far_decided = num(&far, "rtt_ms").ok_or_else(|| format!("no rtt_ms: {far}"))?;
     check!(
         far.get("accepted") == Some(&Value::Bool(false))
@@ -543,6 +561,7 @@ async fn threshold_scenario(
 
     proxy.set_delay_ms(NEAR_DELAY_MS, NEAR_DELAY_MS);
     let near = relayed_probe(server, NEAR_SCENE, "near", a, b).await?;
+    let near_truth = relay_truth_ms(proxy).await?;
     let near_decided = num(&near, "rtt_ms").ok_or_else(|| format!("no rtt_ms: {near}"))?;
     check!(
         near.get("accepted") == Some(&Value::Bool(true)),
@@ -550,10 +569,10 @@ async fn threshold_scenario(
          (decided {near_decided:.2} ms, threshold {THRESHOLD_MS} ms): {near}"
     );
 
-    // The truth: 4·D + base. The base (loopback, coturn, the browsers' stacks) comes from the
-    // game connection — a separate relayed connection over the same proxy, measured by the
-    // browser's ICE consent checks (getStats `currentRoundTripTime`), not by the probe — as its
-    // median RTT at D = NEAR_DELAY_MS minus 4·NEAR_DELAY_MS.
+    // A second view, printed: 4·D + base, the base from the game connection — a separate
+    // relayed connection over the same proxy, measured by the browser's ICE consent checks
+    // (getStats `currentRoundTripTime`), not by the probe — as its median RTT at
+    // D = NEAR_DELAY_MS minus 4·NEAR_DELAY_MS.
     let path = server.events_path(NEAR_SCENE);
     let events = wait_for_events(&path, "episode_summary from both", WAIT, |ev| {
         events_of(ev, Ev::EpisodeSummary).len() >= 2
@@ -573,15 +592,16 @@ async fn threshold_scenario(
     );
     let game_rtt = game_rtts.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     let base = (game_rtt - CROSSINGS * NEAR_DELAY_MS as f64).max(0.0);
-    let truth = |d: u64| CROSSINGS * d as f64 + base;
-    let (far_truth, near_truth) = (truth(FAR_DELAY_MS), truth(NEAR_DELAY_MS));
+    let game_view = |d: u64| CROSSINGS * d as f64 + base;
     publish(
         work,
         &format!(
-            "[e2e] threshold {THRESHOLD_MS} ms, base {base:.2} ms (game connection's getStats median {game_rtt:.2} ms at D = {NEAR_DELAY_MS} ms, minus 4·D)\n  D = {FAR_DELAY_MS} ms: decided {far_decided:.2} ms, truth {far_truth:.2} ms, error {:+.2} ms\n  {}\n  D = {NEAR_DELAY_MS} ms: decided {near_decided:.2} ms, truth {near_truth:.2} ms, error {:+.2} ms\n  {}",
+            "[e2e] threshold {THRESHOLD_MS} ms; truth = the smallest of {ECHOES} relay echoes at each D; game view = 4·D + {base:.2} ms (the game connection's getStats median {game_rtt:.2} ms at D = {NEAR_DELAY_MS} ms, minus 4·D)\n  D = {FAR_DELAY_MS} ms: decided {far_decided:.2} ms, truth {far_truth:.2} ms, error {:+.2} ms (game view {:.2} ms)\n  {}\n  D = {NEAR_DELAY_MS} ms: decided {near_decided:.2} ms, truth {near_truth:.2} ms, error {:+.2} ms (game view {:.2} ms)\n  {}",
             far_decided - far_truth,
+            game_view(FAR_DELAY_MS),
             probe_summary(&far),
             near_decided - near_truth,
+            game_view(NEAR_DELAY_MS),
             probe_summary(&near),
         ),
     );

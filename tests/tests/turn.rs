@@ -6,6 +6,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use pairlab_tests::delay_proxy::DelayProxy;
+use pairlab_tests::relay_echo::relay_echo_rtts_ms;
 use pairlab_tests::turn::{
     binding_request, is_binding_success, rest_credentials, Coturn, TurnAuth,
 };
@@ -149,4 +150,46 @@ async fn secret_mode_starts_answers_stun_through_a_proxy_and_stops_on_drop() {
 
     drop(turn);
     assert!(!pid_alive(pid), "turnserver {pid} still runs after drop");
+}
+
+/// The relay echo (`pairlab_tests::relay_echo`) takes the relayed path: with coturn's
+/// credentials it gets two allocations that echo through each other's relay; through the
+/// delay proxy at D ms each way every echo crosses the proxy four times, so no RTT is below
+/// 4·D; with a wrong password coturn refuses the allocation.
+#[tokio::test]
+async fn relay_echo_crosses_both_allocations_and_the_proxy_four_times() {
+    let turn = Coturn::start_static("echo", "echo-pass")
+        .await
+        .expect("start coturn");
+    let direct = relay_echo_rtts_ms(turn.addr(), "echo", "echo-pass", 5)
+        .await
+        .expect("relay echo straight to coturn");
+    assert_eq!(
+        direct.len(),
+        5,
+        "every echo comes back on loopback: {direct:?}"
+    );
+
+    let proxy = DelayProxy::start("127.0.0.1:0".parse().expect("addr"), turn.addr())
+        .await
+        .expect("start proxy");
+    proxy.set_delay_ms(10, 10);
+    let delayed = relay_echo_rtts_ms(proxy.local_addr(), "echo", "echo-pass", 5)
+        .await
+        .expect("relay echo through the proxy");
+    eprintln!("relay echo RTTs, ms: direct {direct:?}; through the proxy at D = 10: {delayed:?}");
+    assert_eq!(delayed.len(), 5, "{delayed:?}");
+    assert!(
+        delayed.iter().all(|rtt| *rtt >= 40.0),
+        "an echo crosses the proxy four times (4·D = 40 ms): {delayed:?}"
+    );
+    // Two allocations per run, and the proxy saw both clients.
+    assert_eq!(proxy.counters().clients, 2);
+
+    assert!(
+        relay_echo_rtts_ms(turn.addr(), "echo", "wrong", 1)
+            .await
+            .is_err(),
+        "coturn must refuse an allocation with a wrong password"
+    );
 }

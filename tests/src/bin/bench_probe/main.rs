@@ -4,7 +4,14 @@
 //! ```text
 //! cargo run -p pairlab-tests --release --bin bench-probe -- --probes 20 --delays 0,5,10,25,50,75 --direct
 //! cargo run -p pairlab-tests --release --bin bench-probe -- --weight --loads 10
+//! cargo run -p pairlab-tests --release --bin bench-probe -- --product-path --probes 20 --delays 0,5,25,75 --direct [--probe-handover true|false]
 //! ```
+//!
+//! # The product-path benchmark (`--product-path`, [`product`])
+//! The served page with nothing injected, a short game after every probe: each pair's probe
+//! RTT against (a) the game connection's own `getStats` RTT and (b) a relay echo through the
+//! same proxy and coturn, and `game_start` → both game channels open (`connect_ms`). See
+//! `product.rs`.
 //!
 //! # The probe benchmark
 //! It starts coturn (static credentials, 4,000 relay ports: [`bench_turn`]), a [`DelayProxy`] in front of it, the real `pairlab`
@@ -58,6 +65,8 @@
 //! or a report's candidate pair is not the kind the setting asks for (relayed vs direct) or is
 //! unknown. The tables are printed first; the reasons follow on stderr.
 
+mod product;
+
 use std::collections::HashMap;
 use std::error::Error;
 use std::fs;
@@ -70,6 +79,7 @@ use clap::{Parser, ValueEnum};
 use pairlab_shared::stats::median;
 use pairlab_tests::browser::BrowserOptions;
 use pairlab_tests::delay_proxy::DelayProxy;
+use pairlab_tests::ports::{free_block, Protocols};
 use pairlab_tests::record::{events_of, read_events, rfc3339_ms, ResearchEventKind as Ev};
 use pairlab_tests::stats::nearest_rank;
 use pairlab_tests::turn::{stun_rtt_ms as stun_once_ms, Coturn, CoturnConfig, TurnAuth};
@@ -133,6 +143,19 @@ struct Args {
     /// exit status non-zero (`tests/tests/bench_probe_exit.rs`).
     #[arg(long)]
     break_turn: bool,
+    /// The product-path mode (`product.rs`): the served page with nothing injected, a short
+    /// game after every probe; the probe's RTT against the game connection's own and the
+    /// proxy's truth, and `game_start` → both game channels open.
+    #[arg(long)]
+    product_path: bool,
+    /// With `--product-path`: write `probe_handover = <true|false>` into every scene (whether
+    /// the accepted probe's connection becomes the game's); without it the key is left out
+    /// (the server's default).
+    #[arg(long)]
+    probe_handover: Option<bool>,
+    /// With `--product-path`: the game episode played after each probe, ms.
+    #[arg(long, default_value_t = 3000)]
+    episode_ms: u64,
 }
 
 fn main() -> R<()> {
@@ -163,6 +186,8 @@ fn main() -> R<()> {
     let outcome = runtime.block_on(async {
         if args.weight {
             weight(&args).await
+        } else if args.product_path {
+            product::run(&args, &settings(&args)?).await
         } else {
             probes(&args).await
         }
@@ -319,23 +344,23 @@ async fn stun_rtt_ms(to: SocketAddr) -> R<Option<f64>> {
 // coturn with room for every round's allocations
 // ------------------------------------------------------------------------------------------
 
-/// coturn's relay ports for the bench: far more than the harness's 32 (`turn::RELAY_PORTS`),
-/// which a full run exhausts (coturn logs `create_relay_ioa_sockets: no available ports`, the
-/// browsers get no relay candidate and the probe times out): closed connections' allocations
-/// are not all released at once. Below the kernel's ephemeral range.
-const RELAY_MIN_PORT: u16 = 20_000;
-const RELAY_MAX_PORT: u16 = 23_999;
+/// How many relay ports the bench's coturn gets: far more than the harness's 32
+/// (`turn::RELAY_PORTS`), which a full run exhausts (coturn logs `create_relay_ioa_sockets: no
+/// available ports`, the browsers get no relay candidate and the probe times out): closed
+/// connections' allocations are not all released at once.
+const RELAY_PORT_COUNT: u16 = 4000;
 
-/// The harness's coturn with static credentials, relay ports
-/// [`RELAY_MIN_PORT`]..=[`RELAY_MAX_PORT`], and its files (`turn.log`, …) in `work`. Stopped by
-/// PID on drop.
+/// The harness's coturn with static credentials, [`RELAY_PORT_COUNT`] relay ports chosen at
+/// run time below the kernel's ephemeral range, and its files (`turn.log`, …) in `work`.
+/// Stopped by PID on drop.
 async fn bench_turn(work: &WorkDir) -> R<Coturn> {
+    let min = free_block(RELAY_PORT_COUNT, Protocols::UDP)?;
     Ok(Coturn::start_with(CoturnConfig {
         auth: TurnAuth::Static {
             user: TURN_USER.to_owned(),
             pass: TURN_PASS.to_owned(),
         },
-        relay_ports: Some((RELAY_MIN_PORT, RELAY_MAX_PORT)),
+        relay_ports: Some((min, min + (RELAY_PORT_COUNT - 1))),
         dir: Some(work.path().to_path_buf()),
     })
     .await?)
@@ -352,6 +377,14 @@ enum Setting {
 }
 
 impl Setting {
+    /// The candidate pair kind (`connection_type`) the setting asks for.
+    fn path_kind(&self) -> &'static str {
+        match self {
+            Setting::Direct => "direct",
+            Setting::Relay { .. } => "relay",
+        }
+    }
+
     fn label(&self) -> String {
         match self {
             Setting::Direct => "direct".into(),
@@ -444,7 +477,8 @@ credential = "{TURN_PASS}"
     toml
 }
 
-async fn probes(args: &Args) -> R<()> {
+/// The settings `--direct` and `--delays` ask for, direct first.
+fn settings(args: &Args) -> R<Vec<Setting>> {
     let mut settings = Vec::new();
     if args.direct {
         settings.push(Setting::Direct);
@@ -462,6 +496,11 @@ async fn probes(args: &Args) -> R<()> {
     if settings.is_empty() {
         return Err("nothing to measure: give --delays and/or --direct".into());
     }
+    Ok(settings)
+}
+
+async fn probes(args: &Args) -> R<()> {
+    let settings = settings(args)?;
     let deadline = Instant::now() + Duration::from_secs(args.time_limit_s);
     let work = WorkDir::fresh("bench-probe")?;
     let mut coturn = Some(bench_turn(&work).await?);
@@ -491,10 +530,9 @@ async fn probes(args: &Args) -> R<()> {
         work.path().display()
     );
     let raw_path = work.join("probes.jsonl");
-    let mut raw = fs::File::create(&raw_path)?;
+    let mut rounds = Rounds::new(&a, &b, deadline, args.probes, &raw_path)?;
     let mut results: Vec<SettingResult> = Vec::new();
-    let mut round = 0usize;
-    'settings: for setting in &settings {
+    for setting in &settings {
         let (relay, stun_to) = match *setting {
             Setting::Direct => {
                 proxy.set_delay_ms(0, 0);
@@ -523,47 +561,17 @@ async fn probes(args: &Args) -> R<()> {
         };
         // One warm-up probe per setting, not counted (the first TURN allocation of a new
         // delay, the first page of a browser).
-        for i in 0..=args.probes {
-            if Instant::now() > deadline {
-                eprintln!("bench-probe: time limit reached; printing what was measured");
-                results.push(result);
-                break 'settings;
-            }
-            round += 1;
-            let outcome = one_round(&server, &a, &b, round, relay).await;
-            // Leave the page: its game connection stops using the CPU.
-            let (ra, rb) = tokio::join!(a.goto("about:blank"), b.goto("about:blank"));
-            if let Err(e) = ra.and(rb) {
-                eprintln!("bench-probe: {} round {round}: {e}", setting.label());
-                result.failures.push(e.to_string());
-            }
-            match outcome {
-                Ok((run, line)) => {
-                    writeln!(
-                        raw,
-                        "{}",
-                        json!({"setting": setting.label(), "warmup": i == 0, "probe": line})
-                    )?;
-                    if i > 0 {
-                        result.runs.push(run);
-                    }
-                }
-                Err(e) => {
-                    eprintln!("bench-probe: {} round {round}: {e}", setting.label());
-                    result.failures.push(e.to_string());
-                }
-            }
-            if result.failures.len() > 3 {
-                eprintln!("bench-probe: too many failures; next setting");
-                break;
-            }
-        }
-        eprintln!(
-            "bench-probe: {} done: {} probes",
-            setting.label(),
-            result.runs.len()
-        );
+        let got = rounds
+            .setting(&setting.label(), "probe", |round| {
+                one_round(&server, &a, &b, round, relay)
+            })
+            .await?;
+        result.runs = got.kept;
+        result.failures = got.failures;
         results.push(result);
+        if got.timed_out {
+            break;
+        }
     }
     close_browser(a).await;
     close_browser(b).await;
@@ -573,11 +581,16 @@ async fn probes(args: &Args) -> R<()> {
     drop(coturn);
     print_probe_tables(&results, args);
     println!("\nraw per-probe lines: {}", raw_path.display());
-    let problems = shortfalls(&settings, &results, args.probes);
+    verdict(&shortfalls(&settings, &results, args.probes))
+}
+
+/// The exit status of a probe benchmark: `Ok` when nothing fell short, else each problem on
+/// stderr and an error that counts them.
+fn verdict(problems: &[String]) -> R<()> {
     if problems.is_empty() {
         return Ok(());
     }
-    for p in &problems {
+    for p in problems {
         eprintln!("bench-probe: {p}");
     }
     Err(format!(
@@ -587,51 +600,179 @@ async fn probes(args: &Args) -> R<()> {
     .into())
 }
 
+/// The rounds of a probe benchmark, setting after setting: their numbering, the uncounted
+/// warm-up round of each setting, the time limit, leaving both pages for `about:blank` after
+/// each round, one raw JSON line per round, and giving up on a setting after 4 failures.
+struct Rounds<'a> {
+    a: &'a Browser,
+    b: &'a Browser,
+    deadline: Instant,
+    /// Rounds counted per setting (one more is run first, as the warm-up).
+    probes: usize,
+    /// The last round's number (1-based; each round has its own scene).
+    last: usize,
+    raw: fs::File,
+}
+
+/// One setting's rounds.
+struct SettingRounds<T> {
+    /// The counted rounds' measurements.
+    kept: Vec<T>,
+    /// Why rounds failed.
+    failures: Vec<String>,
+    /// The time limit stopped the setting (and the run).
+    timed_out: bool,
+}
+
+impl<'a> Rounds<'a> {
+    fn new(
+        a: &'a Browser,
+        b: &'a Browser,
+        deadline: Instant,
+        probes: usize,
+        raw_path: &Path,
+    ) -> R<Rounds<'a>> {
+        Ok(Rounds {
+            a,
+            b,
+            deadline,
+            probes,
+            last: 0,
+            raw: fs::File::create(raw_path)?,
+        })
+    }
+
+    /// Runs one setting's rounds with `one(round)`, which returns the measurement and the JSON
+    /// written to the raw file under `raw_key`.
+    async fn setting<T, F, Fut>(
+        &mut self,
+        label: &str,
+        raw_key: &str,
+        mut one: F,
+    ) -> R<SettingRounds<T>>
+    where
+        F: FnMut(usize) -> Fut,
+        Fut: std::future::Future<Output = R<(T, Value)>>,
+    {
+        let mut out = SettingRounds {
+            kept: Vec::new(),
+            failures: Vec::new(),
+            timed_out: false,
+        };
+        for i in 0..=self.probes {
+            if Instant::now() > self.deadline {
+                eprintln!("bench-probe: time limit reached; printing what was measured");
+                out.timed_out = true;
+                break;
+            }
+            self.last += 1;
+            let round = self.last;
+            let outcome = one(round).await;
+            // Leave the page: its connections close and stop using the CPU.
+            let (ra, rb) = tokio::join!(self.a.goto("about:blank"), self.b.goto("about:blank"));
+            if let Err(e) = ra.and(rb) {
+                eprintln!("bench-probe: {label} round {round}: {e}");
+                out.failures.push(e.to_string());
+            }
+            match outcome {
+                Ok((measured, line)) => {
+                    writeln!(
+                        self.raw,
+                        "{}",
+                        json!({"setting": label, "warmup": i == 0, raw_key: line})
+                    )?;
+                    if i > 0 {
+                        out.kept.push(measured);
+                    }
+                }
+                Err(e) => {
+                    eprintln!("bench-probe: {label} round {round}: {e}");
+                    out.failures.push(e.to_string());
+                }
+            }
+            if out.failures.len() > 3 {
+                eprintln!("bench-probe: too many failures; next setting");
+                break;
+            }
+        }
+        eprintln!("bench-probe: {label} done: {} measured", out.kept.len());
+        Ok(out)
+    }
+}
+
 /// What makes a probe run not count as measured (see the module docs' exit status): one line
 /// per problem, empty when every setting measured `probes` accepted probes on the asked path.
 fn shortfalls(settings: &[Setting], results: &[SettingResult], probes: usize) -> Vec<String> {
     let mut out = Vec::new();
     for setting in settings {
         let label = setting.label();
-        let Some(r) = results.iter().find(|r| r.setting == *setting) else {
-            out.push(format!("{label}: not measured (time limit)"));
+        let r = results.iter().find(|r| r.setting == *setting);
+        let measured = r.map(|r| (r.runs.len(), r.failures.as_slice()));
+        let Some(r) = count_shortfalls(&label, measured, probes, "probes", &mut out).and(r) else {
             continue;
         };
-        if r.runs.len() < probes {
-            out.push(format!(
-                "{label}: {} of {probes} probes measured",
-                r.runs.len()
-            ));
-        }
-        for f in &r.failures {
-            out.push(format!("{label}: failed round: {f}"));
-        }
-        let want = match setting {
-            Setting::Direct => "direct",
-            Setting::Relay { .. } => "relay",
-        };
         for (i, run) in r.runs.iter().enumerate() {
+            let who = format!("probe {}", i + 1);
             if !run.accepted {
-                out.push(format!("{label}: probe {} was not accepted", i + 1));
+                out.push(format!("{label}: {who} was not accepted"));
             }
-            for path in &run.paths {
-                if path.as_deref() != Some(want) {
-                    out.push(format!(
-                        "{label}: probe {} measured a {} pair, not {want}",
-                        i + 1,
-                        path.as_deref().unwrap_or("unknown")
-                    ));
-                }
-            }
-            if run.paths.len() < 2 {
-                out.push(format!(
-                    "{label}: probe {} has fewer than two reports",
-                    i + 1
-                ));
-            }
+            path_shortfalls(
+                &label,
+                &who,
+                "reports",
+                &run.paths,
+                setting.path_kind(),
+                &mut out,
+            );
         }
     }
     out
+}
+
+/// The shortfalls every mode shares for one setting, pushed to `out`: not measured at all
+/// (`measured` is `None`: the time limit), fewer than `probes` measured (`noun`: what is
+/// counted), failed rounds. `Some(())` when the setting was measured at all.
+fn count_shortfalls(
+    label: &str,
+    measured: Option<(usize, &[String])>,
+    probes: usize,
+    noun: &str,
+    out: &mut Vec<String>,
+) -> Option<()> {
+    let Some((count, failures)) = measured else {
+        out.push(format!("{label}: not measured (time limit)"));
+        return None;
+    };
+    if count < probes {
+        out.push(format!("{label}: {count} of {probes} {noun} measured"));
+    }
+    for f in failures {
+        out.push(format!("{label}: failed round: {f}"));
+    }
+    Some(())
+}
+
+/// `who`'s candidate pairs (one per side) that are not `want`, and fewer than two of them
+/// (`what`: what names them), pushed to `out`.
+fn path_shortfalls(
+    label: &str,
+    who: &str,
+    what: &str,
+    paths: &[Option<String>],
+    want: &str,
+    out: &mut Vec<String>,
+) {
+    for path in paths {
+        if path.as_deref() != Some(want) {
+            out.push(format!(
+                "{label}: {who} measured a {} pair, not {want}",
+                path.as_deref().unwrap_or("unknown")
+            ));
+        }
+    }
+    if paths.len() < 2 {
+        out.push(format!("{label}: {who} has fewer than two {what}"));
+    }
 }
 
 /// The subject ids of a round.

@@ -62,6 +62,7 @@
 #![warn(missing_docs)]
 
 pub mod game;
+pub mod handover;
 pub mod peer;
 pub mod probe;
 pub mod session;

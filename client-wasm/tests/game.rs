@@ -555,10 +555,15 @@ struct Games {
 
 impl Games {
     async fn start(id: &str, tuning: ConnectionTuning, setup: Setup) -> Self {
+        Self::with_paths(id, tuning, paths(setup, id).await)
+    }
+
+    /// The two games, with each side's connection set up as `paths` says.
+    fn with_paths(id: &str, tuning: ConnectionTuning, paths: [GamePaths; 2]) -> Self {
         let mut inbox: Inbox = SelectAll::new();
         let events: [Rc<RefCell<Vec<GameEvent>>>; 2] = Default::default();
         let hidden: [Rc<RefCell<HiddenLog>>; 2] = Default::default();
-        let mut paths = paths(setup, id).await.into_iter();
+        let mut paths = paths.into_iter();
         let games = (0..2)
             .map(|i| {
                 let ev = Rc::clone(&events[i]);
@@ -896,4 +901,94 @@ async fn game_ended(setup: Setup) {
     for pc in &pcs {
         assert_closed(pc, "after the games are dropped");
     }
+}
+
+/// The latest `p2p_connection_type` of side `i`.
+fn latest_connection_type(g: &Games, i: usize) -> Option<pairlab_shared::P2pConnectionType> {
+    g.sent[i].iter().rev().find_map(|m| match m {
+        ClientMessage::P2pConnectionType(t) => Some(t.clone()),
+        _ => None,
+    })
+}
+
+/// `game_start` hands over a kept probe's connection, but the sides in `lost` no longer have
+/// it (a reload, an expiry): each opens a fresh connection and offers whatever the initiator
+/// rule; a side still holding its handed-over connection replaces it when the offer's DTLS
+/// fingerprint is another's (`adopted_first`: it adopted before the peer's loss, so that
+/// path is taken for sure); two crossing offers resolve to the initiator's. Either way the
+/// game connects fresh on both sides and carries messages both ways.
+async fn handover_lost(game_id: &str, lost: &[usize], adopted_first: Option<usize>) {
+    let probe = KeptProbe::run(&format!("kept-{game_id}"), KeptSpec::default()).await;
+    let mut paths: [GamePaths; 2] = Default::default();
+    if let Some(i) = adopted_first {
+        paths[i] = probe.hand_over(i, game_id, true).1;
+        assert!(matches!(
+            paths[i].get(&(1 - i as u32)),
+            Some(GamePath::Adopt(_))
+        ));
+    }
+    for &i in lost {
+        probe.managers[i].close(&probe.id);
+    }
+    for i in (0..2).filter(|i| Some(*i) != adopted_first) {
+        paths[i] = probe.hand_over(i, game_id, true).1;
+    }
+    for &i in lost {
+        assert!(
+            matches!(
+                paths[i].get(&(1 - i as u32)),
+                Some(GamePath::Fresh {
+                    offer_anyway: true,
+                    ..
+                })
+            ),
+            "side {i}: lost → fresh, offering"
+        );
+    }
+    let mut g = Games::with_paths(game_id, tuning(), paths);
+    g.pump_until(10_000, "fresh connections on both sides", |g| {
+        (0..2).all(|i| {
+            latest_connection_type(g, i).is_some_and(|t| t.setup == Some(ConnectionSetup::Fresh))
+        })
+    })
+    .await;
+    for i in 0..2 {
+        let t = latest_connection_type(&g, i).expect("p2p_connection_type");
+        // The probe's measured path is remembered on both sides (direct on loopback).
+        assert!(t.same_path_as_probe.is_some(), "side {i}: {t:?}");
+        assert_eq!(t.info.connection_type, ConnectionKind::Direct);
+    }
+    for i in 0..2 {
+        g.games[i]
+            .send(Recipient::All, ChannelData::Text(format!("from {i}")), true)
+            .expect("reliable send on the fresh connection");
+    }
+    g.pump_until(5_000, "a message each way", |g| {
+        (0..2).all(|i| {
+            g.messages(i).contains(&(
+                1 - i as u32,
+                ChannelData::Text(format!("from {}", 1 - i)),
+                true,
+            ))
+        })
+    })
+    .await;
+    for game in &g.games {
+        game.close();
+    }
+}
+
+#[wasm_bindgen_test]
+async fn handover_lost_by_the_initiator_falls_back_to_fresh() {
+    handover_lost("g-lost-0", &[0], Some(1)).await;
+}
+
+#[wasm_bindgen_test]
+async fn handover_lost_by_the_other_side_falls_back_to_fresh() {
+    handover_lost("g-lost-1", &[1], Some(0)).await;
+}
+
+#[wasm_bindgen_test]
+async fn handover_lost_on_both_sides_crossing_offers_resolve() {
+    handover_lost("g-lost-both", &[0, 1], None).await;
 }

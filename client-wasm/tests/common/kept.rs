@@ -1,6 +1,7 @@
 //! A probe kept for the game between two members of one page: two [`ProbeManager`]s joined
 //! by an in-memory server part that prepares the probe with `keep_ms`, starts it, relays its
-//! signals and collects both results, until both sides parked the connection; then the
+//! signals and collects both results, until both sides parked the connection (without
+//! `keep_ms`: until both closed it); then the
 //! `game_start` that hands it over ([`KeptProbe::hand_over`]). Used by the handover tests and
 //! by the game tests that run on a handed-over connection.
 
@@ -17,13 +18,15 @@ use pairlab_shared::{
     ProbeResult, ProbeSessionId, ProbeSignalIn, ProbeStart, ServerMessage,
 };
 
+use web_sys::RtcPeerConnection;
+
 use super::within;
 
 /// How the kept probe is prepared.
 #[derive(Debug, Clone)]
 pub struct KeptSpec {
     /// `probe_prepare.keep_ms`.
-    pub keep_ms: u64,
+    pub keep_ms: Option<u64>,
     /// `probe_prepare.ice_servers`.
     pub ice_servers: Vec<IceServer>,
     /// `probe_prepare.force_relay`.
@@ -33,7 +36,7 @@ pub struct KeptSpec {
 impl Default for KeptSpec {
     fn default() -> Self {
         Self {
-            keep_ms: 30_000,
+            keep_ms: Some(30_000),
             ice_servers: Vec::new(),
             force_relay: false,
         }
@@ -45,6 +48,9 @@ pub struct KeptProbe {
     pub managers: [ProbeManager; 2],
     pub id: ProbeSessionId,
     pub results: [Option<ProbeResult>; 2],
+    /// Both sides' probe connections, from right after `probe_prepare`.
+    pub connections: [RtcPeerConnection; 2],
+    kept: bool,
     inbox: SelectAll<stream::LocalBoxStream<'static, (usize, ClientMessage)>>,
 }
 
@@ -91,38 +97,43 @@ impl KeptProbe {
             })
         });
         let id = ProbeSessionId::from_string(id);
-        let mut probe = Self {
-            managers,
-            id,
-            results: [None, None],
-            inbox,
-        };
-        for i in 0..2 {
-            probe.managers[i].handle(&ServerMessage::ProbePrepare(ProbePrepare {
-                probe_session_id: probe.id.clone(),
+        let connections = [0, 1].map(|i| {
+            managers[i].handle(&ServerMessage::ProbePrepare(ProbePrepare {
+                probe_session_id: id.clone(),
                 peer_index: 1 - i as u32,
                 ice_servers: spec.ice_servers.clone(),
                 timeout_ms: 10_000,
                 force_relay: spec.force_relay,
-                keep_ms: Some(spec.keep_ms),
+                keep_ms: spec.keep_ms,
             }));
-        }
-        within(
-            15_000,
-            "the kept probe to park on both sides",
-            probe.relay(),
-        )
-        .await;
+            managers[i]
+                .peer_connection(&id)
+                .expect("a connection right after probe_prepare")
+        });
+        let mut probe = Self {
+            managers,
+            id,
+            results: [None, None],
+            connections,
+            kept: spec.keep_ms.is_some(),
+            inbox,
+        };
+        within(15_000, "the probe to end on both sides", probe.relay()).await;
         probe
     }
 
-    fn both_parked(&self) -> bool {
-        self.managers.iter().all(|m| m.parked().contains(&self.id))
+    /// Kept: both parked it. Not kept: both closed it.
+    fn both_done(&self) -> bool {
+        if self.kept {
+            self.managers.iter().all(|m| m.parked().contains(&self.id))
+        } else {
+            self.managers.iter().all(|m| m.active().is_empty())
+        }
     }
 
     async fn relay(&mut self) {
         let mut ready = [false; 2];
-        while !(self.both_parked() && self.results.iter().all(Option::is_some)) {
+        while !(self.both_done() && self.results.iter().all(Option::is_some)) {
             let step = futures::future::select(self.inbox.next(), TimeoutFuture::new(10)).await;
             let futures::future::Either::Left((Some((from, msg)), _)) = step else {
                 continue;

@@ -54,7 +54,9 @@ use web_sys::{RtcIceConnectionState, RtcPeerConnection};
 
 use super::framing::Frame;
 use super::logic::InputPacket;
-use super::policy::{Action, Attempt, ConnectionPolicy, ConnectionTuning, IceState};
+use super::policy::{
+    on_offer, Action, Attempt, ConnectionPolicy, ConnectionTuning, IceState, OfferDecision,
+};
 use crate::handover::{dtls_fingerprints, is_game_channel, ParkedPeer, GAME_CHANNELS};
 pub use crate::handover::{CONTROL_LABEL, INPUTS_LABEL};
 use crate::peer::{
@@ -598,21 +600,17 @@ impl Conn {
         Ok(())
     }
 
-    /// What to do with an offer from the peer: `None` to ignore it, else whether to replace
-    /// the connection first (see the module docs).
-    fn offer_action(&self, sdp: &str) -> Option<Option<&'static str>> {
-        match self.setup {
-            ConnectionSetup::Handover => {
-                let remote = self.peer.raw().remote_description().map(|d| d.sdp());
-                let same = remote.is_some_and(|r| dtls_fingerprints(&r) == dtls_fingerprints(sdp));
-                Some((!same).then_some("the peer's offer has another DTLS fingerprint: a new page"))
-            }
-            ConnectionSetup::Fresh if self.offer_pending && self.policy.is_initiator() => None,
-            ConnectionSetup::Fresh if self.offer_pending => {
-                Some(Some("both sides offered; the initiator's offer wins"))
-            }
-            ConnectionSetup::Fresh => Some(None),
-        }
+    /// What to do with an offer from the peer ([`on_offer`]).
+    fn offer_decision(&self, sdp: &str) -> OfferDecision {
+        let remote = self.peer.raw().remote_description().map(|d| d.sdp());
+        let same_fingerprint =
+            remote.is_some_and(|r| dtls_fingerprints(&r) == dtls_fingerprints(sdp));
+        on_offer(
+            self.setup == ConnectionSetup::Handover,
+            same_fingerprint,
+            self.offer_pending,
+            self.policy.is_initiator(),
+        )
     }
 
     async fn on_command(&mut self, cmd: Command) {
@@ -624,20 +622,23 @@ impl Conn {
                 self.carry_out(actions).await;
             }
             Command::Signal(SignalType::Offer, Some(SignalPayload::Description { sdp })) => {
-                let Some(replace) = self.offer_action(&sdp) else {
-                    log(&format!(
-                        "{}: ignored the peer's offer: this side's own is pending",
-                        self.name()
-                    ));
-                    return;
-                };
-                if let Some(why) = replace {
-                    if let Err(e) = self.replace_peer(why) {
-                        warn(&format!(
-                            "{}: could not replace the connection: {e}",
+                match self.offer_decision(&sdp) {
+                    OfferDecision::Answer => {}
+                    OfferDecision::Ignore => {
+                        log(&format!(
+                            "{}: ignored the peer's offer: this side's own is pending",
                             self.name()
                         ));
                         return;
+                    }
+                    OfferDecision::ReplaceAndAnswer { why } => {
+                        if let Err(e) = self.replace_peer(why) {
+                            warn(&format!(
+                                "{}: could not replace the connection: {e}",
+                                self.name()
+                            ));
+                            return;
+                        }
                     }
                 }
                 if let Err(e) = self.answer(&sdp).await {

@@ -103,8 +103,11 @@ pub enum GamePath {
     Adopt(ParkedPeer),
     /// A new connection.
     Fresh {
-        /// `probes[].handover` was true but this side no longer has a usable connection
-        /// (a reload, an expiry): it sends the offer itself, whatever the initiator rule.
+        /// This page does not have the pair's probe connection although the peer may hold
+        /// its side: `probes[].handover` was true but the connection is gone or unusable
+        /// (an expiry, a close), or this page never ran the named probe (a reload, a new
+        /// signalling connection: the server then says `handover: false`). It sends the offer
+        /// itself, whatever the initiator rule, so that the peer replaces its side.
         offer_anyway: bool,
         /// The path the pair's probe measured, when this side knows it.
         probe: Option<ConnectionInfo>,

@@ -26,6 +26,7 @@ use pairlab_client::game::{
 };
 use pairlab_client::handover::{GamePath, GamePaths};
 use pairlab_client::peer::ChannelData;
+use pairlab_client::probe::ProbeManager;
 use pairlab_client::signaling::Outbox;
 use pairlab_client::util::now_ms;
 use pairlab_shared::{
@@ -38,7 +39,7 @@ use web_sys::{RtcPeerConnection, RtcPeerConnectionState};
 wasm_bindgen_test_configure!(run_in_browser);
 
 mod common;
-use common::kept::{game_start, KeptProbe, KeptSpec};
+use common::kept::{game_start, game_start_with_probe, KeptProbe, KeptSpec};
 use common::within;
 
 /// How the tests' game connections are set up.
@@ -945,6 +946,14 @@ async fn handover_lost(game_id: &str, lost: &[usize], adopted_first: Option<usiz
             "side {i}: lost → fresh, offering"
         );
     }
+    // The probe's measured path is remembered on both sides.
+    fresh_game_on_both_sides(game_id, paths, [true, true]).await;
+}
+
+/// Runs the game of `paths` until both sides report a fresh connection (direct on loopback,
+/// saying whether it is the probe's path where `knows_probe`), and a reliable message has
+/// gone each way on it.
+async fn fresh_game_on_both_sides(game_id: &str, paths: [GamePaths; 2], knows_probe: [bool; 2]) {
     let mut g = Games::with_paths(game_id, tuning(), paths);
     g.pump_until(10_000, "fresh connections on both sides", |g| {
         (0..2).all(|i| {
@@ -952,10 +961,9 @@ async fn handover_lost(game_id: &str, lost: &[usize], adopted_first: Option<usiz
         })
     })
     .await;
-    for i in 0..2 {
+    for (i, knows) in knows_probe.into_iter().enumerate() {
         let t = latest_connection_type(&g, i).expect("p2p_connection_type");
-        // The probe's measured path is remembered on both sides (direct on loopback).
-        assert!(t.same_path_as_probe.is_some(), "side {i}: {t:?}");
+        assert_eq!(t.same_path_as_probe.is_some(), knows, "side {i}: {t:?}");
         assert_eq!(t.info.connection_type, ConnectionKind::Direct);
     }
     for i in 0..2 {
@@ -991,4 +999,47 @@ async fn handover_lost_by_the_other_side_falls_back_to_fresh() {
 #[wasm_bindgen_test]
 async fn handover_lost_on_both_sides_crossing_offers_resolve() {
     handover_lost("g-lost-both", &[0, 1], None).await;
+}
+
+/// A page reloaded after `game_start` resumes and gets `game_start` again with
+/// `handover: false` (the server's rule for a member on a new signalling connection): it never
+/// ran the named probe, so it offers although it may not be the initiator, and the peer,
+/// holding the handed-over connection, replaces it on that offer's other fingerprint.
+async fn reloaded_after_game_start(game_id: &str, reloaded: usize) {
+    let probe = KeptProbe::run(&format!("kept-{game_id}"), KeptSpec::default()).await;
+    let kept = 1 - reloaded;
+    let mut paths: [GamePaths; 2] = Default::default();
+    paths[kept] = probe.hand_over(kept, game_id, true).1;
+    assert!(matches!(
+        paths[kept].get(&(reloaded as u32)),
+        Some(GamePath::Adopt(_))
+    ));
+    // The old page goes, with its probe manager and its side of the connection.
+    probe.managers[reloaded].close_all();
+    let new_page = ProbeManager::new(|_| {});
+    let start = game_start_with_probe(game_id, reloaded as u32, &probe.id, false);
+    paths[reloaded] = new_page.hand_over(&start);
+    assert!(
+        matches!(
+            paths[reloaded].get(&(kept as u32)),
+            Some(GamePath::Fresh {
+                offer_anyway: true,
+                probe: None
+            })
+        ),
+        "a page that did not run the probe offers a fresh connection"
+    );
+    let mut knows_probe = [true; 2];
+    knows_probe[reloaded] = false;
+    fresh_game_on_both_sides(game_id, paths, knows_probe).await;
+}
+
+#[wasm_bindgen_test]
+async fn reload_of_the_other_side_after_game_start_goes_fresh() {
+    reloaded_after_game_start("g-reload-1", 1).await;
+}
+
+#[wasm_bindgen_test]
+async fn reload_of_the_initiator_after_game_start_goes_fresh() {
+    reloaded_after_game_start("g-reload-0", 0).await;
 }

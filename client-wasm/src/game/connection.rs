@@ -6,16 +6,16 @@
 //! ([`WebRtcManager::start`], `setup: fresh`):
 //! - ICE servers and `force_relay` (`iceTransportPolicy: "relay"`) from `game_start`; the
 //!   initiator is the member with the smaller player index ([`pairlab_shared::is_initiator`],
-//!   as for probes); peers are addressed by player index, never by `subject_id`. A fresh
-//!   connection replacing a handed-over one this side no longer has offers whatever the rule
-//!   ([`ConnectionSpec::offer_anyway`]). While its own first offer is unanswered, a side
-//!   that receives an offer ignores it if it is the initiator and otherwise drops its own
-//!   attempt for a fresh connection that answers (W3C "perfect negotiation", the
-//!   non-initiator being the polite peer), so two such offers cannot deadlock.
-//! - On a handed-over connection, an offer whose DTLS fingerprint differs from the current
-//!   remote description's comes from a new page of the peer (a reload): the connection is
-//!   replaced by a fresh one that answers it. An offer with the same fingerprint is an ICE
-//!   restart and is answered on the same connection.
+//!   as for probes); peers are addressed by player index, never by `subject_id`. A page
+//!   without the pair's probe connection (a reload) offers whatever the rule
+//!   ([`ConnectionSpec::offer_anyway`]). Offers from the peer follow
+//!   [`super::policy::on_offer`]: while its own first offer is unanswered, a side ignores a
+//!   crossing offer if it is the initiator and otherwise drops its own attempt for a fresh
+//!   connection that answers (W3C "perfect negotiation", the non-initiator being the polite
+//!   peer); on a connection with a remote description (handed over, or negotiated), an offer
+//!   whose DTLS fingerprint differs from that description's comes from a new page of the peer
+//!   (a reload) and is answered by a fresh connection that replaces it, while one with the
+//!   same fingerprint is an ICE restart, answered on the same connection.
 //! - Signalling as `webrtc_signal` (offer, answer, trickled candidates; the [`Peer`] buffers
 //!   remote candidates that arrive before the remote description).
 //! - Two DataChannels, created by the initiator: [`INPUTS_LABEL`] unordered with
@@ -603,10 +603,8 @@ impl Conn {
     /// What to do with an offer from the peer ([`on_offer`]).
     fn offer_decision(&self, sdp: &str) -> OfferDecision {
         let remote = self.peer.raw().remote_description().map(|d| d.sdp());
-        let same_fingerprint =
-            remote.is_some_and(|r| dtls_fingerprints(&r) == dtls_fingerprints(sdp));
+        let same_fingerprint = remote.map(|r| dtls_fingerprints(&r) == dtls_fingerprints(sdp));
         on_offer(
-            self.setup == ConnectionSetup::Handover,
             same_fingerprint,
             self.offer_pending,
             self.policy.is_initiator(),

@@ -53,8 +53,9 @@ use crate::handover::{GamePath, GamePaths, ParkedPeer};
 use crate::signaling::Outbox;
 use crate::util::{log, ms_text, warn};
 
-/// How many measured paths of finished probes the manager remembers (for `game_start`'s
-/// `same_path_as_probe` on a fresh connection); the oldest go first.
+/// How many finished probes the manager remembers (their ids: whether this page ran a probe
+/// `game_start` names; their measured paths: `same_path_as_probe` on a fresh connection); the
+/// oldest go first.
 const MEASURED_KEPT: usize = 16;
 
 /// A running probe, as the manager sees it.
@@ -81,6 +82,8 @@ struct Inner {
     parked: RefCell<HashMap<ProbeSessionId, Parked>>,
     /// The candidate pairs of finished probes, newest last (at most [`MEASURED_KEPT`]).
     measured: RefCell<VecDeque<(ProbeSessionId, ConnectionInfo)>>,
+    /// The ids of finished probes, newest last (at most [`MEASURED_KEPT`]).
+    ran: RefCell<VecDeque<ProbeSessionId>>,
     outcomes: RefCell<Option<mpsc::UnboundedSender<ProbeOutcome>>>,
 }
 
@@ -101,6 +104,7 @@ impl ProbeManager {
                 probes: RefCell::new(HashMap::new()),
                 parked: RefCell::new(HashMap::new()),
                 measured: RefCell::new(VecDeque::new()),
+                ran: RefCell::new(VecDeque::new()),
                 outcomes: RefCell::new(None),
             }),
         }
@@ -228,13 +232,10 @@ impl ProbeManager {
                 return;
             };
             inner.probes.borrow_mut().remove(&id);
+            remember(&inner.ran, id.clone());
             if let Some(outcome) = outcome {
                 if let Some(info) = outcome.result.connection.filter(|_| outcome.result.success) {
-                    let mut measured = inner.measured.borrow_mut();
-                    if measured.len() >= MEASURED_KEPT {
-                        measured.pop_front();
-                    }
-                    measured.push_back((id.clone(), info));
+                    remember(&inner.measured, (id.clone(), info));
                 }
                 if let (Some(parked), Some(keep_ms)) = (parked, keep_ms) {
                     park(&inner, id.clone(), parked, keep_ms);
@@ -267,8 +268,11 @@ impl ProbeManager {
     /// in `start.probes` with `handover: true` whose probe connection is parked here and
     /// still usable gets it ([`GamePath::Adopt`], taken out of the manager); listed with
     /// `handover: true` but gone or unusable: a fresh connection that offers itself; listed
-    /// with `handover: false`: a fresh one as usual. Fresh paths carry the probe's measured
-    /// pair when this side remembers it. Call before [`ProbeManager::handle`] closes the rest.
+    /// with `handover: false`: a fresh one as usual — unless this manager never ran that
+    /// probe (a reload, or a new signalling connection, after which the server says `false`
+    /// while the peer may hold its side of a handed-over connection): then it offers itself
+    /// too. Fresh paths carry the probe's measured pair when this side remembers it. Call
+    /// before [`ProbeManager::handle`] closes the rest.
     pub fn hand_over(&self, start: &GameStart) -> GamePaths {
         let mut paths = GamePaths::new();
         for p in &start.probes {
@@ -278,6 +282,7 @@ impl ProbeManager {
                 .borrow_mut()
                 .remove(&p.probe_session_id)
                 .map(|k| k.parked);
+            let ran_here = parked.is_some() || self.ran(&p.probe_session_id);
             let probe = parked
                 .as_ref()
                 .and_then(|k| k.measured.info)
@@ -286,7 +291,7 @@ impl ProbeManager {
                 Some(parked) if p.handover && parked.is_usable() => GamePath::Adopt(parked),
                 // An unusable parked connection closes here (dropped).
                 _ => GamePath::Fresh {
-                    offer_anyway: p.handover,
+                    offer_anyway: p.handover || !ran_here,
                     probe,
                 },
             };
@@ -295,14 +300,24 @@ impl ProbeManager {
             } = path
             {
                 warn(&format!(
-                    "probe {}: handed over by the server, but this side has no usable \
-                     connection; a fresh one instead",
-                    p.probe_session_id
+                    "probe {}: {}; a fresh connection, offered by this side",
+                    p.probe_session_id,
+                    if ran_here {
+                        "handed over by the server, but this side has no usable connection"
+                    } else {
+                        "not run by this page (a reload or a new signalling connection)"
+                    }
                 ));
             }
             paths.insert(p.peer_index, path);
         }
         paths
+    }
+
+    /// Whether this manager ran the probe `id` (it is running, or finished here).
+    fn ran(&self, id: &ProbeSessionId) -> bool {
+        self.inner.probes.borrow().contains_key(id)
+            || self.inner.ran.borrow().iter().any(|r| r == id)
     }
 
     /// The candidate pair a finished probe measured, if remembered.
@@ -385,6 +400,16 @@ impl ProbeManager {
                 .map(|p| p.parked.peer.raw().clone())
         })
     }
+}
+
+/// Appends `item` to a bounded memory of finished probes, forgetting the oldest beyond
+/// [`MEASURED_KEPT`].
+fn remember<T>(memory: &RefCell<VecDeque<T>>, item: T) {
+    let mut memory = memory.borrow_mut();
+    if memory.len() >= MEASURED_KEPT {
+        memory.pop_front();
+    }
+    memory.push_back(item);
 }
 
 /// Keeps `parked` under `id` for `keep_ms`; a task closes it then, unless it was taken or

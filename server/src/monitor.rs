@@ -730,6 +730,7 @@ mod tests {
                     members: [sid("alice"), sid("bob")],
                     rtt_ms: 42.0,
                 }],
+                probes: Vec::new(),
             },
         );
         m.observe(

@@ -36,7 +36,8 @@ fn example_is_described() {
         out,
         "example.toml: ok, 2 scene(s)\n  \
          scene \"pairs\" (default): groups of 2, latency_fifo, server RTT sum <= 200 ms, probe: \
-         P2P RTT <= 150 ms (timeout 10000 ms), waitroom timeout 300000 ms then \
+         P2P RTT <= 150 ms (timeout 10000 ms; its connection handed over to the game, kept \
+         15000 ms), waitroom timeout 300000 ms then \
          https://app.prolific.com/submissions/complete?cc=EXAMPLE, reconnect grace 10000 ms\n    \
          entry: first server RTT <= 400 ms or entry refused, leave button after 60000 ms\n    \
          game: tick 33 ms, 3 episode(s) of 10000 ms, input delay 2 frame(s), quality every 2000 \
@@ -96,7 +97,7 @@ urls = "stun:x"
         "s.toml:7:22: reconnect_grace_ms must be 0 or more (whole milliseconds), found -5",
         "s.toml:8:20: hide_lobby_count must be true or false, found a string",
         "s.toml:9:1: unknown key `max_p2p_rtt` in [[scene]]; did you mean `max_p2p_rtt_ms`?",
-        "s.toml:10:1: unknown key `zzzzzzz` in [[scene]]; known keys: id, group_size, matchmaker, max_server_rtt_ms, max_p2p_rtt_ms, probe_timeout_ms, waitroom_timeout_ms, timeout_message, timeout_redirect_url, hide_lobby_count, reconnect_grace_ms, force_relay, game_allowance_ms, max_entry_server_rtt_ms, leave_button_after_ms, game, outcomes",
+        "s.toml:10:1: unknown key `zzzzzzz` in [[scene]]; known keys: id, group_size, matchmaker, max_server_rtt_ms, max_p2p_rtt_ms, probe_timeout_ms, waitroom_timeout_ms, timeout_message, timeout_redirect_url, hide_lobby_count, reconnect_grace_ms, force_relay, probe_handover, game_allowance_ms, max_entry_server_rtt_ms, leave_button_after_ms, game, outcomes",
         "s.toml:13:14: group_size must be a whole number (an integer, without quotes), found a string",
         "s.toml:15:6: scene id `bad id` contains ' '; it names the research record's folder, so use 1 to 64 characters from A-Z a-z 0-9 . _ -",
         "s.toml:15:6: duplicate scene id `bad id` (first defined on line 3); scene ids must be unique",

@@ -7,14 +7,14 @@ use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use pairlab_server::core::research::{
-    LeaveReason, PairRtt, PeerReport, ProbeFailure, ProbeReport, ResearchEvent,
+    LeaveReason, PairProbe, PairRtt, PeerReport, ProbeFailure, ProbeReport, ResearchEvent,
     ResearchEventKind as Kind,
 };
 use pairlab_server::export::{export, ExportError, REPORT_FILE};
 use pairlab_server::record::{events_of, format_line, RECORD_FILE};
 use pairlab_shared::{
-    GameEndReason, GameId, IceRestartOutcome, IceRestartTrigger, ProbeSessionId, QualityLevel,
-    SubjectId,
+    ConnectionSetup, GameEndReason, GameId, IceRestartOutcome, IceRestartTrigger, ProbeSessionId,
+    QualityLevel, SubjectId,
 };
 use serde_json::{json, Value};
 
@@ -145,7 +145,10 @@ fn fixture(data_dir: &Path) {
             probe_session_id: p1,
             members: [a.clone(), b.clone()],
             reports: [
-                Some(report(true, Some(40.0), 700.0)),
+                Some(ProbeReport {
+                    connection: Some(conn("relay", "relay", Some("tcp"))),
+                    ..report(true, Some(40.0), 700.0)
+                }),
                 Some(report(true, Some(38.5), 790.0)),
             ],
             accepted: true,
@@ -165,6 +168,11 @@ fn fixture(data_dir: &Path) {
                 members: [a.clone(), b.clone()],
                 rtt_ms: 40.0,
             }],
+            probes: vec![PairProbe {
+                members: [a.clone(), b.clone()],
+                probe_session_id: ProbeSessionId::from_string("p1"),
+                handover: true,
+            }],
         },
     );
     let p2 = ProbeSessionId::from_string("p2");
@@ -176,9 +184,17 @@ fn fixture(data_dir: &Path) {
             timeout_ms: 10_000,
         },
     );
-    for (who, peer, kind, local, relay) in [
-        (&a, &b, "direct", "host", None),
-        (&b, &a, "relay", "relay", Some("udp")),
+    for (who, peer, kind, local, relay, setup, same_path) in [
+        (
+            &a,
+            &b,
+            "direct",
+            "host",
+            None,
+            Some(ConnectionSetup::Handover),
+            Some(true),
+        ),
+        (&b, &a, "relay", "relay", Some("udp"), None, None),
     ] {
         s1.put(
             300,
@@ -188,6 +204,8 @@ fn fixture(data_dir: &Path) {
                 peer_subject_id: peer.clone(),
                 connection: conn(kind, local, relay),
                 connect_ms: Some(250.0),
+                setup,
+                same_path_as_probe: same_path,
             },
         );
     }
@@ -241,7 +259,7 @@ fn fixture(data_dir: &Path) {
                        "remote_candidate_type": "host", "protocol": "udp", "relay_protocol": null},
         "rtt_ms": {"min": 30.0, "median": 41.5, "max": 90.0, "samples": 60},
         "quality_changes": [{"level": "warning", "at_ms": 1200.0}],
-        "ice_restarts": 1,
+        "ice_restarts": 1, "setup": "fresh", "same_path_as_probe": false,
     }))
     .expect("PeerMetrics");
     s1.put(
@@ -458,8 +476,26 @@ fn tables_match_the_record_row_for_row() {
             );
             let n = rep["samples_ms"].as_array().map(|s| s.len().to_string());
             check(row, &format!("{who}_samples"), n.unwrap_or_default());
+            for field in [
+                "connection_type",
+                "local_candidate_type",
+                "remote_candidate_type",
+                "protocol",
+                "relay_protocol",
+            ] {
+                let path = &rep["connection"][field];
+                check(row, &format!("{who}_{field}"), cell(path));
+            }
         }
     }
+    // The measured path of a report that said it, and of one that did not.
+    check(&rows[0], "initiator_connection_type", "relay");
+    check(&rows[0], "initiator_local_candidate_type", "relay");
+    check(&rows[0], "initiator_remote_candidate_type", "host");
+    check(&rows[0], "initiator_protocol", "udp");
+    check(&rows[0], "initiator_relay_protocol", "tcp");
+    check(&rows[0], "responder_connection_type", "");
+    check(&rows[0], "responder_relay_protocol", "");
 
     // games and their players.
     let (_, rows) = table(&out, "games");
@@ -478,6 +514,7 @@ fn tables_match_the_record_row_for_row() {
     check(g, "duration_ms", "5916.0");
     check(g, "episode_summaries", "1");
     check(g, "connection_failures", "1");
+    check(g, "handover_pairs", "1");
     let (_, players) = table(&out, "game_players");
     let got: Vec<(String, String)> = players
         .iter()
@@ -516,6 +553,8 @@ fn tables_match_the_record_row_for_row() {
     check(row, "rtt_samples", cell(&peer["rtt_ms"]["samples"]));
     check(row, "quality_changes", "1");
     check(row, "ice_restarts", "1");
+    check(row, "setup", "fresh");
+    check(row, "same_path_as_probe", "false");
 
     // connections and connection events.
     let (_, rows) = table(&out, "connections");
@@ -533,10 +572,16 @@ fn tables_match_the_record_row_for_row() {
             "protocol",
             "relay_protocol",
             "connect_ms",
+            "setup",
+            "same_path_as_probe",
         ] {
             check(row, col, cell(&line[col]));
         }
     }
+    check(&rows[0], "setup", "handover");
+    check(&rows[0], "same_path_as_probe", "true");
+    check(&rows[1], "setup", "");
+    check(&rows[1], "same_path_as_probe", "");
     let (_, rows) = table(&out, "connection_events");
     let events: Vec<&Value> = lines
         .iter()

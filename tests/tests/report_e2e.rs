@@ -97,6 +97,7 @@ fn write_record(data_dir: &Path) {
                     members: [a.clone(), b.clone()],
                     rtt_ms,
                 }],
+                probes: Vec::new(),
             },
         );
         for (who, peer, kind) in [(&a, &b, "direct"), (&b, &a, "relay")] {
@@ -114,6 +115,8 @@ fn write_record(data_dir: &Path) {
                     peer_subject_id: peer.clone(),
                     connection,
                     connect_ms: Some(150.0),
+                    setup: None,
+                    same_path_as_probe: None,
                 },
             );
         }

@@ -200,12 +200,18 @@ fn describe_scene(s: &SceneConfig, is_default: bool) -> String {
         (MatchmakerKind::LatencyFifo, Some(ms)) => format!(", server RTT sum <= {ms} ms"),
         _ => String::new(),
     };
-    let probe = match s.max_p2p_rtt_ms {
-        Some(ms) => format!(
-            "probe: P2P RTT <= {ms} ms (timeout {} ms)",
+    let probe = match (s.max_p2p_rtt_ms, s.probe_keep_ms()) {
+        (Some(ms), Some(keep_ms)) => format!(
+            "probe: P2P RTT <= {ms} ms (timeout {} ms; its connection handed over to the game, \
+             kept {keep_ms} ms)",
             s.probe_timeout_ms
         ),
-        None => "no probe".to_owned(),
+        (Some(ms), None) => format!(
+            "probe: P2P RTT <= {ms} ms (timeout {} ms; no handover: the game opens its own \
+             connection)",
+            s.probe_timeout_ms
+        ),
+        (None, _) => "no probe".to_owned(),
     };
     let redirect = match &s.timeout_redirect_url {
         Some(url) => format!(" then {url}"),
@@ -302,9 +308,9 @@ credential_ttl_s = 600
             "  scene \"a\" (default): groups of 2, latency_fifo, server RTT sum <= 250.5 ms, \
              no probe, waitroom timeout 300000 ms then https://x.org/done, reconnect grace \
              10000 ms, lobby count hidden, game forced through TURN relay\n  \
-             scene \"b\": groups of 3, fifo, probe: P2P RTT <= 0 ms (timeout 10000 ms), \
-             waitroom timeout 300000 ms, reconnect grace 10000 ms, game forced through TURN \
-             relay\n  \
+             scene \"b\": groups of 3, fifo, probe: P2P RTT <= 0 ms (timeout 10000 ms; its \
+             connection handed over to the game, kept 15000 ms), waitroom timeout 300000 ms, \
+             reconnect grace 10000 ms, game forced through TURN relay\n  \
              TURN turn:127.0.0.1:3478, turns:t.example.org:5349 (credentials minted per \
              participant from the shared secret, valid 600 s)\n  \
              ICE server turn:t.example.org:3478 (with credentials)\n"

@@ -36,7 +36,8 @@
 //! timeout_redirect_url = "https://…"   # optional, http(s)
 //! hide_lobby_count = false
 //! reconnect_grace_ms = 10000     # ≥ 0
-//! force_relay = false            # true: games only through a TURN relay
+//! force_relay = false            # true: games (and their probes) only through a TURN relay
+//! probe_handover = true          # false: the game opens its own connection after the probe
 //! game_allowance_ms = 3600000    # > 0; how long a game may use TURN (sizes credential_ttl_s)
 //!
 //! [[ice_servers]]                # server-wide, optional, any number
@@ -49,6 +50,7 @@
 //! static_auth_secret = "…"       # coturn's; or username + credential (static)
 //! credential_ttl_s = 3600        # ≥ 60, with static_auth_secret only; default: the longest
 //!                                # probe_timeout_ms or game_allowance_ms of the scenes
+//!                                # (their sum with probe_handover)
 //!
 //! [server]                       # optional: the HTTP side's defences (defaults shown)
 //! allowed_origins = ["https://study.example.org"]   # default: the page's own origin; "*": any
@@ -81,7 +83,8 @@ pub use types::{
     SceneConfig, ServerConfig, ServerOptions, TurnAuth, TurnConfig, DEFAULT_GAME_ALLOWANCE_MS,
     DEFAULT_HEADER_READ_TIMEOUT_MS, DEFAULT_HELLO_TIMEOUT_MS, DEFAULT_MAX_HEADER_BYTES,
     DEFAULT_MAX_HTTP_CONNECTIONS, DEFAULT_MAX_HTTP_CONNECTIONS_PER_IP, DEFAULT_STUN_URL,
-    MIN_CREDENTIAL_TTL_S, MIN_LINK_SECRET_LEN, MIN_MAX_HEADER_BYTES, SCENE_ID_MAX_LEN,
+    MIN_CREDENTIAL_TTL_S, MIN_LINK_SECRET_LEN, MIN_MAX_HEADER_BYTES, PROBE_KEEP_MARGIN_MS,
+    SCENE_ID_MAX_LEN,
 };
 
 #[cfg(test)]

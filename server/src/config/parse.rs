@@ -699,6 +699,7 @@ fn scene<'a>(
         .optional("reconnect_grace_ms")
         .and_then(|f| f.whole(cx, 0));
     let force_relay = t.optional("force_relay").and_then(|f| f.boolean(cx));
+    let probe_handover = t.optional("probe_handover").and_then(|f| f.boolean(cx));
     let game_allowance_ms = t.optional("game_allowance_ms").and_then(|f| f.whole(cx, 1));
     let max_entry_server_rtt_ms = t.optional("max_entry_server_rtt_ms").and_then(|f| {
         let x = f.number_ms(cx)?;
@@ -737,6 +738,7 @@ fn scene<'a>(
         hide_lobby_count: hide_lobby_count.unwrap_or(defaults.hide_lobby_count),
         reconnect_grace_ms: reconnect_grace_ms.unwrap_or(defaults.reconnect_grace_ms),
         force_relay: force_relay.unwrap_or(defaults.force_relay),
+        probe_handover: probe_handover.unwrap_or(defaults.probe_handover),
         game_allowance_ms: game_allowance_ms.unwrap_or(defaults.game_allowance_ms),
         game: game?,
         outcomes: outcomes?,

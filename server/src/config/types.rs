@@ -66,8 +66,13 @@ pub struct SceneConfig {
     /// How long a dropped participant keeps their place, ms.
     pub reconnect_grace_ms: u64,
     /// Whether the game connection must go through a TURN relay (`iceTransportPolicy:
-    /// "relay"`); probes always look for the best path.
+    /// "relay"`); the scene's probes use the same policy, so that they measure the game's path.
     pub force_relay: bool,
+    /// Whether an accepted probe's connection becomes the game connection of its pair
+    /// (PROTOCOL.md, "Handover"): every `probe_prepare` then carries
+    /// [`SceneConfig::probe_keep_ms`]. `false`: probe connections close after their result and
+    /// games open fresh ones. Only meaningful with `max_p2p_rtt_ms` (default `true`).
+    pub probe_handover: bool,
     /// How long a game of this scene may need the TURN relay, ms, from `game_start`
     /// (reconnects included; default [`DEFAULT_GAME_ALLOWANCE_MS`], an hour). The server does
     /// not end games after it: it only sizes the default lifetime of minted TURN credentials
@@ -124,6 +129,7 @@ impl SceneConfig {
             hide_lobby_count: false,
             reconnect_grace_ms: 10_000,
             force_relay: false,
+            probe_handover: true,
             game_allowance_ms: DEFAULT_GAME_ALLOWANCE_MS,
             game: GameSettings::default(),
             outcomes: BTreeMap::new(),
@@ -136,13 +142,40 @@ impl SceneConfig {
     /// rounded up): credentials are minted when they are handed out, in `probe_prepare` and
     /// in `game_start`, so the longest use of one is a probe (`probe_timeout_ms`) or a game
     /// (`game_allowance_ms`, which covers a resumed session being given its `game_start`
-    /// again); the time spent in the waitroom comes before either.
+    /// again); the time spent in the waitroom comes before either. With the handover
+    /// ([`SceneConfig::probe_keep_ms`]), a probe's credential goes on serving its connection
+    /// in the game, which starts at most `probe_timeout_ms` after `probe_prepare` (the
+    /// decision's deadline): then the two add up.
     pub fn credential_lifetime_s(&self) -> u64 {
-        self.probe_timeout_ms
-            .max(self.game_allowance_ms)
-            .div_ceil(1000)
+        let longest = if self.probe_keep_ms().is_some() {
+            self.probe_timeout_ms + self.game_allowance_ms
+        } else {
+            self.probe_timeout_ms.max(self.game_allowance_ms)
+        };
+        longest.div_ceil(1000)
+    }
+
+    /// `probe_prepare.keep_ms` of this scene's probes: how long the browser keeps a probe's
+    /// connection open after its `probe_result`, for the game to adopt, ms. `None` without a
+    /// probe (`max_p2p_rtt_ms`) or with `probe_handover = false`.
+    ///
+    /// The value is `probe_timeout_ms` + [`PROBE_KEEP_MARGIN_MS`]: a member's result comes
+    /// after its `probe_prepare`, and the group is decided, at the latest, at the deadline
+    /// `probe_timeout_ms` after the `probe_prepare`s of its round (all sent at once); the
+    /// `game_start` or `probe_close` that ends the wait goes out with the decision. So the
+    /// window covers the rest of the decision, whatever the other pairs take, plus the margin
+    /// for that message to arrive. The window only matters when the message never comes (the
+    /// signalling connection is lost): the page then closes the connection by itself.
+    pub fn probe_keep_ms(&self) -> Option<u64> {
+        (self.max_p2p_rtt_ms.is_some() && self.probe_handover)
+            .then(|| self.probe_timeout_ms.saturating_add(PROBE_KEEP_MARGIN_MS))
     }
 }
+
+/// The part of [`SceneConfig::probe_keep_ms`] beyond the probe deadline, ms: time for the
+/// decision's `game_start` or `probe_close` to reach the page (a slow signalling path, a busy
+/// server), with room to spare: 5 s.
+pub const PROBE_KEEP_MARGIN_MS: u64 = 5_000;
 
 /// How browsers authenticate to the TURN server.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -37,12 +37,12 @@ use std::time::{Duration, Instant};
 
 use pairlab_shared::{
     ClientMessage, ErrorCode, GameEndReason, GameEnded, GameId, GameSettings, GameStart, IceServer,
-    PlayerIndex, ServerMessage, SubjectId, WebrtcSignalIn,
+    PeerProbe, PlayerIndex, ServerMessage, SubjectId, WebrtcSignalIn,
 };
 
 use super::capacity::ShrinkWhenSparse;
 use super::ratelimit::RateLimiter;
-use super::research::{GameEndCause, PairRtt, PeerReport, ResearchEvent};
+use super::research::{GameEndCause, PairProbe, PairRtt, PeerReport, ResearchEvent};
 use super::{Effect, Pid};
 
 /// How long an ended game is remembered, so that its members' late signals and reports are
@@ -144,6 +144,10 @@ pub struct NewGame {
     pub members: Vec<GameMember>,
     /// The probe's RTT of each pair, for the record (empty without a probe).
     pub pair_rtts: Vec<PairRtt>,
+    /// The probe of each pair and whether its connection is handed over (decided by the router
+    /// with [`RoundProbe::handover`](super::probe::RoundProbe::handover)): each member's
+    /// `game_start.probes` and the record (empty without a probe).
+    pub probes: Vec<PairProbe>,
     /// The scene's `force_relay`, passed on in `game_start`.
     pub force_relay: bool,
     /// The scene's `[scene.game]`, passed on in `game_start.game`.
@@ -283,7 +287,8 @@ pub struct Games {
 
 impl Games {
     /// Starts `game`: returns each member's `game_start` (with the ICE servers `ice_servers_for`
-    /// gives them at `now`), in player order, and the `game_created` line for the record.
+    /// gives them at `now`, and per peer the probe of their pair, by the peer's player index),
+    /// in player order, and the `game_created` line for the record.
     pub fn start(
         &mut self,
         game: NewGame,
@@ -306,11 +311,29 @@ impl Games {
             })
             .collect();
         pair_rtts.sort_by_key(|p| (p.a, p.b));
+        // Each member's peers' probes, by the peer's player index.
+        let mut peer_probes: Vec<Vec<PeerProbe>> = vec![Vec::new(); game.members.len()];
+        for p in &game.probes {
+            let (Some(x), Some(y)) = (index_of(&p.members[0]), index_of(&p.members[1])) else {
+                continue;
+            };
+            for (me, peer) in [(x, y), (y, x)] {
+                peer_probes[me].push(PeerProbe {
+                    peer_index: peer as PlayerIndex,
+                    probe_session_id: p.probe_session_id.clone(),
+                    handover: p.handover,
+                });
+            }
+        }
+        for list in &mut peer_probes {
+            list.sort_by_key(|p| p.peer_index);
+        }
         let starts = game
             .members
             .iter()
+            .zip(peer_probes)
             .enumerate()
-            .map(|(i, m)| {
+            .map(|(i, (m, probes))| {
                 let start = GameStart {
                     game_id: game.game_id.clone(),
                     player_index: i as PlayerIndex,
@@ -319,7 +342,7 @@ impl Games {
                     force_relay: game.force_relay,
                     pair_rtts: pair_rtts.clone(),
                     game: Box::new(game.settings.clone()),
-                    probes: Vec::new(),
+                    probes,
                 };
                 (m.pid, start)
             })
@@ -350,6 +373,7 @@ impl Games {
             game_id: game.game_id,
             players,
             p2p_rtts_ms: game.pair_rtts,
+            probes: game.probes,
         };
         StartedGame { starts, record }
     }
@@ -452,6 +476,8 @@ impl Games {
                         peer_subject_id: peer,
                         connection: m.info,
                         connect_ms: m.connect_ms,
+                        setup: m.setup,
+                        same_path_as_probe: m.same_path_as_probe,
                     },
                 )?;
             }

@@ -17,6 +17,14 @@
 //! waitroom and has it remember the failed pairs). Every operation that can end probes returns
 //! [`PairJudged`]s in order, each with the group verdict it completed, if any.
 //!
+//! The verdict also lists the round's probes ([`RoundProbe`]), which settle what becomes of
+//! their connections in the browsers (PROTOCOL.md, "Handover"): a probe prepared with
+//! `keep_ms` (the scene's `probe_handover`) is kept open after its result, and an accepted
+//! pair's probe becomes the game connection when both members are still on the signalling
+//! connections that ran it ([`RoundProbe::handover`]); every other probe a browser may still
+//! hold open (kept, or cut short before both results) gets `probe_close`
+//! ([`RoundProbe::may_be_open`], [`RoundProbe::closes`]).
+//!
 //! It also enforces what the original framework's coordinator did not:
 //! - the deadline really fires ([`ProbeCoordinator::expire`]; the original's cleanup was never
 //!   called, so a silent peer stalled a match forever);
@@ -32,12 +40,12 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use pairlab_shared::{
-    IceServer, PlayerIndex, ProbePrepare, ProbeResult, ProbeSessionId, ProbeSignalIn,
+    IceServer, PlayerIndex, ProbeClose, ProbePrepare, ProbeResult, ProbeSessionId, ProbeSignalIn,
     ProbeSignalOut, ProbeStart, ServerMessage, SubjectId,
 };
 
 use super::capacity::ShrinkWhenSparse;
-use super::ids::{GroupId, IdSource, Pid};
+use super::ids::{ConnId, GroupId, IdSource, Pid};
 use super::research::{PairRtt, ProbeFailure, ProbeReport, ResearchEvent};
 
 /// How long an ended probe is remembered, so that its members' late messages (a trickled
@@ -54,6 +62,10 @@ pub struct ProbeMember {
     pub subject_id: SubjectId,
     /// The participant's place in the proposed group, by which the peer knows them.
     pub index: PlayerIndex,
+    /// The signalling connection the probe runs on (`None`: none at proposal). A handover needs
+    /// the member to be on it still when the game starts: a new connection means a new page,
+    /// which no longer holds the probe's `RTCPeerConnection`.
+    pub conn: Option<ConnId>,
 }
 
 /// A message for one member, addressed by the router's participant handle.
@@ -90,6 +102,11 @@ pub struct NewRound {
     /// The scene's `force_relay`, passed on in `probe_prepare` so that the probe measures the
     /// path the game will use (relay candidates only).
     pub force_relay: bool,
+    /// `probe_prepare.keep_ms` (the scene's [`SceneConfig::probe_keep_ms`]): the browsers keep
+    /// each probe's connection after the result, for the game to adopt. `None`: no handover.
+    ///
+    /// [`SceneConfig::probe_keep_ms`]: crate::config::SceneConfig::probe_keep_ms
+    pub keep_ms: Option<u64>,
 }
 
 /// One probe a round started.
@@ -132,6 +149,58 @@ pub struct GroupVerdict {
     pub members: Vec<Pid>,
     /// Its fate.
     pub verdict: Verdict,
+    /// Every probe of the round, in the order they ended: what becomes of their connections.
+    pub probes: Vec<RoundProbe>,
+}
+
+/// One probe of a decided round, with what settles the fate of its connection in the
+/// browsers (PROTOCOL.md, "Handover").
+#[derive(Debug, Clone, PartialEq)]
+pub struct RoundProbe {
+    /// The probe.
+    pub probe_session_id: ProbeSessionId,
+    /// Its members, initiator first, each with the signalling connection that ran it.
+    pub members: [ProbeMember; 2],
+    /// The pair was accepted: both members reported success, and the RTT passed.
+    pub accepted: bool,
+    /// Its `probe_prepare` carried `keep_ms`: the browsers keep the connection after their
+    /// result, until `game_start` adopts it or `probe_close` (or the window) closes it.
+    pub kept: bool,
+    /// It ended before both members reported (the deadline, a member gone, or its round
+    /// decided without it): a browser may still be running it.
+    pub cut_short: bool,
+}
+
+impl RoundProbe {
+    /// Whether the probe's connection becomes the game connection of its pair: it was kept,
+    /// the pair was accepted (both reported success), and both members are still on the
+    /// signalling connection that ran it (`conn_of` gives a member's current one; a member
+    /// who reconnected has a new page, without the probe's connection).
+    pub fn handover(&self, conn_of: impl Fn(Pid) -> Option<ConnId>) -> bool {
+        self.kept
+            && self.accepted
+            && self
+                .members
+                .iter()
+                .all(|m| m.conn.is_some() && conn_of(m.pid) == m.conn)
+    }
+
+    /// Whether a member's browser may still hold the probe's connection open, so that not
+    /// handing it over takes a `probe_close`: it was kept, or cut short. (A probe prepared
+    /// without `keep_ms` that both members finished has closed already.)
+    pub fn may_be_open(&self) -> bool {
+        self.kept || self.cut_short
+    }
+
+    /// A `probe_close` for each member.
+    pub fn closes(&self) -> [Outgoing; 2] {
+        self.members.clone().map(|m| {
+            let close = ProbeClose {
+                probe_session_id: self.probe_session_id.clone(),
+            };
+            (m.pid, ServerMessage::ProbeClose(close))
+        })
+    }
 }
 
 /// One probe's end: the `probe_result` line, and the verdict on its group when this pair was
@@ -210,6 +279,10 @@ struct ProbeRound {
     failed_pairs: Vec<[SubjectId; 2]>,
     pair_rtts: Vec<PairRtt>,
     probe_ids: Vec<ProbeSessionId>,
+    /// Whether its probes were prepared with `keep_ms`.
+    kept: bool,
+    /// Its probes that have ended, in that order.
+    ended: Vec<RoundProbe>,
 }
 
 /// All live probes and probe rounds of a server. Pure: every method takes the time and returns
@@ -303,6 +376,8 @@ impl ProbeCoordinator {
                 failed_pairs: Vec::new(),
                 pair_rtts: Vec::new(),
                 probe_ids,
+                kept: round.keep_ms.is_some(),
+                ended: Vec::new(),
             },
         );
         started
@@ -326,7 +401,8 @@ impl ProbeCoordinator {
         } else {
             [a.clone(), b.clone()]
         };
-        let (timeout_ms, force_relay) = (round.timeout_ms, round.force_relay);
+        let (timeout_ms, force_relay, keep_ms) =
+            (round.timeout_ms, round.force_relay, round.keep_ms);
         let id = ids.probe_session_id();
         let prepare = |me: &ProbeMember, peer: &ProbeMember| {
             ServerMessage::ProbePrepare(ProbePrepare {
@@ -335,7 +411,7 @@ impl ProbeCoordinator {
                 ice_servers: ice_servers_for(&me.subject_id),
                 timeout_ms,
                 force_relay,
-                keep_ms: None,
+                keep_ms,
             })
         };
         let prepares = [
@@ -557,11 +633,11 @@ impl ProbeCoordinator {
     }
 
     /// Ends a live probe without judging it (its group is decided); its members' late messages
-    /// are then ignored.
-    fn cancel(&mut self, now: Instant, id: &ProbeSessionId) {
-        if self.probes.contains_key(id) {
-            self.finish(now, id, Some(ProbeFailure::Disconnected));
-        }
+    /// are then ignored. `None` when it had ended already.
+    fn cancel(&mut self, now: Instant, id: &ProbeSessionId) -> Option<Finished> {
+        self.probes
+            .contains_key(id)
+            .then(|| self.finish(now, id, Some(ProbeFailure::Disconnected)))
     }
 
     fn finish(
@@ -632,6 +708,13 @@ impl ProbeCoordinator {
             f.members[1].subject_id.clone(),
         ];
         let judged = judge_pair(f.failure, f.rtt_ms, round.max_p2p_rtt_ms);
+        round.ended.push(RoundProbe {
+            probe_session_id: f.probe_session_id.clone(),
+            members: f.members.clone(),
+            accepted: judged.is_ok(),
+            kept: round.kept,
+            cut_short: f.reports.iter().any(Option::is_none),
+        });
         let record = ResearchEvent::ProbeResult {
             probe_session_id: f.probe_session_id,
             members: pair.clone(),
@@ -665,11 +748,19 @@ impl ProbeCoordinator {
                 verdict: None,
             });
         }
-        let round = self.rounds.remove(&f.group)?;
+        let mut round = self.rounds.remove(&f.group)?;
         if disconnected {
             // A member is gone: the group cannot be; its other probes end now.
             for id in &round.probe_ids {
-                self.cancel(now, id);
+                if let Some(c) = self.cancel(now, id) {
+                    round.ended.push(RoundProbe {
+                        probe_session_id: c.probe_session_id,
+                        members: c.members,
+                        accepted: false,
+                        kept: round.kept,
+                        cut_short: true,
+                    });
+                }
             }
         }
         let verdict = match round.failure {
@@ -689,6 +780,7 @@ impl ProbeCoordinator {
                 scene,
                 members: round.members,
                 verdict,
+                probes: round.ended,
             }),
         })
     }

@@ -6,8 +6,8 @@
 //! `{"ts":"2026-11-22T01:16:43.123Z","event":"probe_result","scene_id":"s1",…}`.
 
 use pairlab_shared::{
-    ConnectionInfo, GameEndReason, GameId, IceRestartOutcome, IceRestartTrigger, PeerMetrics,
-    PlayerIndex, ProbeSessionId, QualityLevel, RecruiterParams, SubjectId,
+    ConnectionInfo, ConnectionSetup, GameEndReason, GameId, IceRestartOutcome, IceRestartTrigger,
+    PeerMetrics, PlayerIndex, ProbeSessionId, QualityLevel, RecruiterParams, SubjectId,
 };
 use serde::Serialize;
 
@@ -104,6 +104,9 @@ pub enum ResearchEvent {
         players: Vec<SubjectId>,
         /// Each pair's decided probe RTT, ms (empty without probing).
         p2p_rtts_ms: Vec<PairRtt>,
+        /// Each pair's probe and whether the server offered its connection to the game
+        /// (`game_start.probes[].handover`), in pair order (empty without probing).
+        probes: Vec<PairProbe>,
     },
     /// A participant's waitroom deadline passed.
     WaitroomTimeout {
@@ -132,6 +135,12 @@ pub enum ResearchEvent {
         connection: ConnectionInfo,
         /// From `game_start` to the connection being up, ms.
         connect_ms: Option<f64>,
+        /// How the connection was set up: the probe's handed over, or a fresh one (`null`: the
+        /// client did not say).
+        setup: Option<ConnectionSetup>,
+        /// Whether its selected candidate pair is the path the probe measured (`null`:
+        /// unknown, or not said).
+        same_path_as_probe: Option<bool>,
     },
     /// A game connection's quality level changed (`p2p_quality`).
     P2pQuality {
@@ -379,6 +388,18 @@ pub enum RefusalReason {
     Browser,
 }
 
+/// A pair of a new game: the probe that verified it, and whether the server offered that
+/// probe's connection to the game (`handover`, PROTOCOL.md "Handover").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PairProbe {
+    /// The two members, initiator first (as in `probe_started`).
+    pub members: [SubjectId; 2],
+    /// The probe.
+    pub probe_session_id: ProbeSessionId,
+    /// Whether `game_start` told both members to adopt the probe's connection.
+    pub handover: bool,
+}
+
 /// A pair's probe RTT.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PairRtt {
@@ -549,7 +570,7 @@ mod kind_tests {
                 timeout_ms: 1,
             },
             ResearchEvent::ProbeResult {
-                probe_session_id,
+                probe_session_id: probe_session_id.clone(),
                 members: [a.clone(), b.clone()],
                 reports: [None, None],
                 accepted: false,
@@ -568,6 +589,11 @@ mod kind_tests {
                 game_id: game_id.clone(),
                 players: vec![a.clone(), b.clone()],
                 p2p_rtts_ms: Vec::new(),
+                probes: vec![PairProbe {
+                    members: [a.clone(), b.clone()],
+                    probe_session_id,
+                    handover: true,
+                }],
             },
             ResearchEvent::WaitroomTimeout {
                 subject_id: a.clone(),
@@ -583,6 +609,8 @@ mod kind_tests {
                 peer_subject_id: b.clone(),
                 connection,
                 connect_ms: None,
+                setup: Some(ConnectionSetup::Handover),
+                same_path_as_probe: Some(true),
             },
             ResearchEvent::P2pQuality {
                 game_id: game_id.clone(),

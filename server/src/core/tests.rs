@@ -139,14 +139,18 @@ impl H {
     }
     /// The players of the latest `game_created` line, in player order.
     fn game_players(&self) -> Vec<SubjectId> {
-        self.records
-            .iter()
-            .rev()
-            .find_map(|r| match r {
-                ResearchEvent::GameCreated { players, .. } => Some(players.clone()),
-                _ => None,
-            })
+        self.game_created()
+            .map(|(players, _)| players.clone())
             .unwrap_or_default()
+    }
+    /// The latest `game_created` line's players and probes.
+    fn game_created(&self) -> Option<(&Vec<SubjectId>, &Vec<research::PairProbe>)> {
+        self.records.iter().rev().find_map(|r| match r {
+            ResearchEvent::GameCreated {
+                players, probes, ..
+            } => Some((players, probes)),
+            _ => None,
+        })
     }
     /// How many research events of `kind` the core has recorded.
     fn count(&self, kind: ResearchEventKind) -> usize {
@@ -2569,4 +2573,286 @@ fn an_outcome_decided_during_the_grace_is_sent_on_resume() {
         2,
         "recorded once"
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Handover: the probe's connection becomes the game's (PROTOCOL.md, "Handover")
+// ---------------------------------------------------------------------------------------------
+
+/// The `probe_close`s sent to connection `to`, in order.
+fn closes(actions: &[Action], to: u64) -> Vec<ProbeSessionId> {
+    sent(actions, to)
+        .into_iter()
+        .filter_map(|m| match m {
+            ServerMessage::ProbeClose(c) => Some(c.probe_session_id),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Whether any `probe_close` went anywhere.
+fn any_close(actions: &[Action]) -> bool {
+    actions.iter().any(|a| {
+        matches!(
+            a,
+            Action::Send {
+                msg: ServerMessage::ProbeClose(_),
+                ..
+            }
+        )
+    })
+}
+
+/// The probe whose `probe_prepare` went to connection `to`, naming the peer `peer_index`.
+fn probe_to(actions: &[Action], to: u64, peer_index: PlayerIndex) -> ProbeSessionId {
+    sent(actions, to)
+        .into_iter()
+        .find_map(|m| match m {
+            ServerMessage::ProbePrepare(p) if p.peer_index == peer_index => {
+                Some(p.probe_session_id)
+            }
+            _ => None,
+        })
+        .expect("a probe_prepare to that member for that peer")
+}
+
+fn peer_probe(peer_index: PlayerIndex, id: &ProbeSessionId, handover: bool) -> PeerProbe {
+    PeerProbe {
+        peer_index,
+        probe_session_id: id.clone(),
+        handover,
+    }
+}
+
+/// The `probes` of the latest `game_created` line.
+fn created_probes(h: &H) -> Vec<research::PairProbe> {
+    h.game_created().expect("a game_created line").1.clone()
+}
+
+/// With `probe_handover` (the default), each `probe_prepare` asks the browsers to keep the
+/// connection for `probe_timeout_ms` + the margin; an accepted pair's `game_start` names the
+/// same probe on both sides with `handover: true`, nothing is closed, and the record says the
+/// server offered the handover.
+#[test]
+fn accepted_pair_hands_its_probe_connection_to_the_game() {
+    let mut h = H::new(latency_scene(Some(150.0)));
+    h.join(1, "A", 10.0);
+    let a = h.join(2, "B", 10.0);
+    let (pa, pb) = (prepare(&a, 1).unwrap(), prepare(&a, 2).unwrap());
+    let keep_ms = 5_000 + crate::config::PROBE_KEEP_MARGIN_MS;
+    assert_eq!((pa.keep_ms, pb.keep_ms), (Some(keep_ms), Some(keep_ms)));
+    assert_eq!(keep_ms, 10_000, "probe_timeout_ms 5000 + 5000");
+    let id = pa.probe_session_id;
+    h.msg(1, result(&id, Some(20.0)));
+    let a = h.msg(2, result(&id, Some(30.0)));
+    let (ga, gb) = (game(&a, 1).unwrap(), game(&a, 2).unwrap());
+    assert_eq!(ga.probes, vec![peer_probe(1, &id, true)]);
+    assert_eq!(gb.probes, vec![peer_probe(0, &id, true)]);
+    assert!(!any_close(&a), "a handed-over probe is not closed");
+    assert_eq!(
+        created_probes(&h),
+        vec![research::PairProbe {
+            members: [sid("A"), sid("B")],
+            probe_session_id: id,
+            handover: true,
+        }]
+    );
+}
+
+/// A member who reconnected between their probes and the game (a new page: no probe
+/// connection) gets `handover: false` for their pairs, and so do their peers, whose kept
+/// connections to them are closed; the pair of the two others still hands over.
+#[test]
+fn a_member_on_a_new_connection_gets_fresh_game_connections() {
+    let (mut h, a) = trio_in_probes();
+    let (ab, ac, bc) = (probe_to(&a, 1, 1), probe_to(&a, 1, 2), probe_to(&a, 2, 2));
+    h.msg(1, result(&ab, Some(20.0)));
+    h.msg(2, result(&ab, Some(20.0)));
+    h.msg(1, result(&ac, Some(20.0)));
+    h.msg(3, result(&ac, Some(20.0)));
+    // A's probes are done; B–C still runs. A's page reloads and resumes.
+    let token_a = token(&h.log, 1);
+    h.ev(Event::Disconnected {
+        conn: ConnId::new(1),
+    });
+    h.connect(4);
+    h.hello(4, "A", Some(token_a));
+    h.msg(2, result(&bc, Some(20.0)));
+    let a = h.msg(3, result(&bc, Some(20.0)));
+    let ga = game(&a, 4).expect("A's game_start on the new connection");
+    assert_eq!(
+        ga.probes,
+        vec![peer_probe(1, &ab, false), peer_probe(2, &ac, false)]
+    );
+    let gb = game(&a, 2).unwrap();
+    assert_eq!(
+        gb.probes,
+        vec![peer_probe(0, &ab, false), peer_probe(2, &bc, true)]
+    );
+    let gc = game(&a, 3).unwrap();
+    assert_eq!(
+        gc.probes,
+        vec![peer_probe(0, &ac, false), peer_probe(1, &bc, true)]
+    );
+    assert_eq!(closes(&a, 2), vec![ab.clone()]);
+    assert_eq!(closes(&a, 3), vec![ac.clone()]);
+    assert_eq!(closes(&a, 4), vec![ab.clone(), ac.clone()]);
+    let offered: Vec<(ProbeSessionId, bool)> = created_probes(&h)
+        .into_iter()
+        .map(|p| (p.probe_session_id, p.handover))
+        .collect();
+    assert_eq!(offered, vec![(ab, false), (ac, false), (bc, true)]);
+}
+
+/// A member who resumes into a running game gets its `game_start` again, with every pair
+/// `handover: false` (their page is new), also on a second resume; the others' are unchanged.
+#[test]
+fn a_member_resuming_into_the_game_gets_no_handover() {
+    let mut h = H::new(latency_scene(Some(150.0)));
+    let id = probe_pair(&mut h);
+    h.msg(1, result(&id, Some(20.0)));
+    let a = h.msg(2, result(&id, Some(20.0)));
+    assert_eq!(game(&a, 1).unwrap().probes, vec![peer_probe(1, &id, true)]);
+    for (old, new) in [(1, 3), (3, 4)] {
+        let token_a = token(&h.log, old);
+        h.ev(Event::Disconnected {
+            conn: ConnId::new(old),
+        });
+        h.connect(new);
+        let a = h.hello(new, "A", Some(token_a));
+        let again = game(&a, new).expect("game_start again");
+        assert_eq!(again.probes, vec![peer_probe(1, &id, false)]);
+        assert!(sent(&a, 2).is_empty(), "B is not told anything");
+    }
+}
+
+/// A rejected pair's kept connections are closed: too high an RTT or a failed measurement
+/// (both members told), a missing result at the deadline (both), a member who dropped or left
+/// (the one still connected). Late messages of the closed probe are still ignored quietly.
+#[test]
+fn a_rejected_pair_gets_probe_close() {
+    // RTT too high.
+    let mut h = H::new(latency_scene(Some(150.0)));
+    let id = probe_pair(&mut h);
+    h.msg(1, result(&id, Some(20.0)));
+    let a = h.msg(2, result(&id, Some(300.0)));
+    assert_eq!(closes(&a, 1), vec![id.clone()]);
+    assert_eq!(closes(&a, 2), vec![id.clone()]);
+    let first = |c: u64| match sent(&a, c).first() {
+        Some(ServerMessage::ProbeClose(_)) => true,
+        other => panic!("expected probe_close first, got {other:?}"),
+    };
+    assert!(first(1) && first(2), "closed before the waitroom count");
+    let late = ClientMessage::ProbeSignal(ProbeSignalOut {
+        probe_session_id: id.clone(),
+        target_index: 1,
+        signal_type: SignalType::IceCandidate,
+        payload: None,
+    });
+    assert!(h.msg(1, late).is_empty(), "the tombstone still holds");
+
+    // A failed measurement.
+    let mut h = H::new(latency_scene(Some(150.0)));
+    let id = probe_pair(&mut h);
+    h.msg(1, result(&id, None));
+    let a = h.msg(2, result(&id, Some(20.0)));
+    assert_eq!((closes(&a, 1), closes(&a, 2)), (vec![id.clone()], vec![id]));
+
+    // The deadline, with one result missing.
+    let mut h = H::new(latency_scene(Some(150.0)));
+    let id = probe_pair(&mut h);
+    h.msg(1, result(&id, Some(20.0)));
+    let a = h.tick_at(5_000);
+    assert_eq!((closes(&a, 1), closes(&a, 2)), (vec![id.clone()], vec![id]));
+
+    // A member dropped: the other is told.
+    let mut h = H::new(latency_scene(Some(150.0)));
+    let id = probe_pair(&mut h);
+    let a = h.ev(Event::Disconnected {
+        conn: ConnId::new(2),
+    });
+    assert_eq!(closes(&a, 1), vec![id]);
+    assert!(sent(&a, 2).is_empty());
+
+    // A member left.
+    let mut h = H::new(latency_scene(Some(150.0)));
+    let id = probe_pair(&mut h);
+    let a = h.msg(1, ClientMessage::Leave);
+    assert_eq!(closes(&a, 2), vec![id]);
+    assert!(closes(&a, 1).is_empty());
+}
+
+/// In a group of three rejected for one pair, every probe of the round is closed, the
+/// accepted pairs' included; when a member drops, the probes still running are closed too.
+#[test]
+fn a_rejected_group_closes_every_probe_of_its_round() {
+    let (mut h, a) = trio_in_probes();
+    let (ab, ac, bc) = (probe_to(&a, 1, 1), probe_to(&a, 1, 2), probe_to(&a, 2, 2));
+    let mut last = vec![];
+    for (conn, id, rtt) in [
+        (1, &ab, 20.0),
+        (2, &ab, 20.0),
+        (1, &ac, 20.0),
+        (3, &ac, 20.0),
+        (2, &bc, 300.0),
+        (3, &bc, 20.0),
+    ] {
+        last = h.msg(conn, result(id, Some(rtt)));
+    }
+    assert_eq!(closes(&last, 1), vec![ab.clone(), ac.clone()]);
+    assert_eq!(closes(&last, 2), vec![ab.clone(), bc.clone()]);
+    assert_eq!(closes(&last, 3), vec![ac.clone(), bc.clone()]);
+
+    let (mut h, a) = trio_in_probes();
+    let (ab, ac, bc) = (probe_to(&a, 1, 1), probe_to(&a, 1, 2), probe_to(&a, 2, 2));
+    let a = h.ev(Event::Disconnected {
+        conn: ConnId::new(1),
+    });
+    assert_eq!(closes(&a, 2), vec![ab.clone(), bc.clone()]);
+    assert_eq!(closes(&a, 3), vec![ac.clone(), bc.clone()]);
+}
+
+/// `probe_handover = false`: no `keep_ms`, `game_start` names each pair's probe with
+/// `handover: false`, and a probe both members finished is not closed (their browsers closed
+/// it after the result); only a probe cut short, which a browser may still be running, is.
+#[test]
+fn without_probe_handover_probes_are_not_kept() {
+    let mut scene = latency_scene(Some(150.0));
+    scene.probe_handover = false;
+    let mut h = H::new(scene.clone());
+    h.join(1, "A", 10.0);
+    let a = h.join(2, "B", 10.0);
+    let (pa, pb) = (prepare(&a, 1).unwrap(), prepare(&a, 2).unwrap());
+    assert_eq!((pa.keep_ms, pb.keep_ms), (None, None));
+    let id = pa.probe_session_id;
+    h.msg(1, result(&id, Some(20.0)));
+    let a = h.msg(2, result(&id, Some(30.0)));
+    assert_eq!(game(&a, 1).unwrap().probes, vec![peer_probe(1, &id, false)]);
+    assert_eq!(game(&a, 2).unwrap().probes, vec![peer_probe(0, &id, false)]);
+    assert!(!any_close(&a));
+    assert!(created_probes(&h).iter().all(|p| !p.handover));
+
+    let mut h = H::new(scene.clone());
+    let id = probe_pair(&mut h);
+    h.msg(1, result(&id, Some(20.0)));
+    let a = h.msg(2, result(&id, Some(300.0)));
+    assert!(waitroom(&a, 1).is_some(), "rejected");
+    assert!(!any_close(&a), "both finished: nothing left open");
+
+    let mut h = H::new(scene);
+    let id = probe_pair(&mut h);
+    let a = h.ev(Event::Disconnected {
+        conn: ConnId::new(2),
+    });
+    assert_eq!(closes(&a, 1), vec![id], "A's probe was still running");
+}
+
+/// A scene without a probe has no probes to name in `game_start`.
+#[test]
+fn without_a_probe_game_start_names_no_probes() {
+    let mut h = H::new(SceneConfig::with_defaults("s", 2, MatchmakerKind::Fifo));
+    h.join(1, "A", 10.0);
+    let a = h.join(2, "B", 10.0);
+    assert!(game(&a, 1).unwrap().probes.is_empty());
+    assert!(created_probes(&h).is_empty());
 }

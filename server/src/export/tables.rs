@@ -95,12 +95,22 @@ pub struct ProbeRow {
     pub initiator_stats_rtt_ms: Option<f64>,
     pub initiator_samples: Option<usize>,
     pub initiator_received_ms: Option<f64>,
+    pub initiator_connection_type: Option<String>,
+    pub initiator_local_candidate_type: Option<String>,
+    pub initiator_remote_candidate_type: Option<String>,
+    pub initiator_protocol: Option<String>,
+    pub initiator_relay_protocol: Option<String>,
     pub responder_reported: bool,
     pub responder_success: Option<bool>,
     pub responder_rtt_ms: Option<f64>,
     pub responder_stats_rtt_ms: Option<f64>,
     pub responder_samples: Option<usize>,
     pub responder_received_ms: Option<f64>,
+    pub responder_connection_type: Option<String>,
+    pub responder_local_candidate_type: Option<String>,
+    pub responder_remote_candidate_type: Option<String>,
+    pub responder_protocol: Option<String>,
+    pub responder_relay_protocol: Option<String>,
 }
 
 /// `games.csv`: one row per game (`game_created`, `game_ended` and the lines naming it).
@@ -118,6 +128,7 @@ pub struct GameRow {
     pub duration_ms: Option<f64>,
     pub episode_summaries: u32,
     pub connection_failures: u32,
+    pub handover_pairs: Option<usize>,
 }
 
 /// `game_players.csv`: one row per member of a game.
@@ -167,6 +178,8 @@ pub struct PeerMetricsRow {
     pub quality_changes: usize,
     pub quality_changes_json: String,
     pub ice_restarts: u32,
+    pub setup: Option<String>,
+    pub same_path_as_probe: Option<bool>,
 }
 
 /// `connections.csv`: one row per `p2p_connection_type` line.
@@ -183,6 +196,8 @@ pub struct ConnectionRow {
     pub protocol: String,
     pub relay_protocol: Option<String>,
     pub connect_ms: Option<f64>,
+    pub setup: Option<String>,
+    pub same_path_as_probe: Option<bool>,
 }
 
 /// `connection_events.csv`: one row per `p2p_quality`, `p2p_ice_restart` or
@@ -261,6 +276,8 @@ struct ProbeReport {
     samples_ms: Vec<f64>,
     stats_rtt_ms: Option<f64>,
     received_ms: Option<f64>,
+    #[serde(default)]
+    connection: Option<Connection>,
 }
 
 #[derive(Deserialize)]
@@ -282,11 +299,19 @@ struct PairRtt {
 }
 
 #[derive(Deserialize)]
+struct PairProbe {
+    handover: bool,
+}
+
+#[derive(Deserialize)]
 struct GameCreated {
     game_id: String,
     players: Vec<String>,
     #[serde(default)]
     p2p_rtts_ms: Vec<PairRtt>,
+    /// Absent from records of servers without the handover.
+    #[serde(default)]
+    probes: Option<Vec<PairProbe>>,
 }
 
 #[derive(Deserialize)]
@@ -317,6 +342,26 @@ struct Connection {
     relay_protocol: Option<String>,
 }
 
+/// A probe report's measured path (`connection`) as the five columns of `probes.csv`, in
+/// column order: connection type, local and remote candidate types, protocol, relay
+/// protocol; all empty when the report did not say.
+struct MeasuredPath([Option<String>; 5]);
+
+impl MeasuredPath {
+    fn of(report: &ProbeReport) -> Self {
+        MeasuredPath(match &report.connection {
+            None => Default::default(),
+            Some(c) => [
+                Some(c.connection_type.clone()),
+                Some(c.local_candidate_type.clone()),
+                Some(c.remote_candidate_type.clone()),
+                Some(c.protocol.clone()),
+                c.relay_protocol.clone(),
+            ],
+        })
+    }
+}
+
 #[derive(Deserialize)]
 struct ConnectionType {
     game_id: String,
@@ -325,6 +370,10 @@ struct ConnectionType {
     #[serde(flatten)]
     connection: Connection,
     connect_ms: Option<f64>,
+    #[serde(default)]
+    setup: Option<String>,
+    #[serde(default)]
+    same_path_as_probe: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -361,6 +410,10 @@ struct PeerReport {
     quality_changes: Vec<Value>,
     #[serde(default)]
     ice_restarts: u32,
+    #[serde(default)]
+    setup: Option<String>,
+    #[serde(default)]
+    same_path_as_probe: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -575,20 +628,36 @@ impl Tables {
                 row.duration_ms = r.duration_ms;
                 let [initiator, responder] = r.reports;
                 if let Some(rep) = initiator {
+                    let path = MeasuredPath::of(&rep);
                     row.initiator_reported = true;
                     row.initiator_success = Some(rep.success);
                     row.initiator_rtt_ms = rep.rtt_ms;
                     row.initiator_stats_rtt_ms = rep.stats_rtt_ms;
                     row.initiator_samples = Some(rep.samples_ms.len());
                     row.initiator_received_ms = rep.received_ms;
+                    [
+                        row.initiator_connection_type,
+                        row.initiator_local_candidate_type,
+                        row.initiator_remote_candidate_type,
+                        row.initiator_protocol,
+                        row.initiator_relay_protocol,
+                    ] = path.0;
                 }
                 if let Some(rep) = responder {
+                    let path = MeasuredPath::of(&rep);
                     row.responder_reported = true;
                     row.responder_success = Some(rep.success);
                     row.responder_rtt_ms = rep.rtt_ms;
                     row.responder_stats_rtt_ms = rep.stats_rtt_ms;
                     row.responder_samples = Some(rep.samples_ms.len());
                     row.responder_received_ms = rep.received_ms;
+                    [
+                        row.responder_connection_type,
+                        row.responder_local_candidate_type,
+                        row.responder_remote_candidate_type,
+                        row.responder_protocol,
+                        row.responder_relay_protocol,
+                    ] = path.0;
                 }
             }
             Kind::GameCreated => {
@@ -611,6 +680,9 @@ impl Tables {
                     });
                 }
                 let max_p2p_rtt_ms = g.p2p_rtts_ms.iter().map(|p| p.rtt_ms).reduce(f64::max);
+                let handover_pairs = g
+                    .probes
+                    .map(|probes| probes.iter().filter(|p| p.handover).count());
                 let game = self.games.entry(scene, &g.game_id, GameRow::default);
                 *game = GameRow {
                     scene_id: c.scene_id.clone(),
@@ -619,6 +691,7 @@ impl Tables {
                     group_size: g.players.len(),
                     players: g.players.join(" "),
                     max_p2p_rtt_ms,
+                    handover_pairs,
                     ..GameRow::default()
                 };
             }
@@ -671,6 +744,8 @@ impl Tables {
                     protocol: t.connection.protocol,
                     relay_protocol: t.connection.relay_protocol,
                     connect_ms: t.connect_ms,
+                    setup: t.setup,
+                    same_path_as_probe: t.same_path_as_probe,
                 });
             }
             Kind::P2pQuality | Kind::P2pIceRestart | Kind::P2pConnectionFailed => {
@@ -748,6 +823,8 @@ impl Tables {
                 quality_changes: peer.quality_changes.len(),
                 quality_changes_json: Value::from(peer.quality_changes.clone()).to_string(),
                 ice_restarts: peer.ice_restarts,
+                setup: peer.setup.clone(),
+                same_path_as_probe: peer.same_path_as_probe,
             });
         }
         self.episodes.push(EpisodeRow {

@@ -1,7 +1,9 @@
 //! From the waitroom to a game: entering the waiting set, count updates, waitroom timeouts,
 //! running the matchmaker, proposing a group (probed, or started at once without a
 //! `max_p2p_rtt_ms`), and acting on the probe coordinator's verdicts: an accepted group
-//! becomes a game, a rejected one returns to waiting.
+//! becomes a game, a rejected one returns to waiting; either way, each probe's connection is
+//! handed to the game or closed (`probe_close`), by the rules of
+//! [`RoundProbe`](crate::core::probe::RoundProbe).
 
 use std::time::Instant;
 
@@ -12,8 +14,8 @@ use crate::core::games::{GameMember, NewGame, StartedGame};
 use crate::core::ids::{GroupId, Pid};
 use crate::core::matchmaker::Candidate;
 use crate::core::outcomes::{outcome_message, Recipient};
-use crate::core::probe::{GroupVerdict, NewRound, PairJudged, ProbeMember, Verdict};
-use crate::core::research::{PairRtt, ProbeFailure, ResearchEvent};
+use crate::core::probe::{GroupVerdict, NewRound, PairJudged, ProbeMember, RoundProbe, Verdict};
+use crate::core::research::{PairProbe, PairRtt, ProbeFailure, ResearchEvent};
 use crate::core::waitroom::Broadcast;
 use crate::core::Action;
 
@@ -220,6 +222,7 @@ impl Core {
                     pid,
                     subject_id: p.subject_id.clone(),
                     index,
+                    conn: p.conn,
                 })
             })
             .collect();
@@ -229,8 +232,12 @@ impl Core {
             .collect();
         let s = &self.scenes[scene];
         let cfg = s.cfg();
-        let (max_p2p_rtt_ms, timeout_ms, force_relay) =
-            (cfg.max_p2p_rtt_ms, cfg.probe_timeout_ms, cfg.force_relay);
+        let (max_p2p_rtt_ms, timeout_ms, force_relay, keep_ms) = (
+            cfg.max_p2p_rtt_ms,
+            cfg.probe_timeout_ms,
+            cfg.force_relay,
+            cfg.probe_keep_ms(),
+        );
         let event = ResearchEvent::MatchProposed {
             members: probe_members.iter().map(|m| m.subject_id.clone()).collect(),
             server_rtts_ms,
@@ -239,7 +246,7 @@ impl Core {
         };
         self.record(scene, event, out);
         let Some(max_p2p_rtt_ms) = max_p2p_rtt_ms else {
-            return self.start_game(now, scene, &members, Vec::new(), out);
+            return self.start_game(now, scene, &members, Vec::new(), Vec::new(), out);
         };
         let round = NewRound {
             group,
@@ -248,6 +255,7 @@ impl Core {
             max_p2p_rtt_ms,
             timeout_ms,
             force_relay,
+            keep_ms,
         };
         let ice = &self.ice;
         let ice_servers_for = |subject: &SubjectId| ice.for_subject(subject, now);
@@ -276,6 +284,7 @@ impl Core {
                 scene,
                 members,
                 verdict,
+                probes,
                 ..
             }) = j.verdict
             else {
@@ -283,14 +292,50 @@ impl Core {
             };
             match verdict {
                 Verdict::Accepted { pair_rtts } => {
-                    self.start_game(now, scene, &members, pair_rtts, out);
+                    let probes = self.settle_probe_connections(probes, true, out);
+                    self.start_game(now, scene, &members, pair_rtts, probes, out);
                 }
                 Verdict::Rejected {
                     reason,
                     failed_pairs,
-                } => self.reject_group(now, scene, &members, reason, failed_pairs, out),
+                } => {
+                    self.settle_probe_connections(probes, false, out);
+                    self.reject_group(now, scene, &members, reason, failed_pairs, out);
+                }
             }
         }
+    }
+
+    /// What becomes of a decided round's probe connections (PROTOCOL.md, "Handover"). In an
+    /// `accepted` group each probe is handed over when [`RoundProbe::handover`] says so (kept,
+    /// both members still on the signalling connections that ran it); every probe that is not
+    /// handed over and that a browser may still hold open ([`RoundProbe::may_be_open`]) gets
+    /// `probe_close` to its members (those still connected). Returns, for an accepted group,
+    /// each pair's probe and whether it is handed over, for `game_start`; else nothing.
+    fn settle_probe_connections(
+        &self,
+        probes: Vec<RoundProbe>,
+        accepted: bool,
+        out: &mut Vec<Action>,
+    ) -> Vec<PairProbe> {
+        let conn_of = |pid: Pid| self.participants.get(&pid).and_then(|p| p.conn);
+        let mut pairs = Vec::new();
+        for probe in probes {
+            let handover = accepted && probe.handover(conn_of);
+            if !handover && probe.may_be_open() {
+                for (to, m) in probe.closes() {
+                    self.send(to, m, out);
+                }
+            }
+            if accepted {
+                pairs.push(PairProbe {
+                    members: probe.members.map(|m| m.subject_id),
+                    probe_session_id: probe.probe_session_id,
+                    handover,
+                });
+            }
+        }
+        pairs
     }
 
     /// A rejected group: the waitroom remembers its failed pairs, and its members return to
@@ -348,13 +393,15 @@ impl Core {
     }
 
     /// An accepted group becomes a game: its `game_created` line, then `game_start` to every
-    /// member, who are then `InGame`.
+    /// member (with `probes`: each pair's probe and whether it is handed over), who are then
+    /// `InGame`.
     pub(super) fn start_game(
         &mut self,
         now: Instant,
         scene: usize,
         members: &[Pid],
         pair_rtts: Vec<PairRtt>,
+        probes: Vec<PairProbe>,
         out: &mut Vec<Action>,
     ) {
         let game = NewGame {
@@ -370,6 +417,7 @@ impl Core {
                 })
                 .collect(),
             pair_rtts,
+            probes,
             force_relay: self.scenes[scene].cfg().force_relay,
             settings: self.scenes[scene].cfg().game.clone(),
         };

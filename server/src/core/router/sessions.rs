@@ -167,7 +167,16 @@ impl Core {
                 self.join_waiting(now, pid, out);
                 self.try_match(now, pid, out);
             }
-            PState::InGame(start) => {
+            PState::InGame(mut start) => {
+                // The new connection is a new page: it holds none of the probes' connections,
+                // so every pair of this member gets a fresh game connection (the peers' pages
+                // replace theirs when its offer comes, PROTOCOL.md "Handover").
+                for probe in &mut start.probes {
+                    probe.handover = false;
+                }
+                if let Some(p) = self.participants.get_mut(&pid) {
+                    p.state = PState::InGame(start.clone());
+                }
                 let ended = self.games.is_ended(&start.game_id);
                 let game_id = start.game_id.clone();
                 self.send(pid, ServerMessage::GameStart(start), out);

@@ -219,6 +219,7 @@ impl WebRtcManager {
             backlog: Vec::new(),
             setup: ConnectionSetup::Fresh,
             probe_pair_id: None,
+            adopted_at_ms: None,
         };
         Ok((launch.run(), events_rx))
     }
@@ -233,6 +234,8 @@ impl WebRtcManager {
         parked: ParkedPeer,
         out: Outbox,
     ) -> (Self, mpsc::UnboundedReceiver<ConnectionEvent>) {
+        // Its channels are open now: `connect_ms` counts to here.
+        let adopted_at_ms = now_ms();
         let (events_tx, events_rx) = mpsc::unbounded();
         let hook = game_hook(events_tx.clone());
         let ParkedPeer {
@@ -266,6 +269,7 @@ impl WebRtcManager {
             backlog,
             setup: ConnectionSetup::Handover,
             probe_pair_id: measured.pair_id,
+            adopted_at_ms: Some(adopted_at_ms),
         };
         (launch.run(), events_rx)
     }
@@ -415,6 +419,7 @@ struct Launch {
     backlog: Vec<PeerEvent>,
     setup: ConnectionSetup,
     probe_pair_id: Option<String>,
+    adopted_at_ms: Option<f64>,
 }
 
 impl Launch {
@@ -441,6 +446,7 @@ impl Launch {
             opened: false,
             setup: self.setup,
             probe_pair_id: self.probe_pair_id,
+            adopted_at_ms: self.adopted_at_ms,
             offer_pending: false,
         };
         let backlog = self.backlog;
@@ -489,6 +495,8 @@ struct Conn {
     setup: ConnectionSetup,
     /// The candidate pair id the probe measured (handover).
     probe_pair_id: Option<String>,
+    /// When the handed-over connection was adopted, its channels open (`performance.now()`).
+    adopted_at_ms: Option<f64>,
     /// This side's first offer is out and unanswered.
     offer_pending: bool,
 }
@@ -726,7 +734,12 @@ impl Conn {
             return;
         }
         self.opened = true;
-        let connect_ms = now_ms() - self.spec.started_at_ms;
+        // Handed over: up since its adoption, whenever this task got to look.
+        let open_at_ms = match self.setup {
+            ConnectionSetup::Handover => self.adopted_at_ms.unwrap_or_else(now_ms),
+            ConnectionSetup::Fresh => now_ms(),
+        };
+        let connect_ms = open_at_ms - self.spec.started_at_ms;
         log(&format!(
             "{}: both channels open {} ms after game_start ({:?})",
             self.name(),

@@ -65,11 +65,14 @@ impl Setup {
 async fn paths(setup: Setup, game_id: &str) -> [GamePaths; 2] {
     match setup {
         Setup::Fresh => Default::default(),
-        Setup::Handover => {
-            let probe = KeptProbe::run(&format!("kept-{game_id}"), KeptSpec::default()).await;
-            [0, 1].map(|i| probe.hand_over(i, game_id, true).1)
-        }
+        Setup::Handover => kept_paths(KeptSpec::default(), game_id).await,
     }
+}
+
+/// Both sides' game paths for game `game_id`: a probe kept as `spec` says, handed over.
+async fn kept_paths(spec: KeptSpec, game_id: &str) -> [GamePaths; 2] {
+    let probe = KeptProbe::run(&format!("kept-{game_id}"), spec).await;
+    [0, 1].map(|i| probe.hand_over(i, game_id, true).1)
 }
 
 fn assert_closed(pc: &RtcPeerConnection, who: &str) {
@@ -194,6 +197,14 @@ impl Pair {
     async fn handed_over(tuning: ConnectionTuning) -> Self {
         let paths = paths(Setup::Handover, "g-test").await;
         Self::build(vec![], false, tuning, paths)
+    }
+
+    /// Two managers on the connection of a probe kept as `spec` says (its ICE servers and
+    /// relay policy also the game's), handed over.
+    async fn handed_over_with(spec: KeptSpec, tuning: ConnectionTuning) -> Self {
+        let (servers, relay) = (spec.ice_servers.clone(), spec.force_relay);
+        let paths = kept_paths(spec, "g-test").await;
+        Self::build(servers, relay, tuning, paths)
     }
 
     fn build(
@@ -434,6 +445,17 @@ async fn direct_connection(setup: Setup) {
 
 #[wasm_bindgen_test]
 async fn relay_connection_through_coturn() {
+    relay_connection(Setup::Fresh).await;
+}
+
+/// The case: a `force_relay` scene's probe measures the relayed path, and that very
+/// connection (its relay allocations, its candidate pair) carries the game.
+#[wasm_bindgen_test]
+async fn relay_connection_through_coturn_handed_over() {
+    relay_connection(Setup::Handover).await;
+}
+
+async fn relay_connection(setup: Setup) {
     let (Some(url), Some(user), Some(pass)) = (
         option_env!("PAIRLAB_TEST_TURN_URL"),
         option_env!("PAIRLAB_TEST_TURN_USER"),
@@ -451,10 +473,20 @@ async fn relay_connection_through_coturn() {
         username: Some(user.to_owned()),
         credential: Some(pass.to_owned()),
     }];
-    let mut pair = Pair::new(servers, true);
+    let mut pair = match setup {
+        Setup::Fresh => Pair::new(servers, true),
+        Setup::Handover => {
+            let spec = KeptSpec {
+                ice_servers: servers,
+                force_relay: true,
+                ..KeptSpec::default()
+            };
+            Pair::handed_over_with(spec, tuning()).await
+        }
+    };
     let connect = pair.connect(15_000).await;
     console_log!(
-        "relay: both channels open {:.1} / {:.1} ms after game_start",
+        "relay ({setup:?}): both channels open {:.1} / {:.1} ms after game_start",
         connect[0],
         connect[1]
     );
@@ -467,6 +499,20 @@ async fn relay_connection_through_coturn() {
             "side {i}"
         );
         assert_eq!(t.info.relay_protocol, Some(RelayProtocol::Udp), "side {i}");
+        assert_eq!(t.setup, Some(setup.wire()), "side {i}");
+        if setup == Setup::Handover {
+            assert_eq!(
+                t.same_path_as_probe,
+                Some(true),
+                "side {i}: the probe's relayed pair"
+            );
+        }
+    }
+    if setup == Setup::Handover {
+        assert_eq!(
+            pair.signals, 0,
+            "a handed-over connection needs no negotiation"
+        );
     }
     pair.exchange_inputs().await;
     pair.close_and_check();

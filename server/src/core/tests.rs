@@ -359,6 +359,17 @@ fn probe_accept_full_life_cycle() {
     assert!(h.msg(2, result(&id, Some(1.0))).is_empty());
 }
 
+/// A path through TURN relays on both sides, over UDP.
+fn relayed_path() -> ConnectionInfo {
+    ConnectionInfo {
+        connection_type: ConnectionKind::Relay,
+        local_candidate_type: CandidateType::Relay,
+        remote_candidate_type: CandidateType::Relay,
+        protocol: IceProtocol::Udp,
+        relay_protocol: Some(RelayProtocol::Udp),
+    }
+}
+
 /// A `force_relay` scene probes on relay candidates only (`probe_prepare.force_relay`), as its
 /// game will; a scene without it says nothing (absent = `false`). Each report's measured path
 /// (`probe_result.connection`) is kept in the record line, per member.
@@ -377,13 +388,7 @@ fn force_relay_reaches_the_probe_and_the_measured_path_is_recorded() {
     let (p1, p2) = (prepare(&a, 1).unwrap(), prepare(&a, 2).unwrap());
     assert!(p1.force_relay && p2.force_relay);
     let id = p1.probe_session_id;
-    let relayed = ConnectionInfo {
-        connection_type: ConnectionKind::Relay,
-        local_candidate_type: CandidateType::Relay,
-        remote_candidate_type: CandidateType::Relay,
-        protocol: IceProtocol::Udp,
-        relay_protocol: Some(RelayProtocol::Udp),
-    };
+    let relayed = relayed_path();
     let with_path = |rtt: f64, connection: Option<ConnectionInfo>| {
         ClientMessage::ProbeResult(ProbeResult {
             probe_session_id: id.clone(),
@@ -2855,4 +2860,52 @@ fn without_a_probe_game_start_names_no_probes() {
     let a = h.join(2, "B", 10.0);
     assert!(game(&a, 1).unwrap().probes.is_empty());
     assert!(created_probes(&h).is_empty());
+}
+
+/// How a game connection was set up, and whether it runs on the probe's path, reach the
+/// record as the member said: in `p2p_connection_type` lines (`null` when not said) and in
+/// `episode_summary`'s peers.
+#[test]
+fn connection_setup_and_probe_path_are_recorded() {
+    let mut h = H::new(SceneConfig::with_defaults("s", 2, MatchmakerKind::Fifo));
+    let game_id = game_pair(&mut h);
+    let info = relayed_path();
+    let report = |peer_index, setup, same_path_as_probe| {
+        ClientMessage::P2pConnectionType(P2pConnectionType {
+            game_id: game_id.clone(),
+            peer_index,
+            info,
+            connect_ms: Some(0.5),
+            setup,
+            same_path_as_probe,
+        })
+    };
+    h.msg(1, report(1, Some(ConnectionSetup::Handover), Some(true)));
+    h.msg(2, report(0, None, None));
+    let lines: Vec<serde_json::Value> = h
+        .records
+        .iter()
+        .filter(|r| r.kind() == ResearchEventKind::P2pConnectionType)
+        .map(|r| serde_json::to_value(r).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0]["setup"], "handover");
+    assert_eq!(lines[0]["same_path_as_probe"], true);
+    assert!(lines[1]["setup"].is_null() && lines[1]["same_path_as_probe"].is_null());
+
+    let ClientMessage::EpisodeSummary(mut s) = summary(&game_id, 1, &[1], 0) else {
+        unreachable!("summary builds an episode_summary")
+    };
+    s.peers[0].setup = Some(ConnectionSetup::Fresh);
+    s.peers[0].same_path_as_probe = Some(false);
+    h.msg(1, ClientMessage::EpisodeSummary(s));
+    let line = h
+        .records
+        .iter()
+        .find(|r| r.kind() == ResearchEventKind::EpisodeSummary)
+        .map(|r| serde_json::to_value(r).unwrap())
+        .expect("an episode_summary line");
+    assert_eq!(line["peers"][0]["setup"], "fresh");
+    assert_eq!(line["peers"][0]["same_path_as_probe"], false);
+    assert_eq!(line["peers"][0]["peer_subject_id"], "B");
 }

@@ -115,8 +115,9 @@ pub struct ProbeOutcome {
 /// `currentRoundTripTime`. Then `probe_result` goes out and a
 /// [`ProbeWire::Done`] goes to the peer; the connection closes once the peer's `done` arrived
 /// too (so neither side cuts the other's measurement short), or the channel closed, or the
-/// client deadline passed. A deadline or failure before the result sends `success: false`
-/// with whatever samples were taken.
+/// client deadline passed. A kept probe (`keep_ms`) with a successful result instead parks
+/// its connection at once, after its `done` (see `ProbeConnection::parking`). A deadline or
+/// failure before the result sends `success: false` with whatever samples were taken.
 pub struct ProbeConnection {
     spec: ProbeSpec,
     peer: Peer,

@@ -931,3 +931,39 @@ impl Conn {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_game_hook_decodes_game_channels_and_drops_the_probe_channel() {
+        let (tx, mut rx) = mpsc::unbounded();
+        let hook = game_hook(tx);
+        // A handed-over probe's late `done` (or a ping) on its own channel: dropped.
+        assert_eq!(
+            hook("pairlab-probe", ChannelData::Text("d".into())),
+            Hooked::Taken
+        );
+        assert!(rx.try_recv().is_err(), "nothing reaches the game");
+        // The game's channels: decoded at once; only a `bye` goes on to the task.
+        assert_eq!(
+            hook(CONTROL_LABEL, ChannelData::Text("hi".into())),
+            Hooked::Taken
+        );
+        assert_eq!(
+            rx.try_recv().ok(),
+            Some(ConnectionEvent::Message {
+                data: ChannelData::Text("hi".into()),
+                reliable: true
+            })
+        );
+        assert_eq!(hook(INPUTS_LABEL, Frame::Ready.encode()), Hooked::Taken);
+        assert_eq!(rx.try_recv().ok(), Some(ConnectionEvent::Ready));
+        assert_eq!(
+            hook(CONTROL_LABEL, Frame::Bye.encode()),
+            Hooked::PassOn(Frame::Bye.encode())
+        );
+        assert!(rx.try_recv().is_err());
+    }
+}

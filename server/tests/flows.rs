@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use common::*;
 use pairlab_server::record::{event_names, events_of, position_of};
-use pairlab_shared::{ServerMessage, SignalPayload, SignalType};
+use pairlab_shared::{ProbeSessionId, ServerMessage, SignalPayload, SignalType};
 use ResearchEventKind as Ev;
 
 #[tokio::test]
@@ -30,6 +30,8 @@ async fn match_probe_accept_game_start() {
     assert_eq!(pb.peer_index, 0, "bob knows alice as player 0");
     assert_eq!(pa.timeout_ms, 3000);
     assert_eq!(pa.ice_servers, server.config.ice_servers);
+    // probe_handover (default): kept for the game, probe_timeout_ms + 5000 ms.
+    assert_eq!((pa.keep_ms, pb.keep_ms), (Some(8000), Some(8000)));
     let id = pa.probe_session_id.clone();
 
     // probe_start only once both are ready.
@@ -87,6 +89,18 @@ async fn match_probe_accept_game_start() {
     assert_eq!((ga.player_index, gb.player_index), (0, 1));
     assert_eq!(ga.ice_servers, server.config.ice_servers);
     assert!(!ga.force_relay);
+    // The probe's connection becomes the game's, on both sides.
+    let handed = |peer_index| {
+        vec![pairlab_shared::PeerProbe {
+            peer_index,
+            probe_session_id: id.clone(),
+            handover: true,
+        }]
+    };
+    assert_eq!(
+        (ga.probes.clone(), gb.probes.clone()),
+        (handed(1), handed(0))
+    );
 
     // The research record, in order.
     let events = server.wait_for_event("probe", Ev::GameCreated).await;
@@ -150,10 +164,20 @@ async fn match_probe_accept_game_start() {
     let gc = events_of(&events, Ev::GameCreated)[0];
     assert_eq!(gc["game_id"], ga.game_id.as_str());
     assert_eq!(gc["players"], serde_json::json!(["alice", "bob"]));
+    assert_eq!(
+        gc["probes"],
+        serde_json::json!([{"members": ["alice", "bob"], "probe_session_id": id.as_str(), "handover": true}])
+    );
 }
 
 /// Runs a probe between two clients to its result: prepare → ready → start → results.
-async fn run_probe(x: &mut Client, y: &mut Client, rtt_x: Option<f64>, rtt_y: Option<f64>) {
+/// Returns the probe.
+async fn run_probe(
+    x: &mut Client,
+    y: &mut Client,
+    rtt_x: Option<f64>,
+    rtt_y: Option<f64>,
+) -> ProbeSessionId {
     let px = x.expect_probe_prepare().await;
     let py = y.expect_probe_prepare().await;
     assert_eq!(px.probe_session_id, py.probe_session_id);
@@ -169,6 +193,7 @@ async fn run_probe(x: &mut Client, y: &mut Client, rtt_x: Option<f64>, rtt_y: Op
     y.expect_probe_start().await;
     x.send(&result(&id, rtt_x.is_some(), rtt_x)).await;
     y.send(&result(&id, rtt_y.is_some(), rtt_y)).await;
+    id
 }
 
 #[tokio::test]
@@ -177,8 +202,18 @@ async fn rejection_returns_both_and_the_next_candidate_is_probed() {
     let (mut a, _) = server.join("alice", "probe").await;
     let (mut b, _) = server.join("bob", "probe").await;
 
-    // 80 ms > max_p2p_rtt_ms = 50: rejected.
-    run_probe(&mut a, &mut b, Some(80.0), Some(79.0)).await;
+    // 80 ms > max_p2p_rtt_ms = 50: rejected; the kept probe connections are closed first.
+    let id = run_probe(&mut a, &mut b, Some(80.0), Some(79.0)).await;
+    for x in [&mut a, &mut b] {
+        let closed = x
+            .until("probe_close", |m| match m {
+                ServerMessage::ProbeClose(c) => Some(c.probe_session_id.clone()),
+                ServerMessage::Waitroom(_) => panic!("waitroom before probe_close"),
+                _ => None,
+            })
+            .await;
+        assert_eq!(closed, id);
+    }
     let wa = a.expect_waitroom().await;
     let wb = b.expect_waitroom().await;
     assert_eq!(wa.group_size, 2);
@@ -419,8 +454,16 @@ async fn disconnect_during_probe_returns_the_other_member() {
     let (mut a, b, id) = server.probe_pair().await;
     a.send(&ready(&id)).await;
     b.close().await;
-    // alice goes back to the waitroom at once, not at the probe deadline (3 s).
+    // alice goes back to the waitroom at once, not at the probe deadline (3 s), told first to
+    // close the probe.
     let t0 = std::time::Instant::now();
+    let closed = a
+        .until("probe_close", |m| match m {
+            ServerMessage::ProbeClose(c) => Some(c.probe_session_id.clone()),
+            _ => None,
+        })
+        .await;
+    assert_eq!(closed, id);
     a.expect_waitroom().await;
     assert!(
         t0.elapsed() < Duration::from_millis(1500),

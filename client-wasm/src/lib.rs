@@ -26,11 +26,16 @@
 //! - [`probe`]: [`probe::ProbeManager`] runs one [`probe::ProbeConnection`] (a [`peer::Peer`])
 //!   per `probe_session_id` (several at once for groups larger than two): `probe_prepare` →
 //!   `probe_ready`, `probe_start` → offer/answer/candidates as `probe_signal`, DataChannel
-//!   ping/pong timed with `performance.now()` → `probe_result`, then close. The pure parts
-//!   (message format, ping pacing and lost-ping replacement, median, client deadline) are in
-//!   [`probe::wire`].
+//!   ping/pong timed with `performance.now()` → `probe_result`, then close — or, for a probe
+//!   kept for the game (`keep_ms`), park the connection with the game's channels open. The
+//!   pure parts (message format, ping pacing and lost-ping replacement, median, client
+//!   deadline) are in [`probe::wire`].
+//! - [`handover`]: what passes from a probe to the game when the server hands the probe's
+//!   connection over (the game channels' labels and ids, the parked connection, how each
+//!   peer's game connection is set up), so that `probe` and `game` need not know each other.
 //! - [`game`]: after `game_start`, the game. [`game::WebRtcManager`] is the game connection
-//!   to one peer (a [`peer::Peer`] with ICE servers and `force_relay` from `game_start`, an
+//!   to one peer (the handed-over probe connection, or a fresh [`peer::Peer`] with ICE
+//!   servers and `force_relay` from `game_start`, an
 //!   unordered `inputs` and a reliable `control` DataChannel, `p2p_connection_type`, the
 //!   quality monitor with `p2p_quality`, ICE restarts with `p2p_ice_restart` /
 //!   `p2p_connection_failed`), timed by the pure [`game::policy::ConnectionPolicy`].
@@ -39,7 +44,7 @@
 //!   packets), and runs the built-in loop ([`game::Game::play`]: frames, redundant inputs
 //!   with an input delay, episodes with their `episode_summary`) for a [`game::GameLogic`].
 //!   The loop's pure parts are in [`game::logic`]. `game` and `probe` do not depend on each
-//!   other.
+//!   other (both use [`handover`]).
 //! - [`session`]: a participant's session, the API's engine: who the participant is
 //!   ([`session::identity`]), `hello` (with the resume token, the recruiter's URL parameters
 //!   and the browser check), reconnects, the page's visibility (`attention`), the probes and
@@ -55,13 +60,14 @@
 //! `wasm-pack build --target web --release --mode no-install client-wasm --out-dir ../www/pkg --no-typescript`
 //! (`.cargo/config.toml` optimises every crate of it for size);
 //! test the browser parts with `wasm-pack test --headless --chrome --mode no-install client-wasm --test probe`
-//! (and `--test game`, which needs `eval "$(scripts/coturn-test.sh start)"` first for its
+//! (and `--test handover`, `--test session`, and `--test game`, which needs `eval "$(scripts/coturn-test.sh start)"` first for its
 //! relay test),
 //! and the pure parts natively with `cargo test -p pairlab-client`.
 
 #![warn(missing_docs)]
 
 pub mod game;
+pub mod handover;
 pub mod peer;
 pub mod probe;
 pub mod session;

@@ -1,5 +1,7 @@
 //! Browser tests of the game connection and the game loop: real `RTCPeerConnection`s in one
 //! headless Chromium page, joined by an in-memory signalling loop that plays the server's part.
+//! The connection, loop and message tests run twice: on fresh connections, and on the
+//! connection of a probe kept for the game and handed over (`*_handed_over`).
 //!
 //! Run from the workspace root: `wasm-pack test --headless --chrome --mode no-install
 //! client-wasm --test game`. The relay test needs a TURN server, given at COMPILE time:
@@ -22,12 +24,14 @@ use pairlab_client::game::{
     ConnectionTuning, Game, GameConfig, GameEvent, GameLogic, GamePhase, PlayError, Recipient,
     SendError, WebRtcManager,
 };
+use pairlab_client::handover::{GamePath, GamePaths};
 use pairlab_client::peer::ChannelData;
+use pairlab_client::probe::ProbeManager;
 use pairlab_client::signaling::Outbox;
 use pairlab_client::util::now_ms;
 use pairlab_shared::{
-    CandidateType, ClientMessage, ConnectionKind, GameId, GameSettings, GameStart,
-    IceRestartOutcome, IceRestartTrigger, IceServer, RelayProtocol, ServerMessage, WebrtcSignalIn,
+    CandidateType, ClientMessage, ConnectionKind, ConnectionSetup, GameId, IceRestartOutcome,
+    IceRestartTrigger, IceServer, RelayProtocol, ServerMessage, WebrtcSignalIn,
 };
 use wasm_bindgen_test::{console_log, wasm_bindgen_test, wasm_bindgen_test_configure};
 use web_sys::{RtcPeerConnection, RtcPeerConnectionState};
@@ -35,7 +39,41 @@ use web_sys::{RtcPeerConnection, RtcPeerConnectionState};
 wasm_bindgen_test_configure!(run_in_browser);
 
 mod common;
+use common::kept::{game_start, game_start_with_probe, KeptProbe, KeptSpec};
 use common::within;
+
+/// How the tests' game connections are set up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Setup {
+    /// Fresh connections negotiated at `game_start`.
+    Fresh,
+    /// The connection of a probe kept for the game (`keep_ms`), handed over.
+    Handover,
+}
+
+impl Setup {
+    fn wire(self) -> ConnectionSetup {
+        match self {
+            Setup::Fresh => ConnectionSetup::Fresh,
+            Setup::Handover => ConnectionSetup::Handover,
+        }
+    }
+}
+
+/// Both sides' game paths for game `game_id`: none (fresh), or a kept probe's connection
+/// handed over.
+async fn paths(setup: Setup, game_id: &str) -> [GamePaths; 2] {
+    match setup {
+        Setup::Fresh => Default::default(),
+        Setup::Handover => kept_paths(KeptSpec::default(), game_id).await,
+    }
+}
+
+/// Both sides' game paths for game `game_id`: a probe kept as `spec` says, handed over.
+async fn kept_paths(spec: KeptSpec, game_id: &str) -> [GamePaths; 2] {
+    let probe = KeptProbe::run(&format!("kept-{game_id}"), spec).await;
+    [0, 1].map(|i| probe.hand_over(i, game_id, true).1)
+}
 
 fn assert_closed(pc: &RtcPeerConnection, who: &str) {
     assert_eq!(
@@ -131,6 +169,8 @@ struct Pair {
     started_at_ms: f64,
     /// Whether signals are relayed (false: the server part drops them).
     route_signals: bool,
+    /// Signals relayed so far.
+    signals: usize,
 }
 
 fn tuning() -> ConnectionTuning {
@@ -150,6 +190,29 @@ impl Pair {
         force_relay: bool,
         tuning: ConnectionTuning,
     ) -> Self {
+        Self::build(ice_servers, force_relay, tuning, Default::default())
+    }
+
+    /// Two managers on a kept probe's connection, handed over.
+    async fn handed_over(tuning: ConnectionTuning) -> Self {
+        let paths = paths(Setup::Handover, "g-test").await;
+        Self::build(vec![], false, tuning, paths)
+    }
+
+    /// Two managers on the connection of a probe kept as `spec` says (its ICE servers and
+    /// relay policy also the game's), handed over.
+    async fn handed_over_with(spec: KeptSpec, tuning: ConnectionTuning) -> Self {
+        let (servers, relay) = (spec.ice_servers.clone(), spec.force_relay);
+        let paths = kept_paths(spec, "g-test").await;
+        Self::build(servers, relay, tuning, paths)
+    }
+
+    fn build(
+        ice_servers: Vec<IceServer>,
+        force_relay: bool,
+        tuning: ConnectionTuning,
+        mut paths: [GamePaths; 2],
+    ) -> Self {
         let game_id = GameId::from_string("g-test");
         let mut inbox = SelectAll::new();
         let started_at_ms = now_ms();
@@ -162,8 +225,15 @@ impl Pair {
                 force_relay,
                 started_at_ms,
                 tuning,
+                probe_path: None,
+                offer_anyway: false,
             };
-            WebRtcManager::start(spec, outbox(i, &mut inbox)).expect("manager")
+            match paths[i].remove(&(1 - i as u32)) {
+                Some(GamePath::Adopt(parked)) => {
+                    WebRtcManager::adopt(spec, parked, outbox(i, &mut inbox))
+                }
+                _ => WebRtcManager::start(spec, outbox(i, &mut inbox)).expect("manager"),
+            }
         };
         let (a, ea) = make(0);
         let (b, eb) = make(1);
@@ -175,6 +245,7 @@ impl Pair {
             seen: [Vec::new(), Vec::new()],
             started_at_ms,
             route_signals: true,
+            signals: 0,
         }
     }
 
@@ -206,6 +277,7 @@ impl Pair {
                     if !self.route_signals => {}
                 Some(Either::Left(Some((from, ClientMessage::WebrtcSignal(s))))) => {
                     assert_eq!(s.target_index, 1 - from as u32, "signal target");
+                    self.signals += 1;
                     self.managers[1 - from].handle_signal(s.signal_type, s.payload);
                 }
                 Some(Either::Left(Some((from, m)))) => self.sent[from].push(m),
@@ -279,7 +351,7 @@ impl Pair {
             m.close();
         }
         for (i, m) in self.managers.iter().enumerate() {
-            assert_closed(m.raw(), &format!("side {i}"));
+            assert_closed(&m.raw(), &format!("side {i}"));
             assert!(!m.is_open(), "side {i}: channels after close");
         }
     }
@@ -287,12 +359,25 @@ impl Pair {
 
 #[wasm_bindgen_test]
 async fn direct_connection_channels_inputs_and_close() {
-    let mut pair = Pair::new(vec![], false);
+    direct_connection(Setup::Fresh).await;
+}
+
+#[wasm_bindgen_test]
+async fn direct_connection_channels_inputs_and_close_handed_over() {
+    direct_connection(Setup::Handover).await;
+}
+
+async fn direct_connection(setup: Setup) {
+    let mut pair = match setup {
+        Setup::Fresh => Pair::new(vec![], false),
+        Setup::Handover => Pair::handed_over(tuning()).await,
+    };
     let connect = pair.connect(10_000).await;
     console_log!(
-        "direct: both channels open {:.1} / {:.1} ms after game_start",
+        "direct ({setup:?}): both channels open {:.1} / {:.1} ms after game_start, {} signals",
         connect[0],
-        connect[1]
+        connect[1],
+        pair.signals
     );
     for i in 0..2 {
         assert!(pair.managers[i].is_open(), "side {i}: channels open");
@@ -302,7 +387,25 @@ async fn direct_connection_channels_inputs_and_close() {
         assert_eq!(t.info.local_candidate_type, CandidateType::Host, "side {i}");
         assert_eq!(t.info.relay_protocol, None);
         let ms = t.connect_ms.expect("connect_ms");
-        assert!(ms > 0.0 && ms < 10_000.0, "connect_ms {ms}");
+        // Fresh: a handshake takes time; handed over: up at once, maybe within the same ms.
+        let floor_ok = match setup {
+            Setup::Fresh => ms > 0.0,
+            Setup::Handover => ms >= 0.0,
+        };
+        assert!(floor_ok && ms < 10_000.0, "connect_ms {ms}");
+        assert_eq!(t.setup, Some(setup.wire()), "side {i}");
+        match setup {
+            // The probe's own candidate pair carries the game.
+            Setup::Handover => assert_eq!(t.same_path_as_probe, Some(true), "side {i}"),
+            // No probe here.
+            Setup::Fresh => assert_eq!(t.same_path_as_probe, None, "side {i}"),
+        }
+    }
+    if setup == Setup::Handover {
+        assert_eq!(
+            pair.signals, 0,
+            "a handed-over connection needs no negotiation"
+        );
     }
     pair.exchange_inputs().await;
     // Control channel: reliable, both ways.
@@ -342,6 +445,17 @@ async fn direct_connection_channels_inputs_and_close() {
 
 #[wasm_bindgen_test]
 async fn relay_connection_through_coturn() {
+    relay_connection(Setup::Fresh).await;
+}
+
+/// The case: a `force_relay` scene's probe measures the relayed path, and that very
+/// connection (its relay allocations, its candidate pair) carries the game.
+#[wasm_bindgen_test]
+async fn relay_connection_through_coturn_handed_over() {
+    relay_connection(Setup::Handover).await;
+}
+
+async fn relay_connection(setup: Setup) {
     let (Some(url), Some(user), Some(pass)) = (
         option_env!("PAIRLAB_TEST_TURN_URL"),
         option_env!("PAIRLAB_TEST_TURN_USER"),
@@ -359,10 +473,20 @@ async fn relay_connection_through_coturn() {
         username: Some(user.to_owned()),
         credential: Some(pass.to_owned()),
     }];
-    let mut pair = Pair::new(servers, true);
+    let mut pair = match setup {
+        Setup::Fresh => Pair::new(servers, true),
+        Setup::Handover => {
+            let spec = KeptSpec {
+                ice_servers: servers,
+                force_relay: true,
+                ..KeptSpec::default()
+            };
+            Pair::handed_over_with(spec, tuning()).await
+        }
+    };
     let connect = pair.connect(15_000).await;
     console_log!(
-        "relay: both channels open {:.1} / {:.1} ms after game_start",
+        "relay ({setup:?}): both channels open {:.1} / {:.1} ms after game_start",
         connect[0],
         connect[1]
     );
@@ -375,6 +499,20 @@ async fn relay_connection_through_coturn() {
             "side {i}"
         );
         assert_eq!(t.info.relay_protocol, Some(RelayProtocol::Udp), "side {i}");
+        assert_eq!(t.setup, Some(setup.wire()), "side {i}");
+        if setup == Setup::Handover {
+            assert_eq!(
+                t.same_path_as_probe,
+                Some(true),
+                "side {i}: the probe's relayed pair"
+            );
+        }
+    }
+    if setup == Setup::Handover {
+        assert_eq!(
+            pair.signals, 0,
+            "a handed-over connection needs no negotiation"
+        );
     }
     pair.exchange_inputs().await;
     pair.close_and_check();
@@ -382,9 +520,21 @@ async fn relay_connection_through_coturn() {
 
 #[wasm_bindgen_test]
 async fn ice_restart_of_a_connected_pair_succeeds() {
-    let mut pair = Pair::new(vec![], false);
+    ice_restart(Setup::Fresh).await;
+}
+
+#[wasm_bindgen_test]
+async fn ice_restart_of_a_handed_over_pair_succeeds() {
+    ice_restart(Setup::Handover).await;
+}
+
+async fn ice_restart(setup: Setup) {
+    let mut pair = match setup {
+        Setup::Fresh => Pair::new(vec![], false),
+        Setup::Handover => Pair::handed_over(tuning()).await,
+    };
     pair.connect(10_000).await;
-    let ufrags_before = [0, 1].map(|i| ice_ufrag(pair.managers[i].raw()));
+    let ufrags_before = [0, 1].map(|i| ice_ufrag(&pair.managers[i].raw()));
     let t0 = now_ms();
     pair.managers[0].restart(IceRestartTrigger::Disconnected);
     let restarts = |p: &Pair| -> Vec<(u32, IceRestartOutcome, Option<f64>)> {
@@ -405,13 +555,13 @@ async fn ice_restart_of_a_connected_pair_succeeds() {
     assert_eq!(r[1].1, IceRestartOutcome::Succeeded, "{r:?}");
     let took = r[1].2.expect("duration");
     console_log!(
-        "ICE restart succeeded in {took:.1} ms ({:.1} ms wall)",
+        "ICE restart ({setup:?}) succeeded in {took:.1} ms ({:.1} ms wall)",
         now_ms() - t0
     );
     assert!(pair.managers[0].observations().restarts.len() == 1);
     // A real restart: both sides use new ICE credentials (RFC 8445 §9).
     for (i, before) in ufrags_before.iter().enumerate() {
-        let after = ice_ufrag(pair.managers[i].raw());
+        let after = ice_ufrag(&pair.managers[i].raw());
         assert!(after.is_some(), "side {i}: an ice-ufrag after the restart");
         assert_ne!(&after, before, "side {i}: ice-ufrag changed");
     }
@@ -439,19 +589,6 @@ impl GameLogic for Counter {
     }
 }
 
-fn game_start(id: &str, player_index: u32) -> GameStart {
-    GameStart {
-        game_id: GameId::from_string(id),
-        player_index,
-        player_count: 2,
-        ice_servers: vec![],
-        force_relay: false,
-        pair_rtts: vec![],
-        game: Box::new(GameSettings::default()),
-        probes: Vec::new(),
-    }
-}
-
 /// Two games (players 0 and 1) joined by the server's part in memory; their events and their
 /// other messages are collected.
 struct Games {
@@ -464,16 +601,23 @@ struct Games {
 }
 
 impl Games {
-    fn start(id: &str, tuning: ConnectionTuning) -> Self {
+    async fn start(id: &str, tuning: ConnectionTuning, setup: Setup) -> Self {
+        Self::with_paths(id, tuning, paths(setup, id).await)
+    }
+
+    /// The two games, with each side's connection set up as `paths` says.
+    fn with_paths(id: &str, tuning: ConnectionTuning, paths: [GamePaths; 2]) -> Self {
         let mut inbox: Inbox = SelectAll::new();
         let events: [Rc<RefCell<Vec<GameEvent>>>; 2] = Default::default();
         let hidden: [Rc<RefCell<HiddenLog>>; 2] = Default::default();
+        let mut paths = paths.into_iter();
         let games = (0..2)
             .map(|i| {
                 let ev = Rc::clone(&events[i]);
                 Game::start(
-                    &game_start(id, i as u32),
+                    &game_start(id, i as u32, Vec::new()),
                     tuning,
+                    paths.next().unwrap_or_default(),
                     outbox(i, &mut inbox),
                     Rc::new(move |e| ev.borrow_mut().push(e)),
                     Rc::clone(&hidden[i]),
@@ -535,6 +679,15 @@ impl Games {
 
 #[wasm_bindgen_test]
 async fn game_plays_episodes_sends_summaries_and_closes() {
+    game_plays(Setup::Fresh).await;
+}
+
+#[wasm_bindgen_test]
+async fn game_plays_episodes_sends_summaries_and_closes_handed_over() {
+    game_plays(Setup::Handover).await;
+}
+
+async fn game_plays(setup: Setup) {
     let config = GameConfig {
         tick_ms: 20,
         episode_ms: 600,
@@ -543,7 +696,7 @@ async fn game_plays_episodes_sends_summaries_and_closes() {
         redundancy: 3,
         tuning: tuning(),
     };
-    let mut g = Games::start("g-loop", config.tuning);
+    let mut g = Games::start("g-loop", config.tuning, setup).await;
     // Side 0's page is hidden from before the game to its end; side 1's never.
     g.hidden[0].borrow_mut().set(true, now_ms());
     let logs: [StepLog; 2] = Default::default();
@@ -616,6 +769,9 @@ async fn game_plays_episodes_sends_summaries_and_closes() {
                 Some(ConnectionKind::Direct)
             );
             assert!(p.rtt_ms.is_some(), "rtt samples in episode {n}: {p:?}");
+            assert_eq!(p.setup, Some(setup.wire()), "side {i} ep {n}");
+            let same = (setup == Setup::Handover).then_some(true);
+            assert_eq!(p.same_path_as_probe, same, "side {i} ep {n}");
         }
         let log = logs[i].borrow();
         // Late in each episode both players' inputs are the real ones (delay 2 frames).
@@ -653,7 +809,16 @@ async fn game_plays_episodes_sends_summaries_and_closes() {
 
 #[wasm_bindgen_test]
 async fn researcher_messages_go_both_ways_reliable_and_not_strings_and_bytes() {
-    let mut g = Games::start("g-msg", tuning());
+    researcher_messages(Setup::Fresh).await;
+}
+
+#[wasm_bindgen_test]
+async fn researcher_messages_go_both_ways_handed_over() {
+    researcher_messages(Setup::Handover).await;
+}
+
+async fn researcher_messages(setup: Setup) {
+    let mut g = Games::start("g-msg", tuning(), setup).await;
     g.pump_until(10_000, "open on both sides", |g| {
         (0..2).all(|i| g.saw(i, &GameEvent::Open))
     })
@@ -736,7 +901,16 @@ async fn researcher_messages_go_both_ways_reliable_and_not_strings_and_bytes() {
 
 #[wasm_bindgen_test]
 async fn game_ended_stops_play_and_closes_every_connection() {
-    let mut g = Games::start("g-end", tuning());
+    game_ended(Setup::Fresh).await;
+}
+
+#[wasm_bindgen_test]
+async fn game_ended_stops_play_and_closes_every_connection_handed_over() {
+    game_ended(Setup::Handover).await;
+}
+
+async fn game_ended(setup: Setup) {
+    let mut g = Games::start("g-end", tuning(), setup).await;
     let pcs: Vec<RtcPeerConnection> = g.games.iter().flat_map(|g| g.peer_connections()).collect();
     let play = g.games[0].play(
         GameConfig::default(),
@@ -774,4 +948,144 @@ async fn game_ended_stops_play_and_closes_every_connection() {
     for pc in &pcs {
         assert_closed(pc, "after the games are dropped");
     }
+}
+
+/// The latest `p2p_connection_type` of side `i`.
+fn latest_connection_type(g: &Games, i: usize) -> Option<pairlab_shared::P2pConnectionType> {
+    g.sent[i].iter().rev().find_map(|m| match m {
+        ClientMessage::P2pConnectionType(t) => Some(t.clone()),
+        _ => None,
+    })
+}
+
+/// `game_start` hands over a kept probe's connection, but the sides in `lost` no longer have
+/// it (a reload, an expiry): each opens a fresh connection and offers whatever the initiator
+/// rule; a side still holding its handed-over connection replaces it when the offer's DTLS
+/// fingerprint is another's (`adopted_first`: it adopted before the peer's loss, so that
+/// path is taken for sure); two crossing offers resolve to the initiator's. Either way the
+/// game connects fresh on both sides and carries messages both ways.
+async fn handover_lost(game_id: &str, lost: &[usize], adopted_first: Option<usize>) {
+    let probe = KeptProbe::run(&format!("kept-{game_id}"), KeptSpec::default()).await;
+    let mut paths: [GamePaths; 2] = Default::default();
+    if let Some(i) = adopted_first {
+        paths[i] = probe.hand_over(i, game_id, true).1;
+        assert!(matches!(
+            paths[i].get(&(1 - i as u32)),
+            Some(GamePath::Adopt(_))
+        ));
+    }
+    for &i in lost {
+        probe.managers[i].close(&probe.id);
+    }
+    for i in (0..2).filter(|i| Some(*i) != adopted_first) {
+        paths[i] = probe.hand_over(i, game_id, true).1;
+    }
+    for &i in lost {
+        assert!(
+            matches!(
+                paths[i].get(&(1 - i as u32)),
+                Some(GamePath::Fresh {
+                    offer_anyway: true,
+                    ..
+                })
+            ),
+            "side {i}: lost → fresh, offering"
+        );
+    }
+    // The probe's measured path is remembered on both sides.
+    fresh_game_on_both_sides(game_id, paths, [true, true]).await;
+}
+
+/// Runs the game of `paths` until both sides report a fresh connection (direct on loopback,
+/// saying whether it is the probe's path where `knows_probe`), and a reliable message has
+/// gone each way on it.
+async fn fresh_game_on_both_sides(game_id: &str, paths: [GamePaths; 2], knows_probe: [bool; 2]) {
+    let mut g = Games::with_paths(game_id, tuning(), paths);
+    g.pump_until(10_000, "fresh connections on both sides", |g| {
+        (0..2).all(|i| {
+            latest_connection_type(g, i).is_some_and(|t| t.setup == Some(ConnectionSetup::Fresh))
+        })
+    })
+    .await;
+    for (i, knows) in knows_probe.into_iter().enumerate() {
+        let t = latest_connection_type(&g, i).expect("p2p_connection_type");
+        assert_eq!(t.same_path_as_probe.is_some(), knows, "side {i}: {t:?}");
+        assert_eq!(t.info.connection_type, ConnectionKind::Direct);
+    }
+    for i in 0..2 {
+        g.games[i]
+            .send(Recipient::All, ChannelData::Text(format!("from {i}")), true)
+            .expect("reliable send on the fresh connection");
+    }
+    g.pump_until(5_000, "a message each way", |g| {
+        (0..2).all(|i| {
+            g.messages(i).contains(&(
+                1 - i as u32,
+                ChannelData::Text(format!("from {}", 1 - i)),
+                true,
+            ))
+        })
+    })
+    .await;
+    for game in &g.games {
+        game.close();
+    }
+}
+
+#[wasm_bindgen_test]
+async fn handover_lost_by_the_initiator_falls_back_to_fresh() {
+    handover_lost("g-lost-0", &[0], Some(1)).await;
+}
+
+#[wasm_bindgen_test]
+async fn handover_lost_by_the_other_side_falls_back_to_fresh() {
+    handover_lost("g-lost-1", &[1], Some(0)).await;
+}
+
+#[wasm_bindgen_test]
+async fn handover_lost_on_both_sides_crossing_offers_resolve() {
+    handover_lost("g-lost-both", &[0, 1], None).await;
+}
+
+/// A page reloaded after `game_start` resumes and gets `game_start` again with
+/// `handover: false` (the server's rule for a member on a new signalling connection): it never
+/// ran the named probe, so it offers although it may not be the initiator, and the peer,
+/// holding the handed-over connection, replaces it on that offer's other fingerprint.
+async fn reloaded_after_game_start(game_id: &str, reloaded: usize) {
+    let probe = KeptProbe::run(&format!("kept-{game_id}"), KeptSpec::default()).await;
+    let kept = 1 - reloaded;
+    let mut paths: [GamePaths; 2] = Default::default();
+    paths[kept] = probe.hand_over(kept, game_id, true).1;
+    assert!(matches!(
+        paths[kept].get(&(reloaded as u32)),
+        Some(GamePath::Adopt(_))
+    ));
+    // The old page goes, with its probe manager and its side of the connection.
+    probe.managers[reloaded].close_all();
+    let new_page = ProbeManager::new(|_| {});
+    let start = game_start_with_probe(game_id, reloaded as u32, &probe.id, false);
+    paths[reloaded] = new_page.hand_over(&start);
+    assert!(
+        matches!(
+            paths[reloaded].get(&(kept as u32)),
+            Some(GamePath::Fresh {
+                offer_anyway: true,
+                probe: None
+            })
+        ),
+        "a page that did not run the probe offers a fresh connection"
+    );
+    let mut knows_probe = [true; 2];
+    knows_probe[reloaded] = false;
+    fresh_game_on_both_sides(game_id, paths, knows_probe).await;
+}
+
+#[wasm_bindgen_test]
+async fn reload_of_the_other_side_after_game_start_goes_fresh() {
+    reloaded_after_game_start("g-reload-1", 1).await;
+}
+
+#[wasm_bindgen_test]
+async fn reload_of_the_initiator_after_game_start_goes_fresh() {
+    reloaded_after_game_start("g-reload-0", 0).await;
 }

@@ -12,13 +12,14 @@ use std::rc::Rc;
 use futures::channel::mpsc;
 use futures::stream::{self, StreamExt};
 use gloo_timers::future::TimeoutFuture;
+use pairlab_client::handover::GamePath;
 use pairlab_client::peer::{ChannelData, Delivery, Hooked, Peer, PeerConfig, PeerError, PeerEvent};
 use pairlab_client::probe::wire::{path_rtt_ms, SAMPLE_COUNT};
 use pairlab_client::probe::ProbeManager;
 use pairlab_client::util::now_ms;
 use pairlab_shared::{
-    ClientMessage, GameId, GameStart, ProbePrepare, ProbeResult, ProbeSessionId, ProbeSignalIn,
-    ProbeStart, ServerMessage, SignalPayload, SignalType, Waitroom,
+    ClientMessage, GameId, GameStart, PeerProbe, ProbePrepare, ProbeResult, ProbeSessionId,
+    ProbeSignalIn, ProbeStart, ServerMessage, SignalPayload, SignalType, Waitroom,
 };
 use wasm_bindgen_test::{console_log, wasm_bindgen_test, wasm_bindgen_test_configure};
 use web_sys::{RtcPeerConnection, RtcPeerConnectionState, RtcSignalingState};
@@ -48,13 +49,23 @@ fn assert_closed(pc: &RtcPeerConnection, who: &str) {
 
 /// `probe_prepare` naming the peer by its player index.
 fn prepare(id: &ProbeSessionId, peer_index: u32, timeout_ms: u64) -> ServerMessage {
+    prepare_kept(id, peer_index, timeout_ms, None)
+}
+
+/// `probe_prepare` with `keep_ms`.
+fn prepare_kept(
+    id: &ProbeSessionId,
+    peer_index: u32,
+    timeout_ms: u64,
+    keep_ms: Option<u64>,
+) -> ServerMessage {
     ServerMessage::ProbePrepare(ProbePrepare {
         probe_session_id: id.clone(),
         peer_index,
         ice_servers: vec![],
         timeout_ms,
         force_relay: false,
-        keep_ms: None,
+        keep_ms,
     })
 }
 
@@ -89,6 +100,8 @@ struct FakeServer {
     inbox: stream::SelectAll<stream::BoxStream<'static, (usize, ClientMessage)>>,
     probes: HashMap<ProbeSessionId, ProbeRecord>,
     relayed: usize,
+    /// `keep_ms` of the probes it prepares.
+    keep_ms: Option<u64>,
 }
 
 impl FakeServer {
@@ -106,18 +119,25 @@ impl FakeServer {
             inbox,
             probes: HashMap::new(),
             relayed: 0,
+            keep_ms: None,
         }
     }
 
     fn prepare(&mut self, id: &str, a: usize, b: usize, timeout_ms: u64) -> ProbeSessionId {
         let id = ProbeSessionId::from_string(id);
         let prepared_at_ms = now_ms();
-        assert!(self.members[a]
-            .manager
-            .handle(&prepare(&id, b as u32, timeout_ms)));
-        assert!(self.members[b]
-            .manager
-            .handle(&prepare(&id, a as u32, timeout_ms)));
+        assert!(self.members[a].manager.handle(&prepare_kept(
+            &id,
+            b as u32,
+            timeout_ms,
+            self.keep_ms
+        )));
+        assert!(self.members[b].manager.handle(&prepare_kept(
+            &id,
+            a as u32,
+            timeout_ms,
+            self.keep_ms
+        )));
         let ca = self.members[a]
             .manager
             .peer_connection(&id)
@@ -625,4 +645,68 @@ async fn peer_buffers_early_candidates_and_closes_cleanly() {
     assert_closed(&raw_b, "b after close()");
     drop(a);
     assert_closed(&raw_a, "a after drop");
+}
+
+/// A group of three with kept probes: every member parks both its connections, and
+/// `game_start` hands over every pair's (PROTOCOL.md "Handover": groups larger than two hand
+/// over each pair's probe connection).
+#[wasm_bindgen_test]
+async fn group_of_three_parks_and_hands_over_every_pair() {
+    let mut server = FakeServer::new(&["m1", "m2", "m3"]);
+    server.keep_ms = Some(30_000);
+    let pairs = [(0, 1, "12"), (0, 2, "13"), (1, 2, "23")];
+    let ids: Vec<ProbeSessionId> = pairs
+        .iter()
+        .map(|(a, b, n)| {
+            server.prepare(
+                &format!("2f0b7e4c-0000-4000-8000-0000000001{n}"),
+                *a,
+                *b,
+                10_000,
+            )
+        })
+        .collect();
+    within(20_000, "three kept probes", server.run_until_reported()).await;
+    within(3_000, "every connection parked", async {
+        while !server.members.iter().all(|m| m.manager.parked().len() == 2) {
+            settle(5).await;
+        }
+    })
+    .await;
+    for (m, member) in server.members.iter().enumerate() {
+        let probes = pairs
+            .iter()
+            .zip(&ids)
+            .filter(|((a, b, _), _)| *a == m || *b == m)
+            .map(|((a, b, _), id)| PeerProbe {
+                peer_index: if *a == m { *b } else { *a } as u32,
+                probe_session_id: id.clone(),
+                handover: true,
+            })
+            .collect();
+        let start = GameStart {
+            game_id: GameId::from_string("g3"),
+            player_index: m as u32,
+            player_count: 3,
+            ice_servers: vec![],
+            force_relay: false,
+            pair_rtts: vec![],
+            game: Default::default(),
+            probes,
+        };
+        let mut paths = member.manager.hand_over(&start);
+        member
+            .manager
+            .handle(&ServerMessage::GameStart(Box::new(start)));
+        for peer in (0..3u32).filter(|p| *p != m as u32) {
+            let Some(GamePath::Adopt(parked)) = paths.remove(&peer) else {
+                panic!("member {m}: the connection to {peer} is handed over");
+            };
+            assert_eq!(
+                parked.peer.raw().connection_state(),
+                RtcPeerConnectionState::Connected
+            );
+        }
+        assert!(member.manager.parked().is_empty());
+    }
 }

@@ -2,8 +2,15 @@
 //! proxy and two separate headless Chromium processes playing the demo game.
 //!
 //! - [`direct_game_connects_and_plays_its_episodes`]: no TURN, no `force_relay`: the game
-//!   connects `direct` (both `p2p_connection_type` lines and both pages), plays two short
-//!   episodes (`episode_summary` from both members, frames and inputs both ways) and finishes.
+//!   connects `direct` (both `p2p_connection_type` lines and both pages) on the probe's own
+//!   connection, handed over (`setup: handover`, `same_path_as_probe: true`, in the
+//!   `p2p_connection_type` lines and in every `episode_summary`), plays two short episodes
+//!   (`episode_summary` from both members, frames and inputs both ways) and finishes.
+//! - [`reload_after_game_start_falls_back_to_fresh`]: the same scene, but one page reloads
+//!   right after `game_start`: it no longer has the handed-over connection, so it opens a
+//!   fresh one and offers although it is not the initiator; the other side replaces its
+//!   handed-over connection when that offer's DTLS fingerprint is another's. Both end on
+//!   `setup: fresh`, and the game plays its episodes.
 //! - [`relay_through_the_proxy_restarts_and_reports_quality`]: `force_relay` through coturn
 //!   with static credentials, the browsers' TURN server being the delay proxy: the game
 //!   connects `relay`; raising the proxy's delay makes both monitors report `warning`, then
@@ -326,13 +333,21 @@ async fn connected(game: &Game, kind: &str) -> R<String> {
             );
         }
         let c = num(e, "connect_ms");
+        // A handed-over connection is up at once: within the page clock's resolution of
+        // game_start, so 0 ms is possible; a fresh one needs a handshake.
+        let floor_ok = |c: f64| match s(e, "setup") {
+            Some("handover") => c >= 0.0,
+            _ => c > 0.0,
+        };
         check!(
-            c.is_some_and(|c| c > 0.0 && c < 20_000.0),
-            "{who}'s connect_ms must be a time in (0, 20000) ms: {e}"
+            c.is_some_and(|c| floor_ok(c) && c < 20_000.0),
+            "{who}'s connect_ms must be a time in (0, 20000) ms ([0, 20000) handed over): {e}"
         );
         connect.push(format!(
-            "{who} {:.1} ms ({local}↔{remote})",
-            c.unwrap_or(f64::NAN)
+            "{who} {:.1} ms ({local}↔{remote}, setup {}, same path as the probe {})",
+            c.unwrap_or(f64::NAN),
+            s(e, "setup").unwrap_or("?"),
+            e.get("same_path_as_probe").unwrap_or(&Value::Null)
         ));
     }
     game.figure(format!(
@@ -438,6 +453,17 @@ async fn direct_game_connects_and_plays_its_episodes() {
 
 async fn direct_scenario(game: &Game) -> R<()> {
     let game_id = connected(game, "direct").await?;
+    // The scene probes (probe_handover by default): the probe's connection became the game's.
+    let events = game.events()?;
+    for who in [A, B] {
+        for e in events_by(&events, Ev::P2pConnectionType, who) {
+            check!(
+                s(e, "setup") == Some("handover")
+                    && e.get("same_path_as_probe") == Some(&Value::Bool(true)),
+                "{who}'s game connection must be the probe's, handed over, on its path: {e}"
+            );
+        }
+    }
     let start = Instant::now();
     let events = game
         .wait_record(
@@ -477,6 +503,11 @@ async fn direct_scenario(game: &Game) -> R<()> {
                     && e.get("hidden_ms").and_then(Value::as_f64) == Some(0.0),
                 "a page in front the whole episode was never hidden: {e}"
             );
+            check!(
+                e.pointer("/peers/0/setup").and_then(Value::as_str) == Some("handover")
+                    && e.pointer("/peers/0/same_path_as_probe") == Some(&Value::Bool(true)),
+                "{who}'s episode_summary must say the connection was handed over, on the probe's path: {e}"
+            );
             let restarts = e.pointer("/peers/0/ice_restarts").and_then(Value::as_u64);
             check!(
                 restarts == Some(0),
@@ -514,6 +545,90 @@ async fn direct_scenario(game: &Game) -> R<()> {
         ended.len() == 1 && s(ended[0], "reason") == Some("finished"),
         "the game ends once, finished by both members: {ended:?}"
     );
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Handover fallback: a reload between the probe and the game
+// ---------------------------------------------------------------------------------------------
+
+const RELOAD_SCENE: &str = "g_reload";
+/// Two episodes of 4 s: the page that did not reload may have started its loop on the
+/// handed-over connection before the reload (the peer's `ready` came first), so it runs ahead
+/// by the reload's time; long episodes keep the two overlapping, with inputs both ways.
+const RELOAD_GAME: &str = "episode_ms = 4000\nepisodes = 2\nquality_interval_ms = 500\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_after_game_start_falls_back_to_fresh() {
+    let _serial = SERIAL.lock().await;
+    let toml = scene_toml(RELOAD_SCENE, false, Some(1000), RELOAD_GAME, "");
+    let game = Game::start("reload", RELOAD_SCENE, &toml, ["", ""]).await;
+    let outcome = reload_scenario(&game).await;
+    game.finish(outcome, None).await;
+}
+
+/// The latest `p2p_connection_type` line of `who`.
+fn latest_connection_type<'a>(events: &'a [Value], who: &str) -> Option<&'a Value> {
+    events_by(events, Ev::P2pConnectionType, who)
+        .into_iter()
+        .last()
+}
+
+async fn reload_scenario(game: &Game) -> R<()> {
+    // B, not the initiator, reloads as soon as its page has game_start.
+    game.b.wait_for_state("game", WAIT).await?;
+    let reloaded = Instant::now();
+    game.b
+        .goto(&game.server.url(&format!("/?subject_id={B}&")))
+        .await?;
+    let events = game
+        .wait_record("fresh game connections on both sides", WAIT, |ev| {
+            [A, B].iter().all(|who| {
+                latest_connection_type(ev, who).is_some_and(|e| s(e, "setup") == Some("fresh"))
+            })
+        })
+        .await?;
+    for who in [A, B] {
+        let lines = events_by(&events, Ev::P2pConnectionType, who);
+        let setups: Vec<&str> = lines.iter().filter_map(|e| s(e, "setup")).collect();
+        game.figure(format!(
+            "{who}: p2p_connection_type setups {setups:?}, last connect_ms {}",
+            fmt_num(lines.last().and_then(|e| num(e, "connect_ms")))
+        ));
+        let last = lines.last().ok_or("no p2p_connection_type")?;
+        check!(
+            s(last, "connection_type") == Some("direct"),
+            "{who}'s fresh connection on loopback is direct: {last}"
+        );
+    }
+    game.figure(format!(
+        "both fresh {} after B's reload",
+        ms(reloaded.elapsed())
+    ));
+    // The game plays on the fresh connections: both pages finish their episodes.
+    let events = game
+        .wait_record("episode_summary for episode 2 from both", WAIT, |ev| {
+            [A, B].iter().all(|who| {
+                events_by(ev, Ev::EpisodeSummary, who)
+                    .iter()
+                    .any(|e| e.get("episode").and_then(Value::as_u64) == Some(2))
+            })
+        })
+        .await?;
+    for who in [A, B] {
+        let last = events_by(&events, Ev::EpisodeSummary, who)
+            .into_iter()
+            .last()
+            .ok_or("no episode_summary")?;
+        check_summary(last, who, "direct", None)?;
+        check!(
+            last.pointer("/peers/0/setup").and_then(Value::as_str) == Some("fresh"),
+            "{who}'s last episode_summary must say fresh: {last}"
+        );
+        game.figure(format!("{who} episodes: {}", summaries_text(&events, who)));
+    }
+    game.wait_both("data-game-phase=finished", WAIT, |v| v.phase_is("finished"))
+        .await?;
     Ok(())
 }
 

@@ -1,9 +1,21 @@
 //! The game's WebRTC connection to one peer: [`WebRtcManager`].
 //!
-//! One manager per other member of the group, built at `game_start`, on a [`Peer`]:
+//! One manager per other member of the group, built at `game_start`, on a [`Peer`] that is
+//! either the accepted probe's connection handed over ([`WebRtcManager::adopt`]; PROTOCOL.md
+//! "Handover": its channels are open already, `setup: handover`) or a fresh one
+//! ([`WebRtcManager::start`], `setup: fresh`):
 //! - ICE servers and `force_relay` (`iceTransportPolicy: "relay"`) from `game_start`; the
 //!   initiator is the member with the smaller player index ([`pairlab_shared::is_initiator`],
-//!   as for probes); peers are addressed by player index, never by `subject_id`.
+//!   as for probes); peers are addressed by player index, never by `subject_id`. A page
+//!   without the pair's probe connection (a reload) offers whatever the rule
+//!   ([`ConnectionSpec::offer_anyway`]). Offers from the peer follow
+//!   [`super::policy::on_offer`]: while its own first offer is unanswered, a side ignores a
+//!   crossing offer if it is the initiator and otherwise drops its own attempt for a fresh
+//!   connection that answers (W3C "perfect negotiation", the non-initiator being the polite
+//!   peer); on a connection with a remote description (handed over, or negotiated), an offer
+//!   whose DTLS fingerprint differs from that description's comes from a new page of the peer
+//!   (a reload) and is answered by a fresh connection that replaces it, while one with the
+//!   same fingerprint is an ICE restart, answered on the same connection.
 //! - Signalling as `webrtc_signal` (offer, answer, trickled candidates; the [`Peer`] buffers
 //!   remote candidates that arrive before the remote description).
 //! - Two DataChannels, created by the initiator: [`INPUTS_LABEL`] unordered with
@@ -13,7 +25,10 @@
 //!   pairlab's control frames. Everything but a `bye` goes from the channel's `message` event
 //!   straight to the game (no hop through this connection's loop).
 //! - Once both channels are open: `getStats` → selected pair → `p2p_connection_type`, with
-//!   `connect_ms` from `game_start` (the spec's `started_at_ms`) to both channels open.
+//!   `connect_ms` from `game_start` (the spec's `started_at_ms`) to both channels open (to
+//!   the adoption, for a handed-over connection), `setup`, and `same_path_as_probe`: the
+//!   same candidate pair id as the probe measured (handover), or the same candidate types
+//!   and protocols ([`ConnectionSpec::probe_path`], fresh).
 //! - The quality monitor (`p2p_quality`) and ICE restarts (`p2p_ice_restart`, then
 //!   `p2p_connection_failed` and the end of the connection when every attempt failed), timed
 //!   by [`ConnectionPolicy`] (see [`super::policy`] for the rules). Only the initiator offers
@@ -31,26 +46,24 @@ use futures::future::{self, Either, FutureExt};
 use futures::{pin_mut, select, StreamExt};
 use gloo_timers::future::TimeoutFuture;
 use pairlab_shared::{
-    ClientMessage, ConnectionInfo, GameId, IceRestartOutcome, IceRestartTrigger, IceServer,
-    P2pConnectionFailed, P2pConnectionType, P2pIceRestart, P2pQuality, PlayerIndex, QualityLevel,
-    SignalPayload, SignalType, WebrtcSignalOut,
+    ClientMessage, ConnectionInfo, ConnectionSetup, GameId, IceRestartOutcome, IceRestartTrigger,
+    IceServer, P2pConnectionFailed, P2pConnectionType, P2pIceRestart, P2pQuality, PlayerIndex,
+    QualityLevel, SignalPayload, SignalType, WebrtcSignalOut,
 };
 use web_sys::{RtcIceConnectionState, RtcPeerConnection};
 
 use super::framing::Frame;
 use super::logic::InputPacket;
-use super::policy::{Action, Attempt, ConnectionPolicy, ConnectionTuning, IceState};
+use super::policy::{
+    on_offer, Action, Attempt, ConnectionPolicy, ConnectionTuning, IceState, OfferDecision,
+};
+use crate::handover::{dtls_fingerprints, is_game_channel, ParkedPeer, GAME_CHANNELS};
+pub use crate::handover::{CONTROL_LABEL, INPUTS_LABEL};
 use crate::peer::{
-    Announced, ChannelData, Channels, Delivery, Hooked, MessageHook, Peer, PeerConfig, PeerError,
-    PeerEvent,
+    Announced, ChannelData, Channels, Hooked, MessageHook, Peer, PeerConfig, PeerError, PeerEvent,
 };
 use crate::signaling::Outbox;
 use crate::util::{log, ms_text, now_ms, warn};
-
-/// Label of the unordered, unreliable inputs channel.
-pub const INPUTS_LABEL: &str = "inputs";
-/// Label of the reliable, ordered control channel.
-pub const CONTROL_LABEL: &str = "control";
 
 /// Reading the connection type right after open: attempts and spacing (ms).
 const INFO_ATTEMPTS: u32 = 40;
@@ -73,6 +86,12 @@ pub struct ConnectionSpec {
     pub started_at_ms: f64,
     /// Timings and thresholds.
     pub tuning: ConnectionTuning,
+    /// The path the pair's probe measured, when known: a fresh connection's
+    /// `same_path_as_probe` compares its selected pair with it.
+    pub probe_path: Option<ConnectionInfo>,
+    /// Send the first offer whatever the initiator rule: `game_start` handed over a probe
+    /// connection that this side no longer has (PROTOCOL.md "Handover", fallbacks).
+    pub offer_anyway: bool,
 }
 
 /// What the connection reports to the game, in order.
@@ -84,7 +103,14 @@ pub enum ConnectionEvent {
         connect_ms: f64,
     },
     /// The selected candidate pair is known (after open, and again when a restart changed it).
-    Info(ConnectionInfo),
+    Info {
+        /// The pair's candidate types and protocols.
+        info: ConnectionInfo,
+        /// The probe's connection adopted, or a new one.
+        setup: ConnectionSetup,
+        /// Whether it is the path the probe measured; `None` when unknown.
+        same_path_as_probe: Option<bool>,
+    },
     /// An input packet of the game loop arrived.
     Input(InputPacket),
     /// The peer's game loop is ready to start ([`Frame::Ready`]).
@@ -124,6 +150,10 @@ pub enum ConnectionEvent {
 pub struct Observations {
     /// The selected pair, once known.
     pub info: Option<ConnectionInfo>,
+    /// How the connection was set up (once the pair is known).
+    pub setup: Option<ConnectionSetup>,
+    /// Whether its path is the one the probe measured, when known.
+    pub same_path_as_probe: Option<bool>,
     /// `(at_ms, rtt_ms)` samples of the quality monitor.
     pub rtt_samples: Vec<(f64, f64)>,
     /// `(at_ms, level)` level changes.
@@ -140,20 +170,35 @@ enum Command {
     Restart(IceRestartTrigger),
 }
 
+/// The browser connection a manager works on now (a fresh one may replace a handed-over one).
+struct Current {
+    pc: RtcPeerConnection,
+    channels: Channels,
+}
+
+impl Current {
+    fn of(peer: &Peer) -> Self {
+        Self {
+            pc: peer.raw().clone(),
+            channels: peer.channels(),
+        }
+    }
+}
+
 /// The game connection to one peer. See the module docs.
 pub struct WebRtcManager {
     peer_index: PlayerIndex,
-    pc: RtcPeerConnection,
-    channels: Channels,
+    current: Rc<RefCell<Current>>,
     observations: Rc<RefCell<Observations>>,
     commands: mpsc::UnboundedSender<Command>,
     cancel: Option<oneshot::Sender<()>>,
 }
 
 impl WebRtcManager {
-    /// Builds the connection for `spec` and starts its task: the initiator creates both
-    /// channels and sends the offer at once. Messages for the server go through `out`; what
-    /// the game needs arrives on the returned receiver.
+    /// Builds a fresh connection for `spec` and starts its task: the initiator (or, with
+    /// [`ConnectionSpec::offer_anyway`], this side whatever the rule) creates both channels
+    /// and sends the offer at once. Messages for the server go through `out`; what the game
+    /// needs arrives on the returned receiver.
     ///
     /// # Errors
     /// [`PeerError::Create`] when the browser refuses the ICE configuration.
@@ -161,73 +206,72 @@ impl WebRtcManager {
         spec: ConnectionSpec,
         out: Outbox,
     ) -> Result<(Self, mpsc::UnboundedReceiver<ConnectionEvent>), PeerError> {
-        let config = PeerConfig {
-            ice_servers: spec.ice_servers.clone(),
-            relay_only: spec.force_relay,
-            // The offer follows at once; a pool would only gather the same candidates twice.
-            ice_candidate_pool_size: 0,
-            announced: Announced::Only(&[INPUTS_LABEL, CONTROL_LABEL]),
-        };
         let (events_tx, events_rx) = mpsc::unbounded();
-        let inputs_tx = events_tx.clone();
-        // Every frame is decoded here, inside `onmessage`; only a `bye` goes on to the task.
-        let hook: MessageHook = Rc::new(move |label, data| {
-            let event = match Frame::decode(data) {
-                Ok(Frame::Bye) => return Hooked::PassOn(Frame::Bye.encode()),
-                Ok(Frame::Ready) => ConnectionEvent::Ready,
-                Ok(Frame::Inputs(packet)) => ConnectionEvent::Input(packet),
-                Ok(Frame::Text(text)) => ConnectionEvent::Message {
-                    data: ChannelData::Text(text),
-                    reliable: label == CONTROL_LABEL,
-                },
-                Ok(Frame::Bytes(bytes)) => ConnectionEvent::Message {
-                    data: ChannelData::Binary(bytes),
-                    reliable: label == CONTROL_LABEL,
-                },
-                Err(e) => {
-                    warn(&format!("game connection, {label}: {e}; dropped"));
-                    return Hooked::Taken;
-                }
-            };
-            let _ = inputs_tx.unbounded_send(event);
-            Hooked::Taken
-        });
-        let (peer, peer_events) = Peer::new(&config, Some(hook))?;
-        let pc = peer.raw().clone();
-        let channels = peer.channels();
-        let observations = Rc::new(RefCell::new(Observations::default()));
-        let (cmd_tx, cmd_rx) = mpsc::unbounded();
-        let (cancel_tx, cancel_rx) = oneshot::channel::<()>();
-        let peer_index = spec.peer_index;
-        let conn = Conn {
-            policy: ConnectionPolicy::new(
-                spec.tuning,
-                pairlab_shared::is_initiator(spec.local_index, spec.peer_index),
-            ),
+        let hook = game_hook(events_tx.clone());
+        let (peer, peer_events) = Peer::new(&fresh_config(&spec), Some(Rc::clone(&hook)))?;
+        let launch = Launch {
             spec,
-            peer,
-            observations: Rc::clone(&observations),
             out,
-            events: events_tx,
-            open_labels: Vec::new(),
-            opened: false,
+            events_tx,
+            hook,
+            peer,
+            peer_events,
+            backlog: Vec::new(),
+            setup: ConnectionSetup::Fresh,
+            probe_pair_id: None,
+            adopted_at_ms: None,
         };
-        wasm_bindgen_futures::spawn_local(async move {
-            let run = Box::pin(conn.run(cmd_rx, peer_events));
-            // Either way the connection (and every listener) is dropped when this returns.
-            let _ = future::select(cancel_rx, run).await;
-        });
-        Ok((
-            Self {
-                peer_index,
-                pc,
-                channels,
-                observations,
-                commands: cmd_tx,
-                cancel: Some(cancel_tx),
-            },
-            events_rx,
-        ))
+        Ok((launch.run(), events_rx))
+    }
+
+    /// Makes the parked probe connection `parked` the game connection for `spec`
+    /// (PROTOCOL.md "Handover"): its channels are open already, so `Open` follows at once,
+    /// without a new ICE, DTLS or SCTP handshake. The game's decoder replaces the probe's
+    /// hook, the probe's own channel is closed, and what arrived while it was parked is
+    /// handled first, in order (the game's messages of a peer that adopted it earlier).
+    pub fn adopt(
+        spec: ConnectionSpec,
+        parked: ParkedPeer,
+        out: Outbox,
+    ) -> (Self, mpsc::UnboundedReceiver<ConnectionEvent>) {
+        // Its channels are open now: `connect_ms` counts to here.
+        let adopted_at_ms = now_ms();
+        let (events_tx, events_rx) = mpsc::unbounded();
+        let hook = game_hook(events_tx.clone());
+        let ParkedPeer {
+            peer,
+            mut events,
+            measured,
+        } = parked;
+        // Synchronously, so nothing can come between: the waiting messages through the
+        // game's decoder in order, then the decoder in place for the next ones.
+        let mut backlog = Vec::new();
+        while let Ok(ev) = events.try_recv() {
+            match ev {
+                PeerEvent::ChannelMessage { label, text, .. } => {
+                    deliver(&hook, &label, ChannelData::Text(text), &mut backlog);
+                }
+                PeerEvent::ChannelBinary { label, bytes, .. } => {
+                    deliver(&hook, &label, ChannelData::Binary(bytes), &mut backlog);
+                }
+                other => backlog.push(other),
+            }
+        }
+        peer.set_hook(Some(Rc::clone(&hook)));
+        peer.channels().retain(is_game_channel);
+        let launch = Launch {
+            spec,
+            out,
+            events_tx,
+            hook,
+            peer,
+            peer_events: events,
+            backlog,
+            setup: ConnectionSetup::Handover,
+            probe_pair_id: measured.pair_id,
+            adopted_at_ms: Some(adopted_at_ms),
+        };
+        (launch.run(), events_rx)
     }
 
     /// The peer's player index.
@@ -260,15 +304,17 @@ impl WebRtcManager {
         } else {
             INPUTS_LABEL
         };
+        let channels = &self.current.borrow().channels;
         match frame.encode() {
-            ChannelData::Text(text) => self.channels.send(label, &text),
-            ChannelData::Binary(bytes) => self.channels.send_bytes(label, &bytes),
+            ChannelData::Text(text) => channels.send(label, &text),
+            ChannelData::Binary(bytes) => channels.send_bytes(label, &bytes),
         }
     }
 
     /// Whether both channels are open now.
     pub fn is_open(&self) -> bool {
-        self.channels.is_open(INPUTS_LABEL) && self.channels.is_open(CONTROL_LABEL)
+        let channels = &self.current.borrow().channels;
+        channels.is_open(INPUTS_LABEL) && channels.is_open(CONTROL_LABEL)
     }
 
     /// A copy of what the connection saw so far.
@@ -276,9 +322,9 @@ impl WebRtcManager {
         self.observations.borrow().clone()
     }
 
-    /// The browser connection (tests check its state after close).
-    pub fn raw(&self) -> &RtcPeerConnection {
-        &self.pc
+    /// The browser connection now (tests check its state after close).
+    pub fn raw(&self) -> RtcPeerConnection {
+        self.current.borrow().pc.clone()
     }
 
     /// Says goodbye on the control channel, closes the `RTCPeerConnection` at once and ends
@@ -288,8 +334,10 @@ impl WebRtcManager {
             return;
         }
         let _ = self.send(&Frame::Bye, true);
-        self.pc.close();
-        self.channels.clear();
+        let current = self.current.borrow();
+        current.pc.close();
+        current.channels.clear();
+        drop(current);
         self.cancel = None;
     }
 }
@@ -297,6 +345,123 @@ impl WebRtcManager {
 impl Drop for WebRtcManager {
     fn drop(&mut self) {
         self.close();
+    }
+}
+
+/// The configuration of a fresh game connection for `spec`.
+fn fresh_config(spec: &ConnectionSpec) -> PeerConfig {
+    PeerConfig {
+        ice_servers: spec.ice_servers.clone(),
+        relay_only: spec.force_relay,
+        // The offer follows at once; a pool would only gather the same candidates twice.
+        ice_candidate_pool_size: 0,
+        announced: Announced::Only(&[INPUTS_LABEL, CONTROL_LABEL]),
+    }
+}
+
+/// The game's [`MessageHook`]: every frame on a game channel is decoded inside `onmessage`
+/// and goes to `events` at once; only a `bye` goes on to the connection's task. Messages on
+/// other channels (a handed-over probe's late `done` or pings) are dropped.
+fn game_hook(events: mpsc::UnboundedSender<ConnectionEvent>) -> MessageHook {
+    Rc::new(move |label, data| {
+        if !is_game_channel(label) {
+            return Hooked::Taken;
+        }
+        let event = match Frame::decode(data) {
+            Ok(Frame::Bye) => return Hooked::PassOn(Frame::Bye.encode()),
+            Ok(Frame::Ready) => ConnectionEvent::Ready,
+            Ok(Frame::Inputs(packet)) => ConnectionEvent::Input(packet),
+            Ok(Frame::Text(text)) => ConnectionEvent::Message {
+                data: ChannelData::Text(text),
+                reliable: label == CONTROL_LABEL,
+            },
+            Ok(Frame::Bytes(bytes)) => ConnectionEvent::Message {
+                data: ChannelData::Binary(bytes),
+                reliable: label == CONTROL_LABEL,
+            },
+            Err(e) => {
+                warn(&format!("game connection, {label}: {e}; dropped"));
+                return Hooked::Taken;
+            }
+        };
+        let _ = events.unbounded_send(event);
+        Hooked::Taken
+    })
+}
+
+/// A message that waited on a parked connection, through the game's `hook` as if it had
+/// just arrived; what the hook passes on (a `bye`) joins the `backlog` of the task.
+fn deliver(hook: &MessageHook, label: &str, data: ChannelData, backlog: &mut Vec<PeerEvent>) {
+    let received_at_ms = now_ms();
+    match hook(label, data) {
+        Hooked::PassOn(ChannelData::Text(text)) => backlog.push(PeerEvent::ChannelMessage {
+            label: label.to_owned(),
+            text,
+            received_at_ms,
+        }),
+        Hooked::PassOn(ChannelData::Binary(bytes)) => backlog.push(PeerEvent::ChannelBinary {
+            label: label.to_owned(),
+            bytes,
+            received_at_ms,
+        }),
+        Hooked::Taken | Hooked::Reply(_) => {}
+    }
+}
+
+/// Everything a manager's task starts from.
+struct Launch {
+    spec: ConnectionSpec,
+    out: Outbox,
+    events_tx: mpsc::UnboundedSender<ConnectionEvent>,
+    hook: MessageHook,
+    peer: Peer,
+    peer_events: mpsc::UnboundedReceiver<PeerEvent>,
+    backlog: Vec<PeerEvent>,
+    setup: ConnectionSetup,
+    probe_pair_id: Option<String>,
+    adopted_at_ms: Option<f64>,
+}
+
+impl Launch {
+    /// Starts the connection's task and returns its manager.
+    fn run(self) -> WebRtcManager {
+        let current = Rc::new(RefCell::new(Current::of(&self.peer)));
+        let observations = Rc::new(RefCell::new(Observations::default()));
+        let (cmd_tx, cmd_rx) = mpsc::unbounded();
+        let (cancel_tx, cancel_rx) = oneshot::channel::<()>();
+        let peer_index = self.spec.peer_index;
+        let conn = Conn {
+            policy: ConnectionPolicy::new(
+                self.spec.tuning,
+                pairlab_shared::is_initiator(self.spec.local_index, self.spec.peer_index),
+            ),
+            spec: self.spec,
+            peer: self.peer,
+            peer_events: self.peer_events,
+            hook: self.hook,
+            current: Rc::clone(&current),
+            observations: Rc::clone(&observations),
+            out: self.out,
+            events: self.events_tx,
+            opened: false,
+            setup: self.setup,
+            probe_pair_id: self.probe_pair_id,
+            adopted_at_ms: self.adopted_at_ms,
+            offer_pending: false,
+        };
+        let backlog = self.backlog;
+        wasm_bindgen_futures::spawn_local(async move {
+            let run = Box::pin(conn.run(cmd_rx, backlog));
+            // Either way the connection (and every listener) is dropped when this returns.
+            let _ = future::select(cancel_rx, run).await;
+        });
+        WebRtcManager {
+            peer_index,
+            current,
+            observations,
+            commands: cmd_tx,
+            cancel: Some(cancel_tx),
+        }
     }
 }
 
@@ -318,11 +483,22 @@ struct Conn {
     spec: ConnectionSpec,
     policy: ConnectionPolicy,
     peer: Peer,
+    peer_events: mpsc::UnboundedReceiver<PeerEvent>,
+    /// The game's decoder, for a fresh connection that replaces this one.
+    hook: MessageHook,
+    /// What the manager sends on and closes.
+    current: Rc<RefCell<Current>>,
     observations: Rc<RefCell<Observations>>,
     out: Outbox,
     events: mpsc::UnboundedSender<ConnectionEvent>,
-    open_labels: Vec<String>,
     opened: bool,
+    setup: ConnectionSetup,
+    /// The candidate pair id the probe measured (handover).
+    probe_pair_id: Option<String>,
+    /// When the handed-over connection was adopted, its channels open (`performance.now()`).
+    adopted_at_ms: Option<f64>,
+    /// This side's first offer is out and unanswered.
+    offer_pending: bool,
 }
 
 impl Conn {
@@ -358,12 +534,22 @@ impl Conn {
     async fn run(
         mut self,
         mut commands: mpsc::UnboundedReceiver<Command>,
-        mut peer_events: mpsc::UnboundedReceiver<PeerEvent>,
+        backlog: Vec<PeerEvent>,
     ) {
-        if self.policy.is_initiator() {
-            if let Err(e) = self.open_as_initiator().await {
-                warn(&format!("{}: could not start: {e}", self.name()));
+        match self.setup {
+            ConnectionSetup::Handover => {
+                for ev in backlog {
+                    self.on_peer_event(ev).await;
+                }
+                // Open already: the connection is up now.
+                self.check_open().await;
             }
+            ConnectionSetup::Fresh if self.policy.is_initiator() || self.spec.offer_anyway => {
+                if let Err(e) = self.open_as_offerer().await {
+                    warn(&format!("{}: could not start: {e}", self.name()));
+                }
+            }
+            ConnectionSetup::Fresh => {}
         }
         while !self.policy.is_done() {
             let now = now_ms();
@@ -381,7 +567,7 @@ impl Conn {
             pin_mut!(timer);
             let step = select! {
                 c = commands.next() => Either::Left(c),
-                e = peer_events.next() => Either::Right(Either::Left(e)),
+                e = self.peer_events.next() => Either::Right(Either::Left(e)),
                 () = timer => Either::Right(Either::Right(())),
             };
             match step {
@@ -393,14 +579,44 @@ impl Conn {
         }
     }
 
-    async fn open_as_initiator(&mut self) -> Result<(), PeerError> {
-        self.peer
-            .create_data_channel(INPUTS_LABEL, Delivery::Unordered { max_retransmits: 0 })?;
-        self.peer
-            .create_data_channel(CONTROL_LABEL, Delivery::Reliable)?;
+    async fn open_as_offerer(&mut self) -> Result<(), PeerError> {
+        for (label, delivery, _) in GAME_CHANNELS {
+            self.peer.create_data_channel(label, delivery)?;
+        }
         let sdp = self.peer.create_offer().await?;
+        self.offer_pending = true;
         self.signal(SignalType::Offer, Some(SignalPayload::Description { sdp }));
         Ok(())
+    }
+
+    /// Drops the connection for a fresh one with no channels and no offer (the one that
+    /// answers an offer from a new page of the peer, or the polite side's of two first
+    /// offers): a new [`Peer`] with the game's decoder, a new policy, and the pair reported
+    /// again once open.
+    fn replace_peer(&mut self, why: &str) -> Result<(), PeerError> {
+        let (peer, events) = Peer::new(&fresh_config(&self.spec), Some(Rc::clone(&self.hook)))?;
+        log(&format!("{}: a fresh connection ({why})", self.name()));
+        *self.current.borrow_mut() = Current::of(&peer);
+        // The old connection closes as it is dropped.
+        self.peer = peer;
+        self.peer_events = events;
+        self.setup = ConnectionSetup::Fresh;
+        self.opened = false;
+        self.offer_pending = false;
+        self.policy = ConnectionPolicy::new(self.spec.tuning, self.policy.is_initiator());
+        self.observations.borrow_mut().info = None;
+        Ok(())
+    }
+
+    /// What to do with an offer from the peer ([`on_offer`]).
+    fn offer_decision(&self, sdp: &str) -> OfferDecision {
+        let remote = self.peer.raw().remote_description().map(|d| d.sdp());
+        let same_fingerprint = remote.map(|r| dtls_fingerprints(&r) == dtls_fingerprints(sdp));
+        on_offer(
+            same_fingerprint,
+            self.offer_pending,
+            self.policy.is_initiator(),
+        )
     }
 
     async fn on_command(&mut self, cmd: Command) {
@@ -412,13 +628,35 @@ impl Conn {
                 self.carry_out(actions).await;
             }
             Command::Signal(SignalType::Offer, Some(SignalPayload::Description { sdp })) => {
+                match self.offer_decision(&sdp) {
+                    OfferDecision::Answer => {}
+                    OfferDecision::Ignore => {
+                        log(&format!(
+                            "{}: ignored the peer's offer: this side's own is pending",
+                            self.name()
+                        ));
+                        return;
+                    }
+                    OfferDecision::ReplaceAndAnswer { why } => {
+                        if let Err(e) = self.replace_peer(why) {
+                            warn(&format!(
+                                "{}: could not replace the connection: {e}",
+                                self.name()
+                            ));
+                            return;
+                        }
+                    }
+                }
                 if let Err(e) = self.answer(&sdp).await {
                     warn(&format!("{}: could not answer: {e}", self.name()));
                 }
             }
             Command::Signal(SignalType::Answer, Some(SignalPayload::Description { sdp })) => {
                 match self.peer.accept_answer(&sdp).await {
-                    Ok(()) => self.negotiated().await,
+                    Ok(()) => {
+                        self.offer_pending = false;
+                        self.negotiated().await;
+                    }
                     Err(e) => warn(&format!("{}: the answer was refused: {e}", self.name())),
                 }
             }
@@ -462,23 +700,7 @@ impl Conn {
     async fn on_peer_event(&mut self, ev: PeerEvent) {
         match ev {
             PeerEvent::LocalCandidate(payload) => self.signal(SignalType::IceCandidate, payload),
-            PeerEvent::ChannelOpen { label } => {
-                if !self.open_labels.contains(&label) {
-                    self.open_labels.push(label);
-                }
-                if !self.opened && self.open_labels.len() == 2 {
-                    self.opened = true;
-                    let connect_ms = now_ms() - self.spec.started_at_ms;
-                    log(&format!(
-                        "{}: both channels open {} ms after game_start",
-                        self.name(),
-                        ms_text(connect_ms)
-                    ));
-                    self.emit(ConnectionEvent::Open { connect_ms });
-                    self.policy.on_open(now_ms());
-                    self.report_info(Some(connect_ms)).await;
-                }
-            }
+            PeerEvent::ChannelOpen { .. } => self.check_open().await,
             PeerEvent::ChannelClosed { label } => {
                 // A close over a working path is the peer's doing (network trouble leaves
                 // the channels open while ICE tries again).
@@ -500,6 +722,33 @@ impl Conn {
             | PeerEvent::ChannelError { .. }
             | PeerEvent::ConnectionState(_) => {}
         }
+    }
+
+    /// Once both game channels read open (the first time on this connection): `Open`, the
+    /// quality monitor, and `p2p_connection_type`.
+    async fn check_open(&mut self) {
+        let both = GAME_CHANNELS
+            .iter()
+            .all(|(label, _, _)| self.peer.is_channel_open(label));
+        if self.opened || !both {
+            return;
+        }
+        self.opened = true;
+        // Handed over: up since its adoption, whenever this task got to look.
+        let open_at_ms = match self.setup {
+            ConnectionSetup::Handover => self.adopted_at_ms.unwrap_or_else(now_ms),
+            ConnectionSetup::Fresh => now_ms(),
+        };
+        let connect_ms = open_at_ms - self.spec.started_at_ms;
+        log(&format!(
+            "{}: both channels open {} ms after game_start ({:?})",
+            self.name(),
+            ms_text(connect_ms),
+            self.setup
+        ));
+        self.emit(ConnectionEvent::Open { connect_ms });
+        self.policy.on_open(now_ms());
+        self.report_info(Some(connect_ms)).await;
     }
 
     fn peer_gone(&mut self) {
@@ -620,33 +869,51 @@ impl Conn {
                 p.connection_info().is_some()
             })
             .await;
-        let info = match pair {
-            Ok(pair) => pair.and_then(|p| p.connection_info()),
+        let pair = match pair {
+            Ok(pair) => pair,
             Err(e) => {
                 warn(&format!("{}: {e}", self.name()));
                 return;
             }
         };
-        let Some(info) = info else {
+        let Some((info, pair_id)) = pair.and_then(|p| Some((p.connection_info()?, p.pair_id)))
+        else {
             warn(&format!(
                 "{}: no selected candidate pair in getStats",
                 self.name()
             ));
             return;
         };
-        let old = self.observations.borrow_mut().info.replace(info);
-        if old == Some(info) {
-            return;
+        let same_path_as_probe = match self.setup {
+            ConnectionSetup::Handover => self.probe_pair_id.as_ref().map(|id| *id == pair_id),
+            ConnectionSetup::Fresh => self.spec.probe_path.map(|p| p == info),
+        };
+        let setup = self.setup;
+        {
+            let mut obs = self.observations.borrow_mut();
+            let unchanged = obs.info == Some(info)
+                && obs.setup == Some(setup)
+                && obs.same_path_as_probe == same_path_as_probe;
+            obs.info = Some(info);
+            obs.setup = Some(setup);
+            obs.same_path_as_probe = same_path_as_probe;
+            if unchanged {
+                return;
+            }
         }
         self.send(ClientMessage::P2pConnectionType(P2pConnectionType {
             game_id: self.spec.game_id.clone(),
             peer_index: self.spec.peer_index,
             info,
             connect_ms,
-            setup: None,
-            same_path_as_probe: None,
+            setup: Some(setup),
+            same_path_as_probe,
         }));
-        self.emit(ConnectionEvent::Info(info));
+        self.emit(ConnectionEvent::Info {
+            info,
+            setup,
+            same_path_as_probe,
+        });
     }
 
     fn report_restart(&self, a: Attempt, outcome: IceRestartOutcome, duration_ms: Option<f64>) {
@@ -662,5 +929,41 @@ impl Conn {
             attempt: a.number,
             outcome,
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_game_hook_decodes_game_channels_and_drops_the_probe_channel() {
+        let (tx, mut rx) = mpsc::unbounded();
+        let hook = game_hook(tx);
+        // A handed-over probe's late `done` (or a ping) on its own channel: dropped.
+        assert_eq!(
+            hook("pairlab-probe", ChannelData::Text("d".into())),
+            Hooked::Taken
+        );
+        assert!(rx.try_recv().is_err(), "nothing reaches the game");
+        // The game's channels: decoded at once; only a `bye` goes on to the task.
+        assert_eq!(
+            hook(CONTROL_LABEL, ChannelData::Text("hi".into())),
+            Hooked::Taken
+        );
+        assert_eq!(
+            rx.try_recv().ok(),
+            Some(ConnectionEvent::Message {
+                data: ChannelData::Text("hi".into()),
+                reliable: true
+            })
+        );
+        assert_eq!(hook(INPUTS_LABEL, Frame::Ready.encode()), Hooked::Taken);
+        assert_eq!(rx.try_recv().ok(), Some(ConnectionEvent::Ready));
+        assert_eq!(
+            hook(CONTROL_LABEL, Frame::Bye.encode()),
+            Hooked::PassOn(Frame::Bye.encode())
+        );
+        assert!(rx.try_recv().is_err());
     }
 }

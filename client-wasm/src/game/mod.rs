@@ -2,7 +2,9 @@
 //! them, and the built-in lockstep loop.
 //!
 //! At `game_start` the session builds a [`Game`]: one [`WebRtcManager`] per other member (see
-//! [`connection`], timed by [`policy`]), whose events a task turns into [`GameEvent`]s for the
+//! [`connection`], timed by [`policy`]) — the pair's probe connection when the server handed
+//! it over and this side still has it, else a fresh one ([`GamePaths`] from
+//! [`crate::probe::ProbeManager::hand_over`]) —, whose events a task turns into [`GameEvent`]s for the
 //! page (every connection open, connection type, quality, ICE restarts, failure, a peer's
 //! message). [`Game::send`] sends a researcher's string or bytes to one member or to all, on
 //! the reliable `control` channel or the unordered `inputs` one, framed as [`framing`] says so
@@ -40,8 +42,9 @@ use futures::future;
 use futures::stream::{self, SelectAll, StreamExt};
 use gloo_timers::future::TimeoutFuture;
 use pairlab_shared::{
-    ClientMessage, ConnectionInfo, EpisodeSummary, GameId, GameSettings, GameStart,
-    IceRestartOutcome, PeerMetrics, PlayerIndex, QualityChange, QualityLevel, ServerMessage,
+    ClientMessage, ConnectionInfo, ConnectionSetup, EpisodeSummary, GameId, GameSettings,
+    GameStart, IceRestartOutcome, PeerMetrics, PlayerIndex, QualityChange, QualityLevel,
+    ServerMessage,
 };
 use web_sys::RtcPeerConnection;
 
@@ -50,6 +53,7 @@ use framing::Frame;
 use logic::{rtt_summary, HiddenLog, InputReceiver, InputSender};
 pub use policy::ConnectionTuning;
 
+use crate::handover::{GamePath, GamePaths};
 use crate::peer::{ChannelData, PeerError};
 use crate::signaling::Outbox;
 use crate::util::{log, now_ms, warn};
@@ -211,6 +215,10 @@ pub enum GameEvent {
         peer: PlayerIndex,
         /// The selected candidate pair.
         info: ConnectionInfo,
+        /// The probe's connection adopted, or a new one.
+        setup: ConnectionSetup,
+        /// Whether the path is the one the pair's probe measured; `None` when unknown.
+        same_path_as_probe: Option<bool>,
     },
     /// The quality of the connection to `peer` changed.
     Quality {
@@ -355,11 +363,14 @@ pub struct Game {
 
 impl Game {
     /// Opens a connection to every other player of `start` (as player `start.player_index`)
-    /// with `tuning`; the phase is [`GamePhase::Connecting`] (not reported). Messages for the server go through `out`, what happens to `events`;
+    /// with `tuning`, as `paths` says per peer (adopting a handed-over probe connection, or
+    /// fresh; a peer not in `paths`: fresh); the phase is [`GamePhase::Connecting`] (not
+    /// reported). Messages for the server go through `out`, what happens to `events`;
     /// `hidden` is the session's record of when the page was hidden (for the summaries).
     pub fn start(
         start: &GameStart,
         tuning: ConnectionTuning,
+        mut paths: GamePaths,
         out: Outbox,
         events: GameEvents,
         hidden: Rc<RefCell<HiddenLog>>,
@@ -368,7 +379,7 @@ impl Game {
         let mut peers = Vec::new();
         let mut receivers = SelectAll::new();
         for index in (0..start.player_count).filter(|&i| i != start.player_index) {
-            let spec = ConnectionSpec {
+            let mut spec = ConnectionSpec {
                 game_id: start.game_id.clone(),
                 local_index: start.player_index,
                 peer_index: index,
@@ -376,8 +387,25 @@ impl Game {
                 force_relay: start.force_relay,
                 started_at_ms,
                 tuning,
+                probe_path: None,
+                offer_anyway: false,
             };
-            match WebRtcManager::start(spec, Rc::clone(&out)) {
+            let manager = match paths.remove(&index) {
+                Some(GamePath::Adopt(parked)) => {
+                    spec.probe_path = parked.measured.info;
+                    Ok(WebRtcManager::adopt(spec, parked, Rc::clone(&out)))
+                }
+                Some(GamePath::Fresh {
+                    offer_anyway,
+                    probe,
+                }) => {
+                    spec.offer_anyway = offer_anyway;
+                    spec.probe_path = probe;
+                    WebRtcManager::start(spec, Rc::clone(&out))
+                }
+                None => WebRtcManager::start(spec, Rc::clone(&out)),
+            };
+            match manager {
                 Ok((manager, rx)) => {
                     let slot = peers.len();
                     receivers.push(rx.map(move |ev| (slot, ev)).boxed_local());
@@ -514,7 +542,7 @@ impl Game {
             .peers
             .borrow()
             .iter()
-            .map(|p| p.manager.raw().clone())
+            .map(|p| p.manager.raw())
             .collect()
     }
 }
@@ -561,8 +589,17 @@ async fn follow_connections(inner: Weak<Inner>, mut events: Events) {
                         report.push(GameEvent::Open);
                     }
                 }
-                ConnectionEvent::Info(info) => {
-                    report.push(GameEvent::ConnectionType { peer: from, info });
+                ConnectionEvent::Info {
+                    info,
+                    setup,
+                    same_path_as_probe,
+                } => {
+                    report.push(GameEvent::ConnectionType {
+                        peer: from,
+                        info,
+                        setup,
+                        same_path_as_probe,
+                    });
                 }
                 ConnectionEvent::Quality { level, rtt_ms } => {
                     peer.level = level;
@@ -770,8 +807,8 @@ fn summarize(
                     obs.restarts.iter().filter(|at| **at >= started_ms).count(),
                 )
                 .unwrap_or(u32::MAX),
-                setup: None,
-                same_path_as_probe: None,
+                setup: obs.setup,
+                same_path_as_probe: obs.same_path_as_probe,
             }
         })
         .collect();

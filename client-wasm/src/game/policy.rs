@@ -19,6 +19,12 @@
 //! - After the last failed attempt the connection gives up (`p2p_connection_failed`) and is
 //!   done; so it is when ICE is `closed`. Once the peer closed the game on purpose, nothing
 //!   more is attempted.
+//! - An offer from the peer ([`on_offer`]): on a connection with a remote description
+//!   (handed over, or negotiated), answered on it when its DTLS fingerprint is that
+//!   description's (an ICE restart), else answered by a fresh connection that replaces it (the
+//!   peer's new page: a reload); on a connection whose own first offer is unanswered, ignored
+//!   by the initiator and answered by a fresh connection on the other side (W3C "perfect
+//!   negotiation", the non-initiator polite), so two crossing offers cannot deadlock.
 
 use pairlab_shared::{IceRestartOutcome, IceRestartTrigger, QualityLevel};
 
@@ -432,9 +438,68 @@ impl ConnectionPolicy {
     }
 }
 
+/// What a game connection does with an offer from its peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OfferDecision {
+    /// Answer it on the current connection.
+    Answer,
+    /// Ignore it: this side's own first offer stands.
+    Ignore,
+    /// Replace the connection by a fresh one (no channels, no offer), which answers it.
+    ReplaceAndAnswer {
+        /// Why, for the log.
+        why: &'static str,
+    },
+}
+
+/// The rule for an offer from the peer (see the module docs): `same_fingerprint` is whether
+/// the offer's DTLS fingerprints are the current remote description's (`None`: no remote
+/// description yet), `own_offer_pending` whether this side's first offer is out and
+/// unanswered, `initiator` whether this side is the pair's initiator.
+pub fn on_offer(
+    same_fingerprint: Option<bool>,
+    own_offer_pending: bool,
+    initiator: bool,
+) -> OfferDecision {
+    match (same_fingerprint, own_offer_pending, initiator) {
+        (Some(true), _, _) => OfferDecision::Answer,
+        (Some(false), _, _) => OfferDecision::ReplaceAndAnswer {
+            why: "the peer's offer has another DTLS fingerprint: a new page",
+        },
+        (None, true, true) => OfferDecision::Ignore,
+        (None, true, false) => OfferDecision::ReplaceAndAnswer {
+            why: "both sides offered; the initiator's offer wins",
+        },
+        (None, false, _) => OfferDecision::Answer,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn offers_on_handed_over_and_crossing_fresh_connections() {
+        use OfferDecision::{Answer, Ignore, ReplaceAndAnswer};
+        // Negotiated (or handed over): a restart is answered in place, another page's offer
+        // replaces the connection, whoever is the initiator.
+        for initiator in [true, false] {
+            assert_eq!(on_offer(Some(true), false, initiator), Answer);
+            assert!(matches!(
+                on_offer(Some(false), false, initiator),
+                ReplaceAndAnswer { .. }
+            ));
+        }
+        // Nothing negotiated, nothing pending: answered, whoever offers.
+        assert_eq!(on_offer(None, false, true), Answer);
+        assert_eq!(on_offer(None, false, false), Answer);
+        // Crossing first offers: exactly one side gives way, so they cannot deadlock.
+        assert_eq!(on_offer(None, true, true), Ignore);
+        assert!(matches!(
+            on_offer(None, true, false),
+            ReplaceAndAnswer { .. }
+        ));
+    }
 
     fn tuning() -> ConnectionTuning {
         ConnectionTuning {

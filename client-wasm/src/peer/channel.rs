@@ -47,6 +47,12 @@ pub enum Hooked {
 /// is passed on.
 pub type MessageHook = Rc<dyn Fn(&str, ChannelData) -> Hooked>;
 
+/// Where a peer's channels find their [`MessageHook`]: shared by the peer and every channel's
+/// `message` listener, read at each message, so that [`Peer::set_hook`](super::Peer::set_hook)
+/// changes it for every channel at once (a probe's connection handed to the game swaps the
+/// probe's echo for the game's decoder).
+pub(super) type HookSlot = Rc<RefCell<Option<MessageHook>>>;
+
 /// One DataChannel with its four listeners. Dropping it removes the listeners and closes the
 /// channel, so the closures live exactly as long as the channel is in use (probes and games
 /// build and drop channels again and again, and nothing is leaked).
@@ -68,7 +74,7 @@ impl Channel {
     fn attach(
         dc: RtcDataChannel,
         events: &mpsc::UnboundedSender<PeerEvent>,
-        hook: Option<MessageHook>,
+        hook: HookSlot,
     ) -> Self {
         let label = dc.label();
         // Binary messages as ArrayBuffers (not Blobs), which can be read synchronously.
@@ -89,7 +95,9 @@ impl Channel {
                         None => return,
                     },
                 };
-                let data = match hook.as_ref() {
+                // Out of the slot first: the hook may replace itself.
+                let current = hook.borrow().clone();
+                let data = match current {
                     None => data,
                     Some(hook) => match hook(&label, data) {
                         Hooked::PassOn(data) => data,
@@ -185,7 +193,7 @@ impl Channels {
         &self,
         dc: RtcDataChannel,
         events: &mpsc::UnboundedSender<PeerEvent>,
-        hook: Option<MessageHook>,
+        hook: HookSlot,
     ) -> bool {
         let Ok(mut channels) = self.inner.try_borrow_mut() else {
             dc.close();
@@ -235,6 +243,19 @@ impl Channels {
             Some(c) if c.is_open() => send(&c.dc).map_err(js_err("RTCDataChannel.send")),
             _ => Err(PeerError::ChannelNotOpen),
         }
+    }
+
+    /// Drops every channel whose label `keep` refuses (listeners removed, channel closed).
+    pub fn retain(&self, keep: impl Fn(&str) -> bool) {
+        let dropped: Vec<Channel> = {
+            let mut channels = self.inner.borrow_mut();
+            let (kept, dropped) = std::mem::take(&mut *channels)
+                .into_iter()
+                .partition(|c| keep(&c.label));
+            *channels = kept;
+            dropped
+        };
+        drop(dropped);
     }
 
     /// Drops every channel: their listeners are removed and the channels closed.

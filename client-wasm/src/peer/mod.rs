@@ -27,6 +27,9 @@
 pub mod channel;
 pub mod stats;
 
+use std::cell::RefCell;
+use std::rc::Rc;
+
 use futures::channel::mpsc;
 use futures::future::{self, LocalBoxFuture};
 use gloo_events::EventListener;
@@ -40,6 +43,7 @@ use web_sys::{
     RtcPeerConnectionIceEvent, RtcPeerConnectionState, RtcSdpType, RtcSessionDescriptionInit,
 };
 
+use channel::HookSlot;
 pub use channel::{ChannelData, Channels, Hooked, MessageHook};
 use stats::{SelectedPair, StatsError};
 
@@ -195,7 +199,7 @@ pub struct Peer {
     /// The connection-level listeners; emptied on close.
     listeners: Vec<EventListener>,
     events_tx: mpsc::UnboundedSender<PeerEvent>,
-    hook: Option<MessageHook>,
+    hook: HookSlot,
     remote_description_set: bool,
     pending: Vec<RemoteCandidate>,
     closed: bool,
@@ -215,6 +219,7 @@ impl Peer {
             .map_err(|e| PeerError::Create(js_error_text(&e)))?;
         let (tx, rx) = mpsc::unbounded();
         let channels = Channels::default();
+        let hook: HookSlot = Rc::new(RefCell::new(hook));
 
         let on_ice_candidate = {
             let tx = tx.clone();
@@ -243,7 +248,7 @@ impl Peer {
             EventListener::new(&pc, "datachannel", move |ev| {
                 let dc = ev.unchecked_ref::<RtcDataChannelEvent>().channel();
                 if announced.accepts(&dc.label()) {
-                    channels.adopt(dc, &tx, hook.clone());
+                    channels.adopt(dc, &tx, Rc::clone(&hook));
                 } else {
                     dc.close();
                 }
@@ -300,8 +305,54 @@ impl Peer {
                     .create_data_channel_with_data_channel_dict(label, &init)
             }
         };
-        self.channels.adopt(dc, &self.events_tx, self.hook.clone());
+        self.channels
+            .adopt(dc, &self.events_tx, Rc::clone(&self.hook));
         Ok(())
+    }
+
+    /// Creates a negotiated DataChannel (W3C WebRTC 1.0 §6.2, `negotiated: true` with a fixed
+    /// SCTP stream `id`): both sides create it with the same label, delivery and id, before or
+    /// after the offer, and it opens with the SCTP association, without an in-band
+    /// announcement (no `ondatachannel`). A channel with that label already there is kept,
+    /// and the new one closed.
+    ///
+    /// # Errors
+    /// [`PeerError::Closed`] after close; [`PeerError::Js`] when the browser refuses the id.
+    pub fn create_negotiated_channel(
+        &mut self,
+        label: &str,
+        delivery: Delivery,
+        id: u16,
+    ) -> Result<(), PeerError> {
+        self.check_open()?;
+        let init = RtcDataChannelInit::new();
+        init.set_negotiated(true);
+        init.set_id(id);
+        if let Delivery::Unordered { max_retransmits } = delivery {
+            init.set_ordered(false);
+            init.set_max_retransmits(max_retransmits);
+        }
+        // `createDataChannel` throws for a negotiated id out of range or in use.
+        let create = Reflect::get(&self.pc, &JsValue::from_str("createDataChannel"))
+            .ok()
+            .and_then(|f| f.dyn_into::<Function>().ok())
+            .ok_or(PeerError::Missing {
+                op: "RTCPeerConnection",
+                field: "createDataChannel",
+            })?;
+        let dc = create
+            .call2(&self.pc, &JsValue::from_str(label), &init)
+            .map_err(js_err("createDataChannel"))?
+            .unchecked_into();
+        self.channels
+            .adopt(dc, &self.events_tx, Rc::clone(&self.hook));
+        Ok(())
+    }
+
+    /// Replaces the [`MessageHook`] that every DataChannel's messages meet first, for the
+    /// channels there now and those to come (`None`: every message is passed on as an event).
+    pub fn set_hook(&self, hook: Option<MessageHook>) {
+        *self.hook.borrow_mut() = hook;
     }
 
     /// `createOffer` + `setLocalDescription`; returns the offer's SDP to send. ICE gathering

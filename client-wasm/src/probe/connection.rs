@@ -1,6 +1,8 @@
-//! One probe: a temporary WebRTC connection to one peer (a [`Peer`] with the one channel
+//! One probe: a WebRTC connection to one peer (a [`Peer`] with the channel
 //! [`PROBE_CHANNEL_LABEL`], whose pings are echoed inside `onmessage`) that measures the
-//! peer-to-peer RTT and reports it (PROTOCOL.md, Probe).
+//! peer-to-peer RTT and reports it (PROTOCOL.md, Probe). Prepared with `keep_ms`, it also
+//! carries the game's two negotiated channels from the start and, after a successful
+//! result, is parked for the game instead of closed ([`crate::handover`]).
 
 use std::rc::Rc;
 
@@ -18,6 +20,7 @@ use web_sys::{RtcPeerConnection, RtcPeerConnectionState};
 use super::wire::{
     client_deadline_ms, echo, path_rtt_ms, PingPacer, PongVerdict, ProbeWire, SAMPLE_COUNT,
 };
+use crate::handover::{create_negotiated_game_channels, MeasuredPath, ParkedPeer};
 use crate::peer::{
     Announced, CandidateAdded, ChannelData, Delivery, Hooked, MessageHook, Peer, PeerConfig,
     PeerError, PeerEvent,
@@ -49,6 +52,9 @@ pub struct ProbeSpec {
     /// TURN relay only (`iceTransportPolicy: "relay"`): `probe_prepare.force_relay`, the
     /// scene's `force_relay`, so that the probe measures the path its game will use.
     pub relay_only: bool,
+    /// `probe_prepare.keep_ms`: the connection carries the game's channels and, after a
+    /// successful result, is parked for up to this long (ms) for the game to adopt.
+    pub keep_ms: Option<u64>,
 }
 
 /// What the server tells a running probe.
@@ -73,6 +79,8 @@ pub enum ProbeCommand {
 enum Stop {
     /// Reported, and both sides are done (or the channel closed after our report).
     Done,
+    /// Reported success with `keep_ms`: the connection is parked for the game.
+    Park,
     /// Failed before a report, for this reason.
     Failed(String),
     /// The manager dropped the probe (the server ended it): close without a result.
@@ -92,8 +100,10 @@ pub struct ProbeOutcome {
     pub reported: bool,
     /// From the probe's creation (`probe_prepare`) to sending `probe_result`, ms.
     pub reported_after_ms: f64,
-    /// From the probe's creation to closing the connection, ms.
+    /// From the probe's creation to closing (or parking) the connection, ms.
     pub closed_after_ms: f64,
+    /// Whether the connection was parked for the game rather than closed.
+    pub parked: bool,
 }
 
 /// One probe connection. Built at `probe_prepare`; [`ProbeConnection::run`] then drives it
@@ -105,8 +115,9 @@ pub struct ProbeOutcome {
 /// `currentRoundTripTime`. Then `probe_result` goes out and a
 /// [`ProbeWire::Done`] goes to the peer; the connection closes once the peer's `done` arrived
 /// too (so neither side cuts the other's measurement short), or the channel closed, or the
-/// client deadline passed. A deadline or failure before the result sends `success: false`
-/// with whatever samples were taken.
+/// client deadline passed. A kept probe (`keep_ms`) with a successful result instead parks
+/// its connection at once, after its `done` (see `ProbeConnection::parking`). A deadline or
+/// failure before the result sends `success: false` with whatever samples were taken.
 pub struct ProbeConnection {
     spec: ProbeSpec,
     peer: Peer,
@@ -116,6 +127,8 @@ pub struct ProbeConnection {
     stats_rtt_ms: Option<f64>,
     /// The selected candidate pair the samples went over (`probe_result.connection`).
     connection: Option<ConnectionInfo>,
+    /// That pair's stats id.
+    pair_id: Option<String>,
     /// `addIceCandidate` calls made, whose outcomes are still to come.
     candidate_adds: FuturesUnordered<CandidateAdded>,
     pacer: PingPacer,
@@ -139,8 +152,10 @@ impl ProbeConnection {
             ice_candidate_pool_size: 1,
             announced: Announced::Only(&[PROBE_CHANNEL_LABEL]),
         };
-        // Pings are answered inside `onmessage`, everything else goes to the loop.
-        let echo_pings: MessageHook = Rc::new(|_label, data| match data {
+        // Pings are answered inside `onmessage`, everything else goes to the loop (or, once
+        // parked, waits for the game: the game channels' messages are passed on untouched).
+        let echo_pings: MessageHook = Rc::new(|label, data| match data {
+            _ if label != PROBE_CHANNEL_LABEL => Hooked::PassOn(data),
             ChannelData::Text(text) => match echo(&text) {
                 Some(pong) => Hooked::Reply(pong),
                 None => Hooked::PassOn(ChannelData::Text(text)),
@@ -148,7 +163,11 @@ impl ProbeConnection {
             // Not part of the probe's exchange.
             ChannelData::Binary(_) => Hooked::Taken,
         });
-        let (peer, events) = Peer::new(&config, Some(echo_pings))?;
+        let (mut peer, events) = Peer::new(&config, Some(echo_pings))?;
+        if spec.keep_ms.is_some() {
+            // Before any offer, on both sides: they open with the probe's SCTP association.
+            create_negotiated_game_channels(&mut peer)?;
+        }
         Ok(Self {
             spec,
             peer,
@@ -157,6 +176,7 @@ impl ProbeConnection {
             samples: Vec::with_capacity(SAMPLE_COUNT),
             stats_rtt_ms: None,
             connection: None,
+            pair_id: None,
             candidate_adds: FuturesUnordered::new(),
             pacer: PingPacer::new(),
             opened: false,
@@ -177,18 +197,20 @@ impl ProbeConnection {
     }
 
     /// Runs the probe: obeys `commands`, sends signals and exactly one `probe_result`
-    /// through `out`, and closes the connection before returning. Dropping the future
-    /// instead (the server ended the probe) closes the connection too, without a result.
+    /// through `out`, and closes the connection before returning — or, with `keep_ms` and a
+    /// successful result, returns it parked for the game. Dropping the future instead (the
+    /// server ended the probe) closes the connection too, without a result.
     pub async fn run(
         mut self,
         mut commands: mpsc::UnboundedReceiver<ProbeCommand>,
         out: Outbox,
-    ) -> ProbeOutcome {
+    ) -> (ProbeOutcome, Option<ParkedPeer>) {
         let deadline_ms = client_deadline_ms(self.spec.timeout_ms);
         let left_ms = (deadline_ms as f64 - (now_ms() - self.created_at_ms)).max(0.0);
         let Some(mut events) = self.events.take() else {
             // `run` consumes self, so the receiver is always there.
-            return self.finish(Stop::Failed("the probe ran twice".into()), &out);
+            let (_, never) = mpsc::unbounded();
+            return self.finish(Stop::Failed("the probe ran twice".into()), &out, never);
         };
         let timeout_ms = self.spec.timeout_ms;
         let stop = {
@@ -212,15 +234,21 @@ impl ProbeConnection {
             )),
             other => other,
         };
-        self.finish(stop, &out)
+        self.finish(stop, &out, events)
     }
 
-    /// Sends the failure result if none was sent (unless the probe was cancelled), closes,
-    /// and describes the outcome.
-    fn finish(mut self, stop: Stop, out: &Outbox) -> ProbeOutcome {
+    /// Sends the failure result if none was sent (unless the probe was cancelled), closes
+    /// (or parks, after [`Stop::Park`]), and describes the outcome.
+    fn finish(
+        mut self,
+        stop: Stop,
+        out: &Outbox,
+        events: mpsc::UnboundedReceiver<PeerEvent>,
+    ) -> (ProbeOutcome, Option<ParkedPeer>) {
         let cancelled = stop == Stop::Cancelled;
+        let park = stop == Stop::Park;
         let failure = match stop {
-            Stop::Done => None,
+            Stop::Done | Stop::Park => None,
             Stop::Failed(why) => Some(why),
             Stop::Cancelled => Some("cancelled: the server ended the probe".to_owned()),
             Stop::Deadline => Some("the client deadline passed".to_owned()),
@@ -231,15 +259,29 @@ impl ProbeConnection {
             self.reported_at_ms = now_ms();
             out(ClientMessage::ProbeResult(result.clone()));
         }
-        self.peer.close();
         let end = now_ms();
-        ProbeOutcome {
+        let outcome = ProbeOutcome {
             failure: if result.success { None } else { failure },
             reported: self.reported,
             result,
             reported_after_ms: self.reported_at_ms - self.created_at_ms,
             closed_after_ms: end - self.created_at_ms,
+            parked: park,
+        };
+        if !park {
+            self.peer.close();
+            return (outcome, None);
         }
+        // The loop and its state go; the connection, its channels and events stay.
+        let parked = ParkedPeer {
+            peer: self.peer,
+            events,
+            measured: MeasuredPath {
+                pair_id: self.pair_id,
+                info: self.connection,
+            },
+        };
+        (outcome, Some(parked))
     }
 
     /// The `probe_result` for what was measured so far.
@@ -313,6 +355,7 @@ impl ProbeConnection {
         if let Some(pair) = pair {
             self.stats_rtt_ms = pair.current_round_trip_time_ms;
             self.connection = pair.connection_info();
+            self.pair_id = Some(pair.pair_id);
         }
     }
 
@@ -354,10 +397,19 @@ impl ProbeConnection {
             };
             match step {
                 Ok(false) => {}
+                Ok(true) if self.parking() => return Stop::Park,
                 Ok(true) => return Stop::Done,
                 Err(why) => return Stop::Failed(why),
             }
         }
+    }
+
+    /// Whether the probe ends by parking its connection: kept for a game (`keep_ms`), and
+    /// this side reported success. It parks at once, without waiting for the peer's `done`:
+    /// a `game_start` may come first (it needs only the two results), and the peer's pings
+    /// are still echoed from the channel's hook while parked.
+    fn parking(&self) -> bool {
+        self.spec.keep_ms.is_some() && self.reported && self.samples.len() >= SAMPLE_COUNT
     }
 
     async fn on_command(&mut self, cmd: ProbeCommand, out: &Outbox) -> Result<(), String> {
@@ -433,6 +485,15 @@ impl ProbeConnection {
                 RtcPeerConnectionState::Closed => Err("the WebRTC connection closed".into()),
                 _ => Ok(false),
             },
+            // The game's channels (kept probes) are not the probe's business.
+            PeerEvent::ChannelOpen { label }
+            | PeerEvent::ChannelClosed { label }
+            | PeerEvent::ChannelError { label, .. }
+            | PeerEvent::ChannelMessage { label, .. }
+                if label != PROBE_CHANNEL_LABEL =>
+            {
+                Ok(false)
+            }
             PeerEvent::ChannelOpen { .. } => {
                 if !self.opened {
                     self.opened = true;
@@ -492,6 +553,7 @@ impl ProbeConnection {
                 self.reported = true;
                 self.reported_at_ms = now_ms();
                 out(ClientMessage::ProbeResult(result));
+                // A kept probe parks now (see `parking`), after its `done`.
                 if let Err(e) = self
                     .peer
                     .send(PROBE_CHANNEL_LABEL, &ProbeWire::Done.encode())
@@ -500,7 +562,7 @@ impl ProbeConnection {
                     warn(&format!("probe {}: {e}", self.spec.probe_session_id));
                     return Ok(true);
                 }
-                Ok(self.peer_done)
+                Ok(self.peer_done || self.parking())
             }
             Some(ProbeWire::Done) => {
                 self.peer_done = true;

@@ -7,7 +7,8 @@
 //! `from` and `reliable`, and `session::api` adds `data`.
 
 use pairlab_shared::{
-    ConnectionInfo, GameEnded, GameSettings, GameStart, Outcome, Waitroom, WaitroomTimeout, Welcome,
+    ConnectionInfo, ConnectionSetup, GameEnded, GameSettings, GameStart, Outcome, Waitroom,
+    WaitroomTimeout, Welcome,
 };
 
 use crate::game::{GameConfig, GameEvent};
@@ -131,7 +132,12 @@ fn wire<T: serde::Serialize>(value: &T) -> Field {
     Field::Json(serde_json::to_string(value).unwrap_or_else(|_| "null".into()))
 }
 
-fn connection_info(peer: u32, info: &ConnectionInfo) -> Field {
+fn connection_info(
+    peer: u32,
+    info: &ConnectionInfo,
+    setup: ConnectionSetup,
+    same_path_as_probe: Option<bool>,
+) -> Field {
     Field::Obj(vec![
         ("peer", peer.into()),
         ("type", wire(&info.connection_type)),
@@ -139,6 +145,8 @@ fn connection_info(peer: u32, info: &ConnectionInfo) -> Field {
         ("remoteCandidateType", wire(&info.remote_candidate_type)),
         ("protocol", wire(&info.protocol)),
         ("relayProtocol", wire(&info.relay_protocol)),
+        ("setup", wire(&setup)),
+        ("samePathAsProbe", wire(&same_path_as_probe)),
     ])
 }
 
@@ -282,7 +290,12 @@ fn game_detail(g: &GameEvent) -> Field {
     Field::Obj(match g {
         GameEvent::Phase(p) => vec![("phase", p.as_str().into())],
         GameEvent::Open => vec![],
-        GameEvent::ConnectionType { peer, info } => return connection_info(*peer, info),
+        GameEvent::ConnectionType {
+            peer,
+            info,
+            setup,
+            same_path_as_probe,
+        } => return connection_info(*peer, info, *setup, *same_path_as_probe),
         GameEvent::Quality {
             peer,
             level,
@@ -402,13 +415,27 @@ mod tests {
             protocol: IceProtocol::Udp,
             relay_protocol: None,
         };
-        let ev = SessionEvent::Game(GameEvent::ConnectionType { peer: 0, info });
+        let ev = SessionEvent::Game(GameEvent::ConnectionType {
+            peer: 0,
+            info,
+            setup: ConnectionSetup::Handover,
+            same_path_as_probe: Some(true),
+        });
         assert_eq!(ev.name(), "connection_type");
         assert_eq!(
             detail(&ev),
             json!({ "peer": 0, "type": "relay", "localCandidateType": "relay",
-                    "remoteCandidateType": "srflx", "protocol": "udp", "relayProtocol": null })
+                    "remoteCandidateType": "srflx", "protocol": "udp", "relayProtocol": null,
+                    "setup": "handover", "samePathAsProbe": true })
         );
+        let ev = SessionEvent::Game(GameEvent::ConnectionType {
+            peer: 0,
+            info,
+            setup: ConnectionSetup::Fresh,
+            same_path_as_probe: None,
+        });
+        assert_eq!(detail(&ev)["setup"], "fresh");
+        assert_eq!(detail(&ev)["samePathAsProbe"], Value::Null);
         let ev = SessionEvent::Game(GameEvent::Quality {
             peer: 2,
             level: QualityLevel::Critical,

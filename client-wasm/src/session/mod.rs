@@ -7,7 +7,8 @@
 //! connect to the server's `/ws`, say `hello` (subject id, scene, the signed link's `sig`,
 //! the latest `resume_token` from `sessionStorage` so that a reload resumes the session, the
 //! recruiter's URL parameters and the browser check), then follow the server: waitroom,
-//! probes (run by a [`ProbeManager`]), `game_start` (a [`Game`] with the scene's settings),
+//! probes (run by a [`ProbeManager`]), `game_start` (a [`Game`] with the scene's settings,
+//! on the probe connections the server handed over: [`ProbeManager::hand_over`]),
 //! `game_ended`, `waitroom_timeout`, `outcome` and every error, each reported to JavaScript as
 //! a [`SessionEvent`]. An unexpected close before the game is retried
 //! [`rules::MAX_RECONNECTS`] times with the resume token (the server keeps the participant's
@@ -40,6 +41,7 @@ use self::identity::Identity;
 use self::rules::{is_followable_redirect, reconnect_delay_ms, ApiError, MAX_RECONNECTS};
 use crate::game::logic::HiddenLog;
 use crate::game::{Game, GameConfig, GameEvent, GameLogic, PlayError};
+use crate::handover::GamePaths;
 use crate::probe::ProbeManager;
 use crate::signaling::{Outbox, Signaling, SignalingEvent};
 use crate::util::{js_error_text, log, now_ms, warn};
@@ -420,6 +422,11 @@ async fn connection(shared: &Rc<Shared>, identity: &Identity) -> ConnectionEnd {
                 }
             }
             SignalingEvent::Message(msg) => {
+                // What `game_start` adopts is taken before the probes close.
+                let paths = match &msg {
+                    ServerMessage::GameStart(g) => probes.hand_over(g),
+                    _ => GamePaths::new(),
+                };
                 probes.handle(&msg);
                 if let Some(g) = shared.game.borrow().as_ref() {
                     g.handle(&msg);
@@ -445,7 +452,7 @@ async fn connection(shared: &Rc<Shared>, identity: &Identity) -> ConnectionEnd {
                     }),
                     ServerMessage::GameStart(g) => {
                         in_game = true;
-                        start_game(shared, &g);
+                        start_game(shared, &g, paths);
                     }
                     ServerMessage::GameEnded(e) => {
                         // Out of its slot while it reports its last phase, so that a listener
@@ -525,8 +532,9 @@ async fn connection(shared: &Rc<Shared>, identity: &Identity) -> ConnectionEnd {
     }
 }
 
-/// `game_start`: the game's connections with the scene's settings, then `matched`.
-fn start_game(shared: &Rc<Shared>, g: &pairlab_shared::GameStart) {
+/// `game_start`: the game's connections with the scene's settings (adopting the handed-over
+/// probe connections in `paths`), then `matched`.
+fn start_game(shared: &Rc<Shared>, g: &pairlab_shared::GameStart, paths: GamePaths) {
     let params = web_sys::window()
         .and_then(|w| w.location().search().ok())
         .and_then(|s| web_sys::UrlSearchParams::new_with_str(&s).ok());
@@ -542,6 +550,7 @@ fn start_game(shared: &Rc<Shared>, g: &pairlab_shared::GameStart) {
     let game = Game::start(
         g,
         config.tuning,
+        paths,
         shared.outbox(),
         events,
         Rc::clone(&shared.hidden),

@@ -1,4 +1,7 @@
-//! Helpers shared by the browser test files (`probe.rs`, `game.rs`, `session.rs`).
+//! Helpers shared by the browser test files (`probe.rs`, `game.rs`, `session.rs`,
+//! `handover.rs`).
+
+pub mod kept;
 
 use std::future::Future;
 

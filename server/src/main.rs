@@ -37,6 +37,30 @@ use tracing_subscriber::EnvFilter;
 #[global_allocator]
 static GLOBAL: Jemalloc = Jemalloc;
 
+/// jemalloc's options for this binary (jemalloc(3); `_RJEM_MALLOC_CONF` in the environment
+/// overrides them), chosen by measurement with `loadgen churn` (BENCHMARKS.md, `churn`): after
+/// 100,000 games at ~1,000 games/s, with everyone gone, the RSS was 20.0–20.7 MB with the
+/// defaults and 12.9–16.2 MB with the three below, which also start ~1.5 MB lower (10 MB idle).
+/// Lowering `dirty_decay_ms` (0 or 1,000) changed nothing measurable and is not set.
+/// - `background_thread:true`: a jemalloc thread returns freed pages to the system on the
+///   decay schedule even while the server is idle; without it, purging waits for allocations.
+/// - `narenas:1`: one arena instead of four per core: the few threads that allocate share its
+///   partly used pages instead of each arena keeping its own.
+/// - `tcache:false`: no per-thread caches: an idle worker thread's cache otherwise keeps the
+///   objects it last freed, and the pages under them, for as long as it stays idle.
+const MALLOC_CONF: &std::ffi::CStr = c"background_thread:true,narenas:1,tcache:false";
+
+/// The C string jemalloc reads its compiled-in options from at its first allocation.
+#[repr(transparent)]
+pub struct MallocConf(*const std::ffi::c_char);
+
+// SAFETY: the pointer is to a `'static` C string that nothing writes.
+unsafe impl Sync for MallocConf {}
+
+/// `malloc_conf` under the prefix tikv-jemalloc-sys gives jemalloc's symbols.
+#[export_name = "_rjem_malloc_conf"]
+pub static JEMALLOC_MALLOC_CONF: MallocConf = MallocConf(MALLOC_CONF.as_ptr());
+
 #[derive(Parser)]
 #[command(
     name = "pairlab",

@@ -14,9 +14,9 @@
 //! remembered and never grouped again.
 //!
 //! The done set and the failed pairs outlive sessions, so they are kept compact and bounded:
-//! keyed 64-bit fingerprints of subject ids, the newest [`DONE_CAP`] subjects (8 bytes each, in
-//! a [`FingerprintSet`]) and at most [`FAILED_PAIRS_CAP`] pairs per scene, the oldest forgotten
-//! beyond that (see [`super::remembered`]). Everything else here lives only as
+//! keyed fingerprints of subject ids and of pairs, the newest [`DONE_CAP`] subjects and
+//! [`FAILED_PAIRS_CAP`] pairs per scene in [`FingerprintSet`]s (4.25 bytes each, a stated
+//! false-positive rate), the oldest forgotten beyond that (see [`super::remembered`]). Everything else here lives only as
 //! long as the sessions it belongs to.
 
 use std::collections::HashMap;
@@ -27,9 +27,7 @@ use pairlab_shared::{SubjectId, Waitroom};
 use super::candidates::WaitingSet;
 use super::matchmaker::{self, Candidate, Matchmaker};
 use super::matrix::PairMatrix;
-use super::remembered::{
-    BoundedSet, DoneState, FingerprintSet, SubjectHasher, DONE_CAP, FAILED_PAIRS_CAP,
-};
+use super::remembered::{DoneState, FingerprintSet, SubjectHasher, DONE_CAP, FAILED_PAIRS_CAP};
 use super::Pid;
 use crate::config::{MatchmakerKind, SceneConfig};
 
@@ -81,9 +79,9 @@ pub struct WaitroomSizes {
     /// Subjects in the done set (at least the newest [`DONE_CAP`] are kept, see
     /// [`FingerprintSet`]).
     pub done: usize,
-    /// The heap the done set holds, bytes (8 a subject, see [`FingerprintSet`]).
+    /// The heap the done set holds, bytes (about 4.25 a subject, see [`FingerprintSet`]).
     pub done_bytes: usize,
-    /// Remembered failed pairs (≤ [`FAILED_PAIRS_CAP`]).
+    /// Remembered failed pairs (at least the newest [`FAILED_PAIRS_CAP`] are kept).
     pub failed_pairs: usize,
 }
 
@@ -102,9 +100,9 @@ pub struct SceneWaitroom {
     /// Fingerprints the done set and the failed pairs are kept by.
     hasher: SubjectHasher,
     /// Subjects whose part in the scene is over (left, timed out, or played), by fingerprint.
-    done: FingerprintSet<u64>,
-    /// Pairs whose probe failed, as ordered fingerprint pairs.
-    failed_pairs: BoundedSet<(u64, u64)>,
+    done: FingerprintSet,
+    /// Pairs whose probe failed, by pair fingerprint ([`SubjectHasher::pair`]).
+    failed_pairs: FingerprintSet,
     broadcast_at: Option<Instant>,
     last_broadcast: Option<Instant>,
     /// `p2p_matrix` only: the waiting pairs' measured RTTs, its members kept equal to the
@@ -125,7 +123,7 @@ impl SceneWaitroom {
             sessions: HashMap::new(),
             hasher,
             done: FingerprintSet::new(DONE_CAP),
-            failed_pairs: BoundedSet::new(FAILED_PAIRS_CAP),
+            failed_pairs: FingerprintSet::new(FAILED_PAIRS_CAP),
             broadcast_at: None,
             last_broadcast: None,
             matrix: (cfg.matchmaker == MatchmakerKind::P2pMatrix).then(|| {
@@ -172,7 +170,7 @@ impl SceneWaitroom {
 
     /// Whether `subject`'s part in this scene is over: a new `hello` is refused.
     pub fn is_done(&self, subject: &SubjectId) -> bool {
-        self.done.contains(&self.hasher.fingerprint(subject))
+        self.done.contains(self.hasher.fingerprint(subject))
     }
 
     /// Ends `subject`'s part in this scene for good.
@@ -367,7 +365,7 @@ impl SceneWaitroom {
 
     /// Whether the pair's probe failed in this scene (they are never grouped or probed again).
     pub fn pair_failed(&self, a: &SubjectId, b: &SubjectId) -> bool {
-        !self.failed_pairs.is_empty() && self.failed_pairs.contains(&self.hasher.pair(a, b))
+        !self.failed_pairs.is_empty() && self.failed_pairs.contains(self.hasher.pair(a, b))
     }
 
     /// Runs the matchmaker with `arriving` against everyone waiting, in arrival order, excluding

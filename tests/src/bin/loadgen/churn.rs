@@ -5,6 +5,9 @@
 //! last (after), each time `--settle-s` after `/healthz` counted no participant (ended games are
 //! forgotten a minute after they end: `GAME_TOMBSTONE_TTL` of the server's `core/games.rs`).
 //! What stays is the done set, compact and bounded; held = after / before ≤ [`HELD_RSS_RATIO`].
+//! Each point also says how the RSS splits into anonymous memory (heap, stacks) and pages of
+//! files (the binary), and leaves the server's `/proc/PID/smaps` beside its log
+//! (`smaps-before.txt`, `smaps-after.txt`), mapping by mapping, for finding where it went.
 
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
@@ -17,7 +20,7 @@ use tokio::sync::Semaphore;
 
 use crate::client::{fmt_opt, play_pair, Latency};
 use crate::server::{start_pairlab, PairlabExt};
-use crate::system::{fd_count, load_average, machine, raise_fd_limit, rss_kib};
+use crate::system::{fd_count, load_average, machine, raise_fd_limit, rss_kib, status_kib};
 use crate::{LoadgenError, Result};
 
 /// The RSS after the churn over the RSS after the warm-up that counts as held.
@@ -99,6 +102,9 @@ async fn play(port: u16, args: &ChurnArgs, from: usize, to: usize, played: &Arc<
 struct Point {
     games: usize,
     rss_kib: Option<u64>,
+    /// `RssAnon` and `RssFile`, KiB.
+    anon_kib: Option<u64>,
+    file_kib: Option<u64>,
     fds: Option<usize>,
     load: String,
 }
@@ -142,9 +148,16 @@ pub(crate) async fn churn(args: ChurnArgs) -> Result<()> {
             args.settle
         );
         tokio::time::sleep(args.settle).await;
+        let name = if points.is_empty() { "before" } else { "after" };
+        let smaps = work.join(&format!("smaps-{name}.txt"));
+        if let Err(e) = std::fs::copy(format!("/proc/{pid}/smaps"), &smaps) {
+            eprintln!("loadgen: churn: cannot copy the server's smaps: {e}");
+        }
         points.push(Point {
             games: played.done.load(Ordering::Relaxed),
             rss_kib: rss_kib(pid),
+            anon_kib: status_kib(pid, "RssAnon"),
+            file_kib: status_kib(pid, "RssFile"),
             fds: fd_count(pid),
             load: load_average(),
         });
@@ -163,14 +176,19 @@ pub(crate) async fn churn(args: ChurnArgs) -> Result<()> {
         args.games, args.concurrency, args.waitroom_timeout_ms
     );
     println!("{machine}");
-    println!("| point | games played | server RSS MB | open fds | load avg |");
-    println!("|---|---:|---:|---:|---:|");
+    println!(
+        "| point | games played | server RSS MB | of it anonymous / files MB | open fds | load avg |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|");
+    let mb =
+        |kib: Option<u64>| kib.map_or("?".into(), |r| format!("{:.1}", r as f64 * 1.024 / 1000.0));
     for (name, p) in ["before (after warm-up)", "after"].iter().zip(&points) {
         println!(
-            "| {name} | {} | {} | {} | {} |",
+            "| {name} | {} | {} | {} / {} | {} | {} |",
             p.games,
-            p.rss_kib
-                .map_or("?".into(), |r| format!("{:.1}", r as f64 * 1.024 / 1000.0)),
+            mb(p.rss_kib),
+            mb(p.anon_kib),
+            mb(p.file_kib),
             fmt_opt(p.fds),
             p.load
         );

@@ -30,10 +30,16 @@ pub(crate) fn machine() -> String {
 
 /// Resident set size of a process, KiB (`VmRSS` of `/proc/PID/status`).
 pub(crate) fn rss_kib(pid: u32) -> Option<u64> {
+    status_kib(pid, "VmRSS")
+}
+
+/// A KiB field of `/proc/PID/status` (`VmRSS`; its parts `RssAnon`, the heap and stacks, and
+/// `RssFile`, the binary's and libraries' pages read in; proc(5)).
+pub(crate) fn status_kib(pid: u32, field: &str) -> Option<u64> {
     let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))?
         .split_whitespace()
         .next()?
         .parse()

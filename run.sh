@@ -38,7 +38,7 @@ setup() {
 # The browser client: client-wasm → www/pkg/ (wasm-pack's --target web output). The server
 # embeds www/ at compile time, so this comes before every build of `pairlab`.
 build_client() {
-  wasm-pack build --target web --release --mode no-install client-wasm \
+  wasm-pack build --target web --profile wasm-release --mode no-install client-wasm \
     --out-dir ../www/pkg --no-typescript
 }
 

@@ -249,7 +249,7 @@ async fn a_page_load_is_under_150_kb() {
     }
     assert!(
         total < 150_000,
-        "{total} bytes; is www/pkg a release build (wasm-pack build --release)?"
+        "{total} bytes; is www/pkg the size-optimised build (wasm-pack build --profile wasm-release, as run.sh builds it)?"
     );
 }
 

@@ -478,16 +478,9 @@ async fn run_churn(
     deadline: Duration,
 ) -> Result<Churned> {
     let events = (churn.seconds * churn.rate).round() as usize;
-    // Leavers spread over arrival order (early and late waiters alike): stride through the
-    // held participants by a step coprime with their count.
-    let held = leave_triggers.len();
-    let stride = (held / 2 + 1..held.max(2))
-        .chain(1..2)
-        .find(|s| gcd(*s, held) == 1)
-        .unwrap_or(1);
-    let mut slots: Vec<Option<tokio::sync::oneshot::Sender<()>>> =
-        leave_triggers.into_iter().map(Some).collect();
-    let mut leave_order = (0..held).map(|i| (i * stride) % held.max(1));
+    // Leavers spread over arrival order (early and late waiters alike): the oldest and the
+    // newest held participant in turn.
+    let mut leavers: std::collections::VecDeque<_> = leave_triggers.into();
     let counters = &fleet.counters;
     let welcomed0 = counters.welcomed.load(Ordering::Relaxed);
     let failed0 = counters.failed.load(Ordering::Relaxed);
@@ -496,7 +489,12 @@ async fn run_churn(
     for i in 0..events {
         tokio::time::sleep_until((t0 + Duration::from_secs_f64(i as f64 / churn.rate)).into())
             .await;
-        if let Some(leave) = leave_order.next().and_then(|k| slots[k].take()) {
+        let leaver = if i % 2 == 0 {
+            leavers.pop_front()
+        } else {
+            leavers.pop_back()
+        };
+        if let Some(leave) = leaver {
             let _ = leave.send(());
         }
         tasks.push(fleet.spawn(format!("{CHURN_PREFIX}{i}"), HoldOpts::default()));
@@ -526,15 +524,6 @@ async fn run_churn(
         server_conns: server.connections().await,
         server_cpu: cpu1.zip(cpu0).map(|(b, a)| (b - a) / seconds * 100.0),
     })
-}
-
-/// Greatest common divisor (Euclid).
-fn gcd(a: usize, b: usize) -> usize {
-    if b == 0 {
-        a
-    } else {
-        gcd(b, a % b)
-    }
 }
 
 pub(crate) fn print_hold_row_header() {

@@ -14,7 +14,7 @@ use futures::stream::{self, StreamExt};
 use gloo_timers::future::TimeoutFuture;
 use pairlab_client::handover::GamePath;
 use pairlab_client::peer::{ChannelData, Delivery, Hooked, Peer, PeerConfig, PeerError, PeerEvent};
-use pairlab_client::probe::wire::{path_rtt_ms, SAMPLE_COUNT};
+use pairlab_client::probe::wire::{path_rtt_ms, MAX_SAMPLES, SAMPLE_COUNT};
 use pairlab_client::probe::ProbeManager;
 use pairlab_client::util::now_ms;
 use pairlab_shared::{
@@ -253,7 +253,11 @@ impl FakeServer {
 /// RTT, and the measured path (direct: these probes have no ICE servers and no relay).
 fn check_success(r: &ProbeResult, who: &str) {
     assert!(r.success, "{who}: success, got {r:?}");
-    assert_eq!(r.samples_ms.len(), SAMPLE_COUNT, "{who}: sample count");
+    assert!(
+        (SAMPLE_COUNT..=MAX_SAMPLES).contains(&r.samples_ms.len()),
+        "{who}: sample count {}",
+        r.samples_ms.len()
+    );
     for s in &r.samples_ms {
         assert!(s.is_finite() && *s >= 0.0, "{who}: sample {s}");
         // Loopback in one page: anything near a second means the measurement is wrong.

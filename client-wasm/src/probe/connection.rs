@@ -109,8 +109,9 @@ pub struct ProbeOutcome {
 /// One probe connection. Built at `probe_prepare`; [`ProbeConnection::run`] then drives it
 /// to a `probe_result` and closes it.
 ///
-/// The measurement (both sides alike, once the DataChannel is open): [`SAMPLE_COUNT`] pings,
-/// paced by a [`PingPacer`] (back to back on a fast path, overlapping on a slow one), timed
+/// The measurement (both sides alike, once the DataChannel is open): at least [`SAMPLE_COUNT`]
+/// pings, more within the sampling window on a short path, paced by a [`PingPacer`] (back to
+/// back on a fast path, overlapping on a slow one), timed
 /// with `performance.now()`; `rtt_ms` is the smallest ([`path_rtt_ms`]); `stats_rtt_ms` the selected pair's
 /// `currentRoundTripTime`. Then `probe_result` goes out and a
 /// [`ProbeWire::Done`] goes to the peer; the connection closes once the peer's `done` arrived
@@ -325,7 +326,7 @@ impl ProbeConnection {
     /// The spacing timer: resolves when the pacer's next ping is due; never while the channel
     /// is not open, after the report, or when no ping remains.
     fn pace_timer(&self) -> Either<TimeoutFuture, future::Pending<()>> {
-        match self.pacer.next_due_ms() {
+        match self.pacer.next_due_ms(now_ms()) {
             Some(due_ms) if self.opened && !self.reported => {
                 let wait_ms = (due_ms - now_ms()).clamp(0.0, f64::from(u32::MAX));
                 Either::Left(TimeoutFuture::new(wait_ms.ceil() as u32))
@@ -387,7 +388,11 @@ impl ProbeConnection {
                 Input::Command(Some(cmd)) => self.on_command(cmd, out).await.map(|()| false),
                 Input::Event(None) => Err("the connection's events ended".into()),
                 Input::Event(Some(ev)) => self.on_peer_event(ev, out).await,
-                Input::PingDue => self.send_ping().map(|()| false),
+                Input::PingDue => match self.send_ping() {
+                    // The window's end may be what was due: the side may be complete now.
+                    Ok(()) => self.report_if_complete(out).await,
+                    Err(e) => Err(e),
+                },
                 Input::CandidateAdded(outcome) => {
                     if let Err(e) = outcome {
                         warn(&format!("probe {}: {e}", self.spec.probe_session_id));
@@ -538,31 +543,18 @@ impl ProbeConnection {
     ) -> Result<bool, String> {
         match ProbeWire::decode(text) {
             Some(ProbeWire::Pong { seq, sent_at_ms }) => {
-                let PongVerdict::Sample { send_next } = self.pacer.on_pong(seq) else {
+                if self.reported {
+                    return Ok(false); // a ping still in flight when the side completed
+                }
+                let PongVerdict::Sample { send_next } = self.pacer.on_pong(seq, received_at_ms)
+                else {
                     return Ok(false); // a pong we do not wait for
                 };
                 self.samples.push((received_at_ms - sent_at_ms).max(0.0));
                 if send_next {
                     self.send_ping()?;
                 }
-                if !self.pacer.complete() {
-                    return Ok(false);
-                }
-                self.read_selected_pair().await;
-                let result = self.result(false);
-                self.reported = true;
-                self.reported_at_ms = now_ms();
-                out(ClientMessage::ProbeResult(result));
-                // A kept probe parks now (see `parking`), after its `done`.
-                if let Err(e) = self
-                    .peer
-                    .send(PROBE_CHANNEL_LABEL, &ProbeWire::Done.encode())
-                {
-                    // The peer will see the channel close instead.
-                    warn(&format!("probe {}: {e}", self.spec.probe_session_id));
-                    return Ok(true);
-                }
-                Ok(self.peer_done || self.parking())
+                self.report_if_complete(out).await
             }
             Some(ProbeWire::Done) => {
                 self.peer_done = true;
@@ -571,5 +563,28 @@ impl ProbeConnection {
             // A ping, which the echo handler answered already, or junk.
             _ => Ok(false),
         }
+    }
+
+    /// Once this side's pacer is complete: reads the selected pair, sends `probe_result` and
+    /// the peer's `done`. `Ok(true)` when the probe is over (see [`Self::parking`]).
+    async fn report_if_complete(&mut self, out: &Outbox) -> Result<bool, String> {
+        if self.reported || !self.pacer.complete(now_ms()) {
+            return Ok(false);
+        }
+        self.read_selected_pair().await;
+        let result = self.result(false);
+        self.reported = true;
+        self.reported_at_ms = now_ms();
+        out(ClientMessage::ProbeResult(result));
+        // A kept probe parks now (see `parking`), after its `done`.
+        if let Err(e) = self
+            .peer
+            .send(PROBE_CHANNEL_LABEL, &ProbeWire::Done.encode())
+        {
+            // The peer will see the channel close instead.
+            warn(&format!("probe {}: {e}", self.spec.probe_session_id));
+            return Ok(true);
+        }
+        Ok(self.peer_done || self.parking())
     }
 }

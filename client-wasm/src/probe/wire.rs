@@ -1,13 +1,14 @@
 //! The probe's own DataChannel messages and the arithmetic of a measurement. Pure Rust, no
 //! browser: tested natively.
 //!
-//! Both sides of a probe measure. Each sends its own [`SAMPLE_COUNT`] pings, paced by a
-//! [`PingPacer`]: the next ping goes as soon as the latest one's pong is back, or
-//! [`PING_SPACING_MS`] after the latest ping, whichever comes first. On a fast path that is
-//! back to back (10 pings on loopback take ~6 ms); on a slow one the pings overlap, so the
-//! sampling takes ~9 × 2–4 ms + 1 RTT instead of 10 RTT (at a 300 ms RTT: ~0.33 s, not 3 s).
-//! A ping found lost is replaced (see [`PingPacer`]). Each side echoes the other's pings at
-//! once. Text messages:
+//! Both sides of a probe measure. Each sends its own pings, paced by a [`PingPacer`]: the next
+//! ping goes as soon as the latest one's pong is back, or [`PING_SPACING_MS`] after the latest
+//! ping, whichever comes first; at least [`SAMPLE_COUNT`] of them, and more while the
+//! [`SAMPLING_WINDOW_MS`] since the first ping lasts (up to [`MAX_SAMPLES`]). On a fast path
+//! that is back to back (a relayed path at 5 ms: ~20 samples in the window); on a slow one the
+//! pings overlap, so the sampling takes the window + 1 RTT instead of 10 RTT (at a 300 ms RTT:
+//! ~0.35 s, not 3 s). A ping found lost is replaced (see [`PingPacer`]). Each side echoes the
+//! other's pings at once. Text messages:
 //!
 //! | message | text | meaning |
 //! |---|---|---|
@@ -20,8 +21,26 @@
 //! the sender which ping a pong answers, and reveals a lost ping (its later neighbour's pong
 //! comes back first on the ordered channel).
 
-/// RTT samples each side takes (one per ping).
+/// RTT samples each side takes at least (one per ping).
 pub const SAMPLE_COUNT: usize = 10;
+
+/// How long a side keeps sending pings after its first, ms, once it has [`SAMPLE_COUNT`] on
+/// their way: on a short path the window adds samples at no cost in round trips, on a long one
+/// (an RTT above the window) it changes nothing but a few pings in flight.
+///
+/// Why: the probe's `rtt_ms` is the smallest sample ([`path_rtt_ms`]), and what the browsers
+/// add to a round trip is a spread of a few ms whatever the path (their threads, DTLS, SCTP).
+/// On a relayed path at D = 0 (a ~4 ms truth, so a 2.1 ms tolerance) the smallest of 10
+/// samples taken within ~30 ms was within of the relay echo in 17 of 20 pairs on an idle
+/// machine (BENCHMARKS.md §1, handover run at `9a71199`); the misses were pairs in which one
+/// side's 10 samples all sat 2–3 ms above the path. More samples over a longer moment make
+/// such a side rarer: the chance that none of n samples is near the floor falls as pⁿ.
+/// 50 ms is ~20 samples there, ~35 ms more sampling than 10; on paths with an RTT of 50 ms
+/// or more, 10 samples are taken within the window anyway.
+pub const SAMPLING_WINDOW_MS: f64 = 50.0;
+
+/// The most samples one side takes (pings answered or in flight), whatever the window.
+pub const MAX_SAMPLES: usize = 30;
 
 /// The longest wait between two pings of one side, ms, while the latest is unanswered.
 ///
@@ -30,16 +49,17 @@ pub const SAMPLE_COUNT: usize = 10;
 /// the median error stayed within ±1.1 ms at every setting bench-probe measures, and the
 /// sampling of a relayed probe at D = 0 took 30 ms, which brings it under its target; but a
 /// side's ten samples then fall within ~30 ms, and 3 reports in 840 (all at a 5 ms relayed
-/// RTT) were lifted 3–5 ms by a transient. At 5 ms apart: no such miss, 55 ms of sampling,
-/// and the D = 0 probe 10–20 ms over its target (BENCHMARKS.md §1). Browsers clamp timeouts
-/// nested more than 5 deep to ≥ 4 ms (HTML, timer initialisation steps), so later gaps of a
-/// long run may be 4 ms. In a hidden tab, where timers slow to 1 s, the pong-driven rule still
-/// sends the next ping at once: never slower than one at a time.
+/// RTT) were lifted 3–5 ms by a transient (hence also [`SAMPLING_WINDOW_MS`]). At 5 ms apart:
+/// no such miss, 55 ms of sampling, and the D = 0 probe 10–20 ms over its target
+/// (BENCHMARKS.md §1). Browsers clamp timeouts nested more than 5 deep to ≥ 4 ms (HTML, timer
+/// initialisation steps), so later gaps of a long run may be 4 ms. In a hidden tab, where
+/// timers slow to 1 s, the pong-driven rule still sends the next ping at once: never slower
+/// than one at a time.
 pub const PING_SPACING_MS: f64 = 2.0;
 
-/// The most pings one side sends in a probe: [`SAMPLE_COUNT`] plus as many replacements for
-/// pings found lost.
-pub const MAX_PINGS: usize = 2 * SAMPLE_COUNT;
+/// The most pings one side sends in a probe: [`MAX_SAMPLES`] plus [`SAMPLE_COUNT`]
+/// replacements for pings found lost.
+pub const MAX_PINGS: usize = MAX_SAMPLES + SAMPLE_COUNT;
 
 /// What a [`PingPacer`] makes of a pong.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,18 +86,29 @@ enum PingState {
 /// the next is due. Pure state, driven by the probe connection with `performance.now()` times
 /// (ms).
 ///
+/// **How many.** Pings go out while fewer than [`SAMPLE_COUNT`] are answered or in flight, and
+/// beyond that while the [`SAMPLING_WINDOW_MS`] after the first ping lasts, up to
+/// [`MAX_SAMPLES`]. The side is [`complete`](PingPacer::complete) once it has
+/// [`SAMPLE_COUNT`] samples and wants no more: pings still in flight then are not waited for
+/// (on a slow path, the window's extra pings; their pongs are ignored).
+///
 /// **Lost pings.** The probe's DataChannel is reliable and ordered, and pongs are echoed in
 /// order, so a pong for ping `j` means every earlier ping still in flight will never be
 /// answered. Such pings count as lost and are replaced, up to [`MAX_PINGS`] in all. This is
 /// not hypothetical: in Chromium 156, relayed, the answering side's first message was
 /// sometimes never delivered (bench-probe, 4 to 5 of 40 probes at D = 0 ms); before, that one
-/// lost ping stalled the probe until its deadline. A loss that no later pong reveals (the
-/// last ping in flight) still ends at the deadline.
+/// lost ping stalled the probe until its deadline. A loss among the first [`SAMPLE_COUNT`]
+/// that no later pong reveals (the last ping in flight) still ends at the deadline; one during
+/// the window does not, as the window's end completes the side.
+///
+/// While the window lasts, a side with all its pings out waits for those in flight; once it
+/// is over, it completes with the pongs it has.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PingPacer {
     pings: Vec<PingState>,
     answered: usize,
     in_flight: usize,
+    first_sent_at_ms: f64,
     last_sent_at_ms: f64,
 }
 
@@ -94,21 +125,37 @@ impl PingPacer {
             pings: Vec::with_capacity(MAX_PINGS),
             answered: 0,
             in_flight: 0,
+            first_sent_at_ms: 0.0,
             last_sent_at_ms: 0.0,
         }
     }
 
-    /// Whether another ping is wanted: samples are missing beyond those in flight, and the
-    /// [`MAX_PINGS`] budget is not spent.
-    fn wants_more(&self) -> bool {
-        self.answered + self.in_flight < SAMPLE_COUNT && self.pings.len() < MAX_PINGS
+    /// When the sampling window closes (`performance.now()` ms); meaningless before the first
+    /// ping.
+    fn window_end_ms(&self) -> f64 {
+        self.first_sent_at_ms + SAMPLING_WINDOW_MS
+    }
+
+    /// Whether another ping is wanted at `now_ms`: the [`MAX_PINGS`] budget is not spent, and
+    /// fewer than [`SAMPLE_COUNT`] are answered or in flight, or fewer than [`MAX_SAMPLES`]
+    /// while the window lasts.
+    fn wants_more(&self, now_ms: f64) -> bool {
+        if self.pings.len() >= MAX_PINGS {
+            return false;
+        }
+        let taken = self.answered + self.in_flight;
+        taken < SAMPLE_COUNT
+            || (taken < MAX_SAMPLES && (self.pings.is_empty() || now_ms < self.window_end_ms()))
     }
 
     /// Takes the next ping's `seq` and notes that it goes out at `now_ms`; `None` when no
-    /// ping is wanted (enough in flight or answered, or the budget spent).
+    /// ping is wanted (enough in flight or answered, the window over, or the budget spent).
     pub fn send(&mut self, now_ms: f64) -> Option<u32> {
-        if !self.wants_more() {
+        if !self.wants_more(now_ms) {
             return None;
+        }
+        if self.pings.is_empty() {
+            self.first_sent_at_ms = now_ms;
         }
         let seq = self.pings.len() as u32;
         self.pings.push(PingState::InFlight);
@@ -117,8 +164,8 @@ impl PingPacer {
         Some(seq)
     }
 
-    /// A pong carrying `seq` arrived.
-    pub fn on_pong(&mut self, seq: u32) -> PongVerdict {
+    /// A pong carrying `seq` arrived at `now_ms`.
+    pub fn on_pong(&mut self, seq: u32, now_ms: f64) -> PongVerdict {
         let i = seq as usize;
         if self.pings.get(i) != Some(&PingState::InFlight) {
             return PongVerdict::Ignore;
@@ -134,16 +181,30 @@ impl PingPacer {
             }
         }
         PongVerdict::Sample {
-            send_next: self.in_flight == 0 && self.wants_more(),
+            send_next: self.in_flight == 0 && self.wants_more(now_ms),
         }
     }
 
-    /// When the next ping is due by the spacing rule (`performance.now()` ms), while some
-    /// have gone out and another is wanted; `None` before the first ping and once no more
-    /// are wanted.
-    pub fn next_due_ms(&self) -> Option<f64> {
-        (!self.pings.is_empty() && self.wants_more())
-            .then_some(self.last_sent_at_ms + PING_SPACING_MS)
+    /// When the pacer next needs a turn (`performance.now()` ms), given that it is `now_ms`:
+    /// the next ping by the spacing rule, or, with [`SAMPLE_COUNT`] on their way, the window's
+    /// end if that comes first (when the side may be complete). `None` before the first ping
+    /// and once no more pings are wanted.
+    pub fn next_due_ms(&self, now_ms: f64) -> Option<f64> {
+        if self.pings.is_empty() {
+            return None;
+        }
+        if self.wants_more(now_ms) {
+            let due = self.last_sent_at_ms + PING_SPACING_MS;
+            return Some(if self.answered + self.in_flight < SAMPLE_COUNT {
+                due
+            } else {
+                due.min(self.window_end_ms())
+            });
+        }
+        // All pings out, some of the window's still in flight: its end completes the side
+        // even if one of them is lost.
+        (self.answered >= SAMPLE_COUNT && self.in_flight > 0 && now_ms < self.window_end_ms())
+            .then_some(self.window_end_ms())
     }
 
     /// How many pings went out.
@@ -156,9 +217,13 @@ impl PingPacer {
         self.pings.iter().filter(|p| **p == PingState::Lost).count()
     }
 
-    /// Whether [`SAMPLE_COUNT`] pings have their pongs.
-    pub fn complete(&self) -> bool {
+    /// Whether the side is done at `now_ms`: [`SAMPLE_COUNT`] pings have their pongs, no
+    /// more are wanted, and none is in flight while the window lasts (after it, pings still
+    /// in flight are not waited for).
+    pub fn complete(&self, now_ms: f64) -> bool {
         self.answered >= SAMPLE_COUNT
+            && !self.wants_more(now_ms)
+            && (self.in_flight == 0 || now_ms >= self.window_end_ms())
     }
 }
 
@@ -324,47 +389,120 @@ mod tests {
         assert_eq!(echo("hello"), None);
     }
 
+    /// Drives a pacer over a path with a constant `rtt_ms` and no loss, as the probe
+    /// connection does (a pong may send the next ping; a due turn sends one, then the side
+    /// may be complete). Returns (pings sent, samples, when the side completed, ms after the
+    /// first ping).
+    fn run_over(rtt_ms: f64) -> (usize, usize, f64) {
+        let mut p = PingPacer::new();
+        let mut pongs = std::collections::VecDeque::new();
+        let mut now = 0.0;
+        pongs.push_back((now + rtt_ms, p.send(now).expect("first")));
+        let mut samples = 0;
+        loop {
+            let due = p.next_due_ms(now);
+            let pong_at = pongs.front().map(|&(at, _)| at);
+            match (due, pong_at) {
+                (Some(due), pong) if pong.is_none_or(|at| due < at) => {
+                    now = due.max(now);
+                    if let Some(seq) = p.send(now) {
+                        pongs.push_back((now + rtt_ms, seq));
+                    }
+                }
+                (_, Some(at)) => {
+                    now = at;
+                    let (_, seq) = pongs.pop_front().expect("a pong");
+                    if let PongVerdict::Sample { send_next } = p.on_pong(seq, now) {
+                        samples += 1;
+                        if send_next {
+                            let seq = p.send(now).expect("wanted");
+                            pongs.push_back((now + rtt_ms, seq));
+                        }
+                    }
+                }
+                (None, None) => panic!("stalled at {now} ms: {p:?}"),
+                (Some(_), None) => unreachable!(),
+            }
+            if p.complete(now) {
+                return (p.sent(), samples, now);
+            }
+        }
+    }
+
     #[test]
     fn pacer_goes_back_to_back_when_pongs_are_fast() {
         let mut p = PingPacer::new();
         assert_eq!(
-            p.next_due_ms(),
+            p.next_due_ms(0.0),
             None,
             "nothing is due before the first ping"
         );
         let mut now = 100.0;
         let mut seq = p.send(now).expect("first");
-        for _ in 1..SAMPLE_COUNT {
+        for _ in 1..MAX_SAMPLES {
             now += 0.5;
-            assert_eq!(p.on_pong(seq), PongVerdict::Sample { send_next: true });
+            assert_eq!(p.on_pong(seq, now), PongVerdict::Sample { send_next: true });
+            assert!(!p.complete(now), "the window is open");
             seq = p.send(now).expect("next");
         }
-        assert_eq!(seq as usize, SAMPLE_COUNT - 1);
-        assert_eq!(p.send(now), None, "only SAMPLE_COUNT pings");
-        assert_eq!(p.next_due_ms(), None);
-        assert!(!p.complete());
-        assert_eq!(p.on_pong(seq), PongVerdict::Sample { send_next: false });
-        assert!(p.complete());
+        assert_eq!(seq as usize, MAX_SAMPLES - 1);
+        assert_eq!(p.send(now), None, "only MAX_SAMPLES pings");
+        assert_eq!(
+            p.next_due_ms(now),
+            Some(100.0 + SAMPLING_WINDOW_MS),
+            "the last is waited for until the window's end"
+        );
+        assert!(!p.complete(now));
+        assert_eq!(
+            p.on_pong(seq, now),
+            PongVerdict::Sample { send_next: false }
+        );
+        assert!(p.complete(now));
+    }
+
+    #[test]
+    fn pacer_takes_more_samples_on_a_short_path_within_the_window() {
+        // A relayed path at D = 0 (~5 ms): the window, not SAMPLE_COUNT, ends the sampling.
+        let (sent, samples, done_at) = run_over(5.0);
+        assert!(samples > 2 * SAMPLE_COUNT, "{samples} samples");
+        assert!(samples <= MAX_SAMPLES);
+        assert!(sent <= MAX_SAMPLES, "{sent} pings, none lost");
+        assert!(
+            (SAMPLING_WINDOW_MS..=SAMPLING_WINDOW_MS + 5.0).contains(&done_at),
+            "complete {done_at} ms after the first ping"
+        );
     }
 
     #[test]
     fn pacer_overlaps_pings_on_a_slow_path() {
-        // RTT 100 ms: every ping goes PING_SPACING_MS after the one before, all before the
-        // first pong, and the pongs then only add samples.
+        // RTT 100 ms: pings go PING_SPACING_MS apart until the window closes, all before the
+        // first pong; the side completes with the 10th pong, not waiting for the rest.
         let mut p = PingPacer::new();
         let mut now = 0.0;
         p.send(now).expect("first");
-        while let Some(due) = p.next_due_ms() {
-            assert_eq!(due, now + PING_SPACING_MS);
+        while let Some(due) = p.next_due_ms(now) {
             now = due;
-            p.send(now).expect("paced");
+            let _ = p.send(now);
         }
-        assert_eq!(p.sent(), SAMPLE_COUNT);
-        assert_eq!(now, PING_SPACING_MS * (SAMPLE_COUNT - 1) as f64);
+        let in_window = (SAMPLING_WINDOW_MS / PING_SPACING_MS) as usize;
+        assert_eq!(
+            p.sent(),
+            in_window,
+            "a ping every PING_SPACING_MS in the window"
+        );
+        assert_eq!(now, SAMPLING_WINDOW_MS, "the last turn is the window's end");
         for seq in 0..SAMPLE_COUNT as u32 {
-            assert_eq!(p.on_pong(seq), PongVerdict::Sample { send_next: false });
+            assert!(!p.complete(100.0 + f64::from(seq)));
+            assert_eq!(
+                p.on_pong(seq, 100.0 + f64::from(seq)),
+                PongVerdict::Sample { send_next: false }
+            );
         }
-        assert!(p.complete());
+        assert!(p.complete(110.0));
+        // The same through the driver: done one RTT after the 10th ping.
+        let (_, samples, done_at) = run_over(100.0);
+        assert_eq!(samples, SAMPLE_COUNT);
+        assert_eq!(done_at, 100.0 + PING_SPACING_MS * (SAMPLE_COUNT - 1) as f64);
     }
 
     #[test]
@@ -373,40 +511,42 @@ mod tests {
         p.send(0.0);
         p.send(5.0);
         // The older ping's pong: a sample, but ping 1 is still in flight.
-        assert_eq!(p.on_pong(0), PongVerdict::Sample { send_next: false });
-        assert_eq!(p.on_pong(1), PongVerdict::Sample { send_next: true });
+        assert_eq!(p.on_pong(0, 6.0), PongVerdict::Sample { send_next: false });
+        assert_eq!(p.on_pong(1, 7.0), PongVerdict::Sample { send_next: true });
     }
 
     #[test]
     fn pacer_ignores_unknown_and_repeated_pongs() {
         let mut p = PingPacer::new();
-        assert_eq!(p.on_pong(0), PongVerdict::Ignore, "nothing sent yet");
+        assert_eq!(p.on_pong(0, 0.0), PongVerdict::Ignore, "nothing sent yet");
         p.send(0.0);
-        assert_eq!(p.on_pong(1), PongVerdict::Ignore, "never sent");
-        assert_eq!(p.on_pong(u32::MAX), PongVerdict::Ignore);
-        assert_eq!(p.on_pong(0), PongVerdict::Sample { send_next: true });
-        assert_eq!(p.on_pong(0), PongVerdict::Ignore, "answered already");
-        assert!(!p.complete());
+        assert_eq!(p.on_pong(1, 1.0), PongVerdict::Ignore, "never sent");
+        assert_eq!(p.on_pong(u32::MAX, 1.0), PongVerdict::Ignore);
+        assert_eq!(p.on_pong(0, 1.0), PongVerdict::Sample { send_next: true });
+        assert_eq!(p.on_pong(0, 1.0), PongVerdict::Ignore, "answered already");
+        assert!(!p.complete(1.0));
     }
 
     #[test]
     fn pacer_replaces_a_ping_found_lost() {
         // The first ping is lost: the pong of the second reveals it, and a replacement goes.
+        // (After the window, so that only SAMPLE_COUNT samples are wanted.)
         let mut p = PingPacer::new();
         assert_eq!(p.send(0.0), Some(0));
         assert_eq!(p.send(5.0), Some(1));
-        assert_eq!(p.on_pong(1), PongVerdict::Sample { send_next: true });
+        let late = SAMPLING_WINDOW_MS + 10.0;
+        assert_eq!(p.on_pong(1, late), PongVerdict::Sample { send_next: true });
         assert_eq!(p.lost(), 1);
         assert_eq!(
-            p.on_pong(0),
+            p.on_pong(0, late),
             PongVerdict::Ignore,
             "a lost ping's late pong is ignored"
         );
         let mut seqs = Vec::new();
-        while let Some(seq) = p.send(10.0) {
+        while let Some(seq) = p.send(late) {
             seqs.push(seq);
             assert_eq!(
-                p.on_pong(seq),
+                p.on_pong(seq, late),
                 PongVerdict::Sample {
                     send_next: seqs.len() < SAMPLE_COUNT - 1
                 }
@@ -414,8 +554,8 @@ mod tests {
         }
         assert_eq!(seqs.first(), Some(&2));
         assert_eq!(p.sent(), SAMPLE_COUNT + 1, "one replacement");
-        assert!(p.complete());
-        assert_eq!(p.next_due_ms(), None);
+        assert!(p.complete(late));
+        assert_eq!(p.next_due_ms(late), None);
     }
 
     #[test]
@@ -425,38 +565,62 @@ mod tests {
         let mut p = PingPacer::new();
         let mut now = 0.0;
         while let Some(seq) = p.send(now) {
-            now += PING_SPACING_MS;
+            now += 10.0;
             if seq % 2 == 1 {
-                p.on_pong(seq);
+                p.on_pong(seq, now);
             }
         }
         assert_eq!(p.sent(), 2 * SAMPLE_COUNT - 1);
         assert_eq!(p.lost(), SAMPLE_COUNT - 1);
         assert_eq!(
-            p.next_due_ms(),
+            p.next_due_ms(now),
             None,
             "the last missing sample is in flight"
         );
-        assert!(!p.complete());
-        assert_eq!(p.on_pong(18), PongVerdict::Sample { send_next: false });
-        assert!(p.complete());
+        assert!(!p.complete(now));
+        assert_eq!(p.on_pong(18, now), PongVerdict::Sample { send_next: false });
+        assert!(p.complete(now));
+    }
+
+    #[test]
+    fn pacer_completes_at_the_window_end_with_a_ping_lost_in_it() {
+        // A fast path; the last ping of the window is lost and nothing reveals it: the
+        // window's end completes the side rather than the deadline.
+        let mut p = PingPacer::new();
+        let mut now = 0.0;
+        let mut seq = p.send(now).expect("first");
+        while now + PING_SPACING_MS < SAMPLING_WINDOW_MS {
+            now += PING_SPACING_MS;
+            p.on_pong(seq, now);
+            seq = p.send(now).expect("in the window");
+        }
+        assert!(!p.complete(now), "ping {seq} in flight, the window open");
+        let due = p.next_due_ms(now).expect("the window's end is due");
+        assert_eq!(due, SAMPLING_WINDOW_MS);
+        assert_eq!(p.send(due), None);
+        assert!(p.complete(due));
+        assert_eq!(p.next_due_ms(due), None);
     }
 
     #[test]
     fn pacer_gives_up_after_max_pings() {
-        // Two of every three pings lost: the budget runs out before SAMPLE_COUNT samples.
+        // Each round, every ping in flight but the latest is lost: answered + in flight stays
+        // under SAMPLE_COUNT, so the budget runs out before SAMPLE_COUNT samples.
         let mut p = PingPacer::new();
-        let mut now = 0.0;
-        while let Some(seq) = p.send(now) {
-            now += PING_SPACING_MS;
-            if seq % 3 == 2 {
-                assert!(matches!(p.on_pong(seq), PongVerdict::Sample { .. }));
+        p.send(0.0);
+        let late = SAMPLING_WINDOW_MS + 1.0;
+        loop {
+            let mut last = None;
+            while let Some(seq) = p.send(late) {
+                last = Some(seq);
             }
+            let Some(last) = last else { break };
+            assert!(matches!(p.on_pong(last, late), PongVerdict::Sample { .. }));
         }
         assert_eq!(p.sent(), MAX_PINGS);
-        assert_eq!(p.send(now), None, "budget spent");
-        assert_eq!(p.next_due_ms(), None);
-        assert!(!p.complete());
+        assert_eq!(p.send(late), None, "budget spent");
+        assert_eq!(p.next_due_ms(late), None);
+        assert!(!p.complete(late));
     }
 
     #[test]

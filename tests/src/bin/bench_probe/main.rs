@@ -393,10 +393,6 @@ impl Setting {
     }
 }
 
-/// Pings per side in a probe (`SAMPLE_COUNT` in `client-wasm/src/probe/wire.rs`); a ping with
-/// a higher `seq` replaces one found lost.
-const PROBE_SAMPLE_COUNT: usize = 10;
-
 /// One measured probe.
 #[derive(Debug, Clone, Default)]
 struct ProbeRun {
@@ -907,20 +903,22 @@ async fn one_round(
         run.dtls_connected_ms = at(&|w| w == "conn_connected");
         run.dc_open_ms = at(&|w| w == "dc_open");
     }
+    // Per page: its pings sent less the pongs it received (the window's last pings may still
+    // be in flight when a side completes; those count too).
     run.replacement_pings = members
         .iter()
         .filter_map(|m| pages.get(m.as_str()))
-        .flat_map(|page| page["bench"]["ev"].as_array().cloned().unwrap_or_default())
-        .filter(|e| e["what"] == "dc_send")
-        .filter_map(|e| {
-            e["data"]
-                .as_str()?
-                .strip_prefix("p ")?
-                .parse::<usize>()
-                .ok()
+        .map(|page| {
+            let evs = page["bench"]["ev"].as_array().cloned().unwrap_or_default();
+            let count = |what: &str, prefix: &str| {
+                evs.iter()
+                    .filter(|e| e["what"] == what)
+                    .filter(|e| e["data"].as_str().is_some_and(|d| d.starts_with(prefix)))
+                    .count()
+            };
+            count("dc_send", "p ").saturating_sub(count("dc_msg", "q "))
         })
-        .filter(|seq| *seq >= PROBE_SAMPLE_COUNT)
-        .count();
+        .sum();
     let line = json!({ "probe_started": started, "probe_result": result, "pages": pages });
     Ok((run, line))
 }
@@ -1042,7 +1040,7 @@ fn print_probe_tables(results: &[SettingResult], args: &Args) {
         .filter(|p| p.replacement_pings > 0)
         .count();
     println!(
-        "Pings found lost and replaced by the client: {replaced}, in {probes_with_replacement} probes."
+        "Pings without a pong (lost and replaced, or in flight when a side completed): {replaced}, in {probes_with_replacement} probes."
     );
     let paths = |want: &str| -> usize {
         results

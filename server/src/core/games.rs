@@ -7,8 +7,14 @@
 //! forgotten: the games held are the live ones plus those that ended within the last minute.
 //! An ended game is kept small, as a tombstone: only its members' [`Pid`]s, in player order,
 //! which is all the rules for late messages need (a member naming another member is ignored
-//! quietly, anyone else gets `not_a_member`); its scene, ids and report buckets are dropped
-//! when it ends, so a burst of ended games costs little memory.
+//! quietly, anyone else gets `not_a_member`), keyed by its id as the 128-bit UUID the server
+//! minted; its scene, ids and report buckets are dropped when it ends. A tombstone goes as
+//! soon as every member is gone for good (no late message can come from them), else after
+//! the TTL (swept at most once a second, [`TOMBSTONE_SWEEP_SPACING`]; no queue of ended games
+//! is kept). So a burst of games played through costs little memory even at its peak: measured
+//! (`loadgen churn`, BENCHMARKS.md "100,000 games"), the tombstones of the last minute, with
+//! their ids as strings in the map and the forget queue, were 21 of the 33 MB live at the
+//! burst's peak, and jemalloc keeps the metadata of a peak.
 //!
 //! Only a member may speak for a game, and only about other members; anything else is
 //! `not_a_member`. Signals and reports for an ended game are dropped quietly and not recorded.
@@ -32,7 +38,7 @@
 //! Members name each other by [`PlayerIndex`] (their place in `members`), never by
 //! `subject_id`: the index is translated to the id here, for the record only.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use pairlab_shared::{
@@ -48,6 +54,11 @@ use super::{Effect, Pid};
 /// How long an ended game is remembered, so that its members' late signals and reports are
 /// ignored quietly instead of being answered with `not_a_member`.
 pub const GAME_TOMBSTONE_TTL: Duration = Duration::from_secs(60);
+
+/// The least time between two sweeps of the tombstones, so a sweep (a pass over all of them)
+/// runs at most once a second however many games end: a tombstone is forgotten
+/// [`GAME_TOMBSTONE_TTL`] after its game's end, or up to this much later.
+pub const TOMBSTONE_SWEEP_SPACING: Duration = Duration::from_secs(1);
 
 /// Sustained `p2p_quality` changes a member may report per partner, per minute: one per 2 s
 /// sample of the browser's quality monitor.
@@ -227,14 +238,44 @@ struct GameRoom {
 }
 
 /// What is kept of an ended game until it is forgotten: its members' [`Pid`]s, in player
-/// order (a few bytes a member, against a few hundred for a [`GameRoom`]).
+/// order (a few bytes a member, against a few hundred for a [`GameRoom`]), and which of them
+/// are gone for good.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Tombstone {
     /// The members, in player order.
     pids: Box<[Pid]>,
+    /// Bit `i`: member `i` is gone for good (at most [`pairlab_shared::MAX_PEERS`] = 64
+    /// members).
+    gone: u64,
+    /// When to forget it: [`GAME_TOMBSTONE_TTL`] after the end.
+    forget_at: Instant,
+}
+
+/// The key of a game among the tombstones: its id as the UUID the server minted (a `u128`, no
+/// heap, instead of a 36-byte string twice); `None` for an id the server cannot have minted
+/// (not a UUID in the lower-case hyphenated form `Uuid::to_string` gives), which no game has.
+fn tombstone_key(game_id: &GameId) -> Option<u128> {
+    let id = uuid::Uuid::try_parse(game_id.as_str()).ok()?;
+    let mut text = uuid::Uuid::encode_buffer();
+    (id.hyphenated().encode_lower(&mut text) == game_id.as_str()).then_some(id.as_u128())
 }
 
 impl Tombstone {
+    /// Notes that member `pid` is gone for good; whether every member now is.
+    fn member_gone(&mut self, pid: Pid) -> bool {
+        if let Some(i) = self.pids.iter().position(|&p| p == pid) {
+            if i < 64 {
+                self.gone |= 1 << i;
+            }
+        }
+        let all = if self.pids.len() >= 64 {
+            u64::MAX
+        } else {
+            (1u64 << self.pids.len()) - 1
+        };
+        self.gone == all
+    }
+
     /// Whether a message from `pid` naming the players at `peers` comes from a member about
     /// other members (then it is ignored quietly; otherwise it is `not_a_member`).
     fn is_member_about_partners(&self, pid: Pid, peers: &[PlayerIndex]) -> bool {
@@ -279,10 +320,11 @@ impl GameRoom {
 pub struct Games {
     /// The live games.
     rooms: HashMap<GameId, GameRoom>,
-    /// The ended games not yet forgotten.
-    ended: HashMap<GameId, Tombstone>,
-    /// The ended games and when to forget them, oldest first.
-    forget: VecDeque<(Instant, GameId)>,
+    /// The ended games not yet forgotten, by [`tombstone_key`].
+    ended: HashMap<u128, Tombstone>,
+    /// When to sweep the tombstones next (`None` without any): no queue of ended games is
+    /// kept, so a burst of games costs nothing once its members are gone.
+    next_sweep: Option<Instant>,
 }
 
 impl Games {
@@ -395,10 +437,10 @@ impl Games {
         self.ended.len()
     }
 
-    /// How many games the maps and the forget queue have room for, in all: their capacity,
-    /// which stays allocated when they empty (given back once sparse, see `super::capacity`).
+    /// How many games the maps have room for, in all: their capacity, which stays allocated
+    /// when they empty (given back once sparse, see `super::capacity`).
     pub fn room(&self) -> usize {
-        self.rooms.capacity() + self.ended.capacity() + self.forget.capacity()
+        self.rooms.capacity() + self.ended.capacity()
     }
 
     /// Whether no game is held.
@@ -406,25 +448,27 @@ impl Games {
         self.rooms.is_empty() && self.ended.is_empty()
     }
 
-    /// When the oldest ended game is to be forgotten.
+    /// When to sweep the tombstones next: the oldest one's time to be forgotten, but at most
+    /// one sweep per [`TOMBSTONE_SWEEP_SPACING`].
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.forget.front().map(|(t, _)| *t)
+        self.next_sweep
     }
 
-    /// Forgets the games that ended [`GAME_TOMBSTONE_TTL`] or longer before `now`.
+    /// Forgets the games that ended [`GAME_TOMBSTONE_TTL`] or longer before `now`, when a
+    /// sweep is due.
     pub fn expire(&mut self, now: Instant) {
-        while let Some((t, _)) = self.forget.front() {
-            if *t > now {
-                break;
-            }
-            if let Some((_, id)) = self.forget.pop_front() {
-                self.ended.remove(&id);
-            }
+        if self.next_sweep.is_some_and(|t| t <= now) {
+            self.ended.retain(|_, t| t.forget_at > now);
+            self.next_sweep = self
+                .ended
+                .values()
+                .map(|t| t.forget_at)
+                .min()
+                .map(|t| t.max(now + TOMBSTONE_SWEEP_SPACING));
         }
         // After a burst of games, give back the room it took (see `super::capacity`).
         self.rooms.shrink_when_sparse();
         self.ended.shrink_when_sparse();
-        self.forget.shrink_when_sparse();
     }
 
     /// A game message (`webrtc_signal`, `p2p_*`, `episode_summary`) from participant `pid` at
@@ -648,7 +692,7 @@ impl Games {
         pid: Pid,
         peers: &[PlayerIndex],
     ) -> Result<bool, NotAMember> {
-        match self.ended.get(game_id) {
+        match tombstone_key(game_id).and_then(|key| self.ended.get(&key)) {
             None => Ok(false),
             Some(t) if t.is_member_about_partners(pid, peers) => Ok(true),
             Some(_) => Err(NotAMember),
@@ -762,30 +806,44 @@ impl Games {
         }
     }
 
-    /// Member `subject` of `game_id` is gone for good without finishing: the game ends for the
-    /// others who are still playing (`peer_left`), or, when every other member has finished,
-    /// it ends as `finished` and nobody is told. Returns the members told `game_ended`.
+    /// Member `pid` (`subject`) of `game_id` is gone for good without finishing: the game ends
+    /// for the others who are still playing (`peer_left`), or, when every other member has
+    /// finished, it ends as `finished` and nobody is told. Once every member of an ended game
+    /// is gone, its tombstone goes. Returns the members told `game_ended`.
     pub fn member_gone(
         &mut self,
         now: Instant,
         game_id: &GameId,
+        pid: Pid,
         subject: SubjectId,
         out: &mut Vec<Effect>,
     ) -> Vec<Pid> {
-        let Some(room) = self.rooms.get(game_id) else {
-            return Vec::new();
+        let told = match self.rooms.get(game_id) {
+            None => Vec::new(),
+            Some(room) => {
+                let others_finished = room
+                    .members
+                    .iter()
+                    .zip(&room.finished)
+                    .all(|(m, f)| m.subject_id == subject || *f);
+                if others_finished {
+                    self.close(now, game_id, GameEndCause::Finished, subject, out);
+                    Vec::new()
+                } else {
+                    self.end(now, game_id, GameEndReason::PeerLeft, subject, out)
+                }
+            }
         };
-        let others_finished = room
-            .members
-            .iter()
-            .zip(&room.finished)
-            .all(|(m, f)| m.subject_id == subject || *f);
-        if others_finished {
-            self.close(now, game_id, GameEndCause::Finished, subject, out);
-            Vec::new()
-        } else {
-            self.end(now, game_id, GameEndReason::PeerLeft, subject, out)
+        if let Some(key) = tombstone_key(game_id) {
+            if self.ended.get_mut(&key).is_some_and(|t| t.member_gone(pid)) {
+                self.ended.remove(&key);
+                self.ended.shrink_when_sparse();
+                if self.ended.is_empty() {
+                    self.next_sweep = None;
+                }
+            }
         }
+        told
     }
 
     /// Ends a game (once), at `now`: `game_ended` to every member who has not finished, and
@@ -815,10 +873,19 @@ impl Games {
         let Some(room) = self.rooms.remove(game_id) else {
             return Vec::new();
         };
-        let pids = room.members.iter().map(|m| m.pid).collect();
-        self.ended.insert(game_id.clone(), Tombstone { pids });
-        self.forget
-            .push_back((now + GAME_TOMBSTONE_TTL, game_id.clone()));
+        if let Some(key) = tombstone_key(game_id) {
+            let pids = room.members.iter().map(|m| m.pid).collect();
+            let forget_at = now + GAME_TOMBSTONE_TTL;
+            self.ended.insert(
+                key,
+                Tombstone {
+                    pids,
+                    gone: 0,
+                    forget_at,
+                },
+            );
+            self.next_sweep.get_or_insert(forget_at);
+        }
         let wire = match cause {
             GameEndCause::ConnectionFailed => Some((
                 GameEndReason::ConnectionFailed,

@@ -248,7 +248,7 @@ impl Core {
             return;
         };
         self.scenes[p.scene].mark_done(p.subject_id.clone());
-        self.member_gone(now, &p.state, &p.subject_id, out);
+        self.member_gone(now, pid, &p.state, &p.subject_id, out);
         let event = ResearchEvent::ParticipantLeft {
             subject_id: p.subject_id,
             reason: LeaveReason::Leave,
@@ -299,7 +299,7 @@ impl Core {
             // Matched into a game: their part in this scene is done.
             self.scenes[p.scene].mark_done(p.subject_id.clone());
         }
-        self.member_gone(now, &p.state, &p.subject_id, out);
+        self.member_gone(now, pid, &p.state, &p.subject_id, out);
         let event = ResearchEvent::ParticipantLeft {
             subject_id: p.subject_id,
             reason: LeaveReason::GraceExpired,
@@ -311,6 +311,7 @@ impl Core {
     pub(super) fn member_gone(
         &mut self,
         now: Instant,
+        pid: Pid,
         state: &PState,
         subject: &SubjectId,
         out: &mut Vec<Action>,
@@ -318,7 +319,7 @@ impl Core {
         if let PState::InGame(start) = state {
             let mut effects = Vec::new();
             self.games
-                .member_gone(now, &start.game_id, subject.clone(), &mut effects);
+                .member_gone(now, &start.game_id, pid, subject.clone(), &mut effects);
             self.apply(effects, None, out);
         }
     }

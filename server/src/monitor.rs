@@ -21,8 +21,10 @@
 //!
 //! Participants' ids are personal data: unless the researcher opts in
 //! (`[server] monitor_subject_ids = true`), every subject id is shown as an alias, `W-<n>`,
-//! numbered in order of first appearance and stable for the server's run, in the state and in
-//! the recent lines alike (where the recruiter's parameters are left out too).
+//! numbered in order of first appearance, in the state and in the recent lines alike (where the
+//! recruiter's parameters are left out too). An alias is stable while its participant is in the
+//! study and forgotten at their `participant_left` (a subject seen again later gets a new
+//! number), so the monitor holds what is live, not everyone the run has seen.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::Instant;
@@ -30,6 +32,7 @@ use std::time::Instant;
 use pairlab_shared::SubjectId;
 use serde::Serialize;
 
+use crate::core::capacity::ShrinkWhenSparse;
 use crate::core::ResearchEvent;
 use crate::metrics::{label, P2P_RTT_BUCKETS_S};
 
@@ -162,8 +165,10 @@ struct Recent {
 #[derive(Debug, Clone)]
 pub struct Monitor {
     show_subject_ids: bool,
-    /// Subject id → alias, for the server's run.
+    /// Subject id → alias, for the participants in the study (see the module docs).
     aliases: HashMap<String, String>,
+    /// The number of the last alias given (`W-<n>`).
+    last_alias: u64,
     scenes: Vec<SceneState>,
     recent: VecDeque<Recent>,
 }
@@ -281,6 +286,7 @@ impl Monitor {
         Monitor {
             show_subject_ids,
             aliases: HashMap::new(),
+            last_alias: 0,
             scenes: scene_ids.into_iter().map(SceneState::new).collect(),
             recent: VecDeque::with_capacity(RECENT_EVENTS),
         }
@@ -292,11 +298,13 @@ impl Monitor {
         if self.show_subject_ids {
             return subject_id.to_owned();
         }
-        let next = self.aliases.len() + 1;
-        self.aliases
-            .entry(subject_id.to_owned())
-            .or_insert_with(|| format!("W-{next}"))
-            .clone()
+        if let Some(alias) = self.aliases.get(subject_id) {
+            return alias.clone();
+        }
+        self.last_alias += 1;
+        let alias = format!("W-{}", self.last_alias);
+        self.aliases.insert(subject_id.to_owned(), alias.clone());
+        alias
     }
 
     /// Sets the participants waiting in each scene, as the core counts them (`(scene_id,
@@ -455,8 +463,13 @@ impl Monitor {
                 s.waitroom_timeouts += 1;
                 s.places.remove(subject_id);
             }
-            ResearchEvent::ParticipantLeft { subject_id, .. }
-            | ResearchEvent::ParticipantOutcome { subject_id, .. } => {
+            ResearchEvent::ParticipantLeft { subject_id, .. } => {
+                self.scenes[i].places.remove(subject_id);
+                // Their last line: the alias goes with them (the module docs).
+                self.aliases.remove(subject_id.as_str());
+                self.aliases.shrink_when_sparse();
+            }
+            ResearchEvent::ParticipantOutcome { subject_id, .. } => {
                 self.scenes[i].places.remove(subject_id);
             }
             _ => {}
@@ -654,6 +667,41 @@ mod tests {
                 duration_ms: 500.0,
             },
         );
+    }
+
+    /// The aliases follow who is in the study: 10,000 participants through, none kept; a
+    /// newcomer never gets a number given before.
+    #[test]
+    fn aliases_go_with_their_participants() {
+        let mut m = Monitor::new(["s"], false);
+        let t0 = Instant::now();
+        for n in 0..10_000 {
+            let who = format!("p{n}");
+            enter(&mut m, t0, &who);
+            m.observe(
+                t0,
+                "s",
+                &ResearchEvent::ParticipantLeft {
+                    subject_id: sid(&who),
+                    reason: LeaveReason::Leave,
+                },
+            );
+        }
+        assert!(m.aliases.is_empty(), "{} aliases kept", m.aliases.len());
+        assert!(
+            m.aliases.capacity() < 64,
+            "room kept: {}",
+            m.aliases.capacity()
+        );
+        enter(&mut m, t0, "stays");
+        enter(&mut m, t0, "p0");
+        let snap = m.snapshot(t0);
+        let names: Vec<&str> = snap.scenes[0]
+            .waiting
+            .iter()
+            .map(|w| w.who.as_str())
+            .collect();
+        assert_eq!(names, ["W-10001", "W-10002"]);
     }
 
     /// Waiting, a rejected then an accepted probe, a game with its connection, aliases

@@ -52,6 +52,8 @@ pub(crate) struct ChurnArgs {
     pub(crate) settle: Duration,
     pub(crate) source_ips: u32,
     pub(crate) waitroom_timeout_ms: u64,
+    /// A shell command run at each reading (`--at-point`).
+    pub(crate) at_point: Option<String>,
 }
 
 /// The loopback source address of client number `i` of `count` addresses under `base`
@@ -149,6 +151,19 @@ pub(crate) async fn churn(args: ChurnArgs) -> Result<()> {
         );
         tokio::time::sleep(args.settle).await;
         let name = if points.is_empty() { "before" } else { "after" };
+        if let Some(cmd) = &args.at_point {
+            let status = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(cmd)
+                .env("PAIRLAB_PID", pid.to_string())
+                .env("POINT", name)
+                .status();
+            match status {
+                Ok(s) if s.success() => {}
+                Ok(s) => eprintln!("loadgen: churn: --at-point exited with {s}"),
+                Err(e) => eprintln!("loadgen: churn: cannot run --at-point: {e}"),
+            }
+        }
         let smaps = work.join(&format!("smaps-{name}.txt"));
         if let Err(e) = std::fs::copy(format!("/proc/{pid}/smaps"), &smaps) {
             eprintln!("loadgen: churn: cannot copy the server's smaps: {e}");

@@ -428,6 +428,11 @@ enum Scenario {
         /// The scene's waitroom_timeout_ms (a waitroom deadline is kept until it passes).
         #[arg(long, default_value_t = 3_600_000)]
         waitroom_timeout_ms: u64,
+        /// A shell command run at each reading, before the RSS is read, with `PAIRLAB_PID`
+        /// (the server's pid) and `POINT` (`before` or `after`) in its environment: e.g. a
+        /// heap profile of the server through gdb (BENCHMARKS.md, "100,000 games").
+        #[arg(long)]
+        at_point: Option<String>,
     },
     /// The record on a tmpfs that fills up and frees again (needs root); report /healthz and
     /// check the record for torn lines and the lost count.
@@ -659,6 +664,7 @@ fn main() -> ExitCode {
                 settle_s,
                 source_ips,
                 waitroom_timeout_ms,
+                at_point,
             } => {
                 churn(ChurnArgs {
                     bin,
@@ -669,6 +675,7 @@ fn main() -> ExitCode {
                     settle: Duration::from_secs_f64(settle_s.max(0.0)),
                     source_ips,
                     waitroom_timeout_ms,
+                    at_point,
                 })
                 .await
             }

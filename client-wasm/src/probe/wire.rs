@@ -26,7 +26,7 @@ pub const SAMPLE_COUNT: usize = 10;
 
 /// How long a side keeps sending pings after its first, ms, once it has [`SAMPLE_COUNT`] on
 /// their way: on a short path the window adds samples at no cost in round trips, on a long one
-/// (an RTT above the window) it changes nothing but a few pings in flight.
+/// (an RTT above the window) its pings overlap, so more samples cost ~30 ms, not more RTTs.
 ///
 /// Why: the probe's `rtt_ms` is the smallest sample ([`path_rtt_ms`]), and what the browsers
 /// add to a round trip is a spread of a few ms whatever the path (their threads, DTLS, SCTP).
@@ -35,8 +35,9 @@ pub const SAMPLE_COUNT: usize = 10;
 /// machine (BENCHMARKS.md §1, handover run at `9a71199`); the misses were pairs in which one
 /// side's 10 samples all sat 2–3 ms above the path. More samples over a longer moment make
 /// such a side rarer: the chance that none of n samples is near the floor falls as pⁿ.
-/// 50 ms is ~20 samples there, ~35 ms more sampling than 10; on paths with an RTT of 50 ms
-/// or more, 10 samples are taken within the window anyway.
+/// 50 ms is ~20 samples there, ~35 ms more sampling than 10; on a long path the window's
+/// pings overlap and come back about one RTT after they went, so ~25 samples cost ~30 ms more
+/// than 10 (see [`PingPacer`] for when a side stops waiting).
 pub const SAMPLING_WINDOW_MS: f64 = 50.0;
 
 /// The most samples one side takes (pings answered or in flight), whatever the window.
@@ -89,8 +90,10 @@ enum PingState {
 /// **How many.** Pings go out while fewer than [`SAMPLE_COUNT`] are answered or in flight, and
 /// beyond that while the [`SAMPLING_WINDOW_MS`] after the first ping lasts, up to
 /// [`MAX_SAMPLES`]. The side is [`complete`](PingPacer::complete) once it has
-/// [`SAMPLE_COUNT`] samples and wants no more: pings still in flight then are not waited for
-/// (on a slow path, the window's extra pings; their pongs are ignored).
+/// [`SAMPLE_COUNT`] samples, wants no more, and no ping in flight can still lower the
+/// smallest sample: a ping out for longer than the smallest RTT seen can only bring a larger
+/// one, so it is not waited for (nor is a lost one). On a 300 ms path that is ~25 samples for
+/// ~30 ms more than 10; on a 5 ms one, ~20 samples by ~55 ms after the first ping.
 ///
 /// **Lost pings.** The probe's DataChannel is reliable and ordered, and pongs are echoed in
 /// order, so a pong for ping `j` means every earlier ping still in flight will never be
@@ -99,10 +102,8 @@ enum PingState {
 /// sometimes never delivered (bench-probe, 4 to 5 of 40 probes at D = 0 ms); before, that one
 /// lost ping stalled the probe until its deadline. A loss among the first [`SAMPLE_COUNT`]
 /// that no later pong reveals (the last ping in flight) still ends at the deadline; one during
-/// the window does not, as the window's end completes the side.
-///
-/// While the window lasts, a side with all its pings out waits for those in flight; once it
-/// is over, it completes with the pongs it has.
+/// the window does not: once it has [`SAMPLE_COUNT`] samples, a side waits for a ping no
+/// longer than the smallest RTT seen.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PingPacer {
     pings: Vec<PingState>,
@@ -110,6 +111,10 @@ pub struct PingPacer {
     in_flight: usize,
     first_sent_at_ms: f64,
     last_sent_at_ms: f64,
+    /// When each ping went out, by `seq`.
+    sent_at_ms: Vec<f64>,
+    /// The smallest RTT so far, by the pacer's own send times (∞ before the first pong).
+    best_rtt_ms: f64,
 }
 
 impl Default for PingPacer {
@@ -127,6 +132,8 @@ impl PingPacer {
             in_flight: 0,
             first_sent_at_ms: 0.0,
             last_sent_at_ms: 0.0,
+            sent_at_ms: Vec::with_capacity(MAX_PINGS),
+            best_rtt_ms: f64::INFINITY,
         }
     }
 
@@ -159,6 +166,7 @@ impl PingPacer {
         }
         let seq = self.pings.len() as u32;
         self.pings.push(PingState::InFlight);
+        self.sent_at_ms.push(now_ms);
         self.in_flight += 1;
         self.last_sent_at_ms = now_ms;
         Some(seq)
@@ -173,6 +181,9 @@ impl PingPacer {
         self.pings[i] = PingState::Answered;
         self.answered += 1;
         self.in_flight -= 1;
+        if let Some(sent_at_ms) = self.sent_at_ms.get(i) {
+            self.best_rtt_ms = self.best_rtt_ms.min(now_ms - sent_at_ms);
+        }
         // Ordered and reliable: an earlier ping still in flight is lost.
         for state in &mut self.pings[..i] {
             if *state == PingState::InFlight {
@@ -187,8 +198,9 @@ impl PingPacer {
 
     /// When the pacer next needs a turn (`performance.now()` ms), given that it is `now_ms`:
     /// the next ping by the spacing rule, or, with [`SAMPLE_COUNT`] on their way, the window's
-    /// end if that comes first (when the side may be complete). `None` before the first ping
-    /// and once no more pings are wanted.
+    /// end if that comes first; once no more pings are wanted, with [`SAMPLE_COUNT`] samples
+    /// and pings in flight, when those can no longer lower the smallest sample (the side is
+    /// complete then, even if one was lost). `None` before the first ping and otherwise.
     pub fn next_due_ms(&self, now_ms: f64) -> Option<f64> {
         if self.pings.is_empty() {
             return None;
@@ -201,10 +213,13 @@ impl PingPacer {
                 due.min(self.window_end_ms())
             });
         }
-        // All pings out, some of the window's still in flight: its end completes the side
-        // even if one of them is lost.
-        (self.answered >= SAMPLE_COUNT && self.in_flight > 0 && now_ms < self.window_end_ms())
-            .then_some(self.window_end_ms())
+        (self.answered >= SAMPLE_COUNT && self.in_flight > 0).then_some(self.useless_after_ms())
+    }
+
+    /// From when no ping in flight can lower the smallest sample: the latest ping (in flight
+    /// ones are the latest: a pong reveals every earlier one lost) plus the smallest RTT.
+    fn useless_after_ms(&self) -> f64 {
+        self.last_sent_at_ms + self.best_rtt_ms
     }
 
     /// How many pings went out.
@@ -218,12 +233,11 @@ impl PingPacer {
     }
 
     /// Whether the side is done at `now_ms`: [`SAMPLE_COUNT`] pings have their pongs, no
-    /// more are wanted, and none is in flight while the window lasts (after it, pings still
-    /// in flight are not waited for).
+    /// more are wanted, and no ping in flight can still lower the smallest sample.
     pub fn complete(&self, now_ms: f64) -> bool {
         self.answered >= SAMPLE_COUNT
             && !self.wants_more(now_ms)
-            && (self.in_flight == 0 || now_ms >= self.window_end_ms())
+            && (self.in_flight == 0 || now_ms >= self.useless_after_ms())
     }
 }
 
@@ -449,8 +463,8 @@ mod tests {
         assert_eq!(p.send(now), None, "only MAX_SAMPLES pings");
         assert_eq!(
             p.next_due_ms(now),
-            Some(100.0 + SAMPLING_WINDOW_MS),
-            "the last is waited for until the window's end"
+            Some(now + 0.5),
+            "the last is waited for as long as it could lower the smallest sample"
         );
         assert!(!p.complete(now));
         assert_eq!(
@@ -475,8 +489,8 @@ mod tests {
 
     #[test]
     fn pacer_overlaps_pings_on_a_slow_path() {
-        // RTT 100 ms: pings go PING_SPACING_MS apart until the window closes, all before the
-        // first pong; the side completes with the 10th pong, not waiting for the rest.
+        // RTT ~100 ms: pings go PING_SPACING_MS apart until the window closes, all before the
+        // first pong; the side waits for the rest only while they could lower its minimum.
         let mut p = PingPacer::new();
         let mut now = 0.0;
         p.send(now).expect("first");
@@ -491,6 +505,7 @@ mod tests {
             "a ping every PING_SPACING_MS in the window"
         );
         assert_eq!(now, SAMPLING_WINDOW_MS, "the last turn is the window's end");
+        // Pongs at 100 ms + seq: RTTs 100 − seq ms, the smallest 91 ms after ten.
         for seq in 0..SAMPLE_COUNT as u32 {
             assert!(!p.complete(100.0 + f64::from(seq)));
             assert_eq!(
@@ -498,11 +513,15 @@ mod tests {
                 PongVerdict::Sample { send_next: false }
             );
         }
-        assert!(p.complete(110.0));
-        // The same through the driver: done one RTT after the 10th ping.
+        let last_sent = PING_SPACING_MS * (in_window - 1) as f64;
+        assert!(!p.complete(110.0), "later pings may still come back faster");
+        assert_eq!(p.next_due_ms(110.0), Some(last_sent + 91.0));
+        assert!(p.complete(last_sent + 91.0), "none can beat 91 ms now");
+        // Through the driver at a constant 100 ms: every ping comes back, the last one RTT
+        // after it went.
         let (_, samples, done_at) = run_over(100.0);
-        assert_eq!(samples, SAMPLE_COUNT);
-        assert_eq!(done_at, 100.0 + PING_SPACING_MS * (SAMPLE_COUNT - 1) as f64);
+        assert_eq!(samples, in_window);
+        assert_eq!(done_at, 100.0 + last_sent);
     }
 
     #[test]
@@ -583,9 +602,9 @@ mod tests {
     }
 
     #[test]
-    fn pacer_completes_at_the_window_end_with_a_ping_lost_in_it() {
-        // A fast path; the last ping of the window is lost and nothing reveals it: the
-        // window's end completes the side rather than the deadline.
+    fn pacer_completes_with_a_ping_lost_in_the_window() {
+        // A 2 ms path; the last ping of the window is lost and nothing reveals it: the side
+        // completes once that ping could no longer beat 2 ms, not at the deadline.
         let mut p = PingPacer::new();
         let mut now = 0.0;
         let mut seq = p.send(now).expect("first");
@@ -598,8 +617,7 @@ mod tests {
         let due = p.next_due_ms(now).expect("the window's end is due");
         assert_eq!(due, SAMPLING_WINDOW_MS);
         assert_eq!(p.send(due), None);
-        assert!(p.complete(due));
-        assert_eq!(p.next_due_ms(due), None);
+        assert!(p.complete(due), "the lost ping could no longer beat 2 ms");
     }
 
     #[test]

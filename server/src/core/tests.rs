@@ -1943,7 +1943,11 @@ fn tombstones_are_swept_at_most_once_a_second() {
     h.tick_at(ttl - 1);
     assert_eq!(h.core.memory_stats().game_tombstones, 3);
     h.tick_at(ttl);
-    assert_eq!(h.core.memory_stats().game_tombstones, 2, "the first, on time");
+    assert_eq!(
+        h.core.memory_stats().game_tombstones,
+        2,
+        "the first, on time"
+    );
     h.tick_at(ttl + 300);
     assert_eq!(
         h.core.memory_stats().game_tombstones,

@@ -109,8 +109,6 @@ pub struct PingPacer {
     pings: Vec<PingState>,
     answered: usize,
     in_flight: usize,
-    first_sent_at_ms: f64,
-    last_sent_at_ms: f64,
     /// When each ping went out, by `seq`.
     sent_at_ms: Vec<f64>,
     /// The smallest RTT so far, by the pacer's own send times (∞ before the first pong).
@@ -130,8 +128,6 @@ impl PingPacer {
             pings: Vec::with_capacity(MAX_PINGS),
             answered: 0,
             in_flight: 0,
-            first_sent_at_ms: 0.0,
-            last_sent_at_ms: 0.0,
             sent_at_ms: Vec::with_capacity(MAX_PINGS),
             best_rtt_ms: f64::INFINITY,
         }
@@ -140,7 +136,7 @@ impl PingPacer {
     /// When the sampling window closes (`performance.now()` ms); meaningless before the first
     /// ping.
     fn window_end_ms(&self) -> f64 {
-        self.first_sent_at_ms + SAMPLING_WINDOW_MS
+        self.sent_at_ms.first().copied().unwrap_or(0.0) + SAMPLING_WINDOW_MS
     }
 
     /// Whether another ping is wanted at `now_ms`: the [`MAX_PINGS`] budget is not spent, and
@@ -161,14 +157,10 @@ impl PingPacer {
         if !self.wants_more(now_ms) {
             return None;
         }
-        if self.pings.is_empty() {
-            self.first_sent_at_ms = now_ms;
-        }
         let seq = self.pings.len() as u32;
         self.pings.push(PingState::InFlight);
         self.sent_at_ms.push(now_ms);
         self.in_flight += 1;
-        self.last_sent_at_ms = now_ms;
         Some(seq)
     }
 
@@ -206,7 +198,7 @@ impl PingPacer {
             return None;
         }
         if self.wants_more(now_ms) {
-            let due = self.last_sent_at_ms + PING_SPACING_MS;
+            let due = self.last_sent_at_ms() + PING_SPACING_MS;
             return Some(if self.answered + self.in_flight < SAMPLE_COUNT {
                 due
             } else {
@@ -216,10 +208,15 @@ impl PingPacer {
         (self.answered >= SAMPLE_COUNT && self.in_flight > 0).then_some(self.useless_after_ms())
     }
 
+    /// When the latest ping went out (0 before the first).
+    fn last_sent_at_ms(&self) -> f64 {
+        self.sent_at_ms.last().copied().unwrap_or(0.0)
+    }
+
     /// From when no ping in flight can lower the smallest sample: the latest ping (in flight
     /// ones are the latest: a pong reveals every earlier one lost) plus the smallest RTT.
     fn useless_after_ms(&self) -> f64 {
-        self.last_sent_at_ms + self.best_rtt_ms
+        self.last_sent_at_ms() + self.best_rtt_ms
     }
 
     /// How many pings went out.

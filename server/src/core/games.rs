@@ -264,16 +264,9 @@ impl Tombstone {
     /// Notes that member `pid` is gone for good; whether every member now is.
     fn member_gone(&mut self, pid: Pid) -> bool {
         if let Some(i) = self.pids.iter().position(|&p| p == pid) {
-            if i < 64 {
-                self.gone |= 1 << i;
-            }
+            self.gone |= 1u64.checked_shl(i as u32).unwrap_or(0);
         }
-        let all = if self.pids.len() >= 64 {
-            u64::MAX
-        } else {
-            (1u64 << self.pids.len()) - 1
-        };
-        self.gone == all
+        self.gone.count_ones() as usize == self.pids.len()
     }
 
     /// Whether a message from `pid` naming the players at `peers` comes from a member about

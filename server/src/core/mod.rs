@@ -24,8 +24,11 @@
 //!   one probe round per proposed group, and the group's verdict against `max_p2p_rtt_ms`.
 //! - [`games`]: started games: signal relay, report validation, bounds and recording, end of a
 //!   game; ended games are forgotten a minute later.
-//! - [`remembered`]: the compact, bounded form of each scene's done set and failed pairs, and
-//!   their rebuilding from the research record at start ([`DoneState`], [`Core::restore`]).
+//! - [`remembered`]: what each scene's done set and failed pairs hold (keyed fingerprints of
+//!   subject ids and pairs, their caps) and their rebuilding from the research record at start
+//!   ([`DoneState`], [`Core::restore`]).
+//! - [`fingerprint_set`]: the compact, bounded set both are kept in (Elias–Fano eras of 43-bit
+//!   prefixes, a stated false-positive rate).
 //! - [`outcomes`]: what each outcome says (`outcome`: code, filled URL, message) and which
 //!   ones `finish` may claim; the router's `study` submodule decides who gets which, and
 //!   also holds `record`, `attention` and the attention rule, and the entry rules.
@@ -58,6 +61,7 @@
 pub mod candidates;
 pub mod capacity;
 pub mod connection;
+pub mod fingerprint_set;
 pub mod games;
 pub mod ice;
 pub mod ids;

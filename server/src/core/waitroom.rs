@@ -15,7 +15,7 @@
 //!
 //! The done set and the failed pairs outlive sessions, so they are kept compact and bounded:
 //! keyed fingerprints of subject ids and of pairs, the newest [`DONE_CAP`] subjects and
-//! [`FAILED_PAIRS_CAP`] pairs per scene in [`FingerprintSet`]s (4.25 bytes each, a stated
+//! [`FAILED_PAIRS_CAP`] pairs per scene in [`FingerprintSet`]s (3.6–4.2 bytes each, a stated
 //! false-positive rate), the oldest forgotten beyond that (see [`super::remembered`]). Everything else here lives only as
 //! long as the sessions it belongs to.
 
@@ -26,9 +26,10 @@ use pairlab_shared::{SubjectId, Waitroom};
 
 use super::candidates::WaitingSet;
 use super::capacity::ShrinkWhenSparse;
+use super::fingerprint_set::FingerprintSet;
 use super::matchmaker::{self, Candidate, Matchmaker};
 use super::matrix::PairMatrix;
-use super::remembered::{DoneState, FingerprintSet, SubjectHasher, DONE_CAP, FAILED_PAIRS_CAP};
+use super::remembered::{DoneState, SubjectHasher, DONE_CAP, FAILED_PAIRS_CAP};
 use super::Pid;
 use crate::config::{MatchmakerKind, SceneConfig};
 
@@ -80,7 +81,7 @@ pub struct WaitroomSizes {
     /// Subjects in the done set (at least the newest [`DONE_CAP`] are kept, see
     /// [`FingerprintSet`]).
     pub done: usize,
-    /// The heap the done set holds, bytes (about 4.25 a subject, see [`FingerprintSet`]).
+    /// The heap the done set holds, bytes (3.6–4.2 a subject, see [`FingerprintSet`]).
     pub done_bytes: usize,
     /// Remembered failed pairs (at least the newest [`FAILED_PAIRS_CAP`] are kept).
     pub failed_pairs: usize,

@@ -91,8 +91,8 @@ impl ConfigFile {
 
     /// The configuration used when `pairlab serve` gets no `--config`: one scene `default`,
     /// `group_size = 2`, `latency_fifo`, `max_server_rtt_ms = 200`, `max_p2p_rtt_ms = 150`,
-    /// one ICE server, the public STUN server [`DEFAULT_STUN_URL`] (as the original framework
-    /// always added), the `[server]` defaults. It is `scenes/default.toml`, compiled in.
+    /// one ICE server, the public STUN server [`DEFAULT_STUN_URL`](super::DEFAULT_STUN_URL) (as
+    /// the original framework always added), the `[server]` defaults. It is `scenes/default.toml`, compiled in.
     pub fn embedded_default() -> ConfigFile {
         // The file is compiled into the binary and parsed by a unit test
         // (`embedded_default_parses`), so this cannot fail in a built binary.

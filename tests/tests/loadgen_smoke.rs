@@ -247,7 +247,7 @@ fn flood_records_at_most_the_bound_and_nothing_after_the_game() {
     let rows = rows_after(&out, "## flood");
     assert_eq!(rows.len(), 2, "{out}");
     let live: u64 = rows[0][4].parse().expect("lines recorded");
-    // One a second sustained, in bursts of 10 (the server's core/games.rs).
+    // One a second sustained, in bursts of 10 (the server's core/games/mod.rs).
     assert!((1..=12).contains(&live), "{out}");
     assert_eq!(rows[1][4], "0", "nothing after game_ended:\n{out}");
     assert!(out.contains("lines_lost 0, queue_overflows 0"), "{out}");

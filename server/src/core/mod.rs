@@ -52,7 +52,7 @@
 //!    it into the group's round, which yields a [`probe::Verdict`] once every pair is judged
 //!    (or at once when a member disconnected); it returns a [`probe::PairJudged`];
 //! 3. `router/matching.rs` writes its `probe_result` line and acts on the verdict: `Accepted`
-//!    → `games.rs` starts the game; `Rejected` → `waitroom.rs` remembers the failed pairs and
+//!    → `games/` starts the game; `Rejected` → `waitroom.rs` remembers the failed pairs and
 //!    the members return to waiting (and are matched again).
 //!
 //! Probe deadlines (`Event::Tick` → [`probe::ProbeCoordinator::expire`]) and disconnects

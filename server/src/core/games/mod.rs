@@ -3,18 +3,9 @@
 //!
 //! A game exists from the accepted group's `game_start` until it *ends* (once): when a member
 //! reports `p2p_connection_failed` or leaves for good. An ended game is kept for
-//! [`GAME_TOMBSTONE_TTL`] so that its members' late messages are ignored quietly, then
-//! forgotten: the games held are the live ones plus those that ended within the last minute.
-//! An ended game is kept small, as a tombstone: only its members' [`Pid`]s, in player order,
-//! which is all the rules for late messages need (a member naming another member is ignored
-//! quietly, anyone else gets `not_a_member`), keyed by its id as the 128-bit UUID the server
-//! minted; its scene, ids and report buckets are dropped when it ends. A tombstone goes as
-//! soon as every member is gone for good (no late message can come from them), else after
-//! the TTL (swept at most once a second, [`TOMBSTONE_SWEEP_SPACING`]; no queue of ended games
-//! is kept). So a burst of games played through costs little memory even at its peak: measured
-//! (`loadgen churn`, BENCHMARKS.md "100,000 games"), the tombstones of the last minute, with
-//! their ids as strings in the map and the forget queue, were 21 of the 33 MB live at the
-//! burst's peak, and jemalloc keeps the metadata of a peak.
+//! [`GAME_TOMBSTONE_TTL`], small, as a tombstone (see [`tombstones`]), so that its members'
+//! late messages are ignored quietly, then forgotten: the games held are the live ones plus
+//! the tombstones of those that ended within the last minute and still have a member around.
 //!
 //! Only a member may speak for a game, and only about other members; anything else is
 //! `not_a_member`. Signals and reports for an ended game are dropped quietly and not recorded.
@@ -39,7 +30,7 @@
 //! `subject_id`: the index is translated to the id here, for the record only.
 
 use std::collections::{HashMap, HashSet};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use pairlab_shared::{
     ClientMessage, ErrorCode, GameEndReason, GameEnded, GameId, GameSettings, GameStart, IceServer,
@@ -51,14 +42,10 @@ use super::ratelimit::RateLimiter;
 use super::research::{GameEndCause, PairProbe, PairRtt, PeerReport, ResearchEvent};
 use super::{Effect, Pid};
 
-/// How long an ended game is remembered, so that its members' late signals and reports are
-/// ignored quietly instead of being answered with `not_a_member`.
-pub const GAME_TOMBSTONE_TTL: Duration = Duration::from_secs(60);
+pub mod tombstones;
 
-/// The least time between two sweeps of the tombstones, so a sweep (a pass over all of them)
-/// runs at most once a second however many games end: a tombstone is forgotten
-/// [`GAME_TOMBSTONE_TTL`] after its game's end, or up to this much later.
-pub const TOMBSTONE_SWEEP_SPACING: Duration = Duration::from_secs(1);
+use tombstones::Tombstones;
+pub use tombstones::{GAME_TOMBSTONE_TTL, TOMBSTONE_SWEEP_SPACING};
 
 /// Sustained `p2p_quality` changes a member may report per partner, per minute: one per 2 s
 /// sample of the browser's quality monitor.
@@ -237,51 +224,6 @@ struct GameRoom {
     finished: Vec<bool>,
 }
 
-/// What is kept of an ended game until it is forgotten: its members' [`Pid`]s, in player
-/// order (a few bytes a member, against a few hundred for a [`GameRoom`]), and which of them
-/// are gone for good.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Tombstone {
-    /// The members, in player order.
-    pids: Box<[Pid]>,
-    /// Bit `i`: member `i` is gone for good (at most [`pairlab_shared::MAX_PEERS`] = 64
-    /// members).
-    gone: u64,
-    /// When to forget it: [`GAME_TOMBSTONE_TTL`] after the end.
-    forget_at: Instant,
-}
-
-/// The key of a game among the tombstones: its id as the UUID the server minted (a `u128`, no
-/// heap, instead of a 36-byte string twice); `None` for an id the server cannot have minted
-/// (not a UUID in the lower-case hyphenated form `Uuid::to_string` gives), which no game has.
-fn tombstone_key(game_id: &GameId) -> Option<u128> {
-    let id = uuid::Uuid::try_parse(game_id.as_str()).ok()?;
-    let mut text = uuid::Uuid::encode_buffer();
-    (id.hyphenated().encode_lower(&mut text) == game_id.as_str()).then_some(id.as_u128())
-}
-
-impl Tombstone {
-    /// Notes that member `pid` is gone for good; whether every member now is.
-    fn member_gone(&mut self, pid: Pid) -> bool {
-        if let Some(i) = self.pids.iter().position(|&p| p == pid) {
-            self.gone |= 1u64.checked_shl(i as u32).unwrap_or(0);
-        }
-        self.gone.count_ones() as usize == self.pids.len()
-    }
-
-    /// Whether a message from `pid` naming the players at `peers` comes from a member about
-    /// other members (then it is ignored quietly; otherwise it is `not_a_member`).
-    fn is_member_about_partners(&self, pid: Pid, peers: &[PlayerIndex]) -> bool {
-        self.pids.contains(&pid)
-            && peers.iter().all(|&peer| {
-                usize::try_from(peer)
-                    .ok()
-                    .and_then(|i| self.pids.get(i))
-                    .is_some_and(|&p| p != pid)
-            })
-    }
-}
-
 impl GameRoom {
     fn member_index(&self, pid: Pid) -> Option<usize> {
         self.members.iter().position(|m| m.pid == pid)
@@ -313,11 +255,8 @@ impl GameRoom {
 pub struct Games {
     /// The live games.
     rooms: HashMap<GameId, GameRoom>,
-    /// The ended games not yet forgotten, by [`tombstone_key`].
-    ended: HashMap<u128, Tombstone>,
-    /// When to sweep the tombstones next (`None` without any): no queue of ended games is
-    /// kept, so a burst of games costs nothing once its members are gone.
-    next_sweep: Option<Instant>,
+    /// The ended games not yet forgotten.
+    ended: Tombstones,
 }
 
 impl Games {
@@ -444,24 +383,15 @@ impl Games {
     /// When to sweep the tombstones next: the oldest one's time to be forgotten, but at most
     /// one sweep per [`TOMBSTONE_SWEEP_SPACING`].
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.next_sweep
+        self.ended.next_deadline()
     }
 
     /// Forgets the games that ended [`GAME_TOMBSTONE_TTL`] or longer before `now`, when a
     /// sweep is due.
     pub fn expire(&mut self, now: Instant) {
-        if self.next_sweep.is_some_and(|t| t <= now) {
-            self.ended.retain(|_, t| t.forget_at > now);
-            self.next_sweep = self
-                .ended
-                .values()
-                .map(|t| t.forget_at)
-                .min()
-                .map(|t| t.max(now + TOMBSTONE_SWEEP_SPACING));
-        }
+        self.ended.expire(now);
         // After a burst of games, give back the room it took (see `super::capacity`).
         self.rooms.shrink_when_sparse();
-        self.ended.shrink_when_sparse();
     }
 
     /// A game message (`webrtc_signal`, `p2p_*`, `episode_summary`) from participant `pid` at
@@ -483,7 +413,7 @@ impl Games {
         match msg {
             ClientMessage::WebrtcSignal(s) => {
                 // Late signals of an ended game go nowhere, quietly.
-                if self.ended_quietly(&s.game_id, pid, &[s.target_index])? {
+                if self.ended.quietly(&s.game_id, pid, &[s.target_index])? {
                     return Ok(());
                 }
                 let room = self.rooms.get(&s.game_id).ok_or(NotAMember)?;
@@ -652,7 +582,7 @@ impl Games {
         pid: Pid,
         peers: &[PlayerIndex],
     ) -> Result<Option<Reporter>, NotAMember> {
-        if self.ended_quietly(game_id, pid, peers)? {
+        if self.ended.quietly(game_id, pid, peers)? {
             return Ok(None);
         }
         let room = self.rooms.get(game_id).ok_or(NotAMember)?;
@@ -670,26 +600,6 @@ impl Games {
             subject_id: room.members[me].subject_id.clone(),
             peers,
         }))
-    }
-
-    /// Whether `game_id` has ended and its tombstone says `pid` is a member naming other
-    /// members at `peers` (the message is then dropped quietly). `Ok(false)`: the game is not
-    /// an ended one (it is live, or not known).
-    ///
-    /// # Errors
-    /// [`NotAMember`] when the game has ended and `pid` was not in it, or a peer is not
-    /// another member.
-    fn ended_quietly(
-        &self,
-        game_id: &GameId,
-        pid: Pid,
-        peers: &[PlayerIndex],
-    ) -> Result<bool, NotAMember> {
-        match tombstone_key(game_id).and_then(|key| self.ended.get(&key)) {
-            None => Ok(false),
-            Some(t) if t.is_member_about_partners(pid, peers) => Ok(true),
-            Some(_) => Err(NotAMember),
-        }
     }
 
     /// [`Games::reporter`] for a report about one partner, `peer`, which also takes one token
@@ -827,15 +737,7 @@ impl Games {
                 }
             }
         };
-        if let Some(key) = tombstone_key(game_id) {
-            if self.ended.get_mut(&key).is_some_and(|t| t.member_gone(pid)) {
-                self.ended.remove(&key);
-                self.ended.shrink_when_sparse();
-                if self.ended.is_empty() {
-                    self.next_sweep = None;
-                }
-            }
-        }
+        self.ended.member_gone(game_id, pid);
         told
     }
 
@@ -866,19 +768,8 @@ impl Games {
         let Some(room) = self.rooms.remove(game_id) else {
             return Vec::new();
         };
-        if let Some(key) = tombstone_key(game_id) {
-            let pids = room.members.iter().map(|m| m.pid).collect();
-            let forget_at = now + GAME_TOMBSTONE_TTL;
-            self.ended.insert(
-                key,
-                Tombstone {
-                    pids,
-                    gone: 0,
-                    forget_at,
-                },
-            );
-            self.next_sweep.get_or_insert(forget_at);
-        }
+        self.ended
+            .bury(now, game_id, room.members.iter().map(|m| m.pid).collect());
         let wire = match cause {
             GameEndCause::ConnectionFailed => Some((
                 GameEndReason::ConnectionFailed,

@@ -14,7 +14,9 @@
 //! `product.rs`.
 //!
 //! # The probe benchmark
-//! It starts coturn (static credentials, 4,000 relay ports: [`bench_turn`]), a [`DelayProxy`] in front of it, the real `pairlab`
+//! It starts coturn (static credentials, 4,000 relay ports: [`bench_turn`]), a
+//! [`DelayProxy`](pairlab_tests::delay_proxy::DelayProxy) in front of it (both modes share this
+//! setup and its teardown: [`rig`]), the real `pairlab`
 //! (`--server release|debug`) with one scene per round (`group_size = 2`, `fifo`, a huge
 //! `max_p2p_rtt_ms` so every probe is accepted, `reconnect_grace_ms = 0`) whose only ICE server
 //! is `turn:<proxy>` (static credentials), chromedriver and two headless Chromium processes.
@@ -66,6 +68,7 @@
 //! unknown. The tables are printed first; the reasons follow on stderr.
 
 mod product;
+mod rig;
 
 use std::collections::HashMap;
 use std::error::Error;
@@ -77,13 +80,12 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, ValueEnum};
 use pairlab_shared::stats::median;
-use pairlab_tests::browser::BrowserOptions;
-use pairlab_tests::delay_proxy::DelayProxy;
 use pairlab_tests::ports::{free_block, Protocols};
 use pairlab_tests::record::{events_of, read_events, rfc3339_ms, ResearchEventKind as Ev};
 use pairlab_tests::stats::nearest_rank;
 use pairlab_tests::turn::{stun_rtt_ms as stun_once_ms, Coturn, CoturnConfig, TurnAuth};
 use pairlab_tests::{Browser, ChromeDriver, Server, WorkDir, WASM_ASSET};
+use rig::Rig;
 use serde_json::{json, Value};
 use tokio::net::UdpSocket;
 
@@ -284,18 +286,6 @@ return { bench: b, resources: res,
                load: nav.loadEventEnd, transfer: nav.transferSize, encoded: nav.encodedBodySize,
                decoded: nav.decodedBodySize, coding: nav.contentEncoding ?? null } : null };
 "#;
-
-/// One headless Chromium for the bench: [`INJECT_JS`] in every document, and
-/// `BackForwardCache` disabled, so a page left for `about:blank` is torn down at once (its
-/// WebSocket and RTCPeerConnections closed, its TURN allocations released) instead of being kept
-/// alive in the back/forward cache. Its processes are killed by PID on drop.
-async fn open_browser(driver: &ChromeDriver, work: &WorkDir, name: &str) -> R<Browser> {
-    let options = BrowserOptions {
-        disable_features: vec!["BackForwardCache".to_owned()],
-        init_script: Some(INJECT_JS.to_owned()),
-    };
-    Ok(Browser::open_with(driver, work, name, &options).await?)
-}
 
 /// Reads [`READ_JS`]'s record of the page.
 async fn read_page(browser: &Browser) -> R<Value> {
@@ -498,23 +488,15 @@ fn settings(args: &Args) -> R<Vec<Setting>> {
 async fn probes(args: &Args) -> R<()> {
     let settings = settings(args)?;
     let deadline = Instant::now() + Duration::from_secs(args.time_limit_s);
-    let work = WorkDir::fresh("bench-probe")?;
-    let mut coturn = Some(bench_turn(&work).await?);
-    let coturn_addr = coturn
-        .as_ref()
-        .map(Coturn::addr)
-        .ok_or("coturn did not start")?;
-    let coturn_pid = coturn.as_ref().map_or(0, Coturn::pid);
-    let proxy = DelayProxy::start("127.0.0.1:0".parse()?, coturn_addr).await?;
     let rounds = settings.len() * (args.probes + 1);
-    let server = Server::start(
-        &work,
-        &scene_toml(proxy.local_addr(), rounds, args.probe_timeout_ms),
+    let mut rig = Rig::start(
+        "bench-probe",
+        |proxy| scene_toml(proxy, rounds, args.probe_timeout_ms),
+        Some(INJECT_JS),
     )
     .await?;
-    let driver = ChromeDriver::start(&work).await?;
-    let a = open_browser(&driver, &work, "a").await?;
-    let b = open_browser(&driver, &work, "b").await?;
+    let (server, a, b, proxy) = (&rig.server, &rig.a, &rig.b, &rig.proxy);
+    let (coturn_addr, coturn_pid) = (rig.coturn_addr, rig.coturn_pid());
     println!("pairlab binary: {}", describe_bin(server.bin()));
     eprintln!(
         "bench-probe: server {} (pid {}), coturn pid {}, proxy {} → {}, work dir {}",
@@ -523,10 +505,10 @@ async fn probes(args: &Args) -> R<()> {
         coturn_pid,
         proxy.local_addr(),
         coturn_addr,
-        work.path().display()
+        rig.work.path().display()
     );
-    let raw_path = work.join("probes.jsonl");
-    let mut rounds = Rounds::new(&a, &b, deadline, args.probes, &raw_path)?;
+    let raw_path = rig.work.join("probes.jsonl");
+    let mut rounds = Rounds::new(a, b, deadline, args.probes, &raw_path)?;
     let mut results: Vec<SettingResult> = Vec::new();
     for setting in &settings {
         let (relay, stun_to) = match *setting {
@@ -540,12 +522,12 @@ async fn probes(args: &Args) -> R<()> {
             }
         };
         if relay && args.break_turn {
-            if let Some(c) = coturn.take() {
+            if let Some(c) = rig.coturn.take() {
                 eprintln!("bench-probe: --break-turn: stopping coturn (pid {coturn_pid})");
                 c.stop();
             }
         }
-        let stun_ms = match coturn {
+        let stun_ms = match rig.coturn {
             Some(_) => stun_rtt_ms(stun_to).await?,
             None => None,
         };
@@ -559,7 +541,7 @@ async fn probes(args: &Args) -> R<()> {
         // delay, the first page of a browser).
         let got = rounds
             .setting(&setting.label(), "probe", |round| {
-                one_round(&server, &a, &b, round, relay)
+                one_round(server, a, b, round, relay)
             })
             .await?;
         result.runs = got.kept;
@@ -569,12 +551,8 @@ async fn probes(args: &Args) -> R<()> {
             break;
         }
     }
-    close_browser(a).await;
-    close_browser(b).await;
-    drop(driver);
-    drop(server);
-    proxy.stop();
-    drop(coturn);
+    drop(rounds);
+    rig.close().await;
     print_probe_tables(&results, args);
     println!("\nraw per-probe lines: {}", raw_path.display());
     verdict(&shortfalls(&settings, &results, args.probes))
@@ -1252,7 +1230,9 @@ async fn weight(args: &Args) -> R<()> {
     }
 
     let driver = ChromeDriver::start(&work).await?;
-    let browser = open_browser(&driver, &work, "w").await?;
+    // The weight run's page: the same observer script as the probe runs.
+    let options = rig::browser_options(Some(INJECT_JS));
+    let browser = Browser::open_with(&driver, &work, "w", &options).await?;
     // The first load of a fresh profile: what a participant's browser receives on a first visit.
     let first = received_files(&load_page(&browser, &server, "wf-000").await?);
     browser.cdp("Network.enable", json!({})).await?;

@@ -46,17 +46,15 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use pairlab_shared::stats::median;
-use pairlab_tests::browser::BrowserOptions;
-use pairlab_tests::delay_proxy::DelayProxy;
 use pairlab_tests::record::{events_by, events_of, read_events, ResearchEventKind as Ev};
 use pairlab_tests::relay_echo::relay_echo_rtts_ms;
-use pairlab_tests::turn::Coturn;
-use pairlab_tests::{Browser, ChromeDriver, Server, WorkDir};
+use pairlab_tests::{Browser, Server};
 use serde_json::Value;
 
+use super::rig::Rig;
 use super::{
-    bench_turn, close_browser, count_shortfalls, describe_bin, f1, path_shortfalls, quantile,
-    round_ids, stun_rtt_ms, verdict, Args, Rounds, Setting, POLL, R, TURN_PASS, TURN_USER,
+    count_shortfalls, describe_bin, f1, path_shortfalls, quantile, round_ids, stun_rtt_ms, verdict,
+    Args, Rounds, Setting, POLL, R, TURN_PASS, TURN_USER,
 };
 
 /// Relay echoes per relayed setting (its printed median), and before each pair (reference
@@ -191,43 +189,30 @@ credential = "{TURN_PASS}"
     toml
 }
 
-/// One headless Chromium with nothing injected.
-async fn open_plain(driver: &ChromeDriver, work: &WorkDir, name: &str) -> R<Browser> {
-    let options = BrowserOptions {
-        disable_features: vec!["BackForwardCache".to_owned()],
-        init_script: None,
-    };
-    Ok(Browser::open_with(driver, work, name, &options).await?)
-}
-
 /// Runs the product-path benchmark (see the module docs) and prints its tables.
 pub(crate) async fn run(args: &Args, settings: &[Setting]) -> R<()> {
     let handover = args.probe_handover;
     let deadline = Instant::now() + Duration::from_secs(args.time_limit_s);
-    let work = WorkDir::fresh("bench-probe-product")?;
-    let coturn = bench_turn(&work).await?;
-    let coturn_addr = coturn.addr();
-    let proxy = DelayProxy::start("127.0.0.1:0".parse()?, coturn_addr).await?;
     let rounds = settings.len() * (args.probes + 1);
-    let server = Server::start(
-        &work,
-        &scene_toml(proxy.local_addr(), rounds, args, handover),
+    // Nothing injected: the served page as a participant gets it.
+    let rig = Rig::start(
+        "bench-probe-product",
+        |proxy| scene_toml(proxy, rounds, args, handover),
+        None,
     )
     .await?;
-    let driver = ChromeDriver::start(&work).await?;
-    let a = open_plain(&driver, &work, "a").await?;
-    let b = open_plain(&driver, &work, "b").await?;
+    let (server, a, b, proxy) = (&rig.server, &rig.a, &rig.b, &rig.proxy);
     println!("pairlab binary: {}", describe_bin(server.bin()));
     eprintln!(
         "bench-probe --product-path: server pid {}, coturn pid {}, proxy {} → {}, work dir {}",
         server.pid(),
-        coturn.pid(),
+        rig.coturn_pid(),
         proxy.local_addr(),
-        coturn_addr,
-        work.path().display()
+        rig.coturn_addr,
+        rig.work.path().display()
     );
-    let raw_path = work.join("pairs.jsonl");
-    let mut rounds = Rounds::new(&a, &b, deadline, args.probes, &raw_path)?;
+    let raw_path = rig.work.join("pairs.jsonl");
+    let mut rounds = Rounds::new(a, b, deadline, args.probes, &raw_path)?;
     let mut runs: Vec<SettingRun> = Vec::new();
     for setting in settings {
         let (relay, stun_ms, echo_ms) = match *setting {
@@ -254,7 +239,7 @@ pub(crate) async fn run(args: &Args, settings: &[Setting]) -> R<()> {
         let got = rounds
             .setting(&setting.label(), "lines", |round| {
                 let echo_via = relay.then(|| proxy.local_addr());
-                product_round(&server, &a, &b, round, echo_via, args)
+                product_round(server, a, b, round, echo_via, args)
             })
             .await?;
         run.pairs = got.kept;
@@ -264,12 +249,8 @@ pub(crate) async fn run(args: &Args, settings: &[Setting]) -> R<()> {
             break;
         }
     }
-    close_browser(a).await;
-    close_browser(b).await;
-    drop(driver);
-    drop(server);
-    proxy.stop();
-    drop::<Coturn>(coturn);
+    drop(rounds);
+    rig.close().await;
     print_tables(&runs, args, handover);
     println!("\nraw per-pair record lines: {}", raw_path.display());
     verdict(&shortfalls(settings, &runs, args.probes))

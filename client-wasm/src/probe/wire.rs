@@ -83,6 +83,13 @@ enum PingState {
     Lost,
 }
 
+/// One ping sent: where it is, and when it went out (`performance.now()` ms).
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Ping {
+    state: PingState,
+    sent_at_ms: f64,
+}
+
 /// One side's ping schedule: which pings went out, which came back, which were lost, and when
 /// the next is due. Pure state, driven by the probe connection with `performance.now()` times
 /// (ms).
@@ -106,11 +113,10 @@ enum PingState {
 /// longer than the smallest RTT seen.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PingPacer {
-    pings: Vec<PingState>,
+    /// The pings sent, by `seq`.
+    pings: Vec<Ping>,
     answered: usize,
     in_flight: usize,
-    /// When each ping went out, by `seq`.
-    sent_at_ms: Vec<f64>,
     /// The smallest RTT so far, by the pacer's own send times (∞ before the first pong).
     best_rtt_ms: f64,
 }
@@ -128,7 +134,6 @@ impl PingPacer {
             pings: Vec::with_capacity(MAX_PINGS),
             answered: 0,
             in_flight: 0,
-            sent_at_ms: Vec::with_capacity(MAX_PINGS),
             best_rtt_ms: f64::INFINITY,
         }
     }
@@ -136,7 +141,7 @@ impl PingPacer {
     /// When the sampling window closes (`performance.now()` ms); meaningless before the first
     /// ping.
     fn window_end_ms(&self) -> f64 {
-        self.sent_at_ms.first().copied().unwrap_or(0.0) + SAMPLING_WINDOW_MS
+        self.pings.first().map_or(0.0, |p| p.sent_at_ms) + SAMPLING_WINDOW_MS
     }
 
     /// Whether another ping is wanted at `now_ms`: the [`MAX_PINGS`] budget is not spent, and
@@ -158,8 +163,10 @@ impl PingPacer {
             return None;
         }
         let seq = self.pings.len() as u32;
-        self.pings.push(PingState::InFlight);
-        self.sent_at_ms.push(now_ms);
+        self.pings.push(Ping {
+            state: PingState::InFlight,
+            sent_at_ms: now_ms,
+        });
         self.in_flight += 1;
         Some(seq)
     }
@@ -167,19 +174,21 @@ impl PingPacer {
     /// A pong carrying `seq` arrived at `now_ms`.
     pub fn on_pong(&mut self, seq: u32, now_ms: f64) -> PongVerdict {
         let i = seq as usize;
-        if self.pings.get(i) != Some(&PingState::InFlight) {
+        let Some(ping) = self
+            .pings
+            .get_mut(i)
+            .filter(|p| p.state == PingState::InFlight)
+        else {
             return PongVerdict::Ignore;
-        }
-        self.pings[i] = PingState::Answered;
+        };
+        ping.state = PingState::Answered;
+        self.best_rtt_ms = self.best_rtt_ms.min(now_ms - ping.sent_at_ms);
         self.answered += 1;
         self.in_flight -= 1;
-        if let Some(sent_at_ms) = self.sent_at_ms.get(i) {
-            self.best_rtt_ms = self.best_rtt_ms.min(now_ms - sent_at_ms);
-        }
         // Ordered and reliable: an earlier ping still in flight is lost.
-        for state in &mut self.pings[..i] {
-            if *state == PingState::InFlight {
-                *state = PingState::Lost;
+        for ping in &mut self.pings[..i] {
+            if ping.state == PingState::InFlight {
+                ping.state = PingState::Lost;
                 self.in_flight -= 1;
             }
         }
@@ -210,7 +219,7 @@ impl PingPacer {
 
     /// When the latest ping went out (0 before the first).
     fn last_sent_at_ms(&self) -> f64 {
-        self.sent_at_ms.last().copied().unwrap_or(0.0)
+        self.pings.last().map_or(0.0, |p| p.sent_at_ms)
     }
 
     /// From when no ping in flight can lower the smallest sample: the latest ping (in flight
@@ -226,7 +235,10 @@ impl PingPacer {
 
     /// How many pings were found lost.
     pub fn lost(&self) -> usize {
-        self.pings.iter().filter(|p| **p == PingState::Lost).count()
+        self.pings
+            .iter()
+            .filter(|p| p.state == PingState::Lost)
+            .count()
     }
 
     /// Whether the side is done at `now_ms`: [`SAMPLE_COUNT`] pings have their pongs, no

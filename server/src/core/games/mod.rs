@@ -413,10 +413,9 @@ impl Games {
         match msg {
             ClientMessage::WebrtcSignal(s) => {
                 // Late signals of an ended game go nowhere, quietly.
-                if self.ended.quietly(&s.game_id, pid, &[s.target_index])? {
+                let Some(room) = self.live_room(&s.game_id, pid, &[s.target_index])? else {
                     return Ok(());
-                }
-                let room = self.rooms.get(&s.game_id).ok_or(NotAMember)?;
+                };
                 let from_index = room.index_of(pid).ok_or(NotAMember)?;
                 let to = room.peer_index(pid, s.target_index).ok_or(NotAMember)?;
                 let msg = ServerMessage::WebrtcSignal(WebrtcSignalIn {
@@ -573,6 +572,27 @@ impl Games {
         Ok(())
     }
 
+    /// The live game `game_id`; `None` when it has ended and `pid` is a member naming other
+    /// members at `peers` (the message is then dropped quietly). The tombstones are asked
+    /// only when the game is not live (a game is one or the other), so a live game's signals
+    /// and reports cost one map lookup.
+    ///
+    /// # Errors
+    /// [`NotAMember`] when no game, live or ended, has that id, or it ended without `pid` or
+    /// a peer among its members.
+    fn live_room(
+        &self,
+        game_id: &GameId,
+        pid: Pid,
+        peers: &[PlayerIndex],
+    ) -> Result<Option<&GameRoom>, NotAMember> {
+        match self.rooms.get(game_id) {
+            Some(room) => Ok(Some(room)),
+            None if self.ended.quietly(game_id, pid, peers)? => Ok(None),
+            None => Err(NotAMember),
+        }
+    }
+
     /// Checks that `pid` is a member of the game and every one of `peers` another member;
     /// returns the reporter and the peers' ids, in `peers` order. `None`: the game has ended
     /// (the report is dropped quietly).
@@ -582,10 +602,9 @@ impl Games {
         pid: Pid,
         peers: &[PlayerIndex],
     ) -> Result<Option<Reporter>, NotAMember> {
-        if self.ended.quietly(game_id, pid, peers)? {
+        let Some(room) = self.live_room(game_id, pid, peers)? else {
             return Ok(None);
-        }
-        let room = self.rooms.get(game_id).ok_or(NotAMember)?;
+        };
         let me = room.member_index(pid).ok_or(NotAMember)?;
         let peers = peers
             .iter()

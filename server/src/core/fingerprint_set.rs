@@ -103,13 +103,14 @@ impl FingerprintSet {
 
     /// Adds `value`; forgets the oldest era when the newest `cap` values lie in the others.
     pub fn insert(&mut self, value: u64) {
-        if self.cap == 0 || self.in_eras(prefix(value)) {
+        let prefix = prefix(value);
+        if self.cap == 0 || self.in_eras(prefix) {
             return;
         }
-        let Err(at) = self.newest.binary_search(&prefix(value)) else {
+        let Err(at) = self.newest.binary_search(&prefix) else {
             return;
         };
-        self.newest.insert(at, prefix(value));
+        self.newest.insert(at, prefix);
         self.len += 1;
         if self.newest.len() >= SEAL_AT {
             self.seal();

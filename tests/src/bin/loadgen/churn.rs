@@ -3,7 +3,8 @@
 //! pairs in flight, `--games` in all, each member a new `subject_id`. The server's RSS is read
 //! once the first `--warmup` games are over and everyone has left (before) and again after the
 //! last (after), each time `--settle-s` after `/healthz` counted no participant (ended games are
-//! forgotten a minute after they end: `GAME_TOMBSTONE_TTL` of the server's `core/games/tombstones.rs`).
+//! forgotten a minute after they end: `GAME_TOMBSTONE_TTL` of the server's
+//! `core/games/tombstones.rs`).
 //! What stays is the done set, compact and bounded; held = after / before ≤ [`HELD_RSS_RATIO`].
 //! Each point also says how the RSS splits into anonymous memory (heap, stacks) and pages of
 //! files (the binary), and leaves the server's `/proc/PID/smaps` beside its log
